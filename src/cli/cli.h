@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The banger CLI: a two-level command table (`banger <group> <command>`),
+ * global flags, and helpers each command file uses. The CLI never links
+ * daemon code: it talks to bangerd over RPC (client.c) or inspects the host
+ * through src/core (doctor).
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "layout.h"
+#include "rpc.h"
+
+#define CLI_MAX_FLAGS 16
+
+struct cli_flag {
+        const char *name;  /* long name without "--" */
+        char short_name;   /* 0 when none */
+        const char *arg;   /* value placeholder; NULL for a boolean flag */
+        const char *help;
+};
+
+struct cli_args;
+struct cli_ctx;
+
+struct cli_command {
+        const char *group; /* NULL for a top-level command */
+        const char *name;
+        const char *args;  /* positional usage, e.g. "bash|zsh|fish" */
+        const char *summary;
+        const struct cli_flag *flags; /* terminated by {0} */
+        int min_args, max_args;
+        int (*run)(struct cli_ctx *ctx, struct cli_args *a);
+};
+
+struct cli_args {
+        const struct cli_command *cmd;
+        const char *values[CLI_MAX_FLAGS]; /* by flag index; "" for booleans */
+        char **pos;
+        int npos;
+};
+
+struct cli_ctx {
+        bool json;
+        bool verbose;
+        bool color_out; /* stdout is a TTY and NO_COLOR unset */
+        bool color_err;
+        const char *socket_override; /* --socket */
+        struct layout layout;
+        /* connection, lazily opened by cli_call() */
+        int fd;
+        struct rpc_line_reader lr;
+        int64_t next_id;
+        bool version_checked;
+};
+
+extern const struct cli_command cli_commands[];
+extern const struct cli_flag cli_global_flags[];
+
+const char *cli_flag(const struct cli_args *a, const char *name); /* value, "" if boolean set, NULL */
+bool cli_has(const struct cli_args *a, const char *name);
+int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_print_usage_line(FILE *f, const struct cli_command *cmd);
+
+/* Prints "banger: msg (op-xxxxxx)" on stderr; returns 1 (the exit code). */
+int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cli_print_json(const json_t *j);
+const char *cli_socket_path(const struct cli_ctx *ctx);
+
+/* client.c */
+enum cli_connect_mode {
+        CLI_NO_AUTOSTART,
+        CLI_AUTOSTART, /* start bangerd when it does not answer (default socket only) */
+};
+
+/* Calls `method`; on an RPC error prints it and returns 1; on a transport
+ * error prints it and returns 1; 0 with *ret_result on success. */
+int cli_call(struct cli_ctx *ctx, enum cli_connect_mode mode, const char *method, json_t *params,
+             json_t **ret_result);
+/* 0 connected, -ECONNREFUSED/-ENOENT when no daemon answers, other -errno. */
+int cli_try_connect(struct cli_ctx *ctx);
+int cli_start_daemon(struct cli_ctx *ctx);
+/* Asks the daemon to stop and waits (10 s) for its process to exit. */
+int cli_stop_daemon(struct cli_ctx *ctx);
+void cli_disconnect(struct cli_ctx *ctx);
+/* bangerd: $BANGER_BANGERD, else next to this binary, else PATH. */
+char *cli_find_bangerd(void);
+
+/* commands */
+int cmd_version(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_ping(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_daemon_start(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_daemon_stop(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_daemon_operations(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_config_show(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_completion(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_help(struct cli_ctx *ctx, struct cli_args *a);

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * doctor: a read-only report on the host. Never creates or changes anything:
+ * the DB is inspected by `bangerd --check-migrations` (read-only open), and
+ * directories are checked with lstat, not created.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "aptsources.h"
+#include "cli.h"
+#include "config.h"
+#include "fsutil.h"
+#include "hostinfo.h"
+#include "jsonx.h"
+#include "macro.h"
+#include "parse.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+
+enum status { PASS, WARN, FAIL };
+static const char *const status_names[] = { "PASS", "WARN", "FAIL" };
+
+struct report {
+        json_t *checks; /* array */
+        int fails;
+};
+
+_printf_(5, 6) static void add(struct report *rep, enum status st, const char *check, const char *hint,
+                               const char *fmt, ...) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+        va_list ap;
+
+        va_start(ap, fmt);
+        strbuf_vaddf(&sb, fmt, ap);
+        va_end(ap);
+        json_t *c = json_pack("{s:s, s:s, s:s}", "status", status_names[st], "check", check, "detail", sb.buf);
+        if (hint)
+                json_object_set_new(c, "hint", json_string(hint));
+        json_array_append_new(rep->checks, c);
+        rep->fails += st == FAIL;
+}
+
+static void check_arch(struct report *rep) {
+        struct utsname u;
+        uname(&u);
+        if (strcmp(u.machine, "x86_64") == 0)
+                add(rep, PASS, "architecture", NULL, "%s", u.machine);
+        else
+                add(rep, FAIL, "architecture", "banger supports x86_64 hosts only", "%s is not supported", u.machine);
+}
+
+static void check_kvm(struct report *rep) {
+        struct kvm_state k;
+        hostinfo_kvm(&k);
+        if (k.create_vm)
+                add(rep, PASS, "kvm", NULL,
+                    "/dev/kvm present and openable (API %d, KVM_CREATE_VM ok); a guest boot probe decides whether "
+                    "VMs use it",
+                    k.api_version);
+        else if (k.present)
+                add(rep, WARN, "kvm", "add your user to the kvm group, or run as root",
+                    "%s; VMs will run under TCG (slower)", k.error);
+        else
+                add(rep, WARN, "kvm", "enable virtualisation (VT-x/AMD-V) or nested virtualisation",
+                    "%s; VMs will run under TCG (slower)", k.error);
+        kvm_state_done(&k);
+}
+
+static void check_vmms(struct report *rep, const struct config *cfg) {
+        struct tool_info q, f;
+
+        hostinfo_tool(cfg->qemu_bin, &q);
+        if (q.path)
+                add(rep, PASS, "qemu", NULL, "%s: %s", q.path, q.version ? q.version : "(version unknown)");
+        else
+                add(rep, FAIL, "qemu", "apt-get install qemu-system-x86 qemu-utils", "%s not found", cfg->qemu_bin);
+        hostinfo_tool(cfg->firecracker_bin, &f);
+        if (f.path)
+                add(rep, PASS, "firecracker", NULL, "%s: %s", f.path, f.version ? f.version : "(version unknown)");
+        else
+                add(rep, WARN, "firecracker", "install Firecracker >= 1.5 to use it where KVM works",
+                    "%s not found; the qemu backend will be used", cfg->firecracker_bin);
+        tool_info_done(&q);
+        tool_info_done(&f);
+}
+
+static void check_tun(struct report *rep) {
+        struct stat st;
+        if (stat("/dev/net/tun", &st) == 0 && S_ISCHR(st.st_mode))
+                add(rep, PASS, "tun", NULL, "/dev/net/tun present");
+        else
+                add(rep, FAIL, "tun", "modprobe tun", "/dev/net/tun missing: TAP networking is impossible");
+}
+
+static void check_tools(struct report *rep) {
+        static const struct {
+                const char *name;
+                bool required;
+                const char *pkg;
+        } tools[] = {
+                { "qemu-img", true, "qemu-utils" },   { "ssh", true, "openssh-client" },
+                { "ssh-keygen", true, "openssh-client" }, { "git", true, "git" },
+                { "ip", true, "iproute2" },           { "mkfs.ext4", true, "e2fsprogs" },
+                { "gpgv", false, "gpgv" },            { "mmdebstrap", false, "mmdebstrap" },
+        };
+        _cleanup_strbuf_ struct strbuf missing_req = STRBUF_INIT, missing_opt = STRBUF_INIT, pkgs = STRBUF_INIT;
+
+        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (find_executable(tools[i].name, &p) == 0)
+                        continue;
+                struct strbuf *sb = tools[i].required ? &missing_req : &missing_opt;
+                strbuf_addf(sb, "%s%s", sb->len ? ", " : "", tools[i].name);
+                strbuf_addf(&pkgs, " %s", tools[i].pkg);
+        }
+        _cleanup_free_ char *hint = pkgs.len ? xasprintf("apt-get install%s", pkgs.buf) : NULL;
+        if (missing_req.len)
+                add(rep, FAIL, "host tools", hint, "missing: %s%s%s", missing_req.buf,
+                    missing_opt.len ? "; optional missing: " : "", missing_opt.buf);
+        else if (missing_opt.len)
+                add(rep, WARN, "host tools", hint, "optional missing (image builds need them): %s", missing_opt.buf);
+        else
+                add(rep, PASS, "host tools", NULL, "qemu-img, ssh, ssh-keygen, git, ip, mkfs.ext4, gpgv, mmdebstrap");
+}
+
+static void check_dir(struct report *rep, const char *check, const char *path, bool must_be_private) {
+        struct stat st;
+        _cleanup_free_ char *why = NULL;
+
+        if (lstat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        add(rep, PASS, check, NULL, "%s does not exist yet (created on first use)", path);
+                else
+                        add(rep, FAIL, check, NULL, "%s: %s", path, strerror(errno));
+                return;
+        }
+        int r = ensure_private_dir(path, getuid(), false, &why);
+        if (r == 0)
+                add(rep, PASS, check, NULL, "%s (owner uid %u, mode 0700)", path, (unsigned) st.st_uid);
+        else if (must_be_private)
+                add(rep, FAIL, check, "fix the owner/mode (chmod 0700) or remove it", "%s",
+                    why ? why : strerror(-r));
+        else
+                add(rep, WARN, check, "chmod 0700 it", "%s", why ? why : strerror(-r));
+}
+
+static void check_db(struct report *rep, const struct cli_ctx *ctx) {
+        _cleanup_free_ char *bin = cli_find_bangerd();
+        struct spawn_result res = { 0 };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 10000 };
+
+        if (!bin) {
+                add(rep, FAIL, "state store", "install bangerd next to banger", "bangerd not found");
+                return;
+        }
+        char *argv[] = { bin, (char *) "--check-migrations", (char *) "--json", NULL };
+        if (spawn_run(argv, &o, &res) < 0) {
+                add(rep, FAIL, "state store", NULL, "cannot run %s", bin);
+                return;
+        }
+        _cleanup_json_ json_t *j = json_loads(res.out, 0, NULL);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        const char *detail = json_string_value(json_object_get(j, "detail"));
+        if (!state)
+                add(rep, FAIL, "state store", NULL, "bangerd --check-migrations failed: %s", res.err);
+        else if (strcmp(state, "up_to_date") == 0 || strcmp(state, "missing") == 0 || strcmp(state, "pending") == 0)
+                add(rep, PASS, "state store", NULL, "%s: %s", ctx->layout.db_path, detail);
+        else
+                add(rep, FAIL, "state store", "move the file aside; bangerd will create a fresh one", "%s: %s (%s)",
+                    ctx->layout.db_path, state, detail);
+        spawn_result_done(&res);
+}
+
+static void check_config(struct report *rep, const struct cli_ctx *ctx, struct config **ret_cfg) {
+        _cleanup_free_ char *err = NULL;
+        char sz[32], sz2[32];
+        int r = hostinfo_load_config(&ctx->layout, ret_cfg, &err);
+
+        if (r < 0) {
+                add(rep, FAIL, "config", "fix the value named above", "%s", err);
+                return;
+        }
+        struct config *c = *ret_cfg;
+        bool exists = access(ctx->layout.config_file, F_OK) == 0;
+        size_t nw = 0;
+        for (char **w = c->warnings; w && *w; w++)
+                nw++;
+        if (nw) {
+                _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+                for (char **w = c->warnings; w && *w; w++)
+                        strbuf_addf(&sb, "%s%s", sb.len ? "; " : "", *w);
+                add(rep, WARN, "config", "remove or correct the keys named", "%s: %s", ctx->layout.config_file, sb.buf);
+        } else
+                add(rep, PASS, "config", NULL, "%s%s", ctx->layout.config_file, exists ? "" : " (absent: defaults)");
+        add(rep, PASS, "vm defaults", NULL, "vcpu %lld (%s), memory %lld MiB (%s), disk %s (%s), overlay %s (%s)",
+            (long long) c->vcpu, config_source_to_string(c->prov[CONFIG_VCPU].source), (long long) c->memory_mib,
+            config_source_to_string(c->prov[CONFIG_MEMORY_MIB].source), format_size(c->disk_size_bytes, sz, sizeof(sz)),
+            config_source_to_string(c->prov[CONFIG_DISK_SIZE].source),
+            format_size(c->system_overlay_size_bytes, sz2, sizeof(sz2)),
+            config_source_to_string(c->prov[CONFIG_SYSTEM_OVERLAY_SIZE].source));
+}
+
+static void check_mirror(struct report *rep, const struct config *c) {
+        enum config_source s = c->prov[CONFIG_DEBIAN_MIRROR].source;
+
+        if (s == CONFIG_SOURCE_BUILTIN)
+                add(rep, WARN, "debian mirror", "set debian_mirror in config.toml",
+                    "no mirror found in %s; falling back to %s", hostinfo_apt_dir(), c->debian_mirror);
+        else
+                add(rep, PASS, "debian mirror", NULL, "%s (from %s)", c->debian_mirror,
+                    s == CONFIG_SOURCE_FILE ? "config.toml" : hostinfo_apt_dir());
+}
+
+int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
+        struct report rep = { .checks = json_array() };
+        struct config *cfg = NULL;
+        size_t i;
+        json_t *c;
+        (void) a;
+
+        check_arch(&rep);
+        check_kvm(&rep);
+        check_config(&rep, ctx, &cfg);
+        if (cfg) {
+                check_vmms(&rep, cfg);
+                check_mirror(&rep, cfg);
+        }
+        check_tun(&rep);
+        check_tools(&rep);
+        check_dir(&rep, "state dir", ctx->layout.state_dir, true);
+        check_dir(&rep, "runtime dir", ctx->layout.runtime_dir, true);
+        check_db(&rep, ctx);
+
+        if (ctx->json) {
+                _cleanup_json_ json_t *j = json_pack("{s:O, s:b}", "checks", rep.checks, "ok", rep.fails == 0);
+                cli_print_json(j);
+        } else {
+                static const char *const colors[] = { "\033[32m", "\033[33m", "\033[31m" };
+                json_array_foreach(rep.checks, i, c) {
+                        const char *st = json_string_value(json_object_get(c, "status"));
+                        int idx = strcmp(st, "PASS") == 0 ? 0 : strcmp(st, "WARN") == 0 ? 1 : 2;
+                        if (ctx->color_out)
+                                printf("%s%s\033[0m\t%s\n", colors[idx], st, json_string_value(json_object_get(c, "check")));
+                        else
+                                printf("%s\t%s\n", st, json_string_value(json_object_get(c, "check")));
+                        printf("  - %s\n", json_string_value(json_object_get(c, "detail")));
+                        if (json_object_get(c, "hint") && idx > 0)
+                                printf("  fix: %s\n", json_string_value(json_object_get(c, "hint")));
+                }
+        }
+        json_decref(rep.checks);
+        config_free(cfg);
+        return rep.fails ? 1 : 0;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* The command table: the single source for parsing, help and completion. */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+const struct cli_flag cli_global_flags[] = {
+        { "json", 0, NULL, "machine-readable JSON output" },
+        { "socket", 0, "PATH", "talk to the daemon on PATH (no auto-start)" },
+        { "verbose", 'v', NULL, "more detail" },
+        { "version", 0, NULL, "print the version line and exit" },
+        { "help", 'h', NULL, "show help" },
+        { 0 },
+};
+
+static const struct cli_flag no_flags[] = { { 0 } };
+static const struct cli_flag ops_flags[] = {
+        { "running", 0, NULL, "only operations still in flight" },
+        { 0 },
+};
+
+const struct cli_command cli_commands[] = {
+        { NULL, "version", "", "print version, commit and build time", no_flags, 0, 0, cmd_version },
+        { NULL, "ping", "", "check that the daemon answers (starts it if needed)", no_flags, 0, 0, cmd_ping },
+        { NULL, "doctor", "", "check this host for everything banger needs", no_flags, 0, 0, cmd_doctor },
+        { NULL, "completion", "bash|zsh|fish", "print a shell completion script", no_flags, 1, 1, cmd_completion },
+        { NULL, "help", "[COMMAND...]", "show help for a command", no_flags, 0, 2, cmd_help },
+        { "daemon", "status", "", "show whether bangerd runs, and its version", no_flags, 0, 0, cmd_daemon_status },
+        { "daemon", "start", "", "start bangerd if it is not running", no_flags, 0, 0, cmd_daemon_start },
+        { "daemon", "stop", "", "stop bangerd (running VMs keep running)", no_flags, 0, 0, cmd_daemon_stop },
+        { "daemon", "operations", "", "list in-flight and recent operations", ops_flags, 0, 0,
+          cmd_daemon_operations },
+        { "config", "show", "", "show the resolved configuration and where each value came from", no_flags, 0, 0,
+          cmd_config_show },
+        { 0 },
+};

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "jsonx.h"
+#include "log.h"
+#include "macro.h"
+#include "strbuf.h"
+#include "version.h"
+
+static const char *env_get(const char *n) {
+        return getenv(n);
+}
+
+const char *cli_flag(const struct cli_args *a, const char *name) {
+        for (int i = 0; a->cmd->flags[i].name && i < CLI_MAX_FLAGS; i++)
+                if (strcmp(a->cmd->flags[i].name, name) == 0)
+                        return a->values[i];
+        return NULL;
+}
+
+bool cli_has(const struct cli_args *a, const char *name) {
+        return cli_flag(a, name) != NULL;
+}
+
+void cli_print_usage_line(FILE *f, const struct cli_command *cmd) {
+        fprintf(f, "usage: banger %s%s%s", cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->name);
+        for (const struct cli_flag *fl = cmd->flags; fl->name; fl++)
+                fprintf(f, " [--%s%s%s]", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+        if (cmd->args && *cmd->args)
+                fprintf(f, " %s", cmd->args);
+        fputc('\n', f);
+}
+
+int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) {
+        va_list ap;
+
+        fputs("banger: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        if (cmd)
+                cli_print_usage_line(stderr, cmd);
+        else
+                fputs("usage: banger [--json] [--socket PATH] [-v] COMMAND ... (see 'banger help')\n", stderr);
+        return 2;
+}
+
+int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+        va_list ap;
+
+        va_start(ap, fmt);
+        strbuf_vaddf(&sb, fmt, ap);
+        va_end(ap);
+        if (ctx->color_err)
+                fprintf(stderr, "\033[1;31mbanger:\033[0m %s", sb.buf);
+        else
+                fprintf(stderr, "banger: %s", sb.buf);
+        if (op_id && *op_id)
+                fprintf(stderr, ctx->color_err ? " \033[2m(%s)\033[0m" : " (%s)", op_id);
+        fputc('\n', stderr);
+        return 1;
+}
+
+void cli_print_json(const json_t *j) {
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+        if (s) {
+                puts(s);
+                free(s);
+        }
+}
+
+const char *cli_socket_path(const struct cli_ctx *ctx) {
+        return ctx->socket_override ? ctx->socket_override : ctx->layout.socket_path;
+}
+
+static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *arg, int *ret_idx) {
+        for (int i = 0; flags[i].name; i++) {
+                bool match = arg[1] == '-' ? strcmp(arg + 2, flags[i].name) == 0
+                                           : (flags[i].short_name && arg[1] == flags[i].short_name && !arg[2]);
+                if (match) {
+                        *ret_idx = i;
+                        return &flags[i];
+                }
+        }
+        return NULL;
+}
+
+static const struct cli_command *find_command(const char *group, const char *name) {
+        for (const struct cli_command *c = cli_commands; c->name; c++) {
+                if (group ? (c->group && strcmp(c->group, group) == 0) : !c->group)
+                        if (strcmp(c->name, name) == 0)
+                                return c;
+        }
+        return NULL;
+}
+
+static bool is_group(const char *name) {
+        for (const struct cli_command *c = cli_commands; c->name; c++)
+                if (c->group && strcmp(c->group, name) == 0)
+                        return true;
+        return false;
+}
+
+static void print_help(FILE *f, const char *group) {
+        fputs("banger: one-command development sandboxes on microVMs\n\n"
+              "usage: banger [--json] [--socket PATH] [-v] COMMAND [ARGS...]\n\ncommands:\n",
+              f);
+        for (const struct cli_command *c = cli_commands; c->name; c++) {
+                if (group && (!c->group || strcmp(c->group, group) != 0))
+                        continue;
+                _cleanup_free_ char *n = xasprintf("%s%s%s %s", c->group ? c->group : "", c->group ? " " : "",
+                                                   c->name, c->args ? c->args : "");
+                fprintf(f, "  %-28s %s\n", n, c->summary);
+        }
+        fputs("\nglobal flags:\n", f);
+        for (const struct cli_flag *g = cli_global_flags; g->name; g++) {
+                _cleanup_free_ char *n = xasprintf("%s%c%s--%s%s%s", g->short_name ? "-" : "", g->short_name ? g->short_name : ' ',
+                                                   g->short_name ? ", " : "  ", g->name, g->arg ? " " : "",
+                                                   g->arg ? g->arg : "");
+                fprintf(f, "  %-28s %s\n", g->short_name ? n : n + 1, g->help);
+        }
+}
+
+int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
+        (void) ctx;
+        if (a->npos == 0) {
+                print_help(stdout, NULL);
+                return 0;
+        }
+        if (a->npos == 1 && is_group(a->pos[0])) {
+                print_help(stdout, a->pos[0]);
+                return 0;
+        }
+        const struct cli_command *c = a->npos == 2 ? find_command(a->pos[0], a->pos[1]) : find_command(NULL, a->pos[0]);
+        if (!c)
+                return cli_usage_error(a->cmd, "unknown command '%s%s%s'", a->pos[0], a->npos == 2 ? " " : "",
+                                       a->npos == 2 ? a->pos[1] : "");
+        cli_print_usage_line(stdout, c);
+        printf("\n%s\n", c->summary);
+        for (const struct cli_flag *fl = c->flags; fl->name; fl++)
+                printf("  --%s%s%-*s %s\n", fl->name, fl->arg ? " " : "", (int) (24 - strlen(fl->name)),
+                       fl->arg ? fl->arg : "", fl->help);
+        return 0;
+}
+
+/* Global flags may appear anywhere before "--". Returns 1 if consumed. */
+static int parse_global(struct cli_ctx *ctx, char **argv, int argc, int *i, bool *want_version, bool *want_help) {
+        const char *s = argv[*i];
+
+        if (strcmp(s, "--json") == 0)
+                ctx->json = true;
+        else if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0)
+                ctx->verbose = true;
+        else if (strcmp(s, "--version") == 0)
+                *want_version = true;
+        else if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0)
+                *want_help = true;
+        else if (strcmp(s, "--socket") == 0 || strncmp(s, "--socket=", 9) == 0) {
+                if (s[8] == '=')
+                        ctx->socket_override = s + 9;
+                else if (*i + 1 < argc)
+                        ctx->socket_override = argv[++*i];
+                else
+                        return -1;
+        } else
+                return 0;
+        return 1;
+}
+
+static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
+        bool want_version = false, want_help = false, dashdash = false;
+        const char *words[2] = { NULL, NULL };
+        int nwords = 0;
+        _cleanup_free_ char **rest = xcalloc((size_t) argc + 1, sizeof(char *));
+        int nrest = 0;
+        const struct cli_command *cmd = NULL;
+
+        /* Pass 1: global flags and the command words. */
+        for (int i = 1; i < argc; i++) {
+                if (!dashdash && strcmp(argv[i], "--") == 0) {
+                        dashdash = true;
+                        rest[nrest++] = argv[i];
+                        continue;
+                }
+                if (!dashdash) {
+                        int g = parse_global(ctx, argv, argc, &i, &want_version, &want_help);
+                        if (g < 0)
+                                return cli_usage_error(NULL, "--socket needs a PATH");
+                        if (g > 0)
+                                continue;
+                }
+                if (!dashdash && argv[i][0] != '-' && nwords < 2 && !cmd) {
+                        words[nwords++] = argv[i];
+                        if (nwords == 1 && !is_group(words[0])) {
+                                cmd = find_command(NULL, words[0]);
+                                if (!cmd)
+                                        return cli_usage_error(NULL, "unknown command '%s'", words[0]);
+                        } else if (nwords == 2) {
+                                cmd = find_command(words[0], words[1]);
+                                if (!cmd)
+                                        return cli_usage_error(NULL, "unknown command '%s %s'", words[0], words[1]);
+                        }
+                        continue;
+                }
+                rest[nrest++] = argv[i];
+        }
+        if (want_version) {
+                printf("banger v%s (commit %s, built %s)\n", banger_version(), banger_commit(), banger_built_at());
+                return 0;
+        }
+        if (!cmd) {
+                if (want_help || nwords == 0) {
+                        print_help(want_help ? stdout : stderr, nwords ? words[0] : NULL);
+                        return want_help ? 0 : 2;
+                }
+                print_help(stderr, words[0]);
+                return 2;
+        }
+        if (want_help) {
+                struct cli_args ha = { .cmd = find_command(NULL, "help"), .pos = (char **) words, .npos = nwords };
+                return cmd_help(ctx, &ha);
+        }
+
+        /* Pass 2: the command's own flags and positionals. */
+        struct cli_args a = { .cmd = cmd, .pos = xcalloc((size_t) nrest + 1, sizeof(char *)) };
+        _cleanup_free_ char **pos_guard = a.pos;
+        dashdash = false;
+        for (int i = 0; i < nrest; i++) {
+                const char *s = rest[i];
+                if (!dashdash && strcmp(s, "--") == 0) {
+                        dashdash = true;
+                        continue;
+                }
+                if (!dashdash && s[0] == '-' && s[1]) {
+                        _cleanup_free_ char *name = NULL;
+                        const char *eq = strncmp(s, "--", 2) == 0 ? strchr(s, '=') : NULL;
+                        if (eq)
+                                name = xstrndup(s, (size_t) (eq - s));
+                        int idx;
+                        const struct cli_flag *f = find_flag(cmd->flags, name ? name : s, &idx);
+                        if (!f)
+                                return cli_usage_error(cmd, "unknown flag '%s'", name ? name : s);
+                        if (!f->arg) {
+                                if (eq)
+                                        return cli_usage_error(cmd, "flag --%s takes no value", f->name);
+                                a.values[idx] = "";
+                        } else if (eq)
+                                a.values[idx] = eq + 1;
+                        else if (i + 1 < nrest)
+                                a.values[idx] = rest[++i];
+                        else
+                                return cli_usage_error(cmd, "flag --%s needs a %s", f->name, f->arg);
+                        continue;
+                }
+                a.pos[a.npos++] = rest[i];
+        }
+        if (a.npos < cmd->min_args)
+                return cli_usage_error(cmd, "missing argument%s", cmd->min_args - a.npos > 1 ? "s" : "");
+        if (a.npos > cmd->max_args)
+                return cli_usage_error(cmd, "unexpected argument '%s'", a.pos[cmd->max_args]);
+        return cmd->run(ctx, &a);
+}
+
+int main(int argc, char **argv) {
+        struct cli_ctx ctx = { .fd = -1, .next_id = 1 };
+        _cleanup_free_ char *err = NULL;
+        const char *no_color = getenv("NO_COLOR");
+        int r;
+
+        signal(SIGPIPE, SIG_IGN);
+        log_setup(-1, LOG_LEVEL_WARN, true);
+        ctx.color_out = isatty(STDOUT_FILENO) && !(no_color && *no_color);
+        ctx.color_err = isatty(STDERR_FILENO) && !(no_color && *no_color);
+        if (layout_resolve(&ctx.layout, env_get, getuid(), &err) < 0) {
+                fprintf(stderr, "banger: %s\n", err);
+                return 1;
+        }
+        r = parse_and_run(&ctx, argc, argv);
+        cli_disconnect(&ctx);
+        layout_done(&ctx.layout);
+        fflush(stdout);
+        return r;
+}

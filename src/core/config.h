@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * banger's configuration: config.toml parsed (toml.h), validated and
+ * resolved against defaults and host facts, with the provenance of every
+ * value recorded. Pure: host facts come in through struct config_host.
+ */
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_key {
+        CONFIG_LOG_LEVEL,
+        CONFIG_VMM,
+        CONFIG_QEMU_BIN,
+        CONFIG_FIRECRACKER_BIN,
+        CONFIG_JAILER_BIN,
+        CONFIG_ACCEL,
+        CONFIG_SSH_KEY_PATH,
+        CONFIG_DEFAULT_IMAGE_NAME,
+        CONFIG_DEBIAN_MIRROR,
+        CONFIG_AUTO_STOP_STALE_AFTER,
+        CONFIG_STATS_POLL_INTERVAL,
+        CONFIG_BRIDGE_NAME,
+        CONFIG_BRIDGE_IP,
+        CONFIG_CIDR,
+        CONFIG_TAP_POOL_SIZE,
+        CONFIG_DEFAULT_DNS,
+        CONFIG_VCPU,
+        CONFIG_MEMORY_MIB,
+        CONFIG_DISK_SIZE,
+        CONFIG_SYSTEM_OVERLAY_SIZE,
+        CONFIG_FILE_SYNC,
+        _CONFIG_KEY_MAX,
+};
+
+enum config_source {
+        CONFIG_SOURCE_DEFAULT, /* the documented default */
+        CONFIG_SOURCE_FILE,    /* config.toml */
+        CONFIG_SOURCE_AUTO,    /* host heuristic (cpus, memory) */
+        CONFIG_SOURCE_BUILTIN, /* floor constant */
+        CONFIG_SOURCE_HOST,    /* read from the host (apt sources) */
+        _CONFIG_SOURCE_MAX,
+};
+
+struct config_prov {
+        enum config_source source;
+        unsigned line; /* when source == FILE */
+};
+
+struct file_sync_entry {
+        char *host;  /* absolute, "~/" expanded */
+        char *guest; /* absolute, under /root/ */
+        unsigned mode;
+        unsigned line;
+};
+
+struct config {
+        char *log_level;
+        char *vmm;   /* auto | qemu | firecracker */
+        char *qemu_bin;
+        char *firecracker_bin;
+        char *jailer_bin;
+        char *accel; /* auto | kvm | tcg */
+        char *ssh_key_path;
+        char *default_image_name;
+        char *debian_mirror;
+        uint64_t auto_stop_stale_after_ms; /* 0: off */
+        uint64_t stats_poll_interval_ms;
+        char *bridge_name;
+        char *bridge_ip;
+        int64_t cidr;
+        int64_t tap_pool_size;
+        char *default_dns;
+        int64_t vcpu;
+        int64_t memory_mib;
+        uint64_t disk_size_bytes;
+        uint64_t system_overlay_size_bytes;
+        struct file_sync_entry *file_sync;
+        size_t n_file_sync;
+
+        struct config_prov prov[_CONFIG_KEY_MAX];
+        char **warnings; /* NULL-terminated; unknown keys etc. */
+};
+
+/* Facts about the host the resolution needs; gathered by the caller. */
+struct config_host {
+        const char *state_dir;  /* for ssh_key_path's default */
+        const char *home;       /* for "~/" in file_sync/ssh_key_path */
+        unsigned ncpus;
+        uint64_t mem_bytes;
+        const char *apt_mirror; /* NULL when apt sources gave nothing */
+};
+
+struct config_error {
+        unsigned line; /* 0 when not tied to a line */
+        char *msg;     /* owned */
+};
+
+#define CONFIG_VCPU_FLOOR 2
+#define CONFIG_MEMORY_MIB_FLOOR 2048
+#define CONFIG_DISK_SIZE_DEFAULT (8ULL << 30)
+#define CONFIG_DISK_SIZE_MAX (128ULL << 30)
+#define CONFIG_FALLBACK_MIRROR "http://deb.debian.org/debian"
+
+/* text may be NULL (no config file). 0, or -EINVAL with *err filled. */
+int config_load(const char *text, size_t len, const struct config_host *host, struct config **ret,
+                struct config_error *err);
+void config_free(struct config *c);
+void config_error_done(struct config_error *e);
+
+const char *config_key_name(enum config_key k);
+const char *config_source_to_string(enum config_source s);
+
+/* {"key": {"value": v, "source": s[, "line": n]}, ..., "warnings": [...]} */
+json_t *config_to_json(const struct config *c);

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+#include "hostinfo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "aptsources.h"
+#include "fsutil.h"
+#include "macro.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+
+const char *hostinfo_apt_dir(void) {
+        const char *d = getenv("BANGER_APT_DIR");
+        return d && d[0] == '/' ? d : "/etc/apt";
+}
+
+int hostinfo_load_config(const struct layout *l, struct config **ret, char **ret_err) {
+        _cleanup_free_ char *text = NULL, *mirror = NULL;
+        struct config_error err;
+        struct sysinfo si;
+        size_t len = 0;
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        int r;
+
+        r = read_file(l->config_file, 1u << 20, &text, &len);
+        if (r < 0 && r != -ENOENT) {
+                *ret_err = xasprintf("%s: %s", l->config_file,
+                                     r == -EFBIG ? "file is larger than 1 MiB" : strerror(-r));
+                return r;
+        }
+        mirror = aptsources_read_host(hostinfo_apt_dir(), NULL);
+        struct config_host host = {
+                .state_dir = l->state_dir,
+                .home = getenv("HOME"),
+                .ncpus = n > 0 ? (unsigned) n : 1,
+                .mem_bytes = sysinfo(&si) == 0 ? (uint64_t) si.totalram * si.mem_unit : 0,
+                .apt_mirror = mirror,
+        };
+        r = config_load(text, len, &host, ret, &err);
+        if (r < 0) {
+                if (err.line)
+                        *ret_err = xasprintf("%s:%u: %s", l->config_file, err.line, err.msg);
+                else
+                        *ret_err = xasprintf("%s: %s", l->config_file, err.msg);
+                config_error_done(&err);
+        }
+        return r;
+}
+
+int hostinfo_kvm(struct kvm_state *ret) {
+        struct stat st;
+        _cleanup_close_ int fd = -1, vm = -1;
+
+        *ret = (struct kvm_state) { .api_version = -1 };
+        if (stat("/dev/kvm", &st) < 0) {
+                ret->error = xasprintf("/dev/kvm: %s", strerror(errno));
+                return 0;
+        }
+        ret->present = S_ISCHR(st.st_mode);
+        if (!ret->present) {
+                ret->error = xstrdup("/dev/kvm is not a character device");
+                return 0;
+        }
+        fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+                ret->error = xasprintf("cannot open /dev/kvm: %s", strerror(errno));
+                return 0;
+        }
+        ret->openable = true;
+        ret->api_version = ioctl(fd, KVM_GET_API_VERSION, 0);
+        vm = ioctl(fd, KVM_CREATE_VM, 0);
+        if (vm < 0) {
+                ret->error = xasprintf("KVM_CREATE_VM failed: %s", strerror(errno));
+                return 0;
+        }
+        ret->create_vm = true;
+        return 0;
+}
+
+void kvm_state_done(struct kvm_state *k) {
+        free(k->error);
+        k->error = NULL;
+}
+
+void hostinfo_tool(const char *bin, struct tool_info *ret) {
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 2000 };
+        struct spawn_result res = { 0 };
+
+        *ret = (struct tool_info) { 0 };
+        if (find_executable(bin, &ret->path) < 0)
+                return;
+        char *argv[] = { ret->path, (char *) "--version", NULL };
+        if (spawn_run(argv, &o, &res) == 0 && res.exit_code == 0) {
+                const char *src = res.out_len ? res.out : res.err;
+                size_t n = strcspn(src, "\n");
+                if (n)
+                        ret->version = xstrndup(src, n);
+        }
+        spawn_result_done(&res);
+}
+
+void tool_info_done(struct tool_info *t) {
+        free(t->path);
+        free(t->version);
+        *t = (struct tool_info) { 0 };
+}
+
+/*
+ * On nested hosts /dev/kvm can open and create VMs yet only run specially
+ * built guests, so "KVM works" needs a boot probe, which arrives with the VM
+ * lifecycle. Until a probe has proven KVM, auto picks TCG and says why.
+ */
+void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, const struct tool_info *fc,
+                         const struct kvm_state *kvm, struct vmm_choice *ret) {
+        bool kvm_proven = false;
+
+        *ret = (struct vmm_choice) { 0 };
+        if (strcmp(c->accel, "kvm") == 0) {
+                ret->accel = "kvm";
+                ret->accel_reason = xstrdup("accel = \"kvm\" in config");
+                kvm_proven = true;
+        } else if (strcmp(c->accel, "tcg") == 0) {
+                ret->accel = "tcg";
+                ret->accel_reason = xstrdup("accel = \"tcg\" in config");
+        } else {
+                ret->accel = "tcg";
+                if (!kvm->create_vm)
+                        ret->accel_reason = xasprintf("KVM unusable: %s", kvm->error ? kvm->error : "unknown");
+                else
+                        ret->accel_reason = xstrdup("/dev/kvm opens, but no guest boot has proven it yet "
+                                                    "(nested hosts may only run special guests)");
+        }
+
+        if (strcmp(c->vmm, "qemu") == 0) {
+                ret->vmm = "qemu";
+                ret->vmm_reason = xstrdup("vmm = \"qemu\" in config");
+        } else if (strcmp(c->vmm, "firecracker") == 0) {
+                ret->vmm = "firecracker";
+                ret->vmm_reason = xstrdup(fc->path ? "vmm = \"firecracker\" in config"
+                                                   : "vmm = \"firecracker\" in config, but it is not installed");
+        } else if (fc->path && kvm_proven) {
+                ret->vmm = "firecracker";
+                ret->vmm_reason = xasprintf("firecracker found at %s and KVM works", fc->path);
+        } else {
+                ret->vmm = "qemu";
+                ret->vmm_reason = fc->path ? xstrdup("firecracker needs KVM, which is not proven here")
+                                           : xstrdup("firecracker is not installed");
+                if (!qemu->path) {
+                        free(ret->vmm_reason);
+                        ret->vmm_reason = xasprintf("firecracker is not installed; %s is not installed either",
+                                                    c->qemu_bin);
+                }
+        }
+}
+
+void vmm_choice_done(struct vmm_choice *v) {
+        free(v->vmm_reason);
+        free(v->accel_reason);
+        *v = (struct vmm_choice) { 0 };
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The impure edge of configuration and host inspection: reads config.toml and
+ * apt sources, asks the kernel about CPUs/memory, looks for QEMU, Firecracker
+ * and /dev/kvm. Shared by bangerd and the CLI's doctor.
+ */
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "layout.h"
+
+/* apt dir: $BANGER_APT_DIR (tests) or /etc/apt. */
+const char *hostinfo_apt_dir(void);
+
+/* Loads the config file (absent is fine) against host facts.
+ * On failure *ret_err is "<file>:<line>: <message>". */
+int hostinfo_load_config(const struct layout *l, struct config **ret, char **ret_err);
+
+struct kvm_state {
+        bool present;     /* /dev/kvm exists */
+        bool openable;    /* opens read-write */
+        bool create_vm;   /* KVM_CREATE_VM succeeds */
+        int api_version;  /* KVM_GET_API_VERSION, or -1 */
+        char *error;      /* owned; why not, when not */
+};
+
+int hostinfo_kvm(struct kvm_state *ret);
+void kvm_state_done(struct kvm_state *k);
+
+struct tool_info {
+        char *path;    /* owned; NULL when not found */
+        char *version; /* owned; first line of --version, may be NULL */
+};
+
+/* Finds `bin` (a name or path) and runs `bin --version` (2 s timeout). */
+void hostinfo_tool(const char *bin, struct tool_info *ret);
+void tool_info_done(struct tool_info *t);
+
+/* Which VMM and accelerator bangerd uses, and why. */
+struct vmm_choice {
+        const char *vmm;   /* static: "qemu" or "firecracker" */
+        char *vmm_reason;  /* owned */
+        const char *accel; /* static: "kvm" or "tcg" */
+        char *accel_reason;
+};
+
+void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, const struct tool_info *fc,
+                         const struct kvm_state *kvm, struct vmm_choice *ret);
+void vmm_choice_done(struct vmm_choice *v);

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+#include "rpc_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "dispatch.h"
+#include "log.h"
+#include "macro.h"
+#include "rpc.h"
+#include "strbuf.h"
+
+void rpc_new_op_id(char buf[static 16]) {
+        uint8_t r[3];
+
+        if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+                static _Atomic unsigned counter;
+                unsigned c = ++counter ^ (unsigned) getpid();
+                memcpy(r, &c, sizeof(r));
+        }
+        snprintf(buf, 16, "op-%02x%02x%02x", r[0], r[1], r[2]);
+}
+
+int rpc_server_listen(struct rpc_server *s, const char *path, char **ret_err) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        mode_t old;
+
+        pthread_mutex_init(&s->mu, NULL);
+        s->listen_fd = -1;
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                *ret_err = xasprintf("socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+                return -ENAMETOOLONG;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (unlink(path) < 0 && errno != ENOENT) {
+                *ret_err = xasprintf("cannot remove stale socket %s: %s", path, strerror(errno));
+                return -errno;
+        }
+        old = umask(0177); /* 0600 from birth: no window with a wider mode */
+        int r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+        umask(old);
+        if (r < 0) {
+                *ret_err = xasprintf("cannot bind %s: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+                *ret_err = xasprintf("cannot listen on %s: %s", path, strerror(errno));
+                return -errno;
+        }
+        s->listen_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void reply_and_close(int fd, enum rpc_code code, const char *msg) {
+        char op[16];
+        rpc_new_op_id(op);
+        _cleanup_free_ char *line = rpc_response_encode_error(false, 0, code, msg, op);
+        (void) rpc_write_line(fd, line);
+        close(fd);
+}
+
+static void *conn_main(void *arg) {
+        struct rpc_conn *c = arg;
+        struct rpc_line_reader lr;
+        char *line;
+        size_t len;
+        int r;
+
+        rpc_line_reader_init(&lr, c->fd, RPC_MAX_MESSAGE);
+        for (;;) {
+                r = rpc_line_reader_next(&lr, RPC_IDLE_TIMEOUT_MS, &line, &len);
+                if (r == -EMSGSIZE) {
+                        char op[16];
+                        rpc_new_op_id(op);
+                        log_set_op_id(op);
+                        log_warn("rejecting oversized request from uid=%u pid=%d", (unsigned) c->uid, (int) c->pid);
+                        _cleanup_free_ char *resp = rpc_response_encode_error(
+                                false, 0, RPC_BAD_REQUEST, "request exceeds the 1 MiB message limit", op);
+                        (void) rpc_write_line(c->fd, resp);
+                        log_set_op_id(NULL);
+                        break;
+                }
+                if (r <= 0)
+                        break;
+                if (len == 0)
+                        continue;
+                _cleanup_free_ char *resp = rpc_dispatch_line(c->d, line, len, c->uid, c->pid);
+                if (rpc_write_line(c->fd, resp) < 0)
+                        break;
+        }
+        rpc_line_reader_done(&lr);
+        shutdown(c->fd, SHUT_RDWR);
+
+        pthread_mutex_lock(&c->d->server.mu);
+        c->finished = true;
+        pthread_mutex_unlock(&c->d->server.mu);
+        return NULL;
+}
+
+void rpc_server_accept(struct rpc_server *s, struct daemon *d) {
+        struct ucred cred;
+        socklen_t cl = sizeof(cred);
+        int fd;
+
+        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+                close(fd);
+                return;
+        }
+        /* Who the client is comes from the kernel, never from the request. */
+        if (cred.uid != d->uid && cred.uid != 0) {
+                log_warn("refusing connection from uid=%u pid=%d (only uid %u and root are served)",
+                         (unsigned) cred.uid, (int) cred.pid, (unsigned) d->uid);
+                reply_and_close(fd, RPC_UNAUTHORIZED, "this daemon serves only its own user and root");
+                return;
+        }
+
+        pthread_mutex_lock(&s->mu);
+        if (s->closing || s->n_conns >= RPC_MAX_CONNECTIONS) {
+                bool closing = s->closing;
+                pthread_mutex_unlock(&s->mu);
+                log_warn("refusing connection from pid=%d: %s", (int) cred.pid,
+                         closing ? "shutting down" : "too many connections");
+                reply_and_close(fd, RPC_OPERATION_FAILED,
+                                closing ? "daemon is shutting down" : "too many connections to the daemon");
+                return;
+        }
+        struct rpc_conn *c = xcalloc(1, sizeof(*c));
+        *c = (struct rpc_conn) { .fd = fd, .uid = cred.uid, .pid = cred.pid, .d = d, .next = s->conns };
+        if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
+                pthread_mutex_unlock(&s->mu);
+                reply_and_close(fd, RPC_OPERATION_FAILED, "cannot start a connection thread");
+                free(c);
+                return;
+        }
+        s->conns = c;
+        s->n_conns++;
+        pthread_mutex_unlock(&s->mu);
+}
+
+/* Unlinks finished connections under the lock; joins them outside it. */
+static struct rpc_conn *take_finished(struct rpc_server *s, bool all) {
+        struct rpc_conn *done = NULL, **pp;
+
+        pthread_mutex_lock(&s->mu);
+        for (pp = &s->conns; *pp;) {
+                struct rpc_conn *c = *pp;
+                if (all || c->finished) {
+                        *pp = c->next;
+                        c->next = done;
+                        done = c;
+                        s->n_conns--;
+                } else
+                        pp = &c->next;
+        }
+        pthread_mutex_unlock(&s->mu);
+        return done;
+}
+
+static void join_list(struct rpc_conn *c) {
+        while (c) {
+                struct rpc_conn *next = c->next;
+                pthread_join(c->thread, NULL);
+                close(c->fd);
+                free(c);
+                c = next;
+        }
+}
+
+void rpc_server_reap(struct rpc_server *s) {
+        join_list(take_finished(s, false));
+}
+
+void rpc_server_close(struct rpc_server *s) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        /* Wake every connection thread blocked reading its next request; a
+         * request being handled still gets its response written. */
+        for (struct rpc_conn *c = s->conns; c; c = c->next)
+                shutdown(c->fd, SHUT_RD);
+        pthread_mutex_unlock(&s->mu);
+        join_list(take_finished(s, true));
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        s->listen_fd = -1;
+        pthread_mutex_destroy(&s->mu);
+}

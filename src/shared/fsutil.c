@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "strbuf.h"
+
+int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = xstrdup(path);
+
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+        char buf[8192];
+
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                if (sb.len + (size_t) n > max)
+                        return -EFBIG;
+                strbuf_add(&sb, buf, (size_t) n);
+        }
+        *ret = strbuf_detach(&sb, ret_len);
+        return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len) {
+        const char *p = buf;
+
+        while (len) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, len);
+        if (r == 0 && fchmod(fd, mode) < 0)
+                r = -errno;
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}
+
+int ensure_private_dir(const char *path, uid_t uid, bool create, char **ret_why) {
+        struct stat st;
+
+        if (lstat(path, &st) < 0) {
+                if (errno != ENOENT || !create)
+                        return -errno;
+                if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+                if (lstat(path, &st) < 0)
+                        return -errno;
+        }
+        if (S_ISLNK(st.st_mode)) {
+                *ret_why = xasprintf("%s is a symlink", path);
+                return -EPERM;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                *ret_why = xasprintf("%s is not a directory", path);
+                return -EPERM;
+        }
+        if (st.st_uid != uid) {
+                *ret_why = xasprintf("%s is owned by uid %u, not %u", path, (unsigned) st.st_uid, (unsigned) uid);
+                return -EPERM;
+        }
+        if ((st.st_mode & 07777) != 0700) {
+                *ret_why = xasprintf("%s has mode %04o, want 0700", path, (unsigned) (st.st_mode & 07777));
+                return -EPERM;
+        }
+        return 0;
+}
+
+char *path_join(const char *a, const char *b) {
+        size_t n = strlen(a);
+        return xasprintf("%s%s%s", a, n && a[n - 1] == '/' ? "" : "/", b);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* All return 0 or -errno. */
+
+/* Creates path and missing parents with `mode` (existing dirs untouched). */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Reads a whole file (at most max bytes, else -EFBIG); NUL-terminated. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* Writes via a temp file + fsync + rename, so readers see old or new. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/*
+ * A private directory: exists (created with 0700 when missing and `create`),
+ * is a real directory (not a symlink), owned by `uid` and mode exactly 0700.
+ * On refusal returns -EPERM and a message in *ret_why (malloc'd).
+ */
+int ensure_private_dir(const char *path, uid_t uid, bool create, char **ret_why);
+
+char *path_join(const char *a, const char *b);
+
+/* Writes a full buffer, retrying on EINTR and short writes. */
+int write_all(int fd, const void *buf, size_t len);

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+#include "proc_spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "strbuf.h"
+
+extern char **environ;
+
+static void posix_spawn_file_actions_destroyp(posix_spawn_file_actions_t **p) {
+        if (*p)
+                posix_spawn_file_actions_destroy(*p);
+}
+
+static void posix_spawnattr_destroyp(posix_spawnattr_t **p) {
+        if (*p)
+                posix_spawnattr_destroy(*p);
+}
+
+/*
+ * A parent fd equal to its child fd would be a no-op dup2 that keeps
+ * O_CLOEXEC set; posix_spawn (glibc) clears the flag in that case since 2.29,
+ * so we rely on that documented behaviour.
+ */
+static int build_actions(const struct spawn_opts *o, const int cap_out[2], const int cap_err[2],
+                         posix_spawn_file_actions_t *fa) {
+        bool mapped[3] = { false, false, false };
+        int maxfd = 2, r;
+
+        for (size_t i = 0; i < o->n_fds; i++) {
+                r = posix_spawn_file_actions_adddup2(fa, o->fds[i].parent_fd, o->fds[i].child_fd);
+                if (r)
+                        return -r;
+                if (o->fds[i].child_fd < 3)
+                        mapped[o->fds[i].child_fd] = true;
+                if (o->fds[i].child_fd > maxfd)
+                        maxfd = o->fds[i].child_fd;
+        }
+        if (cap_out[1] >= 0) {
+                r = posix_spawn_file_actions_adddup2(fa, cap_out[1], STDOUT_FILENO);
+                if (r)
+                        return -r;
+                mapped[1] = true;
+        }
+        if (cap_err[1] >= 0) {
+                r = posix_spawn_file_actions_adddup2(fa, cap_err[1], STDERR_FILENO);
+                if (r)
+                        return -r;
+                mapped[2] = true;
+        }
+        for (int fd = 0; fd < 3; fd++) {
+                if (mapped[fd])
+                        continue;
+                r = posix_spawn_file_actions_addopen(fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+                if (r)
+                        return -r;
+        }
+        r = posix_spawn_file_actions_addclosefrom_np(fa, maxfd + 1);
+        return -r;
+}
+
+static int spawn_internal(char *const argv[], const struct spawn_opts *o, const int cap_out[2],
+                          const int cap_err[2], pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa_storage, *fa = NULL;
+        posix_spawnattr_t at_storage, *at = NULL;
+        _cleanup_(posix_spawn_file_actions_destroyp) posix_spawn_file_actions_t *fa_guard = NULL;
+        _cleanup_(posix_spawnattr_destroyp) posix_spawnattr_t *at_guard = NULL;
+        sigset_t none, all;
+        pid_t pid;
+        int r;
+
+        if (!argv || !argv[0])
+                return -EINVAL;
+        if (posix_spawn_file_actions_init(&fa_storage))
+                return -ENOMEM;
+        fa = fa_guard = &fa_storage;
+        if (posix_spawnattr_init(&at_storage))
+                return -ENOMEM;
+        at = at_guard = &at_storage;
+
+        r = build_actions(o, cap_out, cap_err, fa);
+        if (r < 0)
+                return r;
+
+        /* The child starts with default signal handling and an empty mask,
+         * whatever the daemon blocked for its signalfd. */
+        sigemptyset(&none);
+        sigfillset(&all);
+        short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+        if (o->new_session)
+                flags |= POSIX_SPAWN_SETSID;
+        posix_spawnattr_setflags(at, flags);
+        posix_spawnattr_setsigmask(at, &none);
+        posix_spawnattr_setsigdefault(at, &all);
+
+        r = posix_spawnp(&pid, argv[0], fa, at, argv, o->envp ? o->envp : environ);
+        if (r)
+                return -r;
+        *ret_pid = pid;
+        return 0;
+}
+
+int spawn_start(char *const argv[], const struct spawn_opts *opts, pid_t *ret_pid) {
+        static const struct spawn_opts none = { 0 };
+        const int no[2] = { -1, -1 };
+
+        return spawn_internal(argv, opts ? opts : &none, no, no, ret_pid);
+}
+
+int spawn_wait(pid_t pid) {
+        int status;
+
+        for (;;) {
+                if (waitpid(pid, &status, 0) >= 0)
+                        break;
+                if (errno != EINTR)
+                        return -errno;
+        }
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+                return 128 + WTERMSIG(status);
+        return -EIO;
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads both pipes until EOF (or timeout); enforces max bytes per stream. */
+static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, struct strbuf *out,
+                 struct strbuf *err, bool *ret_timed_out) {
+        size_t max = o->max_capture ? o->max_capture : 16u << 20;
+        int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0;
+        int fds[2] = { out_fd, err_fd };
+        struct strbuf *sinks[2] = { out, err };
+        char buf[8192];
+
+        while (fds[0] >= 0 || fds[1] >= 0) {
+                struct pollfd p[3];
+                int n = 0, idx[2] = { -1, -1 }, timeout = -1;
+
+                for (int i = 0; i < 2; i++)
+                        if (fds[i] >= 0) {
+                                idx[i] = n;
+                                p[n++] = (struct pollfd) { .fd = fds[i], .events = POLLIN };
+                        }
+                if (deadline) {
+                        int64_t left = deadline - now_ms();
+                        if (left <= 0) {
+                                *ret_timed_out = true;
+                                pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                                deadline = 0;
+                                continue;
+                        }
+                        timeout = (int) left;
+                }
+                if (poll(p, (nfds_t) n, timeout) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                for (int i = 0; i < 2; i++) {
+                        if (idx[i] < 0 || !(p[idx[i]].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        ssize_t k = read(fds[i], buf, sizeof(buf));
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                fds[i] = -1;
+                                continue;
+                        }
+                        if (sinks[i]->len < max)
+                                strbuf_add(sinks[i], buf,
+                                           (size_t) k < max - sinks[i]->len ? (size_t) k : max - sinks[i]->len);
+                }
+        }
+}
+
+int spawn_run(char *const argv[], const struct spawn_opts *opts, struct spawn_result *ret) {
+        static const struct spawn_opts none = { 0 };
+        const struct spawn_opts *o = opts ? opts : &none;
+        _cleanup_close_ int out_r = -1, out_w = -1, err_r = -1, err_w = -1, pidfd = -1;
+        _cleanup_strbuf_ struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
+        bool timed_out = false;
+        pid_t pid;
+        int r, p[2];
+
+        if (o->capture_stdout) {
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return -errno;
+                out_r = p[0];
+                out_w = p[1];
+        }
+        if (o->capture_stderr) {
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return -errno;
+                err_r = p[0];
+                err_w = p[1];
+        }
+        r = spawn_internal(argv, o, (int[]) { out_r, out_w }, (int[]) { err_r, err_w }, &pid);
+        if (r < 0)
+                return r;
+        closep(&out_w);
+        out_w = -1;
+        closep(&err_w);
+        err_w = -1;
+
+        pidfd = (int) pidfd_open(pid, 0);
+        if (out_r >= 0 || err_r >= 0 || o->timeout_ms > 0)
+                pump(out_r, err_r, pidfd, o, &out, &err, &timed_out);
+        if (o->timeout_ms > 0 && pidfd >= 0 && !timed_out) {
+                /* No capture: wait on the pidfd with the deadline. */
+                struct pollfd pp = { .fd = pidfd, .events = POLLIN };
+                if (out_r < 0 && err_r < 0 && poll(&pp, 1, o->timeout_ms) == 0) {
+                        timed_out = true;
+                        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                }
+        }
+        r = spawn_wait(pid);
+        if (r < 0)
+                return r;
+        *ret = (struct spawn_result) {
+                .exit_code = r,
+                .term_signal = r > 128 ? r - 128 : 0,
+                .timed_out = timed_out,
+        };
+        ret->out = strbuf_detach(&out, &ret->out_len);
+        ret->err = strbuf_detach(&err, &ret->err_len);
+        return 0;
+}
+
+void spawn_result_done(struct spawn_result *r) {
+        if (!r)
+                return;
+        free(r->out);
+        free(r->err);
+        r->out = r->err = NULL;
+}
+
+int find_executable(const char *name, char **ret) {
+        const char *path;
+
+        if (!name || !*name)
+                return -EINVAL;
+        if (strchr(name, '/')) {
+                if (access(name, X_OK) < 0)
+                        return -errno;
+                *ret = xstrdup(name);
+                return 0;
+        }
+        path = getenv("PATH");
+        if (!path)
+                path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        while (*path) {
+                size_t n = strcspn(path, ":");
+                _cleanup_free_ char *cand = xasprintf("%.*s/%s", (int) n, n ? path : ".", name);
+                struct stat st;
+
+                if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0) {
+                        *ret = TAKE_PTR(cand);
+                        return 0;
+                }
+                path += n;
+                if (*path == ':')
+                        path++;
+        }
+        return -ENOENT;
+}
