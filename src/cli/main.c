@@ -231,8 +231,8 @@ static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
         }
 
         /* Pass 2: the command's own flags and positionals. */
-        struct cli_args a = { .cmd = cmd, .pos = xcalloc((size_t) nrest + 1, sizeof(char *)) };
-        _cleanup_free_ char **pos_guard = a.pos;
+        _cleanup_free_ char **pos = xcalloc((size_t) nrest + 1, sizeof(char *));
+        struct cli_args a = { .cmd = cmd, .pos = pos };
         dashdash = false;
         for (int i = 0; i < nrest; i++) {
                 const char *s = rest[i];

@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -94,6 +95,7 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         d->server.listen_fd = -1;
         d->uid = getuid();
         d->started_mono_ms = mono_ms_now();
+        d->reported_commit = getenv("BANGERD_TEST_COMMIT") ? getenv("BANGERD_TEST_COMMIT") : banger_commit();
         opstate_init(&d->ops, 10 * 60 * 1000);
 
         r = layout_resolve(&d->layout, env_get, d->uid, ret_err);

@@ -46,6 +46,9 @@ struct daemon {
         int wake_fd;   /* eventfd: daemon.shutdown asks the loop to stop */
         uid_t uid;
         int64_t started_mono_ms;
+        /* What ping reports as our commit: the build's, unless the test seam
+         * $BANGERD_TEST_COMMIT stands in for "a daemon of another build". */
+        const char *reported_commit;
 };
 
 int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **ret_err);

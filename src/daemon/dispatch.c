@@ -19,7 +19,7 @@ static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct
         (void) fail;
 
         *ret = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "version", banger_version(),
-                         "commit", banger_commit(), "built_at", banger_built_at(), "pid", (int) getpid(),
+                         "commit", d->reported_commit, "built_at", banger_built_at(), "pid", (int) getpid(),
                          "uptime_ms", (json_int_t) (mono_ms_now() - d->started_mono_ms), "vmm", d->vmm.vmm,
                          "vmm_reason", d->vmm.vmm_reason, "accel", d->vmm.accel, "accel_reason",
                          d->vmm.accel_reason, "state_dir", d->layout.state_dir, "socket", d->layout.socket_path);

@@ -62,7 +62,7 @@ const char *log_get_op_id(void) {
         return op_id_buf;
 }
 
-static void log_vfull(enum log_level level, const char *fmt, va_list ap) {
+_printf_(2, 0) static void log_vfull(enum log_level level, const char *fmt, va_list ap) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
         struct timespec ts;
         struct tm tm;

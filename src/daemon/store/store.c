@@ -132,7 +132,6 @@ static int classify(sqlite3 *db, struct store_schema_info *info) {
 
 int store_inspect(const char *path, struct store_schema_info *ret) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
-        _cleanup_free_ char *uri = NULL;
         struct stat st;
         int rc;
 

@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Integration test helpers: TAP output, an isolated XDG environment per test
+# file, and cleanup of every daemon the file started.
+#
+# Each t_*.sh sources this, calls `begin`, runs `t "description" cmd...` or
+# `check "description" <exit code of previous commands>`, then `finish`.
+
+set -u
+: "${BANGER_BUILD:?set BANGER_BUILD to the meson build dir}"
+BANGER="$BANGER_BUILD/banger"
+BANGERD="$BANGER_BUILD/bangerd"
+export BANGER_BANGERD="$BANGERD"
+export NO_COLOR=1
+
+_n=0
+_failed=0
+
+begin() {
+        TMP=$(mktemp -d /tmp/banger-it.XXXXXX)
+        export HOME="$TMP/home"
+        export XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state" XDG_CACHE_HOME="$TMP/cache"
+        export XDG_RUNTIME_DIR="$TMP/run"
+        mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
+        chmod 700 "$XDG_RUNTIME_DIR"
+        STATE="$XDG_STATE_HOME/banger"
+        CONF="$XDG_CONFIG_HOME/banger/config.toml"
+        SOCK="$XDG_RUNTIME_DIR/banger/bangerd.sock"
+        DB="$STATE/state.db"
+        LOG="$STATE/bangerd.log"
+        trap cleanup EXIT
+}
+
+# Stops whatever daemon this file's environment runs, then removes the tree.
+cleanup() {
+        local pid
+        if [ -S "$SOCK" ]; then "$BANGER" daemon stop >/dev/null 2>&1 || true; fi
+        if [ -f "$STATE/bangerd.lock" ]; then
+                pid=$(cat "$STATE/bangerd.lock" 2>/dev/null)
+                if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q bangerd "/proc/$pid/cmdline" 2>/dev/null; then
+                        kill "$pid" 2>/dev/null; sleep 0.2; kill -9 "$pid" 2>/dev/null || true
+                fi
+        fi
+        rm -rf "$TMP"
+}
+
+_report() { # status description [diagnostics-file]
+        _n=$((_n + 1))
+        if [ "$1" -eq 0 ]; then
+                echo "ok $_n - $2"
+        else
+                _failed=$((_failed + 1))
+                echo "not ok $_n - $2"
+                if [ -n "${3:-}" ] && [ -s "$3" ]; then sed 's/^/#   /' "$3" | head -40; fi
+        fi
+}
+
+# t "description" command...   -- passes when the command exits 0
+t() {
+        local desc="$1"; shift
+        local out="$TMP/.out"
+        ( "$@" ) >"$out" 2>&1
+        _report $? "$desc" "$out"
+}
+
+skip() { _n=$((_n + 1)); echo "ok $_n - $1 # SKIP $2"; }
+
+finish() {
+        echo "1..$_n"
+        [ "$_failed" -eq 0 ]
+}
+
+# Helpers for assertions inside t: each fails with a message.
+expect_eq() { [ "$1" = "$2" ] || { echo "expected '$2', got '$1'"; return 1; }; }
+expect_match() { printf '%s' "$1" | grep -Eq -- "$2" || { echo "'$1' does not match /$2/"; return 1; }; }
+# Sends one raw line to the daemon and prints the response line.
+raw_rpc() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$SOCK"; }
+# A process that exists and is not a zombie (exited daemons are reparented
+# to whatever reaps orphans here, which may be slow to do it).
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }

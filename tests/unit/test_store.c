@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "store/store.h"
+#include "strbuf.h"
+
+static char dir[64];
+
+static int setup(void **state) {
+        (void) state;
+        snprintf(dir, sizeof(dir), "/tmp/banger-store-XXXXXX");
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        /* a test temp dir: remove the files we know of */
+        const char *names[] = { "a.db", "a.db-wal", "a.db-shm", "b.db", "c.db", "d.db", "e.db", "e.db-wal",
+                                "e.db-shm", "f.db", "f.db-wal", "f.db-shm", "g.db", "g.db-wal", "g.db-shm" };
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                char *p = path_join(dir, names[i]);
+                unlink(p);
+                free(p);
+        }
+        rmdir(dir);
+        return 0;
+}
+
+static enum store_schema_state inspect(const char *p, int *pending) {
+        struct store_schema_info i;
+        assert_int_equal(store_inspect(p, &i), 0);
+        enum store_schema_state s = i.state;
+        if (pending)
+                *pending = i.pending;
+        store_schema_info_done(&i);
+        return s;
+}
+
+static void test_migrate_fresh(void **state) {
+        (void) state;
+        char *p = path_join(dir, "a.db");
+        struct store *s = NULL;
+        char *err = NULL;
+        int pending;
+        size_t n;
+
+        store_migrations(&n);
+        assert_int_equal(inspect(p, &pending), STORE_SCHEMA_MISSING);
+        assert_int_equal(pending, (int) n);
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), (int) n);
+        sqlite3_finalize(st);
+        assert_int_equal(sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal((const char *) sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        /* foreign keys are on: a VM cannot point at a missing image */
+        char *msg = NULL;
+        assert_int_not_equal(sqlite3_exec(s->db,
+                                          "INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_size_bytes,"
+                                          " system_overlay_size_bytes, vm_dir, created_at, updated_at) VALUES"
+                                          " ('1', 'x', 'nope', 'created', 1, 1, 1, 1, '/d', 't', 't')",
+                                          NULL, NULL, &msg),
+                             SQLITE_OK);
+        sqlite3_free(msg);
+        store_close(s);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UP_TO_DATE);
+        /* idempotent re-open */
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        store_close(s);
+        free(p);
+}
+
+static void test_pending(void **state) {
+        (void) state;
+        char *p = path_join(dir, "e.db");
+        struct store *s = NULL;
+        char *err = NULL;
+        int pending;
+
+        assert_int_equal(store_open(p, 1, &s, &err), 0);
+        store_close(s);
+        assert_int_equal(inspect(p, &pending), STORE_SCHEMA_PENDING);
+        assert_true(pending >= 1);
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        store_close(s);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UP_TO_DATE);
+        free(p);
+}
+
+static void test_newer_refused(void **state) {
+        (void) state;
+        char *p = path_join(dir, "f.db");
+        struct store *s = NULL;
+        char *err = NULL;
+
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(sqlite3_exec(s->db, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')", NULL, NULL,
+                                      NULL),
+                         SQLITE_OK);
+        store_close(s);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_NEWER);
+        assert_int_equal(store_open(p, 0, &s, &err), -EPROTO);
+        assert_non_null(strstr(err, "999"));
+        free(err);
+        free(p);
+}
+
+static void file_bytes(const char *p, char **ret, size_t *len) {
+        assert_int_equal(read_file(p, 1 << 20, ret, len), 0);
+}
+
+static void test_corrupt_untouched(void **state) {
+        (void) state;
+        char *p = path_join(dir, "b.db");
+        const char junk[] = "this is not a database, it is a text file that happens to be here\n";
+        char *before, *after, *err = NULL;
+        size_t lb, la;
+        struct store *s = NULL;
+
+        assert_int_equal(write_file_atomic(p, junk, sizeof(junk) - 1, 0600), 0);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
+        assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
+        assert_non_null(strstr(err, "untouched"));
+        free(err);
+        file_bytes(p, &after, &la);
+        assert_int_equal(la, sizeof(junk) - 1);
+        assert_memory_equal(after, junk, la);
+        free(after);
+        free(p);
+
+        /* A real SQLite file that is not ours. */
+        p = path_join(dir, "c.db");
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        file_bytes(p, &before, &lb);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
+        err = NULL;
+        assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
+        assert_non_null(strstr(err, "not a banger database"));
+        free(err);
+        file_bytes(p, &after, &la);
+        assert_int_equal(la, lb);
+        assert_memory_equal(after, before, la);
+        free(before);
+        free(after);
+        free(p);
+}
+
+static void test_empty_file(void **state) {
+        (void) state;
+        char *p = path_join(dir, "g.db");
+        struct store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(write_file_atomic(p, "", 0, 0600), 0);
+        assert_int_equal(inspect(p, NULL), STORE_SCHEMA_MISSING);
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        store_close(s);
+        free(p);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_migrate_fresh),     cmocka_unit_test(test_pending),
+                cmocka_unit_test(test_newer_refused),     cmocka_unit_test(test_corrupt_untouched),
+                cmocka_unit_test(test_empty_file),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
