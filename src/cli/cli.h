@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "layout.h"
 #include "rpc.h"
@@ -55,6 +57,11 @@ struct cli_ctx {
         struct rpc_line_reader lr;
         int64_t next_id;
         bool version_checked;
+        /* progress display (progress.c) */
+        bool progress_line_open;
+        char progress_stage[32];
+        int64_t progress_t0_ms;
+        uint64_t progress_t0_bytes;
 };
 
 extern const struct cli_command cli_commands[];
@@ -89,7 +96,17 @@ void cli_disconnect(struct cli_ctx *ctx);
 /* bangerd: $BANGER_BANGERD, else next to this binary, else PATH. */
 char *cli_find_bangerd(void);
 
+/* progress.c: renders {"stage","detail"} and {"stage","done","total"} */
+void cli_progress(struct cli_ctx *ctx, json_t *progress);
+void cli_progress_end(struct cli_ctx *ctx);
+const char *cli_human_size(uint64_t bytes, char *buf, size_t n);
+
 /* commands */
+int cmd_kernel_list(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_kernel_show(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_kernel_pull(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_kernel_rm(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_kernel_import(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_version(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ping(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a);

@@ -64,13 +64,24 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                 *ret_err = xasprintf("cannot send to daemon: %s", strerror(-r));
                 return r;
         }
-        r = rpc_line_reader_next(&ctx->lr, CALL_TIMEOUT_MS, &line, &len);
-        if (r <= 0) {
-                *ret_err = r == 0 ? xstrdup("daemon closed the connection (see its log)")
-                                  : xasprintf("reading daemon response: %s", strerror(-r));
-                return r == 0 ? -ECONNRESET : r;
+        for (;;) {
+                r = rpc_line_reader_next(&ctx->lr, CALL_TIMEOUT_MS, &line, &len);
+                if (r <= 0) {
+                        cli_progress_end(ctx);
+                        *ret_err = r == 0 ? xstrdup("daemon closed the connection (see its log)")
+                                          : xasprintf("reading daemon response: %s", strerror(-r));
+                        return r == 0 ? -ECONNRESET : r;
+                }
+                /* {"id":N,"progress":{...}} lines come before the response */
+                _cleanup_json_ json_t *j = json_loadb(line, len, 0, NULL);
+                json_t *prog = json_object_get(j, "progress");
+                if (prog) {
+                        cli_progress(ctx, prog);
+                        continue;
+                }
+                cli_progress_end(ctx);
+                return rpc_response_decode(line, len, ret, ret_err);
         }
-        return rpc_response_decode(line, len, ret, ret_err);
 }
 
 char *cli_find_bangerd(void) {

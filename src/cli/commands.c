@@ -20,6 +20,20 @@ static const struct cli_flag ops_flags[] = {
         { 0 },
 };
 
+static const struct cli_flag kernel_list_flags[] = {
+        { "available", 0, NULL, "also list catalog kernels not pulled yet" },
+        { 0 },
+};
+static const struct cli_flag force_flags[] = {
+        { "force", 0, NULL, "pull again even when present" },
+        { 0 },
+};
+static const struct cli_flag kernel_import_flags[] = {
+        { "from", 0, "DIR", "directory with vmlinux or vmlinuz, optional initrd.img and modules/" },
+        { "force", 0, NULL, "replace an existing kernel of that name" },
+        { 0 },
+};
+
 const struct cli_command cli_commands[] = {
         { NULL, "version", "", "print version, commit and build time", no_flags, 0, 0, cmd_version },
         { NULL, "ping", "", "check that the daemon answers (starts it if needed)", no_flags, 0, 0, cmd_ping },
@@ -31,6 +45,13 @@ const struct cli_command cli_commands[] = {
         { "daemon", "stop", "", "stop bangerd (running VMs keep running)", no_flags, 0, 0, cmd_daemon_stop },
         { "daemon", "operations", "", "list in-flight and recent operations", ops_flags, 0, 0,
           cmd_daemon_operations },
+        { "kernel", "list", "", "list pulled kernels", kernel_list_flags, 0, 0, cmd_kernel_list },
+        { "kernel", "show", "NAME", "show a kernel's manifest", no_flags, 1, 1, cmd_kernel_show },
+        { "kernel", "pull", "NAME", "download a catalog kernel from the Debian mirror (verified)", force_flags, 1, 1,
+          cmd_kernel_pull },
+        { "kernel", "rm", "NAME", "remove a kernel no image uses", no_flags, 1, 1, cmd_kernel_rm },
+        { "kernel", "import", "NAME", "import a kernel from a local directory", kernel_import_flags, 1, 1,
+          cmd_kernel_import },
         { "config", "show", "", "show the resolved configuration and where each value came from", no_flags, 0, 0,
           cmd_config_show },
         { 0 },

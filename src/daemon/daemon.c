@@ -131,6 +131,10 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         r = store_open(d->layout.db_path, 0, &d->store, ret_err);
         if (r < 0)
                 goto fail;
+        r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, ret_err);
+        if (r < 0)
+                goto fail;
+        d->artifacts_ready = true;
         r = setup_signals(d, ret_err);
         if (r < 0)
                 goto fail;
@@ -196,6 +200,8 @@ void daemon_close(struct daemon *d) {
                 /* Still holding the lock: the socket is ours to remove. */
                 unlink(d->layout.socket_path);
         }
+        if (d->artifacts_ready)
+                artifacts_done(&d->artifacts);
         store_close(d->store);
         opstate_done(&d->ops);
         vmm_choice_done(&d->vmm);

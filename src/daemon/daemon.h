@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "artifacts/artifacts.h"
 #include "config.h"
 #include "hostinfo.h"
 #include "layout.h"
@@ -33,6 +34,8 @@ struct daemon {
         struct store *store;    /* owned */
         struct opstate_registry ops;
         struct rpc_server server;
+        struct artifacts artifacts; /* kernels + images; owns image_ops_mu */
+        bool artifacts_ready;
 
         /* Host facts probed at start (read-only afterwards). */
         struct tool_info qemu;

@@ -2,6 +2,7 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -92,12 +93,41 @@ const struct rpc_method *rpc_method_lookup(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 if (strcmp(methods[i].name, name) == 0)
                         return &methods[i];
+        for (size_t i = 0; i < rpc_artifact_methods_n; i++)
+                if (strcmp(rpc_artifact_methods[i].name, name) == 0)
+                        return &rpc_artifact_methods[i];
         return NULL;
 }
 
+static void write_progress(struct rpc_call *call, json_t *progress) {
+        _cleanup_json_ json_t *o = json_pack("{s:I, s:o}", "id", (json_int_t) call->req_id, "progress", progress);
+        _cleanup_free_ char *line = json_dump_compact(o);
+        if (call->fd >= 0)
+                (void) rpc_write_line(call->fd, line);
+}
+
+void rpc_call_stage(struct rpc_call *call, const char *stage, const char *detail) {
+        log_info("%s: %s", stage, detail ? detail : "");
+        write_progress(call, json_pack("{s:s, s:s}", "stage", stage, "detail", detail ? detail : ""));
+}
+
+void rpc_call_bytes(struct rpc_call *call, const char *stage, uint64_t done, uint64_t total) {
+        int64_t now = mono_ms_now();
+        if (now - call->last_bytes_ms < 200 && done != total)
+                return; /* at most five a second */
+        call->last_bytes_ms = now;
+        write_progress(call, json_pack("{s:s, s:I, s:I}", "stage", stage, "done", (json_int_t) done, "total",
+                                       (json_int_t) total));
+}
+
+bool rpc_call_cancelled(struct rpc_call *call) {
+        struct pollfd p = { .fd = call->fd, .events = POLLRDHUP };
+        return call->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static char *run_method(struct daemon *d, const struct rpc_method *m, struct rpc_request *req, const char *op_id,
-                        uid_t uid, pid_t pid) {
-        struct rpc_call call = { .d = d, .op_id = op_id, .peer_uid = uid, .peer_pid = pid };
+                        uid_t uid, pid_t pid, int fd) {
+        struct rpc_call call = { .d = d, .op_id = op_id, .peer_uid = uid, .peer_pid = pid, .fd = fd, .req_id = req->id };
         struct rpc_failure fail = { .code = RPC_OPERATION_FAILED };
         _cleanup_free_ void *params = m->params_size ? xcalloc(1, m->params_size) : NULL;
         _cleanup_free_ char *perr = NULL;
@@ -129,7 +159,7 @@ static char *run_method(struct daemon *d, const struct rpc_method *m, struct rpc
         return resp;
 }
 
-char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t uid, pid_t pid) {
+char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t uid, pid_t pid, int fd) {
         struct rpc_request req = { 0 };
         struct rpc_fault fault;
         char op_id[16];
@@ -152,7 +182,7 @@ char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t ui
         } else {
                 log_full(m->flags & RPC_FLAG_QUIET ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
                          "rpc %s from uid=%u pid=%d", m->name, (unsigned) uid, (int) pid);
-                resp = run_method(d, m, &req, op_id, uid, pid);
+                resp = run_method(d, m, &req, op_id, uid, pid, fd);
         }
         rpc_request_done(&req);
         log_set_op_id(NULL);

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "jsonx.h"
@@ -15,7 +17,16 @@ struct rpc_call {
         const char *op_id;
         uid_t peer_uid;
         pid_t peer_pid;
+        int fd;          /* the client connection: progress lines, hang-up checks */
+        int64_t req_id;
+        int64_t last_bytes_ms;
 };
+
+/* Progress for long methods: {"id":N,"progress":{...}} lines before the
+ * response. A client that hangs up cancels the work. */
+void rpc_call_stage(struct rpc_call *call, const char *stage, const char *detail);
+void rpc_call_bytes(struct rpc_call *call, const char *stage, uint64_t done, uint64_t total);
+bool rpc_call_cancelled(struct rpc_call *call);
 
 struct rpc_failure {
         enum rpc_code code;
@@ -42,4 +53,8 @@ const struct rpc_method *rpc_method_lookup(const char *name);
 const struct rpc_method *rpc_methods(size_t *ret_n);
 
 /* Decodes, dispatches and encodes one request line into a response line. */
-char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t uid, pid_t pid);
+char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t uid, pid_t pid, int fd);
+
+/* rpc_artifacts.c */
+extern const struct rpc_method rpc_artifact_methods[];
+extern const size_t rpc_artifact_methods_n;

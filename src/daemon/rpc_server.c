@@ -95,7 +95,7 @@ static void *conn_main(void *arg) {
                         break;
                 if (len == 0)
                         continue;
-                _cleanup_free_ char *resp = rpc_dispatch_line(c->d, line, len, c->uid, c->pid);
+                _cleanup_free_ char *resp = rpc_dispatch_line(c->d, line, len, c->uid, c->pid, c->fd);
                 if (rpc_write_line(c->fd, resp) < 0)
                         break;
         }

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+#include "fetch.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "macro.h"
+#include "sha256.h"
+#include "strbuf.h"
+
+struct sink {
+        const struct fetch_opts *o;
+        int fd;             /* -1: memory */
+        struct strbuf *mem;
+        struct sha256 sha;
+        uint64_t written;
+        uint64_t max;
+        int err;            /* -errno from our side */
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud) {
+        struct sink *s = ud;
+        size_t len = size * n;
+
+        if (s->written + len > s->max || (s->o->expect_size && s->written + len > s->o->expect_size)) {
+                s->err = -EFBIG;
+                return 0;
+        }
+        if (s->fd >= 0) {
+                int r = write_all(s->fd, p, len);
+                if (r < 0) {
+                        s->err = r;
+                        return 0;
+                }
+        } else
+                strbuf_add(s->mem, p, len);
+        sha256_update(&s->sha, p, len);
+        s->written += len;
+        return len;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        struct sink *s = ud;
+        (void) ultotal;
+        (void) ulnow;
+        if (s->o->cancel && s->o->cancel(s->o->ud)) {
+                s->err = -ECANCELED;
+                return 1;
+        }
+        if (s->o->progress)
+                s->o->progress(s->o->ud, (uint64_t) dlnow,
+                               dltotal > 0 ? (uint64_t) dltotal : s->o->expect_size);
+        return 0;
+}
+
+void fetch_global_init(void) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int run(struct sink *s, char **ret_err) {
+        const struct fetch_opts *o = s->o;
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURL *c = curl_easy_init();
+        CURLcode cc;
+
+        if (!c)
+                return -ENOMEM;
+        curl_easy_setopt(c, CURLOPT_URL, o->url);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L); /* < 1 KiB/s for 60 s: give up */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, "banger");
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        cc = curl_easy_perform(c);
+        curl_easy_cleanup(c);
+        if (s->err == -ECANCELED) {
+                *ret_err = xasprintf("download of %s cancelled", o->url);
+                return -ECANCELED;
+        }
+        if (s->err == -EFBIG) {
+                *ret_err = xasprintf("%s is larger than expected", o->url);
+                return -EFBIG;
+        }
+        if (s->err < 0) {
+                *ret_err = xasprintf("writing %s: %s", o->url, strerror(-s->err));
+                return s->err;
+        }
+        if (cc != CURLE_OK) {
+                *ret_err = xasprintf("downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                return -EIO;
+        }
+        if (o->expect_size && s->written != o->expect_size) {
+                *ret_err = xasprintf("%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
+                                     (unsigned long long) o->expect_size);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+static int check_hash(const struct fetch_opts *o, const char *got, char **ret_err) {
+        if (o->expect_sha256 && strcmp(o->expect_sha256, got) != 0) {
+                *ret_err = xasprintf("%s: SHA256 mismatch (got %s, expected %s)", o->url, got, o->expect_sha256);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], char **ret_err) {
+        _cleanup_free_ char *tmp = xasprintf("%s.part", dest);
+        struct sink s = { .o = o, .max = o->max_bytes ? o->max_bytes : (64ULL << 30) };
+        char hex[65];
+        int r;
+
+        s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s.fd < 0) {
+                *ret_err = xasprintf("cannot create %s: %s", tmp, strerror(errno));
+                return -errno;
+        }
+        if (sha256_init(&s.sha) < 0) {
+                close(s.fd);
+                unlink(tmp);
+                return -ENOMEM;
+        }
+        r = run(&s, ret_err);
+        sha256_final_hex(&s.sha, hex);
+        if (r == 0)
+                r = check_hash(o, hex, ret_err);
+        if (r == 0 && fsync(s.fd) < 0)
+                r = -errno;
+        close(s.fd);
+        if (r == 0 && rename(tmp, dest) < 0) {
+                r = -errno;
+                *ret_err = xasprintf("cannot rename to %s: %s", dest, strerror(errno));
+        }
+        if (r < 0) {
+                unlink(tmp);
+                return r;
+        }
+        if (ret_sha256)
+                memcpy(ret_sha256, hex, 65);
+        return 0;
+}
+
+int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, char **ret_err) {
+        struct strbuf mem = STRBUF_INIT;
+        struct sink s = { .o = o, .fd = -1, .mem = &mem, .max = o->max_bytes ? o->max_bytes : (256u << 20) };
+        char hex[65];
+        int r;
+
+        if (sha256_init(&s.sha) < 0)
+                return -ENOMEM;
+        r = run(&s, ret_err);
+        sha256_final_hex(&s.sha, hex);
+        if (r == 0)
+                r = check_hash(o, hex, ret_err);
+        if (r < 0) {
+                strbuf_release(&mem);
+                return r;
+        }
+        *ret_data = strbuf_detach(&mem, ret_len);
+        return 0;
+}

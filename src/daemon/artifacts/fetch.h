@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * HTTP(S) downloads with libcurl: streamed to a file with SHA-256 computed on
+ * the way, size limits, progress and cancellation. Only http and https, also
+ * across redirects.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void (*fetch_progress_fn)(void *ud, uint64_t done, uint64_t total);
+typedef bool (*fetch_cancel_fn)(void *ud); /* true: stop now */
+
+struct fetch_opts {
+        const char *url;
+        uint64_t max_bytes;        /* 0: 64 GiB */
+        const char *expect_sha256; /* NULL: do not check */
+        uint64_t expect_size;      /* 0: unknown */
+        fetch_progress_fn progress;
+        fetch_cancel_fn cancel;
+        void *ud;
+};
+
+/* Writes to dest (created 0600, replaced atomically on success; nothing left
+ * on failure). ret_sha256 may be NULL. -ECANCELED when cancelled. */
+int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], char **ret_err);
+int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, char **ret_err);
+
+/* curl_global_init once, before threads. */
+void fetch_global_init(void);

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#include "initramfs.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "macro.h"
+#include "strbuf.h"
+
+struct writer {
+        struct archive *a;
+        char **dirs; /* emitted so far */
+        size_t n_dirs;
+};
+
+static bool dir_seen(struct writer *w, const char *d) {
+        for (size_t i = 0; i < w->n_dirs; i++)
+                if (strcmp(w->dirs[i], d) == 0)
+                        return true;
+        return false;
+}
+
+static int header(struct writer *w, const char *path, unsigned type, unsigned mode, size_t size, dev_t rdev) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, path);
+        archive_entry_set_filetype(e, type);
+        archive_entry_set_perm(e, mode & 07777);
+        archive_entry_set_size(e, (la_int64_t) size);
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        archive_entry_set_mtime(e, 0, 0);
+        archive_entry_set_nlink(e, type == AE_IFDIR ? 2 : 1);
+        if (rdev)
+                archive_entry_set_rdev(e, rdev);
+        int r = archive_write_header(w->a, e);
+        archive_entry_free(e);
+        return r == ARCHIVE_OK ? 0 : -EIO;
+}
+
+static int parents(struct writer *w, const char *path) {
+        _cleanup_free_ char *p = xstrdup(path);
+
+        for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
+                *s = '\0';
+                if (!dir_seen(w, p)) {
+                        if (header(w, p, AE_IFDIR, 0755, 0, 0) < 0)
+                                return -EIO;
+                        w->dirs = xrealloc(w->dirs, (w->n_dirs + 1) * sizeof(char *));
+                        w->dirs[w->n_dirs++] = xstrdup(p);
+                }
+                *s = '/';
+        }
+        return 0;
+}
+
+static int add(struct writer *w, const struct cpio_entry *e, char **ret_err) {
+        _cleanup_free_ char *data = NULL;
+        const void *buf = e->data;
+        size_t len = e->len;
+
+        if (e->src_file) {
+                int r = read_file(e->src_file, 512u << 20, &data, &len);
+                if (r < 0) {
+                        *ret_err = xasprintf("cannot read %s: %s", e->src_file, strerror(-r));
+                        return r;
+                }
+                buf = data;
+        }
+        if (parents(w, e->path) < 0 || header(w, e->path, AE_IFREG, e->mode, len, 0) < 0 ||
+            (len && archive_write_data(w->a, buf, len) != (la_ssize_t) len)) {
+                *ret_err = xasprintf("writing %s into the cpio: %s", e->path, archive_error_string(w->a));
+                return -EIO;
+        }
+        return 0;
+}
+
+int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, char **ret_err) {
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp", dest);
+        struct writer w = { .a = archive_write_new() };
+        int r = 0;
+
+        archive_write_set_format_cpio_newc(w.a);
+        archive_write_add_filter_none(w.a);
+        archive_write_set_bytes_in_last_block(w.a, 1);
+        if (archive_write_open_filename(w.a, tmp) != ARCHIVE_OK) {
+                *ret_err = xasprintf("cannot create %s: %s", tmp, archive_error_string(w.a));
+                archive_write_free(w.a);
+                return -EIO;
+        }
+        if (with_console) {
+                const char *d = "dev";
+                w.dirs = xrealloc(w.dirs, sizeof(char *));
+                w.dirs[w.n_dirs++] = xstrdup(d);
+                if (header(&w, "dev", AE_IFDIR, 0755, 0, 0) < 0 ||
+                    header(&w, "dev/console", AE_IFCHR, 0600, 0, makedev(5, 1)) < 0) {
+                        *ret_err = xstrdup("writing dev/console into the cpio failed");
+                        r = -EIO;
+                }
+        }
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = add(&w, &entries[i], ret_err);
+        if (archive_write_close(w.a) != ARCHIVE_OK && r == 0) {
+                *ret_err = xasprintf("finishing %s: %s", tmp, archive_error_string(w.a));
+                r = -EIO;
+        }
+        archive_write_free(w.a);
+        for (size_t i = 0; i < w.n_dirs; i++)
+                free(w.dirs[i]);
+        free(w.dirs);
+        if (r == 0 && rename(tmp, dest) < 0) {
+                *ret_err = xasprintf("cannot rename %s: %s", tmp, strerror(errno));
+                r = -errno;
+        }
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}

@@ -1,0 +1,887 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The kernel store: <state>/kernels/<name>/ holds vmlinuz, vmlinux (PVH ELF
+ * when the bzImage payload could be unpacked), config, modules/ (only what
+ * banger-init loads, plus their dependencies), modules.order and
+ * manifest.json. Catalog kernels are resolved from the Debian mirror at pull
+ * time: InRelease (gpgv) -> Packages (SHA256 from Release) -> the versioned
+ * linux-image .deb (SHA256 from Packages) -> libarchive.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define _XOPEN_SOURCE_EXTENDED 1
+#include <ftw.h>
+
+#include "archive_path.h"
+#include "artifacts.h"
+#include "bzimage.h"
+#include "deb.h"
+#include "debian.h"
+#include "fetch.h"
+#include "fsutil.h"
+#include "initramfs.h"
+#include "jsonx.h"
+#include "log.h"
+#include "macro.h"
+#include "modinfo.h"
+#include "modorder.h"
+#include "proc_spawn.h"
+#include "sha256.h"
+#include "store/store_artifacts.h"
+#include "strbuf.h"
+
+extern const char kernel_catalog_json[];
+
+json_t *kernel_catalog(void) {
+        json_t *j = json_loads(kernel_catalog_json, 0, NULL);
+        return j ? j : json_pack("{s:i, s:[]}", "version", 1, "kernels");
+}
+
+static json_t *catalog_entry(const char *name) {
+        _cleanup_json_ json_t *c = kernel_catalog();
+        size_t i;
+        json_t *e;
+
+        json_array_foreach(json_object_get(c, "kernels"), i, e)
+                if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
+                        return json_incref(e);
+        return NULL;
+}
+
+static char *catalog_names(void) {
+        _cleanup_json_ json_t *c = kernel_catalog();
+        struct strbuf sb = STRBUF_INIT;
+        size_t i;
+        json_t *e;
+
+        json_array_foreach(json_object_get(c, "kernels"), i, e)
+                strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", json_string_value(json_object_get(e, "name")));
+        return strbuf_detach(&sb, NULL);
+}
+
+bool kernel_name_valid(const char *name) {
+        size_t n = name ? strlen(name) : 0;
+        if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
+                return false;
+        return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+static char *kdir(struct artifacts *a, const char *name) {
+        return path_join(a->layout->kernels_dir, name);
+}
+
+static json_t *read_manifest(const char *dir) {
+        _cleanup_free_ char *p = path_join(dir, "manifest.json"), *text = NULL;
+        size_t len;
+        if (read_file(p, 4u << 20, &text, &len) < 0)
+                return NULL;
+        return json_loadb(text, len, 0, NULL);
+}
+
+static uint64_t du_total;
+static int du_visit(const char *p, const struct stat *st, int type, struct FTW *f) {
+        (void) p;
+        (void) f;
+        if (type == FTW_F)
+                du_total += (uint64_t) st->st_size;
+        return 0;
+}
+
+/* Only ever called from one thread at a time per process? No: guard it. */
+static pthread_mutex_t du_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf */
+static uint64_t dir_size(const char *dir) {
+        uint64_t r;
+        pthread_mutex_lock(&du_mu);
+        du_total = 0;
+        nftw(dir, du_visit, 16, FTW_PHYS);
+        r = du_total;
+        pthread_mutex_unlock(&du_mu);
+        return r;
+}
+
+static json_t *kernel_json(struct artifacts *a, const struct kernel_row *r) {
+        _cleanup_json_ json_t *m = read_manifest(r->dir);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", r->name, "distro", r->distro, "arch",
+                              r->arch, "kernel_version", r->kernel_version, "source", r->source, "imported_at",
+                              r->imported_at, "dir", r->dir, "size_bytes", (json_int_t) dir_size(r->dir));
+        (void) a;
+        static const char *const boot_files[] = { "vmlinux", "vmlinuz", "initrd.img" };
+        for (size_t i = 0; i < ELEMENTSOF(boot_files); i++) {
+                _cleanup_free_ char *p = path_join(r->dir, boot_files[i]);
+                if (access(p, R_OK) == 0)
+                        json_object_set_new(j, boot_files[i], json_string(p));
+        }
+        if (m) {
+                json_object_set(j, "pvh", json_object_get(m, "pvh") ? json_object_get(m, "pvh") : json_false());
+                json_object_set(j, "modules", json_object_get(m, "modules_order"));
+                json_object_set(j, "files", json_object_get(m, "files"));
+                if (json_object_get(m, "package"))
+                        json_object_set(j, "package", json_object_get(m, "package"));
+        }
+        return j;
+}
+
+/* kernel_show plus the initramfs for the current banger-init, built now if
+ * needed: after a pull or import the kernel is ready to boot. */
+static int with_initramfs(struct artifacts *a, const char *name, json_t **ret, struct art_error *err) {
+        _cleanup_free_ char *path = NULL;
+        int r = kernel_initramfs(a, name, &path, err);
+        if (r < 0)
+                return r;
+        r = kernel_show(a, name, ret, err);
+        if (r == 0)
+                json_object_set_new(*ret, "initramfs", json_string(path));
+        return r;
+}
+
+int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct art_error *err) {
+        struct kernel_row r;
+        int rc = store_kernel_get(a->store, name, &r);
+
+        if (rc == -ENOENT)
+                return art_fail(err, ART_ERR_NOT_FOUND, rc, "kernel '%s' is not pulled or imported", name);
+        if (rc < 0)
+                return art_fail(err, ART_ERR_FAILED, rc, "reading kernel '%s' from the store failed", name);
+        *ret = kernel_json(a, &r);
+        kernel_row_done(&r);
+        return 0;
+}
+
+int kernel_list(struct artifacts *a, bool available, json_t **ret, struct art_error *err) {
+        struct kernel_row *rows = NULL;
+        size_t n = 0;
+        json_t *out = json_array();
+        int rc = store_kernel_list(a->store, &rows, &n);
+
+        if (rc < 0) {
+                json_decref(out);
+                return art_fail(err, ART_ERR_FAILED, rc, "listing kernels failed");
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_t *j = kernel_json(a, &rows[i]);
+                json_object_set_new(j, "state", json_string("pulled"));
+                json_array_append_new(out, j);
+        }
+        if (available) {
+                _cleanup_json_ json_t *c = kernel_catalog();
+                size_t i;
+                json_t *e;
+                json_array_foreach(json_object_get(c, "kernels"), i, e) {
+                        const char *name = json_string_value(json_object_get(e, "name"));
+                        bool pulled = false;
+                        for (size_t k = 0; k < n; k++)
+                                pulled |= strcmp(rows[k].name, name) == 0;
+                        if (pulled)
+                                continue;
+                        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O, s:s, s:s}", "name", name, "distro",
+                                                             json_string_value(json_object_get(e, "distro")), "arch",
+                                                             json_string_value(json_object_get(e, "arch")), "size_bytes",
+                                                             json_object_get(e, "size_bytes"), "state", "available",
+                                                             "description",
+                                                             json_string_value(json_object_get(e, "description"))));
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                kernel_row_done(&rows[i]);
+        free(rows);
+        *ret = out;
+        return 0;
+}
+
+/* ---- pull ---------------------------------------------------------------- */
+
+struct pull_ctx {
+        struct artifacts *a;
+        const struct progress *p;
+        const char *stage;
+};
+
+static bool pull_cancel(void *ud) {
+        struct pull_ctx *c = ud;
+        return progress_cancelled(c->p);
+}
+
+static void pull_bytes(void *ud, uint64_t done, uint64_t total) {
+        struct pull_ctx *c = ud;
+        if (c->p && c->p->bytes)
+                c->p->bytes(c->p->ud, c->stage, done, total);
+}
+
+static int verify_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
+                          struct pull_ctx *pc, struct release *ret, struct art_error *err) {
+        _cleanup_free_ char *url = xasprintf("%s/dists/%s/InRelease", mirror, suite);
+        _cleanup_free_ char *inrel = path_join(staging, "InRelease"), *rel = path_join(staging, "Release");
+        _cleanup_free_ char *text = NULL, *e = NULL;
+        struct spawn_result res = { 0 };
+        size_t len;
+        int r;
+
+        pc->stage = "release";
+        struct fetch_opts o = { .url = url, .max_bytes = 16u << 20, .cancel = pull_cancel, .ud = pc };
+        r = fetch_to_file(&o, inrel, NULL, &e);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+        /* gpgv prints the signed text only when the signature is good. */
+        char *argv[] = { (char *) "gpgv", (char *) "--keyring", a->keyring, (char *) "--output", rel, inrel, NULL };
+        struct spawn_opts so = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 60000 };
+        r = spawn_run(argv, &so, &res);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "cannot run gpgv: %s (apt-get install gpgv)", strerror(-r));
+        if (res.exit_code != 0) {
+                art_fail(err, ART_ERR_FAILED, -EBADMSG, "refusing %s: signature check with %s failed: %s", url,
+                         a->keyring, res.err_len ? res.err : "gpgv failed");
+                spawn_result_done(&res);
+                unlink(rel);
+                return -EBADMSG;
+        }
+        spawn_result_done(&res);
+        r = read_file(rel, 16u << 20, &text, &len);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "reading verified Release: %s", strerror(-r));
+        unlink(rel);
+        unlink(inrel);
+        r = debian_release_parse(text, len, ret, &e);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "%s: %s", url, e);
+        return 0;
+}
+
+static int decompress(const char *data, size_t len, size_t max, char **ret, size_t *ret_len, char **ret_err) {
+        struct archive *a = archive_read_new();
+        struct archive_entry *e;
+        struct strbuf out = STRBUF_INIT;
+        char buf[65536];
+        int r = 0;
+
+        archive_read_support_filter_all(a);
+        archive_read_support_format_raw(a);
+        if (archive_read_open_memory(a, data, len) != ARCHIVE_OK || archive_read_next_header(a, &e) != ARCHIVE_OK) {
+                *ret_err = xasprintf("cannot decompress the index: %s", archive_error_string(a));
+                archive_read_free(a);
+                return -EBADMSG;
+        }
+        for (;;) {
+                la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+                if (n < 0) {
+                        *ret_err = xasprintf("cannot decompress the index: %s", archive_error_string(a));
+                        r = -EBADMSG;
+                        break;
+                }
+                if (n == 0)
+                        break;
+                if (out.len + (size_t) n > max) {
+                        *ret_err = xstrdup("the index is implausibly large");
+                        r = -EFBIG;
+                        break;
+                }
+                strbuf_add(&out, buf, (size_t) n);
+        }
+        archive_read_free(a);
+        if (r < 0) {
+                strbuf_release(&out);
+                return r;
+        }
+        *ret = strbuf_detach(&out, ret_len);
+        return 0;
+}
+
+static int fetch_packages(const struct release *rel, const char *mirror, const char *suite, const char *component,
+                          struct pull_ctx *pc, char **ret, size_t *ret_len, struct art_error *err) {
+        static const char *const names[] = { "Packages.xz", "Packages.gz" };
+        _cleanup_free_ char *data = NULL, *e = NULL;
+        size_t len;
+
+        pc->stage = "index";
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *path = xasprintf("%s/binary-amd64/%s", component, names[i]);
+                const struct release_file *f = debian_release_find(rel, path);
+                if (!f)
+                        continue;
+                _cleanup_free_ char *url = xasprintf("%s/dists/%s/%s", mirror, suite, path);
+                struct fetch_opts o = { .url = url, .max_bytes = 256u << 20, .expect_sha256 = f->sha256,
+                                        .expect_size = f->size, .progress = pull_bytes, .cancel = pull_cancel, .ud = pc };
+                int r = fetch_to_memory(&o, &data, &len, &e);
+                if (r < 0)
+                        return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                r = decompress(data, len, 1024u << 20, ret, ret_len, &e);
+                if (r < 0)
+                        return art_fail(err, ART_ERR_FAILED, r, "%s: %s", url, e);
+                return 0;
+        }
+        return art_fail(err, ART_ERR_FAILED, -ENOENT, "the signed Release for %s lists no %s/binary-amd64/Packages", suite,
+                        component);
+}
+
+struct want_ctx {
+        char *version; /* from boot/vmlinuz-<version> */
+};
+
+static char *want_kernel_file(const char *p, void *ud) {
+        struct want_ctx *w = ud;
+        const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+
+        if (strncmp(p, "boot/vmlinuz-", 13) == 0 && !strchr(p + 5, '/')) {
+                free(w->version);
+                w->version = xstrdup(p + 13);
+                return xstrdup("vmlinuz");
+        }
+        if (strncmp(p, "boot/config-", 12) == 0 && !strchr(p + 5, '/'))
+                return xstrdup("config");
+        if (strncmp(p, "lib/modules/", 12) == 0 && fnmatch("*.ko", base, 0) == 0 && strstr(p, "/kernel/"))
+                return xasprintf("all-modules/%s", base);
+        return NULL;
+}
+
+static void strip_ko(char *name) {
+        size_t n = strlen(name);
+        if (n > 3 && strcmp(name + n - 3, ".ko") == 0)
+                name[n - 3] = '\0';
+}
+
+/* Reads deps of every .ko in src_dir, orders `wanted` + deps, moves those to
+ * dst_dir, writes modules.order. Missing wanted modules are an error only
+ * when `strict` (catalog kernels); imported kernels may have them built in. */
+static int select_modules(const char *src_dir, const char *dst_dir, const char *order_path, json_t *wanted, bool strict,
+                          json_t **ret_order, struct art_error *err) {
+        DIR *d = opendir(src_dir);
+        struct dirent *de;
+        char **names = NULL, **deps = NULL, **files = NULL;
+        size_t n = 0;
+        int rc = 0;
+
+        *ret_order = json_array();
+        if (!d)
+                return errno == ENOENT && !strict ? 0 : art_fail(err, ART_ERR_FAILED, -errno, "no modules in %s", src_dir);
+        while ((de = readdir(d))) {
+                if (fnmatch("*.ko", de->d_name, 0) != 0)
+                        continue;
+                _cleanup_free_ char *p = path_join(src_dir, de->d_name), *e = NULL;
+                char *dep = NULL;
+                if (modinfo_depends(p, &dep, &e) < 0) {
+                        rc = art_fail(err, ART_ERR_FAILED, -EBADMSG, "%s", e);
+                        break;
+                }
+                names = xrealloc(names, (n + 1) * sizeof(char *));
+                deps = xrealloc(deps, (n + 1) * sizeof(char *));
+                files = xrealloc(files, (n + 1) * sizeof(char *));
+                files[n] = xstrdup(de->d_name);
+                names[n] = xstrdup(de->d_name);
+                strip_ko(names[n]);
+                deps[n] = dep;
+                n++;
+        }
+        closedir(d);
+
+        struct modnode *nodes = xcalloc(n + 1, sizeof(*nodes));
+        const char **want = xcalloc(json_array_size(wanted) + 1, sizeof(char *));
+        size_t nw = 0, i;
+        json_t *w;
+        for (i = 0; i < n; i++)
+                nodes[i] = (struct modnode) { names[i], deps[i] };
+        json_array_foreach(wanted, i, w) {
+                const char *s = json_string_value(w);
+                bool present = false;
+                for (size_t k = 0; k < n; k++)
+                        present |= modname_equal(names[k], s) != 0;
+                if (present)
+                        want[nw++] = s;
+                else if (strict && rc == 0)
+                        rc = art_fail(err, ART_ERR_FAILED, -ENOENT, "the kernel package has no module '%s'", s);
+        }
+        size_t *order = NULL, norder = 0;
+        _cleanup_free_ char *e = NULL;
+        if (rc == 0 && modorder_resolve(want, nw, nodes, n, &order, &norder, &e) < 0)
+                rc = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s", e);
+        struct strbuf ofile = STRBUF_INIT;
+        if (rc == 0 && norder && mkdir_p(dst_dir, 0755) < 0)
+                rc = art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", dst_dir);
+        for (size_t k = 0; rc == 0 && k < norder; k++) {
+                _cleanup_free_ char *from = path_join(src_dir, files[order[k]]), *to = path_join(dst_dir, files[order[k]]);
+                if (rename(from, to) < 0)
+                        rc = art_fail(err, ART_ERR_FAILED, -errno, "cannot move %s: %s", from, strerror(errno));
+                strbuf_addf(&ofile, "%s\n", files[order[k]]);
+                json_array_append_new(*ret_order, json_string(files[order[k]]));
+        }
+        if (rc == 0 && write_file_atomic(order_path, ofile.buf, ofile.len, 0644) < 0)
+                rc = art_fail(err, ART_ERR_FAILED, -EIO, "cannot write %s", order_path);
+        strbuf_release(&ofile);
+        free(order);
+        free(nodes);
+        free(want);
+        for (i = 0; i < n; i++) {
+                free(names[i]);
+                free(deps[i]);
+                free(files[i]);
+        }
+        free(names);
+        free(deps);
+        free(files);
+        return rc;
+}
+
+/* vmlinux from vmlinuz where the payload allows it; *ret_pvh tells PVH boot. */
+static int unpack_vmlinux(const char *staging, bool *ret_pvh, struct art_error *err) {
+        _cleanup_free_ char *zp = path_join(staging, "vmlinuz"), *xp = path_join(staging, "vmlinux");
+        _cleanup_free_ char *img = NULL, *e = NULL;
+        unsigned char *elf = NULL;
+        size_t len, elen;
+        int r;
+
+        *ret_pvh = false;
+        if (access(zp, F_OK) < 0)
+                return 0;
+        r = read_file(zp, 256u << 20, &img, &len);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "reading %s: %s", zp, strerror(-r));
+        r = bzimage_extract_vmlinux((unsigned char *) img, len, &elf, &elen, ret_pvh, &e);
+        if (r == -ENOTSUP) {
+                log_info("kernel: %s; VMs will boot the bzImage", e);
+                return 0;
+        }
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "%s: %s", zp, e);
+        r = write_file_atomic(xp, elf, elen, 0644);
+        free(elf);
+        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "writing %s: %s", xp, strerror(-r)) : 0;
+}
+
+static int hash_tree(const char *dir, const char *rel, json_t *files) {
+        _cleanup_free_ char *p = rel ? path_join(dir, rel) : xstrdup(dir);
+        DIR *d = opendir(p);
+        struct dirent *de;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || strcmp(de->d_name, "manifest.json") == 0 ||
+                    strncmp(de->d_name, "initramfs-", 10) == 0)
+                        continue;
+                _cleanup_free_ char *r2 = rel ? xasprintf("%s/%s", rel, de->d_name) : xstrdup(de->d_name);
+                _cleanup_free_ char *full = path_join(dir, r2);
+                struct stat st;
+                if (lstat(full, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        hash_tree(dir, r2, files);
+                else if (S_ISREG(st.st_mode)) {
+                        char hex[65];
+                        if (sha256_file_hex(full, hex) == 0)
+                                json_object_set_new(files, r2, json_string(hex));
+                }
+        }
+        closedir(d);
+        return 0;
+}
+
+static int write_manifest(const char *staging, json_t *m, struct art_error *err) {
+        json_t *files = json_object();
+        hash_tree(staging, NULL, files);
+        json_object_set_new(m, "files", files);
+        _cleanup_free_ char *p = path_join(staging, "manifest.json");
+        _cleanup_free_ char *s = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
+        int r = write_file_atomic(p, s, strlen(s), 0644);
+        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "writing %s", p) : 0;
+}
+
+/* Moves staging into place and records the row; replaces an old kernel
+ * (force) only after the new one is complete. Holds image_ops_mu. */
+static int commit_kernel(struct artifacts *a, const char *name, const char *staging, const struct kernel_row *row,
+                         struct art_error *err) {
+        _cleanup_free_ char *dst = kdir(a, name);
+        _cleanup_free_ char *old = staging_dir(a->layout->kernels_dir, "old");
+        bool had = access(dst, F_OK) == 0;
+        int r = 0;
+
+        pthread_mutex_lock(&a->image_ops_mu);
+        if (had && rename(dst, old) < 0)
+                r = art_fail(err, ART_ERR_FAILED, -errno, "cannot move the old %s aside: %s", dst, strerror(errno));
+        if (r == 0 && rename(staging, dst) < 0) {
+                r = art_fail(err, ART_ERR_FAILED, -errno, "cannot move %s into place: %s", dst, strerror(errno));
+                if (had)
+                        rename(old, dst);
+        }
+        if (r == 0) {
+                r = store_kernel_put(a->store, row);
+                if (r < 0) {
+                        rename(dst, staging);
+                        if (had)
+                                rename(old, dst);
+                        art_fail(err, ART_ERR_FAILED, r, "recording kernel '%s' in the store failed", name);
+                }
+        }
+        pthread_mutex_unlock(&a->image_ops_mu);
+        if (had)
+                rm_rf(old);
+        return r;
+}
+
+static int do_pull(struct artifacts *a, const char *name, json_t *entry, const struct progress *p,
+                   struct art_error *err) {
+        const char *mirror = a->config->debian_mirror;
+        const char *suite = json_string_value(json_object_get(entry, "suite"));
+        const char *component = json_string_value(json_object_get(entry, "component"));
+        const char *meta = json_string_value(json_object_get(entry, "meta_package"));
+        const char *prefix = json_string_value(json_object_get(entry, "image_prefix"));
+        _cleanup_free_ char *staging = staging_dir(a->layout->kernels_dir, name);
+        _cleanup_free_ char *packages = NULL, *e = NULL, *image_pkg = NULL;
+        _cleanup_free_ char *deb_url = NULL, *deb = NULL, *all = NULL, *mods = NULL, *order = NULL;
+        _cleanup_free_ char *now = NULL, *source = NULL, *final_dir = NULL;
+        json_t *mod_order = NULL;
+        struct pull_ctx pc = { a, p, "release" };
+        struct release rel = { 0 };
+        struct deb_package metap = { 0 }, imgp = { 0 };
+        struct want_ctx want = { 0 };
+        size_t plen;
+        int r, nwritten;
+        bool pvh;
+
+        if (mkdir_p(staging, 0755) < 0)
+                return art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", staging);
+
+        progress_stage(p, "release", "%s/dists/%s/InRelease", mirror, suite);
+        r = verify_release(a, staging, mirror, suite, &pc, &rel, err);
+        if (r < 0)
+                goto out;
+        progress_stage(p, "index", "%s %s (signed %s)", suite, component, rel.date ? rel.date : "?");
+        r = fetch_packages(&rel, mirror, suite, component, &pc, &packages, &plen, err);
+        if (r < 0)
+                goto out;
+        r = debian_packages_find(packages, plen, meta, &metap, &e);
+        if (r < 0) {
+                r = art_fail(err, ART_ERR_FAILED, r, "%s", e ? e : "meta package not in the index");
+                goto out;
+        }
+        image_pkg = debian_depends_first_with_prefix(metap.depends, prefix);
+        if (!image_pkg) {
+                r = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s %s depends on no %s* package", meta, metap.version, prefix);
+                goto out;
+        }
+        r = debian_packages_find(packages, plen, image_pkg, &imgp, &e);
+        free(TAKE_PTR(packages));
+        if (r < 0) {
+                r = art_fail(err, ART_ERR_FAILED, r, "%s", e ? e : "kernel package not in the index");
+                goto out;
+        }
+
+        deb_url = xasprintf("%s/%s", mirror, imgp.filename);
+        deb = path_join(staging, "package.deb");
+        progress_stage(p, "download", "%s %s (%llu MiB)", image_pkg, imgp.version, (unsigned long long) (imgp.size >> 20));
+        pc.stage = "download";
+        struct fetch_opts o = { .url = deb_url, .expect_sha256 = imgp.sha256, .expect_size = imgp.size,
+                                .progress = pull_bytes, .cancel = pull_cancel, .ud = &pc };
+        r = fetch_to_file(&o, deb, NULL, &e);
+        if (r < 0) {
+                r = art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                goto out;
+        }
+        if (progress_cancelled(p)) {
+                r = art_fail(err, ART_ERR_FAILED, -ECANCELED, "kernel pull cancelled");
+                goto out;
+        }
+        progress_stage(p, "extract", "kernel and modules");
+        r = deb_extract(deb, staging, want_kernel_file, &want, &nwritten, &e);
+        unlink(deb);
+        if (r < 0) {
+                r = art_fail(err, ART_ERR_FAILED, r, "%s: %s", imgp.filename, e);
+                goto out;
+        }
+        if (!want.version) {
+                r = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s contains no boot/vmlinuz-*", imgp.filename);
+                goto out;
+        }
+        progress_stage(p, "modules", "resolving dependencies");
+        all = path_join(staging, "all-modules");
+        mods = path_join(staging, "modules");
+        order = path_join(staging, "modules.order");
+        r = select_modules(all, mods, order, json_object_get(entry, "modules"), true, &mod_order, err);
+        rm_rf(all);
+        if (r < 0)
+                goto out;
+        progress_stage(p, "vmlinux", "unpacking the bzImage payload for PVH boot");
+        r = unpack_vmlinux(staging, &pvh, err);
+        if (r < 0)
+                goto out;
+        now = now_rfc3339();
+        source = xasprintf("debian:%s", deb_url);
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b}", "name", name, "distro",
+                              json_string_value(json_object_get(entry, "distro")), "arch", "x86_64", "kernel_version",
+                              want.version, "package", image_pkg, "package_version", imgp.version, "source", source,
+                              "release_date", rel.date ? rel.date : "", "imported_at", now, "modules_order",
+                              TAKE_PTR(mod_order), "pvh", pvh);
+        r = write_manifest(staging, m, err);
+        json_decref(m);
+        if (r < 0)
+                goto out;
+        final_dir = kdir(a, name);
+        struct kernel_row row = { (char *) name, (char *) json_string_value(json_object_get(entry, "distro")),
+                                  (char *) "x86_64", want.version, final_dir, source, now };
+        r = commit_kernel(a, name, staging, &row, err);
+out:
+        if (r < 0)
+                rm_rf(staging);
+        json_decref(mod_order);
+        debian_release_done(&rel);
+        deb_package_done(&metap);
+        deb_package_done(&imgp);
+        free(want.version);
+        return r;
+}
+
+int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
+                struct art_error *err) {
+        _cleanup_json_ json_t *entry = NULL;
+        _cleanup_free_ char *key = xasprintf("kernel:%s", name);
+        int rc = 0;
+
+        if (!kernel_name_valid(name))
+                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "invalid kernel name '%s'", name);
+        entry = catalog_entry(name);
+        if (!entry) {
+                _cleanup_free_ char *names = catalog_names();
+                return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT, "no kernel '%s' in the catalog (available: %s)", name,
+                                names);
+        }
+        if (!inflight_begin(a, key, p, &rc, err))
+                return rc < 0 ? rc : kernel_show(a, name, ret, err);
+
+        struct kernel_row row;
+        bool exists = store_kernel_get(a->store, name, &row) == 0;
+        if (exists)
+                kernel_row_done(&row);
+        if (!exists || force)
+                rc = do_pull(a, name, entry, p, err);
+        inflight_end(a, key, rc, err);
+        if (rc < 0)
+                return rc;
+        rc = with_initramfs(a, name, ret, err);
+        if (rc == 0)
+                json_object_set_new(*ret, "already_pulled", json_boolean(exists && !force));
+        return rc;
+}
+
+/* ---- import -------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to) {
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        int r = read_file(from, 1u << 30, &data, &len);
+        return r < 0 ? r : write_file_atomic(to, data, len, 0644);
+}
+
+static int collect_ko(const char *dir, const char *dst) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int r = 0;
+
+        if (!d)
+                return -errno;
+        while (r == 0 && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *p = path_join(dir, de->d_name);
+                struct stat st;
+                if (lstat(p, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        r = collect_ko(p, dst);
+                else if (S_ISREG(st.st_mode) && fnmatch("*.ko", de->d_name, 0) == 0) {
+                        _cleanup_free_ char *to = path_join(dst, de->d_name);
+                        r = copy_file(p, to);
+                }
+        }
+        closedir(d);
+        return r;
+}
+
+static int do_import(struct artifacts *a, const char *name, const char *from, const char *moddir,
+                     const char *const files[][2], size_t n_files, struct art_error *err) {
+        _cleanup_free_ char *staging = staging_dir(a->layout->kernels_dir, name);
+        _cleanup_free_ char *all = path_join(staging, "all-modules"), *mods = path_join(staging, "modules");
+        _cleanup_free_ char *order = path_join(staging, "modules.order"), *xp = path_join(staging, "vmlinux");
+        _cleanup_free_ char *now = now_rfc3339(), *source = xasprintf("import:%s", from), *final_dir = kdir(a, name);
+        _cleanup_json_ json_t *mod_order = NULL;
+        struct stat st;
+        bool pvh = false;
+        int rc = 0;
+
+        mkdir_p(staging, 0755);
+        for (size_t i = 0; i < n_files && rc == 0; i++) {
+                if (access(files[i][0], F_OK) < 0)
+                        continue;
+                _cleanup_free_ char *to = path_join(staging, files[i][1]);
+                int r = copy_file(files[i][0], to);
+                if (r < 0)
+                        rc = art_fail(err, ART_ERR_FAILED, r, "copying %s: %s", files[i][0], strerror(-r));
+        }
+        if (rc == 0 && stat(moddir, &st) == 0 && S_ISDIR(st.st_mode)) {
+                mkdir_p(all, 0755);
+                int r = collect_ko(moddir, all);
+                if (r < 0)
+                        rc = art_fail(err, ART_ERR_FAILED, r, "copying modules: %s", strerror(-r));
+        }
+        if (rc == 0) {
+                _cleanup_json_ json_t *cat = kernel_catalog();
+                json_t *wanted = json_object_get(json_array_get(json_object_get(cat, "kernels"), 0), "modules");
+                rc = select_modules(all, mods, order, wanted, false, &mod_order, err);
+        }
+        rm_rf(all);
+        if (rc == 0 && access(xp, F_OK) < 0)
+                rc = unpack_vmlinux(staging, &pvh, err);
+        else if (rc == 0) {
+                _cleanup_free_ char *elf = NULL;
+                size_t len;
+                if (read_file(xp, 512u << 20, &elf, &len) == 0)
+                        pvh = elf_has_pvh_note((unsigned char *) elf, len);
+        }
+        if (rc == 0) {
+                json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b}", "name", name, "distro", "", "arch",
+                                      "x86_64", "kernel_version", "", "source", source, "imported_at", now,
+                                      "modules_order", mod_order ? mod_order : json_array(), "pvh", pvh);
+                rc = write_manifest(staging, m, err);
+                json_decref(m);
+        }
+        if (rc == 0) {
+                struct kernel_row row = { (char *) name, (char *) "", (char *) "x86_64", (char *) "", final_dir, source,
+                                          now };
+                rc = commit_kernel(a, name, staging, &row, err);
+        }
+        if (rc < 0)
+                rm_rf(staging);
+        return rc;
+}
+
+int kernel_import(struct artifacts *a, const char *name, const char *from, bool force, json_t **ret,
+                  struct art_error *err) {
+        _cleanup_free_ char *vmlinux = NULL, *vmlinuz = NULL, *initrd = NULL, *moddir = NULL;
+        _cleanup_free_ char *key = xasprintf("kernel:%s", name);
+        struct kernel_row row;
+        struct stat st;
+        int rc = 0;
+
+        if (!kernel_name_valid(name))
+                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "invalid kernel name '%s' (use A-Z a-z 0-9 . _ -)",
+                                name);
+        if (!from || from[0] != '/' || stat(from, &st) < 0 || !S_ISDIR(st.st_mode))
+                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "--from must be an existing directory (absolute path)");
+        vmlinux = path_join(from, "vmlinux");
+        vmlinuz = path_join(from, "vmlinuz");
+        initrd = path_join(from, "initrd.img");
+        moddir = path_join(from, "modules");
+        if (access(vmlinux, R_OK) < 0 && access(vmlinuz, R_OK) < 0)
+                return art_fail(err, ART_ERR_BAD_REQUEST, -ENOENT, "%s has neither vmlinux nor vmlinuz", from);
+        if (!inflight_begin(a, key, NULL, &rc, err))
+                return rc < 0 ? rc : art_fail(err, ART_ERR_EXISTS, -EEXIST, "kernel '%s' was just created", name);
+        if (store_kernel_get(a->store, name, &row) == 0) {
+                kernel_row_done(&row);
+                if (!force)
+                        rc = art_fail(err, ART_ERR_EXISTS, -EEXIST, "kernel '%s' exists (use --force to replace it)", name);
+        }
+        const char *const files[][2] = { { vmlinux, "vmlinux" }, { vmlinuz, "vmlinuz" }, { initrd, "initrd.img" } };
+        if (rc == 0)
+                rc = do_import(a, name, from, moddir, files, ELEMENTSOF(files), err);
+        inflight_end(a, key, rc, err);
+        return rc < 0 ? rc : with_initramfs(a, name, ret, err);
+}
+
+int kernel_delete(struct artifacts *a, const char *name, struct art_error *err) {
+        _cleanup_free_ char *first = NULL, *dir = kdir(a, name);
+        _cleanup_free_ char *aside = staging_dir(a->layout->kernels_dir, "rm");
+        struct kernel_row row;
+        int count = 0, r;
+
+        pthread_mutex_lock(&a->image_ops_mu);
+        r = store_kernel_get(a->store, name, &row);
+        if (r < 0) {
+                pthread_mutex_unlock(&a->image_ops_mu);
+                return r == -ENOENT ? art_fail(err, ART_ERR_NOT_FOUND, r, "kernel '%s' not found", name)
+                                    : art_fail(err, ART_ERR_FAILED, r, "reading the store failed");
+        }
+        kernel_row_done(&row);
+        r = store_kernel_image_refs(a->store, name, &first, &count);
+        if (r == 0 && count > 0) {
+                pthread_mutex_unlock(&a->image_ops_mu);
+                return art_fail(err, ART_ERR_FAILED, -EBUSY, "kernel '%s' is used by image '%s'%s; delete the image first",
+                                name, first, count > 1 ? " and others" : "");
+        }
+        r = store_kernel_delete(a->store, name);
+        if (r == 0 && rename(dir, aside) < 0 && errno != ENOENT)
+                log_warn("cannot move %s aside: %s", dir, strerror(errno));
+        pthread_mutex_unlock(&a->image_ops_mu);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "deleting kernel '%s' failed", name);
+        rm_rf(aside);
+        return 0;
+}
+
+int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct art_error *err) {
+        _cleanup_free_ char *dir = kdir(a, name), *order_text = NULL, *e = NULL, *key = NULL;
+        char init_hash[65];
+        size_t len;
+        int r;
+
+        if (!a->init_bin)
+                return art_fail(err, ART_ERR_FAILED, -ENOENT, "banger-init not found (set $BANGER_INIT or install it)");
+        r = sha256_file_hex(a->init_bin, init_hash);
+        if (r < 0)
+                return art_fail(err, ART_ERR_FAILED, r, "reading %s: %s", a->init_bin, strerror(-r));
+        _cleanup_free_ char *path = xasprintf("%s/initramfs-%.12s.cpio", dir, init_hash);
+        if (access(path, R_OK) == 0) {
+                *ret_path = TAKE_PTR(path);
+                return 0;
+        }
+        key = xasprintf("initramfs:%s", name);
+        int rc = 0;
+        if (!inflight_begin(a, key, NULL, &rc, err)) {
+                if (rc < 0)
+                        return rc;
+                *ret_path = TAKE_PTR(path);
+                return 0;
+        }
+        _cleanup_free_ char *order_path = path_join(dir, "modules.order");
+        r = read_file(order_path, 1u << 20, &order_text, &len);
+        if (r < 0 && r != -ENOENT) {
+                rc = art_fail(err, ART_ERR_FAILED, r, "reading %s", order_path);
+                goto out;
+        }
+        struct cpio_entry *ents = xcalloc(256, sizeof(*ents));
+        char *names[256];
+        size_t n = 0, nn = 0;
+        struct strbuf order = STRBUF_INIT;
+        ents[n++] = (struct cpio_entry) { .path = "init", .src_file = a->init_bin, .mode = 0755 };
+        char *save = NULL;
+        for (char *tok = order_text ? strtok_r(order_text, "\n", &save) : NULL; tok && n < 250;
+             tok = strtok_r(NULL, "\n", &save)) {
+                _cleanup_free_ char *norm = NULL;
+                if (archive_path_normalize(tok, &norm) < 0 || strchr(norm, '/'))
+                        continue;
+                names[nn] = xasprintf("lib/modules/%s", norm);
+                char *src = xasprintf("%s/modules/%s", dir, norm);
+                ents[n++] = (struct cpio_entry) { .path = names[nn], .src_file = src, .mode = 0644 };
+                strbuf_addf(&order, "/lib/modules/%s\n", norm);
+                nn++;
+        }
+        ents[n++] = (struct cpio_entry) { .path = "etc/banger/modules.order", .data = order.buf, .len = order.len, .mode = 0644 };
+        r = cpio_write(path, ents, n, true, &e);
+        for (size_t i = 0; i < nn; i++) {
+                free(names[i]);
+                free((char *) ents[i + 1].src_file);
+        }
+        free(ents);
+        strbuf_release(&order);
+        if (r < 0)
+                rc = art_fail(err, ART_ERR_FAILED, r, "building the initramfs: %s", e);
+out:
+        inflight_end(a, key, rc, err);
+        if (rc < 0)
+                return rc;
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}

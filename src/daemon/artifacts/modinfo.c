@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#include "modinfo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "strbuf.h"
+
+int modinfo_depends(const char *ko_path, char **ret_depends, char **ret_err) {
+        _cleanup_close_ int fd = open(ko_path, O_RDONLY | O_CLOEXEC);
+        Elf *elf;
+        Elf_Scn *scn = NULL;
+        size_t shstrndx;
+        int r = -ENOENT;
+
+        if (fd < 0) {
+                *ret_err = xasprintf("%s: %s", ko_path, strerror(errno));
+                return -errno;
+        }
+        if (elf_version(EV_CURRENT) == EV_NONE)
+                return -ENOTSUP;
+        elf = elf_begin(fd, ELF_C_READ, NULL);
+        if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getshdrstrndx(elf, &shstrndx) != 0) {
+                *ret_err = xasprintf("%s is not an ELF module", ko_path);
+                if (elf)
+                        elf_end(elf);
+                return -EBADMSG;
+        }
+        while ((scn = elf_nextscn(elf, scn))) {
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh))
+                        continue;
+                const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+                if (!name || strcmp(name, ".modinfo") != 0)
+                        continue;
+                Elf_Data *d = elf_getdata(scn, NULL);
+                if (!d || !d->d_buf)
+                        break;
+                const char *p = d->d_buf, *end = p + d->d_size;
+                while (p < end) {
+                        size_t len = strnlen(p, (size_t) (end - p));
+                        if (len > 8 && strncmp(p, "depends=", 8) == 0) {
+                                *ret_depends = xstrndup(p + 8, len - 8);
+                                r = 0;
+                                break;
+                        }
+                        p += len + 1;
+                }
+                if (r < 0) { /* .modinfo without depends=: no deps */
+                        *ret_depends = xstrdup("");
+                        r = 0;
+                }
+                break;
+        }
+        elf_end(elf);
+        if (r < 0)
+                *ret_err = xasprintf("%s has no .modinfo section", ko_path);
+        return r;
+}

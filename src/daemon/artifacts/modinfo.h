@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Kernel module metadata from the ELF .modinfo section (libelf). */
+
+/* *ret_depends: comma-separated module names ("" for none), malloc'd. */
+int modinfo_depends(const char *ko_path, char **ret_depends, char **ret_err);
