@@ -120,3 +120,56 @@ char *path_join(const char *a, const char *b) {
         size_t n = strlen(a);
         return xasprintf("%s%s%s", a, n && a[n - 1] == '/' ? "" : "/", b);
 }
+
+int copy_file_sparse(const char *from, const char *to, mode_t mode) {
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", to, (int) getpid());
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = -1;
+        struct stat st;
+        off_t data = 0, hole;
+        int r = 0;
+
+        if (in < 0 || fstat(in, &st) < 0)
+                return -errno;
+        out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (out < 0)
+                return -errno;
+        while (data < st.st_size) {
+                data = lseek(in, data, SEEK_DATA);
+                if (data < 0) {
+                        if (errno == ENXIO)
+                                break; /* only a hole is left */
+                        r = -errno;
+                        break;
+                }
+                hole = lseek(in, data, SEEK_HOLE);
+                if (hole < 0) {
+                        r = -errno;
+                        break;
+                }
+                off_t src = data, dst = data;
+                while (src < hole) {
+                        ssize_t n = copy_file_range(in, &src, out, &dst, (size_t) (hole - src), 0);
+                        if (n < 0) {
+                                r = -errno;
+                                break;
+                        }
+                        if (n == 0)
+                                break;
+                }
+                if (r < 0)
+                        break;
+                data = hole;
+        }
+        if (r == 0 && ftruncate(out, st.st_size) < 0)
+                r = -errno;
+        if (r == 0 && fchmod(out, mode) < 0)
+                r = -errno;
+        if (r == 0 && fsync(out) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, to) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}

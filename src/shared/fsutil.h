@@ -27,3 +27,7 @@ char *path_join(const char *a, const char *b);
 
 /* Writes a full buffer, retrying on EINTR and short writes. */
 int write_all(int fd, const void *buf, size_t len);
+
+/* Copies a regular file, keeping holes (SEEK_DATA/SEEK_HOLE + copy_file_range),
+ * to `to` (created with mode, replaced atomically). */
+int copy_file_sparse(const char *from, const char *to, mode_t mode);

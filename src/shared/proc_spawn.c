@@ -140,24 +140,36 @@ static int64_t now_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads both pipes until EOF (or timeout); enforces max bytes per stream. */
+/*
+ * Reads both pipes until EOF while the child runs; enforces max bytes per
+ * stream, the timeout and cancellation. Without pipes it waits on the pidfd.
+ */
 static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, struct strbuf *out,
-                 struct strbuf *err, bool *ret_timed_out) {
+                 struct strbuf *err, bool *ret_timed_out, bool *ret_cancelled) {
         size_t max = o->max_capture ? o->max_capture : 16u << 20;
-        int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0;
+        int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0, kill_at = 0;
         int fds[2] = { out_fd, err_fd };
         struct strbuf *sinks[2] = { out, err };
+        bool child_done = false;
         char buf[8192];
 
-        while (fds[0] >= 0 || fds[1] >= 0) {
+        for (;;) {
                 struct pollfd p[3];
-                int n = 0, idx[2] = { -1, -1 }, timeout = -1;
+                int n = 0, idx[2] = { -1, -1 }, timeout = -1, pid_idx = -1;
 
                 for (int i = 0; i < 2; i++)
                         if (fds[i] >= 0) {
                                 idx[i] = n;
                                 p[n++] = (struct pollfd) { .fd = fds[i], .events = POLLIN };
                         }
+                if (n == 0 && (child_done || pidfd < 0))
+                        break;
+                if (n == 0) {
+                        pid_idx = n;
+                        p[n++] = (struct pollfd) { .fd = pidfd, .events = POLLIN };
+                }
+                if (o->cancel)
+                        timeout = 250;
                 if (deadline) {
                         int64_t left = deadline - now_ms();
                         if (left <= 0) {
@@ -166,12 +178,27 @@ static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, 
                                 deadline = 0;
                                 continue;
                         }
-                        timeout = (int) left;
+                        if (timeout < 0 || left < timeout)
+                                timeout = (int) left;
                 }
-                if (poll(p, (nfds_t) n, timeout) < 0) {
+                if (o->cancel && !*ret_cancelled && o->cancel(o->cancel_ud)) {
+                        *ret_cancelled = true;
+                        pidfd_send_signal(pidfd, SIGTERM, NULL, 0);
+                        kill_at = now_ms() + (o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 2000);
+                }
+                if (kill_at && now_ms() >= kill_at) {
+                        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                        kill_at = 0;
+                }
+                int r = poll(p, (nfds_t) n, timeout);
+                if (r < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
+                }
+                if (pid_idx >= 0 && (p[pid_idx].revents & POLLIN)) {
+                        child_done = true;
+                        continue;
                 }
                 for (int i = 0; i < 2; i++) {
                         if (idx[i] < 0 || !(p[idx[i]].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -195,7 +222,7 @@ int spawn_run(char *const argv[], const struct spawn_opts *opts, struct spawn_re
         const struct spawn_opts *o = opts ? opts : &none;
         _cleanup_close_ int out_r = -1, out_w = -1, err_r = -1, err_w = -1, pidfd = -1;
         _cleanup_strbuf_ struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
-        bool timed_out = false;
+        bool timed_out = false, cancelled = false;
         pid_t pid;
         int r, p[2];
 
@@ -220,16 +247,8 @@ int spawn_run(char *const argv[], const struct spawn_opts *opts, struct spawn_re
         err_w = -1;
 
         pidfd = (int) pidfd_open(pid, 0);
-        if (out_r >= 0 || err_r >= 0 || o->timeout_ms > 0)
-                pump(out_r, err_r, pidfd, o, &out, &err, &timed_out);
-        if (o->timeout_ms > 0 && pidfd >= 0 && !timed_out) {
-                /* No capture: wait on the pidfd with the deadline. */
-                struct pollfd pp = { .fd = pidfd, .events = POLLIN };
-                if (out_r < 0 && err_r < 0 && poll(&pp, 1, o->timeout_ms) == 0) {
-                        timed_out = true;
-                        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-                }
-        }
+        if (out_r >= 0 || err_r >= 0 || o->timeout_ms > 0 || o->cancel)
+                pump(out_r, err_r, pidfd, o, &out, &err, &timed_out, &cancelled);
         r = spawn_wait(pid);
         if (r < 0)
                 return r;
@@ -237,6 +256,7 @@ int spawn_run(char *const argv[], const struct spawn_opts *opts, struct spawn_re
                 .exit_code = r,
                 .term_signal = r > 128 ? r - 128 : 0,
                 .timed_out = timed_out,
+                .cancelled = cancelled,
         };
         ret->out = strbuf_detach(&out, &ret->out_len);
         ret->err = strbuf_detach(&err, &ret->err_len);

@@ -33,12 +33,18 @@ struct spawn_opts {
         char *const *envp;  /* NULL: inherit */
         int timeout_ms;     /* spawn_run only; 0: none. SIGKILL on expiry */
         size_t max_capture; /* bytes per stream; 0: 16 MiB */
+        /* spawn_run only: polled a few times a second; true kills the child
+         * (SIGTERM, then SIGKILL after cancel_grace_ms) and marks the result cancelled. */
+        bool (*cancel)(void *ud);
+        void *cancel_ud;
+        int cancel_grace_ms; /* SIGTERM -> SIGKILL; 0: 2 s */
 };
 
 struct spawn_result {
         int exit_code;   /* exit status, or 128+signal */
         int term_signal; /* 0 unless killed by a signal */
         bool timed_out;
+        bool cancelled;
         char *out; /* owned, NUL-terminated ("" when not captured) */
         size_t out_len;
         char *err; /* owned, NUL-terminated */

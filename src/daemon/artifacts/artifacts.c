@@ -15,6 +15,7 @@
 #include <ftw.h>
 
 #include "fetch.h"
+#include "priv.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
@@ -75,13 +76,17 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
         return 0;
 }
 
+/* Never crosses into another filesystem (FTW_MOUNT): whatever is mounted
+ * below path (a killed debootstrap's /proc, /dev) is unmounted first by the
+ * caller, and is left alone if that failed. */
 int rm_rf(const char *path) {
         struct stat st;
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : -errno;
         if (!S_ISDIR(st.st_mode))
                 return unlink(path) < 0 ? -errno : 0;
-        return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : 0;
+        priv_umount_below(path);
+        return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
 }
 
 char *now_rfc3339(void) {

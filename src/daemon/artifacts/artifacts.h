@@ -76,6 +76,28 @@ int kernel_delete(struct artifacts *a, const char *name, struct art_error *err);
 int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct art_error *err);
 bool kernel_name_valid(const char *name);
 
+/* mirror.c: fetches <mirror>/dists/<suite>/InRelease into staging, checks
+ * it with gpgv against the Debian keyring and parses the signed Release.
+ * ret_sha256 (optional): hash of the signed text, a mirror snapshot id. */
+struct release;
+int mirror_verified_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
+                            const struct progress *p, struct release *ret, char ret_sha256[65],
+                            struct art_error *err);
+
+/* images.c */
+json_t *image_catalog(void);
+int image_list(struct artifacts *a, bool available, json_t **ret, struct art_error *err);
+int image_show(struct artifacts *a, const char *name, json_t **ret, struct art_error *err);
+/* ref: a catalog name, a .tar.zst path or an http(s) URL of a bundle. */
+int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
+               json_t **ret, struct art_error *err);
+int image_register(struct artifacts *a, json_t *params, json_t **ret, struct art_error *err);
+int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
+                  struct art_error *err);
+int image_delete(struct artifacts *a, const char *name, struct art_error *err);
+int image_export(struct artifacts *a, const char *name, const char *out_path, const struct progress *p,
+                 json_t **ret, struct art_error *err);
+
 /* inflight.c: coalescing of concurrent work on one key */
 /* Returns true when the caller leads (must call inflight_end); false when it
  * waited for a leader, with that leader's outcome in *ret_rc / err. */

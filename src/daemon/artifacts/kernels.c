@@ -215,45 +215,6 @@ static void pull_bytes(void *ud, uint64_t done, uint64_t total) {
                 c->p->bytes(c->p->ud, c->stage, done, total);
 }
 
-static int verify_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
-                          struct pull_ctx *pc, struct release *ret, struct art_error *err) {
-        _cleanup_free_ char *url = xasprintf("%s/dists/%s/InRelease", mirror, suite);
-        _cleanup_free_ char *inrel = path_join(staging, "InRelease"), *rel = path_join(staging, "Release");
-        _cleanup_free_ char *text = NULL, *e = NULL;
-        struct spawn_result res = { 0 };
-        size_t len;
-        int r;
-
-        pc->stage = "release";
-        struct fetch_opts o = { .url = url, .max_bytes = 16u << 20, .cancel = pull_cancel, .ud = pc };
-        r = fetch_to_file(&o, inrel, NULL, &e);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
-        /* gpgv prints the signed text only when the signature is good. */
-        char *argv[] = { (char *) "gpgv", (char *) "--keyring", a->keyring, (char *) "--output", rel, inrel, NULL };
-        struct spawn_opts so = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 60000 };
-        r = spawn_run(argv, &so, &res);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "cannot run gpgv: %s (apt-get install gpgv)", strerror(-r));
-        if (res.exit_code != 0) {
-                art_fail(err, ART_ERR_FAILED, -EBADMSG, "refusing %s: signature check with %s failed: %s", url,
-                         a->keyring, res.err_len ? res.err : "gpgv failed");
-                spawn_result_done(&res);
-                unlink(rel);
-                return -EBADMSG;
-        }
-        spawn_result_done(&res);
-        r = read_file(rel, 16u << 20, &text, &len);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "reading verified Release: %s", strerror(-r));
-        unlink(rel);
-        unlink(inrel);
-        r = debian_release_parse(text, len, ret, &e);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s: %s", url, e);
-        return 0;
-}
-
 static int decompress(const char *data, size_t len, size_t max, char **ret, size_t *ret_len, char **ret_err) {
         struct archive *a = archive_read_new();
         struct archive_entry *e;
@@ -547,7 +508,7 @@ static int do_pull(struct artifacts *a, const char *name, json_t *entry, const s
                 return art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", staging);
 
         progress_stage(p, "release", "%s/dists/%s/InRelease", mirror, suite);
-        r = verify_release(a, staging, mirror, suite, &pc, &rel, err);
+        r = mirror_verified_release(a, staging, mirror, suite, p, &rel, NULL, err);
         if (r < 0)
                 goto out;
         progress_stage(p, "index", "%s %s (signed %s)", suite, component, rel.date ? rel.date : "?");
@@ -670,10 +631,7 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
 /* ---- import -------------------------------------------------------------- */
 
 static int copy_file(const char *from, const char *to) {
-        _cleanup_free_ char *data = NULL;
-        size_t len;
-        int r = read_file(from, 1u << 30, &data, &len);
-        return r < 0 ? r : write_file_atomic(to, data, len, 0644);
+        return copy_file_sparse(from, to, 0644);
 }
 
 static int collect_ko(const char *dir, const char *dst) {

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Image bundles: a .tar.zst holding exactly rootfs.ext4 and manifest.json
+ * (banger's own exports may add work-seed.ext4). Reading is strict: any
+ * other entry, a duplicate, a non-regular entry or an unsafe path rejects
+ * the bundle. The SHA-256 of the compressed stream is computed while it is
+ * read; rootfs.ext4 is written sparse and checked against the manifest.
+ */
+
+#include <stdbool.h>
+
+#include "artifacts.h"
+#include "image_manifest.h"
+
+int bundle_read(const char *bundle_path, const char *dest_dir, const char *expect_sha256,
+                const struct progress *p, struct image_manifest *ret_manifest, char **ret_err);
+
+/* Writes manifest.json (text), rootfs.ext4 and work-seed.ext4 (if the path
+ * is non-NULL) from src paths into out (atomically). */
+int bundle_write(const char *out, const char *manifest_json, const char *rootfs, const char *work_seed,
+                 const struct progress *p, char **ret_err);

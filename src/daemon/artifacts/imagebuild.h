@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <jansson.h>
+
+#include "artifacts.h"
+
+/*
+ * Builds a `debian` catalog recipe into dest_dir: rootfs.ext4,
+ * work-seed.ext4 and manifest.json. A build cache keyed by (recipe, agent
+ * binary, mirror, signed Release) makes repeat builds a copy.
+ */
+int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
+                      json_t **ret_manifest, struct art_error *err);

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+#include "priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "macro.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+
+static char *tail(const char *s, size_t n) {
+        size_t len = strlen(s);
+        return xstrdup(len > n ? s + len - n : s);
+}
+
+int priv_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
+                    const char *log_path, const struct priv_cancel *c, char **ret_err) {
+        _cleanup_strbuf_ struct strbuf inc = STRBUF_INIT;
+        struct spawn_result res = { 0 };
+        int r;
+
+        for (const char *const *p = packages; p && *p; p++) {
+                /* package names come from our catalog, but stay defensive: no
+                 * option or separator smuggling into mmdebstrap's argv */
+                if (!**p || strspn(*p, "abcdefghijklmnopqrstuvwxyz0123456789+-.") != strlen(*p) || **p == '-') {
+                        *ret_err = xasprintf("invalid package name '%s'", *p);
+                        return -EINVAL;
+                }
+                strbuf_addf(&inc, "%s%s", inc.len ? "," : "", *p);
+        }
+        _cleanup_free_ char *inc_arg = xasprintf("--include=%s", inc.buf);
+        const char *mode = geteuid() == 0 ? "--mode=root" : "--mode=unshare";
+        char *argv[] = {
+                (char *) "mmdebstrap", (char *) "--variant=apt", (char *) mode, inc_arg,
+                (char *) "--dpkgopt=path-exclude=/usr/share/doc/*", (char *) "--dpkgopt=path-exclude=/usr/share/man/*",
+                (char *) "--dpkgopt=path-exclude=/usr/share/locale/*",
+                (char *) "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                (char *) "--aptopt=Acquire::Languages \"none\"", (char *) suite, (char *) dir, (char *) mirror, NULL,
+        };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
+                                .cancel = c ? c->cancelled : NULL, .cancel_ud = c ? c->ud : NULL,
+                                /* mmdebstrap unmounts its chroot on SIGTERM */
+                                .cancel_grace_ms = 15000 };
+        r = spawn_run(argv, &o, &res);
+        if (r < 0) {
+                *ret_err = xasprintf("cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));
+                return r;
+        }
+        if (log_path) {
+                _cleanup_free_ char *log = xasprintf("%s%s", res.out, res.err);
+                write_file_atomic(log_path, log, strlen(log), 0600);
+        }
+        if (res.cancelled)
+                r = -ECANCELED;
+        else if (res.exit_code != 0) {
+                _cleanup_free_ char *t = tail(res.err_len ? res.err : res.out, 600);
+                *ret_err = xasprintf("mmdebstrap failed (exit %d): %s", res.exit_code, t);
+                r = -EIO;
+        }
+        if (r == -ECANCELED)
+                *ret_err = xstrdup("image build cancelled");
+        spawn_result_done(&res);
+        return r;
+}
+
+/* /proc/self/mountinfo escapes spaces etc. as \ooo */
+static void unescape(char *s) {
+        char *o = s;
+        for (char *i = s; *i; i++) {
+                if (i[0] == '\\' && i[1] >= '0' && i[1] <= '7' && i[2] && i[3]) {
+                        *o++ = (char) ((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+                        i += 3;
+                } else
+                        *o++ = *i;
+        }
+        *o = '\0';
+}
+
+int priv_umount_below(const char *dir) {
+        _cleanup_free_ char *text = NULL;
+        size_t len, dl = strlen(dir), n = 0;
+        char **points = NULL;
+        int count = 0;
+
+        if (read_file("/proc/self/mountinfo", 4u << 20, &text, &len) < 0)
+                return 0;
+        for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char mp[4096];
+                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+                        continue;
+                unescape(mp);
+                if (strncmp(mp, dir, dl) == 0 && (mp[dl] == '/' || mp[dl] == '\0')) {
+                        points = xrealloc(points, (n + 1) * sizeof(char *));
+                        points[n++] = xstrdup(mp);
+                }
+        }
+        /* later mounts sit on top of earlier ones: undo in reverse */
+        while (n > 0) {
+                n--;
+                if (umount2(points[n], MNT_DETACH) == 0)
+                        count++;
+                free(points[n]);
+        }
+        free(points);
+        return count;
+}
+
+int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
+                            char **ret_err) {
+        struct spawn_result res = { 0 };
+        _cleanup_close_ int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int r;
+
+        if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0) {
+                *ret_err = xasprintf("cannot create %s: %s", out, strerror(errno));
+                return -errno;
+        }
+        char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-d", (char *) dir,
+                         (char *) "-L", (char *) label, (char *) "-E", (char *) "root_owner=0:0", (char *) "-m",
+                         (char *) "0", (char *) out, NULL };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 20 * 60 * 1000 };
+        r = spawn_run(argv, &o, &res);
+        if (r < 0) {
+                *ret_err = xasprintf("cannot run mkfs.ext4: %s (apt-get install e2fsprogs)", strerror(-r));
+                unlink(out);
+                return r;
+        }
+        if (res.exit_code != 0) {
+                *ret_err = xasprintf("mkfs.ext4 -d %s failed: %s", dir, res.err_len ? res.err : res.out);
+                unlink(out);
+                r = -EIO;
+        }
+        spawn_result_done(&res);
+        return r;
+}

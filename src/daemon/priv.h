@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The privileged-operations seam. Everything that needs (or may later need)
+ * root goes through these few functions, so the root helper of a later issue
+ * replaces this file and nothing else: building a root filesystem, making
+ * ext4 images (and, with the VM lifecycle, bridge/TAP/nft).
+ *
+ * In user mode they run in-process as the daemon's user: as root they do the
+ * real thing; otherwise mmdebstrap uses --mode=unshare (user namespaces).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct priv_cancel {
+        bool (*cancelled)(void *ud);
+        void *ud;
+};
+
+/* Debian root filesystem into `dir` (must not exist or be empty). The tail of
+ * mmdebstrap's output is in *ret_err on failure; -ECANCELED when cancelled. */
+int priv_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
+                    const char *log_path, const struct priv_cancel *c, char **ret_err);
+
+/* Lazily unmounts every mount point at or below `dir` (deepest first).
+ * Returns how many were unmounted. */
+int priv_umount_below(const char *dir);
+
+/* ext4 image of `dir` (mkfs.ext4 -d), `size_bytes` large (sparse). */
+int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
+                            char **ret_err);

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/* .deb and bundle readers against crafted archives (written with libarchive). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "artifacts/artifacts.h"
+#include "artifacts/bundle.h"
+#include "artifacts/bzimage.h"
+#include "artifacts/deb.h"
+#include "artifacts/initramfs.h"
+#include "fsutil.h"
+#include "sha256.h"
+#include "strbuf.h"
+
+static char dir[64];
+
+struct ent {
+        const char *path;
+        unsigned type; /* AE_IFREG, AE_IFLNK, AE_IFCHR, AE_IFDIR */
+        const char *data_or_target;
+};
+
+static void write_tar(struct archive *a, const struct ent *e, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                struct archive_entry *ae = archive_entry_new();
+                archive_entry_set_pathname(ae, e[i].path);
+                archive_entry_set_filetype(ae, e[i].type);
+                archive_entry_set_perm(ae, 0644);
+                if (e[i].type == AE_IFLNK)
+                        archive_entry_set_symlink(ae, e[i].data_or_target);
+                size_t len = e[i].type == AE_IFREG ? strlen(e[i].data_or_target) : 0;
+                archive_entry_set_size(ae, (la_int64_t) len);
+                assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+                if (len)
+                        archive_write_data(a, e[i].data_or_target, len);
+                archive_entry_free(ae);
+        }
+}
+
+/* A .deb: ar with debian-binary, control.tar.xz and data.tar.xz. */
+static char *make_deb(const char *name, const struct ent *e, size_t n) {
+        char *tarpath = xasprintf("%s/%s.data.tar.xz", dir, name), *deb = xasprintf("%s/%s.deb", dir, name);
+        struct archive *t = archive_write_new();
+        archive_write_set_format_pax_restricted(t);
+        archive_write_add_filter_xz(t);
+        assert_int_equal(archive_write_open_filename(t, tarpath), ARCHIVE_OK);
+        write_tar(t, e, n);
+        archive_write_free(t);
+
+        char *data = NULL;
+        size_t len;
+        assert_int_equal(read_file(tarpath, 1 << 24, &data, &len), 0);
+        struct archive *ar = archive_write_new();
+        archive_write_set_format_ar_svr4(ar);
+        assert_int_equal(archive_write_open_filename(ar, deb), ARCHIVE_OK);
+        const char *names[] = { "debian-binary", "data.tar.xz" };
+        const char *bufs[] = { "2.0\n", data };
+        size_t lens[] = { 4, len };
+        for (int i = 0; i < 2; i++) {
+                struct archive_entry *ae = archive_entry_new();
+                archive_entry_set_pathname(ae, names[i]);
+                archive_entry_set_filetype(ae, AE_IFREG);
+                archive_entry_set_perm(ae, 0644);
+                archive_entry_set_size(ae, (la_int64_t) lens[i]);
+                archive_write_header(ar, ae);
+                archive_write_data(ar, bufs[i], lens[i]);
+                archive_entry_free(ae);
+        }
+        archive_write_free(ar);
+        free(data);
+        unlink(tarpath);
+        free(tarpath);
+        return deb;
+}
+
+static char *want_boot(const char *p, void *ud) {
+        (void) ud;
+        if (strncmp(p, "boot/", 5) == 0)
+                return xstrdup(p + 5);
+        return NULL;
+}
+
+static int setup(void **state) {
+        (void) state;
+        snprintf(dir, sizeof(dir), "/tmp/banger-extract-XXXXXX");
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        rm_rf(dir);
+        return 0;
+}
+
+static int extract(const char *name, const struct ent *e, size_t n, char **ret_err, int *written) {
+        char *deb = make_deb(name, e, n);
+        char *out = xasprintf("%s/out-%s", dir, name);
+        mkdir(out, 0755);
+        int r = deb_extract(deb, out, want_boot, NULL, written, ret_err);
+        free(deb);
+        free(out);
+        return r;
+}
+
+static void test_deb_ok(void **state) {
+        const struct ent e[] = { { "./", AE_IFDIR, "" },
+                                 { "./boot/", AE_IFDIR, "" },
+                                 { "./boot/vmlinuz-1", AE_IFREG, "kernel" },
+                                 { "./usr/share/doc/x", AE_IFREG, "doc" },
+                                 { "./lib/link", AE_IFLNK, "../usr/share/doc/x" } };
+        char *err = NULL;
+        int n = 0;
+        (void) state;
+        assert_int_equal(extract("ok", e, 5, &err, &n), 0);
+        assert_int_equal(n, 1);
+        char *p = xasprintf("%s/out-ok/vmlinuz-1", dir), *data = NULL;
+        size_t len;
+        assert_int_equal(read_file(p, 100, &data, &len), 0);
+        assert_string_equal(data, "kernel");
+        free(data);
+        free(p);
+        p = xasprintf("%s/out-ok/x", dir);
+        assert_int_equal(access(p, F_OK), -1); /* not asked for, not written */
+        free(p);
+}
+
+static void test_deb_hostile(void **state) {
+        const struct { const char *name; struct ent e; const char *needle; } cases[] = {
+                { "dotdot", { "./boot/../../etc/passwd", AE_IFREG, "x" }, "unsafe entry path" },
+                { "abs", { "/etc/shadow", AE_IFREG, "x" }, "unsafe entry path" },
+                { "escape", { "./lib/evil", AE_IFLNK, "../../../../etc/passwd" }, "escapes" },
+                { "abslink", { "./lib/evil", AE_IFLNK, "/etc/passwd" }, "escapes" },
+                { "dev", { "./dev/sda", AE_IFCHR, "" }, "device" },
+                { "wantedlink", { "./boot/vmlinuz-2", AE_IFLNK, "vmlinuz-1" }, "not a regular file" },
+        };
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const struct ent e[] = { { "./boot/vmlinuz-1", AE_IFREG, "k" }, cases[i].e };
+                char *err = NULL;
+                int n = 0;
+                assert_true(extract(cases[i].name, e, 2, &err, &n) < 0);
+                if (!err || !strstr(err, cases[i].needle))
+                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, err ? err : "", cases[i].needle);
+                free(err);
+        }
+        /* not a .deb at all */
+        char *junk = xasprintf("%s/junk.deb", dir), *err = NULL;
+        int n;
+        write_file_atomic(junk, "not an archive", 14, 0644);
+        assert_true(deb_extract(junk, dir, want_boot, NULL, &n, &err) < 0);
+        free(err);
+        free(junk);
+}
+
+static char *make_bundle(const char *name, const struct ent *e, size_t n) {
+        char *p = xasprintf("%s/%s.tar.zst", dir, name);
+        struct archive *t = archive_write_new();
+        archive_write_set_format_pax_restricted(t);
+        archive_write_add_filter_zstd(t);
+        assert_int_equal(archive_write_open_filename(t, p), ARCHIVE_OK);
+        write_tar(t, e, n);
+        archive_write_free(t);
+        return p;
+}
+
+static int read_bundle(const char *name, const struct ent *e, size_t n, const char *sha, char **err) {
+        char *b = make_bundle(name, e, n), *out = xasprintf("%s/b-%s", dir, name);
+        struct image_manifest m = { 0 };
+        mkdir(out, 0755);
+        int r = bundle_read(b, out, sha, NULL, &m, err);
+        image_manifest_done(&m);
+        free(b);
+        free(out);
+        return r;
+}
+
+#define MANIFEST "{\"format\":1,\"name\":\"img\",\"init_mode\":\"fast\"}"
+
+static void test_bundles(void **state) {
+        char *err = NULL;
+        (void) state;
+        const struct ent ok[] = { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFREG, "rootfs" } };
+        assert_int_equal(read_bundle("ok", ok, 2, NULL, &err), 0);
+        char *b = xasprintf("%s/ok.tar.zst", dir);
+        char hex[65];
+        sha256_file_hex(b, hex);
+        free(b);
+        assert_int_equal(read_bundle("ok2", ok, 2, hex, &err), 0); /* same bytes: same hash */
+        assert_true(read_bundle("ok3", ok, 2, "0000000000000000000000000000000000000000000000000000000000000000", &err) < 0);
+        assert_non_null(strstr(err, "SHA256 mismatch"));
+        free(err);
+
+        const struct { const char *name; struct ent e[3]; size_t n; const char *needle; } cases[] = {
+                { "extra", { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFREG, "r" }, { "evil.sh", AE_IFREG, "x" } }, 3, "unexpected entry" },
+                { "dotdot", { { "manifest.json", AE_IFREG, MANIFEST }, { "../rootfs.ext4", AE_IFREG, "r" } }, 2, "unsafe entry" },
+                { "abs", { { "manifest.json", AE_IFREG, MANIFEST }, { "/rootfs.ext4", AE_IFREG, "r" } }, 2, "unsafe entry" },
+                { "link", { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFLNK, "/etc/shadow" } }, 2, "not a regular file" },
+                { "dup", { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFREG, "r" }, { "rootfs.ext4", AE_IFREG, "r" } }, 3, "twice" },
+                { "nomanifest", { { "rootfs.ext4", AE_IFREG, "r" } }, 1, "must contain" },
+                { "badmanifest", { { "manifest.json", AE_IFREG, "{\"format\":1}" }, { "rootfs.ext4", AE_IFREG, "r" } }, 2, "manifest.json" },
+                { "hashmismatch", { { "manifest.json", AE_IFREG, "{\"format\":1,\"name\":\"i\",\"init_mode\":\"fast\",\"rootfs_sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"}" }, { "rootfs.ext4", AE_IFREG, "r" } }, 2, "does not match" },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                err = NULL;
+                if (read_bundle(cases[i].name, cases[i].e, cases[i].n, NULL, &err) == 0)
+                        fail_msg("%s: accepted", cases[i].name);
+                if (!err || !strstr(err, cases[i].needle))
+                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, err ? err : "", cases[i].needle);
+                free(err);
+        }
+}
+
+/* The cpio writer output, read back with libarchive. */
+static void test_cpio_roundtrip(void **state) {
+        char *p = xasprintf("%s/x.cpio", dir), *err = NULL;
+        const struct cpio_entry e[] = {
+                { .path = "init", .data = "#!init", .len = 6, .mode = 0755 },
+                { .path = "lib/modules/a.ko", .data = "AAAA", .len = 4, .mode = 0644 },
+                { .path = "banger/root/etc/hostname", .data = "vm1\n", .len = 4, .mode = 0600 },
+        };
+        (void) state;
+        assert_int_equal(cpio_write(p, e, 3, true, &err), 0);
+        struct archive *a = archive_read_new();
+        struct archive_entry *ae;
+        archive_read_support_format_cpio(a);
+        assert_int_equal(archive_read_open_filename(a, p, 4096), ARCHIVE_OK);
+        const char *expect[] = { "dev", "dev/console", "init", "lib", "lib/modules", "lib/modules/a.ko", "banger",
+                                 "banger/root", "banger/root/etc", "banger/root/etc/hostname" };
+        size_t i = 0;
+        while (archive_read_next_header(a, &ae) == ARCHIVE_OK) {
+                assert_true(i < 10);
+                assert_string_equal(archive_entry_pathname(ae), expect[i]);
+                if (strcmp(expect[i], "dev/console") == 0)
+                        assert_int_equal(archive_entry_filetype(ae), AE_IFCHR);
+                if (strcmp(expect[i], "banger/root/etc/hostname") == 0) {
+                        char buf[8] = { 0 };
+                        assert_int_equal(archive_entry_perm(ae), 0600);
+                        assert_int_equal(archive_read_data(a, buf, sizeof(buf)), 4);
+                        assert_string_equal(buf, "vm1\n");
+                }
+                assert_int_equal(archive_entry_uid(ae), 0);
+                i++;
+        }
+        assert_int_equal(i, 10);
+        archive_read_free(a);
+        free(p);
+}
+
+static void test_bzimage_rejects(void **state) {
+        unsigned char img[0x400] = { 0 };
+        unsigned char *out = NULL;
+        size_t olen;
+        bool pvh;
+        char *err = NULL;
+        (void) state;
+        assert_int_equal(bzimage_extract_vmlinux(img, sizeof(img), &out, &olen, &pvh, &err), -EBADMSG);
+        free(err);
+        memcpy(img + 0x202, "HdrS", 4);
+        img[0x1f1] = 200; /* setup beyond the file */
+        err = NULL;
+        assert_int_equal(bzimage_extract_vmlinux(img, sizeof(img), &out, &olen, &pvh, &err), -EBADMSG);
+        free(err);
+        assert_false(elf_has_pvh_note(img, sizeof(img)));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_deb_ok),         cmocka_unit_test(test_deb_hostile),
+                cmocka_unit_test(test_bundles),        cmocka_unit_test(test_cpio_roundtrip),
+                cmocka_unit_test(test_bzimage_rejects),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
