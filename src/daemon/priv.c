@@ -44,8 +44,8 @@ int priv_mmdebstrap(const char *suite, const char *mirror, const char *const *pa
         };
         struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
                                 .cancel = c ? c->cancelled : NULL, .cancel_ud = c ? c->ud : NULL,
-                                /* mmdebstrap unmounts its chroot on SIGTERM */
-                                .cancel_grace_ms = 15000 };
+                                /* apt and dpkg run below it: signal them all */
+                                .new_pgroup = true, .cancel_grace_ms = 5000 };
         r = spawn_run(argv, &o, &res);
         if (r < 0) {
                 *ret_err = xasprintf("cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));

@@ -100,6 +100,10 @@ static int spawn_internal(char *const argv[], const struct spawn_opts *o, const 
         short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
         if (o->new_session)
                 flags |= POSIX_SPAWN_SETSID;
+        else if (o->new_pgroup) {
+                flags |= POSIX_SPAWN_SETPGROUP;
+                posix_spawnattr_setpgroup(at, 0);
+        }
         posix_spawnattr_setflags(at, flags);
         posix_spawnattr_setsigmask(at, &none);
         posix_spawnattr_setsigdefault(at, &all);
@@ -140,11 +144,19 @@ static int64_t now_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Signals the child, or its whole process group when it has one of its own. */
+static void signal_child(const struct spawn_opts *o, pid_t pid, int pidfd, int sig) {
+        if (o->new_pgroup && !o->new_session && pid > 0)
+                kill(-pid, sig);
+        else
+                pidfd_send_signal(pidfd, sig, NULL, 0);
+}
+
 /*
  * Reads both pipes until EOF while the child runs; enforces max bytes per
  * stream, the timeout and cancellation. Without pipes it waits on the pidfd.
  */
-static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, struct strbuf *out,
+static void pump(pid_t pid, int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, struct strbuf *out,
                  struct strbuf *err, bool *ret_timed_out, bool *ret_cancelled) {
         size_t max = o->max_capture ? o->max_capture : 16u << 20;
         int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0, kill_at = 0;
@@ -164,7 +176,11 @@ static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, 
                         }
                 if (n == 0 && (child_done || pidfd < 0))
                         break;
-                if (n == 0) {
+                /* After a kill, grandchildren may still hold the pipes: the
+                 * child's exit ends the wait. */
+                if (child_done && (*ret_cancelled || *ret_timed_out))
+                        break;
+                if (!child_done && pidfd >= 0) {
                         pid_idx = n;
                         p[n++] = (struct pollfd) { .fd = pidfd, .events = POLLIN };
                 }
@@ -174,7 +190,7 @@ static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, 
                         int64_t left = deadline - now_ms();
                         if (left <= 0) {
                                 *ret_timed_out = true;
-                                pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                                signal_child(o, pid, pidfd, SIGKILL);
                                 deadline = 0;
                                 continue;
                         }
@@ -183,11 +199,11 @@ static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, 
                 }
                 if (o->cancel && !*ret_cancelled && o->cancel(o->cancel_ud)) {
                         *ret_cancelled = true;
-                        pidfd_send_signal(pidfd, SIGTERM, NULL, 0);
+                        signal_child(o, pid, pidfd, SIGTERM);
                         kill_at = now_ms() + (o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 2000);
                 }
                 if (kill_at && now_ms() >= kill_at) {
-                        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                        signal_child(o, pid, pidfd, SIGKILL);
                         kill_at = 0;
                 }
                 int r = poll(p, (nfds_t) n, timeout);
@@ -198,7 +214,9 @@ static void pump(int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, 
                 }
                 if (pid_idx >= 0 && (p[pid_idx].revents & POLLIN)) {
                         child_done = true;
-                        continue;
+                        /* the group may outlive its leader after a kill */
+                        if (*ret_cancelled || *ret_timed_out)
+                                signal_child(o, pid, pidfd, SIGKILL);
                 }
                 for (int i = 0; i < 2; i++) {
                         if (idx[i] < 0 || !(p[idx[i]].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -248,7 +266,7 @@ int spawn_run(char *const argv[], const struct spawn_opts *opts, struct spawn_re
 
         pidfd = (int) pidfd_open(pid, 0);
         if (out_r >= 0 || err_r >= 0 || o->timeout_ms > 0 || o->cancel)
-                pump(out_r, err_r, pidfd, o, &out, &err, &timed_out, &cancelled);
+                pump(pid, out_r, err_r, pidfd, o, &out, &err, &timed_out, &cancelled);
         r = spawn_wait(pid);
         if (r < 0)
                 return r;

@@ -30,6 +30,7 @@ struct spawn_opts {
         bool capture_stdout;
         bool capture_stderr;
         bool new_session;   /* setsid(): survives our process group */
+        bool new_pgroup;    /* own process group; timeouts/cancels signal the whole group */
         char *const *envp;  /* NULL: inherit */
         int timeout_ms;     /* spawn_run only; 0: none. SIGKILL on expiry */
         size_t max_capture; /* bytes per stream; 0: 16 MiB */

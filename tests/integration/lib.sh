@@ -77,3 +77,32 @@ raw_rpc() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$SOCK"; }
 # A process that exists and is not a zombie (exited daemons are reparented
 # to whatever reaps orphans here, which may be slow to do it).
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# Host TSC frequency in kHz (microvm guests need tsc_early_khz).
+tsc_khz() { awk -F: '/^cpu MHz/ {printf "%d\n", $2 * 1000; exit}' /proc/cpuinfo; }
+
+# Boots kernel+initramfs+rootfs under plain QEMU (TCG) until a marker shows
+# up or 90 s pass; the serial log is left in $1.
+boot_until() { # log vmlinux initramfs rootfs mode marker
+        local log="$1" k="$2" i="$3" r="$4" mode="$5" marker="$6"
+        timeout 90 qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults \
+                -no-user-config -nographic -no-reboot -kernel "$k" -initrd "$i" \
+                -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests quiet banger.mode=$mode banger.root=rootfs" \
+                -serial stdio -device virtio-rng-device \
+                -drive "id=root,file=$r,format=raw,if=none,snapshot=on" \
+                -device virtio-blk-device,drive=root,serial=rootfs 2>&1 |
+                tee "$log" | grep -q -m1 -- "$marker"
+}
+
+# Starts a static HTTP server on loopback for DIR; sets HTTP_PORT, HTTP_PID.
+http_serve() {
+        local dir="$1" out="$TMP/.http.out"
+        python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$dir" >"$out" 2>&1 &
+        HTTP_PID=$!
+        local i; for i in $(seq 50); do
+                HTTP_PORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$out" | head -1)
+                [ -n "$HTTP_PORT" ] && return 0
+                sleep 0.1
+        done
+        return 1
+}

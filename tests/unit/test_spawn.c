@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proc_spawn.h"
@@ -74,6 +76,40 @@ static void test_fd_map(void **state) {
         spawn_result_done(&r);
 }
 
+static int polls;
+static bool cancel_after_a_while(void *ud) {
+        (void) ud;
+        return ++polls > 2;
+}
+
+/* A grandchild holds the output pipe open: cancelling must still return
+ * promptly and take the whole process group down. */
+static void test_cancel_group(void **state) {
+        struct spawn_result r;
+        struct spawn_opts o = { .capture_stdout = true, .new_pgroup = true, .cancel = cancel_after_a_while,
+                                .cancel_grace_ms = 300 };
+        char *argv[] = { (char *) "sh", (char *) "-c",
+                         (char *) "trap '' TERM; sleep 30 & echo $! ; wait", NULL };
+        (void) state;
+        polls = 0;
+        time_t t0 = time(NULL);
+        assert_int_equal(spawn_run(argv, &o, &r), 0);
+        assert_true(time(NULL) - t0 < 10);
+        assert_true(r.cancelled);
+        pid_t grandchild = (pid_t) atoi(r.out);
+        assert_true(grandchild > 0);
+        usleep(200000);
+        char path[64], st[256] = "";
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) grandchild);
+        FILE *f = fopen(path, "re");
+        if (f) { /* gone, or a zombie waiting for its reaper */
+                if (fgets(st, sizeof(st), f))
+                        assert_non_null(strstr(st, ") Z "));
+                fclose(f);
+        }
+        spawn_result_done(&r);
+}
+
 static void test_missing_binary(void **state) {
         struct spawn_result r;
         char *path = NULL;
@@ -90,7 +126,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_capture),   cmocka_unit_test(test_argv_is_not_a_shell),
                 cmocka_unit_test(test_signal_and_timeout), cmocka_unit_test(test_fd_map),
-                cmocka_unit_test(test_missing_binary),
+                cmocka_unit_test(test_missing_binary), cmocka_unit_test(test_cancel_group),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -285,16 +285,27 @@ struct want_ctx {
         char *version; /* from boot/vmlinuz-<version> */
 };
 
+/* p is "<prefix><name>" with no further '/' in name. */
+static bool directly_in(const char *p, const char *prefix) {
+        size_t n = strlen(prefix);
+        if (strncmp(p, prefix, n) != 0)
+                return false;
+        for (const char *c = p + n; *c; c++)
+                if (*c == '/')
+                        return false;
+        return true;
+}
+
 static char *want_kernel_file(const char *p, void *ud) {
         struct want_ctx *w = ud;
         const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
 
-        if (strncmp(p, "boot/vmlinuz-", 13) == 0 && !strchr(p + 5, '/')) {
+        if (directly_in(p, "boot/vmlinuz-")) {
                 free(w->version);
                 w->version = xstrdup(p + 13);
                 return xstrdup("vmlinuz");
         }
-        if (strncmp(p, "boot/config-", 12) == 0 && !strchr(p + 5, '/'))
+        if (directly_in(p, "boot/config-"))
                 return xstrdup("config");
         if (strncmp(p, "lib/modules/", 12) == 0 && fnmatch("*.ko", base, 0) == 0 && strstr(p, "/kernel/"))
                 return xasprintf("all-modules/%s", base);

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Kernels and images from the real Debian mirror, booted under QEMU; bundles,
+# hostile inputs, a tampered mirror on loopback, cancellation.
+. "$(dirname "$0")/lib.sh"
+begin
+# Builds are cached between runs on one machine; an empty cache works too.
+export BANGER_IMAGE_CACHE="${BANGER_TEST_IMAGE_CACHE:-$TMP/image-builds}"
+KDIR="$STATE/kernels/debian-cloud-6.1"
+
+no_staging() { ! ls -a "$STATE/kernels" "$STATE/images" 2>/dev/null | grep -q '^\.staging'; }
+
+t "kernel list --available shows the catalog kernel" sh -c \
+  "'$BANGER' --json kernel list --available | jq -e '.[] | select(.name == \"debian-cloud-6.1\" and .state == \"available\")' >/dev/null"
+
+kernel_pull() {
+        "$BANGER" --json kernel pull debian-cloud-6.1 >"$TMP/k.json" 2>"$TMP/k.err" || { cat "$TMP/k.err"; return 1; }
+        jq -e '.pvh == true and (.modules | length) >= 10 and (.modules | index("virtio_blk.ko")) != null and
+               (.vmlinux | endswith("/vmlinux")) and (.initramfs | test("/initramfs-[0-9a-f]{12}\\.cpio$")) and
+               (.source | startswith("debian:")) and .already_pulled == false' "$TMP/k.json" >/dev/null &&
+        grep -q '^==> release: ' "$TMP/k.err" && grep -q '^==> download: linux-image-' "$TMP/k.err" &&
+        [ -f "$KDIR/manifest.json" ] && jq -e '.files.vmlinuz | test("^[0-9a-f]{64}$")' "$KDIR/manifest.json" >/dev/null &&
+        no_staging
+}
+t "kernel pull: signed index, verified .deb, modules in order, PVH vmlinux, initramfs" kernel_pull
+
+t "kernel pull again reports it is already pulled" sh -c \
+  "'$BANGER' --json kernel pull debian-cloud-6.1 2>/dev/null | jq -e '.already_pulled == true' >/dev/null"
+
+coalesce() {
+        "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/c1" 2>&1 & local p1=$!
+        "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/c2" 2>&1 & local p2=$!
+        wait $p1 && wait $p2 || { cat "$TMP/c1" "$TMP/c2"; return 1; }
+        grep -q 'waiting: another request is already working on kernel:debian-cloud-6.1' "$TMP/c1" "$TMP/c2" &&
+        [ "$(grep -c 'download: ' "$TMP/c1" "$TMP/c2" | awk -F: '{s+=$2} END {print s}')" = 1 ] && no_staging
+}
+t "two concurrent pulls of one kernel coalesce into one download" coalesce
+
+image_pull() {
+        local t0=$SECONDS
+        "$BANGER" --json image pull debian-bookworm-slim >"$TMP/i.json" 2>"$TMP/i.err" || { cat "$TMP/i.err"; return 1; }
+        echo "# image pull debian-bookworm-slim: $((SECONDS - t0)) s" >&2
+        jq -e '.name == "debian-bookworm-slim" and .managed == true and .init_mode == "fast" and
+               .kernel_ref == "debian-cloud-6.1" and (.rootfs_path | endswith("/rootfs.ext4")) and
+               (.work_seed_path | endswith("/work-seed.ext4"))' "$TMP/i.json" >/dev/null && no_staging
+}
+t "image pull debian-bookworm-slim builds (or reuses) the recipe" image_pull
+
+ROOTFS=$(jq -r .rootfs_path "$TMP/i.json" 2>/dev/null)
+
+rootfs_contents() {
+        # look inside without mounting: debugfs reads ext4 images
+        debugfs -R 'ls -l /etc/ssh' "$ROOTFS" 2>/dev/null | grep -q 'sshd_config' &&
+        ! debugfs -R 'ls /etc/ssh' "$ROOTFS" 2>/dev/null | grep -q 'ssh_host_ed25519_key' &&
+        debugfs -R 'cat /etc/ssh/sshd_config.d/99-banger.conf' "$ROOTFS" 2>/dev/null | grep -q '^UsePAM no' &&
+        debugfs -R 'stat /usr/local/bin/banger-agent' "$ROOTFS" 2>/dev/null | grep -q 'Mode:  0755' &&
+        debugfs -R 'stat /usr/bin/git' "$ROOTFS" 2>/dev/null | grep -q 'Type: regular'
+}
+t "the rootfs has git, the agent and the sshd drop-in, and no shared host keys" rootfs_contents
+
+boot() {
+        boot_until "$TMP/boot.log" "$KDIR/vmlinux" "$(jq -r .initramfs "$TMP/k.json")" "$ROOTFS" fast 'stage=init-started' ||
+                { tail -20 "$TMP/boot.log"; return 1; }
+        grep -q 'banger-init: stage=modules-loaded .*count=1[0-9]' "$TMP/boot.log" &&
+        grep -q 'banger-init: stage=root-mounted .*dev=/dev/vda' "$TMP/boot.log" &&
+        grep -q 'banger-init: stage=init-started .*mode=fast sshd=started agent=started' "$TMP/boot.log" &&
+        ! grep -q FATAL "$TMP/boot.log"
+}
+t "the slim image boots under QEMU (TCG) to 'root mounted' and 'init started'" boot
+grep -h 'banger-init: stage=' "$TMP/boot.log" 2>/dev/null | sed 's/^/# /' | tr -d '\r' >&2
+
+kernel_rm_refused() {
+        local rc=0; "$BANGER" kernel rm debian-cloud-6.1 >"$TMP/krm" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "is used by image 'debian-bookworm-slim'" "$TMP/krm" && [ -d "$KDIR" ]
+}
+t "kernel rm is refused while an image uses the kernel" kernel_rm_refused
+
+bundle_roundtrip() {
+        local sha; sha=$(sha256sum "$ROOTFS" | cut -d' ' -f1)
+        "$BANGER" image export debian-bookworm-slim -o "$TMP/slim.tar.zst" >/dev/null 2>&1 || return 1
+        tar --zstd -tf "$TMP/slim.tar.zst" | sort | tr '\n' ' ' | grep -qx 'manifest.json rootfs.ext4 work-seed.ext4 ' || return 1
+        "$BANGER" image delete debian-bookworm-slim >/dev/null || return 1
+        "$BANGER" image show debian-bookworm-slim >/dev/null 2>&1 && return 1
+        "$BANGER" --json image pull "$TMP/slim.tar.zst" >"$TMP/b.json" 2>/dev/null || return 1
+        jq -e '.name == "debian-bookworm-slim" and (.source | startswith("bundle:"))' "$TMP/b.json" >/dev/null &&
+        expect_eq "$(sha256sum "$(jq -r .rootfs_path "$TMP/b.json")" | cut -d' ' -f1)" "$sha" &&
+        # the imported rootfs is sparse, not 400 MiB of zeros on disk
+        [ "$(du -k "$(jq -r .rootfs_path "$TMP/b.json")" | cut -f1)" -lt 300000 ] && no_staging
+}
+t "image export -> delete -> pull of the bundle gives the same rootfs" bundle_roundtrip
+ROOTFS=$(jq -r .rootfs_path "$TMP/b.json" 2>/dev/null)
+
+t "a bundle whose name is taken is refused (already_exists)" sh -c \
+  "'$BANGER' image pull '$TMP/slim.tar.zst' 2>&1 | grep -q 'already_exists: image .debian-bookworm-slim. already exists'"
+
+hostile_bundle() { # name python-entries needle
+        python3 - "$TMP/$1.tar" "$2" <<'PY'
+import io, sys, tarfile, json
+out, spec = sys.argv[1], sys.argv[2]
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+    for kind, name, data in json.loads(spec):
+        ti = tarfile.TarInfo(name)
+        if kind == "file":
+            b = data.encode(); ti.size = len(b); t.addfile(ti, io.BytesIO(b))
+        elif kind == "symlink":
+            ti.type = tarfile.SYMTYPE; ti.linkname = data; t.addfile(ti)
+        elif kind == "dev":
+            ti.type = tarfile.CHRTYPE; ti.devmajor, ti.devminor = 8, 0; t.addfile(ti)
+PY
+        zstd -q -f "$TMP/$1.tar" -o "$TMP/$1.tar.zst" || return 1
+        local before; before=$("$BANGER" --json image list | jq length)
+        local rc=0; "$BANGER" image pull --name "evil-$1" "$TMP/$1.tar.zst" >"$TMP/h.out" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q -- "$3" "$TMP/h.out" &&
+        expect_eq "$("$BANGER" --json image list | jq length)" "$before" && no_staging
+}
+M='["file","manifest.json","{\"format\":1,\"name\":\"evil\",\"init_mode\":\"fast\"}"]'
+t "bundle with a ../ entry is refused, nothing registered" hostile_bundle dotdot "[$M,[\"file\",\"../rootfs.ext4\",\"x\"]]" 'unsafe entry path'
+t "bundle with an absolute entry is refused" hostile_bundle abs "[$M,[\"file\",\"/rootfs.ext4\",\"x\"]]" 'unsafe entry path'
+t "bundle with an extra entry is refused" hostile_bundle extra "[$M,[\"file\",\"rootfs.ext4\",\"x\"],[\"file\",\"run.sh\",\"x\"]]" 'unexpected entry'
+t "bundle whose rootfs is a symlink is refused" hostile_bundle link "[$M,[\"symlink\",\"rootfs.ext4\",\"/etc/shadow\"]]" 'not a regular file'
+t "bundle with a device node is refused" hostile_bundle dev "[$M,[\"dev\",\"rootfs.ext4\",\"\"]]" 'not a regular file'
+t "bundle without a manifest is refused" hostile_bundle nomani "[[\"file\",\"rootfs.ext4\",\"x\"]]" 'must contain'
+t "bundle with a bad manifest is refused" hostile_bundle badmani "[[\"file\",\"manifest.json\",\"{\\\"format\\\":1,\\\"name\\\":\\\"../x\\\",\\\"init_mode\\\":\\\"fast\\\"}\"],[\"file\",\"rootfs.ext4\",\"x\"]]" 'DNS label'
+
+register_promote() {
+        "$BANGER" --json image register --name reg-slim --rootfs "$ROOTFS" --kernel-ref debian-cloud-6.1 --init-mode fast \
+                >"$TMP/r.json" || return 1
+        jq -e '.managed == false and .rootfs_path == "'"$ROOTFS"'"' "$TMP/r.json" >/dev/null || return 1
+        "$BANGER" --json image promote reg-slim >"$TMP/p.json" 2>/dev/null || return 1
+        jq -e '.managed == true and (.rootfs_path | startswith("'"$STATE"'/images/")) and .rootfs_path != "'"$ROOTFS"'"' \
+                "$TMP/p.json" >/dev/null || return 1
+        cmp -s "$ROOTFS" "$(jq -r .rootfs_path "$TMP/p.json")" || return 1
+        local dir; dir=$(dirname "$(jq -r .rootfs_path "$TMP/p.json")")
+        "$BANGER" image delete reg-slim >/dev/null && [ ! -e "$dir" ] && [ -f "$ROOTFS" ]
+}
+t "image register (unmanaged) -> promote (copied) -> delete (removes only managed files)" register_promote
+
+register_bad() {
+        local rc=0; "$BANGER" image register --name bad --rootfs /nonexistent --kernel-ref debian-cloud-6.1 >"$TMP/rb" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q 'no such file\|No such file' "$TMP/rb" || return 1
+        rc=0; "$BANGER" image register --name x --rootfs "$ROOTFS" >"$TMP/rb" 2>&1 || rc=$?
+        expect_eq "$rc" 2 && grep -q 'exactly one of --kernel or --kernel-ref' "$TMP/rb" || return 1
+        rc=0; "$BANGER" image register --name Bad_Name --rootfs "$ROOTFS" --kernel-ref debian-cloud-6.1 >"$TMP/rb" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q 'bad_request: image name .Bad_Name. is not a DNS label' "$TMP/rb"
+}
+t "image register rejects missing files, bad names and kernel ambiguity" register_bad
+
+kernel_import() {
+        local src="$TMP/kimport"; mkdir -p "$src/modules/kernel"
+        cp "$KDIR/vmlinuz" "$src/" && cp "$KDIR"/modules/*.ko "$src/modules/kernel/" || return 1
+        "$BANGER" --json kernel import my-kernel --from "$src" >"$TMP/ki.json" 2>/dev/null || return 1
+        jq -e '.pvh == true and (.modules | length) >= 10 and (.source | startswith("import:")) and
+               (.vmlinux | endswith("/vmlinux"))' "$TMP/ki.json" >/dev/null || return 1
+        local rc=0; "$BANGER" kernel import my-kernel --from "$src" >"$TMP/ki2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q 'already_exists' "$TMP/ki2" || return 1
+        "$BANGER" kernel rm my-kernel >/dev/null && [ ! -e "$STATE/kernels/my-kernel" ]
+}
+t "kernel import from a directory (vmlinuz + modules/), refuses a duplicate, rm works" kernel_import
+
+not_found() {
+        local rc=0; "$BANGER" kernel pull no-such-kernel >"$TMP/nf" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "not_found: no kernel 'no-such-kernel' in the catalog (available: debian-cloud-6.1)" "$TMP/nf" || return 1
+        rc=0; "$BANGER" image pull no-such-image >"$TMP/nf" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "not_found: no image 'no-such-image' in the catalog" "$TMP/nf" || return 1
+        rc=0; "$BANGER" image show nope >"$TMP/nf" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "not_found: image 'nope' not found" "$TMP/nf"
+}
+t "unknown kernels and images are not_found" not_found
+
+# ---- a mirror on loopback that lies ----------------------------------------
+with_mirror() { # dir: restart the daemon against http://127.0.0.1:PORT/debian
+        http_serve "$1" || return 1
+        mkdir -p "$(dirname "$CONF")"
+        printf 'debian_mirror = "http://127.0.0.1:%s/debian"\n' "$HTTP_PORT" >"$CONF"
+        "$BANGER" daemon stop >/dev/null
+}
+end_mirror() { kill "$HTTP_PID" 2>/dev/null; wait "$HTTP_PID" 2>/dev/null; rm -f "$CONF"; "$BANGER" daemon stop >/dev/null; }
+
+tampered() {
+        local m="$TMP/mirror"; mkdir -p "$m/debian/dists/bookworm"
+        curl -fsS -o "$m/debian/dists/bookworm/InRelease.good" http://deb.debian.org/debian/dists/bookworm/InRelease || return 1
+        sed 's/^Suite: .*/Suite: totally-legit/' "$m/debian/dists/bookworm/InRelease.good" >"$m/debian/dists/bookworm/InRelease"
+        local before; before=$(sha256sum "$KDIR/manifest.json")
+        with_mirror "$m" || return 1
+        local rc=0; "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/tm" 2>&1 || rc=$?
+        end_mirror
+        expect_eq "$rc" 1 && grep -q 'refusing http://127.0.0.1:[0-9]*/debian/dists/bookworm/InRelease: signature check' "$TMP/tm" &&
+        expect_eq "$(sha256sum "$KDIR/manifest.json")" "$before" && no_staging
+}
+t "a tampered InRelease is refused and the installed kernel is kept" tampered
+
+bad_index() {
+        local m="$TMP/mirror2"; mkdir -p "$m/debian/dists/bookworm/main/binary-amd64"
+        curl -fsS -o "$m/debian/dists/bookworm/InRelease" http://deb.debian.org/debian/dists/bookworm/InRelease || return 1
+        # the signed Release promises one Packages.xz; serve another
+        head -c 8790396 /dev/zero >"$m/debian/dists/bookworm/main/binary-amd64/Packages.xz"
+        truncate -s "$(gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output - \
+                "$m/debian/dists/bookworm/InRelease" 2>/dev/null | awk '/^SHA256:/{s=1} s && / main\/binary-amd64\/Packages.xz$/ {print $2; exit}')" \
+                "$m/debian/dists/bookworm/main/binary-amd64/Packages.xz"
+        with_mirror "$m" || return 1
+        local rc=0; "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/bi" 2>&1 || rc=$?
+        end_mirror
+        expect_eq "$rc" 1 && grep -q 'Packages.xz: SHA256 mismatch' "$TMP/bi" && [ -f "$KDIR/vmlinux" ] && no_staging
+}
+t "an index that does not match the signed Release is refused" bad_index
+
+cancel_build() {
+        "$BANGER" image delete debian-bookworm-slim >/dev/null || return 1
+        "$BANGER" daemon stop >/dev/null
+        BANGER_IMAGE_CACHE="$TMP/empty-cache" "$BANGER" daemon start >/dev/null || return 1
+        "$BANGER" image pull debian-bookworm-slim >"$TMP/cx.out" 2>&1 & local cli=$!
+        local i; for i in $(seq 300); do grep -q '==> debootstrap' "$TMP/cx.out" && break; sleep 0.2; done
+        grep -q '==> debootstrap' "$TMP/cx.out" || { cat "$TMP/cx.out"; return 1; }
+        sleep 3
+        pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || { echo "mmdebstrap not running"; return 1; }
+        kill -TERM "$cli"; wait "$cli" 2>/dev/null  # (background jobs ignore SIGINT)
+        for i in $(seq 150); do
+                pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || break; sleep 0.2
+        done
+        sleep 0.5
+        ! pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || { echo "mmdebstrap still running"; return 1; }
+        no_staging || { ls -la "$STATE/images"; return 1; }
+        ! grep -q "$STATE" /proc/self/mountinfo || { grep "$STATE" /proc/self/mountinfo; return 1; }
+        "$BANGER" --json image list | jq -e 'length == 0' >/dev/null &&
+        "$BANGER" --json daemon operations | jq -e '.operations | map(select(.kind == "image.pull")) | .[-1].state == "cancelled"' >/dev/null
+}
+t "cancelling an image build (client gone) kills mmdebstrap and leaves no staging, mount or image" cancel_build
+
+finish
