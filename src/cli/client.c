@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,28 +84,7 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
 }
 
 char *cli_find_bangerd(void) {
-        const char *env = getenv("BANGER_BANGERD");
-        char self[PATH_MAX];
-        char *p;
-        ssize_t n;
-
-        if (env && *env)
-                return xstrdup(env);
-        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n > 0) {
-                self[n] = '\0';
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = '\0';
-                        p = path_join(self, "bangerd");
-                        if (access(p, X_OK) == 0)
-                                return p;
-                        free(p);
-                }
-        }
-        if (find_executable("bangerd", &p) == 0)
-                return p;
-        return NULL;
+        return find_companion("BANGER_BANGERD", "bangerd");
 }
 
 int cli_start_daemon(struct cli_ctx *ctx) {

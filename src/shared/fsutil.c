@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -172,4 +173,79 @@ int copy_file_sparse(const char *from, const char *to, mode_t mode) {
         if (r < 0)
                 unlink(tmp);
         return r;
+}
+
+static uint64_t dir_size_at(int dfd, dev_t dev, bool allocated, int depth) {
+        DIR *d = fdopendir(dfd);
+        struct dirent *de;
+        uint64_t total = 0;
+
+        if (!d) {
+                close(dfd);
+                return 0;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != dev)
+                        continue;
+                total += allocated ? (uint64_t) st.st_blocks * 512 : (uint64_t) st.st_size;
+                if (S_ISDIR(st.st_mode) && depth < 256) {
+                        int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                        if (sub >= 0)
+                                total += dir_size_at(sub, dev, allocated, depth + 1);
+                }
+        }
+        closedir(d);
+        return total;
+}
+
+uint64_t dir_size(const char *path, bool allocated) {
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return 0;
+        }
+        return dir_size_at(fd, st.st_dev, allocated, 0);
+}
+
+char *find_companion(const char *env, const char *name) {
+        const char *e = env ? getenv(env) : NULL;
+        char self[4096];
+        char *p = NULL;
+        ssize_t n;
+
+        if (e && *e)
+                return xstrdup(e);
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                self[n] = '\0';
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        const char *const subdirs[] = { "", "/../lib/banger" };
+                        for (size_t i = 0; i < 2; i++) {
+                                p = xasprintf("%s%s/%s", self, subdirs[i], name);
+                                if (access(p, X_OK) == 0)
+                                        return p;
+                                free(p);
+                        }
+                }
+        }
+        /* PATH lookup (what find_executable does, without linking spawn here) */
+        const char *path = getenv("PATH");
+        for (const char *s = path ? path : "/usr/local/bin:/usr/bin:/bin"; *s;) {
+                size_t len = strcspn(s, ":");
+                p = xasprintf("%.*s/%s", (int) len, len ? s : ".", name);
+                struct stat st;
+                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
+                        return p;
+                free(p);
+                s += len + (s[len] == ':');
+        }
+        return NULL;
 }

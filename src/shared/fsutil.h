@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* All return 0 or -errno. */
@@ -31,3 +32,11 @@ int write_all(int fd, const void *buf, size_t len);
 /* Copies a regular file, keeping holes (SEEK_DATA/SEEK_HOLE + copy_file_range),
  * to `to` (created with mode, replaced atomically). */
 int copy_file_sparse(const char *from, const char *to, mode_t mode);
+
+/* Bytes below path (recursive, no symlinks followed, one filesystem):
+ * allocated blocks when `allocated`, else apparent sizes. */
+uint64_t dir_size(const char *path, bool allocated);
+
+/* A companion program: $env when set, else next to this executable, else
+ * <exe dir>/../lib/banger/, else PATH. malloc'd path or NULL. */
+char *find_companion(const char *env, const char *name);

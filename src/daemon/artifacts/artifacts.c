@@ -2,7 +2,6 @@
 #include "artifacts.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,35 +104,6 @@ char *staging_dir(const char *parent, const char *what) {
         return xasprintf("%s/.staging-%s-%02x%02x%02x%02x", parent, what, r[0], r[1], r[2], r[3]);
 }
 
-/* A companion binary: $env, else next to bangerd, else PATH. */
-static char *companion(const char *env, const char *name) {
-        const char *e = getenv(env);
-        char self[PATH_MAX];
-        char *p = NULL;
-        ssize_t n;
-
-        if (e && *e)
-                return xstrdup(e);
-        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n > 0) {
-                self[n] = '\0';
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = '\0';
-                        p = path_join(self, name);
-                        if (access(p, X_OK) == 0)
-                                return p;
-                        free(p);
-                        /* installed layout: /usr/local/bin/bangerd, /usr/local/lib/banger/<name> */
-                        p = xasprintf("%s/../lib/banger/%s", self, name);
-                        if (access(p, X_OK) == 0)
-                                return p;
-                        free(p);
-                }
-        }
-        return find_executable(name, &p) == 0 ? p : NULL;
-}
-
 int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
                    char **ret_err) {
         const char *kr = getenv("BANGER_DEBIAN_KEYRING");
@@ -143,8 +113,8 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         pthread_mutex_init(&a->image_ops_mu, NULL);
         pthread_mutex_init(&a->inflight_mu, NULL);
         pthread_cond_init(&a->inflight_cond, NULL);
-        a->init_bin = companion("BANGER_INIT", "banger-init");
-        a->agent_bin = companion("BANGER_AGENT", "banger-agent");
+        a->init_bin = find_companion("BANGER_INIT", "banger-init");
+        a->agent_bin = find_companion("BANGER_AGENT", "banger-agent");
         a->keyring = xstrdup(kr && *kr ? kr : "/usr/share/keyrings/debian-archive-keyring.gpg");
         a->build_cache_dir = bc && bc[0] == '/' ? xstrdup(bc) : path_join(l->cache_dir, "image-builds");
         fetch_global_init();

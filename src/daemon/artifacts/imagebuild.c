@@ -7,8 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 
 #include "debian.h"
 #include "fsutil.h"
@@ -42,24 +40,8 @@ static const char agent_unit[] =
         "[Install]\n"
         "WantedBy=multi-user.target\n";
 
-static uint64_t tree_bytes;
-static int tree_visit(const char *p, const struct stat *st, int type, struct FTW *f) {
-        (void) p;
-        (void) f;
-        if (type == FTW_F)
-                tree_bytes += (uint64_t) st->st_blocks * 512;
-        return 0;
-}
-static pthread_mutex_t tree_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf */
-
 static uint64_t tree_size(const char *dir) {
-        uint64_t r;
-        pthread_mutex_lock(&tree_mu);
-        tree_bytes = 0;
-        nftw(dir, tree_visit, 32, FTW_PHYS | FTW_MOUNT);
-        r = tree_bytes;
-        pthread_mutex_unlock(&tree_mu);
-        return r;
+        return dir_size(dir, true);
 }
 
 /* Room for the files, their inodes and ext4's own metadata, rounded to 64 MiB. */

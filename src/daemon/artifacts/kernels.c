@@ -17,8 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 
 #include "archive_path.h"
 #include "artifacts.h"
@@ -86,32 +84,11 @@ static json_t *read_manifest(const char *dir) {
         return json_loadb(text, len, 0, NULL);
 }
 
-static uint64_t du_total;
-static int du_visit(const char *p, const struct stat *st, int type, struct FTW *f) {
-        (void) p;
-        (void) f;
-        if (type == FTW_F)
-                du_total += (uint64_t) st->st_size;
-        return 0;
-}
-
-/* Only ever called from one thread at a time per process? No: guard it. */
-static pthread_mutex_t du_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf */
-static uint64_t dir_size(const char *dir) {
-        uint64_t r;
-        pthread_mutex_lock(&du_mu);
-        du_total = 0;
-        nftw(dir, du_visit, 16, FTW_PHYS);
-        r = du_total;
-        pthread_mutex_unlock(&du_mu);
-        return r;
-}
-
 static json_t *kernel_json(struct artifacts *a, const struct kernel_row *r) {
         _cleanup_json_ json_t *m = read_manifest(r->dir);
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", r->name, "distro", r->distro, "arch",
                               r->arch, "kernel_version", r->kernel_version, "source", r->source, "imported_at",
-                              r->imported_at, "dir", r->dir, "size_bytes", (json_int_t) dir_size(r->dir));
+                              r->imported_at, "dir", r->dir, "size_bytes", (json_int_t) dir_size(r->dir, false));
         (void) a;
         static const char *const boot_files[] = { "vmlinux", "vmlinuz", "initrd.img" };
         for (size_t i = 0; i < ELEMENTSOF(boot_files); i++) {
