@@ -82,16 +82,26 @@ alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/n
 tsc_khz() { awk -F: '/^cpu MHz/ {printf "%d\n", $2 * 1000; exit}' /proc/cpuinfo; }
 
 # Boots kernel+initramfs+rootfs under plain QEMU (TCG) until a marker shows
-# up or 90 s pass; the serial log is left in $1.
-boot_until() { # log vmlinux initramfs rootfs mode marker
-        local log="$1" k="$2" i="$3" r="$4" mode="$5" marker="$6"
-        timeout 90 qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults \
+# up in the serial log ($1) or 120 s pass; QEMU is killed either way.
+boot_until() { # log vmlinux initramfs rootfs mode marker [extra kernel args]
+        local log="$1" k="$2" i="$3" r="$4" mode="$5" marker="$6" extra="${7:-quiet}" n
+        qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 1024 -smp 1 -nodefaults \
                 -no-user-config -nographic -no-reboot -kernel "$k" -initrd "$i" \
-                -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests quiet banger.mode=$mode banger.root=rootfs" \
+                -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests $extra banger.mode=$mode banger.root=rootfs" \
                 -serial stdio -device virtio-rng-device \
                 -drive "id=root,file=$r,format=raw,if=none,snapshot=on" \
-                -device virtio-blk-device,drive=root,serial=rootfs 2>&1 |
-                tee "$log" | grep -q -m1 -- "$marker"
+                -device virtio-blk-device,drive=root,serial=rootfs </dev/null >"$log" 2>&1 &
+        local qemu=$!
+        for n in $(seq 1200); do
+                if grep -aq -- "$marker" "$log"; then
+                        kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null
+                        return 0
+                fi
+                kill -0 "$qemu" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null
+        return 1
 }
 
 # Starts a static HTTP server on loopback for DIR; sets HTTP_PORT, HTTP_PID.
