@@ -62,6 +62,7 @@ struct cli_ctx {
         char progress_stage[32];
         int64_t progress_t0_ms;
         uint64_t progress_t0_bytes;
+        uint64_t progress_last_done;
 };
 
 extern const struct cli_command cli_commands[];

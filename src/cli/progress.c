@@ -59,8 +59,11 @@ void cli_progress(struct cli_ctx *ctx, json_t *p) {
                 ctx->progress_t0_ms = now_ms();
                 ctx->progress_t0_bytes = d;
         }
+        if (d == ctx->progress_last_done && ctx->progress_line_open)
+                return; /* nothing new (the daemon repeats the final count) */
+        ctx->progress_last_done = d;
         double secs = (double) (now_ms() - ctx->progress_t0_ms) / 1000.0;
-        double rate = secs > 0.2 ? (double) (d - ctx->progress_t0_bytes) / secs : 0;
+        double rate = (double) (d - ctx->progress_t0_bytes) / (secs > 0.001 ? secs : 0.001);
         char a[32], b[32], r[32];
         fprintf(stderr, "\r    %s %s / %s  %s/s   ", stage, cli_human_size(d, a, sizeof(a)),
                 t ? cli_human_size(t, b, sizeof(b)) : "?", cli_human_size((uint64_t) rate, r, sizeof(r)));

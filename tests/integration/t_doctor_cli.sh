@@ -72,6 +72,17 @@ completion() {
 }
 t "completion scripts cover every command and flag; bash completes" completion
 
+tty_colours() {
+        # script(1) gives the CLI a real terminal
+        env -u NO_COLOR script -qec "'$BANGER' doctor" /dev/null >"$TMP/tty.out" 2>&1
+        grep -q $'\e\[32mPASS\e\[0m\tarchitecture' "$TMP/tty.out" || { cat -v "$TMP/tty.out" | head -3; return 1; }
+        NO_COLOR=1 script -qec "'$BANGER' doctor" /dev/null >"$TMP/tty2.out" 2>&1
+        ! grep -q $'\e\[' "$TMP/tty2.out" && grep -q $'^PASS\tarchitecture' <(tr -d '\r' <"$TMP/tty2.out") &&
+        # not a terminal: never colours
+        ! env -u NO_COLOR "$BANGER" doctor | grep -q $'\e\['
+}
+t "colours only on a terminal, and never with NO_COLOR" tty_colours
+
 t "help lists commands" sh -c "'$BANGER' help | grep -q 'daemon operations' && '$BANGER' help daemon stop | grep -q '^usage: banger daemon stop'"
 
 error_format() {
