@@ -38,7 +38,7 @@ t "two concurrent pulls of one kernel coalesce into one download" coalesce
 tty_progress() {
         script -qec "'$BANGER' kernel pull --force debian-cloud-6.1" /dev/null >"$TMP/tty.out" 2>&1 || return 1
         # a live byte counter (done / total, rate) on a terminal...
-        grep -aq $'\r    download [0-9.]* [KMG]iB / 25.[0-9] MiB  [0-9.]* [KMG]\?i\?B/s' "$TMP/tty.out" ||
+        grep -aEq $'\r''    download [0-9.]+ [KMG]iB / 25\.[0-9] MiB  [0-9.]+ [KMG]?i?B/s' "$TMP/tty.out" ||
                 { cat -v "$TMP/tty.out" | tail -5; return 1; }
         # ...and none when stderr is not one
         "$BANGER" kernel pull --force debian-cloud-6.1 2>"$TMP/notty.err" >/dev/null && ! grep -q $'\r' "$TMP/notty.err"
