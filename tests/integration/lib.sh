@@ -27,7 +27,50 @@ begin() {
         SOCK="$XDG_RUNTIME_DIR/banger/bangerd.sock"
         DB="$STATE/state.db"
         LOG="$STATE/bangerd.log"
+        strict_jq
         trap cleanup EXIT
+}
+
+# `cmd | jq -e FILTER` succeeds when cmd prints nothing (jq never evaluates
+# the filter): a check that cannot fail. A jq first on PATH (so `sh -c`
+# tests get it too) refuses empty input and empty files.
+strict_jq() {
+        mkdir -p "$TMP/bin"
+        cat >"$TMP/bin/jq" <<'JQ'
+#!/usr/bin/env bash
+last="${!#}"
+if [ $# -ge 2 ] && [ -f "$last" ]; then
+        [ -s "$last" ] || { echo "jq: $last is empty" >&2; exit 1; }
+        exec /usr/bin/jq "$@"
+fi
+input=$(cat)
+[ -n "$input" ] || { echo "jq: no input" >&2; exit 1; }
+printf '%s\n' "$input" | /usr/bin/jq "$@"
+JQ
+        chmod +x "$TMP/bin/jq"
+        cat >"$TMP/bin/rpc-send" <<'PY'
+#!/usr/bin/env python3
+import socket, sys
+data = sys.stdin.buffer.read()
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+try:
+    s.sendall(data); s.shutdown(socket.SHUT_WR)
+except OSError:
+    pass
+out = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        out += c
+except OSError:
+    pass
+sys.stdout.buffer.write(out)
+PY
+        chmod 755 "$TMP/bin/rpc-send" "$TMP/bin/jq"
+        chmod 755 "$TMP" "$TMP/bin"
+        export PATH="$TMP/bin:$PATH"
 }
 
 # Stops whatever daemon this file's environment runs, then removes the tree.
@@ -72,8 +115,13 @@ finish() {
 # Helpers for assertions inside t: each fails with a message.
 expect_eq() { [ "$1" = "$2" ] || { echo "expected '$2', got '$1'"; return 1; }; }
 expect_match() { printf '%s' "$1" | grep -Eq -- "$2" || { echo "'$1' does not match /$2/"; return 1; }; }
-# Sends one raw line to the daemon and prints the response line.
-raw_rpc() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$SOCK"; }
+# Sends stdin to the daemon, half-closes, prints everything it answers. A
+# daemon may answer and close before reading it all (oversized requests, a
+# full server, a refused peer): the answer is read even after EPIPE.
+rpc_send() { "$TMP/bin/rpc-send" "$SOCK"; }
+
+# Sends one raw line to the daemon and prints the response line(s).
+raw_rpc() { printf '%s\n' "$1" | rpc_send; }
 # A process that exists and is not a zombie (exited daemons are reparented
 # to whatever reaps orphans here, which may be slow to do it).
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }

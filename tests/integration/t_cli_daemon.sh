@@ -72,7 +72,7 @@ other_uid() {
         # socket: only SO_PEERCRED stands between it and the daemon.
         out=$(printf '{"v":1,"id":1,"method":"ping"}\n' |
               setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=+dac_override \
-                      --ambient-caps=+dac_override socat -t 5 - "UNIX-CONNECT:$SOCK")
+                      --ambient-caps=+dac_override "$TMP/bin/rpc-send" "$SOCK")
         echo "$out" | jq -e '.error.code == "unauthorized" and (.error.op_id|startswith("op-"))' >/dev/null &&
         grep -q 'refusing connection from uid=65534' "$LOG"
 }

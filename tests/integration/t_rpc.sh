@@ -7,9 +7,8 @@ begin
 
 code_of() { raw_rpc "$1" | jq -r '.error.code // "none"'; }
 
-t "a good request gets its id back with a result" sh -c "
-  $(declare -f raw_rpc); SOCK='$SOCK'
-  raw_rpc '{\"v\":1,\"id\":41,\"method\":\"ping\"}' | jq -e '.id == 41 and .result.pid > 0' >/dev/null"
+good() { raw_rpc '{"v":1,"id":41,"method":"ping"}' | jq -e '.id == 41 and .result.pid > 0' >/dev/null; }
+t "a good request gets its id back with a result" good
 
 bad() { # description request expected-code
         local got; got=$(code_of "$2")
@@ -36,7 +35,7 @@ t "errors carry an op_id that is on the daemon's log line" op_ids
 oversized() {
         local out
         out=$( { printf '{"v":1,"id":1,"method":"ping","params":{"x":"'; head -c 1100000 /dev/zero | tr '\0' a; printf '"}}\n'; } |
-               socat -t 10 - "UNIX-CONNECT:$SOCK")
+               rpc_send)
         echo "$out" | jq -e '.error.code == "bad_request" and (.error.message | test("1 MiB"))' >/dev/null
 }
 t "an oversized request is refused with bad_request" oversized
