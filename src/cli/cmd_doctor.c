@@ -13,6 +13,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include "accel.h"
 #include "aptsources.h"
 #include "cli.h"
 #include "config.h"
@@ -56,13 +59,35 @@ static void check_arch(struct report *rep) {
                 add(rep, FAIL, "architecture", "banger supports x86_64 hosts only", "%s is not supported", u.machine);
 }
 
-static void check_kvm(struct report *rep) {
+/* The daemon's cached boot-probe verdict for a pulled kernel (read-only). */
+static bool probe_verdict(const struct cli_ctx *ctx, struct accel_verdict *v) {
+        DIR *d = opendir(ctx->layout.kernels_dir);
+        struct dirent *de;
+        bool found = false;
+        while (d && !found && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *vl = xasprintf("%s/%s/vmlinux", ctx->layout.kernels_dir, de->d_name);
+                found = access(vl, R_OK) == 0 && accel_cached(ctx->layout.cache_dir, vl, v);
+        }
+        if (d)
+                closedir(d);
+        return found;
+}
+
+static void check_kvm(struct report *rep, const struct cli_ctx *ctx) {
         struct kvm_state k;
+        struct accel_verdict v;
         hostinfo_kvm(&k);
-        if (k.create_vm)
+        if (k.create_vm && probe_verdict(ctx, &v))
+                add(rep, v.kvm_works ? PASS : WARN, "kvm",
+                    v.kvm_works ? NULL : "VMs run under TCG (slower); set accel = \"kvm\" in config.toml to force KVM",
+                    "/dev/kvm opens (API %d); boot probe: %s; VMs use %s", k.api_version, v.detail,
+                    v.kvm_works ? "KVM" : "TCG");
+        else if (k.create_vm)
                 add(rep, PASS, "kvm", NULL,
                     "/dev/kvm present and openable (API %d, KVM_CREATE_VM ok); a guest boot probe decides whether "
-                    "VMs use it",
+                    "VMs use it (the daemon runs it once a kernel is pulled)",
                     k.api_version);
         else if (k.present)
                 add(rep, WARN, "kvm", "add your user to the kvm group, or run as root",
@@ -226,7 +251,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         (void) a;
 
         check_arch(&rep);
-        check_kvm(&rep);
+        check_kvm(&rep, ctx);
         check_config(&rep, ctx, &cfg);
         if (cfg) {
                 check_vmms(&rep, cfg);

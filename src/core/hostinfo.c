@@ -115,11 +115,12 @@ void tool_info_done(struct tool_info *t) {
 
 /*
  * On nested hosts /dev/kvm can open and create VMs yet only run specially
- * built guests, so "KVM works" needs a boot probe, which arrives with the VM
- * lifecycle. Until a probe has proven KVM, auto picks TCG and says why.
+ * built guests, so "KVM works" needs a boot probe (accel.h). Until a probe has
+ * proven KVM, auto picks TCG and says why.
  */
 void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, const struct tool_info *fc,
-                         const struct kvm_state *kvm, struct vmm_choice *ret) {
+                         const struct kvm_state *kvm, int kvm_probe, const char *probe_detail,
+                         struct vmm_choice *ret) {
         bool kvm_proven = false;
 
         *ret = (struct vmm_choice) { 0 };
@@ -130,13 +131,20 @@ void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, c
         } else if (strcmp(c->accel, "tcg") == 0) {
                 ret->accel = "tcg";
                 ret->accel_reason = xstrdup("accel = \"tcg\" in config");
+        } else if (!kvm->create_vm) {
+                ret->accel = "tcg";
+                ret->accel_reason = xasprintf("KVM unusable: %s", kvm->error ? kvm->error : "unknown");
+        } else if (kvm_probe == 1) {
+                ret->accel = "kvm";
+                ret->accel_reason = xstrdup(probe_detail ? probe_detail : "a boot probe under KVM worked");
+                kvm_proven = true;
         } else {
                 ret->accel = "tcg";
-                if (!kvm->create_vm)
-                        ret->accel_reason = xasprintf("KVM unusable: %s", kvm->error ? kvm->error : "unknown");
+                if (kvm_probe == 0)
+                        ret->accel_reason = xasprintf("/dev/kvm opens, but %s", probe_detail ? probe_detail : "a boot probe failed");
                 else
-                        ret->accel_reason = xstrdup("/dev/kvm opens, but no guest boot has proven it yet "
-                                                    "(nested hosts may only run special guests)");
+                        ret->accel_reason = xasprintf("/dev/kvm opens, but no guest boot has proven it yet (%s)",
+                                                      probe_detail ? probe_detail : "not probed");
         }
 
         if (strcmp(c->vmm, "qemu") == 0) {

@@ -47,6 +47,9 @@ struct vmm_choice {
         char *accel_reason;
 };
 
+/* kvm_probe: 1 a boot under KVM worked, 0 it did not, -1 not probed;
+ * probe_detail says what happened (or why there was no probe). */
 void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, const struct tool_info *fc,
-                         const struct kvm_state *kvm, struct vmm_choice *ret);
+                         const struct kvm_state *kvm, int kvm_probe, const char *probe_detail,
+                         struct vmm_choice *ret);
 void vmm_choice_done(struct vmm_choice *v);

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "accel.h"
 #include "fsutil.h"
+#include "store/store_artifacts.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -79,12 +81,121 @@ static int setup_signals(struct daemon *d, char **ret_err) {
         return 0;
 }
 
+static void set_choice(struct daemon *d, int probe, const char *detail) {
+        struct vmm_choice c;
+        hostinfo_choose_vmm(d->config, &d->qemu, &d->firecracker, &d->kvm, probe, detail, &c);
+        log_info("vmm=%s (%s) accel=%s (%s)", c.vmm, c.vmm_reason, c.accel, c.accel_reason);
+        pthread_mutex_lock(&d->accel_mu);
+        vmm_choice_done(&d->vmm);
+        d->vmm = c;
+        pthread_mutex_unlock(&d->accel_mu);
+}
+
+void daemon_vmm_choice(struct daemon *d, char **ret_vmm, char **ret_vmm_reason, char **ret_accel,
+                       char **ret_accel_reason) {
+        pthread_mutex_lock(&d->accel_mu);
+        *ret_vmm = xstrdup(d->vmm.vmm);
+        *ret_vmm_reason = xstrdup(d->vmm.vmm_reason);
+        *ret_accel = xstrdup(d->vmm.accel);
+        *ret_accel_reason = xstrdup(d->vmm.accel_reason);
+        pthread_mutex_unlock(&d->accel_mu);
+}
+
+struct probe_job {
+        struct daemon *d;
+        char *vmlinux, *initramfs;
+};
+
+static bool probe_cancelled(void *ud) {
+        return atomic_load(&((struct daemon *) ud)->stopping);
+}
+
+static void *probe_main(void *arg) {
+        struct probe_job *j = arg;
+        struct accel_verdict v;
+        log_info("probing KVM: booting %s under -accel kvm", j->vmlinux);
+        int r = accel_probe(j->d->layout.cache_dir, j->d->qemu.path, j->vmlinux, j->initramfs, host_tsc_khz(), 10000,
+                            probe_cancelled, j->d, &v);
+        if (r == 0)
+                set_choice(j->d, v.kvm_works ? 1 : 0, v.detail);
+        else if (r != -ECANCELED)
+                log_warn("KVM boot probe failed to run: %s", strerror(-r));
+        pthread_mutex_lock(&j->d->accel_mu);
+        j->d->probe_running = false;
+        pthread_mutex_unlock(&j->d->accel_mu);
+        free(j->vmlinux);
+        free(j->initramfs);
+        free(j);
+        return NULL;
+}
+
+/* The first kernel with a vmlinux, and its initramfs. */
+static int probe_kernel(struct daemon *d, char **ret_vmlinux, char **ret_initramfs) {
+        struct kernel_row *rows = NULL;
+        size_t n = 0;
+        int r = -ENOENT;
+
+        if (store_kernel_list(d->store, &rows, &n) < 0)
+                return -EIO;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *vl = path_join(rows[i].dir, "vmlinux");
+                struct art_error e = { 0 };
+                char *ir = NULL;
+                if (r < 0 && access(vl, R_OK) == 0 && kernel_initramfs(&d->artifacts, rows[i].name, &ir, &e) == 0) {
+                        *ret_vmlinux = TAKE_PTR(vl);
+                        *ret_initramfs = ir;
+                        r = 0;
+                }
+                art_error_done(&e);
+        }
+        for (size_t i = 0; i < n; i++)
+                kernel_row_done(&rows[i]);
+        free(rows);
+        return r;
+}
+
+void daemon_accel_refresh(struct daemon *d) {
+        _cleanup_free_ char *vmlinux = NULL, *initramfs = NULL;
+        struct accel_verdict v;
+
+        if (strcmp(d->config->accel, "auto") != 0 || !d->kvm.create_vm || !d->qemu.path) {
+                set_choice(d, -1, NULL);
+                return;
+        }
+        if (probe_kernel(d, &vmlinux, &initramfs) < 0) {
+                set_choice(d, -1, "no kernel pulled yet to probe with");
+                return;
+        }
+        if (accel_cached(d->layout.cache_dir, vmlinux, &v)) {
+                set_choice(d, v.kvm_works ? 1 : 0, v.detail);
+                return;
+        }
+        /* One probe per daemon life (its verdict is cached for the next). */
+        pthread_mutex_lock(&d->accel_mu);
+        bool go = !d->probe_started && !atomic_load(&d->stopping);
+        if (go)
+                d->probe_started = d->probe_running = true;
+        pthread_mutex_unlock(&d->accel_mu);
+        if (!go)
+                return;
+        set_choice(d, -1, "boot probe running");
+        struct probe_job *j = xcalloc(1, sizeof(*j));
+        *j = (struct probe_job) { d, TAKE_PTR(vmlinux), TAKE_PTR(initramfs) };
+        pthread_mutex_lock(&d->accel_mu);
+        if (pthread_create(&d->probe_thread, NULL, probe_main, j) != 0) {
+                d->probe_started = d->probe_running = false;
+                free(j->vmlinux);
+                free(j->initramfs);
+                free(j);
+        }
+        pthread_mutex_unlock(&d->accel_mu);
+}
+
 static void probe_host(struct daemon *d) {
         hostinfo_tool(d->config->qemu_bin, &d->qemu);
         hostinfo_tool(d->config->firecracker_bin, &d->firecracker);
         hostinfo_kvm(&d->kvm);
-        hostinfo_choose_vmm(d->config, &d->qemu, &d->firecracker, &d->kvm, &d->vmm);
-        log_info("vmm=%s (%s) accel=%s (%s)", d->vmm.vmm, d->vmm.vmm_reason, d->vmm.accel, d->vmm.accel_reason);
+        set_choice(d, -1, NULL);
 }
 
 int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **ret_err) {
@@ -97,6 +208,7 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         d->started_mono_ms = mono_ms_now();
         d->reported_commit = getenv("BANGERD_TEST_COMMIT") ? getenv("BANGERD_TEST_COMMIT") : banger_commit();
         opstate_init(&d->ops, 10 * 60 * 1000);
+        pthread_mutex_init(&d->accel_mu, NULL);
 
         r = layout_resolve(&d->layout, env_get, d->uid, ret_err);
         if (r < 0)
@@ -140,6 +252,8 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
                 goto fail;
         probe_host(d);
         r = rpc_server_listen(&d->server, d->layout.socket_path, ret_err);
+        if (r == 0)
+                daemon_accel_refresh(d);
         if (r < 0)
                 goto fail;
         log_info("listening on %s", d->layout.socket_path);
@@ -195,11 +309,17 @@ int daemon_serve(struct daemon *d) {
 void daemon_close(struct daemon *d) {
         if (!d)
                 return;
+        atomic_store(&d->stopping, true);
         if (d->server.listen_fd >= 0) {
-                rpc_server_close(&d->server);
+                rpc_server_close(&d->server); /* no handler can start a probe after this */
                 /* Still holding the lock: the socket is ours to remove. */
                 unlink(d->layout.socket_path);
         }
+        pthread_mutex_lock(&d->accel_mu);
+        bool join = d->probe_started;
+        pthread_mutex_unlock(&d->accel_mu);
+        if (join)
+                pthread_join(d->probe_thread, NULL); /* the probe polls `stopping` */
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);
         store_close(d->store);
@@ -218,6 +338,7 @@ void daemon_close(struct daemon *d) {
                 close(d->wake_fd);
         config_free(d->config);
         layout_done(&d->layout);
+        pthread_mutex_destroy(&d->accel_mu);
         log_setup(-1, LOG_LEVEL_INFO, true);
         if (d->log_fd >= 0)
                 close(d->log_fd);

@@ -10,6 +10,8 @@
  *     -> subsystem-local leaf locks (opstate.mu, rpc_server.mu, store.write_mu, log)
  */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -41,7 +43,12 @@ struct daemon {
         struct tool_info qemu;
         struct tool_info firecracker;
         struct kvm_state kvm;
-        struct vmm_choice vmm;
+        struct vmm_choice vmm;          /* guarded by accel_mu */
+        pthread_mutex_t accel_mu;       /* leaf: the vmm/accel choice */
+        pthread_t probe_thread;         /* the KVM boot probe, when one runs */
+        bool probe_running;             /* guarded by accel_mu */
+        bool probe_started;             /* guarded by accel_mu; the thread to join */
+        _Atomic bool stopping;
 
         int lock_fd;   /* flock on bangerd.lock: one daemon per state dir */
         int log_fd;
@@ -59,6 +66,14 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
 int daemon_serve(struct daemon *d);
 /* Stops serving and releases everything. Never touches running VMs. */
 void daemon_close(struct daemon *d);
+
+/* (Re)considers the accelerator: a cached KVM verdict, else a boot probe in
+ * the background when a kernel is present. Called at start and after kernel
+ * pulls/imports. */
+void daemon_accel_refresh(struct daemon *d);
+/* Copies the current choice (thread-safe). */
+void daemon_vmm_choice(struct daemon *d, char **ret_vmm, char **ret_vmm_reason, char **ret_accel,
+                       char **ret_accel_reason);
 
 /* Asks daemon_serve() to return (thread-safe). */
 void daemon_request_stop(struct daemon *d);

@@ -16,14 +16,16 @@
 
 static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct daemon *d = call->d;
+        _cleanup_free_ char *vmm = NULL, *vmm_reason = NULL, *accel = NULL, *accel_reason = NULL;
         (void) params;
         (void) fail;
 
+        daemon_vmm_choice(d, &vmm, &vmm_reason, &accel, &accel_reason);
         *ret = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "version", banger_version(),
                          "commit", d->reported_commit, "built_at", banger_built_at(), "pid", (int) getpid(),
-                         "uptime_ms", (json_int_t) (mono_ms_now() - d->started_mono_ms), "vmm", d->vmm.vmm,
-                         "vmm_reason", d->vmm.vmm_reason, "accel", d->vmm.accel, "accel_reason",
-                         d->vmm.accel_reason, "state_dir", d->layout.state_dir, "socket", d->layout.socket_path);
+                         "uptime_ms", (json_int_t) (mono_ms_now() - d->started_mono_ms), "vmm", vmm, "vmm_reason",
+                         vmm_reason, "accel", accel, "accel_reason", accel_reason, "state_dir", d->layout.state_dir,
+                         "socket", d->layout.socket_path);
         return 0;
 }
 

@@ -107,6 +107,8 @@ static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, stru
         op_begin(call, "kernel.pull", p->name);
         int r = kernel_pull(&call->d->artifacts, p->name, p->force, &pr, ret, &e);
         op_end(call, r, &e);
+        if (r == 0)
+                daemon_accel_refresh(call->d);
         return r < 0 ? fail_from(&e, r, fail) : 0;
 }
 
@@ -114,6 +116,8 @@ static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, st
         struct name_params *p = params;
         struct art_error e = { 0 };
         int r = kernel_import(&call->d->artifacts, p->name, p->from, p->force, ret, &e);
+        if (r == 0)
+                daemon_accel_refresh(call->d);
         return r < 0 ? fail_from(&e, r, fail) : 0;
 }
 

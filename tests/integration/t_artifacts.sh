@@ -23,6 +23,24 @@ kernel_pull() {
 }
 t "kernel pull: signed index, verified .deb, modules in order, PVH vmlinux, initramfs" kernel_pull
 
+accel_probe() {
+        # with a kernel present the daemon boots it under KVM once, in the background
+        local i r
+        for i in $(seq 300); do
+                r=$("$BANGER" --json ping | jq -r .accel_reason)
+                case "$r" in *"probe running"*|*"no kernel pulled"*) sleep 0.1 ;; *) break ;; esac
+        done
+        local accel; accel=$("$BANGER" --json ping | jq -r .accel)
+        [ -f "$XDG_CACHE_HOME/banger/accel-probe.json" ] || { echo "no verdict cached ($r)"; return 1; }
+        local works; works=$(jq -r .kvm_works "$XDG_CACHE_HOME/banger/accel-probe.json")
+        if [ ! -w /dev/kvm ]; then expect_eq "$accel" tcg; return; fi
+        # the answer follows the verdict, and doctor (read-only) shows the same one
+        if [ "$works" = true ]; then expect_eq "$accel" kvm; else expect_eq "$accel" tcg; fi &&
+        "$BANGER" doctor | grep -A1 -P '^(PASS|WARN)\tkvm$' | grep -q 'boot probe: ' &&
+        echo "# KVM boot probe: $(jq -r .detail "$XDG_CACHE_HOME/banger/accel-probe.json")" >&2
+}
+t "the accelerator comes from a KVM boot probe, cached and shown by ping and doctor" accel_probe
+
 t "kernel pull again reports it is already pulled" sh -c \
   "'$BANGER' --json kernel pull debian-cloud-6.1 2>/dev/null | jq -e '.already_pulled == true' >/dev/null"
 
