@@ -6,14 +6,14 @@ begin
 export BANGER_IMAGE_CACHE="${BANGER_TEST_IMAGE_CACHE:-$TMP/image-builds}"
 
 t "agent --stdio answers health on the host" sh -c \
-  "printf '{\"v\":1,\"id\":5,\"method\":\"health\"}\n' | '$BANGER_BUILD/banger-agent' --stdio | jq -e '.id == 5 and .result.protocol == 1 and (.result.uptime_s > 0)' >/dev/null"
+  "printf '{\"v\":1,\"id\":5,\"method\":\"health\"}\n' | '${BANGER_AGENT:-$BANGER_BUILD/banger-agent}' --stdio | jq -e '.id == 5 and .result.protocol == 1 and (.result.uptime_s > 0)' >/dev/null"
 
 prepare() {
         "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1 &&
         "$BANGER" --json image pull debian-bookworm-slim >"$TMP/img.json" 2>"$TMP/img.err" || { cat "$TMP/img.err"; return 1; }
         # the image carries this build's agent
         debugfs -R 'dump /usr/local/bin/banger-agent '"$TMP/agent.img" "$(jq -r .rootfs_path "$TMP/img.json")" >/dev/null 2>&1 &&
-        cmp -s "$TMP/agent.img" "$BANGER_BUILD/banger-agent"
+        cmp -s "$TMP/agent.img" "${BANGER_AGENT:-$BANGER_BUILD/banger-agent}"
 }
 t "kernel and slim image (with this agent) are ready" prepare
 # (t runs in a subshell: what later steps need is read here)
