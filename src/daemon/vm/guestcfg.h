@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Per-VM guest configuration (docs/GUEST.md): the cpio that rides on the
+ * per-kernel initramfs, the VM's own SSH host key, and banger's known_hosts,
+ * written before the first boot so there is no trust-on-first-use window.
+ */
+
+#include <stddef.h>
+
+struct guestcfg {
+        const char *hostname;        /* a DNS label */
+        const char *ip;              /* the guest's IPv4, or NULL */
+        const char *dns;             /* resolv.conf nameserver */
+        const char *host_key_dir;    /* holds ssh_host_ed25519_key(.pub) */
+        const char *authorized_keys; /* contents for /root/.ssh/authorized_keys */
+        const char *fstab;           /* contents for /etc/fstab, or NULL */
+};
+
+/* Writes the cpio (banger/root/...) to out. */
+int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err);
+
+/* ssh-keygen an ed25519 host key into dir (ssh_host_ed25519_key + .pub),
+ * unless it is already there. */
+int ssh_host_key_ensure(const char *dir, const char *comment, char **ret_err);
+
+/* The user's key pair for logging into VMs (config ssh_key_path): made with
+ * ssh-keygen at first need, mode 0600. */
+int ssh_user_key_ensure(const char *key_path, char **ret_err);
+
+/* banger's known_hosts: replace the lines for `hosts` (comma-separated
+ * patterns such as "dev.vm,172.16.0.2" or "[127.0.0.1]:2222") with one
+ * pinning pubkey_line ("ssh-ed25519 AAAA... comment"); or drop them. Atomic
+ * rewrite; callers serialise (one writer: the VM service's lock). */
+int known_hosts_set(const char *path, const char *hosts, const char *pubkey_line);
+int known_hosts_remove(const char *path, const char *hosts);

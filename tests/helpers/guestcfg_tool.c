@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test helper: makes a VM's guest configuration the way bangerd does
+ * (host key, cpio, known_hosts pin, user key) so a test can boot a guest
+ * with it before the VM lifecycle exists.
+ *   guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO
+ * STATE_DIR gets ssh/id_ed25519, ssh/known_hosts and hostkeys/NAME/.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "strbuf.h"
+#include "vm/guestcfg.h"
+
+int main(int argc, char **argv) {
+        char *err = NULL, *pub = NULL, *ak = NULL;
+        size_t len;
+
+        if (argc != 6) {
+                fprintf(stderr, "usage: guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO\n");
+                return 2;
+        }
+        char *userkey = xasprintf("%s/ssh/id_ed25519", argv[3]);
+        char *userpub = xasprintf("%s.pub", userkey);
+        char *keydir = xasprintf("%s/hostkeys/%s", argv[3], argv[1]);
+        char *khpath = xasprintf("%s/ssh/known_hosts", argv[3]);
+        char *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
+        char *comment = xasprintf("banger-vm-%s", argv[1]);
+        if (ssh_user_key_ensure(userkey, &err) < 0 || ssh_host_key_ensure(keydir, comment, &err) < 0) {
+                fprintf(stderr, "guestcfg_tool: %s\n", err);
+                return 1;
+        }
+        if (read_file(userpub, 1 << 16, &ak, &len) < 0 || read_file(hostpub, 1 << 16, &pub, &len) < 0 ||
+            known_hosts_set(khpath, argv[4], pub) < 0) {
+                fprintf(stderr, "guestcfg_tool: keys or known_hosts failed\n");
+                return 1;
+        }
+        struct guestcfg g = { .hostname = argv[1], .ip = strcmp(argv[2], "-") ? argv[2] : NULL, .dns = "10.0.2.3",
+                              .host_key_dir = keydir, .authorized_keys = ak };
+        if (guestcfg_write(&g, argv[5], &err) < 0) {
+                fprintf(stderr, "guestcfg_tool: %s\n", err);
+                return 1;
+        }
+        return 0;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "artifacts/artifacts.h"
+#include "fsutil.h"
+#include "strbuf.h"
+#include "vm/guestcfg.h"
+
+static char dir[64];
+
+static int setup(void **s) {
+        (void) s;
+        snprintf(dir, sizeof(dir), "/tmp/banger-gcfg-XXXXXX");
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **s) {
+        (void) s;
+        rm_rf(dir);
+        return 0;
+}
+
+static void test_known_hosts(void **state) {
+        char *kh = path_join(dir, "known_hosts"), *text = NULL;
+        size_t len;
+        (void) state;
+        assert_int_equal(known_hosts_set(kh, "dev.vm,172.16.0.2", "ssh-ed25519 AAAA1 banger-vm-dev"), 0);
+        assert_int_equal(known_hosts_set(kh, "web.vm,172.16.0.3", "ssh-ed25519 AAAA2 banger-vm-web\n"), 0);
+        /* replacing dev's key leaves one line for it */
+        assert_int_equal(known_hosts_set(kh, "dev.vm,172.16.0.2", "ssh-ed25519 AAAA3 banger-vm-dev"), 0);
+        assert_int_equal(read_file(kh, 1 << 16, &text, &len), 0);
+        assert_string_equal(text, "web.vm,172.16.0.3 ssh-ed25519 AAAA2 banger-vm-web\n"
+                                  "dev.vm,172.16.0.2 ssh-ed25519 AAAA3 banger-vm-dev\n");
+        free(text);
+        /* removing by any one of the names drops the line */
+        assert_int_equal(known_hosts_remove(kh, "172.16.0.3"), 0);
+        assert_int_equal(read_file(kh, 1 << 16, &text, &len), 0);
+        assert_string_equal(text, "dev.vm,172.16.0.2 ssh-ed25519 AAAA3 banger-vm-dev\n");
+        free(text);
+        assert_int_equal(known_hosts_set(kh, "bad host", "ssh-ed25519 X"), -EINVAL);
+        free(kh);
+}
+
+static void test_cpio(void **state) {
+        char *keys = path_join(dir, "hostkey"), *out = path_join(dir, "cfg.cpio"), *err = NULL;
+        (void) state;
+        assert_int_equal(ssh_host_key_ensure(keys, "banger-vm-t", &err), 0);
+        struct guestcfg g = { .hostname = "t1", .ip = "172.16.0.9", .dns = "9.9.9.9", .host_key_dir = keys,
+                              .authorized_keys = "ssh-ed25519 USERKEY me\n" };
+        assert_int_equal(guestcfg_write(&g, out, &err), 0);
+        g.hostname = "Not_A_Label";
+        assert_int_equal(guestcfg_write(&g, out, &err), -EINVAL);
+        free(err);
+
+        struct archive *a = archive_read_new();
+        struct archive_entry *e;
+        archive_read_support_format_cpio(a);
+        assert_int_equal(archive_read_open_filename(a, out, 4096), ARCHIVE_OK);
+        int files = 0;
+        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+                const char *p = archive_entry_pathname(e);
+                char buf[4096] = { 0 };
+                if (archive_entry_filetype(e) != AE_IFREG)
+                        continue;
+                assert_true(strncmp(p, "banger/root/", 12) == 0);
+                archive_read_data(a, buf, sizeof(buf) - 1);
+                files++;
+                if (strcmp(p, "banger/root/etc/hostname") == 0)
+                        assert_string_equal(buf, "t1\n");
+                if (strcmp(p, "banger/root/etc/hosts") == 0)
+                        assert_non_null(strstr(buf, "172.16.0.9 t1.vm t1\n"));
+                if (strcmp(p, "banger/root/etc/resolv.conf") == 0)
+                        assert_string_equal(buf, "nameserver 9.9.9.9\n");
+                if (strcmp(p, "banger/root/etc/ssh/ssh_host_ed25519_key") == 0) {
+                        assert_int_equal(archive_entry_perm(e), 0600);
+                        assert_non_null(strstr(buf, "OPENSSH PRIVATE KEY"));
+                }
+                if (strcmp(p, "banger/root/root/.ssh/authorized_keys") == 0) {
+                        assert_int_equal(archive_entry_perm(e), 0600);
+                        assert_string_equal(buf, "ssh-ed25519 USERKEY me\n");
+                }
+        }
+        assert_int_equal(files, 6);
+        archive_read_free(a);
+        free(keys);
+        free(out);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_known_hosts),
+                cmocka_unit_test(test_cpio),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
