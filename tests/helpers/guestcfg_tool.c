@@ -3,8 +3,10 @@
  * Test helper: makes a VM's guest configuration the way bangerd does
  * (host key, cpio, known_hosts pin, user key) so a test can boot a guest
  * with it before the VM lifecycle exists.
- *   guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO
- * STATE_DIR gets ssh/id_ed25519, ssh/known_hosts and hostkeys/NAME/.
+ *   guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO [WORK_DISK SEED|-]
+ * STATE_DIR gets ssh/id_ed25519, ssh/known_hosts and hostkeys/NAME/. With
+ * WORK_DISK, a 2 GiB work disk is made from SEED and gets authorized_keys
+ * and a .gitconfig written with libext2fs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +15,14 @@
 #include "fsutil.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
+#include "vm/workdisk.h"
 
 int main(int argc, char **argv) {
         char *err = NULL, *pub = NULL, *ak = NULL;
         size_t len;
 
-        if (argc != 6) {
-                fprintf(stderr, "usage: guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO\n");
+        if (argc != 6 && argc != 8) {
+                fprintf(stderr, "usage: guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO [WORK_DISK SEED|-]\n");
                 return 2;
         }
         char *userkey = xasprintf("%s/ssh/id_ed25519", argv[3]);
@@ -42,6 +45,15 @@ int main(int argc, char **argv) {
         if (guestcfg_write(&g, argv[5], &err) < 0) {
                 fprintf(stderr, "guestcfg_tool: %s\n", err);
                 return 1;
+        }
+        if (argc == 8) {
+                const char *git = "[user]\n\tname = Banger Test\n\temail = test@banger.invalid\n";
+                if (workdisk_create(argv[6], 2ULL << 30, strcmp(argv[7], "-") ? argv[7] : NULL, &err) < 0 ||
+                    workdisk_write_file(argv[6], "/.ssh/authorized_keys", ak, strlen(ak), 0600, 0, 0, &err) < 0 ||
+                    workdisk_write_file(argv[6], "/.gitconfig", git, strlen(git), 0644, 0, 0, &err) < 0) {
+                        fprintf(stderr, "guestcfg_tool: %s\n", err);
+                        return 1;
+                }
         }
         return 0;
 }

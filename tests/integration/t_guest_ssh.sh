@@ -15,25 +15,31 @@ KS="$TMP/keys"
 prepare() {
         "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1 &&
         "$BANGER" --json image pull debian-bookworm-slim >"$TMP/img.json" 2>"$TMP/img.err" || { cat "$TMP/img.err"; return 1; }
-        "$TOOL" "$NAME" 10.0.2.15 "$KS" "[127.0.0.1]:$PORT" "$TMP/vm.cpio" || return 1
+        "$TOOL" "$NAME" 10.0.2.15 "$KS" "[127.0.0.1]:$PORT" "$TMP/vm.cpio" "$TMP/work.ext4" \
+                "$(jq -r .work_seed_path "$TMP/img.json")" || return 1
+        e2fsck -fn "$TMP/work.ext4" >/dev/null 2>&1 || { echo "work disk not clean"; return 1; }
         grep -q "^\[127.0.0.1\]:$PORT ssh-ed25519 " "$KS/ssh/known_hosts" &&
         [ "$(stat -c %a "$KS/ssh/id_ed25519")" = 600 ]
 }
-t "guest configuration: VM host key, pinned known_hosts, user key, cpio" prepare
+t "guest configuration: VM host key, pinned known_hosts, user key, cpio, work disk (libext2fs)" prepare
 
 K_JSON=$("$BANGER" --json kernel show debian-cloud-6.1 2>/dev/null)
 INITRD=$(ls "$(echo "$K_JSON" | jq -r .dir 2>/dev/null)"/initramfs-*.cpio 2>/dev/null | head -1)
 cat "$INITRD" "$TMP/vm.cpio" >"$TMP/vm-initrd" 2>/dev/null
+start_vm() {
 T0=$(date +%s.%N)
 qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults -no-user-config -nographic -no-reboot \
         -kernel "$(echo "$K_JSON" | jq -r .vmlinux 2>/dev/null)" -initrd "$TMP/vm-initrd" \
-        -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests quiet banger.mode=fast banger.root=rootfs banger.hostname=$NAME banger.ip=10.0.2.15/24 banger.gw=10.0.2.2" \
+        -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests quiet banger.mode=fast banger.root=rootfs banger.work=work banger.hostname=$NAME banger.ip=10.0.2.15/24 banger.gw=10.0.2.2" \
         -serial stdio -device virtio-rng-device \
         -drive "id=root,file=$(jq -r .rootfs_path "$TMP/img.json" 2>/dev/null),format=raw,if=none,snapshot=on" \
         -device virtio-blk-device,drive=root,serial=rootfs \
+        -drive "id=work,file=$TMP/work.ext4,format=raw,if=none" -device virtio-blk-device,drive=work,serial=work \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:22" -device virtio-net-device,netdev=n0 \
         </dev/null >"$TMP/serial.log" 2>&1 &
 QEMU=$!
+}
+start_vm
 
 vm_ssh() { # known_hosts-file command...
         local kh="$1"; shift
@@ -73,6 +79,29 @@ no_tofu() {
 t "without the pin, or with another key pinned, ssh refuses (no trust on first use)" no_tofu
 
 t "the agent runs in the guest (fast init started it)" sh -c "grep -aq 'stage=init-started .*agent=started' '$TMP/serial.log'"
+
+work_disk() {
+        vm_ssh "$KS/ssh/known_hosts" 'findmnt -no SOURCE,FSTYPE /root; cat /root/.gitconfig; test -f /root/.bashrc && echo seeded' \
+                >"$TMP/work.out" || return 1
+        grep -q '^/dev/vd[a-z] ext4$' "$TMP/work.out" && grep -q 'name = Banger Test' "$TMP/work.out" && grep -qx seeded "$TMP/work.out"
+}
+t "/root is the work disk: seeded from the image, .gitconfig written with libext2fs" work_disk
+
+persist() {
+        vm_ssh "$KS/ssh/known_hosts" 'echo kept-across-boots > /root/persist.txt && kill -TERM 1' || true
+        local i; for i in $(seq 100); do kill -0 "$QEMU" 2>/dev/null || break; sleep 0.1; done
+        ! kill -0 "$QEMU" 2>/dev/null || { echo "guest did not power off"; return 1; }
+        grep -aq 'stage=shutdown .*poweroff' "$TMP/serial.log" || return 1
+        e2fsck -fn "$TMP/work.ext4" >/dev/null 2>&1 || { echo "work disk not clean after poweroff"; return 1; }
+        start_vm
+        local out
+        for i in $(seq 120); do
+                out=$(vm_ssh "$KS/ssh/known_hosts" cat /root/persist.txt 2>/dev/null) && break
+                sleep 0.25
+        done
+        expect_eq "$out" kept-across-boots
+}
+t "a file written in /root survives a clean poweroff and a second boot" persist
 
 kill "$QEMU" 2>/dev/null; wait "$QEMU" 2>/dev/null
 finish

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The per-VM work disk: a sparse raw ext4 mounted on /root in the guest. It
+ * starts as a copy of the image's work-seed (or an empty ext4), is grown to
+ * the VM's disk size with resize2fs, and banger writes files into it with
+ * libext2fs: no mount, no loop device, no root needed.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* seed may be NULL. Refuses a size smaller than the seed. */
+int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, char **ret_err);
+
+/* Grows the disk (file and filesystem) to size_bytes; shrinking is refused. */
+int workdisk_grow(const char *path, uint64_t size_bytes, char **ret_err);
+
+/* Writes (creates or replaces) a regular file at fs_path (absolute inside
+ * the work disk: "/.ssh/authorized_keys" is /root/.ssh/authorized_keys in
+ * the guest), making missing parents (mode 0700) on the way. */
+int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
+                        uid_t uid, gid_t gid, char **ret_err);

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/* The work disk against real e2fsprogs: seed, grow, write with libext2fs,
+ * and e2fsck must find the filesystem clean every time. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "artifacts/artifacts.h"
+#include "fsutil.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+#include "vm/workdisk.h"
+
+static char dir[64];
+
+static int setup(void **s) {
+        (void) s;
+        snprintf(dir, sizeof(dir), "/tmp/banger-wd-XXXXXX");
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **s) {
+        (void) s;
+        rm_rf(dir);
+        return 0;
+}
+
+static char *debugfs(const char *img, const char *cmd) {
+        struct spawn_result r;
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true };
+        char *argv[] = { (char *) "debugfs", (char *) "-R", (char *) cmd, (char *) img, NULL };
+        assert_int_equal(spawn_run(argv, &o, &r), 0);
+        free(r.err);
+        return r.out;
+}
+
+static void assert_fsck_clean(const char *img) {
+        struct spawn_result r;
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true };
+        char *argv[] = { (char *) "e2fsck", (char *) "-fn", (char *) img, NULL };
+        assert_int_equal(spawn_run(argv, &o, &r), 0);
+        if (r.exit_code != 0)
+                fail_msg("e2fsck -fn %s exit %d: %s", img, r.exit_code, r.out);
+        spawn_result_done(&r);
+}
+
+static void test_seeded(void **state) {
+        char *seed_dir = path_join(dir, "seed"), *seed = path_join(dir, "seed.ext4"), *disk = path_join(dir, "work.ext4");
+        char *err = NULL, *out;
+        (void) state;
+        mkdir(seed_dir, 0700);
+        char *bashrc = path_join(seed_dir, ".bashrc");
+        write_file_atomic(bashrc, "PS1=x\n", 6, 0644);
+        char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-d", seed_dir, seed, (char *) "32M", NULL };
+        struct spawn_result r;
+        assert_int_equal(spawn_run(argv, NULL, &r), 0);
+        assert_int_equal(r.exit_code, 0);
+        spawn_result_done(&r);
+
+        assert_int_equal(workdisk_create(disk, 8ULL << 30, seed, &err), 0);
+        struct stat st;
+        assert_int_equal(stat(disk, &st), 0);
+        assert_int_equal(st.st_size, 8LL << 30);
+        assert_true((uint64_t) st.st_blocks * 512 < (200ULL << 20)); /* sparse */
+        out = debugfs(disk, "cat /.bashrc");
+        assert_string_equal(out, "PS1=x\n");
+        free(out);
+
+        const char *key = "ssh-ed25519 AAAA test\n";
+        assert_int_equal(workdisk_write_file(disk, "/.ssh/authorized_keys", key, strlen(key), 0600, 0, 0, &err), 0);
+        assert_int_equal(workdisk_write_file(disk, "/.gitconfig", "[user]\n\tname = A\n", 17, 0644, 0, 0, &err), 0);
+        assert_int_equal(workdisk_write_file(disk, "/deep/er/file", "x", 1, 0600, 1000, 1000, &err), 0);
+        /* replacing shrinks, never appends */
+        assert_int_equal(workdisk_write_file(disk, "/.gitconfig", "short\n", 6, 0640, 0, 0, &err), 0);
+        assert_fsck_clean(disk);
+        out = debugfs(disk, "cat /.ssh/authorized_keys");
+        assert_string_equal(out, key);
+        free(out);
+        out = debugfs(disk, "cat /.gitconfig");
+        assert_string_equal(out, "short\n");
+        free(out);
+        out = debugfs(disk, "stat /.ssh/authorized_keys");
+        assert_non_null(strstr(out, "Mode:  0600"));
+        free(out);
+        out = debugfs(disk, "stat /.ssh");
+        assert_non_null(strstr(out, "Mode:  0700"));
+        assert_non_null(strstr(out, "Type: directory"));
+        free(out);
+        out = debugfs(disk, "stat /deep/er/file");
+        assert_non_null(strstr(out, "User:  1000"));
+        free(out);
+
+        /* many files in one directory: the directory must grow */
+        for (int i = 0; i < 300; i++) {
+                char p[64];
+                snprintf(p, sizeof(p), "/many/a-rather-long-file-name-to-fill-blocks-%03d", i);
+                assert_int_equal(workdisk_write_file(disk, p, "y", 1, 0644, 0, 0, &err), 0);
+        }
+        assert_fsck_clean(disk);
+
+        /* grow, refuse to shrink, refuse bad paths and smaller-than-seed sizes */
+        assert_int_equal(workdisk_grow(disk, 9ULL << 30, &err), 0);
+        assert_fsck_clean(disk);
+        assert_int_equal(workdisk_grow(disk, 1ULL << 30, &err), -EINVAL);
+        assert_non_null(strstr(err, "shrinking"));
+        free(err);
+        err = NULL;
+        assert_int_equal(workdisk_write_file(disk, "relative", "x", 1, 0600, 0, 0, &err), -EINVAL);
+        free(err);
+        err = NULL;
+        assert_int_equal(workdisk_write_file(disk, "/a/../b", "x", 1, 0600, 0, 0, &err), -EINVAL);
+        free(err);
+        err = NULL;
+        assert_int_equal(workdisk_write_file(disk, "/deep", "x", 1, 0600, 0, 0, &err), -EEXIST);
+        free(err);
+        err = NULL;
+        char *small = path_join(dir, "small.ext4");
+        assert_int_equal(workdisk_create(small, 1ULL << 20, seed, &err), -EINVAL);
+        assert_int_equal(access(small, F_OK), -1);
+        free(err);
+        free(small);
+        free(seed_dir);
+        free(seed);
+        free(disk);
+        free(bashrc);
+}
+
+static void test_unseeded(void **state) {
+        char *disk = path_join(dir, "blank.ext4"), *err = NULL;
+        (void) state;
+        assert_int_equal(workdisk_create(disk, 256ULL << 20, NULL, &err), 0);
+        assert_int_equal(workdisk_write_file(disk, "/hello", "hi\n", 3, 0644, 0, 0, &err), 0);
+        assert_fsck_clean(disk);
+        char *out = debugfs(disk, "cat /hello");
+        assert_string_equal(out, "hi\n");
+        free(out);
+        free(disk);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_seeded),
+                cmocka_unit_test(test_unseeded),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
