@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * QEMU microvm backend. What the measurements in ENVIRONMENT.md say goes into
+ * the argv: -M microvm with ACPI (the default), the default CPU model,
+ * tb-size=128 under TCG, tsc_early_khz on the kernel command line,
+ * virtio-rng, every disk with a serial, -no-reboot, the uncompressed kernel.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "jsonx.h"
+#include "macro.h"
+#include "proc_spawn.h"
+#include "rpc.h"
+#include "strbuf.h"
+#include "vmm.h"
+
+char *vm_kernel_cmdline(const struct vm_boot *b) {
+        struct strbuf sb = STRBUF_INIT;
+
+        strbuf_addf(&sb, "console=ttyS0 tsc_early_khz=%u cryptomgr.notests quiet panic=-1", b->tsc_khz);
+        strbuf_addf(&sb, " banger.mode=%s banger.root=rootfs banger.hostname=%s", b->init_mode, b->name);
+        if (b->work_disk)
+                strbuf_addstr(&sb, " banger.work=work");
+        if (b->ip_cidr)
+                strbuf_addf(&sb, " banger.ip=%s", b->ip_cidr);
+        if (b->gateway)
+                strbuf_addf(&sb, " banger.gw=%s", b->gateway);
+        return strbuf_detach(&sb, NULL);
+}
+
+/* QEMU option values are comma-separated: a comma in a path is written
+ * twice. Our paths never have one, but escape rather than assume. */
+static char *qopt_escape(const char *s) {
+        struct strbuf sb = STRBUF_INIT;
+        for (; *s; s++) {
+                strbuf_addch(&sb, *s);
+                if (*s == ',')
+                        strbuf_addch(&sb, ',');
+        }
+        return strbuf_detach(&sb, NULL);
+}
+
+struct argv_builder {
+        char **v;
+        size_t n;
+};
+
+static void push(struct argv_builder *a, char *s) {
+        a->v = xrealloc(a->v, (a->n + 2) * sizeof(char *));
+        a->v[a->n++] = s;
+        a->v[a->n] = NULL;
+}
+
+static void push2(struct argv_builder *a, const char *opt, char *val) {
+        push(a, xstrdup(opt));
+        push(a, val);
+}
+
+static bool name_ok(const char *s) {
+        return s && *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
+}
+
+static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret, char **ret_err) {
+        struct argv_builder a = { 0 };
+
+        if (!name_ok(b->id) || !name_ok(b->name) || b->vcpu < 1 || b->memory_mib < 64 || !b->kernel || !b->initrd ||
+            !b->root_disk || !b->qmp_socket || !b->console_log ||
+            (strcmp(b->accel, "kvm") != 0 && strcmp(b->accel, "tcg") != 0) ||
+            (b->net == VM_NET_TAP && (!b->tap || !name_ok(b->tap) || !b->mac)) ||
+            (b->net == VM_NET_USER && (b->hostfwd_port == 0 || b->hostfwd_port > 65535))) {
+                *ret_err = xstrdup("incomplete or invalid VM boot description");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *kernel = qopt_escape(b->kernel), *root = qopt_escape(b->root_disk);
+        _cleanup_free_ char *qmp = qopt_escape(b->qmp_socket), *console = qopt_escape(b->console_log);
+
+        push(&a, xstrdup(bin));
+        push2(&a, "-name", xasprintf("banger-%s,process=banger-%s", b->id, b->id)); /* identity for reconcile */
+        push2(&a, "-M", xstrdup("microvm"));
+        push2(&a, "-accel", xstrdup(strcmp(b->accel, "kvm") == 0 ? "kvm" : "tcg,tb-size=128"));
+        push2(&a, "-smp", xasprintf("%d", b->vcpu));
+        push2(&a, "-m", xasprintf("%d", b->memory_mib));
+        push(&a, xstrdup("-nodefaults"));
+        push(&a, xstrdup("-no-user-config"));
+        push(&a, xstrdup("-nographic"));
+        push(&a, xstrdup("-no-reboot"));
+        push2(&a, "-kernel", xstrdup(b->kernel));
+        push2(&a, "-initrd", xstrdup(b->initrd));
+        push2(&a, "-append", vm_kernel_cmdline(b));
+        push2(&a, "-chardev", xasprintf("file,id=console,path=%s", console));
+        push2(&a, "-serial", xstrdup("chardev:console"));
+        push2(&a, "-qmp", xasprintf("unix:%s,server=on,wait=off", qmp));
+        push2(&a, "-device", xstrdup("virtio-rng-device"));
+        push2(&a, "-drive", xasprintf("id=root,file=%s,format=qcow2,if=none,discard=unmap", root));
+        push2(&a, "-device", xstrdup("virtio-blk-device,drive=root,serial=rootfs"));
+        if (b->work_disk) {
+                _cleanup_free_ char *work = qopt_escape(b->work_disk);
+                push2(&a, "-drive", xasprintf("id=work,file=%s,format=raw,if=none,discard=unmap", work));
+                push2(&a, "-device", xstrdup("virtio-blk-device,drive=work,serial=work"));
+        }
+        if (b->net == VM_NET_TAP) {
+                push2(&a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
+                push2(&a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
+        } else if (b->net == VM_NET_USER) {
+                push2(&a, "-netdev", xasprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%u-:22", b->hostfwd_port));
+                push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
+        }
+        if (b->agent_socket) {
+                _cleanup_free_ char *agent = qopt_escape(b->agent_socket);
+                push2(&a, "-device", xstrdup("virtio-serial-device"));
+                push2(&a, "-chardev", xasprintf("socket,id=agent,path=%s,server=on,wait=off", agent));
+                push2(&a, "-device", xstrdup("virtserialport,chardev=agent,name=org.banger.agent"));
+        }
+        *ret = a.v;
+        return 0;
+}
+
+static int qemu_kill(const struct vm_proc *p, int sig);
+
+static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, char **ret_err) {
+        _cleanup_strv_free_ char **argv = NULL;
+        pid_t pid;
+        int r = qemu_build_argv(b, bin, &argv, ret_err);
+
+        if (r < 0)
+                return r;
+        /* its own session: a daemon restart (or its process group dying)
+         * never takes the VM down */
+        struct spawn_opts o = { .new_session = true };
+        r = spawn_start(argv, &o, &pid);
+        if (r < 0) {
+                *ret_err = xasprintf("cannot start %s: %s", bin, strerror(-r));
+                return r;
+        }
+        *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
+
+        /* Started means controllable: wait (bounded, watching the pidfd) for
+         * QMP to accept; a QEMU that exits early reports why. */
+        for (int waited = 0; waited < 10000; waited += 20) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", b->qmp_socket);
+                if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+                        return 0;
+                struct pollfd pf = { .fd = ret->pidfd, .events = POLLIN };
+                if (ret->pidfd >= 0 && poll(&pf, 1, 20) > 0) {
+                        _cleanup_free_ char *log = NULL;
+                        size_t len;
+                        int code = spawn_wait(pid);
+                        read_file(b->console_log, 1u << 20, &log, &len);
+                        *ret_err = xasprintf("qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
+                                             log ? log + (len > 400 ? len - 400 : 0) : "");
+                        close(ret->pidfd);
+                        return -EIO;
+                }
+        }
+        qemu_kill(ret, SIGKILL);
+        *ret_err = xasprintf("qemu did not open its QMP socket %s within 10 s", b->qmp_socket);
+        return -ETIMEDOUT;
+}
+
+static int qemu_kill(const struct vm_proc *p, int sig) {
+        if (p->pidfd >= 0)
+                return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+        return kill(p->pid, sig) < 0 ? -errno : 0;
+}
+
+static bool wait_exit(const struct vm_proc *p, int timeout_ms) {
+        if (p->pidfd < 0)
+                return false;
+        struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+        return poll(&pf, 1, timeout_ms) > 0;
+}
+
+static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, char **ret_err) {
+        _cleanup_free_ char *out = NULL, *e = NULL;
+        if (qmp_command(b->qmp_socket, "quit", 2000, &out, &e) < 0 && !wait_exit(p, 0)) {
+                /* QMP gone: fall through to signals */
+        }
+        if (wait_exit(p, timeout_ms))
+                return 0;
+        qemu_kill(p, SIGKILL);
+        if (!wait_exit(p, 2000)) {
+                *ret_err = xasprintf("qemu (pid %d) did not exit", (int) p->pid);
+                return -ETIMEDOUT;
+        }
+        return 0;
+}
+
+static bool qemu_owns(pid_t pid, const char *bin, const char *id) {
+        _cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int) pid), *cmd = NULL;
+        _cleanup_free_ char *want = xasprintf("banger-%s,process=banger-%s", id, id);
+        size_t len;
+
+        if (pid <= 0 || read_file(path, 1u << 20, &cmd, &len) < 0 || len == 0)
+                return false;
+        /* argv[0] is the QEMU binary, and "-name <want>" is in the argv */
+        const char *base = strrchr(bin, '/') ? strrchr(bin, '/') + 1 : bin;
+        const char *a0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+        if (strcmp(a0, base) != 0)
+                return false;
+        for (size_t i = 0; i < len;) {
+                const char *arg = cmd + i;
+                size_t n = strnlen(arg, len - i);
+                if (strcmp(arg, "-name") == 0 && i + n + 1 < len && strcmp(cmd + i + n + 1, want) == 0)
+                        return true;
+                i += n + 1;
+        }
+        return false;
+}
+
+static int unsupported(const struct vm_boot *b, char **ret_err) {
+        (void) b;
+        *ret_err = xstrdup("not implemented yet for qemu");
+        return -EOPNOTSUPP;
+}
+
+static int qemu_pause(const struct vm_boot *b, char **ret_err) {
+        _cleanup_free_ char *out = NULL;
+        return qmp_command(b->qmp_socket, "stop", 5000, &out, ret_err);
+}
+
+static int qemu_resume(const struct vm_boot *b, char **ret_err) {
+        _cleanup_free_ char *out = NULL;
+        return qmp_command(b->qmp_socket, "cont", 5000, &out, ret_err);
+}
+
+static int qemu_snapshot(const struct vm_boot *b, const char *dir, char **ret_err) {
+        (void) dir;
+        return unsupported(b, ret_err);
+}
+
+const struct vmm_backend vmm_qemu = {
+        .name = "qemu",
+        .build_argv = qemu_build_argv,
+        .start = qemu_start,
+        .stop = qemu_stop,
+        .kill = qemu_kill,
+        .owns = qemu_owns,
+        .pause = qemu_pause,
+        .resume = qemu_resume,
+        .snapshot = qemu_snapshot,
+};
+
+int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, char **ret_err) {
+        struct spawn_result res = { 0 };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 60000 };
+        _cleanup_free_ char *size = xasprintf("%llu", (unsigned long long) size_bytes);
+        char *argv[] = { (char *) "qemu-img", (char *) "create", (char *) "-q", (char *) "-f", (char *) "qcow2",
+                         (char *) "-F", (char *) "raw", (char *) "-b", (char *) backing, (char *) overlay, size, NULL };
+        int r = spawn_run(argv, &o, &res);
+        if (r < 0) {
+                *ret_err = xasprintf("cannot run qemu-img: %s (apt-get install qemu-utils)", strerror(-r));
+                return r;
+        }
+        if (res.exit_code != 0) {
+                *ret_err = xasprintf("qemu-img create %s failed: %s", overlay, res.err);
+                r = -EIO;
+        }
+        spawn_result_done(&res);
+        return r;
+}
+
+/* One QMP round trip: greeting, qmp_capabilities, the command. Events are
+ * skipped. No half-close (QEMU takes it for a disconnect). */
+int qmp_command(const char *socket_path, const char *command, int timeout_ms, char **ret_json, char **ret_err) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        struct rpc_line_reader lr;
+        int r = 0;
+
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                *ret_err = xasprintf("cannot reach QMP at %s: %s", socket_path, strerror(errno));
+                return -errno;
+        }
+        rpc_line_reader_init(&lr, fd, 1u << 20);
+        const char *steps[] = { NULL, "qmp_capabilities", command };
+        for (size_t i = 0; i < 3 && r == 0; i++) {
+                if (steps[i]) {
+                        _cleanup_json_ json_t *req = json_pack("{s:s}", "execute", steps[i]);
+                        _cleanup_free_ char *line = json_dump_compact(req);
+                        if ((r = rpc_write_line(fd, line)) < 0)
+                                break;
+                }
+                for (;;) {
+                        char *l;
+                        size_t n;
+                        r = rpc_line_reader_next(&lr, timeout_ms, &l, &n);
+                        if (r <= 0) {
+                                r = r == 0 ? -ECONNRESET : r;
+                                break;
+                        }
+                        r = 0;
+                        _cleanup_json_ json_t *j = json_loadb(l, n, 0, NULL);
+                        if (!j || json_object_get(j, "event"))
+                                continue;
+                        if (i == 0 && json_object_get(j, "QMP"))
+                                break;
+                        json_t *err = json_object_get(j, "error");
+                        if (err) {
+                                *ret_err = xasprintf("QMP %s: %s", steps[i],
+                                                     strempty(json_string_value(json_object_get(err, "desc"))));
+                                r = -EIO;
+                                break;
+                        }
+                        if (json_object_get(j, "return")) {
+                                if (i == 2)
+                                        *ret_json = json_dump_compact(json_object_get(j, "return"));
+                                break;
+                        }
+                }
+        }
+        rpc_line_reader_done(&lr);
+        if (r < 0 && !*ret_err)
+                *ret_err = xasprintf("QMP %s at %s: %s", command, socket_path, strerror(-r));
+        /* `quit` closes the socket before answering sometimes: that is success */
+        if (r == -ECONNRESET && strcmp(command, "quit") == 0) {
+                free(*ret_err);
+                *ret_err = NULL;
+                r = 0;
+        }
+        return r;
+}

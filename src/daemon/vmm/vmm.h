@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The VMM backend interface. QEMU (microvm) implements it now; Firecracker
+ * must fit the same table later. A backend boots what `struct vm_boot`
+ * describes, hands back the process identity, and controls it.
+ *
+ * The VMM process outlives bangerd: it runs in its own session; bangerd
+ * watches it through a pidfd and, after a restart, re-identifies it by pid
+ * plus /proc/<pid>/cmdline (never by a bare pid).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum vm_net {
+        VM_NET_NONE,
+        VM_NET_TAP,  /* bridge mode: a TAP the host attached to the bridge */
+        VM_NET_USER, /* QEMU user networking with one hostfwd to guest :22 (tests, no root) */
+};
+
+struct vm_boot {
+        const char *id;          /* banger's VM id: names the process */
+        const char *name;        /* hostname */
+        int vcpu;
+        int memory_mib;
+        const char *accel;       /* "kvm" or "tcg" */
+        unsigned tsc_khz;        /* host TSC, for tsc_early_khz */
+        const char *kernel;      /* vmlinux (PVH) or bzImage */
+        const char *initrd;      /* per-kernel initramfs + per-VM cpio */
+        const char *init_mode;   /* "systemd" | "fast" */
+        const char *root_disk;   /* qcow2 overlay */
+        const char *work_disk;   /* raw ext4, or NULL */
+        enum vm_net net;
+        const char *tap;         /* VM_NET_TAP */
+        const char *mac;
+        const char *ip_cidr;     /* guest address for banger-init, or NULL */
+        const char *gateway;
+        unsigned hostfwd_port;   /* VM_NET_USER: 127.0.0.1:<port> -> guest 22 */
+        const char *qmp_socket;
+        const char *agent_socket;
+        const char *console_log;
+};
+
+struct vm_proc {
+        pid_t pid;
+        int pidfd; /* -1 when not watched */
+};
+
+struct vmm_backend {
+        const char *name;
+        /* argv for the VMM (NULL-terminated, malloc'd strings); pure. */
+        int (*build_argv)(const struct vm_boot *b, const char *bin, char ***ret_argv, char **ret_err);
+        int (*start)(const struct vm_boot *b, const char *bin, struct vm_proc *ret, char **ret_err);
+        /* Graceful: asks the VMM to quit (the guest should already be down). */
+        int (*stop)(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, char **ret_err);
+        int (*kill)(const struct vm_proc *p, int sig);
+        /* Is pid the VMM of VM id? (reconcile) */
+        bool (*owns)(pid_t pid, const char *bin, const char *id);
+        /* Hooks for later issues. */
+        int (*pause)(const struct vm_boot *b, char **ret_err);
+        int (*resume)(const struct vm_boot *b, char **ret_err);
+        int (*snapshot)(const struct vm_boot *b, const char *dir, char **ret_err);
+};
+
+extern const struct vmm_backend vmm_qemu;
+
+/* The kernel command line banger-init reads (docs/GUEST.md). */
+char *vm_kernel_cmdline(const struct vm_boot *b);
+
+/* qcow2 overlay with `backing` (raw, read-only) of virtual size bytes. */
+int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, char **ret_err);
+
+/* QMP: one command, its "return" in *ret_json (malloc'd JSON text). */
+int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, char **ret_err);

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "proc_spawn.h"
+#include "vmm/vmm.h"
+
+static const struct vm_boot base = {
+        .id = "0123abcd", .name = "dev", .vcpu = 2, .memory_mib = 1024, .accel = "tcg", .tsc_khz = 2599998,
+        .kernel = "/k/vmlinux", .initrd = "/v/initrd", .init_mode = "fast", .root_disk = "/v/root.qcow2",
+        .work_disk = "/v/work,odd.ext4", .net = VM_NET_TAP, .tap = "tap-dev", .mac = "02:00:ac:10:00:02",
+        .ip_cidr = "172.16.0.2/24", .gateway = "172.16.0.1", .qmp_socket = "/v/qmp.sock",
+        .agent_socket = "/v/agent.sock", .console_log = "/v/console.log",
+};
+
+static bool has(char **argv, const char *opt, const char *val) {
+        for (char **a = argv; *a; a++)
+                if (strcmp(a[0], opt) == 0 && a[1] && strcmp(a[1], val) == 0)
+                        return true;
+        return false;
+}
+
+static void test_argv(void **state) {
+        char **argv = NULL, *err = NULL;
+        (void) state;
+        assert_int_equal(vmm_qemu.build_argv(&base, "/usr/bin/qemu-system-x86_64", &argv, &err), 0);
+        assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
+        assert_true(has(argv, "-M", "microvm"));
+        assert_true(has(argv, "-accel", "tcg,tb-size=128"));
+        assert_true(has(argv, "-name", "banger-0123abcd,process=banger-0123abcd"));
+        assert_true(has(argv, "-smp", "2") && has(argv, "-m", "1024"));
+        assert_true(has(argv, "-kernel", "/k/vmlinux") && has(argv, "-initrd", "/v/initrd"));
+        assert_true(has(argv, "-device", "virtio-rng-device"));
+        assert_true(has(argv, "-device", "virtio-blk-device,drive=root,serial=rootfs"));
+        assert_true(has(argv, "-device", "virtio-blk-device,drive=work,serial=work"));
+        /* a comma in a path is doubled for QEMU's option parser */
+        assert_true(has(argv, "-drive", "id=work,file=/v/work,,odd.ext4,format=raw,if=none,discard=unmap"));
+        assert_true(has(argv, "-netdev", "tap,id=net0,ifname=tap-dev,script=no,downscript=no"));
+        assert_true(has(argv, "-device", "virtio-net-device,netdev=net0,mac=02:00:ac:10:00:02"));
+        assert_true(has(argv, "-qmp", "unix:/v/qmp.sock,server=on,wait=off"));
+        assert_true(has(argv, "-device", "virtserialport,chardev=agent,name=org.banger.agent"));
+        bool noreboot = false;
+        for (char **a = argv; *a; a++) {
+                noreboot |= strcmp(*a, "-no-reboot") == 0;
+                if (strcmp(*a, "-append") == 0) {
+                        const char *c = a[1];
+                        assert_non_null(strstr(c, "tsc_early_khz=2599998"));
+                        assert_non_null(strstr(c, "banger.mode=fast banger.root=rootfs banger.hostname=dev"));
+                        assert_non_null(strstr(c, "banger.work=work banger.ip=172.16.0.2/24 banger.gw=172.16.0.1"));
+                }
+        }
+        assert_true(noreboot);
+        strv_free(argv);
+
+        struct vm_boot kvm = base;
+        kvm.accel = "kvm";
+        kvm.net = VM_NET_USER;
+        kvm.hostfwd_port = 2222;
+        assert_int_equal(vmm_qemu.build_argv(&kvm, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-accel", "kvm"));
+        assert_true(has(argv, "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"));
+        strv_free(argv);
+
+        struct vm_boot bad[] = { base, base, base, base };
+        bad[0].vcpu = 0;
+        bad[1].accel = "hvf";
+        bad[2].tap = "tap0;rm -rf /";
+        bad[3].name = "Dev Box";
+        for (size_t i = 0; i < 4; i++) {
+                assert_int_equal(vmm_qemu.build_argv(&bad[i], "q", &argv, &err), -EINVAL);
+                free(err);
+                err = NULL;
+        }
+}
+
+static void test_owns(void **state) {
+        pid_t pid;
+        (void) state;
+        char *argv[] = { (char *) "sh", (char *) "-c", (char *) "sleep 5", (char *) "-name",
+                         (char *) "banger-t1,process=banger-t1", NULL };
+        assert_int_equal(spawn_start(argv, NULL, &pid), 0);
+        usleep(100000);
+        assert_true(vmm_qemu.owns(pid, "/bin/sh", "t1"));
+        assert_false(vmm_qemu.owns(pid, "/bin/sh", "t2"));
+        assert_false(vmm_qemu.owns(pid, "qemu-system-x86_64", "t1"));
+        kill(pid, SIGKILL);
+        spawn_wait(pid);
+        assert_false(vmm_qemu.owns(pid, "/bin/sh", "t1")); /* gone */
+        assert_false(vmm_qemu.owns(0, "/bin/sh", "t1"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_argv),
+                cmocka_unit_test(test_owns),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
