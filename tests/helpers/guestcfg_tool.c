@@ -13,24 +13,25 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "macro.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
 #include "vm/workdisk.h"
 
 int main(int argc, char **argv) {
-        char *err = NULL, *pub = NULL, *ak = NULL;
+        _cleanup_free_ char *err = NULL, *pub = NULL, *ak = NULL;
         size_t len;
 
         if (argc != 6 && argc != 8) {
                 fprintf(stderr, "usage: guestcfg_tool NAME IP|- STATE_DIR HOSTS_PATTERN OUT_CPIO [WORK_DISK SEED|-]\n");
                 return 2;
         }
-        char *userkey = xasprintf("%s/ssh/id_ed25519", argv[3]);
-        char *userpub = xasprintf("%s.pub", userkey);
-        char *keydir = xasprintf("%s/hostkeys/%s", argv[3], argv[1]);
-        char *khpath = xasprintf("%s/ssh/known_hosts", argv[3]);
-        char *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
-        char *comment = xasprintf("banger-vm-%s", argv[1]);
+        _cleanup_free_ char *userkey = xasprintf("%s/ssh/id_ed25519", argv[3]);
+        _cleanup_free_ char *userpub = xasprintf("%s.pub", userkey);
+        _cleanup_free_ char *keydir = xasprintf("%s/hostkeys/%s", argv[3], argv[1]);
+        _cleanup_free_ char *khpath = xasprintf("%s/ssh/known_hosts", argv[3]);
+        _cleanup_free_ char *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
+        _cleanup_free_ char *comment = xasprintf("banger-vm-%s", argv[1]);
         if (ssh_user_key_ensure(userkey, &err) < 0 || ssh_host_key_ensure(keydir, comment, &err) < 0) {
                 fprintf(stderr, "guestcfg_tool: %s\n", err);
                 return 1;

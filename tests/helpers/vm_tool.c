@@ -16,6 +16,7 @@
 
 #include "accel.h"
 #include "fsutil.h"
+#include "macro.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
 #include "vm/workdisk.h"
@@ -27,30 +28,29 @@ static int die(const char *what, const char *err) {
 }
 
 static int concat(const char *a, const char *b, const char *out) {
-        char *x = NULL, *y = NULL;
+        _cleanup_free_ char *x = NULL, *y = NULL, *z = NULL;
         size_t lx, ly;
         if (read_file(a, 1u << 28, &x, &lx) < 0 || read_file(b, 1u << 20, &y, &ly) < 0)
                 return -EIO;
-        char *z = xmalloc(lx + ly);
+        z = xmalloc(lx + ly);
         memcpy(z, x, lx);
         memcpy(z + lx, y, ly);
-        int r = write_file_atomic(out, z, lx + ly, 0600);
-        free(x);
-        free(y);
-        free(z);
-        return r;
+        return write_file_atomic(out, z, lx + ly, 0600);
 }
 
 static int start(char **v) {
         const char *dir = v[0], *name = v[1], *id = v[2], *kernel = v[4], *base = v[5], *rootfs = v[6], *seed = v[7];
         unsigned port = (unsigned) atoi(v[3]);
-        char *err = NULL, *ak = NULL, *pub = NULL;
+        _cleanup_free_ char *err = NULL, *ak = NULL, *pub = NULL;
         size_t len;
-        char *userkey = xasprintf("%s/ssh/id_ed25519", dir), *userpub = xasprintf("%s.pub", userkey);
-        char *keydir = xasprintf("%s/hostkey", dir), *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
-        char *kh = xasprintf("%s/ssh/known_hosts", dir), *pattern = xasprintf("[127.0.0.1]:%u", port);
-        char *cpio = xasprintf("%s/guest.cpio", dir), *initrd = xasprintf("%s/initrd", dir);
-        char *overlay = xasprintf("%s/root.qcow2", dir), *work = xasprintf("%s/work.ext4", dir);
+        _cleanup_free_ char *userkey = xasprintf("%s/ssh/id_ed25519", dir), *userpub = xasprintf("%s.pub", userkey);
+        _cleanup_free_ char *keydir = xasprintf("%s/hostkey", dir);
+        _cleanup_free_ char *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
+        _cleanup_free_ char *kh = xasprintf("%s/ssh/known_hosts", dir), *pattern = xasprintf("[127.0.0.1]:%u", port);
+        _cleanup_free_ char *cpio = xasprintf("%s/guest.cpio", dir), *initrd = xasprintf("%s/initrd", dir);
+        _cleanup_free_ char *overlay = xasprintf("%s/root.qcow2", dir), *work = xasprintf("%s/work.ext4", dir);
+        _cleanup_free_ char *qmp = xasprintf("%s/qmp.sock", dir), *agent = xasprintf("%s/agent.sock", dir);
+        _cleanup_free_ char *console = xasprintf("%s/console.log", dir);
 
         if (ssh_user_key_ensure(userkey, &err) < 0 || ssh_host_key_ensure(keydir, name, &err) < 0)
                 return die("keys", err);
@@ -72,18 +72,20 @@ static int start(char **v) {
                 .id = id, .name = name, .vcpu = 1, .memory_mib = 512, .accel = "tcg", .tsc_khz = host_tsc_khz(),
                 .kernel = kernel, .initrd = initrd, .init_mode = "fast", .root_disk = overlay, .work_disk = work,
                 .net = VM_NET_USER, .hostfwd_port = port, .ip_cidr = "10.0.2.15/24", .gateway = "10.0.2.2",
-                .qmp_socket = xasprintf("%s/qmp.sock", dir), .agent_socket = xasprintf("%s/agent.sock", dir),
-                .console_log = xasprintf("%s/console.log", dir),
+                .qmp_socket = qmp, .agent_socket = agent, .console_log = console,
         };
         struct vm_proc p;
         if (vmm_qemu.start(&b, "qemu-system-x86_64", &p, &err) < 0)
                 return die("start", err);
         printf("%d\n", (int) p.pid);
+        fflush(stdout); /* before any exit handler (LeakSanitizer's _exit) */
+        if (p.pidfd >= 0)
+                close(p.pidfd);
         return 0;
 }
 
 int main(int argc, char **argv) {
-        char *out = NULL, *err = NULL;
+        _cleanup_free_ char *out = NULL, *err = NULL;
 
         if (argc == 10 && strcmp(argv[1], "start") == 0)
                 return start(argv + 2);
@@ -97,8 +99,12 @@ int main(int argc, char **argv) {
                 return vmm_qemu.owns(atoi(argv[2]), "qemu-system-x86_64", argv[3]) ? 0 : 1;
         if (argc == 5 && strcmp(argv[1], "stop") == 0) {
                 pid_t pid = atoi(argv[4]);
-                struct vm_proc p = { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
-                struct vm_boot b = { .id = argv[3], .qmp_socket = xasprintf("%s/qmp.sock", argv[2]) };
+                if (pid <= 0)
+                        return die("stop", "invalid pid");
+                _cleanup_free_ char *qmp = xasprintf("%s/qmp.sock", argv[2]);
+                _cleanup_close_ int pidfd = (int) pidfd_open(pid, 0);
+                struct vm_proc p = { .pid = pid, .pidfd = pidfd };
+                struct vm_boot b = { .id = argv[3], .qmp_socket = qmp };
                 if (vmm_qemu.stop(&b, &p, 5000, &err) < 0)
                         return die("stop", err);
                 return 0;

@@ -64,5 +64,6 @@ stop_vm() {
 }
 t "stop through QMP ends the process; nothing of the VM is left running" stop_vm
 
-[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+[ -n "$PID" ] && [ "$PID" -gt 0 ] 2>/dev/null && kill -9 "$PID" 2>/dev/null
+pkill -9 -f "process=banger-$ID" 2>/dev/null   # whatever a failed step left behind
 finish

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,10 @@ static void test_owns(void **state) {
         spawn_wait(pid);
         assert_false(vmm_qemu.owns(pid, "/bin/sh", "t1")); /* gone */
         assert_false(vmm_qemu.owns(0, "/bin/sh", "t1"));
+        /* never signal pid 0 or -1 (our process group, or everyone) */
+        struct vm_proc zero = { .pid = 0, .pidfd = -1 }, minus = { .pid = -1, .pidfd = -1 };
+        assert_int_equal(vmm_qemu.kill(&zero, 0), -EINVAL);
+        assert_int_equal(vmm_qemu.kill(&minus, 0), -EINVAL);
 }
 
 int main(void) {

@@ -172,6 +172,9 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
 }
 
 static int qemu_kill(const struct vm_proc *p, int sig) {
+        /* kill(0 or -1, ...) would hit our own process group or everything */
+        if (p->pid <= 0)
+                return -EINVAL;
         if (p->pidfd >= 0)
                 return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
         return kill(p->pid, sig) < 0 ? -errno : 0;
@@ -186,6 +189,10 @@ static bool wait_exit(const struct vm_proc *p, int timeout_ms) {
 
 static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, char **ret_err) {
         _cleanup_free_ char *out = NULL, *e = NULL;
+        if (p->pid <= 0) {
+                *ret_err = xasprintf("invalid pid %d", (int) p->pid);
+                return -EINVAL;
+        }
         if (qmp_command(b->qmp_socket, "quit", 2000, &out, &e) < 0 && !wait_exit(p, 0)) {
                 /* QMP gone: fall through to signals */
         }
