@@ -83,7 +83,7 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 *ret_err = xstrdup("incomplete or invalid VM boot description");
                 return -EINVAL;
         }
-        _cleanup_free_ char *kernel = qopt_escape(b->kernel), *root = qopt_escape(b->root_disk);
+        _cleanup_free_ char *root = qopt_escape(b->root_disk);
         _cleanup_free_ char *qmp = qopt_escape(b->qmp_socket), *console = qopt_escape(b->console_log);
 
         push(&a, xstrdup(bin));
