@@ -112,9 +112,7 @@ int priv_umount_below(const char *dir) {
 
 int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
                             char **ret_err) {
-        struct spawn_result res = { 0 };
         _cleanup_close_ int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        int r;
 
         if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0) {
                 *ret_err = xasprintf("cannot create %s: %s", out, strerror(errno));
@@ -123,18 +121,8 @@ int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_by
         char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-d", (char *) dir,
                          (char *) "-L", (char *) label, (char *) "-E", (char *) "root_owner=0:0", (char *) "-m",
                          (char *) "0", (char *) out, NULL };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 20 * 60 * 1000 };
-        r = spawn_run(argv, &o, &res);
-        if (r < 0) {
-                *ret_err = xasprintf("cannot run mkfs.ext4: %s (apt-get install e2fsprogs)", strerror(-r));
+        int r = spawn_run_checked(argv, 20 * 60 * 1000, 0, "apt-get install e2fsprogs", ret_err);
+        if (r < 0)
                 unlink(out);
-                return r;
-        }
-        if (res.exit_code != 0) {
-                *ret_err = xasprintf("mkfs.ext4 -d %s failed: %s", dir, res.err_len ? res.err : res.out);
-                unlink(out);
-                r = -EIO;
-        }
-        spawn_result_done(&res);
         return r;
 }

@@ -318,3 +318,24 @@ int find_executable(const char *name, char **ret) {
         }
         return -ENOENT;
 }
+
+int spawn_run_checked(char *const argv[], int timeout_ms, int max_ok_exit, const char *install_hint, char **ret_err) {
+        struct spawn_result res = { 0 };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = timeout_ms };
+        int r = spawn_run(argv, &o, &res);
+
+        if (r < 0) {
+                *ret_err = xasprintf("cannot run %s: %s%s%s%s", argv[0], strerror(-r), install_hint ? " (" : "",
+                                     install_hint ? install_hint : "", install_hint ? ")" : "");
+                return r;
+        }
+        if (res.timed_out || res.exit_code < 0 || res.exit_code > max_ok_exit) {
+                while (res.err_len && (res.err[res.err_len - 1] == '\n' || res.err[res.err_len - 1] == ' '))
+                        res.err[--res.err_len] = '\0';
+                *ret_err = xasprintf("%s failed (%s %d): %s", argv[0], res.timed_out ? "timed out, status" : "exit",
+                                     res.exit_code, res.err_len ? res.err : res.out);
+                r = res.timed_out ? -ETIMEDOUT : -EIO;
+        }
+        spawn_result_done(&res);
+        return r;
+}

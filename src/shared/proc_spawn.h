@@ -67,3 +67,8 @@ int spawn_wait(pid_t pid);
 /* Looks `name` up in PATH (or checks it when it contains '/'); malloc'd path
  * in *ret. 0 or -ENOENT. */
 int find_executable(const char *name, char **ret);
+
+/* Runs argv (output captured, timeout_ms) and succeeds when the exit code is
+ * at most max_ok_exit. Otherwise *ret_err says "<cmd> failed (exit N): <its
+ * stderr>", or "cannot run <cmd>: <why> (<install_hint>)". */
+int spawn_run_checked(char *const argv[], int timeout_ms, int max_ok_exit, const char *install_hint, char **ret_err);

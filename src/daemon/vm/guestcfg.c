@@ -51,21 +51,9 @@ int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err) {
 }
 
 static int keygen(const char *path, const char *comment, char **ret_err) {
-        struct spawn_result res = { 0 };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30000 };
         char *argv[] = { (char *) "ssh-keygen", (char *) "-q", (char *) "-t", (char *) "ed25519", (char *) "-N",
                          (char *) "", (char *) "-C", (char *) comment, (char *) "-f", (char *) path, NULL };
-        int r = spawn_run(argv, &o, &res);
-        if (r < 0) {
-                *ret_err = xasprintf("cannot run ssh-keygen: %s (apt-get install openssh-client)", strerror(-r));
-                return r;
-        }
-        if (res.exit_code != 0) {
-                *ret_err = xasprintf("ssh-keygen -f %s failed: %s", path, res.err);
-                r = -EIO;
-        }
-        spawn_result_done(&res);
-        return r;
+        return spawn_run_checked(argv, 30000, 0, "apt-get install openssh-client", ret_err);
 }
 
 int ssh_host_key_ensure(const char *dir, const char *comment, char **ret_err) {

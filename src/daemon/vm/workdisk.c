@@ -16,20 +16,9 @@
 #include "strbuf.h"
 
 static int run(char *const argv[], char **ret_err) {
-        struct spawn_result res = { 0 };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 10 * 60 * 1000 };
-        int r = spawn_run(argv, &o, &res);
-        if (r < 0) {
-                *ret_err = xasprintf("cannot run %s: %s (apt-get install e2fsprogs)", argv[0], strerror(-r));
-                return r;
-        }
         /* e2fsck: 1 means "errors corrected", which is fine here */
-        if (res.exit_code != 0 && !(strcmp(argv[0], "e2fsck") == 0 && res.exit_code == 1)) {
-                *ret_err = xasprintf("%s failed (exit %d): %s", argv[0], res.exit_code, res.err_len ? res.err : res.out);
-                r = -EIO;
-        }
-        spawn_result_done(&res);
-        return r;
+        int max_ok = strcmp(argv[0], "e2fsck") == 0 ? 1 : 0;
+        return spawn_run_checked(argv, 10 * 60 * 1000, max_ok, "apt-get install e2fsprogs", ret_err);
 }
 
 int workdisk_grow(const char *path, uint64_t size_bytes, char **ret_err) {

@@ -262,22 +262,10 @@ const struct vmm_backend vmm_qemu = {
 };
 
 int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, char **ret_err) {
-        struct spawn_result res = { 0 };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 60000 };
         _cleanup_free_ char *size = xasprintf("%llu", (unsigned long long) size_bytes);
         char *argv[] = { (char *) "qemu-img", (char *) "create", (char *) "-q", (char *) "-f", (char *) "qcow2",
                          (char *) "-F", (char *) "raw", (char *) "-b", (char *) backing, (char *) overlay, size, NULL };
-        int r = spawn_run(argv, &o, &res);
-        if (r < 0) {
-                *ret_err = xasprintf("cannot run qemu-img: %s (apt-get install qemu-utils)", strerror(-r));
-                return r;
-        }
-        if (res.exit_code != 0) {
-                *ret_err = xasprintf("qemu-img create %s failed: %s", overlay, res.err);
-                r = -EIO;
-        }
-        spawn_result_done(&res);
-        return r;
+        return spawn_run_checked(argv, 60000, 0, "apt-get install qemu-utils", ret_err);
 }
 
 /* One QMP round trip: greeting, qmp_capabilities, the command. Events are
