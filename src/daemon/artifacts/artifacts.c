@@ -88,6 +88,24 @@ int rm_rf(const char *path) {
         return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
 }
 
+json_t *catalog_find(json_t *catalog, const char *list_key, const char *name) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(catalog, list_key), i, e)
+                if (strcmp(strempty(json_string_value(json_object_get(e, "name"))), name) == 0)
+                        return json_incref(e);
+        return NULL;
+}
+
+char *catalog_names(json_t *catalog, const char *list_key) {
+        struct strbuf sb = STRBUF_INIT;
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(catalog, list_key), i, e)
+                strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", strempty(json_string_value(json_object_get(e, "name"))));
+        return strbuf_detach(&sb, NULL);
+}
+
 char *now_rfc3339(void) {
         char buf[32];
         time_t t = time(NULL);

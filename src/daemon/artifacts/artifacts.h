@@ -105,6 +105,10 @@ bool inflight_begin(struct artifacts *a, const char *key, const struct progress 
                     struct art_error *err);
 void inflight_end(struct artifacts *a, const char *key, int rc, const struct art_error *err);
 
+/* catalogs (embedded JSON: {"version":1,"<list_key>":[{"name":...}, ...]}) */
+json_t *catalog_find(json_t *catalog, const char *list_key, const char *name); /* new reference or NULL */
+char *catalog_names(json_t *catalog, const char *list_key);                    /* "a, b" */
+
 /* util */
 int art_fail(struct art_error *e, enum art_err kind, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void progress_stage(const struct progress *p, const char *stage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -40,10 +40,6 @@ static const char agent_unit[] =
         "[Install]\n"
         "WantedBy=multi-user.target\n";
 
-static uint64_t tree_size(const char *dir) {
-        return dir_size(dir, true);
-}
-
 /* Room for the files, their inodes and ext4's own metadata, rounded to 64 MiB. */
 static uint64_t ext4_size_for(uint64_t bytes, uint64_t floor) {
         uint64_t s = bytes + bytes / 3 + (96ULL << 20);
@@ -215,14 +211,14 @@ int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir,
         if (r < 0)
                 return art_fail(err, ART_ERR_FAILED, -errno, "moving /root to the work seed: %s", strerror(errno));
 
-        uint64_t bytes = tree_size(root);
+        uint64_t bytes = dir_size(root, true);
         uint64_t size = ext4_size_for(bytes, 256ULL << 20);
         progress_stage(p, "mkfs", "rootfs.ext4 %llu MiB for %llu MiB of files", (unsigned long long) (size >> 20),
                        (unsigned long long) (bytes >> 20));
         r = priv_mkfs_ext4_from_dir(root, "banger-root", size, rootfs, &e);
         if (r == 0) {
                 free(TAKE_PTR(e));
-                r = priv_mkfs_ext4_from_dir(seed_dir, "banger-seed", ext4_size_for(tree_size(seed_dir), 32ULL << 20),
+                r = priv_mkfs_ext4_from_dir(seed_dir, "banger-seed", ext4_size_for(dir_size(seed_dir, true), 32ULL << 20),
                                             seed, &e);
         }
         rm_rf(root);

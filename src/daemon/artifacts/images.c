@@ -34,16 +34,6 @@ json_t *image_catalog(void) {
         return j ? j : json_pack("{s:i, s:[]}", "version", 1, "images");
 }
 
-static json_t *catalog_entry(const char *name) {
-        _cleanup_json_ json_t *c = image_catalog();
-        size_t i;
-        json_t *e;
-        json_array_foreach(json_object_get(c, "images"), i, e)
-                if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
-                        return json_incref(e);
-        return NULL;
-}
-
 static char *new_id(void) {
         uint8_t b[8];
         if (getrandom(b, sizeof(b), 0) != sizeof(b))
@@ -178,7 +168,7 @@ static int commit_image(struct artifacts *a, const char *staging, struct image_r
 }
 
 static void drop_scratch(const char *staging) {
-        static const char *const scratch[] = { "bundle.tar.zst", "build.log", "InRelease", "Release" };
+        static const char *const scratch[] = { "bundle.tar.zst", "build.log" };
         for (size_t i = 0; i < ELEMENTSOF(scratch); i++) {
                 _cleanup_free_ char *p = path_join(staging, scratch[i]);
                 unlink(p);
@@ -283,18 +273,13 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         if (name_override && !string_is_dns_label(name_override))
                 return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name_override);
         if (!bundle) {
-                entry = catalog_entry(ref);
+                _cleanup_json_ json_t *cat = image_catalog();
+                entry = catalog_find(cat, "images", ref);
                 if (!entry) {
-                        _cleanup_json_ json_t *c = image_catalog();
-                        struct strbuf sb = STRBUF_INIT;
-                        size_t i;
-                        json_t *e;
-                        json_array_foreach(json_object_get(c, "images"), i, e)
-                                strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", json_string_value(json_object_get(e, "name")));
-                        art_fail(err, ART_ERR_NOT_FOUND, -ENOENT,
-                                 "no image '%s' in the catalog (available: %s; or give a .tar.zst path or URL)", ref, sb.buf);
-                        strbuf_release(&sb);
-                        return -ENOENT;
+                        _cleanup_free_ char *names = catalog_names(cat, "images");
+                        return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT,
+                                        "no image '%s' in the catalog (available: %s; or give a .tar.zst path or URL)",
+                                        ref, names);
                 }
                 name = xstrdup(name_override ? name_override : ref);
         }

@@ -43,28 +43,6 @@ json_t *kernel_catalog(void) {
         return j ? j : json_pack("{s:i, s:[]}", "version", 1, "kernels");
 }
 
-static json_t *catalog_entry(const char *name) {
-        _cleanup_json_ json_t *c = kernel_catalog();
-        size_t i;
-        json_t *e;
-
-        json_array_foreach(json_object_get(c, "kernels"), i, e)
-                if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
-                        return json_incref(e);
-        return NULL;
-}
-
-static char *catalog_names(void) {
-        _cleanup_json_ json_t *c = kernel_catalog();
-        struct strbuf sb = STRBUF_INIT;
-        size_t i;
-        json_t *e;
-
-        json_array_foreach(json_object_get(c, "kernels"), i, e)
-                strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", json_string_value(json_object_get(e, "name")));
-        return strbuf_detach(&sb, NULL);
-}
-
 bool kernel_name_valid(const char *name) {
         size_t n = name ? strlen(name) : 0;
         if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
@@ -592,9 +570,10 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
 
         if (!kernel_name_valid(name))
                 return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "invalid kernel name '%s'", name);
-        entry = catalog_entry(name);
+        _cleanup_json_ json_t *cat = kernel_catalog();
+        entry = catalog_find(cat, "kernels", name);
         if (!entry) {
-                _cleanup_free_ char *names = catalog_names();
+                _cleanup_free_ char *names = catalog_names(cat, "kernels");
                 return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT, "no kernel '%s' in the catalog (available: %s)", name,
                                 names);
         }
@@ -618,10 +597,6 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
 
 /* ---- import -------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to) {
-        return copy_file_sparse(from, to, 0644);
-}
-
 static int collect_ko(const char *dir, const char *dst) {
         DIR *d = opendir(dir);
         struct dirent *de;
@@ -640,7 +615,7 @@ static int collect_ko(const char *dir, const char *dst) {
                         r = collect_ko(p, dst);
                 else if (S_ISREG(st.st_mode) && fnmatch("*.ko", de->d_name, 0) == 0) {
                         _cleanup_free_ char *to = path_join(dst, de->d_name);
-                        r = copy_file(p, to);
+                        r = copy_file_sparse(p, to, 0644);
                 }
         }
         closedir(d);
@@ -663,7 +638,7 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                 if (access(files[i][0], F_OK) < 0)
                         continue;
                 _cleanup_free_ char *to = path_join(staging, files[i][1]);
-                int r = copy_file(files[i][0], to);
+                int r = copy_file_sparse(files[i][0], to, 0644);
                 if (r < 0)
                         rc = art_fail(err, ART_ERR_FAILED, r, "copying %s: %s", files[i][0], strerror(-r));
         }
