@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "opstate.h"
 
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "ids.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -161,13 +163,8 @@ void opstate_prune(struct opstate_registry *r, int64_t now) {
 }
 
 static json_t *time_json(int64_t ms) {
-        char buf[40];
-        time_t t = (time_t) (ms / 1000);
-        struct tm tm;
-
-        gmtime_r(&t, &tm);
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return json_string(buf);
+        _cleanup_free_ char *s = rfc3339_utc(ms);
+        return json_string(s);
 }
 
 json_t *opstate_list_json(struct opstate_registry *r) {

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,20 +11,15 @@
 
 #include "daemon.h"
 #include "dispatch.h"
+#include "ids.h"
 #include "log.h"
 #include "macro.h"
 #include "rpc.h"
 #include "strbuf.h"
 
 void rpc_new_op_id(char buf[static 16]) {
-        uint8_t r[3];
-
-        if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
-                static _Atomic unsigned counter;
-                unsigned c = ++counter ^ (unsigned) getpid();
-                memcpy(r, &c, sizeof(r));
-        }
-        snprintf(buf, 16, "op-%02x%02x%02x", r[0], r[1], r[2]);
+        _cleanup_free_ char *r = random_hex(3);
+        snprintf(buf, 16, "op-%s", r);
 }
 
 int rpc_server_listen(struct rpc_server *s, const char *path, char **ret_err) {

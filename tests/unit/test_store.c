@@ -12,6 +12,8 @@
 
 #include "fsutil.h"
 #include "store/store.h"
+#include "store/store_artifacts.h"
+#include "store/store_vms.h"
 #include "strbuf.h"
 
 static char dir[64];
@@ -26,7 +28,8 @@ static int teardown(void **state) {
         (void) state;
         /* a test temp dir: remove the files we know of */
         const char *names[] = { "a.db", "a.db-wal", "a.db-shm", "b.db", "c.db", "d.db", "e.db", "e.db-wal",
-                                "e.db-shm", "f.db", "f.db-wal", "f.db-shm", "g.db", "g.db-wal", "g.db-shm" };
+                                "e.db-shm", "f.db", "f.db-wal", "f.db-shm", "g.db", "g.db-wal", "g.db-shm", "h.db", "h.db-wal", "h.db-shm",
+                                "v.db", "v.db-wal", "v.db-shm" };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
                 char *p = path_join(dir, names[i]);
                 unlink(p);
@@ -174,11 +177,109 @@ static void test_empty_file(void **state) {
         free(p);
 }
 
+/* A VM row made under migration 2 survives the rebuild of migration 3, and
+ * the new states are accepted afterwards. */
+static void test_vm_states_migration(void **state) {
+        (void) state;
+        char *p = path_join(dir, "h.db");
+        struct store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(store_open(p, 2, &s, &err), 0);
+        assert_int_equal(sqlite3_exec(s->db,
+                                      "INSERT INTO images (id, name, managed, rootfs_path, created_at) VALUES"
+                                      " ('i1', 'img', 1, '/r', 't');"
+                                      "INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_size_bytes,"
+                                      " system_overlay_size_bytes, vm_dir, guest_ip, created_at, updated_at) VALUES"
+                                      " ('abc', 'old', 'i1', 'running', 2, 512, 1, 1, '/d', '172.16.0.2', 't', 't')",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        assert_int_not_equal(store_vm_set_state(s, "abc", "starting", NULL), 0);
+        store_close(s);
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        struct vm_row r;
+        assert_int_equal(store_vm_get(s, "old", &r), 0);
+        assert_string_equal(r.state, "running");
+        assert_string_equal(r.guest_ip, "172.16.0.2");
+        vm_row_done(&r);
+        assert_int_equal(store_vm_set_state(s, "abc", "starting", NULL), 0);
+        assert_int_equal(store_vm_set_state(s, "abc", "bogus", NULL), -EEXIST); /* CHECK constraint */
+        store_close(s);
+        free(p);
+}
+
+static void test_vm_rows(void **state) {
+        (void) state;
+        char *p = path_join(dir, "v.db");
+        struct store *s = NULL;
+        char *err = NULL;
+        struct vm_row r, got;
+        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        struct image_row img = { .id = (char *) "img1", .name = (char *) "slim", .managed = true,
+                                 .rootfs_path = (char *) "/r", .created_at = (char *) "t" };
+        assert_int_equal(store_image_insert(s, &img), 0);
+
+        r = (struct vm_row) { .id = (char *) "a1b2c3d4e5f60708", .name = (char *) "dev", .image_id = (char *) "img1",
+                              .state = (char *) "created", .vcpu = 2, .memory_mib = 1024, .disk_size_bytes = 1 << 30,
+                              .system_overlay_size_bytes = 1 << 30, .guest_ip = (char *) "172.16.0.2",
+                              .mac = (char *) "52:54:ac:10:00:02", .vm_dir = (char *) "/d/a1" };
+        assert_int_equal(store_vm_insert(s, &r), 0);
+        /* taken name, taken address */
+        r.id = (char *) "a1b2ffff00000000";
+        assert_int_equal(store_vm_insert(s, &r), -EEXIST);
+        r.name = (char *) "web";
+        assert_int_equal(store_vm_insert(s, &r), -EEXIST);
+        r.guest_ip = (char *) "172.16.0.3";
+        r.mac = (char *) "52:54:ac:10:00:03";
+        assert_int_equal(store_vm_insert(s, &r), 0);
+        /* an image in use cannot be deleted */
+        assert_int_equal(store_image_delete(s, "img1"), -EBUSY);
+
+        /* refs: exact name, exact id, unique prefix; ambiguous and missing */
+        assert_int_equal(store_vm_get(s, "dev", &got), 0);
+        assert_string_equal(got.id, "a1b2c3d4e5f60708");
+        assert_non_null(got.created_at);
+        vm_row_done(&got);
+        assert_int_equal(store_vm_get(s, "a1b2f", &got), 0);
+        assert_string_equal(got.name, "web");
+        vm_row_done(&got);
+        assert_int_equal(store_vm_get(s, "a1b2", &got), -ENOTUNIQ);
+        assert_int_equal(store_vm_get(s, "a1b2c3d4e5f60708", &got), 0);
+        vm_row_done(&got);
+        assert_int_equal(store_vm_get(s, "%", &got), -ENOENT);
+        assert_int_equal(store_vm_get(s, "", &got), -ENOENT);
+        assert_int_equal(store_vm_get(s, "nope", &got), -ENOENT);
+
+        assert_int_equal(store_vm_set_state(s, "a1b2c3d4e5f60708", "error", "boom"), 0);
+        assert_int_equal(store_vm_set_teardown(s, "a1b2c3d4e5f60708", "{\"tap\":\"bg-x\"}"), 0);
+        assert_int_equal(store_vm_get(s, "dev", &got), 0);
+        assert_string_equal(got.state, "error");
+        assert_string_equal(got.last_error, "boom");
+        assert_string_equal(got.teardown_json, "{\"tap\":\"bg-x\"}");
+        got.vcpu = 4;
+        got.last_error = (free(got.last_error), NULL);
+        assert_int_equal(store_vm_update(s, &got), 0);
+        vm_row_done(&got);
+
+        struct vm_row *rows;
+        size_t n;
+        assert_int_equal(store_vm_list(s, &rows, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(rows[0].vcpu + rows[1].vcpu, 6);
+        vm_rows_free(rows, n);
+
+        assert_int_equal(store_vm_delete(s, "a1b2c3d4e5f60708"), 0);
+        assert_int_equal(store_vm_delete(s, "a1b2c3d4e5f60708"), -ENOENT);
+        assert_int_equal(store_vm_set_state(s, "a1b2c3d4e5f60708", "running", NULL), -ENOENT);
+        store_close(s);
+        free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrate_fresh),     cmocka_unit_test(test_pending),
                 cmocka_unit_test(test_newer_refused),     cmocka_unit_test(test_corrupt_untouched),
                 cmocka_unit_test(test_empty_file),
+                cmocka_unit_test(test_vm_states_migration), cmocka_unit_test(test_vm_rows),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,20 +105,9 @@ char *catalog_names(json_t *catalog, const char *list_key) {
         return strbuf_detach(&sb, NULL);
 }
 
-char *now_rfc3339(void) {
-        char buf[32];
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return xstrdup(buf);
-}
-
 char *staging_dir(const char *parent, const char *what) {
-        uint8_t r[4] = { 0 };
-        if (getrandom(r, sizeof(r), 0) != sizeof(r))
-                r[0] = (uint8_t) getpid();
-        return xasprintf("%s/.staging-%s-%02x%02x%02x%02x", parent, what, r[0], r[1], r[2], r[3]);
+        _cleanup_free_ char *r = random_hex(4);
+        return xasprintf("%s/.staging-%s-%s", parent, what, r);
 }
 
 int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,

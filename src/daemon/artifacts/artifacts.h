@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ids.h"
 #include "layout.h"
 #include "store/store.h"
 
@@ -114,5 +115,4 @@ int art_fail(struct art_error *e, enum art_err kind, int rc, const char *fmt, ..
 void progress_stage(const struct progress *p, const char *stage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool progress_cancelled(const struct progress *p);
 int rm_rf(const char *path);
-char *now_rfc3339(void);
 char *staging_dir(const char *parent, const char *what);

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,13 +31,6 @@ extern const char image_catalog_json[];
 json_t *image_catalog(void) {
         json_t *j = json_loads(image_catalog_json, 0, NULL);
         return j ? j : json_pack("{s:i, s:[]}", "version", 1, "images");
-}
-
-static char *new_id(void) {
-        uint8_t b[8];
-        if (getrandom(b, sizeof(b), 0) != sizeof(b))
-                return NULL;
-        return xasprintf("%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
 }
 
 static uint64_t disk_usage(const char *path) {
@@ -140,7 +132,7 @@ static int commit_image(struct artifacts *a, const char *staging, struct image_r
         struct image_row existing;
         int r;
 
-        row->id = new_id();
+        row->id = random_hex(8);
         if (!row->id)
                 return art_fail(err, ART_ERR_FAILED, -EIO, "no randomness for an image id");
         dir = path_join(a->layout->images_dir, row->id);
@@ -357,7 +349,7 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct art
                                         "kernel '%s' is not present (banger kernel pull/import it first)", kref);
                 kernel_row_done(&kr);
         }
-        _cleanup_free_ char *id = new_id(), *now = now_rfc3339();
+        _cleanup_free_ char *id = random_hex(8), *now = now_rfc3339();
         struct image_row row = { .id = id, .name = (char *) name, .managed = false, .rootfs_path = (char *) rootfs,
                                  .work_seed_path = (char *) seed, .kernel_name = (char *) kref,
                                  .kernel_path = (char *) kernel, .initrd_path = (char *) initrd,

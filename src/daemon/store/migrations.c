@@ -67,6 +67,34 @@ static const struct migration migrations[] = {
           "  started_at TEXT NOT NULL,"
           "  finished_at TEXT"
           ");" },
+        /* The lifecycle's transient states ('starting', 'stopping') are
+         * recorded too, so a daemon that dies mid-operation reconciles them
+         * on its next start. SQLite cannot alter a CHECK: rebuild. */
+        { 3, "vm_states",
+          "CREATE TABLE vms_new ("
+          "  id TEXT PRIMARY KEY,"
+          "  name TEXT NOT NULL UNIQUE,"
+          "  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,"
+          "  state TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error')),"
+          "  vcpu INTEGER NOT NULL CHECK (vcpu > 0),"
+          "  memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),"
+          "  disk_size_bytes INTEGER NOT NULL,"
+          "  system_overlay_size_bytes INTEGER NOT NULL,"
+          "  nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1)),"
+          "  guest_ip TEXT UNIQUE,"
+          "  mac TEXT UNIQUE,"
+          "  vm_dir TEXT NOT NULL,"
+          "  teardown_json TEXT,"
+          "  workspace_json TEXT,"
+          "  last_error TEXT,"
+          "  created_at TEXT NOT NULL,"
+          "  updated_at TEXT NOT NULL,"
+          "  last_touched_at TEXT"
+          ");"
+          "INSERT INTO vms_new SELECT * FROM vms;"
+          "DROP TABLE vms;"
+          "ALTER TABLE vms_new RENAME TO vms;"
+          "CREATE INDEX vms_image ON vms(image_id);" },
 };
 
 const struct migration *store_migrations(size_t *ret_n) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ids.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -172,22 +173,14 @@ static int exec_sql(sqlite3 *db, const char *sql, char **ret_err) {
         return 0;
 }
 
-static void now_rfc3339(char *buf, size_t n) {
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int apply_migrations(sqlite3 *db, int migrate_to, char **ret_err) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *check = NULL, *ins = NULL;
         _cleanup_free_ char *err = NULL;
         size_t n;
         const struct migration *m = store_migrations(&n);
-        char now[32];
+        _cleanup_free_ char *now = now_rfc3339();
         int r;
 
-        now_rfc3339(now, sizeof(now));
         r = exec_sql(db,
                      "BEGIN IMMEDIATE;"
                      "CREATE TABLE IF NOT EXISTS schema_migrations ("

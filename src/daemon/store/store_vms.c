@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+#include "store_vms.h"
+
+/* ?1 is the id and ?2 "now" in every statement of exec_id(). */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "store_sql.h"
+
+#define VM_COLS                                                                                                     \
+        "id, name, image_id, state, vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, nat, guest_ip,"   \
+        " mac, vm_dir, teardown_json, workspace_json, last_error, created_at, updated_at, last_touched_at"
+
+void vm_row_done(struct vm_row *r) {
+        char **strs[] = { &r->id, &r->name, &r->image_id, &r->state, &r->guest_ip, &r->mac, &r->vm_dir,
+                          &r->teardown_json, &r->workspace_json, &r->last_error, &r->created_at, &r->updated_at,
+                          &r->last_touched_at };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                free(*strs[i]);
+        *r = (struct vm_row) { 0 };
+}
+
+void vm_rows_free(struct vm_row *rows, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                vm_row_done(&rows[i]);
+        free(rows);
+}
+
+static void vm_bind(sqlite3_stmt *st, const struct vm_row *r, const char *now) {
+        bind_text(st, 1, r->id);
+        bind_text(st, 2, r->name);
+        bind_text(st, 3, r->image_id);
+        bind_text(st, 4, r->state);
+        sqlite3_bind_int64(st, 5, r->vcpu);
+        sqlite3_bind_int64(st, 6, r->memory_mib);
+        sqlite3_bind_int64(st, 7, r->disk_size_bytes);
+        sqlite3_bind_int64(st, 8, r->system_overlay_size_bytes);
+        sqlite3_bind_int(st, 9, r->nat);
+        bind_text(st, 10, r->guest_ip);
+        bind_text(st, 11, r->mac);
+        bind_text(st, 12, r->vm_dir);
+        bind_text(st, 13, r->teardown_json);
+        bind_text(st, 14, r->workspace_json);
+        bind_text(st, 15, r->last_error);
+        bind_text(st, 16, r->created_at ? r->created_at : now);
+        bind_text(st, 17, now);
+        bind_text(st, 18, r->last_touched_at);
+}
+
+int store_vm_insert(struct store *s, const struct vm_row *r) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *now = now_rfc3339();
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO vms (" VM_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                               " ?13, ?14, ?15, ?16, ?17, ?18)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        vm_bind(st, r, now);
+        return step_write(s, st);
+}
+
+int store_vm_update(struct store *s, const struct vm_row *r) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *now = now_rfc3339();
+        if (sqlite3_prepare_v2(s->db,
+                               "UPDATE vms SET name = ?2, image_id = ?3, state = ?4, vcpu = ?5, memory_mib = ?6,"
+                               " disk_size_bytes = ?7, system_overlay_size_bytes = ?8, nat = ?9, guest_ip = ?10,"
+                               " mac = ?11, vm_dir = ?12, teardown_json = ?13, workspace_json = ?14, last_error = ?15,"
+                               " updated_at = ?17, last_touched_at = ?18 WHERE id = ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        vm_bind(st, r, now);
+        int r2 = step_write(s, st);
+        return r2 == 0 && sqlite3_changes(s->db) == 0 ? -ENOENT : r2;
+}
+
+static int exec_id(struct store *s, const char *sql, const char *id, const char *a, const char *b) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *now = now_rfc3339();
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        bind_text(st, 1, id);
+        if (sqlite3_bind_parameter_count(st) >= 2)
+                bind_text(st, 2, now);
+        if (sqlite3_bind_parameter_count(st) >= 3)
+                bind_text(st, 3, a);
+        if (sqlite3_bind_parameter_count(st) >= 4)
+                bind_text(st, 4, b);
+        pthread_mutex_lock(&s->write_mu);
+        int rc = sqlite3_step(st);
+        int changed = sqlite3_changes(s->db);
+        pthread_mutex_unlock(&s->write_mu);
+        if (rc != SQLITE_DONE)
+                return rc_to_errno(rc) ? rc_to_errno(rc) : -EIO;
+        return changed ? 0 : -ENOENT;
+}
+
+int store_vm_set_state(struct store *s, const char *id, const char *state, const char *last_error) {
+        return exec_id(s, "UPDATE vms SET updated_at = ?2, state = ?3, last_error = ?4 WHERE id = ?1", id, state,
+                       last_error);
+}
+
+int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_json) {
+        return exec_id(s, "UPDATE vms SET updated_at = ?2, teardown_json = ?3 WHERE id = ?1", id, teardown_json, NULL);
+}
+
+int store_vm_touch(struct store *s, const char *id) {
+        return exec_id(s, "UPDATE vms SET last_touched_at = ?2 WHERE id = ?1", id, NULL, NULL);
+}
+
+int store_vm_delete(struct store *s, const char *id) {
+        return exec_id(s, "DELETE FROM vms WHERE id = ?1", id, NULL, NULL);
+}
+
+static void vm_from(sqlite3_stmt *st, struct vm_row *r) {
+        *r = (struct vm_row) {
+                .id = col(st, 0),
+                .name = col(st, 1),
+                .image_id = col(st, 2),
+                .state = col(st, 3),
+                .vcpu = sqlite3_column_int64(st, 4),
+                .memory_mib = sqlite3_column_int64(st, 5),
+                .disk_size_bytes = sqlite3_column_int64(st, 6),
+                .system_overlay_size_bytes = sqlite3_column_int64(st, 7),
+                .nat = sqlite3_column_int(st, 8) != 0,
+                .guest_ip = col(st, 9),
+                .mac = col(st, 10),
+                .vm_dir = col(st, 11),
+                .teardown_json = col(st, 12),
+                .workspace_json = col(st, 13),
+                .last_error = col(st, 14),
+                .created_at = col(st, 15),
+                .updated_at = col(st, 16),
+                .last_touched_at = col(st, 17),
+        };
+}
+
+int store_vm_get(struct store *s, const char *ref, struct vm_row *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (!ref || !*ref)
+                return -ENOENT;
+        /* exact id or name first; then a prefix of an id (LIKE is unsafe
+         * with '%'/'_' in refs, so compare substr) */
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT " VM_COLS ", 0 AS rank FROM vms WHERE id = ?1 OR name = ?1 "
+                               "UNION ALL SELECT " VM_COLS ", 1 FROM vms WHERE substr(id, 1, length(?1)) = ?1 "
+                               "AND id <> ?1 AND name <> ?1 ORDER BY rank LIMIT 2",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        bind_text(st, 1, ref);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? -ENOENT : -EIO;
+        int rank = sqlite3_column_int(st, 18);
+        vm_from(st, ret);
+        if (rank == 1 && sqlite3_step(st) == SQLITE_ROW) {
+                vm_row_done(ret);
+                return -ENOTUNIQ;
+        }
+        return 0;
+}
+
+int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct vm_row *rows = NULL;
+        size_t n = 0;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db, "SELECT " VM_COLS " FROM vms ORDER BY created_at, name", -1, &st, NULL) !=
+            SQLITE_OK)
+                return -EIO;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+                vm_from(st, &rows[n++]);
+        }
+        *ret = rows;
+        *ret_n = n;
+        return rc == SQLITE_DONE ? 0 : -EIO;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Rows of the vms table: durable intent (spec, identity, derived paths,
+ * teardown mirror, workspace). All return 0 or -errno (-ENOENT missing,
+ * -EEXIST a taken name/address, -ENOTUNIQ an ambiguous id prefix). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct vm_row {
+        char *id, *name, *image_id, *state;
+        int64_t vcpu, memory_mib;
+        int64_t disk_size_bytes, system_overlay_size_bytes;
+        bool nat;
+        char *guest_ip, *mac, *vm_dir;
+        char *teardown_json;  /* what cleanup needs if handles.json is lost */
+        char *workspace_json;
+        char *last_error;
+        char *created_at, *updated_at, *last_touched_at;
+};
+
+void vm_row_done(struct vm_row *r);
+void vm_rows_free(struct vm_row *rows, size_t n);
+
+int store_vm_insert(struct store *s, const struct vm_row *r);
+/* Every column but id and created_at; updated_at is set to now. */
+int store_vm_update(struct store *s, const struct vm_row *r);
+int store_vm_set_state(struct store *s, const char *id, const char *state, const char *last_error);
+int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_json);
+int store_vm_touch(struct store *s, const char *id);
+int store_vm_delete(struct store *s, const char *id);
+/* By exact id, exact name, then unique id prefix. */
+int store_vm_get(struct store *s, const char *ref, struct vm_row *ret);
+int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n);
