@@ -247,6 +247,11 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         if (r < 0)
                 goto fail;
         d->artifacts_ready = true;
+        r = vms_init(&d->vms, d, ret_err);
+        if (r < 0)
+                goto fail;
+        d->vms_ready = true;
+        vms_reconcile(&d->vms);
         r = setup_signals(d, ret_err);
         if (r < 0)
                 goto fail;
@@ -320,6 +325,8 @@ void daemon_close(struct daemon *d) {
         pthread_mutex_unlock(&d->accel_mu);
         if (join)
                 pthread_join(d->probe_thread, NULL); /* the probe polls `stopping` */
+        if (d->vms_ready)
+                vms_done(&d->vms); /* cancels creates in flight; running VMs stay */
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);
         store_close(d->store);

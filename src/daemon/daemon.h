@@ -23,6 +23,7 @@
 #include "opstate.h"
 #include "rpc_server.h"
 #include "store/store.h"
+#include "vm/vms.h"
 
 struct daemon_options {
         bool foreground;      /* also log to stderr */
@@ -38,6 +39,8 @@ struct daemon {
         struct rpc_server server;
         struct artifacts artifacts; /* kernels + images; owns image_ops_mu */
         bool artifacts_ready;
+        struct vms vms;             /* the VM service; owns the per-VM locks */
+        bool vms_ready;
 
         /* Host facts probed at start (read-only afterwards). */
         struct tool_info qemu;

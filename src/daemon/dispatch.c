@@ -95,9 +95,14 @@ const struct rpc_method *rpc_method_lookup(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 if (strcmp(methods[i].name, name) == 0)
                         return &methods[i];
-        for (size_t i = 0; i < rpc_artifact_methods_n; i++)
-                if (strcmp(rpc_artifact_methods[i].name, name) == 0)
-                        return &rpc_artifact_methods[i];
+        const struct {
+                const struct rpc_method *m;
+                size_t n;
+        } groups[] = { { rpc_artifact_methods, rpc_artifact_methods_n }, { rpc_vm_methods, rpc_vm_methods_n } };
+        for (size_t g = 0; g < ELEMENTSOF(groups); g++)
+                for (size_t i = 0; i < groups[g].n; i++)
+                        if (strcmp(groups[g].m[i].name, name) == 0)
+                                return &groups[g].m[i];
         return NULL;
 }
 

@@ -55,6 +55,17 @@ const struct rpc_method *rpc_methods(size_t *ret_n);
 /* Decodes, dispatches and encodes one request line into a response line. */
 char *rpc_dispatch_line(struct daemon *d, const char *line, size_t len, uid_t uid, pid_t pid, int fd);
 
-/* rpc_artifacts.c */
+/* Handler helpers shared by the method groups (rpc_artifacts.c). */
+struct art_error;
+struct progress;
+/* Maps a subsystem error onto an RPC failure (code by kind), consuming its message. */
+int rpc_fail_from(struct art_error *e, int r, struct rpc_failure *fail);
+/* Progress that streams stages to the client and records them on the op;
+ * cancelled when the client hangs up or the op is cancelled. */
+void rpc_call_progress(struct rpc_call *call, struct progress *ret);
+
+/* rpc_artifacts.c, rpc_vms.c */
 extern const struct rpc_method rpc_artifact_methods[];
 extern const size_t rpc_artifact_methods_n;
+extern const struct rpc_method rpc_vm_methods[];
+extern const size_t rpc_vm_methods_n;

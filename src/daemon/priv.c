@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "priv.h"
+#include "net/netlink.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,4 +126,21 @@ int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_by
         if (r < 0)
                 unlink(out);
         return r;
+}
+
+int priv_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err) {
+        return nl_bridge_ensure(name, addr, prefix, ret_err);
+}
+
+int priv_tap_create(const char *name, const char *bridge, char **ret_err) {
+        return nl_tap_create(name, bridge, ret_err);
+}
+
+int priv_tap_delete(const char *name, char **ret_err) {
+        int r = nl_link_delete(name, ret_err);
+        return r == -ENOENT ? 0 : r;
+}
+
+bool priv_link_exists(const char *name) {
+        return nl_link_exists(name);
 }

@@ -31,3 +31,11 @@ int priv_umount_below(const char *dir);
 /* ext4 image of `dir` (mkfs.ext4 -d), `size_bytes` large (sparse). */
 int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
                             char **ret_err);
+
+/* Networking (bridge mode). The bridge is created on first need and never
+ * deleted automatically; TAPs come and go with running VMs. */
+int priv_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err);
+int priv_tap_create(const char *name, const char *bridge, char **ret_err);
+/* 0 also when the TAP was already gone. */
+int priv_tap_delete(const char *name, char **ret_err);
+bool priv_link_exists(const char *name);

@@ -12,7 +12,7 @@
 #include "rpc_methods.h"
 #include "strbuf.h"
 
-static int fail_from(struct art_error *e, int r, struct rpc_failure *fail) {
+int rpc_fail_from(struct art_error *e, int r, struct rpc_failure *fail) {
         static const enum rpc_code codes[] = {
                 [ART_ERR_FAILED] = RPC_OPERATION_FAILED,
                 [ART_ERR_NOT_FOUND] = RPC_NOT_FOUND,
@@ -39,7 +39,9 @@ static bool p_cancelled(void *ud) {
         return rpc_call_cancelled(c) || opstate_cancel_requested(&c->d->ops, c->op_id);
 }
 
-#define PROGRESS_FOR(call) { p_stage, p_bytes, p_cancelled, (call) }
+void rpc_call_progress(struct rpc_call *call, struct progress *ret) {
+        *ret = (struct progress) { p_stage, p_bytes, p_cancelled, call };
+}
 
 /* Long work is registered as an operation (daemon.operations.list). */
 static void op_begin(struct rpc_call *call, const char *kind, const char *target) {
@@ -87,7 +89,7 @@ static int h_kernel_list(struct rpc_call *call, void *params, json_t **ret, stru
         json_t *list = NULL;
         int r = kernel_list(&call->d->artifacts, p->available, &list, &e);
         if (r < 0)
-                return fail_from(&e, r, fail);
+                return rpc_fail_from(&e, r, fail);
         *ret = json_pack("{s:o}", "kernels", list);
         return 0;
 }
@@ -96,20 +98,21 @@ static int h_kernel_show(struct rpc_call *call, void *params, json_t **ret, stru
         struct name_params *p = params;
         struct art_error e = { 0 };
         int r = kernel_show(&call->d->artifacts, p->name, ret, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct name_params *p = params;
         struct art_error e = { 0 };
-        struct progress pr = PROGRESS_FOR(call);
+        struct progress pr;
+        rpc_call_progress(call, &pr);
 
         op_begin(call, "kernel.pull", p->name);
         int r = kernel_pull(&call->d->artifacts, p->name, p->force, &pr, ret, &e);
         op_end(call, r, &e);
         if (r == 0)
                 daemon_accel_refresh(call->d);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
@@ -118,7 +121,7 @@ static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, st
         int r = kernel_import(&call->d->artifacts, p->name, p->from, p->force, ret, &e);
         if (r == 0)
                 daemon_accel_refresh(call->d);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_kernel_delete(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
@@ -126,7 +129,7 @@ static int h_kernel_delete(struct rpc_call *call, void *params, json_t **ret, st
         struct art_error e = { 0 };
         int r = kernel_delete(&call->d->artifacts, p->name, &e);
         if (r < 0)
-                return fail_from(&e, r, fail);
+                return rpc_fail_from(&e, r, fail);
         *ret = json_pack("{s:s, s:b}", "name", p->name, "deleted", true);
         return 0;
 }
@@ -137,7 +140,7 @@ static int h_image_list(struct rpc_call *call, void *params, json_t **ret, struc
         json_t *list = NULL;
         int r = image_list(&call->d->artifacts, p->available, &list, &e);
         if (r < 0)
-                return fail_from(&e, r, fail);
+                return rpc_fail_from(&e, r, fail);
         *ret = json_pack("{s:o}", "images", list);
         return 0;
 }
@@ -146,18 +149,19 @@ static int h_image_show(struct rpc_call *call, void *params, json_t **ret, struc
         struct name_params *p = params;
         struct art_error e = { 0 };
         int r = image_show(&call->d->artifacts, p->name, ret, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_image_pull(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct name_params *p = params;
         struct art_error e = { 0 };
-        struct progress pr = PROGRESS_FOR(call);
+        struct progress pr;
+        rpc_call_progress(call, &pr);
 
         op_begin(call, "image.pull", p->name ? p->name : p->ref);
         int r = image_pull(&call->d->artifacts, p->ref, p->name, &pr, ret, &e);
         op_end(call, r, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_image_register(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
@@ -170,17 +174,18 @@ static int h_image_register(struct rpc_call *call, void *params, json_t **ret, s
                 if (vals[i])
                         json_object_set_new(j, keys[i], json_string(vals[i]));
         int r = image_register(&call->d->artifacts, j, ret, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_image_promote(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct name_params *p = params;
         struct art_error e = { 0 };
-        struct progress pr = PROGRESS_FOR(call);
+        struct progress pr;
+        rpc_call_progress(call, &pr);
         op_begin(call, "image.promote", p->name);
         int r = image_promote(&call->d->artifacts, p->name, &pr, ret, &e);
         op_end(call, r, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 static int h_image_delete(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
@@ -188,7 +193,7 @@ static int h_image_delete(struct rpc_call *call, void *params, json_t **ret, str
         struct art_error e = { 0 };
         int r = image_delete(&call->d->artifacts, p->name, &e);
         if (r < 0)
-                return fail_from(&e, r, fail);
+                return rpc_fail_from(&e, r, fail);
         *ret = json_pack("{s:s, s:b}", "name", p->name, "deleted", true);
         return 0;
 }
@@ -196,11 +201,12 @@ static int h_image_delete(struct rpc_call *call, void *params, json_t **ret, str
 static int h_image_export(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct name_params *p = params;
         struct art_error e = { 0 };
-        struct progress pr = PROGRESS_FOR(call);
+        struct progress pr;
+        rpc_call_progress(call, &pr);
         op_begin(call, "image.export", p->name);
         int r = image_export(&call->d->artifacts, p->name, p->output, &pr, ret, &e);
         op_end(call, r, &e);
-        return r < 0 ? fail_from(&e, r, fail) : 0;
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
 #define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct name_params) }

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+#include "netlink.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/if_tun.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "strbuf.h"
+
+#define NLBUF 8192
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct mnl_socket *, mnl_socket_close);
+
+/* One request, one ACK. */
+static int nl_talk(struct nlmsghdr *nlh, const char *what, char **ret_err) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+        char buf[NLBUF];
+
+        if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+                *ret_err = xasprintf("%s: netlink: %s", what, strerror(errno));
+                return -errno;
+        }
+        nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+        nlh->nlmsg_seq = (unsigned) time(NULL);
+        unsigned portid = mnl_socket_get_portid(nl);
+        if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+                *ret_err = xasprintf("%s: netlink send: %s", what, strerror(errno));
+                return -errno;
+        }
+        ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+        if (n < 0 || mnl_cb_run(buf, (size_t) n, nlh->nlmsg_seq, portid, NULL, NULL) < 0) {
+                int e = errno ? errno : EIO;
+                *ret_err = xasprintf("%s: %s", what, strerror(e));
+                return -e;
+        }
+        return 0;
+}
+
+static struct nlmsghdr *link_msg(char *buf, uint16_t type, uint16_t flags, int ifindex) {
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = type;
+        nlh->nlmsg_flags = flags;
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = AF_UNSPEC;
+        ifm->ifi_index = ifindex;
+        return nlh;
+}
+
+static int link_set(const char *name, int master_index, bool up, char **ret_err) {
+        char buf[NLBUF];
+        int idx = (int) if_nametoindex(name);
+        if (idx == 0) {
+                *ret_err = xasprintf("link %s: %s", name, strerror(errno));
+                return -ENOENT;
+        }
+        struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, idx);
+        struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+        if (up) {
+                ifm->ifi_change = IFF_UP;
+                ifm->ifi_flags = IFF_UP;
+        }
+        if (master_index > 0)
+                mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t) master_index);
+        _cleanup_free_ char *what = xasprintf("configuring %s", name);
+        return nl_talk(nlh, what, ret_err);
+}
+
+bool nl_link_exists(const char *name) {
+        return if_nametoindex(name) > 0;
+}
+
+static int addr_add(const char *name, const char *addr, int prefix, char **ret_err) {
+        char buf[NLBUF];
+        struct in_addr a;
+        int idx = (int) if_nametoindex(name);
+        if (idx == 0 || inet_pton(AF_INET, addr, &a) != 1) {
+                *ret_err = xasprintf("cannot address %s with %s", name, addr);
+                return -EINVAL;
+        }
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = RTM_NEWADDR;
+        nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+        struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+        ifa->ifa_family = AF_INET;
+        ifa->ifa_prefixlen = (unsigned char) prefix;
+        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+        ifa->ifa_index = (unsigned) idx;
+        mnl_attr_put_u32(nlh, IFA_LOCAL, a.s_addr);
+        mnl_attr_put_u32(nlh, IFA_ADDRESS, a.s_addr);
+        _cleanup_free_ char *what = xasprintf("adding %s/%d to %s", addr, prefix, name);
+        _cleanup_free_ char *err = NULL;
+        int r = nl_talk(nlh, what, &err);
+        if (r == -EEXIST)
+                return 0; /* already there */
+        if (r < 0)
+                *ret_err = TAKE_PTR(err);
+        return r;
+}
+
+int nl_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err) {
+        char buf[NLBUF];
+        int r;
+
+        if (!nl_link_exists(name)) {
+                struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
+                mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+                struct nlattr *li = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+                mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+                mnl_attr_nest_end(nlh, li);
+                _cleanup_free_ char *what = xasprintf("creating bridge %s", name);
+                _cleanup_free_ char *err = NULL;
+                r = nl_talk(nlh, what, &err);
+                if (r < 0 && r != -EEXIST) { /* a concurrent creator is fine */
+                        *ret_err = TAKE_PTR(err);
+                        return r;
+                }
+        }
+        if ((r = addr_add(name, addr, prefix, ret_err)) < 0)
+                return r;
+        return link_set(name, 0, true, ret_err);
+}
+
+int nl_tap_create(const char *name, const char *bridge, char **ret_err) {
+        struct ifreq ifr = { 0 };
+        _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        int r;
+
+        if (strlen(name) >= IFNAMSIZ) {
+                *ret_err = xasprintf("TAP name %s is longer than %d bytes", name, IFNAMSIZ - 1);
+                return -EINVAL;
+        }
+        if (fd < 0) {
+                *ret_err = xasprintf("cannot open /dev/net/tun: %s", strerror(errno));
+                return -errno;
+        }
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        memcpy(ifr.ifr_name, name, strlen(name));
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
+                r = -errno;
+                *ret_err = xasprintf("cannot create TAP %s: %s", name, strerror(errno));
+                return r;
+        }
+        int master = (int) if_nametoindex(bridge);
+        if (master == 0) {
+                r = -ENOENT;
+                *ret_err = xasprintf("bridge %s does not exist", bridge);
+        } else
+                r = link_set(name, master, true, ret_err);
+        if (r < 0) {
+                _cleanup_free_ char *e = NULL;
+                nl_link_delete(name, &e);
+        }
+        return r;
+}
+
+int nl_link_delete(const char *name, char **ret_err) {
+        char buf[NLBUF];
+        int idx = (int) if_nametoindex(name);
+        if (idx == 0)
+                return -ENOENT;
+        struct nlmsghdr *nlh = link_msg(buf, RTM_DELLINK, 0, idx);
+        _cleanup_free_ char *what = xasprintf("deleting %s", name);
+        int r = nl_talk(nlh, what, ret_err);
+        return r == -ENODEV ? -ENOENT : r;
+}

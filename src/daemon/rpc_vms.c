@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/* RPC handlers for vm.*: decode, call the VM service, map its errors. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "dispatch.h"
+#include "macro.h"
+#include "rpc_methods.h"
+#include "vm/vms.h"
+
+struct vm_params {
+        char *vm;
+        char *op_id;
+        char *name, *image;
+        int64_t vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, signal;
+        bool vcpu_set, memory_set, nat, nat_set, no_start;
+};
+
+#define F(n, t, f, req) { n, t, offsetof(struct vm_params, f), req, JSON_NO_PRESENT, 0, 0 }
+#define FP(n, t, f, pres) { n, t, offsetof(struct vm_params, f), false, offsetof(struct vm_params, pres), 0, 0 }
+#define FR(n, f, lo, hi) { n, JSON_FIELD_INT, offsetof(struct vm_params, f), false, JSON_NO_PRESENT, lo, hi }
+static const struct json_field vm_only[] = { F("vm", JSON_FIELD_STRING, vm, true) };
+static const struct json_field op_only[] = { F("op_id", JSON_FIELD_STRING, op_id, true) };
+static const struct json_field create_fields[] = {
+        F("name", JSON_FIELD_STRING, name, false),
+        F("image", JSON_FIELD_STRING, image, false),
+        FP("vcpu", JSON_FIELD_INT, vcpu, vcpu_set),
+        FP("memory_mib", JSON_FIELD_INT, memory_mib, memory_set),
+        FR("disk_size_bytes", disk_size_bytes, 0, INT64_MAX),
+        FR("system_overlay_size_bytes", system_overlay_size_bytes, 0, INT64_MAX),
+        F("no_start", JSON_FIELD_BOOL, no_start, false),
+        F("nat", JSON_FIELD_BOOL, nat, false),
+};
+static const struct json_field kill_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
+                                                 FR("signal", signal, 1, 64) };
+static const struct json_field set_fields[] = {
+        F("vm", JSON_FIELD_STRING, vm, true),
+        FP("vcpu", JSON_FIELD_INT, vcpu, vcpu_set),
+        FP("memory_mib", JSON_FIELD_INT, memory_mib, memory_set),
+        FR("disk_size_bytes", disk_size_bytes, 0, INT64_MAX),
+        FP("nat", JSON_FIELD_BOOL, nat, nat_set),
+};
+#undef F
+#undef FP
+#undef FR
+
+static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        struct vm_create_req req = {
+                .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
+                .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
+                .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
+        };
+        int r = vm_create_begin(&call->d->vms, call->op_id, &req, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_create_status(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_create_status(&call->d->vms, p->op_id, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_create_cancel(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_create_cancel(&call->d->vms, p->op_id, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_list(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct art_error e = { 0 };
+        (void) params;
+        int r = vm_list(&call->d->vms, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_show(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_show(&call->d->vms, p->vm, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+typedef int (*lifecycle_fn)(struct vms *, const char *, const struct progress *, json_t **, vm_error *);
+
+static int lifecycle(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail, lifecycle_fn fn) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+        int r = fn(&call->d->vms, p->vm, &pr, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_start(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
+        return lifecycle(c, p, ret, f, vm_start);
+}
+static int h_stop(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
+        return lifecycle(c, p, ret, f, vm_stop);
+}
+static int h_restart(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
+        return lifecycle(c, p, ret, f, vm_restart);
+}
+static int h_delete(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
+        return lifecycle(c, p, ret, f, vm_delete);
+}
+
+static int h_kill(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_kill(&call->d->vms, p->vm, p->signal ? (int) p->signal : SIGKILL, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_set(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        struct vm_set_req req = { .vcpu = p->vcpu, .memory_mib = p->memory_mib, .disk_size_bytes = p->disk_size_bytes,
+                                  .vcpu_set = p->vcpu_set, .memory_set = p->memory_set,
+                                  .nat = p->nat_set ? p->nat : -1 };
+        int r = vm_set(&call->d->vms, p->vm, &req, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_health(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_agent(&call->d->vms, p->vm, "health", ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_ports(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_agent(&call->d->vms, p->vm, "ports", ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_touch(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_touch(&call->d->vms, p->vm, &e);
+        if (r < 0)
+                return rpc_fail_from(&e, r, fail);
+        *ret = json_pack("{s:b}", "touched", true);
+        return 0;
+}
+
+#define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct vm_params) }
+const struct rpc_method rpc_vm_methods[] = {
+        M(RPC_METHOD_VM_CREATE_BEGIN, h_create_begin, create_fields),
+        { RPC_METHOD_VM_CREATE_STATUS, h_create_status, RPC_FLAG_QUIET, op_only, 1, sizeof(struct vm_params) },
+        M(RPC_METHOD_VM_CREATE_CANCEL, h_create_cancel, op_only),
+        { RPC_METHOD_VM_LIST, h_list, 0, NULL, 0, sizeof(struct vm_params) },
+        M(RPC_METHOD_VM_SHOW, h_show, vm_only),
+        M(RPC_METHOD_VM_START, h_start, vm_only),
+        M(RPC_METHOD_VM_STOP, h_stop, vm_only),
+        M(RPC_METHOD_VM_RESTART, h_restart, vm_only),
+        M(RPC_METHOD_VM_KILL, h_kill, kill_fields),
+        M(RPC_METHOD_VM_DELETE, h_delete, vm_only),
+        M(RPC_METHOD_VM_SET, h_set, set_fields),
+        M(RPC_METHOD_VM_HEALTH, h_health, vm_only),
+        M(RPC_METHOD_VM_PORTS, h_ports, vm_only),
+        { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },
+};
+#undef M
+const size_t rpc_vm_methods_n = ELEMENTSOF(rpc_vm_methods);

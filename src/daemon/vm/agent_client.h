@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The host side of the guest agent protocol (docs/GUEST.md, version 1) over
+ * the VM's virtio-serial socket. One request per connection: QEMU serves one
+ * client at a time, and a half-close would look like a disconnect.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct agent_wait {
+        int abort_fd;                  /* e.g. the VMM's pidfd: readable = give up; -1 for none */
+        bool (*cancelled)(void *ud);   /* polled every 100 ms; NULL for none */
+        void *ud;
+};
+
+/* {"v":1,"id":N,"method":m} -> the "result" object (new reference).
+ * -ETIMEDOUT, -ECANCELED (abort_fd/cancelled), -EPROTO (an "error" answer or
+ * garbage), -errno on connect. *ret_err says what happened. */
+int agent_call(const char *socket_path, const char *method, int timeout_ms, const struct agent_wait *w,
+               json_t **ret_result, char **ret_err);
