@@ -43,6 +43,7 @@ struct cli_args {
         const char *values[CLI_MAX_FLAGS]; /* by flag index; "" for booleans */
         char **pos;
         int npos;
+        int dashdash; /* index in pos of the first argument after "--", or -1 */
 };
 
 struct cli_ctx {
@@ -58,6 +59,7 @@ struct cli_ctx {
         int64_t next_id;
         bool version_checked;
         /* progress display (progress.c) */
+        bool no_progress; /* concurrent fan-out: report results only */
         bool progress_line_open;
         char progress_stage[32];
         int64_t progress_t0_ms;
@@ -115,6 +117,26 @@ int cmd_image_delete(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_register(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_promote(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_export(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_create(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_list(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_ps(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_start(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_stop(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_restart(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_kill(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_delete(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_set(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);
+/* cmd_vm.c, for vm run later: create with progress (0, or the exit code);
+ * the ssh argv for a VM (from vm.show's JSON). */
+int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm);
+char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty);
 int cmd_version(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ping(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a);

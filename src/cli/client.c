@@ -75,7 +75,8 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                 _cleanup_json_ json_t *j = json_loadb(line, len, 0, NULL);
                 json_t *prog = json_object_get(j, "progress");
                 if (prog) {
-                        cli_progress(ctx, prog);
+                        if (!ctx->no_progress)
+                                cli_progress(ctx, prog);
                         continue;
                 }
                 cli_progress_end(ctx);

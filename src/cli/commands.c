@@ -57,6 +57,52 @@ static const struct cli_flag image_export_flags[] = {
         { 0 },
 };
 
+static const struct cli_flag vm_create_flags[] = {
+        { "name", 0, "NAME", "VM name (a DNS label; default: generated adjective-noun)" },
+        { "image", 0, "IMAGE", "image to boot (default: config default_image_name; pulled if missing)" },
+        { "vcpu", 0, "N", "virtual CPUs" },
+        { "memory", 0, "SIZE", "memory (2048 = MiB, or 2G, 512MiB)" },
+        { "disk-size", 0, "SIZE", "work disk (/root) size, e.g. 8G" },
+        { "system-overlay-size", 0, "SIZE", "virtual size of the copy-on-write root overlay" },
+        { "nat", 0, NULL, "give the VM outbound network access (NAT)" },
+        { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
+        { 0 },
+};
+static const struct cli_flag vm_list_flags[] = {
+        { "quiet", 'q', NULL, "print VM ids only" },
+        { 0 },
+};
+static const struct cli_flag vm_ps_flags[] = {
+        { "quiet", 'q', NULL, "print VM ids only" },
+        { "all", 'a', NULL, "also VMs that are not running" },
+        { 0 },
+};
+static const struct cli_flag vm_kill_flags[] = {
+        { "signal", 's', "SIG", "signal for the VMM (default KILL)" },
+        { 0 },
+};
+static const struct cli_flag vm_set_flags[] = {
+        { "vcpu", 0, "N", "virtual CPUs" },
+        { "memory", 0, "SIZE", "memory (2048 = MiB, or 2G)" },
+        { "disk-size", 0, "SIZE", "grow the work disk to SIZE (shrinking is refused)" },
+        { "nat", 0, NULL, "enable NAT" },
+        { "no-nat", 0, NULL, "disable NAT" },
+        { 0 },
+};
+static const struct cli_flag vm_logs_flags[] = {
+        { "follow", 'f', NULL, "keep printing as the console writes" },
+        { 0 },
+};
+static const struct cli_flag vm_prune_flags[] = {
+        { "force", 'f', NULL, "do not ask for confirmation" },
+        { 0 },
+};
+static const struct cli_flag ssh_config_flags[] = {
+        { "install", 0, NULL, "add a marker-fenced Include to ~/.ssh/config" },
+        { "uninstall", 0, NULL, "remove it again" },
+        { 0 },
+};
+
 const struct cli_command cli_commands[] = {
         { NULL, "version", "", "print version, commit and build time", no_flags, 0, 0, cmd_version },
         { NULL, "ping", "", "check that the daemon answers (starts it if needed)", no_flags, 0, 0, cmd_ping },
@@ -86,6 +132,24 @@ const struct cli_command cli_commands[] = {
           cmd_image_promote },
         { "image", "export", "NAME", "write an image as a .tar.zst bundle", image_export_flags, 1, 1,
           cmd_image_export },
+        { "vm", "create", "", "create a VM (and boot it unless --no-start)", vm_create_flags, 0, 0, cmd_vm_create },
+        { "vm", "list", "", "list VMs", vm_list_flags, 0, 0, cmd_vm_list },
+        { "vm", "ps", "", "list running VMs", vm_ps_flags, 0, 0, cmd_vm_ps },
+        { "vm", "show", "VM", "show a VM", no_flags, 1, 1, cmd_vm_show },
+        { "vm", "start", "VM...", "start VMs", no_flags, 1, 64, cmd_vm_start },
+        { "vm", "stop", "VM...", "stop VMs (guest sync and poweroff, then force)", no_flags, 1, 64, cmd_vm_stop },
+        { "vm", "restart", "VM...", "stop and start VMs", no_flags, 1, 64, cmd_vm_restart },
+        { "vm", "kill", "VM...", "signal the VMM of VMs (default KILL)", vm_kill_flags, 1, 64, cmd_vm_kill },
+        { "vm", "delete", "VM...", "delete VMs (stopping them first) and their disks", no_flags, 1, 64,
+          cmd_vm_delete },
+        { "vm", "set", "VM...", "change stopped VMs' vcpu, memory, disk size or NAT", vm_set_flags, 1, 64, cmd_vm_set },
+        { "vm", "ssh", "VM [-- SSH-ARGS...]", "ssh into a VM as root", no_flags, 1, 256, cmd_vm_ssh },
+        { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
+        { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
+        { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
+        { "vm", "prune", "", "delete every VM that is not running", vm_prune_flags, 0, 0, cmd_vm_prune },
+        { NULL, "ssh-config", "", "write banger's ssh config for <name>.vm (and include it)", ssh_config_flags, 0, 0,
+          cmd_ssh_config },
         { "config", "show", "", "show the resolved configuration and where each value came from", no_flags, 0, 0,
           cmd_config_show },
         { 0 },

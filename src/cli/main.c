@@ -232,12 +232,13 @@ static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
 
         /* Pass 2: the command's own flags and positionals. */
         _cleanup_free_ char **pos = xcalloc((size_t) nrest + 1, sizeof(char *));
-        struct cli_args a = { .cmd = cmd, .pos = pos };
+        struct cli_args a = { .cmd = cmd, .pos = pos, .dashdash = -1 };
         dashdash = false;
         for (int i = 0; i < nrest; i++) {
                 const char *s = rest[i];
                 if (!dashdash && strcmp(s, "--") == 0) {
                         dashdash = true;
+                        a.dashdash = a.npos;
                         continue;
                 }
                 if (!dashdash && s[0] == '-' && s[1]) {

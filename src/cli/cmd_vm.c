@@ -1,0 +1,655 @@
+/* SPDX-License-Identifier: MIT */
+/* vm create|list|ps|show|start|stop|restart|kill|delete|set|logs|health|ports|prune|ssh, ssh-config */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fsutil.h"
+#include "jsonx.h"
+#include "macro.h"
+#include "parse.h"
+#include "rpc_methods.h"
+#include "strbuf.h"
+
+static const char *str(json_t *o, const char *k) {
+        const char *s = json_string_value(json_object_get(o, k));
+        return s && *s ? s : "-";
+}
+
+static int64_t num(json_t *o, const char *k) {
+        return (int64_t) json_integer_value(json_object_get(o, k));
+}
+
+/* "8G", "512M", "1.5G" */
+static const char *short_size(uint64_t b, char *buf, size_t n) {
+        if (b >= (1ULL << 30) && b % (1ULL << 30) == 0)
+                snprintf(buf, n, "%lluG", (unsigned long long) (b >> 30));
+        else if (b >= (1ULL << 30))
+                snprintf(buf, n, "%.1fG", (double) b / (1ULL << 30));
+        else
+                snprintf(buf, n, "%lluM", (unsigned long long) (b >> 20));
+        return buf;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+        (void) sig;
+        interrupted = 1;
+}
+
+static void sleep_ms(int ms) {
+        struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+/* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params. */
+static int spec_params(struct cli_args *a, json_t *params) {
+        const char *v;
+        int64_t n;
+        uint64_t bytes;
+        if ((v = cli_flag(a, "vcpu"))) {
+                if (parse_int64(v, &n) < 0)
+                        return cli_usage_error(a->cmd, "--vcpu: '%s' is not a number", v);
+                json_object_set_new(params, "vcpu", json_integer(n));
+        }
+        if ((v = cli_flag(a, "memory"))) {
+                if (parse_int64(v, &n) == 0 && n <= 0)
+                        json_object_set_new(params, "memory_mib", json_integer(n)); /* the daemon says why */
+                else if (parse_size(v, &bytes) < 0)
+                        return cli_usage_error(a->cmd, "--memory: '%s' is not a size (e.g. 2048, 2G, 512MiB)", v);
+                else
+                        json_object_set_new(params, "memory_mib", json_integer((json_int_t) (bytes >> 20)));
+        }
+        const char *sizes[][2] = { { "disk-size", "disk_size_bytes" },
+                                   { "system-overlay-size", "system_overlay_size_bytes" } };
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                if (!(v = cli_flag(a, sizes[i][0])))
+                        continue;
+                if (parse_size(v, &bytes) < 0 || bytes == 0)
+                        return cli_usage_error(a->cmd, "--%s: '%s' is not a size (e.g. 8G, 512MiB)", sizes[i][0], v);
+                json_object_set_new(params, sizes[i][1], json_integer((json_int_t) bytes));
+        }
+        if (cli_has(a, "nat") && cli_has(a, "no-nat"))
+                return cli_usage_error(a->cmd, "--nat and --no-nat exclude each other");
+        if (cli_has(a, "nat"))
+                json_object_set_new(params, "nat", json_true());
+        if (cli_has(a, "no-nat"))
+                json_object_set_new(params, "nat", json_false());
+        return 0;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm) {
+        _cleanup_json_ json_t *begin = NULL;
+        char sz[32];
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_CREATE_BEGIN, params, &begin);
+        if (r)
+                return r;
+        FILE *out = ctx->json || quiet ? stderr : stdout;
+        fprintf(out, "spec: %lld vcpu \xc2\xb7 %lld MiB \xc2\xb7 %s disk\n", (long long) num(begin, "vcpu"),
+                (long long) num(begin, "memory_mib"), short_size((uint64_t) num(begin, "disk_size_bytes"), sz, sizeof(sz)));
+        fprintf(out, "creating vm %s (%s) from image %s\n", str(begin, "name"), str(begin, "id"), str(begin, "image"));
+        fflush(out);
+
+        struct sigaction sa = { .sa_handler = on_sigint }, old_int, old_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        interrupted = 0;
+        bool cancel_sent = false;
+        size_t printed = 0;
+        int rc = 1;
+        _cleanup_json_ json_t *q = json_pack("{s:s}", "op_id", str(begin, "op_id"));
+        for (;;) {
+                _cleanup_json_ json_t *st = NULL;
+                if (interrupted && !cancel_sent) {
+                        _cleanup_json_ json_t *cr = NULL;
+                        fprintf(stderr, "cancelling: undoing what was done so far...\n");
+                        cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_CANCEL, q, &cr);
+                        cancel_sent = true;
+                }
+                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_STATUS, q, &st))
+                        break;
+                json_t *stages = json_object_get(st, "stages");
+                bool done = json_is_true(json_object_get(st, "done"));
+                for (; printed < json_array_size(stages); printed++) {
+                        json_t *s = json_array_get(stages, printed);
+                        if (!json_is_true(json_object_get(s, "done")) && !done)
+                                break;
+                        fprintf(out, "  %-16s %6.2fs  %s\n", str(s, "name"), (double) num(s, "elapsed_ms") / 1000.0,
+                                json_object_get(s, "detail") ? str(s, "detail") : "");
+                }
+                fflush(out);
+                if (!done) {
+                        sleep_ms(150);
+                        continue;
+                }
+                const char *state = str(st, "state");
+                if (strcmp(state, "done") == 0) {
+                        json_t *vm = json_object_get(st, "vm");
+                        fprintf(out, "vm %s is %s at %s (%.1fs); connect with: banger vm ssh %s\n", str(vm, "name"),
+                                str(vm, "state"), str(vm, "ip"), (double) num(st, "elapsed_ms") / 1000.0, str(vm, "name"));
+                        if (ret_vm)
+                                *ret_vm = json_incref(vm);
+                        rc = 0;
+                } else if (strcmp(state, "cancelled") == 0) {
+                        cli_error(ctx, NULL, "vm create cancelled; nothing was left behind");
+                        rc = 130;
+                } else
+                        rc = cli_error(ctx, NULL, "%s", str(st, "error"));
+                break;
+        }
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        return rc;
+}
+
+int cmd_vm_create(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *params = json_object(), *vm = NULL;
+        const char *v;
+        if ((v = cli_flag(a, "name")))
+                json_object_set_new(params, "name", json_string(v));
+        if ((v = cli_flag(a, "image")))
+                json_object_set_new(params, "image", json_string(v));
+        if (cli_has(a, "no-start"))
+                json_object_set_new(params, "no_start", json_true());
+        int r = spec_params(a, params);
+        if (r)
+                return r;
+        r = cli_vm_create(ctx, params, false, &vm);
+        if (r == 0 && ctx->json)
+                cli_print_json(vm);
+        return r;
+}
+
+/* ---- list / show ----------------------------------------------------------- */
+
+static int list(struct cli_ctx *ctx, struct cli_args *a, bool running_only) {
+        _cleanup_json_ json_t *res = NULL;
+        size_t i;
+        json_t *vm;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_LIST, NULL, &res);
+        if (r)
+                return r;
+        json_t *vms = json_object_get(res, "vms"), *shown = json_array();
+        json_array_foreach(vms, i, vm)
+                if (!running_only || strcmp(str(vm, "state"), "running") == 0)
+                        json_array_append(shown, vm);
+        if (ctx->json) {
+                cli_print_json(shown);
+        } else if (cli_has(a, "quiet")) {
+                json_array_foreach(shown, i, vm)
+                        printf("%s\n", str(vm, "id"));
+        } else {
+                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %4s  %9s  %5s  %s\n", "ID", "NAME", "STATE", "IMAGE", "IP", "VCPU",
+                       "MEM", "DISK", "CREATED");
+                json_array_foreach(shown, i, vm) {
+                        char sz[32], mem[32];
+                        snprintf(mem, sizeof(mem), "%lld MiB", (long long) num(vm, "memory_mib"));
+                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %4lld  %9s  %5s  %s\n", str(vm, "id"), str(vm, "name"),
+                               str(vm, "state"), str(vm, "image"), str(vm, "ip"), (long long) num(vm, "vcpu"), mem,
+                               short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"));
+                }
+        }
+        json_decref(shown);
+        return 0;
+}
+
+int cmd_vm_list(struct cli_ctx *ctx, struct cli_args *a) {
+        return list(ctx, a, false);
+}
+
+int cmd_vm_ps(struct cli_ctx *ctx, struct cli_args *a) {
+        return list(ctx, a, !cli_has(a, "all"));
+}
+
+int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        char sz[32], sz2[32];
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &res);
+        if (r)
+                return r;
+        if (ctx->json) {
+                cli_print_json(res);
+                return 0;
+        }
+        printf("name:         %s\nid:           %s\nstate:        %s\n", str(res, "name"), str(res, "id"),
+               str(res, "state"));
+        if (json_is_string(json_object_get(res, "last_error")))
+                printf("last error:   %s\n", str(res, "last_error"));
+        printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\n", str(res, "image"),
+               str(res, "ip"), str(res, "dns_name"), str(res, "mac"));
+        printf("spec:         %lld vcpu, %lld MiB, %s work disk, %s system overlay, nat %s\n",
+               (long long) num(res, "vcpu"), (long long) num(res, "memory_mib"),
+               short_size((uint64_t) num(res, "disk_size_bytes"), sz, sizeof(sz)),
+               short_size((uint64_t) num(res, "system_overlay_size_bytes"), sz2, sizeof(sz2)),
+               json_is_true(json_object_get(res, "nat")) ? "on" : "off");
+        if (json_object_get(res, "pid"))
+                printf("vmm pid:      %lld (tap %s)\n", (long long) num(res, "pid"), str(res, "tap"));
+        printf("created at:   %s\nlast touched: %s\nvm dir:       %s\nconsole log:  %s\n", str(res, "created_at"),
+               str(res, "last_touched_at"), str(res, "vm_dir"), str(res, "console_log"));
+        return 0;
+}
+
+/* ---- fan-out lifecycle ------------------------------------------------------ */
+
+struct fan {
+        struct cli_ctx ctx;
+        const char *ref;
+        const char *method;
+        json_t *extra;
+        json_t *result;
+        int rc;
+        char *err; /* captured stderr of the call */
+};
+
+static void *fan_main(void *arg) {
+        struct fan *f = arg;
+        _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", f->ref);
+        if (f->extra)
+                json_object_update(params, f->extra);
+        f->rc = cli_call(&f->ctx, CLI_NO_AUTOSTART, f->method, params, &f->result);
+        cli_disconnect(&f->ctx);
+        return NULL;
+}
+
+/* Runs `method` for every distinct ref concurrently; reports in the order
+ * given. Returns 0 when every one succeeded. */
+static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, json_t *extra, const char *verb) {
+        _cleanup_json_ json_t *ping = NULL;
+        int n = a->npos, rc = 0;
+        struct fan *fans = xcalloc((size_t) n, sizeof(*fans));
+        pthread_t *th = xcalloc((size_t) n, sizeof(*th));
+        bool *started = xcalloc((size_t) n, sizeof(bool));
+
+        /* one auto-start (and version check) before the fan-out */
+        if (cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_PING, NULL, &ping)) {
+                free(fans);
+                free(th);
+                free(started);
+                return 1;
+        }
+        for (int i = 0; i < n; i++) {
+                bool dup = false;
+                for (int j = 0; j < i; j++)
+                        dup |= strcmp(a->pos[i], a->pos[j]) == 0;
+                if (dup)
+                        continue;
+                fans[i] = (struct fan) { .ref = a->pos[i], .method = method, .extra = extra };
+                fans[i].ctx = (struct cli_ctx) { .json = ctx->json, .color_err = ctx->color_err, .fd = -1, .next_id = 1,
+                                                 .socket_override = ctx->socket_override, .layout = ctx->layout,
+                                                 .version_checked = true, .no_progress = n > 1 };
+                if (pthread_create(&th[i], NULL, fan_main, &fans[i]) == 0)
+                        started[i] = true;
+                else
+                        fans[i].rc = cli_error(ctx, NULL, "cannot start a thread for %s", a->pos[i]);
+        }
+        json_t *all = json_array();
+        for (int i = 0; i < n; i++) {
+                if (!started[i])
+                        continue;
+                pthread_join(th[i], NULL);
+                if (fans[i].rc) {
+                        rc = 1;
+                        continue;
+                }
+                if (ctx->json)
+                        json_array_append(all, fans[i].result);
+                else
+                        printf("%s %s\n", verb, str(fans[i].result, "name"));
+                json_decref(fans[i].result);
+        }
+        if (ctx->json)
+                cli_print_json(all);
+        json_decref(all);
+        free(fans);
+        free(th);
+        free(started);
+        return rc;
+}
+
+int cmd_vm_start(struct cli_ctx *ctx, struct cli_args *a) {
+        return fan_out(ctx, a, RPC_METHOD_VM_START, NULL, "started");
+}
+int cmd_vm_stop(struct cli_ctx *ctx, struct cli_args *a) {
+        return fan_out(ctx, a, RPC_METHOD_VM_STOP, NULL, "stopped");
+}
+int cmd_vm_restart(struct cli_ctx *ctx, struct cli_args *a) {
+        return fan_out(ctx, a, RPC_METHOD_VM_RESTART, NULL, "restarted");
+}
+int cmd_vm_delete(struct cli_ctx *ctx, struct cli_args *a) {
+        return fan_out(ctx, a, RPC_METHOD_VM_DELETE, NULL, "deleted");
+}
+
+static int parse_signal(const char *s) {
+        static const struct {
+                const char *name;
+                int sig;
+        } sigs[] = { { "KILL", SIGKILL }, { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP },
+                     { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 } };
+        int64_t n;
+        if (parse_int_range(s, 1, 64, &n) == 0)
+                return (int) n;
+        if (strncasecmp(s, "SIG", 3) == 0)
+                s += 3;
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                if (strcasecmp(s, sigs[i].name) == 0)
+                        return sigs[i].sig;
+        return -1;
+}
+
+int cmd_vm_kill(struct cli_ctx *ctx, struct cli_args *a) {
+        const char *s = cli_flag(a, "signal");
+        int sig = s ? parse_signal(s) : SIGKILL;
+        if (sig < 0)
+                return cli_usage_error(a->cmd, "--signal: unknown signal '%s' (e.g. KILL, TERM, 9)", s);
+        _cleanup_json_ json_t *extra = json_pack("{s:i}", "signal", sig);
+        return fan_out(ctx, a, RPC_METHOD_VM_KILL, extra, "killed");
+}
+
+int cmd_vm_set(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *extra = json_object();
+        int r = spec_params(a, extra);
+        if (r)
+                return r;
+        if (json_object_get(extra, "system_overlay_size_bytes"))
+                return cli_usage_error(a->cmd, "the system overlay size cannot be changed after create");
+        if (json_object_size(extra) == 0)
+                return cli_usage_error(a->cmd, "nothing to set (--vcpu, --memory, --disk-size, --nat/--no-nat)");
+        return fan_out(ctx, a, RPC_METHOD_VM_SET, extra, "updated");
+}
+
+/* ---- prune ------------------------------------------------------------------ */
+
+int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL;
+        size_t i;
+        json_t *vm;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_LIST, NULL, &res);
+        if (r)
+                return r;
+        _cleanup_strv_free_ char **refs = NULL;
+        size_t n = 0;
+        json_array_foreach(json_object_get(res, "vms"), i, vm) {
+                const char *st = str(vm, "state");
+                if (strcmp(st, "running") == 0 || strcmp(st, "starting") == 0 || strcmp(st, "stopping") == 0)
+                        continue;
+                refs = xrealloc(refs, (n + 2) * sizeof(char *));
+                refs[n++] = xstrdup(str(vm, "id"));
+                refs[n] = NULL;
+                if (!ctx->json)
+                        printf("  %-8.8s  %-20s  %s\n", str(vm, "id"), str(vm, "name"), st);
+        }
+        if (n == 0) {
+                if (ctx->json)
+                        cli_print_json(json_array());
+                else
+                        printf("nothing to prune: every VM is running\n");
+                return 0;
+        }
+        if (!cli_has(a, "force")) {
+                char line[16] = "";
+                if (!isatty(STDIN_FILENO))
+                        return cli_error(ctx, NULL, "vm prune needs confirmation: run it on a terminal or pass -f");
+                printf("delete these %zu VM(s)? [y/N] ", n);
+                fflush(stdout);
+                if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+                        printf("nothing deleted\n");
+                        return 1;
+                }
+        }
+        struct cli_args da = { .cmd = a->cmd, .pos = refs, .npos = (int) n, .dashdash = -1 };
+        return fan_out(ctx, &da, RPC_METHOD_VM_DELETE, NULL, "deleted");
+}
+
+/* ---- logs, health, ports -------------------------------------------------- */
+
+int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &res);
+        if (r)
+                return r;
+        const char *path = str(res, "console_log");
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return cli_error(ctx, NULL, "vm %s has no console log yet (%s)", str(res, "name"), path);
+        char buf[65536];
+        ssize_t k;
+        bool follow = cli_has(a, "follow");
+        struct sigaction sa = { .sa_handler = on_sigint };
+        sigemptyset(&sa.sa_mask);
+        if (follow) {
+                interrupted = 0;
+                sigaction(SIGINT, &sa, NULL);
+                sigaction(SIGTERM, &sa, NULL);
+        }
+        for (;;) {
+                while ((k = read(fd, buf, sizeof(buf))) > 0)
+                        if (fwrite(buf, 1, (size_t) k, stdout) != (size_t) k)
+                                return 1;
+                fflush(stdout);
+                if (!follow || interrupted)
+                        break;
+                sleep_ms(200);
+        }
+        return 0;
+}
+
+int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_HEALTH, params, &res);
+        if (r)
+                return r;
+        if (ctx->json) {
+                cli_print_json(res);
+                return 0;
+        }
+        json_t *load = json_object_get(res, "load");
+        printf("vm %s: agent v%s (protocol %lld), up %.1fs, load %.2f %.2f %.2f, sshd %s\n", a->pos[0],
+               str(res, "version"), (long long) num(res, "protocol"),
+               json_number_value(json_object_get(res, "uptime_s")), json_number_value(json_array_get(load, 0)),
+               json_number_value(json_array_get(load, 1)), json_number_value(json_array_get(load, 2)),
+               json_is_true(json_object_get(res, "sshd_listening")) ? "listening" : "NOT listening");
+        return 0;
+}
+
+static bool http_like(int64_t port) {
+        static const int ports[] = { 80, 443, 3000, 4000, 5000, 5173, 8000, 8080, 8081, 8443, 8888, 9000 };
+        for (size_t i = 0; i < ELEMENTSOF(ports); i++)
+                if (port == ports[i])
+                        return true;
+        return false;
+}
+
+int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *show = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        size_t i;
+        json_t *p;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &show);
+        if (r)
+                return r;
+        r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_PORTS, params, &res);
+        if (r)
+                return r;
+        const char *dns = str(show, "dns_name");
+        json_t *ports = json_object_get(res, "ports");
+        json_array_foreach(ports, i, p) {
+                _cleanup_free_ char *ep = xasprintf("%s:%lld", dns, (long long) num(p, "port"));
+                json_object_set_new(p, "endpoint", json_string(ep));
+                if (strcmp(str(p, "proto"), "tcp") == 0 && http_like(num(p, "port"))) {
+                        _cleanup_free_ char *url = xasprintf("%s://%s/", num(p, "port") == 443 || num(p, "port") == 8443
+                                                                             ? "https" : "http", ep);
+                        json_object_set_new(p, "url", json_string(url));
+                }
+        }
+        if (ctx->json) {
+                cli_print_json(ports);
+                return 0;
+        }
+        printf("%-5s  %-28s  %-8s  %-16s  %s\n", "PROTO", "ENDPOINT", "PID", "PROCESS", "URL");
+        json_array_foreach(ports, i, p)
+                printf("%-5s  %-28s  %-8lld  %-16s  %s\n", str(p, "proto"), str(p, "endpoint"), (long long) num(p, "pid"),
+                       str(p, "process"), json_object_get(p, "url") ? str(p, "url") : "");
+        return 0;
+}
+
+/* ---- ssh ---------------------------------------------------------------- */
+
+/* argv for OpenSSH to a VM as root with banger's key and pinned known_hosts. */
+char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
+        json_t *ssh = json_object_get(vm, "ssh");
+        size_t cap = 32 + (size_t) n_extra, n = 0;
+        char **argv = xcalloc(cap, sizeof(char *));
+        argv[n++] = xstrdup("ssh");
+        argv[n++] = xstrdup("-i");
+        argv[n++] = xstrdup(str(ssh, "key"));
+        const char *opts[] = { "IdentitiesOnly=yes", "StrictHostKeyChecking=yes", "CheckHostIP=no",
+                               "LogLevel=ERROR", "ConnectTimeout=10" };
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
+                argv[n++] = xstrdup("-o");
+                argv[n++] = xstrdup(opts[i]);
+        }
+        argv[n++] = xstrdup("-o");
+        argv[n++] = xasprintf("UserKnownHostsFile=%s", str(ssh, "known_hosts"));
+        argv[n++] = xstrdup("-o");
+        argv[n++] = xasprintf("HostKeyAlias=%s", str(vm, "dns_name"));
+        if (tty)
+                argv[n++] = xstrdup("-t");
+        argv[n++] = xasprintf("root@%s", str(ssh, "host"));
+        for (int i = 0; i < n_extra; i++)
+                argv[n++] = xstrdup(extra[i]);
+        argv[n] = NULL;
+        return argv;
+}
+
+int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *vm = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]), *t = NULL;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &vm);
+        if (r)
+                return r;
+        if (strcmp(str(vm, "state"), "running") != 0)
+                return cli_error(ctx, NULL, "vm %s is %s (start it with: banger vm start %s)", str(vm, "name"),
+                                 str(vm, "state"), str(vm, "name"));
+        if (a->dashdash < 0 && a->npos > 1)
+                return cli_usage_error(a->cmd, "put ssh arguments after '--'");
+        cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);
+        bool interactive = a->npos <= 1;
+        _cleanup_strv_free_ char **argv = cli_ssh_argv(vm, a->pos + 1, a->npos - 1, false);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0)
+                return cli_error(ctx, NULL, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                execvp("ssh", argv);
+                fprintf(stderr, "banger: cannot run ssh: %s (apt-get install openssh-client)\n", strerror(errno));
+                _exit(127);
+        }
+        /* the terminal's Ctrl-C belongs to ssh */
+        struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGINT, &ign, &old);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        sigaction(SIGINT, &old, NULL);
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (interactive) {
+                _cleanup_json_ json_t *now = NULL;
+                cli_disconnect(ctx);
+                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_SHOW, params, &now) == 0 &&
+                    strcmp(str(now, "state"), "running") == 0)
+                        fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", str(now, "name"),
+                                str(now, "name"));
+        }
+        return code;
+}
+
+/* ---- ssh-config ------------------------------------------------------------ */
+
+#define SSH_MARK_BEGIN "# >>> banger ssh-config (managed by banger; remove with: banger ssh-config --uninstall) >>>"
+#define SSH_MARK_END "# <<< banger ssh-config <<<"
+
+static char *strip_block(const char *text) {
+        struct strbuf sb = STRBUF_INIT;
+        const char *p = text;
+        bool in = false;
+        while (*p) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                if (!in && len == strlen(SSH_MARK_BEGIN) && strncmp(p, SSH_MARK_BEGIN, len) == 0)
+                        in = true;
+                else if (in && len == strlen(SSH_MARK_END) && strncmp(p, SSH_MARK_END, len) == 0)
+                        in = false;
+                else if (!in) {
+                        strbuf_add(&sb, p, len);
+                        if (nl)
+                                strbuf_addch(&sb, '\n');
+                }
+                p += len + (nl ? 1 : 0);
+        }
+        return strbuf_detach(&sb, NULL);
+}
+
+int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *cfg = NULL;
+        const char *home = getenv("HOME");
+        if (cli_has(a, "install") && cli_has(a, "uninstall"))
+                return cli_usage_error(a->cmd, "--install and --uninstall exclude each other");
+        if (!home || home[0] != '/')
+                return cli_error(ctx, NULL, "HOME is not set to an absolute path");
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_CONFIG_SHOW, NULL, &cfg);
+        if (r)
+                return r;
+        const char *key = json_string_value(json_object_get(json_object_get(cfg, "ssh_key_path"), "value"));
+        _cleanup_free_ char *kh = path_join(ctx->layout.ssh_dir, "known_hosts");
+        _cleanup_free_ char *file = path_join(ctx->layout.config_dir, "ssh_config");
+        _cleanup_free_ char *body = xasprintf("# written by banger: ssh to <name>.vm as root with banger's key\n"
+                                              "Host *.vm\n"
+                                              "    User root\n"
+                                              "    IdentityFile %s\n"
+                                              "    IdentitiesOnly yes\n"
+                                              "    UserKnownHostsFile %s\n"
+                                              "    StrictHostKeyChecking yes\n"
+                                              "    CheckHostIP no\n",
+                                              key ? key : "", kh);
+        if (mkdir_p(ctx->layout.config_dir, 0700) < 0 || write_file_atomic(file, body, strlen(body), 0644) < 0)
+                return cli_error(ctx, NULL, "cannot write %s: %s", file, strerror(errno));
+        _cleanup_free_ char *sshdir = path_join(home, ".ssh"), *user_cfg = path_join(sshdir, "config");
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int rr = read_file(user_cfg, 1u << 22, &text, &len);
+        if (rr < 0 && rr != -ENOENT)
+                return cli_error(ctx, NULL, "cannot read %s: %s", user_cfg, strerror(-rr));
+        _cleanup_free_ char *rest = strip_block(text ? text : "");
+        bool installed = text && strstr(text, SSH_MARK_BEGIN);
+        if (cli_has(a, "install") || cli_has(a, "uninstall")) {
+                struct strbuf sb = STRBUF_INIT;
+                /* Include must come before any Host block to apply everywhere: first */
+                if (cli_has(a, "install"))
+                        strbuf_addf(&sb, "%s\nInclude %s\n%s\n", SSH_MARK_BEGIN, file, SSH_MARK_END);
+                strbuf_addstr(&sb, rest);
+                struct stat st;
+                mode_t mode = stat(user_cfg, &st) == 0 ? (st.st_mode & 07777) : 0600;
+                if (mkdir_p(sshdir, 0700) < 0 || write_file_atomic(user_cfg, sb.buf, sb.len, mode) < 0) {
+                        strbuf_release(&sb);
+                        return cli_error(ctx, NULL, "cannot write %s: %s", user_cfg, strerror(errno));
+                }
+                strbuf_release(&sb);
+                printf("%s %s\n", cli_has(a, "install") ? "included banger's ssh config in" : "removed banger's ssh config from",
+                       user_cfg);
+                return 0;
+        }
+        printf("wrote %s\n%s\n", file, installed ? "it is included from ~/.ssh/config"
+                                                 : "to use it with plain ssh (ssh <name>.vm), run: banger ssh-config --install");
+        return 0;
+}
