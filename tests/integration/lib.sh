@@ -164,3 +164,39 @@ http_serve() {
         done
         return 1
 }
+
+# VM tests: a private network namespace per test file. bangerd runs inside
+# it (B runs the CLI there, which auto-starts the daemon there), so the
+# bridge, TAPs and every guest packet stay in it. Artifacts are pulled first
+# by a daemon in the host namespace (the mirror is outside), which is then
+# stopped.
+vm_begin() {
+        export BANGER_IMAGE_CACHE="${BANGER_TEST_IMAGE_CACHE:-$TMP/image-builds}"
+        NS="banger-t$$"
+        ip netns add "$NS" || return 1
+        ip netns exec "$NS" ip link set lo up
+        trap 'vm_cleanup; cleanup' EXIT
+}
+
+B() { ip netns exec "$NS" "$BANGER" "$@"; }
+
+# Pulls the kernel and the slim image with a host-namespace daemon.
+vm_prepare() {
+        "$BANGER" kernel pull debian-cloud-6.1 >"$TMP/pull.log" 2>&1 &&
+        "$BANGER" image pull debian-bookworm-slim >>"$TMP/pull.log" 2>&1 &&
+        "$BANGER" daemon stop >/dev/null 2>&1 || { tail -20 "$TMP/pull.log"; return 1; }
+}
+
+# Every process left in the namespace (VMMs) dies with the test.
+vm_cleanup() {
+        [ -n "${NS:-}" ] || return 0
+        "$BANGER" daemon stop >/dev/null 2>&1 || true
+        local p
+        for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns delete "$NS" 2>/dev/null || true
+}
+
+# Links in the namespace other than lo and the bridge (TAPs left behind).
+ns_taps() { ip netns exec "$NS" ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -e '^lo$' -e '^br-fc$' || true; }
+# Live (non-zombie) VMM processes in the namespace.
+ns_vmms() { local p; for p in $(ip netns pids "$NS" 2>/dev/null); do alive "$p" && grep -q '^qemu' "/proc/$p/comm" && echo "$p"; done; true; }
