@@ -247,14 +247,15 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         if (r < 0)
                 goto fail;
         d->artifacts_ready = true;
+        r = setup_signals(d, ret_err);
+        if (r < 0)
+                goto fail;
+        /* after the signal mask: the VM service's threads inherit it */
         r = vms_init(&d->vms, d, ret_err);
         if (r < 0)
                 goto fail;
         d->vms_ready = true;
         vms_reconcile(&d->vms);
-        r = setup_signals(d, ret_err);
-        if (r < 0)
-                goto fail;
         probe_host(d);
         r = rpc_server_listen(&d->server, d->layout.socket_path, ret_err);
         if (r == 0)

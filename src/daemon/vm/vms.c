@@ -727,6 +727,41 @@ static char *git_global(const char *key) {
         return out;
 }
 
+/* A [[file_sync]] entry: a file (with the entry's mode), or a directory
+ * copied recursively (files keep their own permission bits). Missing host
+ * paths are skipped; symlinks are not followed below the top. */
+static int sync_path(const char *image, const char *host, const char *guest, unsigned mode, int depth, char **ret_err) {
+        struct stat st;
+        if ((depth == 0 ? stat(host, &st) : lstat(host, &st)) < 0) {
+                if (depth == 0)
+                        log_info("file_sync %s skipped: %s", host, strerror(errno));
+                return 0;
+        }
+        if (S_ISREG(st.st_mode)) {
+                _cleanup_free_ char *data = NULL;
+                size_t len;
+                int r = read_file(host, 256u << 20, &data, &len);
+                if (r < 0) {
+                        *ret_err = xasprintf("reading %s: %s", host, strerror(-r));
+                        return r;
+                }
+                return workdisk_write_file(image, guest, data, len, depth == 0 ? mode : (st.st_mode & 0777), 0, 0,
+                                           ret_err);
+        }
+        if (!S_ISDIR(st.st_mode) || depth > 16)
+                return 0;
+        _cleanup_(closedirp) DIR *d = opendir(host);
+        struct dirent *de;
+        int r = 0;
+        while (d && r == 0 && (de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                _cleanup_free_ char *h = path_join(host, de->d_name), *g = path_join(guest, de->d_name);
+                r = sync_path(image, h, g, mode, depth + 1, ret_err);
+        }
+        return r;
+}
+
 static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, vm_error *e) {
         const struct config *c = v->d->config;
         struct vm_paths p;
@@ -773,15 +808,8 @@ static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boo
         }
         for (size_t i = 0; i < c->n_file_sync; i++) {
                 const struct file_sync_entry *f = &c->file_sync[i];
-                _cleanup_free_ char *data = NULL;
-                size_t dl;
-                int fr = read_file(f->host, 64u << 20, &data, &dl);
-                if (fr < 0) {
-                        log_info("vm %s: file_sync %s skipped: %s", r->name, f->host, strerror(-fr));
-                        continue;
-                }
                 /* guest paths are under /root/, which is the work disk's / */
-                if ((rc = workdisk_write_file(p.work, f->guest + strlen("/root"), data, dl, f->mode, 0, 0, &err)) < 0) {
+                if ((rc = sync_path(p.work, f->host, f->guest + strlen("/root"), f->mode, 0, &err)) < 0) {
                         rc = fail(e, ART_ERR_FAILED, rc, "file_sync %s -> %s: %s", f->host, f->guest, err);
                         goto out;
                 }
