@@ -45,6 +45,7 @@ echo "# baseline: raw QEMU boot to init-started, $N runs" >&2
 : >"$W/raw"
 for i in $(seq "$N"); do
         log="$W/raw-$i.log"
+        : >"$log"
         t0=$(now)
         qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults -no-user-config -nographic \
                 -no-reboot -kernel "$VMLINUX" -initrd "$INITRD" \
@@ -59,8 +60,8 @@ for i in $(seq "$N"); do
         echo "$t1 - $t0" | bc >>"$W/raw"
 done
 
-echo "# banger vm create -> vm ssh true, $N runs" >&2
-: >"$W/create"; : >"$W/ssh"; : >"$W/stages"
+echo "# banger vm create -> vm ssh true, $N runs (one VM at a time; RSS after 3 s idle)" >&2
+: >"$W/create"; : >"$W/ssh"; : >"$W/stages"; : >"$W/rss"
 B ping >/dev/null
 for i in $(seq "$N"); do
         t0=$(now)
@@ -71,17 +72,19 @@ for i in $(seq "$N"); do
         echo "$t1 - $t0" | bc >>"$W/create"
         echo "$t2 - $t0" | bc >>"$W/ssh"
         sed -nE 's/^  (.{16}) +([0-9.]+)s.*/\1\t\2/p' "$W/create-$i.out" | sed -E 's/ +\t/\t/' >>"$W/stages"
+        sleep 3
+        awk '/^VmRSS/ {print $2}' "/proc/$(B --json vm show "bench-$i" | jq -r .pid)/status" >>"$W/rss"
+        B vm delete "bench-$i" >/dev/null
 done
-sleep 5 # idle
-rss=$(B --json vm list | jq -r '.[].pid' | while read -r p; do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done | median)
+rss=$(median <"$W/rss")
 
 raw=$(median <"$W/raw"); create=$(median <"$W/create"); ssh=$(median <"$W/ssh")
 printf 'raw qemu boot to init-started (median of %d):  %6.3f s\n' "$N" "$raw"
 printf 'vm create (CLI returns, sshd listening):         %6.3f s\n' "$create"
-printf 'vm create to first successful vm ssh:           %6.3f s   ratio to raw boot: %.2fx\n' "$ssh" "$(echo "$ssh / $raw" | bc -l)"
+printf 'vm create to first successful vm ssh:           %6.3f s\n' "$ssh"
+printf 'ratio (vm create to ssh) / (raw boot to init-started): %.2fx\n' "$(echo "$ssh / $raw" | bc -l)"
 printf 'QEMU RSS per idle VM (median):                  %6d MiB\n' "$((rss / 1024))"
 echo "create stages (median):"
 cut -f1 "$W/stages" | awk '!seen[$0]++' | while read -r s; do
         printf '  %-16s %6.3f s\n' "$s" "$(awk -F'\t' -v s="$s" '$1 == s {print $2}' "$W/stages" | median)"
 done
-B vm delete $(seq -f 'bench-%g' "$N") >/dev/null
