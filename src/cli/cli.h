@@ -133,6 +133,11 @@ int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_workspace(struct cli_ctx *ctx, struct cli_args *a);
+/* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params (0, or exit 2) */
+int cli_spec_params(struct cli_args *a, json_t *params);
 /* cmd_vm.c, for vm run later: create with progress (0, or the exit code);
  * the ssh argv for a VM (from vm.show's JSON). */
 int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm);

@@ -52,7 +52,7 @@ static void sleep_ms(int ms) {
 }
 
 /* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params. */
-static int spec_params(struct cli_args *a, json_t *params) {
+int cli_spec_params(struct cli_args *a, json_t *params) {
         const char *v;
         int64_t n;
         uint64_t bytes;
@@ -163,7 +163,7 @@ int cmd_vm_create(struct cli_ctx *ctx, struct cli_args *a) {
                 json_object_set_new(params, "image", json_string(v));
         if (cli_has(a, "no-start"))
                 json_object_set_new(params, "no_start", json_true());
-        int r = spec_params(a, params);
+        int r = cli_spec_params(a, params);
         if (r)
                 return r;
         r = cli_vm_create(ctx, params, false, &vm);
@@ -359,7 +359,7 @@ int cmd_vm_kill(struct cli_ctx *ctx, struct cli_args *a) {
 
 int cmd_vm_set(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *extra = json_object();
-        int r = spec_params(a, extra);
+        int r = cli_spec_params(a, extra);
         if (r)
                 return r;
         if (json_object_get(extra, "system_overlay_size_bytes"))

@@ -97,6 +97,37 @@ static const struct cli_flag vm_prune_flags[] = {
         { "force", 'f', NULL, "do not ask for confirmation" },
         { 0 },
 };
+static const struct cli_flag vm_run_flags[] = {
+        { "name", 0, "NAME", "VM name (default: generated)" },
+        { "image", 0, "IMAGE", "image (default: config default_image_name; pulled if missing)" },
+        { "vcpu", 0, "N", "virtual CPUs" },
+        { "memory", 0, "SIZE", "memory (2048 = MiB, or 2G)" },
+        { "disk-size", 0, "SIZE", "work disk (/root) size" },
+        { "nat", 0, NULL, "outbound network access (NAT)" },
+        { "rm", 0, NULL, "delete the VM when the command or session ends" },
+        { "detach", 'd', NULL, "create and prepare, then exit" },
+        { "include-untracked", 0, NULL, "also ship untracked files that are not ignored" },
+        { "dry-run", 0, NULL, "list the files that would be shipped, then exit (no VM)" },
+        { "branch", 0, "NAME", "create and check out a guest-only branch" },
+        { "from", 0, "REF", "base --branch on REF" },
+        { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap" },
+        { "timings", 0, NULL, "print each stage's duration at the end" },
+        { 0 },
+};
+static const struct cli_flag vm_exec_flags[] = {
+        { "guest-path", 0, "DIR", "working directory in the guest" },
+        { "auto-prepare", 0, NULL, "ship the workspace again when the host's HEAD moved" },
+        { 0 },
+};
+static const struct cli_flag vm_workspace_flags[] = {
+        { "include-untracked", 0, NULL, "prepare: also ship untracked files that are not ignored" },
+        { "dry-run", 0, NULL, "prepare: list the files that would be shipped" },
+        { "branch", 0, "NAME", "prepare: create and check out a guest-only branch" },
+        { "from", 0, "REF", "prepare: base --branch on REF" },
+        { "base-commit", 0, "C", "export: diff against C (default: the prepared head commit)" },
+        { "output", 'o', "FILE", "export: write the patch to FILE (default: stdout)" },
+        { 0 },
+};
 static const struct cli_flag ssh_config_flags[] = {
         { "install", 0, NULL, "add a marker-fenced Include to ~/.ssh/config" },
         { "uninstall", 0, NULL, "remove it again" },
@@ -132,6 +163,11 @@ const struct cli_command cli_commands[] = {
           cmd_image_promote },
         { "image", "export", "NAME", "write an image as a .tar.zst bundle", image_export_flags, 1, 1,
           cmd_image_export },
+        { "vm", "run", "[PATH] [-- CMD...]", "create a VM, ship PATH's repo, run CMD or a shell", vm_run_flags, 0, 256,
+          cmd_vm_run },
+        { "vm", "exec", "VM -- CMD...", "run a command in a VM (in its workspace)", vm_exec_flags, 2, 256, cmd_vm_exec },
+        { "vm", "workspace", "prepare VM PATH | export VM", "ship a repo into a VM, or export its changes as a patch",
+          vm_workspace_flags, 2, 3, cmd_vm_workspace },
         { "vm", "create", "", "create a VM (and boot it unless --no-start)", vm_create_flags, 0, 0, cmd_vm_create },
         { "vm", "list", "", "list VMs", vm_list_flags, 0, 0, cmd_vm_list },
         { "vm", "ps", "", "list running VMs", vm_ps_flags, 0, 0, cmd_vm_ps },

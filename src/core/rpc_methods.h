@@ -36,3 +36,5 @@
 #define RPC_METHOD_VM_HEALTH "vm.health"
 #define RPC_METHOD_VM_PORTS "vm.ports"
 #define RPC_METHOD_VM_TOUCH "vm.touch"
+#define RPC_METHOD_WORKSPACE_PREPARE "workspace.prepare"
+#define RPC_METHOD_WORKSPACE_EXPORT "workspace.export"

@@ -16,6 +16,8 @@ struct vm_params {
         char *name, *image;
         int64_t vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, signal;
         bool vcpu_set, memory_set, nat, nat_set, no_start;
+        char *path, *branch, *from, *base_commit, *output;
+        bool include_untracked, dry_run;
 };
 
 #define F(n, t, f, req) { n, t, offsetof(struct vm_params, f), req, JSON_NO_PRESENT, 0, 0 }
@@ -41,6 +43,19 @@ static const struct json_field set_fields[] = {
         FP("memory_mib", JSON_FIELD_INT, memory_mib, memory_set),
         FR("disk_size_bytes", disk_size_bytes, 0, INT64_MAX),
         FP("nat", JSON_FIELD_BOOL, nat, nat_set),
+};
+static const struct json_field prepare_fields[] = {
+        F("vm", JSON_FIELD_STRING, vm, true),
+        F("path", JSON_FIELD_STRING, path, true),
+        F("include_untracked", JSON_FIELD_BOOL, include_untracked, false),
+        F("dry_run", JSON_FIELD_BOOL, dry_run, false),
+        F("branch", JSON_FIELD_STRING, branch, false),
+        F("from", JSON_FIELD_STRING, from, false),
+};
+static const struct json_field export_fields[] = {
+        F("vm", JSON_FIELD_STRING, vm, true),
+        F("base_commit", JSON_FIELD_STRING, base_commit, false),
+        F("output", JSON_FIELD_STRING, output, true),
 };
 #undef F
 #undef FP
@@ -151,6 +166,24 @@ static int h_touch(struct rpc_call *call, void *params, json_t **ret, struct rpc
         return 0;
 }
 
+static int h_ws_prepare(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+        struct workspace_req q = { .host_path = p->path, .include_untracked = p->include_untracked,
+                                   .dry_run = p->dry_run, .branch = p->branch, .from = p->from };
+        int r = workspace_prepare(&call->d->vms, p->vm, &q, &pr, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
+static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = workspace_export(&call->d->vms, p->vm, p->base_commit, p->output, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
 #define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct vm_params) }
 const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_CREATE_BEGIN, h_create_begin, create_fields),
@@ -166,6 +199,8 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_SET, h_set, set_fields),
         M(RPC_METHOD_VM_HEALTH, h_health, vm_only),
         M(RPC_METHOD_VM_PORTS, h_ports, vm_only),
+        M(RPC_METHOD_WORKSPACE_PREPARE, h_ws_prepare, prepare_fields),
+        M(RPC_METHOD_WORKSPACE_EXPORT, h_ws_export, export_fields),
         { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },
 };
 #undef M

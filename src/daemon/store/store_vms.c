@@ -106,6 +106,10 @@ int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_
         return exec_id(s, "UPDATE vms SET updated_at = ?2, teardown_json = ?3 WHERE id = ?1", id, teardown_json, NULL);
 }
 
+int store_vm_set_workspace(struct store *s, const char *id, const char *workspace_json) {
+        return exec_id(s, "UPDATE vms SET updated_at = ?2, workspace_json = ?3 WHERE id = ?1", id, workspace_json, NULL);
+}
+
 int store_vm_touch(struct store *s, const char *id) {
         return exec_id(s, "UPDATE vms SET last_touched_at = ?2 WHERE id = ?1", id, NULL, NULL);
 }

@@ -31,6 +31,7 @@ int store_vm_update(struct store *s, const struct vm_row *r);
 int store_vm_set_state(struct store *s, const char *id, const char *state, const char *last_error);
 int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_json);
 int store_vm_touch(struct store *s, const char *id);
+int store_vm_set_workspace(struct store *s, const char *id, const char *workspace_json);
 int store_vm_delete(struct store *s, const char *id);
 /* By exact id, exact name, then unique id prefix. */
 int store_vm_get(struct store *s, const char *ref, struct vm_row *ret);

@@ -38,6 +38,7 @@
 #include "vm/workdisk.h"
 #include "vmm/vmm.h"
 #include "vmname.h"
+#include "vms_internal.h"
 
 #define AGENT_BOOT_TIMEOUT_MS 180000 /* systemd images under TCG are slow */
 #define STOP_GUEST_TIMEOUT_MS 15000
@@ -52,18 +53,18 @@ struct vm_lock {
         struct vm_lock *next;
 };
 
-static struct vm_lock *vm_lock_acquire(struct vms *v, const char *id) {
+static struct vm_lock *lockset_acquire(struct vms *v, struct vm_lock **set, const char *id) {
         struct vm_lock *l;
         pthread_mutex_lock(&v->set_mu);
-        for (l = v->locks; l; l = l->next)
+        for (l = *set; l; l = l->next)
                 if (strcmp(l->id, id) == 0)
                         break;
         if (!l) {
                 l = xcalloc(1, sizeof(*l));
                 snprintf(l->id, sizeof(l->id), "%s", id);
                 pthread_mutex_init(&l->mu, NULL);
-                l->next = v->locks;
-                v->locks = l;
+                l->next = *set;
+                *set = l;
         }
         l->refs++;
         pthread_mutex_unlock(&v->set_mu);
@@ -71,11 +72,11 @@ static struct vm_lock *vm_lock_acquire(struct vms *v, const char *id) {
         return l;
 }
 
-static void vm_lock_release(struct vms *v, struct vm_lock *l) {
+static void lockset_release(struct vms *v, struct vm_lock **set, struct vm_lock *l) {
         pthread_mutex_unlock(&l->mu);
         pthread_mutex_lock(&v->set_mu);
         if (--l->refs == 0) {
-                for (struct vm_lock **p = &v->locks; *p; p = &(*p)->next)
+                for (struct vm_lock **p = set; *p; p = &(*p)->next)
                         if (*p == l) {
                                 *p = l->next;
                                 break;
@@ -84,6 +85,22 @@ static void vm_lock_release(struct vms *v, struct vm_lock *l) {
                 free(l);
         }
         pthread_mutex_unlock(&v->set_mu);
+}
+
+static struct vm_lock *vm_lock_acquire(struct vms *v, const char *id) {
+        return lockset_acquire(v, &v->locks, id);
+}
+
+static void vm_lock_release(struct vms *v, struct vm_lock *l) {
+        lockset_release(v, &v->locks, l);
+}
+
+struct vm_lock *vms_workspace_lock(struct vms *v, const char *id) {
+        return lockset_acquire(v, &v->ws_locks, id);
+}
+
+void vms_workspace_unlock(struct vms *v, struct vm_lock *l) {
+        lockset_release(v, &v->ws_locks, l);
 }
 
 /* ---- handles: pid and TAP of a running VM ------------------------------- */
@@ -149,11 +166,8 @@ static void handle_drop(struct vms *v, const char *id) {
 
 /* ---- paths -------------------------------------------------------------- */
 
-struct vm_paths {
-        char *dir, *run, *overlay, *work, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp, *agent;
-};
 
-static void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
+void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         p->dir = xstrdup(r->vm_dir);
         p->run = xasprintf("%s/vms/%s", v->d->layout.runtime_dir, r->id);
         p->overlay = path_join(p->dir, "root.qcow2");
@@ -168,7 +182,7 @@ static void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths
         p->agent = path_join(p->run, "agent.sock");
 }
 
-static void vm_paths_done(struct vm_paths *p) {
+void vm_paths_done(struct vm_paths *p) {
         char **all[] = { &p->dir,    &p->run,     &p->overlay, &p->work,   &p->console, &p->console_prev,
                          &p->handles, &p->hostkey, &p->cpio,    &p->initrd, &p->qmp,     &p->agent };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
@@ -179,7 +193,7 @@ static char *tap_name(const char *id) {
         return xasprintf("bg%.12s", id);
 }
 
-static char *known_hosts_path(struct vms *v) {
+char *known_hosts_path(struct vms *v) {
         return path_join(v->d->layout.ssh_dir, "known_hosts");
 }
 
@@ -189,8 +203,7 @@ static char *kh_patterns(const struct vm_row *r) {
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int fail(vm_error *e, enum art_err kind, int rc, const char *fmt, ...) _printf_(4, 5);
-static int fail(vm_error *e, enum art_err kind, int rc, const char *fmt, ...) {
+int vm_fail(vm_error *e, enum art_err kind, int rc, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         free(e->msg);
@@ -201,15 +214,15 @@ static int fail(vm_error *e, enum art_err kind, int rc, const char *fmt, ...) {
         return rc < 0 ? rc : -EIO;
 }
 
-static int get_row(struct vms *v, const char *ref, struct vm_row *ret, vm_error *e) {
+int vms_get_row(struct vms *v, const char *ref, struct vm_row *ret, vm_error *e) {
         int r = store_vm_get(v->d->store, ref, ret);
         if (r == -ENOENT)
-                return fail(e, ART_ERR_NOT_FOUND, r, "vm '%s' not found", strempty(ref));
+                return vm_fail(e, ART_ERR_NOT_FOUND, r, "vm '%s' not found", strempty(ref));
         if (r == -ENOTUNIQ)
-                return fail(e, ART_ERR_BAD_REQUEST, r, "vm id prefix '%s' is ambiguous; use more characters or the name",
+                return vm_fail(e, ART_ERR_BAD_REQUEST, r, "vm id prefix '%s' is ambiguous; use more characters or the name",
                             ref);
         if (r < 0)
-                return fail(e, ART_ERR_FAILED, r, "reading vm '%s': %s", ref, strerror(-r));
+                return vm_fail(e, ART_ERR_FAILED, r, "reading vm '%s': %s", ref, strerror(-r));
         return 0;
 }
 
@@ -234,6 +247,8 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_object_set_new(j, "last_touched_at", r->last_touched_at ? json_string(r->last_touched_at) : json_null());
         json_object_set_new(j, "last_error", r->last_error ? json_string(r->last_error) : json_null());
         json_object_set_new(j, "vm_dir", json_string(r->vm_dir));
+        json_t *ws = r->workspace_json ? json_loads(r->workspace_json, 0, NULL) : NULL;
+        json_object_set_new(j, "workspace", ws ? ws : json_null());
         json_object_set_new(j, "console_log", json_string(console));
         if (handle_get(v, r->id, &h)) {
                 json_object_set_new(j, "pid", json_integer(h.pid));
@@ -245,7 +260,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         return j;
 }
 
-static json_t *vm_json_by_id(struct vms *v, const char *id) {
+json_t *vm_json_by_id(struct vms *v, const char *id) {
         struct vm_row r;
         if (store_vm_get(v->d->store, id, &r) < 0)
                 return json_null();
@@ -427,7 +442,7 @@ static int resolve_boot(struct vms *v, const char *image_id, struct boot_files *
         struct kernel_row k = { 0 };
         int r = store_image_get(v->d->store, image_id, &img);
         if (r < 0)
-                return fail(e, ART_ERR_NOT_FOUND, r, "image '%s' not found", image_id);
+                return vm_fail(e, ART_ERR_NOT_FOUND, r, "image '%s' not found", image_id);
         b->rootfs = xstrdup(img.rootfs_path);
         b->work_seed = img.work_seed_path ? xstrdup(img.work_seed_path) : NULL;
         b->init_mode = xstrdup(img.init_mode ? img.init_mode : "systemd");
@@ -436,7 +451,7 @@ static int resolve_boot(struct vms *v, const char *image_id, struct boot_files *
         if (img.kernel_name) {
                 r = store_kernel_get(v->d->store, img.kernel_name, &k);
                 if (r < 0) {
-                        r = fail(e, ART_ERR_NOT_FOUND, r, "kernel '%s' of image '%s' is not installed (banger kernel pull %s)",
+                        r = vm_fail(e, ART_ERR_NOT_FOUND, r, "kernel '%s' of image '%s' is not installed (banger kernel pull %s)",
                                  img.kernel_name, img.name, img.kernel_name);
                         goto out;
                 }
@@ -447,7 +462,7 @@ static int resolve_boot(struct vms *v, const char *image_id, struct boot_files *
                 b->kernel = xstrdup(img.kernel_path);
                 b->initramfs = xstrdup(img.initrd_path);
         } else
-                r = fail(e, ART_ERR_FAILED, -ENOENT, "image '%s' has no kernel", img.name);
+                r = vm_fail(e, ART_ERR_FAILED, -ENOENT, "image '%s' has no kernel", img.name);
 out:
         image_row_done(&img);
         kernel_row_done(&k);
@@ -554,21 +569,21 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 goto fail;
         daemon_vmm_choice(v->d, &vmm, &vmm_why, &accel, &accel_why);
         if (strcmp(vmm, "qemu") != 0) {
-                rc = fail(e, ART_ERR_FAILED, -EOPNOTSUPP, "VMM %s is not implemented yet (set vmm = \"qemu\")", vmm);
+                rc = vm_fail(e, ART_ERR_FAILED, -EOPNOTSUPP, "VMM %s is not implemented yet (set vmm = \"qemu\")", vmm);
                 goto fail;
         }
         if (ipv4_subnet_init(&net, c->bridge_ip, (int) c->cidr, &err) < 0) {
-                rc = fail(e, ART_ERR_FAILED, -EINVAL, "%s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, -EINVAL, "%s", err);
                 goto fail;
         }
         if (mkdir_p(p.run, 0700) < 0) {
-                rc = fail(e, ART_ERR_FAILED, -errno, "cannot create %s: %s", p.run, strerror(errno));
+                rc = vm_fail(e, ART_ERR_FAILED, -errno, "cannot create %s: %s", p.run, strerror(errno));
                 goto fail;
         }
 
         stage(pr, "network", "bridge %s, TAP for %s", c->bridge_name, r->guest_ip);
         if ((rc = priv_bridge_ensure(c->bridge_name, c->bridge_ip, (int) c->cidr, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "bridge %s: %s", c->bridge_name, err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "bridge %s: %s", c->bridge_name, err);
                 goto fail;
         }
         tap = tap_name(r->id);
@@ -576,7 +591,7 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
         free(err);
         err = NULL;
         if ((rc = priv_tap_create(tap, c->bridge_name, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "%s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "%s", err);
                 free(TAKE_PTR(tap));
                 goto fail;
         }
@@ -586,23 +601,23 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 store_vm_set_teardown(v->d->store, r->id, text);
         }
         if (cancelled(pr)) {
-                rc = fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                rc = vm_fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
                 goto fail;
         }
 
         stage(pr, "boot", "%s, %s", vmm, accel);
         if (read_file(pubpath, 1 << 16, &ak, &len) < 0) {
-                rc = fail(e, ART_ERR_FAILED, -ENOENT, "cannot read %s", pubpath);
+                rc = vm_fail(e, ART_ERR_FAILED, -ENOENT, "cannot read %s", pubpath);
                 goto fail;
         }
         struct guestcfg g = { .hostname = r->name, .ip = r->guest_ip, .dns = c->default_dns,
                               .host_key_dir = p.hostkey, .authorized_keys = ak };
         if ((rc = guestcfg_write(&g, p.cpio, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "guest configuration: %s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "guest configuration: %s", err);
                 goto fail;
         }
         if ((rc = concat_files(bf.initramfs, p.cpio, p.initrd)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "writing %s: %s", p.initrd, strerror(-rc));
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "writing %s: %s", p.initrd, strerror(-rc));
                 goto fail;
         }
         rename(p.console, p.console_prev);
@@ -618,7 +633,7 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
         };
         struct vm_proc proc;
         if ((rc = vmm_qemu.start(&b, c->qemu_bin, &proc, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "%s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "%s", err);
                 goto fail;
         }
         pid = proc.pid;
@@ -649,9 +664,9 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 close(proc.pidfd);
         if (rc < 0) {
                 if (cancelled(pr))
-                        rc = fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                        rc = vm_fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
                 else
-                        rc = fail(e, ART_ERR_FAILED, rc, "%s (console: %s)", err, p.console);
+                        rc = vm_fail(e, ART_ERR_FAILED, rc, "%s (console: %s)", err, p.console);
                 goto fail;
         }
         store_vm_set_state(v->d->store, r->id, "running", NULL);
@@ -676,7 +691,7 @@ static bool is_active(const char *state) {
 }
 
 /* The VMM pid of a VM if it is running (and really ours), else 0. */
-static pid_t live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths *p, char **ret_tap) {
+pid_t vms_live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths *p, char **ret_tap) {
         struct vm_handle h;
         pid_t pid = 0;
         *ret_tap = NULL;
@@ -694,14 +709,14 @@ static int stop_locked(struct vms *v, struct vm_row *r, bool graceful, vm_error 
         struct vm_paths p;
         _cleanup_free_ char *tap = NULL;
         vm_paths_init(v, r, &p);
-        pid_t pid = live_pid(v, r, &p, &tap);
+        pid_t pid = vms_live_pid(v, r, &p, &tap);
         if (pid > 0) {
                 store_vm_set_state(v->d->store, r->id, "stopping", NULL);
                 stop_vmm(v, r, &p, pid, graceful);
                 if (vmm_qemu.owns(pid, v->d->config->qemu_bin, r->id)) {
                         store_vm_set_state(v->d->store, r->id, "running", NULL);
                         vm_paths_done(&p);
-                        return fail(e, ART_ERR_FAILED, -EBUSY, "vm %s: its VMM (pid %d) did not exit", r->name, (int) pid);
+                        return vm_fail(e, ART_ERR_FAILED, -EBUSY, "vm %s: its VMM (pid %d) did not exit", r->name, (int) pid);
                 }
         }
         release_runtime(v, r, &p, tap);
@@ -773,21 +788,21 @@ static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boo
 
         vm_paths_init(v, r, &p);
         if (mkdir_p(p.dir, 0700) < 0) {
-                rc = fail(e, ART_ERR_FAILED, -errno, "cannot create %s: %s", p.dir, strerror(errno));
+                rc = vm_fail(e, ART_ERR_FAILED, -errno, "cannot create %s: %s", p.dir, strerror(errno));
                 goto out;
         }
         if ((rc = ssh_user_key_ensure(c->ssh_key_path, &err)) < 0 ||
             (rc = read_file(pubpath, 1 << 16, &ak, &len)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "ssh key %s: %s", c->ssh_key_path, err ? err : strerror(-rc));
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "ssh key %s: %s", c->ssh_key_path, err ? err : strerror(-rc));
                 goto out;
         }
         if ((rc = vm_overlay_create(p.overlay, bf->rootfs, (uint64_t) r->system_overlay_size_bytes, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "system overlay: %s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "system overlay: %s", err);
                 goto out;
         }
         if ((rc = workdisk_create(p.work, (uint64_t) r->disk_size_bytes, bf->work_seed, &err)) < 0 ||
             (rc = workdisk_write_file(p.work, "/.ssh/authorized_keys", ak, len, 0600, 0, 0, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "work disk: %s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "work disk: %s", err);
                 goto out;
         }
         gname = git_global("user.name");
@@ -802,7 +817,7 @@ static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boo
                 rc = workdisk_write_file(p.work, "/.gitconfig", sb.buf, sb.len, 0644, 0, 0, &err);
                 strbuf_release(&sb);
                 if (rc < 0) {
-                        rc = fail(e, ART_ERR_FAILED, rc, "work disk .gitconfig: %s", err);
+                        rc = vm_fail(e, ART_ERR_FAILED, rc, "work disk .gitconfig: %s", err);
                         goto out;
                 }
         }
@@ -810,24 +825,24 @@ static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boo
                 const struct file_sync_entry *f = &c->file_sync[i];
                 /* guest paths are under /root/, which is the work disk's / */
                 if ((rc = sync_path(p.work, f->host, f->guest + strlen("/root"), f->mode, 0, &err)) < 0) {
-                        rc = fail(e, ART_ERR_FAILED, rc, "file_sync %s -> %s: %s", f->host, f->guest, err);
+                        rc = vm_fail(e, ART_ERR_FAILED, rc, "file_sync %s -> %s: %s", f->host, f->guest, err);
                         goto out;
                 }
         }
         if ((rc = ssh_host_key_ensure(p.hostkey, r->name, &err)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "host key: %s", err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "host key: %s", err);
                 goto out;
         }
         hostpub_path = path_join(p.hostkey, "ssh_host_ed25519_key.pub");
         if ((rc = read_file(hostpub_path, 1 << 16, &hostpub, &len)) < 0) {
-                rc = fail(e, ART_ERR_FAILED, rc, "reading %s", hostpub_path);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "reading %s", hostpub_path);
                 goto out;
         }
         pthread_mutex_lock(&v->kh_mu);
         rc = known_hosts_set(kh, patterns, hostpub);
         pthread_mutex_unlock(&v->kh_mu);
         if (rc < 0)
-                rc = fail(e, ART_ERR_FAILED, rc, "writing %s: %s", kh, strerror(-rc));
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "writing %s: %s", kh, strerror(-rc));
 out:
         vm_paths_done(&p);
         return rc;
@@ -839,7 +854,7 @@ static int destroy_locked(struct vms *v, const struct vm_row *r, vm_error *e) {
         struct vm_paths p;
         _cleanup_free_ char *kh = known_hosts_path(v), *patterns = kh_patterns(r), *tap = NULL;
         vm_paths_init(v, r, &p);
-        pid_t pid = live_pid(v, r, &p, &tap);
+        pid_t pid = vms_live_pid(v, r, &p, &tap);
         if (pid > 0) {
                 stop_vmm(v, r, &p, pid, false);
         }
@@ -852,7 +867,7 @@ static int destroy_locked(struct vms *v, const struct vm_row *r, vm_error *e) {
         int rc = store_vm_delete(v->d->store, r->id);
         vm_paths_done(&p);
         if (rc < 0 && rc != -ENOENT)
-                return fail(e, ART_ERR_FAILED, rc, "deleting vm %s: %s", r->name, strerror(-rc));
+                return vm_fail(e, ART_ERR_FAILED, rc, "deleting vm %s: %s", r->name, strerror(-rc));
         return 0;
 }
 
@@ -943,7 +958,7 @@ static int ensure_image(struct vms *v, const char *ref, const struct progress *p
         if (r < 0)
                 return r;
         r = store_image_get(v->d->store, ref, ret);
-        return r < 0 ? fail(e, ART_ERR_FAILED, r, "image '%s' vanished after its pull", ref) : 0;
+        return r < 0 ? vm_fail(e, ART_ERR_FAILED, r, "image '%s' vanished after its pull", ref) : 0;
 }
 
 static bool image_known(struct vms *v, const char *ref) {
@@ -982,14 +997,14 @@ static void *create_main(void *arg) {
         if (rc < 0)
                 goto done;
         if (cancelled(&pr)) {
-                rc = fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                rc = vm_fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
                 goto done;
         }
         uint64_t overlay = o->req.system_overlay_size_bytes ? (uint64_t) o->req.system_overlay_size_bytes
                                                             : c->system_overlay_size_bytes;
         if (overlay < bf.rootfs_size) {
                 if (o->req.system_overlay_size_bytes) {
-                        rc = fail(&e, ART_ERR_BAD_REQUEST, -EINVAL,
+                        rc = vm_fail(&e, ART_ERR_BAD_REQUEST, -EINVAL,
                                   "system overlay size %llu bytes is smaller than image '%s' (%llu bytes)",
                                   (unsigned long long) overlay, img.name, (unsigned long long) bf.rootfs_size);
                         goto done;
@@ -1005,9 +1020,9 @@ static void *create_main(void *arg) {
                 size_t n = 0;
                 if (store_vm_get(v->d->store, o->vm_name, &other) == 0) {
                         vm_row_done(&other);
-                        rc = fail(&e, ART_ERR_EXISTS, -EEXIST, "vm name '%s' is already in use", o->vm_name);
+                        rc = vm_fail(&e, ART_ERR_EXISTS, -EEXIST, "vm name '%s' is already in use", o->vm_name);
                 } else if ((rc = store_vm_list(v->d->store, &rows, &n)) < 0) {
-                        rc = fail(&e, ART_ERR_FAILED, rc, "listing vms");
+                        rc = vm_fail(&e, ART_ERR_FAILED, rc, "listing vms");
                 } else {
                         const char **used = xcalloc(n + 1, sizeof(char *));
                         for (size_t i = 0; i < n; i++)
@@ -1017,9 +1032,9 @@ static void *create_main(void *arg) {
                         uint32_t a;
                         char ip[16], mac[18];
                         if (ipv4_subnet_init(&net, c->bridge_ip, (int) c->cidr, &err) < 0)
-                                rc = fail(&e, ART_ERR_FAILED, -EINVAL, "%s", err);
+                                rc = vm_fail(&e, ART_ERR_FAILED, -EINVAL, "%s", err);
                         else if (ipv4_alloc_lowest(&net, used, n, &a) < 0)
-                                rc = fail(&e, ART_ERR_FAILED, -ENOSPC, "no free guest address left in %s/%d", c->bridge_ip,
+                                rc = vm_fail(&e, ART_ERR_FAILED, -ENOSPC, "no free guest address left in %s/%d", c->bridge_ip,
                                           (int) c->cidr);
                         else {
                                 ipv4_format(a, ip);
@@ -1036,7 +1051,7 @@ static void *create_main(void *arg) {
                                 };
                                 rc = store_vm_insert(v->d->store, &row);
                                 if (rc < 0)
-                                        rc = fail(&e, rc == -EEXIST ? ART_ERR_EXISTS : ART_ERR_FAILED, rc,
+                                        rc = vm_fail(&e, rc == -EEXIST ? ART_ERR_EXISTS : ART_ERR_FAILED, rc,
                                                   rc == -EEXIST ? "vm name '%s' is already in use" : "storing vm '%s'",
                                                   o->vm_name);
                                 else
@@ -1055,13 +1070,13 @@ static void *create_main(void *arg) {
         if (rc < 0)
                 goto done;
         if (cancelled(&pr)) {
-                rc = fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                rc = vm_fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
                 goto done;
         }
         if (!o->req.no_start) {
                 rc = start_locked(v, &row, &pr, &e);
                 if (rc < 0 && cancelled(&pr))
-                        rc = fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                        rc = vm_fail(&e, ART_ERR_FAILED, -ECANCELED, "cancelled");
         }
 
 done:
@@ -1111,30 +1126,30 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         _cleanup_free_ char *name = NULL, *err = NULL, *image = NULL;
 
         if (req->vcpu_set && req->vcpu <= 0)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu must be > 0 (got %lld)", (long long) req->vcpu);
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu must be > 0 (got %lld)", (long long) req->vcpu);
         if (req->memory_set && req->memory_mib <= 0)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory must be > 0 (got %lld MiB)",
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory must be > 0 (got %lld MiB)",
                             (long long) req->memory_mib);
         if (req->vcpu > 64)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu %lld is more than 64", (long long) req->vcpu);
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu %lld is more than 64", (long long) req->vcpu);
         if (req->memory_set && req->memory_mib < 128)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory %lld MiB is below the 128 MiB minimum",
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory %lld MiB is below the 128 MiB minimum",
                             (long long) req->memory_mib);
         if (req->disk_size_bytes < 0 || (uint64_t) req->disk_size_bytes > CONFIG_DISK_SIZE_MAX)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "disk size must be between 1 byte and 128 GiB");
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "disk size must be between 1 byte and 128 GiB");
         if (req->system_overlay_size_bytes < 0 || (uint64_t) req->system_overlay_size_bytes > CONFIG_DISK_SIZE_MAX)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "system overlay size must be between 1 byte and 128 GiB");
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "system overlay size must be between 1 byte and 128 GiB");
         if (req->name && *req->name) {
                 if (vm_name_validate(req->name, &err) < 0)
-                        return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "%s", err);
+                        return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "%s", err);
                 name = xstrdup(req->name);
         }
         default_image(v, req->image, &image);
         if (!image_known(v, image))
-                return fail(e, ART_ERR_NOT_FOUND, -ENOENT,
+                return vm_fail(e, ART_ERR_NOT_FOUND, -ENOENT,
                             "image '%s' not found locally or in the catalog (see: banger image list --available)", image);
         if (v->stopping)
-                return fail(e, ART_ERR_FAILED, -ESHUTDOWN, "the daemon is shutting down");
+                return vm_fail(e, ART_ERR_FAILED, -ESHUTDOWN, "the daemon is shutting down");
 
         /* name: given (must be free now; the reservation re-checks) or generated */
         pthread_mutex_lock(&v->create_mu);
@@ -1144,7 +1159,7 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
                 vm_row_done(&other);
                 if (exact) {
                         pthread_mutex_unlock(&v->create_mu);
-                        return fail(e, ART_ERR_EXISTS, -EEXIST, "vm name '%s' is already in use", name);
+                        return vm_fail(e, ART_ERR_EXISTS, -EEXIST, "vm name '%s' is already in use", name);
                 }
         }
         for (int i = 0; !name && i < 100; i++) {
@@ -1157,7 +1172,7 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         }
         pthread_mutex_unlock(&v->create_mu);
         if (!name)
-                return fail(e, ART_ERR_FAILED, -EEXIST, "could not generate a free vm name");
+                return vm_fail(e, ART_ERR_FAILED, -EEXIST, "could not generate a free vm name");
 
         struct create_op *o = xcalloc(1, sizeof(*o));
         snprintf(o->op_id, sizeof(o->op_id), "%s", op_id);
@@ -1190,7 +1205,7 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
                 v->create_workers--;
                 pthread_mutex_unlock(&v->creates_mu);
                 opstate_finish(&v->d->ops, op_id, OP_FAILED, o->error);
-                return fail(e, ART_ERR_FAILED, -r, "cannot start a worker thread");
+                return vm_fail(e, ART_ERR_FAILED, -r, "cannot start a worker thread");
         }
         (void) c;
         *ret = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "op_id", op_id, "id", o->vm_id, "name", o->req.name, "vcpu",
@@ -1228,7 +1243,7 @@ int vm_create_status(struct vms *v, const char *op_id, json_t **ret, vm_error *e
         struct create_op *o = find_op(v, op_id);
         if (!o) {
                 pthread_mutex_unlock(&v->creates_mu);
-                return fail(e, ART_ERR_NOT_FOUND, -ENOENT, "no create operation %s", op_id);
+                return vm_fail(e, ART_ERR_NOT_FOUND, -ENOENT, "no create operation %s", op_id);
         }
         int64_t now = mono_ms_now();
         json_t *stages = json_array();
@@ -1265,7 +1280,7 @@ int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, vm_error *e
                 o->cancel = true;
         pthread_mutex_unlock(&v->creates_mu);
         if (!o)
-                return fail(e, ART_ERR_NOT_FOUND, -ENOENT, "no create operation %s", op_id);
+                return vm_fail(e, ART_ERR_NOT_FOUND, -ENOENT, "no create operation %s", op_id);
         opstate_request_cancel(&v->d->ops, op_id);
         *ret = json_pack("{s:s, s:b}", "op_id", op_id, "cancel_requested", running);
         return 0;
@@ -1277,7 +1292,7 @@ int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, vm_error *e
  * or gone while we waited). */
 static int lock_vm(struct vms *v, const char *ref, struct vm_row *row, struct vm_lock **ret_lock, vm_error *e) {
         struct vm_row first;
-        int r = get_row(v, ref, &first, e);
+        int r = vms_get_row(v, ref, &first, e);
         if (r < 0)
                 return r;
         struct vm_lock *l = vm_lock_acquire(v, first.id);
@@ -1285,7 +1300,7 @@ static int lock_vm(struct vms *v, const char *ref, struct vm_row *row, struct vm
         vm_row_done(&first);
         if (r < 0) {
                 vm_lock_release(v, l);
-                return fail(e, ART_ERR_NOT_FOUND, r, "vm '%s' not found", ref);
+                return vm_fail(e, ART_ERR_NOT_FOUND, r, "vm '%s' not found", ref);
         }
         *ret_lock = l;
         return 0;
@@ -1306,7 +1321,7 @@ int vm_list(struct vms *v, json_t **ret, vm_error *e) {
         size_t n;
         int r = store_vm_list(v->d->store, &rows, &n);
         if (r < 0)
-                return fail(e, ART_ERR_FAILED, r, "listing vms: %s", strerror(-r));
+                return vm_fail(e, ART_ERR_FAILED, r, "listing vms: %s", strerror(-r));
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(a, vm_json(v, &rows[i]));
@@ -1317,7 +1332,7 @@ int vm_list(struct vms *v, json_t **ret, vm_error *e) {
 
 int vm_show(struct vms *v, const char *ref, json_t **ret, vm_error *e) {
         struct vm_row r;
-        int rc = get_row(v, ref, &r, e);
+        int rc = vms_get_row(v, ref, &r, e);
         if (rc < 0)
                 return rc;
         *ret = vm_json(v, &r);
@@ -1335,15 +1350,15 @@ int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **
                 struct vm_paths pp;
                 _cleanup_free_ char *tap = NULL;
                 vm_paths_init(v, &r, &pp);
-                pid_t pid = live_pid(v, &r, &pp, &tap);
+                pid_t pid = vms_live_pid(v, &r, &pp, &tap);
                 vm_paths_done(&pp);
                 if (pid > 0) {
-                        rc = fail(e, ART_ERR_BAD_REQUEST, -EALREADY, "vm %s is already running", r.name);
+                        rc = vm_fail(e, ART_ERR_BAD_REQUEST, -EALREADY, "vm %s is already running", r.name);
                         goto out;
                 }
         }
         if (create_in_flight(v, r.id)) {
-                rc = fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is still being created", r.name);
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is still being created", r.name);
                 goto out;
         }
         rc = start_locked(v, &r, p, e);
@@ -1396,17 +1411,17 @@ int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, vm_error *e) 
         if (rc < 0)
                 return rc;
         vm_paths_init(v, &r, &p);
-        pid_t pid = live_pid(v, &r, &p, &tap);
+        pid_t pid = vms_live_pid(v, &r, &p, &tap);
         if (pid <= 0) {
-                rc = fail(e, ART_ERR_BAD_REQUEST, -ESRCH, "vm %s is not running", r.name);
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -ESRCH, "vm %s is not running", r.name);
         } else {
                 _cleanup_close_ int pidfd = (int) pidfd_open(pid, 0);
                 struct vm_proc proc = { .pid = pid, .pidfd = pidfd };
                 rc = vmm_qemu.kill(&proc, sig);
                 if (rc < 0)
-                        rc = fail(e, ART_ERR_FAILED, rc, "signal %d to pid %d: %s", sig, (int) pid, strerror(-rc));
+                        rc = vm_fail(e, ART_ERR_FAILED, rc, "signal %d to pid %d: %s", sig, (int) pid, strerror(-rc));
                 else if (!wait_pidfd(pidfd, KILL_WAIT_MS))
-                        rc = fail(e, ART_ERR_FAILED, -EBUSY, "vm %s: pid %d still running %d s after signal %d", r.name,
+                        rc = vm_fail(e, ART_ERR_FAILED, -EBUSY, "vm %s: pid %d still running %d s after signal %d", r.name,
                                   (int) pid, KILL_WAIT_MS / 1000, sig);
                 else {
                         reap(pidfd);
@@ -1428,7 +1443,7 @@ int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t *
         if (rc < 0)
                 return rc;
         if (create_in_flight(v, r.id)) {
-                rc = fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is still being created (cancel it first)", r.name);
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is still being created (cancel it first)", r.name);
                 goto out;
         }
         if (is_active(r.state)) {
@@ -1452,23 +1467,23 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
         struct vm_lock *l;
         _cleanup_free_ char *err = NULL;
         if (req->vcpu_set && (req->vcpu <= 0 || req->vcpu > 64))
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu must be between 1 and 64 (got %lld)",
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "vcpu must be between 1 and 64 (got %lld)",
                             (long long) req->vcpu);
         if (req->memory_set && req->memory_mib < 128)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory must be at least 128 MiB (got %lld)",
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "memory must be at least 128 MiB (got %lld)",
                             (long long) req->memory_mib);
         if (req->disk_size_bytes < 0 || (uint64_t) req->disk_size_bytes > CONFIG_DISK_SIZE_MAX)
-                return fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "disk size must be between 1 byte and 128 GiB");
+                return vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL, "disk size must be between 1 byte and 128 GiB");
         int rc = lock_vm(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
         if (is_active(r.state)) {
-                rc = fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is %s; stop it first (banger vm stop %s)", r.name,
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -EBUSY, "vm %s is %s; stop it first (banger vm stop %s)", r.name,
                           r.state, r.name);
                 goto out;
         }
         if (req->disk_size_bytes && req->disk_size_bytes < r.disk_size_bytes) {
-                rc = fail(e, ART_ERR_BAD_REQUEST, -EINVAL,
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -EINVAL,
                           "vm %s: shrinking the work disk (%lld -> %lld bytes) is not supported", r.name,
                           (long long) r.disk_size_bytes, (long long) req->disk_size_bytes);
                 goto out;
@@ -1477,7 +1492,7 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
                 _cleanup_free_ char *work = path_join(r.vm_dir, "work.ext4");
                 rc = workdisk_grow(work, (uint64_t) req->disk_size_bytes, &err);
                 if (rc < 0) {
-                        rc = fail(e, ART_ERR_FAILED, rc, "growing the work disk: %s", err);
+                        rc = vm_fail(e, ART_ERR_FAILED, rc, "growing the work disk: %s", err);
                         goto out;
                 }
                 r.disk_size_bytes = req->disk_size_bytes;
@@ -1490,7 +1505,7 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
                 r.nat = req->nat != 0;
         rc = store_vm_update(v->d->store, &r);
         if (rc < 0)
-                rc = fail(e, ART_ERR_FAILED, rc, "updating vm %s: %s", r.name, strerror(-rc));
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "updating vm %s: %s", r.name, strerror(-rc));
         else
                 *ret = vm_json_by_id(v, r.id);
 out:
@@ -1503,14 +1518,14 @@ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, v
         struct vm_row r;
         struct vm_paths p;
         _cleanup_free_ char *err = NULL, *tap = NULL;
-        int rc = get_row(v, ref, &r, e);
+        int rc = vms_get_row(v, ref, &r, e);
         if (rc < 0)
                 return rc;
         vm_paths_init(v, &r, &p);
-        if (live_pid(v, &r, &p, &tap) <= 0)
-                rc = fail(e, ART_ERR_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
+        if (vms_live_pid(v, &r, &p, &tap) <= 0)
+                rc = vm_fail(e, ART_ERR_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
         else if ((rc = agent_call(p.agent, method, 10000, NULL, ret, &err)) < 0)
-                rc = fail(e, ART_ERR_FAILED, rc, "vm %s: %s", r.name, err);
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "vm %s: %s", r.name, err);
         else
                 store_vm_touch(v->d->store, r.id);
         vm_paths_done(&p);
@@ -1520,12 +1535,12 @@ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, v
 
 int vm_touch(struct vms *v, const char *ref, vm_error *e) {
         struct vm_row r;
-        int rc = get_row(v, ref, &r, e);
+        int rc = vms_get_row(v, ref, &r, e);
         if (rc < 0)
                 return rc;
         rc = store_vm_touch(v->d->store, r.id);
         vm_row_done(&r);
-        return rc < 0 ? fail(e, ART_ERR_FAILED, rc, "touch: %s", strerror(-rc)) : 0;
+        return rc < 0 ? vm_fail(e, ART_ERR_FAILED, rc, "touch: %s", strerror(-rc)) : 0;
 }
 
 /* ---- init, reconcile, done -------------------------------------------------- */

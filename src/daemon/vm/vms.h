@@ -41,6 +41,7 @@ struct vms {
         pthread_mutex_t create_mu;
         pthread_mutex_t set_mu;
         struct vm_lock *locks;
+        struct vm_lock *ws_locks; /* workspace_locks[id], same set_mu */
         pthread_mutex_t handles_mu;
         struct vm_handle *handles;
         pthread_mutex_t creates_mu;
@@ -101,3 +102,16 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
 /* Agent methods on a running VM ("health", "ports"). */
 int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, vm_error *e);
 int vm_touch(struct vms *v, const char *ref, vm_error *e);
+
+/* workspace.c */
+struct workspace_req {
+        const char *host_path; /* absolute, inside a git work tree */
+        bool include_untracked;
+        bool dry_run; /* list what would ship; no VM needed beyond the lookup */
+        const char *branch, *from;
+};
+int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req *q, const struct progress *p,
+                      json_t **ret, vm_error *e);
+/* A binary patch of the guest repo since base (NULL: the recorded head
+ * commit) written to output (absolute path). */
+int workspace_export(struct vms *v, const char *ref, const char *base, const char *output, json_t **ret, vm_error *e);
