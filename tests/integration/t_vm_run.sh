@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# `banger vm run`, workspaces and `vm exec` with real VMs in a private netns:
+# output and exit codes, what ships (tracked, untracked on request, never
+# ignored), --dry-run without a VM, concurrent runs, --rm leaving nothing,
+# the export round trip applied on the host, --branch/--from, exec's cwd,
+# and flag combinations refused before any VM exists.
+. "$(dirname "$0")/lib.sh"
+begin
+vm_begin
+t "kernel and slim image pulled (host namespace)" vm_prepare
+S=(--image debian-bookworm-slim --vcpu 1 --memory 512)
+
+REPO="$TMP/repo"
+mkrepo() {
+        mkdir -p "$REPO/sub" && cd "$REPO" && git init -q -b main && git config user.name "Repo Person" &&
+        git config user.email repo@example.com && git remote add origin https://example.com/acme/app.git &&
+        echo tracked >tracked.txt && printf '*.log\nbuild/\n' >.gitignore && echo deep >sub/deep.txt &&
+        printf '#!/bin/sh\necho run\n' >run.sh && chmod 755 run.sh && git add -A && git commit -qm one &&
+        echo two >>tracked.txt && git commit -qam two && echo untracked >untracked.txt && echo noise >debug.log &&
+        echo local-change >>tracked.txt
+}
+t "a host repository: two commits, a local change, an untracked and an ignored file" mkrepo
+
+rows() { sqlite3 "$DB" 'SELECT count(*) FROM vms'; }
+left_nothing() {
+        expect_eq "$(rows)" 0 || return 1
+        [ -z "$(ns_taps)" ] || { echo "TAP left: $(ns_taps)"; return 1; }
+        [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
+        [ -z "$(ls -A "$STATE/vms" 2>/dev/null)" ] || { echo "files left"; return 1; }
+}
+
+hello() {
+        local out; out=$(B vm run --rm "${S[@]}" -- echo hello 2>"$TMP/err") || { cat "$TMP/err"; return 1; }
+        expect_eq "$out" hello && grep -q '^spec: 1 vcpu' "$TMP/err" && left_nothing
+}
+t "vm run --rm -- echo hello: stdout is the command's, progress on stderr, nothing left" hello
+
+exit_codes() {
+        B vm run --rm "${S[@]}" -- sh -c 'exit 42' 2>/dev/null; local rc=$?
+        expect_eq "$rc" 42 || return 1
+        B vm run --rm "${S[@]}" -- sh -c 'kill -TERM $$' 2>/dev/null; rc=$?
+        expect_eq "$rc" 143 || return 1
+        left_nothing
+}
+t "exit status is the command's (42), a signal-killed command gives 128+N; --rm whatever the code" exit_codes
+
+quoting() {
+        local out; out=$(B vm run --rm "${S[@]}" -- printf '%s|' 'a b' "it's" '$HOME' ';' 2>/dev/null)
+        expect_eq "$out" "a b|it's|\$HOME|;|"
+}
+t "arguments reach the guest verbatim (spaces, quotes, \$, ;)" quoting
+
+workspace_run() {
+        B vm run --rm "${S[@]}" "$REPO" -- sh -c 'pwd; cat tracked.txt; ls -A; test -x run.sh && echo exec-bit; git status --short; git log --format=%s; git config user.name; git remote get-url origin' \
+                >"$TMP/ws.out" 2>"$TMP/ws.err" || { cat "$TMP/ws.err"; return 1; }
+        local want; want=$(printf '/root/repo\ntracked\ntwo\nlocal-change\n.git\n.gitignore\nrun.sh\nsub\ntracked.txt\nexec-bit\n M tracked.txt\ntwo\none\nRepo Person\nhttps://example.com/acme/app.git')
+        expect_eq "$(cat "$TMP/ws.out")" "$want" || return 1
+        grep -q '1 untracked file(s) not shipped' "$TMP/ws.err" || { cat "$TMP/ws.err"; return 1; }
+        left_nothing
+}
+t "vm run --rm ./repo: tracked files with the local change, real history, identity, origin; untracked skipped with a notice, ignored never" workspace_run
+
+untracked() {
+        local out; out=$(B vm run --rm "${S[@]}" --include-untracked "$REPO" -- ls -A 2>/dev/null)
+        expect_match "$out" 'untracked.txt' || return 1
+        ! expect_match "$out" 'debug.log' >/dev/null
+}
+t "--include-untracked ships untracked files, still never ignored ones" untracked
+
+dry_run() {
+        B vm run --dry-run "$REPO" >"$TMP/dry.out" 2>"$TMP/dry.err" || { cat "$TMP/dry.err"; return 1; }
+        grep -q '^100755 .* run.sh$' "$TMP/dry.out" && grep -q '^100644 .* sub/deep.txt$' "$TMP/dry.out" || { cat "$TMP/dry.out"; return 1; }
+        ! grep -q 'debug.log\|untracked.txt' "$TMP/dry.out" || return 1
+        expect_eq "$(rows)" 0 && [ -z "$(ns_vmms)" ] || { echo "a dry run must not create a VM"; return 1; }
+}
+t "--dry-run lists files with modes and creates no VM" dry_run
+
+rejected() {
+        local c
+        for c in "-d --rm" "-d -- true" "--from HEAD~1 $REPO" "--branch x" "--dry-run" "$REPO extra" "--vcpu 0 -- true"; do
+                # shellcheck disable=SC2086
+                if B vm run "${S[@]}" $c >/dev/null 2>"$TMP/rej.err"; then echo "accepted: $c"; return 1; fi
+        done
+        ! B vm run "${S[@]}" "$TMP/nope" -- true 2>"$TMP/rej.err" && grep -q 'nope' "$TMP/rej.err" || return 1
+        mkdir -p "$TMP/notgit" && ! B vm run "${S[@]}" "$TMP/notgit" -- true 2>"$TMP/rej.err" &&
+                grep -q 'not inside a git repository' "$TMP/rej.err" || { cat "$TMP/rej.err"; return 1; }
+        git init -q --bare "$TMP/bare.git" && ! B vm run "${S[@]}" "$TMP/bare.git" -- true 2>"$TMP/rej.err" &&
+                grep -q 'bare' "$TMP/rej.err" || { cat "$TMP/rej.err"; return 1; }
+        left_nothing
+}
+t "invalid combinations and paths (missing, not git, bare), --vcpu 0: refused before any VM exists" rejected
+
+concurrent() {
+        local i pids=()
+        for i in 1 2 3; do
+                ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" -- sh -c "echo run-$i; hostname >/dev/null" >"$TMP/c$i.out" 2>"$TMP/c$i.err" &
+                pids+=($!)
+        done
+        for i in 0 1 2; do wait "${pids[$i]}" || { cat "$TMP/c$((i + 1)).err"; return 1; }; done
+        for i in 1 2 3; do expect_eq "$(cat "$TMP/c$i.out")" "run-$i" || return 1; done
+        left_nothing
+}
+t "three concurrent vm run --rm" concurrent
+
+export_roundtrip() {
+        B vm run -d "${S[@]}" --name ws "$REPO" >/dev/null 2>&1 || return 1
+        B vm exec ws -- sh -c 'echo guest >>tracked.txt && rm sub/deep.txt && printf "\000\001bin" >blob.bin && git add -A && git -c user.name=g -c user.email=g@g commit -qm guest && echo later >late.txt && echo more >>run.sh' || return 1
+        local before; before=$(B vm exec ws -- git status --porcelain)
+        B vm workspace export ws >"$TMP/ws.patch" || return 1
+        expect_eq "$(B vm exec ws -- git status --porcelain)" "$before" || { echo "export changed the guest repo"; return 1; }
+        rm -rf "$TMP/clean" && git clone -q "$REPO" "$TMP/clean" && (cd "$TMP/clean" && git apply "$TMP/ws.patch") || return 1
+        B vm exec ws -- sh -c 'git ls-files -co --exclude-standard | sort | xargs sha256sum' >"$TMP/guest.sums" || return 1
+        (cd "$TMP/clean" && git ls-files -co --exclude-standard | sort | xargs sha256sum) >"$TMP/host.sums"
+        diff "$TMP/guest.sums" "$TMP/host.sums" || return 1
+        B vm workspace export ws --output "$TMP/out.patch" >/dev/null && cmp "$TMP/ws.patch" "$TMP/out.patch"
+}
+t "workspace export: commits, uncommitted, untracked and binary changes; git apply on a clean checkout gives the guest's tree; the guest repo is untouched" export_roundtrip
+
+exec_cwd() {
+        expect_eq "$(B vm exec ws -- pwd)" /root/repo || return 1
+        expect_eq "$(B vm exec ws --guest-path /tmp -- pwd)" /tmp || return 1
+        B vm exec ws -- sh -c 'exit 7'; expect_eq "$?" 7 || return 1
+        (cd "$REPO" && git commit -qam three) || return 1
+        B vm exec ws -- true 2>"$TMP/exec.err" && grep -q 'warning: the workspace in ws is at' "$TMP/exec.err" || { cat "$TMP/exec.err"; return 1; }
+        B vm exec ws --auto-prepare -- git log -1 --format=%s >"$TMP/exec.out" 2>/dev/null || return 1
+        expect_eq "$(cat "$TMP/exec.out")" three || return 1
+        B vm create --name plain --no-start "${S[@]}" >/dev/null 2>&1 && B vm start plain >/dev/null 2>&1 || return 1
+        expect_eq "$(B vm exec plain -- pwd)" /root
+}
+t "vm exec: cwd is --guest-path, else the workspace, else /root; exit code kept; HEAD drift warned, --auto-prepare re-ships" exec_cwd
+
+branch() {
+        local h1; h1=$(git -C "$REPO" rev-parse HEAD~1)
+        B vm workspace prepare ws "$REPO" --branch feature --from HEAD~1 >/dev/null 2>&1 || return 1
+        expect_eq "$(B vm exec ws -- git rev-parse --abbrev-ref HEAD)" feature || return 1
+        expect_eq "$(B vm exec ws -- git rev-parse HEAD)" "$h1" || return 1
+        B vm workspace prepare ws "$REPO" --branch guest-only >/dev/null 2>&1 || return 1
+        expect_eq "$(B vm exec ws -- git rev-parse --abbrev-ref HEAD)" guest-only || return 1
+        ! git -C "$REPO" rev-parse -q --verify guest-only >/dev/null || { echo "the branch leaked to the host"; return 1; }
+        ! B vm workspace prepare ws "$REPO" --branch 'bad..name' >/dev/null 2>&1
+}
+t "--branch creates a guest-only branch, --from bases it on REF" branch
+
+cleanup_all() { B vm delete ws plain >/dev/null && left_nothing; }
+t "delete leaves nothing" cleanup_all
+
+finish
