@@ -38,6 +38,11 @@
 
 #define GUEST_REPO "/root/repo"
 #define SHALLOW_DEPTH "10"
+/* The local fetch builds a pack for a copy that lives minutes on this host
+ * and then crosses one SSH stream: no delta search (3x faster on a freshly
+ * committed repository; deltas already packed are still reused), light
+ * compression. A constant: git runs it through sh. */
+#define UPLOAD_PACK "git -c pack.window=0 -c pack.compression=1 upload-pack"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
@@ -195,8 +200,9 @@ static int ship(struct vms *v, const struct vm_row *row, const struct vm_paths *
         const char *branch = repo->branch ? repo->branch : "banger-workspace";
         _cleanup_free_ char *head_ref = xasprintf("refs/heads/%s", branch);
         if ((rc = git_in(p->dir, (const char *const[]) { "init", "-q", staging, NULL }, e)) < 0 ||
-            (rc = git_in(staging, (const char *const[]) { "fetch", "-q", "--no-tags", "--depth", SHALLOW_DEPTH, url,
-                                                          repo->head, from_sha ? from_sha : repo->head, NULL },
+            (rc = git_in(staging, (const char *const[]) { "fetch", "-q", "--no-tags", "--depth", SHALLOW_DEPTH,
+                                                          "--upload-pack=" UPLOAD_PACK, url, repo->head,
+                                                          from_sha ? from_sha : repo->head, NULL },
                          e)) < 0 ||
             (rc = git_in(staging, (const char *const[]) { "update-ref", head_ref, repo->head, NULL }, e)) < 0 ||
             (rc = git_in(staging, (const char *const[]) { "symbolic-ref", "HEAD", head_ref, NULL }, e)) < 0)
