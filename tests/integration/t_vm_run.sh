@@ -30,10 +30,32 @@ left_nothing() {
 }
 
 hello() {
-        local out; out=$(B vm run --rm "${S[@]}" -- echo hello 2>"$TMP/err") || { cat "$TMP/err"; return 1; }
-        expect_eq "$out" hello && grep -q '^spec: 1 vcpu' "$TMP/err" && left_nothing
+        local out; out=$(B vm run --rm --timings "${S[@]}" -- echo hello 2>"$TMP/err") || { cat "$TMP/err"; return 1; }
+        expect_eq "$out" hello && grep -q '^spec: 1 vcpu' "$TMP/err" || return 1
+        grep -q '^timing: create + boot + ssh ready ' "$TMP/err" && grep -q '^timing: total ' "$TMP/err" || { cat "$TMP/err"; return 1; }
+        left_nothing
 }
-t "vm run --rm -- echo hello: stdout is the command's, progress on stderr, nothing left" hello
+t "vm run --rm -- echo hello: stdout is the command's, progress and --timings on stderr, nothing left" hello
+
+interactive() {
+        # a terminal (script(1)); the shell starts in /root and the VM outlives the session
+        printf 'echo "in-$((6 * 7))-$(pwd)"\nexit\n' | script -qfec "ip netns exec $NS $BANGER vm run --name inter ${S[*]}" /dev/null >"$TMP/tty.out" 2>&1
+        grep -q 'in-42-/root' "$TMP/tty.out" || { cat "$TMP/tty.out"; return 1; }
+        grep -q 'vm inter is still running (stop with: banger vm stop inter)' "$TMP/tty.out" || { cat "$TMP/tty.out"; return 1; }
+        expect_eq "$(B --json vm show inter | jq -r .state)" running || return 1
+        B vm delete inter >/dev/null && left_nothing
+}
+t "bare vm run: an interactive shell; disconnecting leaves the VM running" interactive
+
+bootstrap() {
+        local r="$TMP/misrepo"
+        mkdir -p "$r" && git -C "$r" init -q && echo 'tools = {}' >"$r/.mise.toml" && git -C "$r" add -A &&
+                git -C "$r" -c user.name=a -c user.email=a@a commit -qm m || return 1
+        B vm run --rm "${S[@]}" "$r" -- true 2>"$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
+        grep -q 'tooling bootstrap (mise) skipped: the VM has no NAT' "$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
+        B vm run --rm --no-bootstrap "${S[@]}" "$r" -- true 2>"$TMP/boot2.err" && ! grep -q 'bootstrap' "$TMP/boot2.err"
+}
+t "a repo with .mise.toml and no NAT: one-line notice; --no-bootstrap silences it" bootstrap
 
 exit_codes() {
         B vm run --rm "${S[@]}" -- sh -c 'exit 42' 2>/dev/null; local rc=$?
