@@ -158,7 +158,6 @@ static int add_files(const char *top, const char *out, size_t len, bool untracke
 
 int git_repo_files(const char *toplevel, bool include_untracked, struct git_file **ret, size_t *ret_n,
                    size_t *ret_skipped, char **ret_err) {
-        _cleanup_free_ char *tracked = NULL, *others = NULL;
         struct git_file *v = NULL;
         size_t n = 0;
         int r;

@@ -780,7 +780,7 @@ static int sync_path(const char *image, const char *host, const char *guest, uns
 static int prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, vm_error *e) {
         const struct config *c = v->d->config;
         struct vm_paths p;
-        _cleanup_free_ char *err = NULL, *ak = NULL, *pub = NULL, *hostpub = NULL, *kh = known_hosts_path(v);
+        _cleanup_free_ char *err = NULL, *ak = NULL, *hostpub = NULL, *kh = known_hosts_path(v);
         _cleanup_free_ char *pubpath = xasprintf("%s.pub", c->ssh_key_path), *patterns = kh_patterns(r);
         _cleanup_free_ char *gname = NULL, *gmail = NULL, *hostpub_path = NULL;
         size_t len;
