@@ -191,13 +191,14 @@ static int list(struct cli_ctx *ctx, struct cli_args *a, bool running_only) {
                 json_array_foreach(shown, i, vm)
                         printf("%s\n", str(vm, "id"));
         } else {
-                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %4s  %9s  %5s  %s\n", "ID", "NAME", "STATE", "IMAGE", "IP", "VCPU",
-                       "MEM", "DISK", "CREATED");
+                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %s\n", "ID", "NAME", "STATE", "IMAGE", "IP",
+                       "DNS", "VCPU", "MEM", "DISK", "CREATED");
                 json_array_foreach(shown, i, vm) {
                         char sz[32], mem[32];
                         snprintf(mem, sizeof(mem), "%lld MiB", (long long) num(vm, "memory_mib"));
-                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %4lld  %9s  %5s  %s\n", str(vm, "id"), str(vm, "name"),
-                               str(vm, "state"), str(vm, "image"), str(vm, "ip"), (long long) num(vm, "vcpu"), mem,
+                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %s\n", str(vm, "id"),
+                               str(vm, "name"), str(vm, "state"), str(vm, "image"), str(vm, "ip"), str(vm, "dns_name"),
+                               (long long) num(vm, "vcpu"), mem,
                                short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"));
                 }
         }
@@ -610,7 +611,10 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
         int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_CONFIG_SHOW, NULL, &cfg);
         if (r)
                 return r;
-        const char *key = json_string_value(json_object_get(json_object_get(cfg, "ssh_key_path"), "value"));
+        const char *key = json_string_value(
+                json_object_get(json_object_get(json_object_get(cfg, "config"), "ssh_key_path"), "value"));
+        if (!key)
+                return cli_error(ctx, NULL, "the daemon did not report ssh_key_path");
         _cleanup_free_ char *kh = path_join(ctx->layout.ssh_dir, "known_hosts");
         _cleanup_free_ char *file = path_join(ctx->layout.config_dir, "ssh_config");
         _cleanup_free_ char *body = xasprintf("# written by banger: ssh to <name>.vm as root with banger's key\n"
@@ -621,7 +625,7 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
                                               "    UserKnownHostsFile %s\n"
                                               "    StrictHostKeyChecking yes\n"
                                               "    CheckHostIP no\n",
-                                              key ? key : "", kh);
+                                              key, kh);
         if (mkdir_p(ctx->layout.config_dir, 0700) < 0 || write_file_atomic(file, body, strlen(body), 0644) < 0)
                 return cli_error(ctx, NULL, "cannot write %s: %s", file, strerror(errno));
         _cleanup_free_ char *sshdir = path_join(home, ".ssh"), *user_cfg = path_join(sshdir, "config");

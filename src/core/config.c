@@ -127,6 +127,30 @@ static int v_ipv4(const struct config *c, const void *v, char **why) {
         return 0;
 }
 
+/* "off", or IPv4:port */
+static int v_listen(const struct config *c, const void *v, char **why) {
+        const char *s = *(char *const *) v;
+        const char *colon = strrchr(s, ':');
+        struct in_addr a;
+        char host[INET_ADDRSTRLEN];
+        (void) c;
+        if (strcmp(s, "off") == 0)
+                return 0;
+        if (!colon || (size_t) (colon - s) >= sizeof(host)) {
+                *why = xstrdup("must be IPv4:port (e.g. 127.0.0.1:42069) or \"off\"");
+                return -EINVAL;
+        }
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = '\0';
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (inet_pton(AF_INET, host, &a) != 1 || !end || *end || port < 1 || port > 65535 || colon[1] == '\0') {
+                *why = xstrdup("must be IPv4:port (e.g. 127.0.0.1:42069) or \"off\"");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int v_range(int64_t x, int64_t lo, int64_t hi, char **why) {
         if (x < lo || x > hi) {
                 *why = xasprintf("must be between %lld and %lld", (long long) lo, (long long) hi);
@@ -196,6 +220,7 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
         [CONFIG_CIDR] = { NULL, "cidr", KIND_INT, O(cidr), v_cidr, "24" },
         [CONFIG_TAP_POOL_SIZE] = { NULL, "tap_pool_size", KIND_INT, O(tap_pool_size), v_tap_pool, "0" },
         [CONFIG_DEFAULT_DNS] = { NULL, "default_dns", KIND_STRING, O(default_dns), v_ipv4, "1.1.1.1" },
+        [CONFIG_DNS_LISTEN] = { NULL, "dns_listen", KIND_STRING, O(dns_listen), v_listen, "127.0.0.1:42069" },
         [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL },
         [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL },
         [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL },

@@ -28,6 +28,7 @@ enum config_key {
         CONFIG_CIDR,
         CONFIG_TAP_POOL_SIZE,
         CONFIG_DEFAULT_DNS,
+        CONFIG_DNS_LISTEN,
         CONFIG_VCPU,
         CONFIG_MEMORY_MIB,
         CONFIG_DISK_SIZE,
@@ -74,6 +75,7 @@ struct config {
         int64_t cidr;
         int64_t tap_pool_size;
         char *default_dns;
+        char *dns_listen; /* "127.0.0.1:42069", or "off" */
         int64_t vcpu;
         int64_t memory_mib;
         uint64_t disk_size_bytes;

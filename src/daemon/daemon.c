@@ -203,6 +203,7 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         int r;
 
         d->lock_fd = d->log_fd = d->signal_fd = d->wake_fd = -1;
+        d->dns.udp_fd = d->dns.tcp_fd = d->dns.wake_fd = -1;
         d->server.listen_fd = -1;
         d->uid = getuid();
         d->started_mono_ms = mono_ms_now();
@@ -256,6 +257,12 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
                 goto fail;
         d->vms_ready = true;
         vms_reconcile(&d->vms);
+        if (strcmp(d->config->dns_listen, "off") == 0)
+                d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
+        else if (dnsd_start(&d->dns, d->config->dns_listen, vms_dns_lookup, &d->vms, &d->dns_error) < 0)
+                log_warn("%s; <name>.vm names will not resolve", d->dns_error);
+        else
+                log_info("serving the vm zone on %s (udp, tcp)", d->config->dns_listen);
         probe_host(d);
         r = rpc_server_listen(&d->server, d->layout.socket_path, ret_err);
         if (r == 0)
@@ -326,6 +333,8 @@ void daemon_close(struct daemon *d) {
         pthread_mutex_unlock(&d->accel_mu);
         if (join)
                 pthread_join(d->probe_thread, NULL); /* the probe polls `stopping` */
+        dnsd_stop(&d->dns);
+        free(d->dns_error);
         if (d->vms_ready)
                 vms_done(&d->vms); /* cancels creates in flight; running VMs stay */
         if (d->artifacts_ready)

@@ -24,6 +24,7 @@
 #include "rpc_server.h"
 #include "store/store.h"
 #include "vm/vms.h"
+#include "net/dnsd.h"
 
 struct daemon_options {
         bool foreground;      /* also log to stderr */
@@ -41,6 +42,8 @@ struct daemon {
         bool artifacts_ready;
         struct vms vms;             /* the VM service; owns the per-VM locks */
         bool vms_ready;
+        struct dnsd dns;            /* the `vm` zone on dns_listen */
+        char *dns_error;            /* why DNS is not served, or NULL */
 
         /* Host facts probed at start (read-only afterwards). */
         struct tool_info qemu;

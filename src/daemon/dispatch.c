@@ -26,6 +26,10 @@ static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct
                          "uptime_ms", (json_int_t) (mono_ms_now() - d->started_mono_ms), "vmm", vmm, "vmm_reason",
                          vmm_reason, "accel", accel, "accel_reason", accel_reason, "state_dir", d->layout.state_dir,
                          "socket", d->layout.socket_path);
+        json_object_set_new(*ret, "dns", json_pack("{s:s, s:b}", "listen", d->config->dns_listen, "serving",
+                                                   d->dns.started));
+        if (d->dns_error)
+                json_object_set_new(json_object_get(*ret, "dns"), "error", json_string(d->dns_error));
         return 0;
 }
 

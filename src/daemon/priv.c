@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "priv.h"
+#include "net/nat.h"
 #include "net/netlink.h"
 
 #include <errno.h>
@@ -143,4 +144,12 @@ int priv_tap_delete(const char *name, char **ret_err) {
 
 bool priv_link_exists(const char *name) {
         return nl_link_exists(name);
+}
+
+int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err) {
+        return nat_enable(vm_id, tap, ip, bridge, ret_err);
+}
+
+int priv_nat_disable(const char *vm_id, char **ret_err) {
+        return nat_disable(vm_id, ret_err);
 }

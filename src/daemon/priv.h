@@ -39,3 +39,8 @@ int priv_tap_create(const char *name, const char *bridge, char **ret_err);
 /* 0 also when the TAP was already gone. */
 int priv_tap_delete(const char *name, char **ret_err);
 bool priv_link_exists(const char *name);
+
+/* NAT for one VM in nftables' `inet banger` (net/nat.h); disable is
+ * idempotent and finds the rules by the VM id alone. */
+int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err);
+int priv_nat_disable(const char *vm_id, char **ret_err);

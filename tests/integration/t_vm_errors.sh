@@ -95,6 +95,7 @@ ssh_config() {
         head -2 "$HOME/.ssh/config" | grep -q "^Include $XDG_CONFIG_HOME/banger/ssh_config$" || return 1
         grep -q '^Host \*.vm$' "$XDG_CONFIG_HOME/banger/ssh_config" || return 1
         grep -q "UserKnownHostsFile $STATE/ssh/known_hosts" "$XDG_CONFIG_HOME/banger/ssh_config" || return 1
+        grep -q "IdentityFile $STATE/ssh/id_ed25519$" "$XDG_CONFIG_HOME/banger/ssh_config" || { cat "$XDG_CONFIG_HOME/banger/ssh_config"; return 1; }
         B ssh-config --uninstall >/dev/null || return 1
         expect_eq "$(cat "$HOME/.ssh/config")" "$(printf 'Host other\n    User me')"
 }

@@ -324,6 +324,9 @@ static pid_t find_vmm(struct vms *v, const char *id) {
  * after its VMM is gone. Errors are logged; nothing short-circuits. */
 static void release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap) {
         _cleanup_free_ char *err = NULL;
+        if (priv_nat_disable(r->id, &err) < 0)
+                log_warn("vm %s: removing NAT rules: %s", r->name, strempty(err));
+        free(TAKE_PTR(err));
         if (tap && *tap && priv_tap_delete(tap, &err) < 0)
                 log_warn("vm %s: removing TAP %s: %s", r->name, tap, strempty(err));
         unlink(p->handles);
@@ -596,9 +599,13 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 goto fail;
         }
         {
-                _cleanup_json_ json_t *td = json_pack("{s:s}", "tap", tap);
+                _cleanup_json_ json_t *td = json_pack("{s:s, s:b}", "tap", tap, "nat", r->nat);
                 _cleanup_free_ char *text = json_dump_compact(td);
                 store_vm_set_teardown(v->d->store, r->id, text);
+        }
+        if (r->nat && (rc = priv_nat_enable(r->id, tap, r->guest_ip, c->bridge_name, &err)) < 0) {
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "NAT: %s", err);
+                goto fail;
         }
         if (cancelled(pr)) {
                 rc = vm_fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
@@ -1531,6 +1538,20 @@ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, v
         vm_paths_done(&p);
         vm_row_done(&r);
         return rc;
+}
+
+int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip) {
+        struct vms *v = ud;
+        struct vm_row r;
+        int found = 0;
+        /* exact names only (store_vm_get also takes id prefixes) */
+        if (store_vm_get(v->d->store, label, &r) < 0)
+                return 0;
+        if (strcmp(r.name, label) == 0 && strcmp(r.state, "running") == 0 && r.guest_ip &&
+            ipv4_parse(r.guest_ip, ret_ip) == 0)
+                found = 1;
+        vm_row_done(&r);
+        return found;
 }
 
 int vm_touch(struct vms *v, const char *ref, vm_error *e) {

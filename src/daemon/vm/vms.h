@@ -102,6 +102,8 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
 /* Agent methods on a running VM ("health", "ports"). */
 int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, vm_error *e);
 int vm_touch(struct vms *v, const char *ref, vm_error *e);
+/* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */
+int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 
 /* workspace.c */
 struct workspace_req {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Host network services with real VMs, all inside private namespaces: the
+# `vm` DNS zone answered by bangerd (dig), and per-VM NAT in nftables'
+# `inet banger` table towards an "uplink" namespace joined by a veth pair,
+# where a listener runs. Nothing leaves the two namespaces.
+. "$(dirname "$0")/lib.sh"
+begin
+vm_begin
+t "kernel and slim image pulled (host namespace)" vm_prepare
+S=(--image debian-bookworm-slim --vcpu 1 --memory 512)
+UP="${NS}-up"
+DIG=(ip netns exec "$NS" dig @127.0.0.1 -p 42069 +time=2 +tries=1)
+
+uplink() {
+        ip netns add "$UP" && ip netns exec "$UP" ip link set lo up || return 1
+        ip link add "vu$$a" type veth peer name "vu$$b" || return 1
+        ip link set "vu$$a" netns "$NS" && ip link set "vu$$b" netns "$UP" || return 1
+        ip netns exec "$NS" ip addr add 10.99.0.1/24 dev "vu$$a" && ip netns exec "$NS" ip link set "vu$$a" up &&
+        ip netns exec "$UP" ip addr add 10.99.0.2/24 dev "vu$$b" && ip netns exec "$UP" ip link set "vu$$b" up &&
+        ip netns exec "$NS" ip route add default via 10.99.0.2 || return 1
+        # the uplink knows no route back to the guests: only masqueraded traffic gets answers
+        ip netns exec "$UP" python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.99.0.2", 8080)); s.listen(8)
+while True:
+    c, a = s.accept(); c.sendall(("hello-from-uplink " + a[0] + "\n").encode()); c.close()
+' >/dev/null 2>&1 &
+        echo $! >"$TMP/listener.pid"
+        local i; for i in $(seq 50); do ip netns exec "$UP" ss -ltn | grep -q 10.99.0.2:8080 && return 0; sleep 0.1; done
+        return 1
+}
+t "an uplink namespace behind a veth pair, with a TCP listener" uplink
+trap 'kill "$(cat "$TMP/listener.pid" 2>/dev/null)" 2>/dev/null; ip netns delete "$UP" 2>/dev/null; vm_cleanup; cleanup' EXIT
+
+dns() {
+        B vm create --name dev "${S[@]}" >/dev/null 2>&1 || return 1
+        expect_eq "$("${DIG[@]}" +short dev.vm)" 172.16.0.2 || return 1
+        expect_eq "$("${DIG[@]}" +short DEV.Vm)" 172.16.0.2 || return 1
+        expect_eq "$("${DIG[@]}" +tcp +short dev.vm)" 172.16.0.2 || return 1
+        "${DIG[@]}" dev.vm AAAA | grep -q 'status: NOERROR.*' && "${DIG[@]}" dev.vm AAAA | grep -q 'ANSWER: 0' || return 1
+        "${DIG[@]}" nope.vm | grep -q 'status: NXDOMAIN' || return 1
+        "${DIG[@]}" example.com | grep -q 'status: REFUSED' || return 1
+        B vm list | grep -q 'dev.vm' || { echo "vm list has no DNS column"; return 1; }
+        # garbage does not hurt the responder
+        ip netns exec "$NS" python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b, ("127.0.0.1", 42069)) for b in (b"", b"\x00", b"\xff"*11, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03de")]'
+        expect_eq "$("${DIG[@]}" +short dev.vm)" 172.16.0.2 || return 1
+        B vm stop dev >/dev/null 2>&1 || return 1
+        "${DIG[@]}" dev.vm | grep -q 'status: NXDOMAIN' || return 1
+        B vm start dev >/dev/null 2>&1 || return 1
+        expect_eq "$("${DIG[@]}" +short dev.vm)" 172.16.0.2
+}
+t "dig @127.0.0.1 -p 42069: <name>.vm is the guest IP while running, NXDOMAIN after stop; AAAA empty, other zones REFUSED" dns
+
+reach() { # vm -> prints what the uplink listener said, or nothing
+        B vm ssh "$1" -- 'timeout 5 bash -c "exec 3<>/dev/tcp/10.99.0.2/8080 && cat <&3"' 2>/dev/null
+}
+
+nat() {
+        B vm create --name natvm --nat "${S[@]}" >/dev/null 2>&1 || return 1
+        local out; out=$(reach natvm)
+        expect_eq "$out" "hello-from-uplink 10.99.0.1" || { echo "(masqueraded to the uplink address)"; return 1; }
+        [ -z "$(reach dev)" ] || { echo "a VM without NAT reached the uplink"; return 1; }
+        ip netns exec "$NS" nft list table inet banger >"$TMP/nft.txt" || return 1
+        local id; id=$(B --json vm show natvm | jq -r .id)
+        grep -q "ip saddr 172.16.0.3 oifname != \"br-fc\" masquerade comment \"banger-vm:$id\"" "$TMP/nft.txt" &&
+                grep -q "iifname \"br-fc\" ip saddr 172.16.0.3 accept comment \"banger-vm:$id\"" "$TMP/nft.txt" || { cat "$TMP/nft.txt"; return 1; }
+        expect_eq "$(ip netns exec "$NS" cat /proc/sys/net/ipv4/ip_forward)" 1
+}
+t "a --nat VM reaches the uplink (masqueraded); a VM without NAT does not" nat
+
+nat_teardown() {
+        B vm stop natvm >/dev/null 2>&1 || return 1
+        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || { ip netns exec "$NS" nft list table inet banger; return 1; }
+        B vm start natvm >/dev/null 2>&1 && [ -n "$(reach natvm)" ] || return 1
+        local pid; pid=$(B --json vm show natvm | jq -r .pid)
+        kill -9 "$pid"
+        local i; for i in $(seq 100); do [ "$(B --json vm show natvm | jq -r .state)" = stopped ] && break; sleep 0.1; done
+        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || { echo "rules left after kill -9 of the VMM"; return 1; }
+        B vm set natvm --no-nat >/dev/null && B vm start natvm >/dev/null 2>&1 || return 1
+        [ -z "$(reach natvm)" ] || { echo "--no-nat VM still reaches the uplink"; return 1; }
+        B vm stop natvm >/dev/null 2>&1 && B vm set natvm --nat >/dev/null && B vm start natvm >/dev/null 2>&1 || return 1
+        # a daemon killed while a NAT VM runs, then the VM dies: reconcile removes its rules
+        kill -9 "$(cat "$STATE/bangerd.lock")"; sleep 0.3
+        kill -9 "$(pgrep -f "process=banger-$(sqlite3 "$DB" "SELECT id FROM vms WHERE name = 'natvm'")" | head -1)"
+        sleep 0.3
+        expect_eq "$(B --json vm show natvm | jq -r .state)" stopped || return 1
+        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'
+}
+t "NAT rules go on stop, on kill -9 of the VMM, with --no-nat, and on reconcile of a VM that died with the daemon" nat_teardown
+
+cleanup_all() {
+        B vm delete dev natvm >/dev/null || return 1
+        [ -z "$(ns_taps | grep -v "^vu$$a$")" ] || { echo "TAP left: $(ns_taps)"; return 1; }
+        [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
+        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'
+}
+t "delete leaves no TAP, VMM or VM rule" cleanup_all
+
+finish
