@@ -108,6 +108,7 @@ static const struct {
         bool (*fn)(char *, size_t, size_t *);
 } methods[] = {
         { "health", agent_health },
+        { "stats", agent_stats },
         { "ports", agent_ports },
         { "sync", r_synced },
         { "poweroff", r_poweroff },

@@ -180,3 +180,35 @@ bool agent_health(char *buf, size_t n, size_t *pos) {
                  AGENT_PROTOCOL, BANGER_AGENT_VERSION, up, l1, l5, l15, agent_sshd_listening() ? "true" : "false");
         return json_put_raw(buf, n, pos, tmp) && json_put_string(buf, n, pos, host) && json_put_raw(buf, n, pos, "}");
 }
+
+/* Guest CPU (jiffies since boot, from /proc/stat's first line) and memory
+ * (/proc/meminfo); the host turns successive samples into rates. */
+bool agent_stats(char *buf, size_t n, size_t *pos) {
+        unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+        unsigned long long mem_total = 0, mem_avail = 0;
+        char line[256], tmp[512];
+        FILE *f;
+
+        if ((f = fopen("/proc/stat", "re"))) {
+                if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait, &irq,
+                           &softirq, &steal) < 4)
+                        user = nice = sys = idle = 0;
+                fclose(f);
+        }
+        if ((f = fopen("/proc/meminfo", "re"))) {
+                while (fgets(line, sizeof(line), f)) {
+                        if (sscanf(line, "MemTotal: %llu kB", &mem_total) == 1)
+                                continue;
+                        sscanf(line, "MemAvailable: %llu kB", &mem_avail);
+                }
+                fclose(f);
+        }
+        long hz = sysconf(_SC_CLK_TCK);
+        snprintf(tmp, sizeof(tmp),
+                 "{\"cpu\":{\"user\":%llu,\"system\":%llu,\"idle\":%llu,\"total\":%llu,\"hz\":%ld,\"ncpu\":%ld},"
+                 "\"memory\":{\"total_kib\":%llu,\"available_kib\":%llu}}",
+                 user + nice, sys + irq + softirq, idle + iowait,
+                 user + nice + sys + idle + iowait + irq + softirq + steal, hz > 0 ? hz : 100,
+                 sysconf(_SC_NPROCESSORS_ONLN), mem_total, mem_avail);
+        return json_put_raw(buf, n, pos, tmp);
+}

@@ -464,6 +464,15 @@ int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a) {
         return 0;
 }
 
+/* Always JSON (like the reference). */
+int cmd_vm_stats(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_STATS, params, &res);
+        if (r == 0)
+                cli_print_json(res);
+        return r;
+}
+
 static bool http_like(int64_t port) {
         static const int ports[] = { 80, 443, 3000, 4000, 5000, 5173, 8000, 8080, 8081, 8443, 8888, 9000 };
         for (size_t i = 0; i < ELEMENTSOF(ports); i++)

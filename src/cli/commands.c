@@ -183,6 +183,8 @@ const struct cli_command cli_commands[] = {
         { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
         { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
         { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
+        { "vm", "stats", "VM", "guest CPU/memory, VMM RSS and CPU time, disk usage (JSON)", no_flags, 1, 1,
+          cmd_vm_stats },
         { "vm", "prune", "", "delete every VM that is not running", vm_prune_flags, 0, 0, cmd_vm_prune },
         { NULL, "ssh-config", "", "write banger's ssh config for <name>.vm (and include it)", ssh_config_flags, 0, 0,
           cmd_ssh_config },

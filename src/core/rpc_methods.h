@@ -38,3 +38,4 @@
 #define RPC_METHOD_VM_TOUCH "vm.touch"
 #define RPC_METHOD_WORKSPACE_PREPARE "workspace.prepare"
 #define RPC_METHOD_WORKSPACE_EXPORT "workspace.export"
+#define RPC_METHOD_VM_STATS "vm.stats"

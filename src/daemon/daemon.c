@@ -257,6 +257,9 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
                 goto fail;
         d->vms_ready = true;
         vms_reconcile(&d->vms);
+        r = vms_start_housekeeping(&d->vms, ret_err);
+        if (r < 0)
+                goto fail;
         if (strcmp(d->config->dns_listen, "off") == 0)
                 d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
         else if (dnsd_start(&d->dns, d->config->dns_listen, vms_dns_lookup, &d->vms, &d->dns_error) < 0)

@@ -156,6 +156,13 @@ static int h_ports(struct rpc_call *call, void *params, json_t **ret, struct rpc
         return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
 }
 
+static int h_stats(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+        struct vm_params *p = params;
+        struct art_error e = { 0 };
+        int r = vm_stats(&call->d->vms, p->vm, ret, &e);
+        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+}
+
 static int h_touch(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
         struct vm_params *p = params;
         struct art_error e = { 0 };
@@ -199,6 +206,7 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_SET, h_set, set_fields),
         M(RPC_METHOD_VM_HEALTH, h_health, vm_only),
         M(RPC_METHOD_VM_PORTS, h_ports, vm_only),
+        M(RPC_METHOD_VM_STATS, h_stats, vm_only),
         M(RPC_METHOD_WORKSPACE_PREPARE, h_ws_prepare, prepare_fields),
         M(RPC_METHOD_WORKSPACE_EXPORT, h_ws_export, export_fields),
         { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },

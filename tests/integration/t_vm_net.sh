@@ -88,8 +88,25 @@ nat_teardown() {
 }
 t "NAT rules go on stop, on kill -9 of the VMM, with --no-nat, and on reconcile of a VM that died with the daemon" nat_teardown
 
+stats_and_stale() {
+        B vm delete natvm >/dev/null 2>&1 || { echo "delete natvm failed"; return 1; }
+        B daemon stop >/dev/null || { echo "daemon stop failed"; return 1; }
+        printf 'accel = "tcg"\nstats_poll_interval = "1s"\nauto_stop_stale_after = "5s"\n' >"$CONF"
+        B vm restart dev >"$TMP/start.out" 2>&1 || { echo "restart failed"; cat "$TMP/start.out"; return 1; }
+        sleep 2.5
+        B vm stats dev >"$TMP/stats.json" || { echo "vm stats failed"; return 1; }
+        jq -e '.guest.memory.total_kib > 100000 and .guest.ncpu == 1 and (.guest.cpu_percent | type) == "number"
+               and .host.rss_kib > 10000 and .host.cpu_time_ms > 0 and .disk.overlay_bytes > 0 and .disk.work_bytes > 0' \
+                "$TMP/stats.json" >/dev/null || { cat "$TMP/stats.json"; return 1; }
+        # no activity: the sweep stops it (stats do not count as activity)
+        local i; for i in $(seq 150); do [ "$(B --json vm show dev | jq -r .state)" = stopped ] && break; sleep 0.1; done
+        expect_eq "$(B --json vm show dev | jq -r .state)" stopped || return 1
+        grep -q 'vm dev: idle for [0-9]* s (auto_stop_stale_after is 5 s): stopping it' "$LOG"
+}
+t "vm stats (guest CPU/memory from the agent, VMM RSS/CPU, disks); an idle VM is auto-stopped after auto_stop_stale_after" stats_and_stale
+
 cleanup_all() {
-        B vm delete dev natvm >/dev/null || return 1
+        B vm delete dev >/dev/null || return 1
         [ -z "$(ns_taps | grep -v "^vu$$a$")" ] || { echo "TAP left: $(ns_taps)"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'

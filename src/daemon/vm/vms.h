@@ -34,6 +34,7 @@ struct daemon;
 struct vm_lock;
 struct vm_handle;
 struct create_op;
+struct vm_stats;
 
 struct vms {
         struct daemon *d; /* borrowed: layout, config, store, artifacts, ops, VMM choice */
@@ -49,6 +50,15 @@ struct vms {
         struct create_op *creates;
         int create_workers; /* running create threads (guarded by creates_mu) */
         pthread_mutex_t kh_mu; /* leaf: banger's known_hosts file */
+
+        /* housekeeping thread: stats every stats_poll_interval, the stale
+         * sweep; stats_mu (leaf) guards the stats cache */
+        pthread_t hk_thread;
+        bool hk_started;
+        pthread_mutex_t hk_mu; /* leaf: with hk_cond, the thread's sleep */
+        pthread_cond_t hk_cond;
+        pthread_mutex_t stats_mu;
+        struct vm_stats *stats;
 
         /* exit watcher: pidfds of running VMMs in an epoll set */
         int ep_fd;
@@ -102,6 +112,11 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
 /* Agent methods on a running VM ("health", "ports"). */
 int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, vm_error *e);
 int vm_touch(struct vms *v, const char *ref, vm_error *e);
+/* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
+ * background sample (taken now if there is none yet). */
+int vm_stats(struct vms *v, const char *ref, json_t **ret, vm_error *e);
+/* Starts the housekeeping thread (after reconcile). */
+int vms_start_housekeeping(struct vms *v, char **ret_err);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */
 int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 
