@@ -105,9 +105,31 @@ stats_and_stale() {
 }
 t "vm stats (guest CPU/memory from the agent, VMM RSS/CPU, disks); an idle VM is auto-stopped after auto_stop_stale_after" stats_and_stale
 
+pool_taps() { ip netns exec "$NS" ip -o link show master br-fc | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^tap-pool-' | sort; }
+tap_pool() {
+        B daemon stop >/dev/null || return 1
+        printf 'accel = "tcg"\ntap_pool_size = 2\n' >"$CONF"
+        B ping >/dev/null || return 1
+        local i; for i in $(seq 50); do [ "$(pool_taps | wc -l)" = 2 ] && break; sleep 0.1; done
+        expect_eq "$(pool_taps | tr '\n' ' ')" "tap-pool-0 tap-pool-1 " || return 1
+        B vm create --name pooled "${S[@]}" >/dev/null 2>&1 || return 1
+        local tap; tap=$(B --json vm show pooled | jq -r .tap)
+        expect_match "$tap" '^tap-pool-[01]$' || return 1
+        for i in $(seq 50); do [ "$(pool_taps | wc -l)" = 3 ] && break; sleep 0.1; done
+        expect_eq "$(pool_taps | wc -l)" 3 || { echo "the pool was not refilled"; return 1; }
+        B vm delete pooled >/dev/null 2>&1 || return 1
+        expect_eq "$(pool_taps | wc -l)" 2 || { echo "a full pool keeps no extra TAP"; pool_taps; return 1; }
+        local before; before=$(pool_taps | tr '\n' ' ')
+        B daemon stop >/dev/null && B ping >/dev/null || return 1
+        sleep 0.5
+        expect_eq "$(pool_taps | tr '\n' ' ')" "$before" || { echo "a restarted daemon must adopt the idle TAPs"; return 1; }
+        grep -c 'tap pool' "$LOG" >/dev/null; true
+}
+t "tap_pool_size = 2: two idle TAPs on the bridge, one taken by a start and refilled, seeded again after a restart" tap_pool
+
 cleanup_all() {
         B vm delete dev >/dev/null || return 1
-        [ -z "$(ns_taps | grep -v "^vu$$a$")" ] || { echo "TAP left: $(ns_taps)"; return 1; }
+        [ -z "$(ns_taps | grep -v -e "^vu$$a$" -e '^tap-pool-')" ] || { echo "TAP left: $(ns_taps)"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'
 }

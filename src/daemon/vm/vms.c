@@ -165,6 +165,24 @@ static void handle_drop(struct vms *v, const char *id) {
         pthread_mutex_unlock(&v->handles_mu);
 }
 
+static bool tap_in_use(void *ud, const char *name) {
+        struct vms *v = ud;
+        bool used = false;
+        pthread_mutex_lock(&v->handles_mu);
+        for (struct vm_handle *h = v->handles; h; h = h->next)
+                used |= strcmp(h->tap, name) == 0;
+        pthread_mutex_unlock(&v->handles_mu);
+        return used;
+}
+
+/* Wakes the housekeeping thread (TAP pool refill). */
+static void hk_kick(struct vms *v) {
+        pthread_mutex_lock(&v->hk_mu);
+        v->hk_kicked = true;
+        pthread_cond_broadcast(&v->hk_cond);
+        pthread_mutex_unlock(&v->hk_mu);
+}
+
 /* ---- paths -------------------------------------------------------------- */
 
 
@@ -328,7 +346,7 @@ static void release_runtime(struct vms *v, const struct vm_row *r, const struct 
         if (priv_nat_disable(r->id, &err) < 0)
                 log_warn("vm %s: removing NAT rules: %s", r->name, strempty(err));
         free(TAKE_PTR(err));
-        if (tap && *tap && priv_tap_delete(tap, &err) < 0)
+        if (tap && *tap && !tap_pool_give(&v->pool, tap) && priv_tap_delete(tap, &err) < 0)
                 log_warn("vm %s: removing TAP %s: %s", r->name, tap, strempty(err));
         unlink(p->handles);
         unlink(p->qmp);
@@ -590,11 +608,16 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 rc = vm_fail(e, ART_ERR_FAILED, rc, "bridge %s: %s", c->bridge_name, err);
                 goto fail;
         }
-        tap = tap_name(r->id);
-        priv_tap_delete(tap, &err); /* a leftover from a crash */
-        free(err);
-        err = NULL;
-        if ((rc = priv_tap_create(tap, c->bridge_name, &err)) < 0) {
+        if (tap_pool_take(&v->pool, &tap)) {
+                hk_kick(v);
+        } else {
+                tap = tap_name(r->id);
+                priv_tap_delete(tap, &err); /* a leftover from a crash */
+                free(err);
+                err = NULL;
+                rc = priv_tap_create(tap, c->bridge_name, &err);
+        }
+        if (rc < 0) {
                 rc = vm_fail(e, ART_ERR_FAILED, rc, "%s", err);
                 free(TAKE_PTR(tap));
                 goto fail;
@@ -1774,11 +1797,28 @@ static void *hk_main(void *arg) {
         int64_t limit = (int64_t) c->auto_stop_stale_after_ms;
         int64_t sweep_every = limit ? (limit / 3 < 1000 ? 1000 : limit / 3 > 60000 ? 60000 : limit / 3) : 0;
         int64_t next_stats = mono_ms_now() + stats_every, next_sweep = mono_ms_now() + sweep_every;
+        int64_t next_refill_retry = 0;
         log_set_op_id("housekeeping");
         pthread_mutex_lock(&v->hk_mu);
+        v->hk_kicked = v->pool.target > 0;
         while (!v->stopping) {
+                if (v->hk_kicked) {
+                        v->hk_kicked = false;
+                        pthread_mutex_unlock(&v->hk_mu);
+                        if (!tap_pool_refill(&v->pool, tap_in_use, v))
+                                next_refill_retry = mono_ms_now() + 5000;
+                        pthread_mutex_lock(&v->hk_mu);
+                        continue;
+                }
                 int64_t now = mono_ms_now();
+                if (next_refill_retry && now >= next_refill_retry) {
+                        next_refill_retry = 0;
+                        v->hk_kicked = true;
+                        continue;
+                }
                 int64_t wake = next_stats;
+                if (next_refill_retry && next_refill_retry < wake)
+                        wake = next_refill_retry;
                 if (sweep_every && next_sweep < wake)
                         wake = next_sweep;
                 if (wake > now) {
@@ -1806,6 +1846,7 @@ static void *hk_main(void *arg) {
 }
 
 int vms_start_housekeeping(struct vms *v, char **ret_err) {
+        tap_pool_seed(&v->pool, tap_in_use, v);
         if (pthread_create(&v->hk_thread, NULL, hk_main, v) != 0) {
                 *ret_err = xstrdup("vm service: cannot start the housekeeping thread");
                 return -EAGAIN;
@@ -1825,6 +1866,8 @@ int vms_init(struct vms *v, struct daemon *d, char **ret_err) {
         pthread_mutex_init(&v->kh_mu, NULL);
         pthread_cond_init(&v->creates_cond, NULL);
         pthread_mutex_init(&v->hk_mu, NULL);
+        tap_pool_init(&v->pool, (size_t) d->config->tap_pool_size, d->config->bridge_name, d->config->bridge_ip,
+                      (int) d->config->cidr);
         pthread_mutex_init(&v->stats_mu, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -1940,5 +1983,6 @@ void vms_done(struct vms *v) {
         }
         pthread_mutex_destroy(&v->hk_mu);
         pthread_mutex_destroy(&v->stats_mu);
+        tap_pool_done(&v->pool);
         pthread_cond_destroy(&v->hk_cond);
 }

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include "artifacts/artifacts.h"
+#include "net/tappool.h"
 
 struct daemon;
 struct vm_lock;
@@ -59,6 +60,8 @@ struct vms {
         pthread_cond_t hk_cond;
         pthread_mutex_t stats_mu;
         struct vm_stats *stats;
+        bool hk_kicked; /* guarded by hk_mu: refill the TAP pool now */
+        struct tap_pool pool;
 
         /* exit watcher: pidfds of running VMMs in an epoll set */
         int ep_fd;
