@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <net/if.h>
 
 #include "accel.h"
 #include "aptsources.h"
@@ -25,6 +26,7 @@
 #include "macro.h"
 #include "parse.h"
 #include "proc_spawn.h"
+#include "rpc_methods.h"
 #include "strbuf.h"
 
 enum status { PASS, WARN, FAIL };
@@ -243,6 +245,99 @@ static void check_mirror(struct report *rep, const struct config *c) {
                     s == CONFIG_SOURCE_FILE ? "config.toml" : hostinfo_apt_dir());
 }
 
+static void check_ip_forward(struct report *rep) {
+        _cleanup_free_ char *v = NULL;
+        size_t len;
+        if (read_file("/proc/sys/net/ipv4/ip_forward", 16, &v, &len) < 0)
+                add(rep, WARN, "ip forwarding", NULL, "cannot read /proc/sys/net/ipv4/ip_forward");
+        else if (v[0] == '1')
+                add(rep, PASS, "ip forwarding", NULL, "net.ipv4.ip_forward = 1");
+        else
+                add(rep, PASS, "ip forwarding", NULL,
+                    "net.ipv4.ip_forward = 0: bangerd turns it on when a VM with --nat starts");
+}
+
+static void check_dns(struct report *rep, const struct config *c) {
+        if (strcmp(c->dns_listen, "off") == 0) {
+                add(rep, WARN, "vm dns", "set dns_listen in config.toml", "disabled: <name>.vm names do not resolve");
+                return;
+        }
+        if (access("/run/systemd/resolve/io.systemd.Resolve", F_OK) == 0)
+                add(rep, PASS, "vm dns", NULL,
+                    "bangerd answers the vm zone on %s and routes ~vm there on %s with resolvectl", c->dns_listen,
+                    c->bridge_name);
+        else
+                add(rep, WARN, "vm dns",
+                    "resolv.conf cannot name a port: with dnsmasq add 'server=/vm/127.0.0.1#42069', or query it "
+                    "directly: dig @127.0.0.1 -p 42069 <name>.vm",
+                    "bangerd answers the vm zone on %s, but this host has no systemd-resolved to route ~vm to it",
+                    c->dns_listen);
+}
+
+/* TAPs and nft rules of banger's that no running VM owns. Asks the daemon
+ * which VMs run (never starts one). */
+static void check_orphans(struct report *rep, struct cli_ctx *ctx, const struct config *c) {
+        _cleanup_json_ json_t *res = NULL;
+        struct strbuf sb = STRBUF_INIT;
+        if (cli_try_connect(ctx) < 0) {
+                add(rep, PASS, "leftovers", NULL, "bangerd is not running: not checked (its start reconciles them)");
+                return;
+        }
+        cli_disconnect(ctx);
+        fflush(stderr);
+        if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_LIST, NULL, &res) != 0) {
+                add(rep, WARN, "leftovers", NULL, "cannot list VMs");
+                return;
+        }
+        json_t *vms = json_object_get(res, "vms"), *vm;
+        size_t i;
+        struct if_nameindex *ifs = if_nameindex();
+        for (struct if_nameindex *f = ifs; f && f->if_index; f++) {
+                bool ours = strncmp(f->if_name, "bg", 2) == 0 && strlen(f->if_name) == 14 &&
+                            strspn(f->if_name + 2, "0123456789abcdef") == 12;
+                bool pool = strncmp(f->if_name, "tap-pool-", 9) == 0;
+                if (!ours && !(pool && c->tap_pool_size == 0))
+                        continue;
+                bool owned = false;
+                json_array_foreach(vms, i, vm) {
+                        const char *tap = json_string_value(json_object_get(vm, "tap"));
+                        owned |= tap && strcmp(tap, f->if_name) == 0;
+                }
+                if (!owned)
+                        strbuf_addf(&sb, "%sTAP %s", sb.len ? ", " : "", f->if_name);
+        }
+        if (ifs)
+                if_freenameindex(ifs);
+        char *argv[] = { (char *) "nft", (char *) "-j", (char *) "list", (char *) "table", (char *) "inet",
+                         (char *) "banger", NULL };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 5000 };
+        struct spawn_result sr = { 0 };
+        if (spawn_run(argv, &o, &sr) == 0 && sr.exit_code == 0) {
+                _cleanup_json_ json_t *j = json_loads(sr.out, 0, NULL);
+                json_t *it;
+                json_array_foreach(json_object_get(j, "nftables"), i, it) {
+                        const char *cm = json_string_value(json_object_get(json_object_get(it, "rule"), "comment"));
+                        if (!cm || strncmp(cm, "banger-vm:", 10) != 0)
+                                continue;
+                        bool owned = false;
+                        size_t k;
+                        json_array_foreach(vms, k, vm) owned |= strcmp(json_string_value(json_object_get(vm, "id")),
+                                                                       cm + 10) == 0 &&
+                                                                strcmp(json_string_value(json_object_get(vm, "state")),
+                                                                       "running") == 0;
+                        if (!owned && !strstr(sb.buf ? sb.buf : "", cm))
+                                strbuf_addf(&sb, "%snft rules %s", sb.len ? ", " : "", cm);
+                }
+        }
+        spawn_result_done(&sr);
+        if (sb.len)
+                add(rep, WARN, "leftovers", "restart bangerd (banger daemon stop; banger ping): reconcile removes them",
+                    "not owned by a running VM: %s", sb.buf);
+        else
+                add(rep, PASS, "leftovers", NULL, "no banger TAP or nft rule without its VM");
+        strbuf_release(&sb);
+}
+
 int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         struct report rep = { .checks = json_array() };
         struct config *cfg = NULL;
@@ -258,6 +353,11 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
                 check_mirror(&rep, cfg);
         }
         check_tun(&rep);
+        check_ip_forward(&rep);
+        if (cfg) {
+                check_dns(&rep, cfg);
+                check_orphans(&rep, ctx, cfg);
+        }
         check_tools(&rep);
         check_dir(&rep, "state dir", ctx->layout.state_dir, true);
         check_dir(&rep, "runtime dir", ctx->layout.runtime_dir, true);

@@ -153,3 +153,26 @@ int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const ch
 int priv_nat_disable(const char *vm_id, char **ret_err) {
         return nat_disable(vm_id, ret_err);
 }
+
+static bool have_resolved(void) {
+        _cleanup_free_ char *path = NULL;
+        return access("/run/systemd/resolve/io.systemd.Resolve", F_OK) == 0 && find_executable("resolvectl", &path) == 0;
+}
+
+int priv_dns_route(const char *bridge, const char *listen_addr, char **ret_err) {
+        if (!have_resolved())
+                return 1;
+        char *dns[] = { (char *) "resolvectl", (char *) "dns", (char *) bridge, (char *) listen_addr, NULL };
+        char *dom[] = { (char *) "resolvectl", (char *) "domain", (char *) bridge, (char *) "~vm", NULL };
+        int r = spawn_run_checked(dns, 10000, 0, NULL, ret_err);
+        if (r == 0)
+                r = spawn_run_checked(dom, 10000, 0, NULL, ret_err);
+        return r;
+}
+
+void priv_dns_unroute(const char *bridge) {
+        _cleanup_free_ char *err = NULL;
+        char *rev[] = { (char *) "resolvectl", (char *) "revert", (char *) bridge, NULL };
+        if (have_resolved() && priv_link_exists(bridge))
+                spawn_run_checked(rev, 10000, 0, NULL, &err);
+}

@@ -44,3 +44,9 @@ bool priv_link_exists(const char *name);
  * idempotent and finds the rules by the VM id alone. */
 int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err);
 int priv_nat_disable(const char *vm_id, char **ret_err);
+
+/* On hosts with systemd-resolved: route the `vm` domain to bangerd's DNS on
+ * the bridge (resolvectl dns/domain), and undo it. 0 when done, 1 when the
+ * host has no systemd-resolved (nothing to do), -errno on failure. */
+int priv_dns_route(const char *bridge, const char *listen_addr, char **ret_err);
+void priv_dns_unroute(const char *bridge);

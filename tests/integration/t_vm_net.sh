@@ -131,8 +131,12 @@ cleanup_all() {
         B vm delete dev >/dev/null || return 1
         [ -z "$(ns_taps | grep -v -e "^vu$$a$" -e '^tap-pool-')" ] || { echo "TAP left: $(ns_taps)"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
-        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'
+        ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || return 1
+        B doctor | grep -A1 '^PASS.leftovers' | grep -q 'no banger TAP or nft rule without its VM' || { B doctor; return 1; }
+        ip netns exec "$NS" ip tuntap add bgdeadbeef0000 mode tap || return 1
+        B doctor | grep -A1 '^WARN.leftovers' | grep -q 'TAP bgdeadbeef0000' || { B doctor; return 1; }
+        ip netns exec "$NS" ip link delete bgdeadbeef0000
 }
-t "delete leaves no TAP, VMM or VM rule" cleanup_all
+t "delete leaves no TAP, VMM or VM rule; doctor reports a stray banger TAP" cleanup_all
 
 finish

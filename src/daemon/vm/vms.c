@@ -608,6 +608,14 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 rc = vm_fail(e, ART_ERR_FAILED, rc, "bridge %s: %s", c->bridge_name, err);
                 goto fail;
         }
+        if (strcmp(c->dns_listen, "off") != 0 && !atomic_exchange(&v->dns_routed, true)) {
+                int dr = priv_dns_route(c->bridge_name, c->dns_listen, &err);
+                if (dr < 0)
+                        log_warn("routing ~vm to %s on %s with resolvectl: %s", c->dns_listen, c->bridge_name, err);
+                else if (dr == 0)
+                        log_info("systemd-resolved routes ~vm to %s on %s", c->dns_listen, c->bridge_name);
+                free(TAKE_PTR(err));
+        }
         if (tap_pool_take(&v->pool, &tap)) {
                 hk_kick(v);
         } else {
@@ -1846,7 +1854,16 @@ static void *hk_main(void *arg) {
 }
 
 int vms_start_housekeeping(struct vms *v, char **ret_err) {
+        const struct config *c = v->d->config;
         tap_pool_seed(&v->pool, tap_in_use, v);
+        if (strcmp(c->dns_listen, "off") != 0 && priv_link_exists(c->bridge_name)) {
+                _cleanup_free_ char *err = NULL;
+                int dr = priv_dns_route(c->bridge_name, c->dns_listen, &err);
+                if (dr < 0)
+                        log_warn("routing ~vm to %s on %s with resolvectl: %s", c->dns_listen, c->bridge_name, err);
+                else
+                        v->dns_routed = dr == 0;
+        }
         if (pthread_create(&v->hk_thread, NULL, hk_main, v) != 0) {
                 *ret_err = xstrdup("vm service: cannot start the housekeeping thread");
                 return -EAGAIN;
@@ -1931,6 +1948,8 @@ void vms_reconcile(struct vms *v) {
 }
 
 void vms_done(struct vms *v) {
+        if (v->dns_routed)
+                priv_dns_unroute(v->d->config->bridge_name);
         pthread_mutex_lock(&v->hk_mu);
         v->stopping = true;
         pthread_cond_broadcast(&v->hk_cond);

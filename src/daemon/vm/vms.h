@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -61,6 +62,7 @@ struct vms {
         pthread_mutex_t stats_mu;
         struct vm_stats *stats;
         bool hk_kicked; /* guarded by hk_mu: refill the TAP pool now */
+        _Atomic bool dns_routed; /* resolvectl routing set up (undone at close) */
         struct tap_pool pool;
 
         /* exit watcher: pidfds of running VMMs in an epoll set */
