@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "layout.h"
@@ -60,6 +61,7 @@ struct cli_ctx {
         bool version_checked;
         /* progress display (progress.c) */
         bool no_progress; /* concurrent fan-out: report results only */
+        const volatile sig_atomic_t *interrupt; /* set: a signal ends waits for the daemon */
         bool progress_line_open;
         char progress_stage[32];
         int64_t progress_t0_ms;

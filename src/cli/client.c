@@ -47,6 +47,7 @@ int cli_try_connect(struct cli_ctx *ctx) {
                 return -errno;
         ctx->fd = TAKE_FD(fd);
         rpc_line_reader_init(&ctx->lr, ctx->fd, RPC_MAX_MESSAGE);
+        ctx->lr.stop_flag = ctx->interrupt;
         return 0;
 }
 

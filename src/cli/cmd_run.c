@@ -271,6 +271,12 @@ int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a) {
 
 /* ---- vm run ------------------------------------------------------------------ */
 
+static volatile sig_atomic_t run_interrupted;
+static void on_run_signal(int sig) {
+        (void) sig;
+        run_interrupted = 1;
+}
+
 struct timing {
         const char *name;
         int64_t ms;
@@ -328,6 +334,15 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                 return rc; /* a failed create keeps its VM (state error) for `vm logs` */
         const char *name = str(vm, "name");
         _cleanup_free_ char *vm_name = xstrdup(name);
+        /* From here a Ctrl-C ends the wait for the daemon and goes on to the
+         * cleanup (--rm) instead of killing us with the VM left behind. */
+        struct sigaction sa = { .sa_handler = on_run_signal }, old_int, old_term;
+        sigemptyset(&sa.sa_mask);
+        run_interrupted = 0;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        cli_disconnect(ctx);
+        ctx->interrupt = &run_interrupted;
         const char *cwd = "/root";
         if (path) {
                 _cleanup_json_ json_t *res = NULL;
@@ -387,14 +402,20 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                         fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", vm_name, vm_name);
         }
 end:
+        ctx->interrupt = NULL;
+        if (run_interrupted && rc < 128)
+                rc = 130; /* interrupted before the command ran */
         if (rm) {
                 _cleanup_json_ json_t *res = NULL, *dp = json_pack("{s:s}", "vm", vm_name);
                 int64_t t4 = mono_ms();
+                cli_disconnect(ctx); /* a fresh connection: the old one may be mid-answer */
                 ctx->no_progress = true;
                 if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_DELETE, dp, &res) != 0 && rc == 0)
                         rc = 1;
                 tm[ntm++] = (struct timing) { "delete (--rm)", mono_ms() - t4 };
         }
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
         if (cli_has(a, "timings")) {
                 for (int i = 0; i < ntm; i++)
                         fprintf(stderr, "timing: %-26s %8.3f s\n", tm[i].name, (double) tm[i].ms / 1000.0);

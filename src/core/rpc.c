@@ -232,12 +232,16 @@ int rpc_line_reader_next(struct rpc_line_reader *lr, int timeout_ms, char **ret,
                         int r = poll(&p, 1, (int) left);
                         if (r < 0 && errno != EINTR)
                                 return -errno;
+                        if (r < 0 && lr->stop_flag && *lr->stop_flag)
+                                return -EINTR;
                         if (r <= 0)
                                 continue;
                 }
                 strbuf_grow(&lr->buf, 65536);
                 ssize_t k = read(lr->fd, lr->buf.buf + lr->buf.len, lr->buf.alloc - lr->buf.len - 1);
                 if (k < 0) {
+                        if (errno == EINTR && lr->stop_flag && *lr->stop_flag)
+                                return -EINTR;
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         return -errno;

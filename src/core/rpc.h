@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,9 @@ struct rpc_line_reader {
         size_t max;
         struct strbuf buf;
         size_t consumed; /* bytes of buf already returned */
+        /* When set and non-zero after a signal interrupted a wait, the reader
+         * gives up with -EINTR (a CLI's Ctrl-C); otherwise EINTR is retried. */
+        const volatile sig_atomic_t *stop_flag;
 };
 
 void rpc_line_reader_init(struct rpc_line_reader *lr, int fd, size_t max);

@@ -163,6 +163,17 @@ branch() {
 }
 t "--branch creates a guest-only branch, --from bases it on REF" branch
 
+interrupt_prepare() {
+        ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &
+        local cli=$! i
+        for i in $(seq 600); do grep -q '^==> clone' "$TMP/intr.out" && break; sleep 0.02; done
+        kill -TERM "$cli"
+        wait "$cli"; local rc=$?
+        expect_eq "$rc" 130 || { cat "$TMP/intr.out"; return 1; }
+        ! B vm show intr >/dev/null 2>&1 || { echo "--rm did not delete the VM"; cat "$TMP/intr.out"; return 1; }
+}
+t "Ctrl-C (SIGTERM) while the workspace ships: --rm still deletes the VM, exit 130" interrupt_prepare
+
 cleanup_all() { B vm delete ws plain >/dev/null && left_nothing; }
 t "delete leaves nothing" cleanup_all
 
