@@ -274,6 +274,32 @@ static void check_dns(struct report *rep, const struct config *c) {
                     c->dns_listen);
 }
 
+/* Rules commented banger-vm:<id> in `family` banger whose VM is not running. */
+static void nft_orphans(const char *family, json_t *vms, struct strbuf *sb) {
+        char *argv[] = { (char *) "nft", (char *) "-j", (char *) "list", (char *) "table", (char *) family,
+                         (char *) "banger", NULL };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 5000 };
+        struct spawn_result sr = { 0 };
+        size_t i, k;
+        json_t *it, *vm;
+        if (spawn_run(argv, &o, &sr) == 0 && sr.exit_code == 0) {
+                _cleanup_json_ json_t *j = json_loads(sr.out, 0, NULL);
+                json_array_foreach(json_object_get(j, "nftables"), i, it) {
+                        const char *cm = json_string_value(json_object_get(json_object_get(it, "rule"), "comment"));
+                        if (!cm || strncmp(cm, "banger-vm:", 10) != 0)
+                                continue;
+                        bool owned = false;
+                        json_array_foreach(vms, k, vm) {
+                                owned |= strcmp(json_string_value(json_object_get(vm, "id")), cm + 10) == 0 &&
+                                         strcmp(json_string_value(json_object_get(vm, "state")), "running") == 0;
+                        }
+                        if (!owned && !strstr(sb->buf ? sb->buf : "", cm))
+                                strbuf_addf(sb, "%snft rules %s", sb->len ? ", " : "", cm);
+                }
+        }
+        spawn_result_done(&sr);
+}
+
 /* TAPs and nft rules of banger's that no running VM owns. Asks the daemon
  * which VMs run (never starts one). */
 static void check_orphans(struct report *rep, struct cli_ctx *ctx, const struct config *c) {
@@ -308,28 +334,8 @@ static void check_orphans(struct report *rep, struct cli_ctx *ctx, const struct 
         }
         if (ifs)
                 if_freenameindex(ifs);
-        char *argv[] = { (char *) "nft", (char *) "-j", (char *) "list", (char *) "table", (char *) "inet",
-                         (char *) "banger", NULL };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 5000 };
-        struct spawn_result sr = { 0 };
-        if (spawn_run(argv, &o, &sr) == 0 && sr.exit_code == 0) {
-                _cleanup_json_ json_t *j = json_loads(sr.out, 0, NULL);
-                json_t *it;
-                json_array_foreach(json_object_get(j, "nftables"), i, it) {
-                        const char *cm = json_string_value(json_object_get(json_object_get(it, "rule"), "comment"));
-                        if (!cm || strncmp(cm, "banger-vm:", 10) != 0)
-                                continue;
-                        bool owned = false;
-                        size_t k;
-                        json_array_foreach(vms, k, vm) owned |= strcmp(json_string_value(json_object_get(vm, "id")),
-                                                                       cm + 10) == 0 &&
-                                                                strcmp(json_string_value(json_object_get(vm, "state")),
-                                                                       "running") == 0;
-                        if (!owned && !strstr(sb.buf ? sb.buf : "", cm))
-                                strbuf_addf(&sb, "%snft rules %s", sb.len ? ", " : "", cm);
-                }
-        }
-        spawn_result_done(&sr);
+        nft_orphans("inet", vms, &sb);
+        nft_orphans("bridge", vms, &sb);
         if (sb.len)
                 add(rep, WARN, "leftovers", "restart bangerd (banger daemon stop; banger ping): reconcile removes them",
                     "not owned by a running VM: %s", sb.buf);

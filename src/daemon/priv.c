@@ -176,3 +176,11 @@ void priv_dns_unroute(const char *bridge) {
         if (have_resolved() && priv_link_exists(bridge))
                 spawn_run_checked(rev, 10000, 0, NULL, &err);
 }
+
+int priv_antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err) {
+        return antispoof_enable(vm_id, tap, ip, ret_err);
+}
+
+int priv_antispoof_disable(const char *vm_id, char **ret_err) {
+        return antispoof_disable(vm_id, ret_err);
+}

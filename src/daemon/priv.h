@@ -50,3 +50,5 @@ int priv_nat_disable(const char *vm_id, char **ret_err);
  * host has no systemd-resolved (nothing to do), -errno on failure. */
 int priv_dns_route(const char *bridge, const char *listen_addr, char **ret_err);
 void priv_dns_unroute(const char *bridge);
+int priv_antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err);
+int priv_antispoof_disable(const char *vm_id, char **ret_err);

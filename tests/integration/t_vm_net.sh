@@ -68,6 +68,15 @@ nat() {
 }
 t "a --nat VM reaches the uplink (masqueraded); a VM without NAT does not" nat
 
+antispoof() {
+        B vm ssh dev -- 'ping -c1 -W2 172.16.0.1' >/dev/null || { echo "dev cannot reach the bridge with its own address"; return 1; }
+        local out; out=$(B vm ssh dev -- 'ip addr add 172.16.0.99/24 dev eth0; ping -c1 -W2 -I 172.16.0.99 172.16.0.1 >/dev/null && echo spoofed; ip addr del 172.16.0.99/24 dev eth0')
+        [ -z "$out" ] || { echo "a guest used an address that is not its own"; return 1; }
+        ip netns exec "$NS" nft list table bridge banger | grep -q "ip saddr != 172.16.0.2 drop comment \"banger-vm:" || return 1
+        ! ip link show 2>/dev/null | grep -q ' bg[0-9a-f]\{12\}[:@]' || { echo "a TAP in the host namespace"; return 1; }
+}
+t "every VM's port drops IPv4 and ARP from addresses other than its own" antispoof
+
 nat_teardown() {
         B vm stop natvm >/dev/null 2>&1 || return 1
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || { ip netns exec "$NS" nft list table inet banger; return 1; }
@@ -132,6 +141,7 @@ cleanup_all() {
         [ -z "$(ns_taps | grep -v -e "^vu$$a$" -e '^tap-pool-')" ] || { echo "TAP left: $(ns_taps)"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || return 1
+        ! ip netns exec "$NS" nft list table bridge banger | grep -q 'banger-vm:' || { echo "address guards left"; return 1; }
         B doctor | grep -A1 '^PASS.leftovers' | grep -q 'no banger TAP or nft rule without its VM' || { B doctor; return 1; }
         ip netns exec "$NS" ip tuntap add bgdeadbeef0000 mode tap || return 1
         B doctor | grep -A1 '^WARN.leftovers' | grep -q 'TAP bgdeadbeef0000' || { B doctor; return 1; }

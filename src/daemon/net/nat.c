@@ -64,8 +64,8 @@ static json_t *rule(const char *chain, const char *comment, json_t *expr) {
 }
 
 /* Every rule object of the table, or an empty array when there is none. */
-static json_t *list_rules(void) {
-        _cleanup_json_ json_t *cmds = json_pack("[{s:{s:{s:s, s:s}}}]", "list", "table", "family", "inet", "name", TABLE);
+static json_t *list_rules_of(const char *family) {
+        _cleanup_json_ json_t *cmds = json_pack("[{s:{s:{s:s, s:s}}}]", "list", "table", "family", family, "name", TABLE);
         json_t *out = NULL, *rules = json_array();
         _cleanup_free_ char *err = NULL;
         if (run(cmds, true, &out, &err) < 0 || !out)
@@ -79,6 +79,10 @@ static json_t *list_rules(void) {
         }
         json_decref(out);
         return rules;
+}
+
+static json_t *list_rules(void) {
+        return list_rules_of("inet");
 }
 
 static int ip_forward_on(char **ret_err) {
@@ -157,9 +161,9 @@ int nat_enable(const char *vm_id, const char *tap, const char *ip, const char *b
         return r;
 }
 
-int nat_disable(const char *vm_id, char **ret_err) {
-        _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
-        _cleanup_json_ json_t *rules = list_rules(), *cmds = json_array();
+/* Deletes the rules of `family` banger commented `comment`. */
+static int delete_commented(const char *family, const char *comment, char **ret_err) {
+        _cleanup_json_ json_t *rules = list_rules_of(family), *cmds = json_array();
         size_t i;
         json_t *it;
         json_array_foreach(rules, i, it) {
@@ -167,12 +171,51 @@ int nat_disable(const char *vm_id, char **ret_err) {
                 if (!c || strcmp(c, comment) != 0)
                         continue;
                 json_array_append_new(cmds, json_pack("{s:{s:{s:s, s:s, s:O, s:O}}}", "delete", "rule", "family",
-                                                      "inet", "table", TABLE, "chain", json_object_get(it, "chain"),
+                                                      family, "table", TABLE, "chain", json_object_get(it, "chain"),
                                                       "handle", json_object_get(it, "handle")));
         }
         if (json_array_size(cmds) == 0)
                 return 0;
         return run(cmds, false, NULL, ret_err);
+}
+
+int nat_disable(const char *vm_id, char **ret_err) {
+        _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
+        return delete_commented("inet", comment, ret_err);
+}
+
+int antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err) {
+        _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
+        int r = delete_commented("bridge", comment, ret_err);
+        free(*ret_err);
+        *ret_err = NULL;
+        (void) r;
+        _cleanup_json_ json_t *cmds = json_pack(
+                "[{s:{s:{s:s, s:s}}}, {s:{s:{s:s, s:s, s:s, s:s, s:s, s:i, s:s}}}]", "add", "table", "family", "bridge",
+                "name", TABLE, "add", "chain", "family", "bridge", "table", TABLE, "name", "prerouting", "type", "filter",
+                "hook", "prerouting", "prio", -200, "policy", "accept");
+        /* IPv4 and ARP from the VM's port must carry its own address */
+        json_t *v4 = json_pack("[o, o, o, {s:n}]", match("==", meta("iifname"), json_string(tap)),
+                               match("==", json_pack("{s:{s:s, s:s}}", "payload", "protocol", "ether", "field", "type"),
+                                     json_string("ip")),
+                               match("!=", ip_field("saddr"), json_string(ip)), "drop");
+        json_t *arp = json_pack("[o, o, o, {s:n}]", match("==", meta("iifname"), json_string(tap)),
+                                match("==", json_pack("{s:{s:s, s:s}}", "payload", "protocol", "ether", "field", "type"),
+                                      json_string("arp")),
+                                match("!=", json_pack("{s:{s:s, s:s}}", "payload", "protocol", "arp", "field", "saddr ip"),
+                                      json_string(ip)),
+                                "drop");
+        json_t *rules[] = { v4, arp };
+        for (size_t i = 0; i < 2; i++)
+                json_array_append_new(cmds, json_pack("{s:{s:{s:s, s:s, s:s, s:s, s:o}}}", "add", "rule", "family",
+                                                      "bridge", "table", TABLE, "chain", "prerouting", "comment", comment,
+                                                      "expr", rules[i]));
+        return run(cmds, false, NULL, ret_err);
+}
+
+int antispoof_disable(const char *vm_id, char **ret_err) {
+        _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
+        return delete_commented("bridge", comment, ret_err);
 }
 
 json_t *nat_vm_ids(void) {

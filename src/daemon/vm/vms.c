@@ -346,6 +346,9 @@ static void release_runtime(struct vms *v, const struct vm_row *r, const struct 
         if (priv_nat_disable(r->id, &err) < 0)
                 log_warn("vm %s: removing NAT rules: %s", r->name, strempty(err));
         free(TAKE_PTR(err));
+        if (priv_antispoof_disable(r->id, &err) < 0)
+                log_warn("vm %s: removing its address guard: %s", r->name, strempty(err));
+        free(TAKE_PTR(err));
         if (tap && *tap && !tap_pool_give(&v->pool, tap) && priv_tap_delete(tap, &err) < 0)
                 log_warn("vm %s: removing TAP %s: %s", r->name, tap, strempty(err));
         unlink(p->handles);
@@ -634,6 +637,10 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 _cleanup_json_ json_t *td = json_pack("{s:s, s:b}", "tap", tap, "nat", r->nat);
                 _cleanup_free_ char *text = json_dump_compact(td);
                 store_vm_set_teardown(v->d->store, r->id, text);
+        }
+        if ((rc = priv_antispoof_enable(r->id, tap, r->guest_ip, &err)) < 0) {
+                rc = vm_fail(e, ART_ERR_FAILED, rc, "address guard: %s", err);
+                goto fail;
         }
         if (r->nat && (rc = priv_nat_enable(r->id, tap, r->guest_ip, c->bridge_name, &err)) < 0) {
                 rc = vm_fail(e, ART_ERR_FAILED, rc, "NAT: %s", err);
