@@ -33,11 +33,24 @@ int agent_call(const char *socket_path, const char *method, int timeout_ms, cons
                 return -ENAMETOOLONG;
         }
         memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        int64_t connect_deadline = now_ms() + timeout_ms;
+        /* QEMU binds the agent's socket a moment after QMP answers: a missing
+         * or refusing socket is retried within the timeout */
+        for (;;) {
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+                        break;
                 int e = errno;
-                *ret_err = xasprintf("cannot reach the agent at %s: %s", socket_path, strerror(e));
-                return -e;
+                if (fd >= 0)
+                        close(fd);
+                fd = -1;
+                bool gone = w && w->abort_fd >= 0 && poll(&(struct pollfd) { .fd = w->abort_fd, .events = POLLIN }, 1, 0) > 0;
+                if ((e != ENOENT && e != ECONNREFUSED) || gone || now_ms() + 50 > connect_deadline ||
+                    (w && w->cancelled && w->cancelled(w->ud))) {
+                        *ret_err = xasprintf("cannot reach the agent at %s: %s", socket_path, strerror(e));
+                        return -e;
+                }
+                poll(NULL, 0, 50);
         }
         _cleanup_json_ json_t *req = json_pack("{s:i, s:i, s:s}", "v", 1, "id", id, "method", method);
         _cleanup_free_ char *line = json_dump_compact(req);
