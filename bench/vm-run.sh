@@ -100,7 +100,29 @@ for i in 1 2 3; do
 done
 B vm ssh ship -- du -sh /root/repo >&2
 prep=$(median <"$W/prep"); arch=$(median <"$W/arch")
-printf 'workspace prepare, %s repo (median of 3):           %7.3f s\n' "$(du -sh --exclude=.git "$R" | cut -f1)" "$prep"
-printf 'git archive HEAD | ssh tar -x, same VM (median of 3): %7.3f s\n' "$arch"
-printf 'ratio:                                                  %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
+printf 'workspace prepare, %s repo, random bytes (median of 3):  %7.3f s\n' "$(du -sh --exclude=.git "$R" | cut -f1)" "$prep"
+printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
+printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
+
+# the same with text (base64), which git packs compress
+T="$W/textrepo"
+mkdir -p "$T" && git -C "$T" init -q && git -C "$T" config user.name b && git -C "$T" config user.email b@b
+for d in $(seq 20); do
+        mkdir -p "$T/d$d"
+        for f in $(seq 50); do head -c 75000 /dev/urandom | base64 >"$T/d$d/f$f.txt"; done
+done
+git -C "$T" add -A && git -C "$T" commit -qm text
+: >"$W/prep2"; : >"$W/arch2"
+for i in 1 2 3; do
+        t0=$(now); B vm workspace prepare ship "$T" >/dev/null 2>&1; t1=$(now)
+        echo "$t1 - $t0" | bc >>"$W/prep2"
+        t0=$(now)
+        git -C "$T" archive HEAD | ip netns exec "$NS" "${SSH[@]}" 'rm -rf /root/repo && mkdir -p /root/repo && tar -x -C /root/repo'
+        t1=$(now)
+        echo "$t1 - $t0" | bc >>"$W/arch2"
+done
+prep=$(median <"$W/prep2"); arch=$(median <"$W/arch2")
+printf 'workspace prepare, %s repo, base64 text (median of 3):   %7.3f s\n' "$(du -sh --exclude=.git "$T" | cut -f1)" "$prep"
+printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
+printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
 B vm delete ship >/dev/null 2>&1
