@@ -14,6 +14,11 @@
 #include "strbuf.h"
 
 int git_capture(const char *dir, const char *const *args, char **ret_out, char **ret_err) {
+        size_t len;
+        return git_capture_n(dir, args, ret_out, &len, ret_err);
+}
+
+int git_capture_n(const char *dir, const char *const *args, char **ret_out, size_t *ret_len, char **ret_err) {
         size_t n = 0;
         while (args[n])
                 n++;
@@ -39,6 +44,7 @@ int git_capture(const char *dir, const char *const *args, char **ret_out, char *
         }
         while (res.out_len > 0 && res.out[res.out_len - 1] == '\n')
                 res.out[--res.out_len] = '\0';
+        *ret_len = res.out_len;
         *ret_out = TAKE_PTR(res.out);
         spawn_result_done(&res);
         return 0;

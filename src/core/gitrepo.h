@@ -44,6 +44,8 @@ void git_files_free(struct git_file *f, size_t n);
 /* git -C dir args... ; stdout (trailing newline trimmed) in *ret_out. 0 when
  * git exited 0; -EIO with git's stderr in *ret_err otherwise. */
 int git_capture(const char *dir, const char *const *args, char **ret_out, char **ret_err);
+/* The same with the output's length (for -z output). */
+int git_capture_n(const char *dir, const char *const *args, char **ret_out, size_t *ret_len, char **ret_err);
 
 /* POSIX shell single-quoting of one word. */
 char *shell_quote(const char *s);

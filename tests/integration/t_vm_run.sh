@@ -15,9 +15,10 @@ mkrepo() {
         mkdir -p "$REPO/sub" && cd "$REPO" && git init -q -b main && git config user.name "Repo Person" &&
         git config user.email repo@example.com && git remote add origin https://example.com/acme/app.git &&
         echo tracked >tracked.txt && printf '*.log\nbuild/\n' >.gitignore && echo deep >sub/deep.txt &&
-        printf '#!/bin/sh\necho run\n' >run.sh && chmod 755 run.sh && git add -A && git commit -qm one &&
+        printf '#!/bin/sh\necho run\n' >run.sh && chmod 755 run.sh && echo bye >gone.txt && git add -A && git commit -qm one &&
+        touch -d '2001-02-03 04:05:06' sub/deep.txt &&
         echo two >>tracked.txt && git commit -qam two && echo untracked >untracked.txt && echo noise >debug.log &&
-        echo local-change >>tracked.txt
+        echo local-change >>tracked.txt && rm gone.txt
 }
 t "a host repository: two commits, a local change, an untracked and an ignored file" mkrepo
 
@@ -73,14 +74,14 @@ quoting() {
 t "arguments reach the guest verbatim (spaces, quotes, \$, ;)" quoting
 
 workspace_run() {
-        B vm run --rm "${S[@]}" "$REPO" -- sh -c 'pwd; cat tracked.txt; ls -A; test -x run.sh && echo exec-bit; git status --short; git log --format=%s; git config user.name; git remote get-url origin' \
+        B vm run --rm "${S[@]}" "$REPO" -- sh -c 'pwd; cat tracked.txt; ls -A; test -x run.sh && echo exec-bit; git status --short; git log --format=%s; git config user.name; git remote get-url origin; stat -c %Y sub/deep.txt' \
                 >"$TMP/ws.out" 2>"$TMP/ws.err" || { cat "$TMP/ws.err"; return 1; }
-        local want; want=$(printf '/root/repo\ntracked\ntwo\nlocal-change\n.git\n.gitignore\nrun.sh\nsub\ntracked.txt\nexec-bit\n M tracked.txt\ntwo\none\nRepo Person\nhttps://example.com/acme/app.git')
+        local want; want=$(printf '/root/repo\ntracked\ntwo\nlocal-change\n.git\n.gitignore\nrun.sh\nsub\ntracked.txt\nexec-bit\n D gone.txt\n M tracked.txt\ntwo\none\nRepo Person\nhttps://example.com/acme/app.git\n%s' "$(stat -c %Y "$REPO/sub/deep.txt")")
         expect_eq "$(cat "$TMP/ws.out")" "$want" || return 1
         grep -q '1 untracked file(s) not shipped' "$TMP/ws.err" || { cat "$TMP/ws.err"; return 1; }
         left_nothing
 }
-t "vm run --rm ./repo: tracked files with the local change, real history, identity, origin; untracked skipped with a notice, ignored never" workspace_run
+t "vm run --rm ./repo: tracked files with the local change and deletion, modes and mtimes, real history, identity, origin; untracked skipped with a notice, ignored never" workspace_run
 
 untracked() {
         local out; out=$(B vm run --rm "${S[@]}" --include-untracked "$REPO" -- ls -A 2>/dev/null)

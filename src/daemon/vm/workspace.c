@@ -171,11 +171,83 @@ static void stage(const struct progress *p, const char *name, const char *fmt, .
         p->stage(p->ud, name, detail);
 }
 
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Marks which files the guest takes from the pack (tracked and not in the
+ * NUL-separated `changed` list) and writes the lists the guest script reads:
+ * .git/banger-from-pack and one .git/banger-mtime-<seconds> per mtime. */
+static int plan_from_pack(const char *staging, const char *top, const struct git_file *files, size_t n_files,
+                          const char *changed, size_t changed_len, bool *from_pack, char **ret_err) {
+        _cleanup_free_ char **ch = NULL;
+        size_t nch = 0;
+        for (size_t i = 0; i < changed_len;) {
+                size_t l = strnlen(changed + i, changed_len - i);
+                if (l) {
+                        ch = xrealloc(ch, (nch + 1) * sizeof(char *));
+                        ch[nch++] = (char *) changed + i;
+                }
+                i += l + 1;
+        }
+        if (nch > 1)
+                qsort(ch, nch, sizeof(char *), cmp_str);
+        struct strbuf list = STRBUF_INIT;
+        struct {
+                int64_t mtime;
+                struct strbuf paths;
+        } *groups = NULL;
+        size_t ng = 0;
+        for (size_t i = 0; i < n_files; i++) {
+                const char *key = files[i].path;
+                if (files[i].untracked || (nch && bsearch(&key, ch, nch, sizeof(char *), cmp_str)))
+                        continue;
+                _cleanup_free_ char *full = path_join(top, files[i].path);
+                struct stat st;
+                if (lstat(full, &st) < 0 || st.st_mtime < 0)
+                        continue;
+                from_pack[i] = true;
+                strbuf_add(&list, files[i].path, strlen(files[i].path) + 1);
+                size_t g;
+                for (g = 0; g < ng && groups[g].mtime != (int64_t) st.st_mtime; g++)
+                        ;
+                if (g == ng) {
+                        groups = xrealloc(groups, (ng + 1) * sizeof(*groups));
+                        groups[ng].mtime = (int64_t) st.st_mtime;
+                        strbuf_init(&groups[ng].paths, 0);
+                        ng++;
+                }
+                strbuf_add(&groups[g].paths, files[i].path, strlen(files[i].path) + 1);
+        }
+        int r = 0;
+        _cleanup_free_ char *lp = xasprintf("%s/.git/banger-from-pack", staging);
+        if (write_file_atomic(lp, list.buf ? list.buf : "", list.len, 0600) < 0) {
+                *ret_err = xasprintf("writing %s", lp);
+                r = -EIO;
+        }
+        for (size_t g = 0; g < ng; g++) {
+                _cleanup_free_ char *mp = xasprintf("%s/.git/banger-mtime-%lld", staging, (long long) groups[g].mtime);
+                if (r == 0 && write_file_atomic(mp, groups[g].paths.buf, groups[g].paths.len, 0600) < 0) {
+                        *ret_err = xasprintf("writing %s", mp);
+                        r = -EIO;
+                }
+                strbuf_release(&groups[g].paths);
+        }
+        free(groups);
+        strbuf_release(&list);
+        return r;
+}
+
 /* Guest-side steps after extraction, as one shell script (every value quoted). */
 static char *guest_script(const struct workspace_req *q, const char *from_sha) {
         struct strbuf sb = STRBUF_INIT;
         strbuf_addstr(&sb, "set -e; rm -rf " GUEST_REPO "; mkdir -p " GUEST_REPO "; tar -x -C " GUEST_REPO
-                           "; cd " GUEST_REPO);
+                           "; cd " GUEST_REPO
+                           "; if [ -s .git/banger-from-pack ]; then git checkout-index -q -z --stdin"
+                           " <.git/banger-from-pack; fi"
+                           "; for f in .git/banger-mtime-*; do [ -e \"$f\" ] || continue;"
+                           " xargs -0 -a \"$f\" touch -h -m -d \"@${f##*-}\" --; done"
+                           "; rm -f .git/banger-from-pack .git/banger-mtime-*");
         if (q->branch) {
                 _cleanup_free_ char *b = shell_quote(q->branch), *f = from_sha ? shell_quote(from_sha) : NULL;
                 strbuf_addf(&sb, "; git checkout -q -b %s%s%s", b, f ? " " : "", f ? f : "");
@@ -230,6 +302,18 @@ static int ship(struct vms *v, const struct vm_row *row, const struct vm_paths *
                 _cleanup_free_ char *o = NULL, *x = NULL; /* "needs update" is not an error */
                 git_capture(staging, (const char *const[]) { gd, wt, "update-index", "-q", "--refresh", NULL }, &o, &x);
         }
+        /* Tracked files identical to HEAD do not travel twice: the guest
+         * checks them out of the pack (which is compressed) and gives them
+         * the host's mtimes, so the index built here stays valid. Changed
+         * and untracked files ride in the tar stream. */
+        _cleanup_free_ char *changed = NULL;
+        size_t changed_len = 0;
+        if ((rc = git_capture_n(staging, (const char *const[]) { gd, wt, "diff-files", "--name-only", "-z", NULL },
+                                &changed, &changed_len, &err)) < 0)
+                return vm_fail(e, ART_ERR_FAILED, rc, "%s", err);
+        _cleanup_free_ bool *from_pack = xcalloc(n_files + 1, sizeof(bool));
+        if ((rc = plan_from_pack(staging, repo->toplevel, files, n_files, changed, changed_len, from_pack, &err)) < 0)
+                return vm_fail(e, ART_ERR_FAILED, rc, "%s", strempty(err));
 
         stage(pr, "ship", "%zu files over one ssh stream", n_files);
         int pipefd[2];
@@ -257,6 +341,8 @@ static int ship(struct vms *v, const struct vm_row *row, const struct vm_paths *
         _cleanup_free_ char *gitdir = path_join(staging, ".git");
         rc = ar == ARCHIVE_OK ? tar_add_tree(&t, gitdir, ".git", &err) : -EIO;
         for (size_t i = 0; rc == 0 && i < n_files; i++) {
+                if (from_pack[i])
+                        continue;
                 _cleanup_free_ char *src = path_join(repo->toplevel, files[i].path);
                 rc = tar_add(&t, src, files[i].path, &err);
         }
