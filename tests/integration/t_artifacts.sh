@@ -220,14 +220,18 @@ bad_index() {
         local m="$TMP/mirror2"; mkdir -p "$m/debian/dists/bookworm/main/binary-amd64"
         curl -fsS -o "$m/debian/dists/bookworm/InRelease" http://deb.debian.org/debian/dists/bookworm/InRelease || return 1
         # the signed Release promises one Packages.xz; serve another
-        head -c 8790396 /dev/zero >"$m/debian/dists/bookworm/main/binary-amd64/Packages.xz"
-        truncate -s "$(gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output - \
-                "$m/debian/dists/bookworm/InRelease" 2>/dev/null | awk '/^SHA256:/{s=1} s && / main\/binary-amd64\/Packages.xz$/ {print $2; exit}')" \
-                "$m/debian/dists/bookworm/main/binary-amd64/Packages.xz"
+        # same size as promised (so the hash is what catches it)
+        local size; size=$(gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output - \
+                "$m/debian/dists/bookworm/InRelease" 2>/dev/null | awk '/^SHA256:/{s=1} s && / main\/binary-amd64\/Packages.xz$/ {print $2; exit}')
+        [ -n "$size" ] || { echo "no Packages.xz size in the signed Release:"; head -30 "$m/debian/dists/bookworm/InRelease"; return 1; }
+        head -c "$size" /dev/zero >"$m/debian/dists/bookworm/main/binary-amd64/Packages.xz"
         with_mirror "$m" || return 1
         local rc=0; "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/bi" 2>&1 || rc=$?
         end_mirror
-        expect_eq "$rc" 1 && grep -q 'Packages.xz: SHA256 mismatch' "$TMP/bi" && [ -f "$KDIR/vmlinux" ] && no_staging
+        expect_eq "$rc" 1 || { cat "$TMP/bi"; return 1; }
+        grep -q 'Packages.xz: SHA256 mismatch' "$TMP/bi" || { echo "refused for another reason:"; cat "$TMP/bi"; return 1; }
+        [ -f "$KDIR/vmlinux" ] || { echo "the installed kernel is gone"; return 1; }
+        no_staging || { echo "staging left"; return 1; }
 }
 t "an index that does not match the signed Release is refused" bad_index
 
