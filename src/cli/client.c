@@ -62,7 +62,7 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
         r = rpc_write_line(ctx->fd, req);
         if (r < 0) {
                 *ret_err = xasprintf("cannot send to daemon: %s", strerror(-r));
-                return r;
+                return r == -ECONNRESET ? -EPIPE : r;
         }
         for (;;) {
                 r = rpc_line_reader_next(&ctx->lr, CALL_TIMEOUT_MS, &line, &len);
@@ -249,6 +249,16 @@ int cli_call(struct cli_ctx *ctx, enum cli_connect_mode mode, const char *method
         if (r)
                 return r;
         r = roundtrip(ctx, method, params, &resp, &err);
+        if (r == -EPIPE && mode == CLI_AUTOSTART) {
+                /* the daemon went away before it read the request (a daemon that
+                 * was just killed can still accept): nothing ran, ask again */
+                free(TAKE_PTR(err));
+                cli_disconnect(ctx);
+                r = ensure_connected(ctx, mode);
+                if (r)
+                        return r;
+                r = roundtrip(ctx, method, params, &resp, &err);
+        }
         if (r < 0)
                 return cli_error(ctx, NULL, "%s", err);
         if (resp.is_error) {

@@ -58,7 +58,7 @@ t "a second VM gets the next address; the two ping each other" two_vms
 daemon_kill() {
         local dpid; dpid=$(cat "$STATE/bangerd.lock")
         kill -9 "$dpid"
-        local i; for i in $(seq 50); do alive "$dpid" || break; sleep 0.1; done
+        local i; for i in $(seq 300); do alive "$dpid" || break; sleep 0.1; done
         # the next command auto-starts a new daemon (in the namespace), which reconciles
         expect_eq "$(B --json vm list | jq -r '[.[] | .state] | join(",")')" running,running || return 1
         [ "$(cat "$STATE/bangerd.lock")" != "$dpid" ] || { echo "no new daemon"; return 1; }

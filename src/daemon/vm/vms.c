@@ -706,11 +706,14 @@ static int start_locked(struct vms *v, struct vm_row *r, const struct progress *
                 }
         } else if (rc == 0)
                 stage(pr, "wait for ssh", "sshd already listening");
+        bool vmm_gone = rc < 0 && wait_pidfd(proc.pidfd, 0);
         if (proc.pidfd >= 0)
                 close(proc.pidfd);
         if (rc < 0) {
                 if (cancelled(pr))
                         rc = vm_fail(e, ART_ERR_FAILED, -ECANCELED, "cancelled");
+                else if (vmm_gone)
+                        rc = vm_fail(e, ART_ERR_FAILED, -EIO, "qemu exited while the guest booted (console: %s)", p.console);
                 else
                         rc = vm_fail(e, ART_ERR_FAILED, rc, "%s (console: %s)", err, p.console);
                 goto fail;
