@@ -37,6 +37,7 @@ struct vm_lock;
 struct vm_handle;
 struct create_op;
 struct vm_stats;
+struct watch;
 
 struct vms {
         struct daemon *d; /* borrowed: layout, config, store, artifacts, ops, VMM choice */
@@ -68,6 +69,7 @@ struct vms {
         /* exit watcher: pidfds of running VMMs in an epoll set */
         int ep_fd;
         int wake_fd;
+        struct watch *watches; /* guarded by handles_mu */
         pthread_t watcher;
         bool watcher_started;
         _Atomic bool stopping;

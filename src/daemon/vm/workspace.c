@@ -44,8 +44,6 @@
  * compression. A constant: git runs it through sh. */
 #define UPLOAD_PACK "git -c pack.window=0 -c pack.compression=1 upload-pack"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
 /* ssh argv to the VM as root with banger's key and pinned host key. */
 static char **ssh_argv(struct vms *v, const struct vm_row *r, const char *remote) {
         _cleanup_free_ char *kh = known_hosts_path(v);
@@ -158,19 +156,6 @@ static int git_in(const char *dir, const char *const *args, vm_error *e) {
         return r < 0 ? vm_fail(e, ART_ERR_FAILED, r, "%s", err) : 0;
 }
 
-static void stage(const struct progress *p, const char *name, const char *fmt, ...) _printf_(3, 4);
-static void stage(const struct progress *p, const char *name, const char *fmt, ...) {
-        _cleanup_free_ char *detail = NULL;
-        va_list ap;
-        if (!p || !p->stage)
-                return;
-        va_start(ap, fmt);
-        if (vasprintf(&detail, fmt, ap) < 0)
-                detail = NULL;
-        va_end(ap);
-        p->stage(p->ud, name, detail);
-}
-
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
@@ -265,7 +250,7 @@ static int ship(struct vms *v, const struct vm_row *row, const struct vm_paths *
         int rc;
 
         int64_t t0 = mono_ms_now();
-        stage(pr, "clone", "shallow clone of %.12s (depth " SHALLOW_DEPTH ")", repo->head);
+        progress_stage(pr, "clone", "shallow clone of %.12s (depth " SHALLOW_DEPTH ")", repo->head);
         _cleanup_free_ char *rnd = random_hex(4);
         staging = *ret_staging = xasprintf("%s/.ws-staging-%s", p->dir, rnd);
         url = xasprintf("file://%s", repo->toplevel);
@@ -315,7 +300,7 @@ static int ship(struct vms *v, const struct vm_row *row, const struct vm_paths *
         if ((rc = plan_from_pack(staging, repo->toplevel, files, n_files, changed, changed_len, from_pack, &err)) < 0)
                 return vm_fail(e, ART_ERR_FAILED, rc, "%s", strempty(err));
 
-        stage(pr, "ship", "%zu files over one ssh stream", n_files);
+        progress_stage(pr, "ship", "%zu files over one ssh stream", n_files);
         int pipefd[2];
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return vm_fail(e, ART_ERR_FAILED, -errno, "pipe: %s", strerror(errno));
