@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "gitrepo.h"
 #include "ids.h"
@@ -24,12 +25,6 @@
 static const char *str(json_t *o, const char *k) {
         const char *s = json_string_value(json_object_get(o, k));
         return s && *s ? s : "-";
-}
-
-static int64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Runs argv (ssh), the terminal's Ctrl-C going to it; its exit code, or
@@ -326,10 +321,10 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         }
         bool nat = json_is_true(json_object_get(params, "nat"));
 
-        int64_t t0 = mono_ms();
+        int64_t t0 = mono_ms_now();
         _cleanup_json_ json_t *vm = NULL;
         rc = cli_vm_create(ctx, params, true, &vm);
-        tm[ntm++] = (struct timing) { "create + boot + ssh ready", mono_ms() - t0 };
+        tm[ntm++] = (struct timing) { "create + boot + ssh ready", mono_ms_now() - t0 };
         if (rc)
                 return rc; /* a failed create keeps its VM (state error) for `vm logs` */
         const char *name = str(vm, "name");
@@ -346,10 +341,10 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         const char *cwd = "/root";
         if (path) {
                 _cleanup_json_ json_t *res = NULL;
-                int64_t t1 = mono_ms();
+                int64_t t1 = mono_ms_now();
                 if ((rc = prepare(ctx, vm_name, path, a, &res)))
                         goto end;
-                tm[ntm++] = (struct timing) { "workspace prepare", mono_ms() - t1 };
+                tm[ntm++] = (struct timing) { "workspace prepare", mono_ms_now() - t1 };
                 fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
                         (long long) json_integer_value(json_object_get(res, "files")),
                         (long long) json_integer_value(json_object_get(res, "bytes")), vm_name);
@@ -361,7 +356,7 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                                 fprintf(stderr, "note: tooling bootstrap (mise) skipped: the VM has no NAT "
                                                 "(--nat enables it, --no-bootstrap silences this)\n");
                         else {
-                                int64_t t2 = mono_ms();
+                                int64_t t2 = mono_ms_now();
                                 char *boot[] = { (char *) "sh", (char *) "-c",
                                                  (char *) "mkdir -p /root/.cache/banger; if command -v mise >/dev/null; then "
                                                           "mise trust && mise install; else echo 'mise not in this image'; fi "
@@ -371,7 +366,7 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                                 if (run_child(argv) != 0)
                                         fprintf(stderr, "warning: tooling bootstrap failed (see "
                                                         "/root/.cache/banger/vm-run-tooling.log in the guest)\n");
-                                tm[ntm++] = (struct timing) { "tooling bootstrap", mono_ms() - t2 };
+                                tm[ntm++] = (struct timing) { "tooling bootstrap", mono_ms_now() - t2 };
                         }
                 }
         }
@@ -381,7 +376,7 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                 goto end;
         }
         {
-                int64_t t3 = mono_ms();
+                int64_t t3 = mono_ms_now();
                 _cleanup_json_ json_t *t = NULL, *tp = json_pack("{s:s}", "vm", vm_name);
                 cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, tp, &t);
                 cli_disconnect(ctx);
@@ -397,7 +392,7 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
                 rc = run_child(argv);
                 if (rc < 0)
                         rc = cli_error(ctx, NULL, "cannot run ssh: %s", strerror(-rc));
-                tm[ntm++] = (struct timing) { ncmd > 0 ? "command" : "session", mono_ms() - t3 };
+                tm[ntm++] = (struct timing) { ncmd > 0 ? "command" : "session", mono_ms_now() - t3 };
                 if (ncmd == 0 && !rm)
                         fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", vm_name, vm_name);
         }
@@ -407,19 +402,19 @@ end:
                 rc = 130; /* interrupted before the command ran */
         if (rm) {
                 _cleanup_json_ json_t *res = NULL, *dp = json_pack("{s:s}", "vm", vm_name);
-                int64_t t4 = mono_ms();
+                int64_t t4 = mono_ms_now();
                 cli_disconnect(ctx); /* a fresh connection: the old one may be mid-answer */
                 ctx->no_progress = true;
                 if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_DELETE, dp, &res) != 0 && rc == 0)
                         rc = 1;
-                tm[ntm++] = (struct timing) { "delete (--rm)", mono_ms() - t4 };
+                tm[ntm++] = (struct timing) { "delete (--rm)", mono_ms_now() - t4 };
         }
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         if (cli_has(a, "timings")) {
                 for (int i = 0; i < ntm; i++)
                         fprintf(stderr, "timing: %-26s %8.3f s\n", tm[i].name, (double) tm[i].ms / 1000.0);
-                fprintf(stderr, "timing: %-26s %8.3f s\n", "total", (double) (mono_ms() - t0) / 1000.0);
+                fprintf(stderr, "timing: %-26s %8.3f s\n", "total", (double) (mono_ms_now() - t0) / 1000.0);
         }
         return rc;
 }

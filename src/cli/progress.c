@@ -9,12 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "clock.h"
 
 const char *cli_human_size(uint64_t b, char *buf, size_t n) {
         if (b >= (1ULL << 30))
@@ -56,13 +51,13 @@ void cli_progress(struct cli_ctx *ctx, json_t *p) {
         uint64_t d = (uint64_t) json_integer_value(done), t = (uint64_t) json_integer_value(json_object_get(p, "total"));
         if (strncmp(ctx->progress_stage, stage, sizeof(ctx->progress_stage) - 1) != 0 || !ctx->progress_t0_ms) {
                 snprintf(ctx->progress_stage, sizeof(ctx->progress_stage), "%s", stage);
-                ctx->progress_t0_ms = now_ms();
+                ctx->progress_t0_ms = mono_ms_now();
                 ctx->progress_t0_bytes = d;
         }
         if (d == ctx->progress_last_done && ctx->progress_line_open)
                 return; /* nothing new (the daemon repeats the final count) */
         ctx->progress_last_done = d;
-        double secs = (double) (now_ms() - ctx->progress_t0_ms) / 1000.0;
+        double secs = (double) (mono_ms_now() - ctx->progress_t0_ms) / 1000.0;
         double rate = (double) (d - ctx->progress_t0_bytes) / (secs > 0.001 ? secs : 0.001);
         char a[32], b[32], r[32];
         fprintf(stderr, "\r    %s %s / %s  %s/s   ", stage, cli_human_size(d, a, sizeof(a)),

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "jsonx.h"
 #include "macro.h"
@@ -189,14 +190,8 @@ void rpc_line_reader_done(struct rpc_line_reader *lr) {
         strbuf_release(&lr->buf);
 }
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int rpc_line_reader_next(struct rpc_line_reader *lr, int timeout_ms, char **ret, size_t *ret_len) {
-        int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : 0;
+        int64_t deadline = timeout_ms >= 0 ? mono_ms_now() + timeout_ms : 0;
         size_t scanned = 0;
 
         /* Drop what the previous call returned. */
@@ -225,7 +220,7 @@ int rpc_line_reader_next(struct rpc_line_reader *lr, int timeout_ms, char **ret,
                         return -EMSGSIZE;
 
                 if (timeout_ms >= 0) {
-                        int64_t left = deadline - mono_ms();
+                        int64_t left = deadline - mono_ms_now();
                         struct pollfd p = { .fd = lr->fd, .events = POLLIN };
                         if (left <= 0)
                                 return -ETIMEDOUT;

@@ -15,18 +15,13 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "store/store_artifacts.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
 #include "version.h"
-
-int64_t mono_ms_now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *env_get(const char *name) {
         return getenv(name);

@@ -83,4 +83,3 @@ void daemon_vmm_choice(struct daemon *d, char **ret_vmm, char **ret_vmm_reason, 
 
 /* Asks daemon_serve() to return (thread-safe). */
 void daemon_request_stop(struct daemon *d);
-int64_t mono_ms_now(void);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ids.h"
+#include "clock.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -17,12 +17,6 @@ static const char *const state_names[_OP_STATE_MAX] = {
 
 const char *op_state_to_string(enum op_state s) {
         return s < _OP_STATE_MAX ? state_names[s] : "unknown";
-}
-
-int64_t wall_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void op_free(struct op *o) {

@@ -58,4 +58,3 @@ void opstate_prune(struct opstate_registry *r, int64_t now_ms);
 /* [{id, kind, target, state, stage, done, error?, started_at, finished_at?}] */
 json_t *opstate_list_json(struct opstate_registry *r);
 
-int64_t wall_ms(void);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "macro.h"
 #include "strbuf.h"
@@ -33,13 +32,4 @@ char *random_hex(size_t nbytes) {
                 snprintf(s + 2 * i, 3, "%02x", b[i]);
         s[2 * nbytes] = '\0';
         return s;
-}
-
-char *rfc3339_utc(int64_t ms) {
-        char buf[40];
-        time_t t = ms < 0 ? time(NULL) : (time_t) (ms / 1000);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return xstrdup(buf);
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -138,12 +139,6 @@ int spawn_wait(pid_t pid) {
         return -EIO;
 }
 
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Signals the child, or its whole process group when it has one of its own. */
 static void signal_child(const struct spawn_opts *o, pid_t pid, int pidfd, int sig) {
         if (o->new_pgroup && !o->new_session && pid > 0)
@@ -159,7 +154,7 @@ static void signal_child(const struct spawn_opts *o, pid_t pid, int pidfd, int s
 static void pump(pid_t pid, int out_fd, int err_fd, int pidfd, const struct spawn_opts *o, struct strbuf *out,
                  struct strbuf *err, bool *ret_timed_out, bool *ret_cancelled) {
         size_t max = o->max_capture ? o->max_capture : 16u << 20;
-        int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0, kill_at = 0;
+        int64_t deadline = o->timeout_ms > 0 ? mono_ms_now() + o->timeout_ms : 0, kill_at = 0;
         int fds[2] = { out_fd, err_fd };
         struct strbuf *sinks[2] = { out, err };
         bool child_done = false;
@@ -187,7 +182,7 @@ static void pump(pid_t pid, int out_fd, int err_fd, int pidfd, const struct spaw
                 if (o->cancel)
                         timeout = 250;
                 if (deadline) {
-                        int64_t left = deadline - now_ms();
+                        int64_t left = deadline - mono_ms_now();
                         if (left <= 0) {
                                 *ret_timed_out = true;
                                 signal_child(o, pid, pidfd, SIGKILL);
@@ -200,9 +195,9 @@ static void pump(pid_t pid, int out_fd, int err_fd, int pidfd, const struct spaw
                 if (o->cancel && !*ret_cancelled && o->cancel(o->cancel_ud)) {
                         *ret_cancelled = true;
                         signal_child(o, pid, pidfd, SIGTERM);
-                        kill_at = now_ms() + (o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 2000);
+                        kill_at = mono_ms_now() + (o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 2000);
                 }
-                if (kill_at && now_ms() >= kill_at) {
+                if (kill_at && mono_ms_now() >= kill_at) {
                         signal_child(o, pid, pidfd, SIGKILL);
                         kill_at = 0;
                 }

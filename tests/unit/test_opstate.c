@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "opstate.h"
 
 static void test_lifecycle(void **state) {

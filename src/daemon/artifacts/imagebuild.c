@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "debian.h"
 #include "fsutil.h"
 #include "jsonx.h"

@@ -14,6 +14,7 @@
 
 #include "artifacts.h"
 #include "bundle.h"
+#include "clock.h"
 #include "fetch.h"
 #include "fsutil.h"
 #include "image_manifest.h"

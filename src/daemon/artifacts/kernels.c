@@ -21,6 +21,7 @@
 #include "archive_path.h"
 #include "artifacts.h"
 #include "bzimage.h"
+#include "clock.h"
 #include "deb.h"
 #include "debian.h"
 #include "fetch.h"

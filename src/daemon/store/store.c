@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "ids.h"
+#include "clock.h"
 #include "macro.h"
 #include "strbuf.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ids.h"
+#include "clock.h"
 #include "store_sql.h"
 
 #define VM_COLS                                                                                                     \

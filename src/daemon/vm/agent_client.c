@@ -10,16 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "jsonx.h"
 #include "macro.h"
 #include "rpc.h"
 #include "strbuf.h"
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int agent_call(const char *socket_path, const char *method, int timeout_ms, const struct agent_wait *w,
                json_t **ret_result, char **ret_err) {
@@ -33,7 +28,7 @@ int agent_call(const char *socket_path, const char *method, int timeout_ms, cons
                 return -ENAMETOOLONG;
         }
         memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-        int64_t connect_deadline = now_ms() + timeout_ms;
+        int64_t connect_deadline = mono_ms_now() + timeout_ms;
         /* QEMU binds the agent's socket a moment after QMP answers: a missing
          * or refusing socket is retried within the timeout */
         for (;;) {
@@ -45,7 +40,7 @@ int agent_call(const char *socket_path, const char *method, int timeout_ms, cons
                         close(fd);
                 fd = -1;
                 bool gone = w && w->abort_fd >= 0 && poll(&(struct pollfd) { .fd = w->abort_fd, .events = POLLIN }, 1, 0) > 0;
-                if ((e != ENOENT && e != ECONNREFUSED) || gone || now_ms() + 50 > connect_deadline ||
+                if ((e != ENOENT && e != ECONNREFUSED) || gone || mono_ms_now() + 50 > connect_deadline ||
                     (w && w->cancelled && w->cancelled(w->ud))) {
                         *ret_err = xasprintf("cannot reach the agent at %s: %s", socket_path, strerror(e));
                         return -e;
@@ -56,14 +51,14 @@ int agent_call(const char *socket_path, const char *method, int timeout_ms, cons
         _cleanup_free_ char *line = json_dump_compact(req);
         struct strbuf in = STRBUF_INIT;
         size_t sent = 0, len = strlen(line);
-        int64_t deadline = now_ms() + timeout_ms;
+        int64_t deadline = mono_ms_now() + timeout_ms;
         int r = -ETIMEDOUT;
 
         /* the request plus its newline */
         _cleanup_free_ char *out = xasprintf("%s\n", line);
         len++;
         for (;;) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - mono_ms_now();
                 if (left <= 0)
                         break;
                 if (w && w->cancelled && w->cancelled(w->ud)) {

@@ -6,6 +6,7 @@
  * before the VM could boot, removes everything; a failed boot keeps the VM
  * in 'error' (vms_start_locked has released what it ran).
  */
+#include "clock.h"
 #include "vms.h"
 
 #include <errno.h>

@@ -6,6 +6,7 @@
  * when a start takes a pooled TAP. Each VM is visited under its own lock,
  * like any lifecycle operation.
  */
+#include "clock.h"
 #include "vms.h"
 
 #include <errno.h>

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "clock.h"
 #include "daemon.h"
 #include "fsutil.h"
 #include "ipnet.h"

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "artifacts/artifacts.h"
+#include "clock.h"
 #include "daemon.h"
 #include "fsutil.h"
 #include "gitrepo.h"
