@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "opstate.h"
+#include "ops/opstate.h"
 
 static void test_lifecycle(void **state) {
         struct opstate_registry r;

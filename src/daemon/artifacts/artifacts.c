@@ -13,7 +13,7 @@
 #include <ftw.h>
 
 #include "fetch.h"
-#include "priv.h"
+#include "priv/priv.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"

@@ -14,7 +14,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "macro.h"
-#include "priv.h"
+#include "priv/priv.h"
 #include "sha256.h"
 #include "strbuf.h"
 

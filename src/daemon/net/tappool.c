@@ -8,7 +8,7 @@
 
 #include "log.h"
 #include "macro.h"
-#include "priv.h"
+#include "priv/priv.h"
 #include "strbuf.h"
 
 void tap_pool_init(struct tap_pool *p, size_t target, const char *bridge, const char *bridge_ip, int prefix) {

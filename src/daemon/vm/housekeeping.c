@@ -21,7 +21,7 @@
 #include "fsutil.h"
 #include "jsonx.h"
 #include "log.h"
-#include "priv.h"
+#include "priv/priv.h"
 #include "store/store_vms.h"
 #include "strbuf.h"
 #include "vm/agent_client.h"

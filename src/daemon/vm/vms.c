@@ -30,7 +30,7 @@
 #include "ipnet.h"
 #include "jsonx.h"
 #include "log.h"
-#include "priv.h"
+#include "priv/priv.h"
 #include "store/store_artifacts.h"
 #include "store/store_vms.h"
 #include "strbuf.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "priv.h"
-#include "net/nat.h"
-#include "net/netlink.h"
+#include "nft.h"
+#include "netlink.h"
 
 #include <errno.h>
 #include <fcntl.h>

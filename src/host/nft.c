@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "nat.h"
+#include "nft.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
 #include "daemon.h"
 #include "dispatch.h"
 #include "macro.h"
-#include "opstate.h"
+#include "ops/opstate.h"
 #include "rpc_methods.h"
 #include "strbuf.h"
 
