@@ -77,8 +77,19 @@ bool cli_has(const struct cli_args *a, const char *name);
 int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_print_usage_line(FILE *f, const struct cli_command *cmd);
 
-/* Prints "banger: msg (op-xxxxxx)" on stderr; returns 1 (the exit code). */
+/*
+ * The error convention (docs/ERRORS.md): a command returns an exit code (0,
+ * CLI_EXIT_USAGE, a guest command's own status) or a negative errno for a
+ * failure it has already reported; main turns that into CLI_EXIT_FAILURE.
+ * cli_call, cli_error and cli_usage_error report before they return.
+ */
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE 2
+
+/* Prints "banger: msg (op-xxxxxx)" on stderr; returns -EIO (reported). */
 int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same with the errno to return. */
+int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cli_print_json(const json_t *j);
 const char *cli_socket_path(const struct cli_ctx *ctx);
 
@@ -88,12 +99,14 @@ enum cli_connect_mode {
         CLI_AUTOSTART, /* start bangerd when it does not answer (default socket only) */
 };
 
-/* Calls `method`; on an RPC error prints it and returns 1; on a transport
- * error prints it and returns 1; 0 with *ret_result on success. */
+/* Calls `method`: 0 with *ret_result, or a negative errno once the failure
+ * is printed (an RPC error maps its code: not_found -ENOENT, ...; a
+ * transport error keeps its own). */
 int cli_call(struct cli_ctx *ctx, enum cli_connect_mode mode, const char *method, json_t *params,
              json_t **ret_result);
 /* 0 connected, -ECONNREFUSED/-ENOENT when no daemon answers, other -errno. */
 int cli_try_connect(struct cli_ctx *ctx);
+/* 0, or a negative errno once reported. */
 int cli_start_daemon(struct cli_ctx *ctx);
 /* Asks the daemon to stop and waits (10 s) for its process to exit. */
 int cli_stop_daemon(struct cli_ctx *ctx);
@@ -141,7 +154,11 @@ int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_workspace(struct cli_ctx *ctx, struct cli_args *a);
 /* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params (0, or exit 2) */
 int cli_spec_params(struct cli_args *a, json_t *params);
-/* cmd_vm.c, for vm run later: create with progress (0, or the exit code);
+/* Runs argv (ssh) in the foreground, the terminal's Ctrl-C going to it:
+ * its exit code (128+N when killed by signal N), or -errno when it could
+ * not start (not reported). */
+int cli_run_foreground(char *const *argv);
+/* cmd_vm.c, for vm run later: create with progress (0, or a reported -errno);
  * the ssh argv for a VM (from vm.show's JSON). */
 int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm);
 char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty);

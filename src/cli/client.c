@@ -155,11 +155,12 @@ int cli_stop_daemon(struct cli_ctx *ctx) {
 
         r = roundtrip(ctx, RPC_METHOD_DAEMON_SHUTDOWN, NULL, &resp, &err);
         if (r < 0)
-                return cli_error(ctx, NULL, "%s", err);
+                return cli_fail(ctx, r, "%s", err);
         if (resp.is_error) {
                 cli_error(ctx, resp.op_id, "%s", resp.message);
+                r = rpc_code_to_errno(resp.code);
                 rpc_response_done(&resp);
-                return 1;
+                return r;
         }
         json_t *pid = json_object_get(resp.result, "pid");
         pid_t p = json_is_integer(pid) ? (pid_t) json_integer_value(pid) : 0;
@@ -260,14 +261,15 @@ int cli_call(struct cli_ctx *ctx, enum cli_connect_mode mode, const char *method
                 r = roundtrip(ctx, method, params, &resp, &err);
         }
         if (r < 0)
-                return cli_error(ctx, NULL, "%s", err);
+                return cli_fail(ctx, r, "%s", err);
         if (resp.is_error) {
                 if (resp.code == RPC_OPERATION_FAILED)
                         cli_error(ctx, resp.op_id, "%s", resp.message);
                 else
                         cli_error(ctx, resp.op_id, "%s: %s", resp.code_str, resp.message);
+                r = rpc_code_to_errno(resp.code);
                 rpc_response_done(&resp);
-                return 1;
+                return r;
         }
         *ret_result = TAKE_PTR(resp.result);
         rpc_response_done(&resp);

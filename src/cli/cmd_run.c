@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,31 +24,6 @@
 static const char *str(json_t *o, const char *k) {
         const char *s = json_string_value(json_object_get(o, k));
         return s && *s ? s : "-";
-}
-
-/* Runs argv (ssh), the terminal's Ctrl-C going to it; its exit code, or
- * 128+signal. */
-static int run_child(char **argv) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                execvp(argv[0], argv);
-                fprintf(stderr, "banger: cannot run %s: %s\n", argv[0], strerror(errno));
-                _exit(127);
-        }
-        struct sigaction ign = { .sa_handler = SIG_IGN }, oi, ot;
-        sigemptyset(&ign.sa_mask);
-        sigaction(SIGINT, &ign, &oi);
-        sigaction(SIGTERM, &ign, &ot);
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        sigaction(SIGINT, &oi, NULL);
-        sigaction(SIGTERM, &ot, NULL);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* The guest side of a command: `bash -lc` in cwd, never exec'd away (so a
@@ -260,11 +234,80 @@ int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_free_ char *remote = remote_command(cwd, a->pos + 1, a->npos - 1);
         _cleanup_strv_free_ char **argv = cli_ssh_argv(vm, (char *[]) { remote }, 1, false);
         cli_disconnect(ctx);
-        r = run_child(argv);
+        r = cli_run_foreground(argv);
         return r < 0 ? cli_error(ctx, NULL, "cannot run ssh: %s", strerror(-r)) : r;
 }
 
 /* ---- vm run ------------------------------------------------------------------ */
+
+struct timing {
+        const char *name;
+        int64_t ms;
+};
+
+/* One `vm run`, phase by phase. */
+struct run {
+        struct cli_ctx *ctx;
+        struct cli_args *a;
+        const char *path; /* the repository to ship, or NULL */
+        char **cmd;       /* after "--", or NULL */
+        int ncmd;
+        bool rm, detach, nat;
+        json_t *vm;       /* owned: vm.show of the new VM */
+        char *name;       /* owned */
+        const char *cwd;  /* where the command runs in the guest */
+        struct timing tm[8];
+        int ntm;
+        int64_t t0;
+};
+
+static void timed(struct run *r, const char *name, int64_t since) {
+        if (r->ntm < (int) ELEMENTSOF(r->tm))
+                r->tm[r->ntm++] = (struct timing) { name, mono_ms_now() - since };
+}
+
+/* Every combination is checked before a VM exists. */
+static int run_check(struct run *r) {
+        struct cli_args *a = r->a;
+        if (a->dashdash < 0 && a->npos > 1)
+                return cli_usage_error(a->cmd, "unexpected argument '%s' (the command goes after '--')", a->pos[1]);
+        if (a->dashdash > 1)
+                return cli_usage_error(a->cmd, "unexpected argument '%s' before '--'", a->pos[1]);
+        if (a->dashdash >= 0 && r->ncmd == 0)
+                return cli_usage_error(a->cmd, "'--' must be followed by a command");
+        if (r->detach && r->rm)
+                return cli_usage_error(a->cmd, "-d/--detach and --rm exclude each other");
+        if (r->detach && r->ncmd > 0)
+                return cli_usage_error(a->cmd, "-d/--detach does not run a command (use vm exec later)");
+        if (cli_flag(a, "from") && !cli_flag(a, "branch"))
+                return cli_usage_error(a->cmd, "--from needs --branch");
+        if ((cli_flag(a, "branch") || cli_has(a, "include-untracked")) && !r->path)
+                return cli_usage_error(a->cmd, "--branch, --from and --include-untracked need a PATH");
+        if (cli_has(a, "dry-run") && !r->path)
+                return cli_usage_error(a->cmd, "--dry-run needs a PATH");
+        return 0;
+}
+
+/* The create request; the repository checked before anything is made. */
+static int run_params(struct run *r, json_t *params) {
+        const char *v;
+        int rc;
+        if ((v = cli_flag(r->a, "name")))
+                json_object_set_new(params, "name", json_string(v));
+        if ((v = cli_flag(r->a, "image")))
+                json_object_set_new(params, "image", json_string(v));
+        if ((rc = cli_spec_params(r->a, params)))
+                return rc;
+        r->nat = json_is_true(json_object_get(params, "nat"));
+        if (!r->path)
+                return 0;
+        struct git_repo repo;
+        _cleanup_free_ char *err = NULL;
+        if ((rc = git_repo_inspect(r->path, &repo, &err)) < 0)
+                return cli_fail(r->ctx, rc, "%s", err);
+        git_repo_done(&repo);
+        return 0;
+}
 
 static volatile sig_atomic_t run_interrupted;
 static void on_run_signal(int sig) {
@@ -272,149 +315,134 @@ static void on_run_signal(int sig) {
         run_interrupted = 1;
 }
 
-struct timing {
-        const char *name;
-        int64_t ms;
-};
-
-int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
-        const char *path = a->dashdash == 0 || a->npos == 0 ? NULL : a->pos[0];
-        int ncmd = a->dashdash >= 0 ? a->npos - a->dashdash : 0;
-        char **cmd = a->dashdash >= 0 ? a->pos + a->dashdash : NULL;
-        bool rm = cli_has(a, "rm"), detach = cli_has(a, "detach");
-        struct timing tm[8];
-        int ntm = 0, rc;
-
-        /* every combination is checked before a VM exists */
-        if (a->dashdash < 0 && a->npos > 1)
-                return cli_usage_error(a->cmd, "unexpected argument '%s' (the command goes after '--')", a->pos[1]);
-        if (a->dashdash > 1)
-                return cli_usage_error(a->cmd, "unexpected argument '%s' before '--'", a->pos[1]);
-        if (a->dashdash >= 0 && ncmd == 0)
-                return cli_usage_error(a->cmd, "'--' must be followed by a command");
-        if (detach && rm)
-                return cli_usage_error(a->cmd, "-d/--detach and --rm exclude each other");
-        if (detach && ncmd > 0)
-                return cli_usage_error(a->cmd, "-d/--detach does not run a command (use vm exec later)");
-        if (cli_flag(a, "from") && !cli_flag(a, "branch"))
-                return cli_usage_error(a->cmd, "--from needs --branch");
-        if ((cli_flag(a, "branch") || cli_has(a, "include-untracked")) && !path)
-                return cli_usage_error(a->cmd, "--branch, --from and --include-untracked need a PATH");
-        if (cli_has(a, "dry-run") && !path)
-                return cli_usage_error(a->cmd, "--dry-run needs a PATH");
-        _cleanup_json_ json_t *params = json_object();
-        const char *v;
-        if ((v = cli_flag(a, "name")))
-                json_object_set_new(params, "name", json_string(v));
-        if ((v = cli_flag(a, "image")))
-                json_object_set_new(params, "image", json_string(v));
-        if ((rc = cli_spec_params(a, params)))
-                return rc;
-        if (path) {
-                struct git_repo repo;
-                _cleanup_free_ char *err = NULL;
-                if (git_repo_inspect(path, &repo, &err) < 0)
-                        return cli_error(ctx, NULL, "%s", err);
-                git_repo_done(&repo);
-                if (cli_has(a, "dry-run"))
-                        return local_dry_run(ctx, path, cli_has(a, "include-untracked"));
+/* mise, when the project has it and the VM can reach the internet. */
+static void run_bootstrap(struct run *r) {
+        _cleanup_free_ char *mise = path_join(r->path, ".mise.toml"), *tv = path_join(r->path, ".tool-versions");
+        if (cli_has(r->a, "no-bootstrap") || (access(mise, F_OK) < 0 && access(tv, F_OK) < 0))
+                return;
+        if (!r->nat) {
+                fprintf(stderr, "note: tooling bootstrap (mise) skipped: the VM has no NAT "
+                                "(--nat enables it, --no-bootstrap silences this)\n");
+                return;
         }
-        bool nat = json_is_true(json_object_get(params, "nat"));
+        int64_t t = mono_ms_now();
+        char *boot[] = { (char *) "sh", (char *) "-c",
+                         (char *) "mkdir -p /root/.cache/banger; if command -v mise >/dev/null; then "
+                                  "mise trust && mise install; else echo 'mise not in this image'; fi "
+                                  ">/root/.cache/banger/vm-run-tooling.log 2>&1" };
+        _cleanup_free_ char *remote = remote_command(r->cwd, boot, 3);
+        _cleanup_strv_free_ char **argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, false);
+        if (cli_run_foreground(argv) != 0)
+                fprintf(stderr, "warning: tooling bootstrap failed (see /root/.cache/banger/vm-run-tooling.log in the "
+                                "guest)\n");
+        timed(r, "tooling bootstrap", t);
+}
 
-        int64_t t0 = mono_ms_now();
-        _cleanup_json_ json_t *vm = NULL;
-        rc = cli_vm_create(ctx, params, true, &vm);
-        tm[ntm++] = (struct timing) { "create + boot + ssh ready", mono_ms_now() - t0 };
+static int run_workspace(struct run *r) {
+        _cleanup_json_ json_t *res = NULL;
+        int64_t t = mono_ms_now();
+        int rc = prepare(r->ctx, r->name, r->path, r->a, &res);
         if (rc)
-                return rc; /* a failed create keeps its VM (state error) for `vm logs` */
-        const char *name = str(vm, "name");
-        _cleanup_free_ char *vm_name = xstrdup(name);
-        /* From here a Ctrl-C ends the wait for the daemon and goes on to the
-         * cleanup (--rm) instead of killing us with the VM left behind. */
+                return rc;
+        timed(r, "workspace prepare", t);
+        fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
+                (long long) json_integer_value(json_object_get(res, "files")),
+                (long long) json_integer_value(json_object_get(res, "bytes")), r->name);
+        skipped_notice(res);
+        r->cwd = "/root/repo";
+        run_bootstrap(r);
+        return 0;
+}
+
+/* The command (or an interactive shell) over ssh. */
+static int run_command(struct run *r) {
+        int64_t t = mono_ms_now();
+        _cleanup_json_ json_t *res = NULL, *tp = json_pack("{s:s}", "vm", r->name);
+        _cleanup_strv_free_ char **argv = NULL;
+        (void) cli_call(r->ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, tp, &res); /* activity, best effort */
+        cli_disconnect(r->ctx);
+        if (r->ncmd > 0) {
+                _cleanup_free_ char *remote = remote_command(r->cwd, r->cmd, r->ncmd);
+                argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, false);
+        } else {
+                _cleanup_free_ char *qcwd = shell_quote(r->cwd), *remote = xasprintf("cd %s && exec bash -l", qcwd);
+                argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, true);
+        }
+        int rc = cli_run_foreground(argv);
+        if (rc < 0)
+                rc = cli_fail(r->ctx, rc, "cannot run ssh: %s", strerror(-rc));
+        timed(r, r->ncmd > 0 ? "command" : "session", t);
+        if (r->ncmd == 0 && !r->rm)
+                fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", r->name, r->name);
+        return rc;
+}
+
+/* --rm: on a fresh connection (the old one may be mid-answer). */
+static int run_remove(struct run *r, int rc) {
+        _cleanup_json_ json_t *res = NULL, *dp = json_pack("{s:s}", "vm", r->name);
+        int64_t t = mono_ms_now();
+        cli_disconnect(r->ctx);
+        r->ctx->no_progress = true;
+        int dr = cli_call(r->ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_DELETE, dp, &res);
+        timed(r, "delete (--rm)", t);
+        return dr < 0 && rc == 0 ? dr : rc;
+}
+
+static void run_timings(struct run *r) {
+        for (int i = 0; i < r->ntm; i++)
+                fprintf(stderr, "timing: %-26s %8.3f s\n", r->tm[i].name, (double) r->tm[i].ms / 1000.0);
+        fprintf(stderr, "timing: %-26s %8.3f s\n", "total", (double) (mono_ms_now() - r->t0) / 1000.0);
+}
+
+/* After the VM exists: a Ctrl-C ends the wait for the daemon and goes on to
+ * the cleanup (--rm) instead of killing us with the VM left behind. */
+static int run_in_vm(struct run *r) {
         struct sigaction sa = { .sa_handler = on_run_signal }, old_int, old_term;
+        int rc = 0;
         sigemptyset(&sa.sa_mask);
         run_interrupted = 0;
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
-        cli_disconnect(ctx);
-        ctx->interrupt = &run_interrupted;
-        const char *cwd = "/root";
-        if (path) {
-                _cleanup_json_ json_t *res = NULL;
-                int64_t t1 = mono_ms_now();
-                if ((rc = prepare(ctx, vm_name, path, a, &res)))
-                        goto end;
-                tm[ntm++] = (struct timing) { "workspace prepare", mono_ms_now() - t1 };
-                fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
-                        (long long) json_integer_value(json_object_get(res, "files")),
-                        (long long) json_integer_value(json_object_get(res, "bytes")), vm_name);
-                skipped_notice(res);
-                cwd = "/root/repo";
-                _cleanup_free_ char *mise = path_join(path, ".mise.toml"), *tv = path_join(path, ".tool-versions");
-                if (!cli_has(a, "no-bootstrap") && (access(mise, F_OK) == 0 || access(tv, F_OK) == 0)) {
-                        if (!nat)
-                                fprintf(stderr, "note: tooling bootstrap (mise) skipped: the VM has no NAT "
-                                                "(--nat enables it, --no-bootstrap silences this)\n");
-                        else {
-                                int64_t t2 = mono_ms_now();
-                                char *boot[] = { (char *) "sh", (char *) "-c",
-                                                 (char *) "mkdir -p /root/.cache/banger; if command -v mise >/dev/null; then "
-                                                          "mise trust && mise install; else echo 'mise not in this image'; fi "
-                                                          ">/root/.cache/banger/vm-run-tooling.log 2>&1" };
-                                _cleanup_free_ char *remote = remote_command(cwd, boot, 3);
-                                _cleanup_strv_free_ char **argv = cli_ssh_argv(vm, (char *[]) { remote }, 1, false);
-                                if (run_child(argv) != 0)
-                                        fprintf(stderr, "warning: tooling bootstrap failed (see "
-                                                        "/root/.cache/banger/vm-run-tooling.log in the guest)\n");
-                                tm[ntm++] = (struct timing) { "tooling bootstrap", mono_ms_now() - t2 };
-                        }
-                }
-        }
-        if (detach) {
-                printf("vm %s is ready; connect with: banger vm ssh %s\n", vm_name, vm_name);
-                rc = 0;
-                goto end;
-        }
-        {
-                int64_t t3 = mono_ms_now();
-                _cleanup_json_ json_t *t = NULL, *tp = json_pack("{s:s}", "vm", vm_name);
-                cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, tp, &t);
-                cli_disconnect(ctx);
-                _cleanup_strv_free_ char **argv = NULL;
-                if (ncmd > 0) {
-                        _cleanup_free_ char *remote = remote_command(cwd, cmd, ncmd);
-                        argv = cli_ssh_argv(vm, (char *[]) { remote }, 1, false);
-                } else {
-                        _cleanup_free_ char *qcwd = shell_quote(cwd);
-                        _cleanup_free_ char *remote = xasprintf("cd %s && exec bash -l", qcwd);
-                        argv = cli_ssh_argv(vm, (char *[]) { remote }, 1, true);
-                }
-                rc = run_child(argv);
-                if (rc < 0)
-                        rc = cli_error(ctx, NULL, "cannot run ssh: %s", strerror(-rc));
-                tm[ntm++] = (struct timing) { ncmd > 0 ? "command" : "session", mono_ms_now() - t3 };
-                if (ncmd == 0 && !rm)
-                        fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", vm_name, vm_name);
-        }
-end:
-        ctx->interrupt = NULL;
+        cli_disconnect(r->ctx);
+        r->ctx->interrupt = &run_interrupted;
+        r->cwd = "/root";
+        if (r->path)
+                rc = run_workspace(r);
+        if (rc == 0 && r->detach)
+                printf("vm %s is ready; connect with: banger vm ssh %s\n", r->name, r->name);
+        else if (rc == 0)
+                rc = run_command(r);
+        r->ctx->interrupt = NULL;
         if (run_interrupted && rc < 128)
                 rc = 130; /* interrupted before the command ran */
-        if (rm) {
-                _cleanup_json_ json_t *res = NULL, *dp = json_pack("{s:s}", "vm", vm_name);
-                int64_t t4 = mono_ms_now();
-                cli_disconnect(ctx); /* a fresh connection: the old one may be mid-answer */
-                ctx->no_progress = true;
-                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_DELETE, dp, &res) != 0 && rc == 0)
-                        rc = 1;
-                tm[ntm++] = (struct timing) { "delete (--rm)", mono_ms_now() - t4 };
-        }
+        if (r->rm)
+                rc = run_remove(r, rc);
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
-        if (cli_has(a, "timings")) {
-                for (int i = 0; i < ntm; i++)
-                        fprintf(stderr, "timing: %-26s %8.3f s\n", tm[i].name, (double) tm[i].ms / 1000.0);
-                fprintf(stderr, "timing: %-26s %8.3f s\n", "total", (double) (mono_ms_now() - t0) / 1000.0);
-        }
+        return rc;
+}
+
+int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
+        struct run r = { .ctx = ctx, .a = a, .path = a->dashdash == 0 || a->npos == 0 ? NULL : a->pos[0],
+                         .ncmd = a->dashdash >= 0 ? a->npos - a->dashdash : 0,
+                         .cmd = a->dashdash >= 0 ? a->pos + a->dashdash : NULL, .rm = cli_has(a, "rm"),
+                         .detach = cli_has(a, "detach") };
+        _cleanup_json_ json_t *params = json_object();
+        int rc;
+        if ((rc = run_check(&r)) || (rc = run_params(&r, params)))
+                return rc;
+        if (cli_has(a, "dry-run"))
+                return local_dry_run(ctx, r.path, cli_has(a, "include-untracked"));
+        r.t0 = mono_ms_now();
+        rc = cli_vm_create(ctx, params, true, &r.vm);
+        timed(&r, "create + boot + ssh ready", r.t0);
+        if (rc)
+                return rc; /* a failed create keeps its VM (state error) for `vm logs` */
+        r.name = xstrdup(str(r.vm, "name"));
+        rc = run_in_vm(&r);
+        if (cli_has(a, "timings"))
+                run_timings(&r);
+        json_decref(r.vm);
+        free(r.name);
         return rc;
 }

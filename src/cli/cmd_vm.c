@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,7 +107,7 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
         interrupted = 0;
         bool cancel_sent = false;
         size_t printed = 0;
-        int rc = 1;
+        int rc = -EIO;
         _cleanup_json_ json_t *q = json_pack("{s:s}", "op_id", str(begin, "op_id"));
         for (;;) {
                 _cleanup_json_ json_t *st = NULL;
@@ -118,7 +117,7 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
                         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_CANCEL, q, &cr);
                         cancel_sent = true;
                 }
-                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_STATUS, q, &st))
+                if ((rc = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_STATUS, q, &st)) < 0)
                         break;
                 json_t *stages = json_object_get(st, "stages");
                 bool done = json_is_true(json_object_get(st, "done"));
@@ -274,11 +273,11 @@ static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, 
         bool *started = xcalloc((size_t) n, sizeof(bool));
 
         /* one auto-start (and version check) before the fan-out */
-        if (cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_PING, NULL, &ping)) {
+        if ((rc = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_PING, NULL, &ping)) < 0) {
                 free(fans);
                 free(th);
                 free(started);
-                return 1;
+                return rc;
         }
         for (int i = 0; i < n; i++) {
                 bool dup = false;
@@ -301,7 +300,7 @@ static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, 
                         continue;
                 pthread_join(th[i], NULL);
                 if (fans[i].rc) {
-                        rc = 1;
+                        rc = rc ? rc : fans[i].rc; /* reported by its thread */
                         continue;
                 }
                 if (ctx->json)
@@ -406,7 +405,7 @@ int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a) {
                 fflush(stdout);
                 if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
                         printf("nothing deleted\n");
-                        return 1;
+                        return CLI_EXIT_FAILURE;
                 }
         }
         struct cli_args da = { .cmd = a->cmd, .pos = refs, .npos = (int) n, .dashdash = -1 };
@@ -437,7 +436,7 @@ int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a) {
         for (;;) {
                 while ((k = read(fd, buf, sizeof(buf))) > 0)
                         if (fwrite(buf, 1, (size_t) k, stdout) != (size_t) k)
-                                return 1;
+                                return CLI_EXIT_FAILURE; /* stdout went away */
                 fflush(stdout);
                 if (!follow || interrupted)
                         break;
@@ -555,24 +554,9 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);
         bool interactive = a->npos <= 1;
         _cleanup_strv_free_ char **argv = cli_ssh_argv(vm, a->pos + 1, a->npos - 1, false);
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid < 0)
-                return cli_error(ctx, NULL, "fork: %s", strerror(errno));
-        if (pid == 0) {
-                execvp("ssh", argv);
-                fprintf(stderr, "banger: cannot run ssh: %s (apt-get install openssh-client)\n", strerror(errno));
-                _exit(127);
-        }
-        /* the terminal's Ctrl-C belongs to ssh */
-        struct sigaction ign = { .sa_handler = SIG_IGN }, old;
-        sigemptyset(&ign.sa_mask);
-        sigaction(SIGINT, &ign, &old);
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        sigaction(SIGINT, &old, NULL);
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        int code = cli_run_foreground(argv);
+        if (code < 0)
+                return cli_fail(ctx, code, "cannot run ssh: %s (apt-get install openssh-client)", strerror(-code));
         if (interactive) {
                 _cleanup_json_ json_t *now = NULL;
                 cli_disconnect(ctx);

@@ -50,16 +50,13 @@ int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) {
                 cli_print_usage_line(stderr, cmd);
         else
                 fputs("usage: banger [--json] [--socket PATH] [-v] COMMAND ... (see 'banger help')\n", stderr);
-        return 2;
+        return CLI_EXIT_USAGE;
 }
 
-int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) {
+static void vreport(struct cli_ctx *ctx, const char *op_id, const char *fmt, va_list ap) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-        va_list ap;
 
-        va_start(ap, fmt);
         strbuf_vaddf(&sb, fmt, ap);
-        va_end(ap);
         if (ctx->color_err)
                 fprintf(stderr, "\033[1;31mbanger:\033[0m %s", sb.buf);
         else
@@ -67,7 +64,22 @@ int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) {
         if (op_id && *op_id)
                 fprintf(stderr, ctx->color_err ? " \033[2m(%s)\033[0m" : " (%s)", op_id);
         fputc('\n', stderr);
-        return 1;
+}
+
+int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vreport(ctx, op_id, fmt, ap);
+        va_end(ap);
+        return -EIO;
+}
+
+int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vreport(ctx, NULL, fmt, ap);
+        va_end(ap);
+        return err < 0 ? err : -EIO;
 }
 
 void cli_print_json(const json_t *j) {
@@ -176,99 +188,114 @@ static int parse_global(struct cli_ctx *ctx, char **argv, int argc, int *i, bool
         return 1;
 }
 
-static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
-        bool want_version = false, want_help = false, dashdash = false;
-        const char *words[2] = { NULL, NULL };
-        int nwords = 0;
-        _cleanup_free_ char **rest = xcalloc((size_t) argc + 1, sizeof(char *));
-        int nrest = 0;
-        const struct cli_command *cmd = NULL;
+/* Pass 1: global flags and the command words; what follows goes to rest. */
+struct pass1 {
+        bool want_version, want_help;
+        const char *words[2];
+        int nwords;
+        char **rest;
+        int nrest;
+        const struct cli_command *cmd;
+};
 
-        /* Pass 1: global flags and the command words. */
+static int parse_words(struct cli_ctx *ctx, int argc, char **argv, struct pass1 *p) {
+        bool dashdash = false;
         for (int i = 1; i < argc; i++) {
                 if (!dashdash && strcmp(argv[i], "--") == 0) {
                         dashdash = true;
-                        rest[nrest++] = argv[i];
+                        p->rest[p->nrest++] = argv[i];
                         continue;
                 }
                 if (!dashdash) {
-                        int g = parse_global(ctx, argv, argc, &i, &want_version, &want_help);
+                        int g = parse_global(ctx, argv, argc, &i, &p->want_version, &p->want_help);
                         if (g < 0)
                                 return cli_usage_error(NULL, "--socket needs a PATH");
                         if (g > 0)
                                 continue;
                 }
-                if (!dashdash && argv[i][0] != '-' && nwords < 2 && !cmd) {
-                        words[nwords++] = argv[i];
-                        if (nwords == 1 && !is_group(words[0])) {
-                                cmd = find_command(NULL, words[0]);
-                                if (!cmd)
-                                        return cli_usage_error(NULL, "unknown command '%s'", words[0]);
-                        } else if (nwords == 2) {
-                                cmd = find_command(words[0], words[1]);
-                                if (!cmd)
-                                        return cli_usage_error(NULL, "unknown command '%s %s'", words[0], words[1]);
-                        }
+                if (dashdash || argv[i][0] == '-' || p->nwords >= 2 || p->cmd) {
+                        p->rest[p->nrest++] = argv[i];
                         continue;
                 }
-                rest[nrest++] = argv[i];
+                p->words[p->nwords++] = argv[i];
+                if (p->nwords == 1 && !is_group(p->words[0]) && !(p->cmd = find_command(NULL, p->words[0])))
+                        return cli_usage_error(NULL, "unknown command '%s'", p->words[0]);
+                if (p->nwords == 2 && !(p->cmd = find_command(p->words[0], p->words[1])))
+                        return cli_usage_error(NULL, "unknown command '%s %s'", p->words[0], p->words[1]);
         }
-        if (want_version) {
-                printf("banger v%s (commit %s, built %s)\n", banger_version(), banger_commit(), banger_built_at());
-                return 0;
-        }
-        if (!cmd) {
-                if (want_help || nwords == 0) {
-                        print_help(want_help ? stdout : stderr, nwords ? words[0] : NULL);
-                        return want_help ? 0 : 2;
-                }
-                print_help(stderr, words[0]);
-                return 2;
-        }
-        if (want_help) {
-                struct cli_args ha = { .cmd = find_command(NULL, "help"), .pos = (char **) words, .npos = nwords };
-                return cmd_help(ctx, &ha);
-        }
+        return 0;
+}
 
-        /* Pass 2: the command's own flags and positionals. */
-        _cleanup_free_ char **pos = xcalloc((size_t) nrest + 1, sizeof(char *));
-        struct cli_args a = { .cmd = cmd, .pos = pos, .dashdash = -1 };
-        dashdash = false;
+/* One flag of the command at rest[*i] (consuming its value). */
+static int parse_flag(const struct cli_command *cmd, char **rest, int nrest, int *i, struct cli_args *a) {
+        const char *s = rest[*i];
+        _cleanup_free_ char *name = NULL;
+        const char *eq = strncmp(s, "--", 2) == 0 ? strchr(s, '=') : NULL;
+        if (eq)
+                name = xstrndup(s, (size_t) (eq - s));
+        int idx;
+        const struct cli_flag *f = find_flag(cmd->flags, name ? name : s, &idx);
+        if (!f)
+                return cli_usage_error(cmd, "unknown flag '%s'", name ? name : s);
+        if (!f->arg) {
+                if (eq)
+                        return cli_usage_error(cmd, "flag --%s takes no value", f->name);
+                a->values[idx] = "";
+        } else if (eq)
+                a->values[idx] = eq + 1;
+        else if (*i + 1 < nrest)
+                a->values[idx] = rest[++*i];
+        else
+                return cli_usage_error(cmd, "flag --%s needs a %s", f->name, f->arg);
+        return 0;
+}
+
+/* Pass 2: the command's own flags and positionals. */
+static int parse_args(const struct cli_command *cmd, char **rest, int nrest, struct cli_args *a) {
+        bool dashdash = false;
+        int r;
         for (int i = 0; i < nrest; i++) {
                 const char *s = rest[i];
                 if (!dashdash && strcmp(s, "--") == 0) {
                         dashdash = true;
-                        a.dashdash = a.npos;
-                        continue;
-                }
-                if (!dashdash && s[0] == '-' && s[1]) {
-                        _cleanup_free_ char *name = NULL;
-                        const char *eq = strncmp(s, "--", 2) == 0 ? strchr(s, '=') : NULL;
-                        if (eq)
-                                name = xstrndup(s, (size_t) (eq - s));
-                        int idx;
-                        const struct cli_flag *f = find_flag(cmd->flags, name ? name : s, &idx);
-                        if (!f)
-                                return cli_usage_error(cmd, "unknown flag '%s'", name ? name : s);
-                        if (!f->arg) {
-                                if (eq)
-                                        return cli_usage_error(cmd, "flag --%s takes no value", f->name);
-                                a.values[idx] = "";
-                        } else if (eq)
-                                a.values[idx] = eq + 1;
-                        else if (i + 1 < nrest)
-                                a.values[idx] = rest[++i];
-                        else
-                                return cli_usage_error(cmd, "flag --%s needs a %s", f->name, f->arg);
-                        continue;
-                }
-                a.pos[a.npos++] = rest[i];
+                        a->dashdash = a->npos;
+                } else if (!dashdash && s[0] == '-' && s[1]) {
+                        if ((r = parse_flag(cmd, rest, nrest, &i, a)))
+                                return r;
+                } else
+                        a->pos[a->npos++] = rest[i];
         }
-        if (a.npos < cmd->min_args)
-                return cli_usage_error(cmd, "missing argument%s", cmd->min_args - a.npos > 1 ? "s" : "");
-        if (a.npos > cmd->max_args)
-                return cli_usage_error(cmd, "unexpected argument '%s'", a.pos[cmd->max_args]);
-        return cmd->run(ctx, &a);
+        if (a->npos < cmd->min_args)
+                return cli_usage_error(cmd, "missing argument%s", cmd->min_args - a->npos > 1 ? "s" : "");
+        if (a->npos > cmd->max_args)
+                return cli_usage_error(cmd, "unexpected argument '%s'", a->pos[cmd->max_args]);
+        return 0;
+}
+
+static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
+        _cleanup_free_ char **rest = xcalloc((size_t) argc + 1, sizeof(char *));
+        struct pass1 p = { .rest = rest };
+        int r;
+
+        if ((r = parse_words(ctx, argc, argv, &p)))
+                return r;
+        if (p.want_version) {
+                printf("banger v%s (commit %s, built %s)\n", banger_version(), banger_commit(), banger_built_at());
+                return 0;
+        }
+        if (!p.cmd) { /* `banger`, `banger vm`, `banger --help` */
+                print_help(p.want_help ? stdout : stderr, p.nwords ? p.words[0] : NULL);
+                return p.want_help ? 0 : CLI_EXIT_USAGE;
+        }
+        if (p.want_help) {
+                struct cli_args ha = { .cmd = find_command(NULL, "help"), .pos = (char **) p.words, .npos = p.nwords };
+                return cmd_help(ctx, &ha);
+        }
+        _cleanup_free_ char **pos = xcalloc((size_t) p.nrest + 1, sizeof(char *));
+        struct cli_args a = { .cmd = p.cmd, .pos = pos, .dashdash = -1 };
+        if ((r = parse_args(p.cmd, p.rest, p.nrest, &a)))
+                return r;
+        return p.cmd->run(ctx, &a);
 }
 
 int main(int argc, char **argv) {
@@ -289,5 +316,5 @@ int main(int argc, char **argv) {
         cli_disconnect(&ctx);
         layout_done(&ctx.layout);
         fflush(stdout);
-        return r;
+        return r < 0 ? CLI_EXIT_FAILURE : r; /* negative: reported already */
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "ipnet.h"
 #include "macro.h"
 #include "parse.h"
 #include "strbuf.h"
@@ -130,25 +131,13 @@ static int v_ipv4(const struct config *c, const void *v, char **why) {
 /* "off", or IPv4:port */
 static int v_listen(const struct config *c, const void *v, char **why) {
         const char *s = *(char *const *) v;
-        const char *colon = strrchr(s, ':');
-        struct in_addr a;
-        char host[INET_ADDRSTRLEN];
+        uint32_t ip;
+        uint16_t port;
         (void) c;
-        if (strcmp(s, "off") == 0)
+        if (strcmp(s, "off") == 0 || ipv4_port_parse(s, &ip, &port) == 0)
                 return 0;
-        if (!colon || (size_t) (colon - s) >= sizeof(host)) {
-                *why = xstrdup("must be IPv4:port (e.g. 127.0.0.1:42069) or \"off\"");
-                return -EINVAL;
-        }
-        memcpy(host, s, (size_t) (colon - s));
-        host[colon - s] = '\0';
-        char *end = NULL;
-        long port = strtol(colon + 1, &end, 10);
-        if (inet_pton(AF_INET, host, &a) != 1 || !end || *end || port < 1 || port > 65535 || colon[1] == '\0') {
-                *why = xstrdup("must be IPv4:port (e.g. 127.0.0.1:42069) or \"off\"");
-                return -EINVAL;
-        }
-        return 0;
+        *why = xstrdup("must be IPv4:port (e.g. 127.0.0.1:42069) or \"off\"");
+        return -EINVAL;
 }
 
 static int v_range(int64_t x, int64_t lo, int64_t hi, char **why) {
@@ -171,18 +160,18 @@ static int v_tap_pool(const struct config *c, const void *v, char **why) {
 
 static int v_vcpu(const struct config *c, const void *v, char **why) {
         (void) c;
-        return v_range(*(const int64_t *) v, 1, 64, why);
+        return v_range(*(const int64_t *) v, 1, CONFIG_VCPU_MAX, why);
 }
 
 static int v_memory(const struct config *c, const void *v, char **why) {
         (void) c;
-        return v_range(*(const int64_t *) v, 128, 1024 * 1024, why);
+        return v_range(*(const int64_t *) v, CONFIG_MEMORY_MIB_MIN, CONFIG_MEMORY_MIB_MAX, why);
 }
 
 static int v_disk(const struct config *c, const void *v, char **why) {
         uint64_t b = *(const uint64_t *) v;
         (void) c;
-        if (b < (64ULL << 20) || b > CONFIG_DISK_SIZE_MAX) {
+        if (b < CONFIG_DISK_SIZE_MIN || b > CONFIG_DISK_SIZE_MAX) {
                 *why = xstrdup("must be between 64 MiB and 128 GiB");
                 return -EINVAL;
         }

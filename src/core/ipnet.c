@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "macro.h"
 #include "strbuf.h"
@@ -15,6 +16,23 @@ int ipv4_parse(const char *s, uint32_t *ret) {
         if (!s || inet_pton(AF_INET, s, &a) != 1)
                 return -EINVAL;
         *ret = ntohl(a.s_addr);
+        return 0;
+}
+
+int ipv4_port_parse(const char *s, uint32_t *ret_ip, uint16_t *ret_port) {
+        const char *colon = s ? strrchr(s, ':') : NULL;
+        char host[INET_ADDRSTRLEN];
+        uint32_t ip;
+        if (!colon || (size_t) (colon - s) >= sizeof(host) || colon[1] == '\0' ||
+            strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5)
+                return -EINVAL;
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = '\0';
+        long port = strtol(colon + 1, NULL, 10);
+        if (ipv4_parse(host, &ip) < 0 || port < 1 || port > 65535)
+                return -EINVAL;
+        *ret_ip = ip;
+        *ret_port = (uint16_t) port;
         return 0;
 }
 

@@ -24,6 +24,8 @@ int ipv4_subnet_init(struct ipv4_subnet *ret, const char *bridge_ip, int prefix,
 int ipv4_alloc_lowest(const struct ipv4_subnet *n, const char *const *used, size_t n_used, uint32_t *ret);
 
 int ipv4_parse(const char *s, uint32_t *ret);
+/* "A.B.C.D:PORT" (port 1..65535, digits only) -> host-order address and port. */
+int ipv4_port_parse(const char *s, uint32_t *ret_ip, uint16_t *ret_port);
 /* buf must hold 16 bytes. */
 void ipv4_format(uint32_t a, char *buf);
 

@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "ids.h"
 #include "jsonx.h"
 #include "macro.h"
 
@@ -19,6 +20,30 @@ static const char *const code_names[_RPC_CODE_MAX] = {
         [RPC_ALREADY_EXISTS] = "already_exists", [RPC_UNAUTHORIZED] = "unauthorized",
         [RPC_OPERATION_FAILED] = "operation_failed",
 };
+
+void rpc_op_id_new(char buf[static RPC_OP_ID_SIZE]) {
+        _cleanup_free_ char *r = random_hex(3);
+        snprintf(buf, RPC_OP_ID_SIZE, "op-%s", r);
+}
+
+int rpc_code_to_errno(enum rpc_code c) {
+        switch (c) {
+        case RPC_NOT_FOUND:
+                return -ENOENT;
+        case RPC_ALREADY_EXISTS:
+                return -EEXIST;
+        case RPC_BAD_REQUEST:
+                return -EINVAL;
+        case RPC_UNAUTHORIZED:
+                return -EACCES;
+        case RPC_UNKNOWN_METHOD:
+                return -EOPNOTSUPP;
+        case RPC_BAD_VERSION:
+                return -EPROTO;
+        default:
+                return -EIO;
+        }
+}
 
 const char *rpc_code_to_string(enum rpc_code c) {
         return c < _RPC_CODE_MAX ? code_names[c] : "operation_failed";

@@ -32,7 +32,14 @@ enum rpc_code {
 };
 
 const char *rpc_code_to_string(enum rpc_code c);
+
+/* A fresh "op-xxxxxx": names one request in every log line and error. */
+#define RPC_OP_ID_SIZE 16
+void rpc_op_id_new(char buf[static RPC_OP_ID_SIZE]);
 int rpc_code_from_string(const char *s); /* code or -EINVAL */
+/* The errno a client reports for a code: -ENOENT for not_found, -EEXIST,
+ * -EINVAL, -EACCES, -EOPNOTSUPP, -EPROTO, else -EIO. */
+int rpc_code_to_errno(enum rpc_code c);
 
 struct rpc_request {
         int64_t id;

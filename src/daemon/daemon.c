@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The composition root (daemon.h): it opens the subsystems in order, wires
+ * each one's dependencies, serves, and closes them in reverse. What is left
+ * here of its own is the accelerator choice (host facts, the KVM boot
+ * probe) and the signal/wake loop.
+ */
 #include "daemon.h"
 
 #include <errno.h>
@@ -6,57 +12,52 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
-#include <time.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include "accel.h"
 #include "clock.h"
 #include "fsutil.h"
-#include "store/store_artifacts.h"
 #include "log.h"
 #include "macro.h"
+#include "store/store_artifacts.h"
 #include "strbuf.h"
 #include "version.h"
+#include "vm/agent_client.h"
 
 static const char *env_get(const char *name) {
         return getenv(name);
 }
 
 /* One daemon per state dir: an flock held for the daemon's lifetime. */
-static int take_lock(struct daemon *d, char **ret_err) {
+static int take_lock(struct daemon *d, struct op_error *e) {
         _cleanup_close_ int fd = open(d->layout.lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         char buf[32] = { 0 };
 
-        if (fd < 0) {
-                *ret_err = xasprintf("cannot open %s: %s", d->layout.lock_path, strerror(errno));
-                return -errno;
-        }
+        if (fd < 0)
+                return op_fail(e, -errno, "cannot open %s: %s", d->layout.lock_path, strerror(errno));
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int e = errno;
+                int en = errno;
                 ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
                 if (n > 0)
                         buf[strcspn(buf, "\n")] = '\0';
-                if (e == EWOULDBLOCK)
-                        *ret_err = xasprintf("another bangerd%s%s%s is already running for %s", n > 0 ? " (pid " : "",
-                                             n > 0 ? buf : "", n > 0 ? ")" : "", d->layout.state_dir);
-                else
-                        *ret_err = xasprintf("cannot lock %s: %s", d->layout.lock_path, strerror(e));
-                return -e;
+                if (en == EWOULDBLOCK)
+                        return op_fail(e, -en, "another bangerd%s%s%s is already running for %s",
+                                       n > 0 ? " (pid " : "", n > 0 ? buf : "", n > 0 ? ")" : "", d->layout.state_dir);
+                return op_fail(e, -en, "cannot lock %s: %s", d->layout.lock_path, strerror(en));
         }
         int len = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) len, 0) < 0) {
-                /* the pid is informational; the lock is what counts */
-        }
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) len, 0) < 0)
+                log_warn("cannot write our pid to %s (the lock is what counts)", d->layout.lock_path);
         d->lock_fd = TAKE_FD(fd);
         return 0;
 }
 
-static int setup_signals(struct daemon *d, char **ret_err) {
+static int setup_signals(struct daemon *d, struct op_error *e) {
         sigset_t mask;
 
         /* Blocked in every thread (threads inherit the mask): only the
@@ -69,12 +70,12 @@ static int setup_signals(struct daemon *d, char **ret_err) {
         signal(SIGPIPE, SIG_IGN);
         d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (d->signal_fd < 0 || d->wake_fd < 0) {
-                *ret_err = xasprintf("cannot set up signal handling: %s", strerror(errno));
-                return -errno;
-        }
+        if (d->signal_fd < 0 || d->wake_fd < 0)
+                return op_fail(e, -errno, "cannot set up signal handling: %s", strerror(errno));
         return 0;
 }
+
+/* ---- the VMM and accelerator --------------------------------------------- */
 
 static void set_choice(struct daemon *d, int probe, const char *detail) {
         struct vmm_choice c;
@@ -86,14 +87,27 @@ static void set_choice(struct daemon *d, int probe, const char *detail) {
         pthread_mutex_unlock(&d->accel_mu);
 }
 
-void daemon_vmm_choice(struct daemon *d, char **ret_vmm, char **ret_vmm_reason, char **ret_accel,
-                       char **ret_accel_reason) {
+static void copy_choice(void *ud, struct rpc_vmm_choice *ret) {
+        struct daemon *d = ud;
         pthread_mutex_lock(&d->accel_mu);
-        *ret_vmm = xstrdup(d->vmm.vmm);
-        *ret_vmm_reason = xstrdup(d->vmm.vmm_reason);
-        *ret_accel = xstrdup(d->vmm.accel);
-        *ret_accel_reason = xstrdup(d->vmm.accel_reason);
+        *ret = (struct rpc_vmm_choice) { xstrdup(d->vmm.vmm), xstrdup(d->vmm.vmm_reason), xstrdup(d->vmm.accel),
+                                         xstrdup(d->vmm.accel_reason) };
         pthread_mutex_unlock(&d->accel_mu);
+}
+
+/* vms_deps.choose_vmm: QEMU is the one backend this build drives. */
+static int choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e) {
+        struct rpc_vmm_choice c;
+        copy_choice(ud, &c);
+        int r = 0;
+        if (strcmp(c.vmm, "qemu") != 0)
+                r = op_fail(e, -EOPNOTSUPP, "VMM %s is not implemented yet (set vmm = \"qemu\")", c.vmm);
+        else {
+                *ret_index = 0;
+                *ret_accel = TAKE_PTR(c.accel);
+        }
+        rpc_vmm_choice_done(&c);
+        return r;
 }
 
 struct probe_job {
@@ -115,9 +129,6 @@ static void *probe_main(void *arg) {
                 set_choice(j->d, v.kvm_works ? 1 : 0, v.detail);
         else if (r != -ECANCELED)
                 log_warn("KVM boot probe failed to run: %s", strerror(-r));
-        pthread_mutex_lock(&j->d->accel_mu);
-        j->d->probe_running = false;
-        pthread_mutex_unlock(&j->d->accel_mu);
         free(j->vmlinux);
         free(j->initramfs);
         free(j);
@@ -134,14 +145,12 @@ static int probe_kernel(struct daemon *d, char **ret_vmlinux, char **ret_initram
                 return -EIO;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *vl = path_join(rows[i].dir, "vmlinux");
-                struct art_error e = { 0 };
                 char *ir = NULL;
-                if (r < 0 && access(vl, R_OK) == 0 && kernel_initramfs(&d->artifacts, rows[i].name, &ir, &e) == 0) {
+                if (r < 0 && access(vl, R_OK) == 0 && kernel_initramfs(&d->artifacts, rows[i].name, &ir, NULL) == 0) {
                         *ret_vmlinux = TAKE_PTR(vl);
                         *ret_initramfs = ir;
                         r = 0;
                 }
-                art_error_done(&e);
         }
         for (size_t i = 0; i < n; i++)
                 kernel_row_done(&rows[i]);
@@ -149,7 +158,11 @@ static int probe_kernel(struct daemon *d, char **ret_vmlinux, char **ret_initram
         return r;
 }
 
-void daemon_accel_refresh(struct daemon *d) {
+/* (Re)considers the accelerator: a cached KVM verdict, else a boot probe in
+ * the background when a kernel is present. At start and after kernel
+ * pulls/imports (from RPC threads). */
+static void accel_refresh(void *ud) {
+        struct daemon *d = ud;
         _cleanup_free_ char *vmlinux = NULL, *initramfs = NULL;
         struct accel_verdict v;
 
@@ -166,24 +179,20 @@ void daemon_accel_refresh(struct daemon *d) {
                 return;
         }
         /* One probe per daemon life (its verdict is cached for the next). */
-        pthread_mutex_lock(&d->accel_mu);
-        bool go = !d->probe_started && !atomic_load(&d->stopping);
-        if (go)
-                d->probe_started = d->probe_running = true;
-        pthread_mutex_unlock(&d->accel_mu);
-        if (!go)
+        if (atomic_load(&d->stopping) || atomic_exchange(&d->probe_claimed, true))
                 return;
         set_choice(d, -1, "boot probe running");
         struct probe_job *j = xcalloc(1, sizeof(*j));
         *j = (struct probe_job) { d, TAKE_PTR(vmlinux), TAKE_PTR(initramfs) };
-        pthread_mutex_lock(&d->accel_mu);
-        if (pthread_create(&d->probe_thread, NULL, probe_main, j) != 0) {
-                d->probe_started = d->probe_running = false;
-                free(j->vmlinux);
-                free(j->initramfs);
-                free(j);
+        int r = pthread_create(&d->probe_thread, NULL, probe_main, j);
+        if (r == 0) {
+                atomic_store(&d->probe_started, true);
+                return;
         }
-        pthread_mutex_unlock(&d->accel_mu);
+        log_warn("cannot start the KVM boot probe: %s", strerror(r));
+        free(j->vmlinux);
+        free(j->initramfs);
+        free(j);
 }
 
 static void probe_host(struct daemon *d) {
@@ -193,7 +202,99 @@ static void probe_host(struct daemon *d) {
         set_choice(d, -1, NULL);
 }
 
-int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **ret_err) {
+/* ---- wiring ------------------------------------------------------------------- */
+
+static int agent_call_fn(void *ud, const char *socket_path, const char *method, int timeout_ms,
+                         const struct agent_wait *w, json_t **ret, struct op_error *e) {
+        (void) ud;
+        return agent_call(socket_path, method, timeout_ms, w, ret, e);
+}
+
+static void request_stop(void *ud) {
+        struct daemon *d = ud;
+        uint64_t one = 1;
+        if (write(d->wake_fd, &one, sizeof(one)) < 0) {
+                /* counter saturated: a stop is already pending */
+        }
+}
+
+/* Layout, config, state and runtime dirs, the log, the lock. */
+static int open_base(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
+        _cleanup_free_ char *msg = NULL;
+        int r;
+        if ((r = layout_resolve(&d->layout, env_get, d->uid, &msg)) < 0 ||
+            (r = hostinfo_load_config(&d->layout, &d->config, &msg)) < 0 ||
+            (r = layout_prepare_state(&d->layout, &msg)) < 0 ||
+            (r = layout_prepare_runtime(&d->layout, d->uid, &msg)) < 0)
+                return op_take_msg(e, r, &msg);
+        d->log_fd = open(d->layout.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (d->log_fd < 0)
+                return op_fail(e, -errno, "cannot open log %s: %s", d->layout.log_path, strerror(errno));
+        int level = log_level_from_string(opts->log_level ? opts->log_level : d->config->log_level);
+        log_setup(d->log_fd, level < 0 ? LOG_LEVEL_INFO : (enum log_level) level, opts->foreground);
+        if ((r = take_lock(d, e)) < 0)
+                return r;
+        log_info("bangerd %s (commit %s) starting; state=%s runtime=%s", banger_version(), banger_commit(),
+                 d->layout.state_dir, d->layout.runtime_dir);
+        for (char **w = d->config->warnings; w && *w; w++)
+                log_warn("config %s: %s", d->layout.config_file, *w);
+        return 0;
+}
+
+static struct vms_deps vms_deps_of(struct daemon *d) {
+        size_t n_caps;
+        const struct vm_cap *const *caps = vm_caps_default(&n_caps);
+        d->vmms[0] = (struct vmm_entry) { &vmm_qemu, d->config->qemu_bin };
+        return (struct vms_deps) {
+                .layout = &d->layout, .config = d->config, .store = d->store, .artifacts = &d->artifacts,
+                .ops = &d->ops, .priv = priv_local_ops(d->priv), .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
+                .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .mono_ms = mono_ms_now,
+                .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps,
+        };
+}
+
+/* The store, the privileged operations, artifacts, the VM service. */
+static int open_services(struct daemon *d, struct op_error *e) {
+        const char *roots[] = { d->layout.state_dir, d->layout.cache_dir, d->layout.runtime_dir, NULL };
+        int r;
+        if ((r = store_open(d->layout.db_path, 0, &d->store, e)) < 0 ||
+            (r = priv_local_new(d->config->bridge_name, d->config->bridge_ip, (int) d->config->cidr, roots, &d->priv,
+                                e)) < 0 ||
+            (r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, priv_local_ops(d->priv), e)) < 0)
+                return r;
+        d->artifacts_ready = true;
+        if ((r = setup_signals(d, e)) < 0)
+                return r;
+        /* after the signal mask: the VM service's threads inherit it */
+        struct vms_deps deps = vms_deps_of(d);
+        if ((r = vms_init(&d->vms, &deps, e)) < 0)
+                return r;
+        d->vms_ready = true;
+        vms_reconcile(&d->vms);
+        return vms_start_housekeeping(&d->vms, e);
+}
+
+static void open_dns(struct daemon *d) {
+        _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
+        if (strcmp(d->config->dns_listen, "off") == 0)
+                d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
+        else if (dnsd_start(&d->dns, d->config->dns_listen, vms_dns_lookup, &d->vms, &de) < 0) {
+                d->dns_error = xstrdup(op_error_message(&de));
+                log_warn("%s; <name>.vm names will not resolve", d->dns_error);
+        } else
+                log_info("serving the vm zone on %s (udp, tcp)", d->config->dns_listen);
+}
+
+static void fill_services(struct daemon *d) {
+        d->services = (struct rpc_services) {
+                .layout = &d->layout, .config = d->config, .ops = &d->ops, .artifacts = &d->artifacts,
+                .vms = &d->vms, .reported_commit = d->reported_commit, .started_mono_ms = d->started_mono_ms,
+                .dns_listen = d->config->dns_listen, .dns_serving = d->dns.started, .dns_error = d->dns_error,
+                .ud = d, .vmm_choice = copy_choice, .accel_refresh = accel_refresh, .request_stop = request_stop,
+        };
+}
+
+int daemon_open(const struct daemon_options *opts, struct daemon **ret, struct op_error *e) {
         struct daemon *d = xcalloc(1, sizeof(*d));
         int r;
 
@@ -206,82 +307,23 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **r
         opstate_init(&d->ops, 10 * 60 * 1000);
         pthread_mutex_init(&d->accel_mu, NULL);
 
-        r = layout_resolve(&d->layout, env_get, d->uid, ret_err);
-        if (r < 0)
+        if ((r = open_base(d, opts, e)) < 0 || (r = open_services(d, e)) < 0)
                 goto fail;
-        r = hostinfo_load_config(&d->layout, &d->config, ret_err);
-        if (r < 0)
-                goto fail;
-        r = layout_prepare_state(&d->layout, ret_err);
-        if (r < 0)
-                goto fail;
-        r = layout_prepare_runtime(&d->layout, d->uid, ret_err);
-        if (r < 0)
-                goto fail;
-
-        d->log_fd = open(d->layout.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (d->log_fd < 0) {
-                *ret_err = xasprintf("cannot open log %s: %s", d->layout.log_path, strerror(errno));
-                r = -errno;
-                goto fail;
-        }
-        int level = log_level_from_string(opts->log_level ? opts->log_level : d->config->log_level);
-        log_setup(d->log_fd, level < 0 ? LOG_LEVEL_INFO : (enum log_level) level, opts->foreground);
-
-        r = take_lock(d, ret_err);
-        if (r < 0)
-                goto fail;
-        log_info("bangerd %s (commit %s) starting; state=%s runtime=%s", banger_version(), banger_commit(),
-                 d->layout.state_dir, d->layout.runtime_dir);
-        for (char **w = d->config->warnings; w && *w; w++)
-                log_warn("config %s: %s", d->layout.config_file, *w);
-
-        r = store_open(d->layout.db_path, 0, &d->store, ret_err);
-        if (r < 0)
-                goto fail;
-        r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, ret_err);
-        if (r < 0)
-                goto fail;
-        d->artifacts_ready = true;
-        r = setup_signals(d, ret_err);
-        if (r < 0)
-                goto fail;
-        /* after the signal mask: the VM service's threads inherit it */
-        r = vms_init(&d->vms, d, ret_err);
-        if (r < 0)
-                goto fail;
-        d->vms_ready = true;
-        vms_reconcile(&d->vms);
-        r = vms_start_housekeeping(&d->vms, ret_err);
-        if (r < 0)
-                goto fail;
-        if (strcmp(d->config->dns_listen, "off") == 0)
-                d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
-        else if (dnsd_start(&d->dns, d->config->dns_listen, vms_dns_lookup, &d->vms, &d->dns_error) < 0)
-                log_warn("%s; <name>.vm names will not resolve", d->dns_error);
-        else
-                log_info("serving the vm zone on %s (udp, tcp)", d->config->dns_listen);
+        open_dns(d);
         probe_host(d);
-        r = rpc_server_listen(&d->server, d->layout.socket_path, ret_err);
-        if (r == 0)
-                daemon_accel_refresh(d);
+        fill_services(d);
+        r = rpc_server_listen(&d->server, d->layout.socket_path, d->uid, rpc_dispatch_line, &d->services, e);
         if (r < 0)
                 goto fail;
+        accel_refresh(d);
         log_info("listening on %s", d->layout.socket_path);
         *ret = d;
         return 0;
 fail:
-        if (*ret_err && d->log_fd >= 0)
-                log_error("start-up failed: %s", *ret_err);
+        if (d->log_fd >= 0)
+                log_error("start-up failed: %s", op_error_message(e));
         daemon_close(d);
         return r;
-}
-
-void daemon_request_stop(struct daemon *d) {
-        uint64_t one = 1;
-        if (write(d->wake_fd, &one, sizeof(one)) < 0) {
-                /* counter saturated: a stop is already pending */
-        }
 }
 
 int daemon_serve(struct daemon *d) {
@@ -313,8 +355,19 @@ int daemon_serve(struct daemon *d) {
                         return 0;
                 }
                 if (p[0].revents & POLLIN)
-                        rpc_server_accept(&d->server, d);
+                        rpc_server_accept(&d->server);
         }
+}
+
+static void close_fds(struct daemon *d) {
+        if (d->lock_fd >= 0) {
+                log_info("bangerd stopped");
+                close(d->lock_fd);
+        }
+        if (d->signal_fd >= 0)
+                close(d->signal_fd);
+        if (d->wake_fd >= 0)
+                close(d->wake_fd);
 }
 
 void daemon_close(struct daemon *d) {
@@ -326,10 +379,7 @@ void daemon_close(struct daemon *d) {
                 /* Still holding the lock: the socket is ours to remove. */
                 unlink(d->layout.socket_path);
         }
-        pthread_mutex_lock(&d->accel_mu);
-        bool join = d->probe_started;
-        pthread_mutex_unlock(&d->accel_mu);
-        if (join)
+        if (atomic_load(&d->probe_started))
                 pthread_join(d->probe_thread, NULL); /* the probe polls `stopping` */
         dnsd_stop(&d->dns);
         free(d->dns_error);
@@ -337,20 +387,14 @@ void daemon_close(struct daemon *d) {
                 vms_done(&d->vms); /* cancels creates in flight; running VMs stay */
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);
+        priv_local_free(d->priv);
         store_close(d->store);
         opstate_done(&d->ops);
         vmm_choice_done(&d->vmm);
         tool_info_done(&d->qemu);
         tool_info_done(&d->firecracker);
         kvm_state_done(&d->kvm);
-        if (d->lock_fd >= 0) {
-                log_info("bangerd stopped");
-                close(d->lock_fd);
-        }
-        if (d->signal_fd >= 0)
-                close(d->signal_fd);
-        if (d->wake_fd >= 0)
-                close(d->wake_fd);
+        close_fds(d);
         config_free(d->config);
         layout_done(&d->layout);
         pthread_mutex_destroy(&d->accel_mu);

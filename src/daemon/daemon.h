@@ -2,12 +2,15 @@
 #pragma once
 
 /*
- * bangerd's composition root. It wires subsystems together and owns nothing
- * but their handles; each subsystem owns its state and its lock.
+ * bangerd's composition root: it creates each subsystem, hands each one its
+ * dependencies (vms_deps, rpc_services, the priv ops, the VMM table) and
+ * owns only their handles; each subsystem owns its state and its lock. This
+ * is the only file that knows every subsystem; nothing includes it but
+ * main.c.
  *
  * Lock order (docs/ARCHITECTURE.md keeps the full list):
- *   vm_locks[id] -> workspace_locks[id] -> {create_vm_mu, image_ops_mu}
- *     -> subsystem-local leaf locks (opstate.mu, rpc_server.mu, store.write_mu, log)
+ *   vm_locks[id] -> workspace_locks[id] -> {create_mu, image_ops_mu}
+ *     -> leaf locks (ops.mu, server.mu, accel_mu, store.write_mu, log, ...)
  */
 
 #include <pthread.h>
@@ -20,15 +23,18 @@
 #include "config.h"
 #include "hostinfo.h"
 #include "layout.h"
+#include "net/dnsd.h"
+#include "op_error.h"
 #include "ops/opstate.h"
+#include "priv/priv.h"
+#include "rpc/dispatch.h"
 #include "rpc/rpc_server.h"
 #include "store/store.h"
 #include "vm/vms.h"
-#include "net/dnsd.h"
 
 struct daemon_options {
-        bool foreground;      /* also log to stderr */
-        int ready_fd;         /* -1, or a pipe: "READY\n" / "ERROR <msg>\n" */
+        bool foreground;       /* also log to stderr */
+        int ready_fd;          /* -1, or a pipe: "READY\n" / "ERROR <msg>\n" */
         const char *log_level; /* overrides config when set */
 };
 
@@ -37,9 +43,12 @@ struct daemon {
         struct config *config;  /* owned */
         struct store *store;    /* owned */
         struct opstate_registry ops;
+        struct priv_local *priv; /* owned: the privileged operations, in-process */
         struct rpc_server server;
+        struct rpc_services services; /* what RPC handlers may use */
         struct artifacts artifacts; /* kernels + images; owns image_ops_mu */
         bool artifacts_ready;
+        struct vmm_entry vmms[1];   /* the VMM backends (QEMU) */
         struct vms vms;             /* the VM service; owns the per-VM locks */
         bool vms_ready;
         struct dnsd dns;            /* the `vm` zone on dns_listen */
@@ -52,8 +61,8 @@ struct daemon {
         struct vmm_choice vmm;          /* guarded by accel_mu */
         pthread_mutex_t accel_mu;       /* leaf: the vmm/accel choice */
         pthread_t probe_thread;         /* the KVM boot probe, when one runs */
-        bool probe_running;             /* guarded by accel_mu */
-        bool probe_started;             /* guarded by accel_mu; the thread to join */
+        _Atomic bool probe_claimed;     /* one probe per daemon life */
+        _Atomic bool probe_started;     /* probe_thread is to be joined */
         _Atomic bool stopping;
 
         int lock_fd;   /* flock on bangerd.lock: one daemon per state dir */
@@ -67,19 +76,8 @@ struct daemon {
         const char *reported_commit;
 };
 
-int daemon_open(const struct daemon_options *opts, struct daemon **ret, char **ret_err);
+int daemon_open(const struct daemon_options *opts, struct daemon **ret, struct op_error *e);
 /* Serves until a signal or daemon.shutdown; returns 0 on a clean stop. */
 int daemon_serve(struct daemon *d);
 /* Stops serving and releases everything. Never touches running VMs. */
 void daemon_close(struct daemon *d);
-
-/* (Re)considers the accelerator: a cached KVM verdict, else a boot probe in
- * the background when a kernel is present. Called at start and after kernel
- * pulls/imports. */
-void daemon_accel_refresh(struct daemon *d);
-/* Copies the current choice (thread-safe). */
-void daemon_vmm_choice(struct daemon *d, char **ret_vmm, char **ret_vmm_reason, char **ret_accel,
-                       char **ret_accel_reason);
-
-/* Asks daemon_serve() to return (thread-safe). */
-void daemon_request_stop(struct daemon *d);

@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
         };
         struct daemon_options opts = { .ready_fd = -1 };
         bool check = false, json = false;
-        _cleanup_free_ char *err = NULL;
+        _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
         struct daemon *d = NULL;
         int c, r;
 
@@ -149,8 +149,10 @@ int main(int argc, char **argv) {
         }
         r = daemon_open(&opts, &d, &err);
         if (r < 0) {
-                fprintf(stderr, "bangerd: %s\n", err ? err : strerror(-r));
-                notify_ready(opts.ready_fd, err ? err : strerror(-r));
+                if (!op_error_is_set(&err))
+                        err.err = r;
+                fprintf(stderr, "bangerd: %s\n", op_error_message(&err));
+                notify_ready(opts.ready_fd, op_error_message(&err));
                 return 1;
         }
         notify_ready(opts.ready_fd, NULL);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "op_error.h"
 #include "strbuf.h"
 
 #define NLBUF 8192
@@ -24,26 +25,23 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct mnl_socket *, mnl_socket_close);
 
 /* One request, one ACK. */
-static int nl_talk(struct nlmsghdr *nlh, const char *what, char **ret_err) {
+static int nl_talk(struct nlmsghdr *nlh, const char *what, struct op_error *e) {
         _cleanup_(mnl_socket_closep) struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
         char buf[NLBUF];
 
         if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-                *ret_err = xasprintf("%s: netlink: %s", what, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "%s: netlink: %s", what, strerror(errno));
         }
         nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
         nlh->nlmsg_seq = (unsigned) time(NULL);
         unsigned portid = mnl_socket_get_portid(nl);
         if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-                *ret_err = xasprintf("%s: netlink send: %s", what, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "%s: netlink send: %s", what, strerror(errno));
         }
         ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
         if (n < 0 || mnl_cb_run(buf, (size_t) n, nlh->nlmsg_seq, portid, NULL, NULL) < 0) {
-                int e = errno ? errno : EIO;
-                *ret_err = xasprintf("%s: %s", what, strerror(e));
-                return -e;
+                int en = errno ? errno : EIO;
+                return op_fail(e, -en, "%s: %s", what, strerror(en));
         }
         return 0;
 }
@@ -58,12 +56,11 @@ static struct nlmsghdr *link_msg(char *buf, uint16_t type, uint16_t flags, int i
         return nlh;
 }
 
-static int link_set(const char *name, int master_index, bool up, char **ret_err) {
+static int link_set(const char *name, int master_index, bool up, struct op_error *e) {
         char buf[NLBUF];
         int idx = (int) if_nametoindex(name);
         if (idx == 0) {
-                *ret_err = xasprintf("link %s: %s", name, strerror(errno));
-                return -ENOENT;
+                return op_fail(e, -ENOENT, "link %s: %s", name, strerror(errno));
         }
         struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, idx);
         struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
@@ -74,20 +71,19 @@ static int link_set(const char *name, int master_index, bool up, char **ret_err)
         if (master_index > 0)
                 mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t) master_index);
         _cleanup_free_ char *what = xasprintf("configuring %s", name);
-        return nl_talk(nlh, what, ret_err);
+        return nl_talk(nlh, what, e);
 }
 
 bool nl_link_exists(const char *name) {
         return if_nametoindex(name) > 0;
 }
 
-static int addr_add(const char *name, const char *addr, int prefix, char **ret_err) {
+static int addr_add(const char *name, const char *addr, int prefix, struct op_error *e) {
         char buf[NLBUF];
         struct in_addr a;
         int idx = (int) if_nametoindex(name);
         if (idx == 0 || inet_pton(AF_INET, addr, &a) != 1) {
-                *ret_err = xasprintf("cannot address %s with %s", name, addr);
-                return -EINVAL;
+                return op_fail(e, -EINVAL, "cannot address %s with %s", name, addr);
         }
         struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
         nlh->nlmsg_type = RTM_NEWADDR;
@@ -100,16 +96,16 @@ static int addr_add(const char *name, const char *addr, int prefix, char **ret_e
         mnl_attr_put_u32(nlh, IFA_LOCAL, a.s_addr);
         mnl_attr_put_u32(nlh, IFA_ADDRESS, a.s_addr);
         _cleanup_free_ char *what = xasprintf("adding %s/%d to %s", addr, prefix, name);
-        _cleanup_free_ char *err = NULL;
-        int r = nl_talk(nlh, what, &err);
+        _cleanup_op_error_ struct op_error e2 = OP_ERROR_INIT;
+        int r = nl_talk(nlh, what, &e2);
         if (r == -EEXIST)
                 return 0; /* already there */
         if (r < 0)
-                *ret_err = TAKE_PTR(err);
+                op_error_move(e, &e2);
         return r;
 }
 
-int nl_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err) {
+int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_error *e) {
         char buf[NLBUF];
         int r;
 
@@ -120,58 +116,109 @@ int nl_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_
                 mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
                 mnl_attr_nest_end(nlh, li);
                 _cleanup_free_ char *what = xasprintf("creating bridge %s", name);
-                _cleanup_free_ char *err = NULL;
-                r = nl_talk(nlh, what, &err);
+                _cleanup_op_error_ struct op_error e2 = OP_ERROR_INIT;
+                r = nl_talk(nlh, what, &e2);
                 if (r < 0 && r != -EEXIST) { /* a concurrent creator is fine */
-                        *ret_err = TAKE_PTR(err);
+                        op_error_move(e, &e2);
                         return r;
                 }
         }
-        if ((r = addr_add(name, addr, prefix, ret_err)) < 0)
+        if ((r = addr_add(name, addr, prefix, e)) < 0)
                 return r;
-        return link_set(name, 0, true, ret_err);
+        return link_set(name, 0, true, e);
 }
 
-int nl_tap_create(const char *name, const char *bridge, char **ret_err) {
+int nl_tap_create(const char *name, const char *bridge, struct op_error *e) {
         struct ifreq ifr = { 0 };
         _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
         int r;
 
-        if (strlen(name) >= IFNAMSIZ) {
-                *ret_err = xasprintf("TAP name %s is longer than %d bytes", name, IFNAMSIZ - 1);
-                return -EINVAL;
-        }
-        if (fd < 0) {
-                *ret_err = xasprintf("cannot open /dev/net/tun: %s", strerror(errno));
-                return -errno;
-        }
+        if (strlen(name) >= IFNAMSIZ)
+                return op_fail(e, -EINVAL, "TAP name %s is longer than %d bytes", name, IFNAMSIZ - 1);
+        if (fd < 0)
+                return op_fail(e, -errno, "cannot open /dev/net/tun: %s", strerror(errno));
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         memcpy(ifr.ifr_name, name, strlen(name));
-        if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
-                r = -errno;
-                *ret_err = xasprintf("cannot create TAP %s: %s", name, strerror(errno));
-                return r;
-        }
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0)
+                return op_fail(e, -errno, "cannot create TAP %s: %s", name, strerror(errno));
         int master = (int) if_nametoindex(bridge);
-        if (master == 0) {
-                r = -ENOENT;
-                *ret_err = xasprintf("bridge %s does not exist", bridge);
-        } else
-                r = link_set(name, master, true, ret_err);
-        if (r < 0) {
-                _cleanup_free_ char *e = NULL;
-                nl_link_delete(name, &e);
-        }
+        if (master == 0)
+                r = op_fail(e, -ENOENT, "bridge %s does not exist", bridge);
+        else
+                r = link_set(name, master, true, e);
+        if (r < 0)
+                (void) nl_link_delete(name, NULL); /* undo; the first error is the one to report */
         return r;
 }
 
-int nl_link_delete(const char *name, char **ret_err) {
+int nl_link_delete(const char *name, struct op_error *e) {
         char buf[NLBUF];
         int idx = (int) if_nametoindex(name);
         if (idx == 0)
                 return -ENOENT;
         struct nlmsghdr *nlh = link_msg(buf, RTM_DELLINK, 0, idx);
         _cleanup_free_ char *what = xasprintf("deleting %s", name);
-        int r = nl_talk(nlh, what, ret_err);
+        int r = nl_talk(nlh, what, e);
         return r == -ENODEV ? -ENOENT : r;
+}
+
+struct link_info_cb {
+        struct nl_link_info *info;
+};
+
+static int linkinfo_attr(const struct nlattr *a, void *data) {
+        struct nl_link_info *info = data;
+        if (mnl_attr_get_type(a) == IFLA_INFO_KIND && mnl_attr_validate(a, MNL_TYPE_STRING) >= 0)
+                snprintf(info->kind, sizeof(info->kind), "%s", mnl_attr_get_str(a));
+        return MNL_CB_OK;
+}
+
+static int link_attr(const struct nlattr *a, void *data) {
+        struct nl_link_info *info = data;
+        switch (mnl_attr_get_type(a)) {
+        case IFLA_MASTER:
+                if (mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                        info->master_index = (int) mnl_attr_get_u32(a);
+                break;
+        case IFLA_LINKINFO:
+                mnl_attr_parse_nested(a, linkinfo_attr, info);
+                break;
+        default:
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+static int link_msg_cb(const struct nlmsghdr *nlh, void *data) {
+        struct nl_link_info *info = data;
+        struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+        info->index = ifm->ifi_index;
+        mnl_attr_parse(nlh, sizeof(*ifm), link_attr, info);
+        return MNL_CB_OK;
+}
+
+int nl_link_info(const char *name, struct nl_link_info *ret, struct op_error *e) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+        char buf[NLBUF];
+        int idx = (int) if_nametoindex(name);
+        struct nl_link_info info = { 0 };
+
+        if (idx == 0)
+                return op_fail(e, -ENOENT, "link %s does not exist", name);
+        if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+                return op_fail(e, -errno, "netlink: %s", strerror(errno));
+        struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, NLM_F_REQUEST, idx);
+        nlh->nlmsg_seq = (unsigned) time(NULL);
+        unsigned portid = mnl_socket_get_portid(nl);
+        if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+                return op_fail(e, -errno, "netlink send: %s", strerror(errno));
+        ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+        if (n < 0 || mnl_cb_run(buf, (size_t) n, nlh->nlmsg_seq, portid, link_msg_cb, &info) < 0) {
+                int en = errno ? errno : EIO;
+                return op_fail(e, en == ENODEV ? -ENOENT : -en, "link %s: %s", name, strerror(en));
+        }
+        if (info.master_index > 0 && !if_indextoname((unsigned) info.master_index, info.master))
+                info.master[0] = '\0';
+        *ret = info;
+        return 0;
 }

@@ -5,15 +5,26 @@
  * Host links over rtnetlink (libmnl) and the TUN driver: the bridge guests
  * sit on and one TAP per running VM. Operates in the caller's network
  * namespace. Called only through the privileged seam (priv.h).
- * All return 0 or -errno with *ret_err.
+ * All return 0 or -errno with *e set (op_error.h).
  */
 
 #include <stdbool.h>
 
+struct op_error;
+
 /* Creates the bridge when missing, adds addr/prefix when absent, sets it up. */
-int nl_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err);
+int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_error *e);
 /* A persistent TAP (no packet info) attached to `bridge` and up. */
-int nl_tap_create(const char *name, const char *bridge, char **ret_err);
+int nl_tap_create(const char *name, const char *bridge, struct op_error *e);
 /* -ENOENT when there is no such link. */
-int nl_link_delete(const char *name, char **ret_err);
+int nl_link_delete(const char *name, struct op_error *e);
 bool nl_link_exists(const char *name);
+
+struct nl_link_info {
+        int index;
+        char kind[16];   /* IFLA_INFO_KIND: "tun", "bridge", "veth"; "" for none */
+        int master_index; /* 0 when not enslaved */
+        char master[16];  /* its name, "" when none */
+};
+/* What the kernel says about a link: -ENOENT when there is none. */
+int nl_link_info(const char *name, struct nl_link_info *ret, struct op_error *e);

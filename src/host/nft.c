@@ -12,6 +12,7 @@
 #include "fsutil.h"
 #include "jsonx.h"
 #include "macro.h"
+#include "op_error.h"
 #include "strbuf.h"
 
 #define TABLE "banger"
@@ -20,24 +21,21 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nft_ctx *, nft_ctx_free);
 
 /* Runs a {"nftables": [...]} document; with want_output, the JSON answer. */
-static int run(json_t *cmds, bool want_output, json_t **ret, char **ret_err) {
+static int run(json_t *cmds, bool want_output, json_t **ret, struct op_error *e) {
         _cleanup_(nft_ctx_freep) struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-        if (!ctx) {
-                *ret_err = xstrdup("nftables: cannot create a context");
-                return -ENOMEM;
-        }
+        if (!ctx)
+                return op_fail(e, -ENOMEM, "nftables: cannot create a context");
         nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE);
         nft_ctx_buffer_output(ctx);
         nft_ctx_buffer_error(ctx);
         _cleanup_json_ json_t *doc = json_pack("{s:O}", "nftables", cmds);
         _cleanup_free_ char *text = json_dump_compact(doc);
         if (nft_run_cmd_from_buffer(ctx, text) != 0) {
-                const char *e = nft_ctx_get_error_buffer(ctx);
-                *ret_err = xasprintf("nftables: %s", e && *e ? e : "command failed");
-                size_t l = strlen(*ret_err);
-                while (l && (*ret_err)[l - 1] == '\n')
-                        (*ret_err)[--l] = '\0';
-                return -EIO;
+                const char *msg = nft_ctx_get_error_buffer(ctx);
+                size_t l = msg ? strlen(msg) : 0;
+                while (l && msg[l - 1] == '\n')
+                        l--;
+                return op_fail(e, -EIO, "nftables: %.*s", (int) l, l ? msg : "command failed");
         }
         if (want_output) {
                 const char *out = nft_ctx_get_output_buffer(ctx);
@@ -67,8 +65,7 @@ static json_t *rule(const char *chain, const char *comment, json_t *expr) {
 static json_t *list_rules_of(const char *family) {
         _cleanup_json_ json_t *cmds = json_pack("[{s:{s:{s:s, s:s}}}]", "list", "table", "family", family, "name", TABLE);
         json_t *out = NULL, *rules = json_array();
-        _cleanup_free_ char *err = NULL;
-        if (run(cmds, true, &out, &err) < 0 || !out)
+        if (run(cmds, true, &out, NULL) < 0 || !out)
                 return rules;
         size_t i;
         json_t *it;
@@ -85,29 +82,11 @@ static json_t *list_rules(void) {
         return list_rules_of("inet");
 }
 
-static int ip_forward_on(char **ret_err) {
-        const char *p = "/proc/sys/net/ipv4/ip_forward";
-        _cleanup_free_ char *cur = NULL;
-        size_t len;
-        if (read_file(p, 16, &cur, &len) == 0 && cur[0] == '1')
-                return 0;
-        _cleanup_close_ int fd = open(p, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, "1\n", 2) != 2) {
-                *ret_err = xasprintf("cannot enable net.ipv4.ip_forward: %s", strerror(errno));
-                return -errno;
-        }
-        return 0;
-}
-
-int nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err) {
+int nft_nat_enable(const char *vm_id, const char *ip, const char *bridge, struct op_error *e) {
         _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
         int r;
 
-        if ((r = ip_forward_on(ret_err)) < 0)
-                return r;
-        nat_disable(vm_id, ret_err); /* no duplicates after a crash */
-        free(*ret_err);
-        *ret_err = NULL;
+        (void) nft_nat_disable(vm_id, NULL); /* no duplicates after a crash; the add reports */
         _cleanup_json_ json_t *cmds = json_pack(
                 "[{s:{s:{s:s, s:s}}}, {s:{s:{s:s, s:s, s:s, s:s, s:s, s:i, s:s}}},"
                 " {s:{s:{s:s, s:s, s:s, s:s, s:s, s:i, s:s}}}]",
@@ -153,16 +132,14 @@ int nat_enable(const char *vm_id, const char *tap, const char *ip, const char *b
                                      json_pack("[o, o, {s:n}]",
                                                match("==", ip_field("saddr"), json_string(ip)),
                                                match("!=", meta("oifname"), json_string(bridge)), "masquerade"))));
-        r = run(cmds, false, NULL, ret_err);
-        if (r < 0) {
-                _cleanup_free_ char *e2 = NULL;
-                nat_disable(vm_id, &e2);
-        }
+        r = run(cmds, false, NULL, e);
+        if (r < 0)
+                (void) nft_nat_disable(vm_id, NULL); /* undo; the add's error is the one to report */
         return r;
 }
 
 /* Deletes the rules of `family` banger commented `comment`. */
-static int delete_commented(const char *family, const char *comment, char **ret_err) {
+static int delete_commented(const char *family, const char *comment, struct op_error *e) {
         _cleanup_json_ json_t *rules = list_rules_of(family), *cmds = json_array();
         size_t i;
         json_t *it;
@@ -176,20 +153,17 @@ static int delete_commented(const char *family, const char *comment, char **ret_
         }
         if (json_array_size(cmds) == 0)
                 return 0;
-        return run(cmds, false, NULL, ret_err);
+        return run(cmds, false, NULL, e);
 }
 
-int nat_disable(const char *vm_id, char **ret_err) {
+int nft_nat_disable(const char *vm_id, struct op_error *e) {
         _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
-        return delete_commented("inet", comment, ret_err);
+        return delete_commented("inet", comment, e);
 }
 
-int antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err) {
+int nft_guard_enable(const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
         _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
-        int r = delete_commented("bridge", comment, ret_err);
-        free(*ret_err);
-        *ret_err = NULL;
-        (void) r;
+        (void) delete_commented("bridge", comment, NULL); /* no duplicates after a crash */
         _cleanup_json_ json_t *cmds = json_pack(
                 "[{s:{s:{s:s, s:s}}}, {s:{s:{s:s, s:s, s:s, s:s, s:s, s:i, s:s}}}]", "add", "table", "family", "bridge",
                 "name", TABLE, "add", "chain", "family", "bridge", "table", TABLE, "name", "prerouting", "type", "filter",
@@ -210,38 +184,10 @@ int antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **
                 json_array_append_new(cmds, json_pack("{s:{s:{s:s, s:s, s:s, s:s, s:o}}}", "add", "rule", "family",
                                                       "bridge", "table", TABLE, "chain", "prerouting", "comment", comment,
                                                       "expr", rules[i]));
-        return run(cmds, false, NULL, ret_err);
+        return run(cmds, false, NULL, e);
 }
 
-int antispoof_disable(const char *vm_id, char **ret_err) {
+int nft_guard_disable(const char *vm_id, struct op_error *e) {
         _cleanup_free_ char *comment = xasprintf("banger-vm:%s", vm_id);
-        return delete_commented("bridge", comment, ret_err);
-}
-
-json_t *nat_vm_ids(void) {
-        _cleanup_json_ json_t *rules = list_rules();
-        json_t *ids = json_array();
-        size_t i, j;
-        json_t *it, *have;
-        json_array_foreach(rules, i, it) {
-                const char *c = json_string_value(json_object_get(it, "comment"));
-                if (!c || strncmp(c, "banger-vm:", 10) != 0)
-                        continue;
-                bool dup = false;
-                json_array_foreach(ids, j, have) dup |= strcmp(json_string_value(have), c + 10) == 0;
-                if (!dup)
-                        json_array_append_new(ids, json_string(c + 10));
-        }
-        return ids;
-}
-
-char *nat_table_text(void) {
-        _cleanup_(nft_ctx_freep) struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-        if (!ctx)
-                return NULL;
-        nft_ctx_buffer_output(ctx);
-        nft_ctx_buffer_error(ctx);
-        if (nft_run_cmd_from_buffer(ctx, "list table inet " TABLE) != 0)
-                return NULL;
-        return xstrdup(strempty(nft_ctx_get_output_buffer(ctx)));
+        return delete_commented("bridge", comment, e);
 }

@@ -18,19 +18,17 @@
  * VM turned IP forwarding on.
  */
 
-#include <jansson.h>
 #include <stdbool.h>
 
-int nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err);
+struct op_error;
+
+/* The VM's NAT rules (IP forwarding is hostops' ip_forward, not this). */
+int nft_nat_enable(const char *vm_id, const char *ip, const char *bridge, struct op_error *e);
 /* Idempotent: 0 also when there was nothing to remove. */
-int nat_disable(const char *vm_id, char **ret_err);
+int nft_nat_disable(const char *vm_id, struct op_error *e);
 /* Every VM, NAT or not: table `bridge banger`, chain prerouting: frames
  * from the VM's TAP carrying IPv4 or ARP with another source address are
  * dropped, so the address the inet rules key on is the VM's own. Same
  * comment identity. */
-int antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err);
-int antispoof_disable(const char *vm_id, char **ret_err);
-/* VM ids that have rules in the table (new reference: a JSON array). */
-json_t *nat_vm_ids(void);
-/* The table as nft prints it (for doctor and tests), or NULL. */
-char *nat_table_text(void);
+int nft_guard_enable(const char *vm_id, const char *tap, const char *ip, struct op_error *e);
+int nft_guard_disable(const char *vm_id, struct op_error *e);

@@ -2,6 +2,8 @@
 #include "fsutil.h"
 
 #include <dirent.h>
+#define _XOPEN_SOURCE_EXTENDED 1
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,12 +30,21 @@ int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
-int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+static int read_open(const char *path, int flags, size_t max, char **ret, size_t *ret_len) {
+        /* O_NONBLOCK: a FIFO or a device must never block us; only regular
+         * files are read */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | flags);
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+        struct stat st;
         char buf[8192];
 
         if (fd < 0)
+                return errno == ELOOP && (flags & O_NOFOLLOW) ? -ELOOP : -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (fcntl(fd, F_SETFL, 0) < 0)
                 return -errno;
         for (;;) {
                 ssize_t n = read(fd, buf, sizeof(buf));
@@ -50,6 +61,14 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         }
         *ret = strbuf_detach(&sb, ret_len);
         return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        return read_open(path, 0, max, ret, ret_len);
+}
+
+int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len) {
+        return read_open(path, O_NOFOLLOW, max, ret, ret_len);
 }
 
 int write_all(int fd, const void *buf, size_t len) {
@@ -248,4 +267,23 @@ char *find_companion(const char *env, const char *name) {
                 s += len + (s[len] == ':');
         }
         return NULL;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        (void) st;
+        (void) ftw;
+        if (type == FTW_DP)
+                rmdir(path);
+        else
+                unlink(path);
+        return 0;
+}
+
+int rm_rf(const char *path) {
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlink(path) < 0 ? -errno : 0;
+        return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
 }

@@ -16,8 +16,17 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 /* Creates path and missing parents with `mode` (existing dirs untouched). */
 int mkdir_p(const char *path, mode_t mode);
 
-/* Reads a whole file (at most max bytes, else -EFBIG); NUL-terminated. */
+/* Reads a whole regular file (at most max bytes, else -EFBIG);
+ * NUL-terminated. Anything else (a FIFO, a device, a directory) is -EBADFD
+ * without blocking. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* The same, and a symlink as the last component is -ELOOP (files in banger's
+ * own directories that a guest or a user could have replaced). */
+int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Removes path and everything below it without following symlinks or
+ * crossing into another filesystem (whatever is mounted below stays, and
+ * so does its mount point). 0 when it was already gone. */
+int rm_rf(const char *path);
 
 /* Writes via a temp file + fsync + rename, so readers see old or new. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);

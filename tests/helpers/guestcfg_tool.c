@@ -14,12 +14,14 @@
 
 #include "fsutil.h"
 #include "macro.h"
+#include "op_error.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
 #include "vm/workdisk.h"
 
 int main(int argc, char **argv) {
-        _cleanup_free_ char *err = NULL, *pub = NULL, *ak = NULL;
+        _cleanup_free_ char *pub = NULL, *ak = NULL;
+        struct op_error err = OP_ERROR_INIT;
         size_t len;
 
         if (argc != 6 && argc != 8) {
@@ -33,7 +35,7 @@ int main(int argc, char **argv) {
         _cleanup_free_ char *hostpub = xasprintf("%s/ssh_host_ed25519_key.pub", keydir);
         _cleanup_free_ char *comment = xasprintf("banger-vm-%s", argv[1]);
         if (ssh_user_key_ensure(userkey, &err) < 0 || ssh_host_key_ensure(keydir, comment, &err) < 0) {
-                fprintf(stderr, "guestcfg_tool: %s\n", err);
+                fprintf(stderr, "guestcfg_tool: %s\n", op_error_message(&err));
                 return 1;
         }
         if (read_file(userpub, 1 << 16, &ak, &len) < 0 || read_file(hostpub, 1 << 16, &pub, &len) < 0 ||
@@ -44,7 +46,7 @@ int main(int argc, char **argv) {
         struct guestcfg g = { .hostname = argv[1], .ip = strcmp(argv[2], "-") ? argv[2] : NULL, .dns = "10.0.2.3",
                               .host_key_dir = keydir, .authorized_keys = ak };
         if (guestcfg_write(&g, argv[5], &err) < 0) {
-                fprintf(stderr, "guestcfg_tool: %s\n", err);
+                fprintf(stderr, "guestcfg_tool: %s\n", op_error_message(&err));
                 return 1;
         }
         if (argc == 8) {
@@ -52,7 +54,7 @@ int main(int argc, char **argv) {
                 if (workdisk_create(argv[6], 2ULL << 30, strcmp(argv[7], "-") ? argv[7] : NULL, &err) < 0 ||
                     workdisk_write_file(argv[6], "/.ssh/authorized_keys", ak, strlen(ak), 0600, 0, 0, &err) < 0 ||
                     workdisk_write_file(argv[6], "/.gitconfig", git, strlen(git), 0644, 0, 0, &err) < 0) {
-                        fprintf(stderr, "guestcfg_tool: %s\n", err);
+                        fprintf(stderr, "guestcfg_tool: %s\n", op_error_message(&err));
                         return 1;
                 }
         }

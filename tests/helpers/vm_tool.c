@@ -17,6 +17,7 @@
 #include "accel.h"
 #include "fsutil.h"
 #include "macro.h"
+#include "op_error.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
 #include "vm/workdisk.h"
@@ -41,7 +42,8 @@ static int concat(const char *a, const char *b, const char *out) {
 static int start(char **v) {
         const char *dir = v[0], *name = v[1], *id = v[2], *kernel = v[4], *base = v[5], *rootfs = v[6], *seed = v[7];
         unsigned port = (unsigned) atoi(v[3]);
-        _cleanup_free_ char *err = NULL, *ak = NULL, *pub = NULL;
+        _cleanup_free_ char *ak = NULL, *pub = NULL;
+        struct op_error err = OP_ERROR_INIT;
         size_t len;
         _cleanup_free_ char *userkey = xasprintf("%s/ssh/id_ed25519", dir), *userpub = xasprintf("%s.pub", userkey);
         _cleanup_free_ char *keydir = xasprintf("%s/hostkey", dir);
@@ -53,21 +55,21 @@ static int start(char **v) {
         _cleanup_free_ char *console = xasprintf("%s/console.log", dir);
 
         if (ssh_user_key_ensure(userkey, &err) < 0 || ssh_host_key_ensure(keydir, name, &err) < 0)
-                return die("keys", err);
+                return die("keys", op_error_message(&err));
         if (read_file(userpub, 1 << 16, &ak, &len) < 0 || read_file(hostpub, 1 << 16, &pub, &len) < 0 ||
             known_hosts_set(kh, pattern, pub) < 0)
                 return die("known_hosts", NULL);
         struct guestcfg g = { .hostname = name, .ip = "10.0.2.15", .dns = "10.0.2.3", .host_key_dir = keydir,
                               .authorized_keys = ak };
         if (guestcfg_write(&g, cpio, &err) < 0)
-                return die("guest config", err);
+                return die("guest config", op_error_message(&err));
         if (concat(base, cpio, initrd) < 0)
                 return die("initrd", NULL);
         if (vm_overlay_create(overlay, rootfs, 8ULL << 30, &err) < 0)
-                return die("overlay", err);
+                return die("overlay", op_error_message(&err));
         if (workdisk_create(work, 2ULL << 30, seed, &err) < 0 ||
             workdisk_write_file(work, "/.ssh/authorized_keys", ak, strlen(ak), 0600, 0, 0, &err) < 0)
-                return die("work disk", err);
+                return die("work disk", op_error_message(&err));
         struct vm_boot b = {
                 .id = id, .name = name, .vcpu = 1, .memory_mib = 512, .accel = "tcg", .tsc_khz = host_tsc_khz(),
                 .kernel = kernel, .initrd = initrd, .init_mode = "fast", .root_disk = overlay, .work_disk = work,
@@ -76,7 +78,7 @@ static int start(char **v) {
         };
         struct vm_proc p;
         if (vmm_qemu.start(&b, "qemu-system-x86_64", &p, &err) < 0)
-                return die("start", err);
+                return die("start", op_error_message(&err));
         printf("%d\n", (int) p.pid);
         fflush(stdout); /* before any exit handler (LeakSanitizer's _exit) */
         if (p.pidfd >= 0)
@@ -85,13 +87,14 @@ static int start(char **v) {
 }
 
 int main(int argc, char **argv) {
-        _cleanup_free_ char *out = NULL, *err = NULL;
+        _cleanup_free_ char *out = NULL;
+        struct op_error err = OP_ERROR_INIT;
 
         if (argc == 10 && strcmp(argv[1], "start") == 0)
                 return start(argv + 2);
         if (argc == 4 && strcmp(argv[1], "qmp") == 0) {
                 if (qmp_command(argv[2], argv[3], 5000, &out, &err) < 0)
-                        return die("qmp", err);
+                        return die("qmp", op_error_message(&err));
                 printf("%s\n", out ? out : "{}");
                 return 0;
         }
@@ -106,7 +109,7 @@ int main(int argc, char **argv) {
                 struct vm_proc p = { .pid = pid, .pidfd = pidfd };
                 struct vm_boot b = { .id = argv[3], .qmp_socket = qmp };
                 if (vmm_qemu.stop(&b, &p, 5000, &err) < 0)
-                        return die("stop", err);
+                        return die("stop", op_error_message(&err));
                 return 0;
         }
         fprintf(stderr, "usage: see the comment at the top of tests/helpers/vm_tool.c\n");

@@ -103,7 +103,7 @@ static int teardown(void **state) {
         return 0;
 }
 
-static int extract(const char *name, const struct ent *e, size_t n, char **ret_err, int *written) {
+static int extract(const char *name, const struct ent *e, size_t n, struct op_error *ret_err, int *written) {
         char *deb = make_deb(name, e, n);
         char *out = xasprintf("%s/out-%s", dir, name);
         mkdir(out, 0755);
@@ -119,7 +119,7 @@ static void test_deb_ok(void **state) {
                                  { "./boot/vmlinuz-1", AE_IFREG, "kernel" },
                                  { "./usr/share/doc/x", AE_IFREG, "doc" },
                                  { "./lib/link", AE_IFLNK, "../usr/share/doc/x" } };
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         int n = 0;
         (void) state;
         assert_int_equal(extract("ok", e, 5, &err, &n), 0);
@@ -147,19 +147,20 @@ static void test_deb_hostile(void **state) {
         (void) state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 const struct ent e[] = { { "./boot/vmlinuz-1", AE_IFREG, "k" }, cases[i].e };
-                char *err = NULL;
+                struct op_error err = OP_ERROR_INIT;
                 int n = 0;
                 assert_true(extract(cases[i].name, e, 2, &err, &n) < 0);
-                if (!err || !strstr(err, cases[i].needle))
-                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, err ? err : "", cases[i].needle);
-                free(err);
+                if (!strstr(op_error_message(&err), cases[i].needle))
+                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, op_error_message(&err), cases[i].needle);
+                op_error_done(&err);
         }
         /* not a .deb at all */
-        char *junk = xasprintf("%s/junk.deb", dir), *err = NULL;
+        char *junk = xasprintf("%s/junk.deb", dir);
+        struct op_error err = OP_ERROR_INIT;
         int n;
         write_file_atomic(junk, "not an archive", 14, 0644);
         assert_true(deb_extract(junk, dir, want_boot, NULL, &n, &err) < 0);
-        free(err);
+        op_error_done(&err);
         free(junk);
 }
 
@@ -174,7 +175,7 @@ static char *make_bundle(const char *name, const struct ent *e, size_t n) {
         return p;
 }
 
-static int read_bundle(const char *name, const struct ent *e, size_t n, const char *sha, char **err) {
+static int read_bundle(const char *name, const struct ent *e, size_t n, const char *sha, struct op_error *err) {
         char *b = make_bundle(name, e, n), *out = xasprintf("%s/b-%s", dir, name);
         struct image_manifest m = { 0 };
         mkdir(out, 0755);
@@ -188,7 +189,7 @@ static int read_bundle(const char *name, const struct ent *e, size_t n, const ch
 #define MANIFEST "{\"format\":1,\"name\":\"img\",\"init_mode\":\"fast\"}"
 
 static void test_bundles(void **state) {
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         const struct ent ok[] = { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFREG, "rootfs" } };
         assert_int_equal(read_bundle("ok", ok, 2, NULL, &err), 0);
@@ -198,8 +199,8 @@ static void test_bundles(void **state) {
         free(b);
         assert_int_equal(read_bundle("ok2", ok, 2, hex, &err), 0); /* same bytes: same hash */
         assert_true(read_bundle("ok3", ok, 2, "0000000000000000000000000000000000000000000000000000000000000000", &err) < 0);
-        assert_non_null(strstr(err, "SHA256 mismatch"));
-        free(err);
+        assert_non_null(strstr(op_error_message(&err), "SHA256 mismatch"));
+        op_error_done(&err);
 
         const struct { const char *name; struct ent e[3]; size_t n; const char *needle; } cases[] = {
                 { "extra", { { "manifest.json", AE_IFREG, MANIFEST }, { "rootfs.ext4", AE_IFREG, "r" }, { "evil.sh", AE_IFREG, "x" } }, 3, "unexpected entry" },
@@ -212,18 +213,18 @@ static void test_bundles(void **state) {
                 { "hashmismatch", { { "manifest.json", AE_IFREG, "{\"format\":1,\"name\":\"i\",\"init_mode\":\"fast\",\"rootfs_sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"}" }, { "rootfs.ext4", AE_IFREG, "r" } }, 2, "does not match" },
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                err = NULL;
                 if (read_bundle(cases[i].name, cases[i].e, cases[i].n, NULL, &err) == 0)
                         fail_msg("%s: accepted", cases[i].name);
-                if (!err || !strstr(err, cases[i].needle))
-                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, err ? err : "", cases[i].needle);
-                free(err);
+                if (!strstr(op_error_message(&err), cases[i].needle))
+                        fail_msg("%s: error '%s' lacks '%s'", cases[i].name, op_error_message(&err), cases[i].needle);
+                op_error_done(&err);
         }
 }
 
 /* The cpio writer output, read back with libarchive. */
 static void test_cpio_roundtrip(void **state) {
-        char *p = xasprintf("%s/x.cpio", dir), *err = NULL;
+        char *p = xasprintf("%s/x.cpio", dir);
+        struct op_error err = OP_ERROR_INIT;
         const struct cpio_entry e[] = {
                 { .path = "init", .data = "#!init", .len = 6, .mode = 0755 },
                 { .path = "lib/modules/a.ko", .data = "AAAA", .len = 4, .mode = 0644 },
@@ -262,15 +263,14 @@ static void test_bzimage_rejects(void **state) {
         unsigned char *out = NULL;
         size_t olen;
         bool pvh;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         assert_int_equal(bzimage_extract_vmlinux(img, sizeof(img), &out, &olen, &pvh, &err), -EBADMSG);
-        free(err);
+        op_error_done(&err);
         memcpy(img + 0x202, "HdrS", 4);
         img[0x1f1] = 200; /* setup beyond the file */
-        err = NULL;
         assert_int_equal(bzimage_extract_vmlinux(img, sizeof(img), &out, &olen, &pvh, &err), -EBADMSG);
-        free(err);
+        op_error_done(&err);
         assert_false(elf_has_pvh_note(img, sizeof(img)));
 }
 

@@ -52,7 +52,8 @@ static void test_known_hosts(void **state) {
 }
 
 static void test_cpio(void **state) {
-        char *keys = path_join(dir, "hostkey"), *out = path_join(dir, "cfg.cpio"), *err = NULL;
+        char *keys = path_join(dir, "hostkey"), *out = path_join(dir, "cfg.cpio");
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         assert_int_equal(ssh_host_key_ensure(keys, "banger-vm-t", &err), 0);
         struct guestcfg g = { .hostname = "t1", .ip = "172.16.0.9", .dns = "9.9.9.9", .host_key_dir = keys,
@@ -60,7 +61,7 @@ static void test_cpio(void **state) {
         assert_int_equal(guestcfg_write(&g, out, &err), 0);
         g.hostname = "Not_A_Label";
         assert_int_equal(guestcfg_write(&g, out, &err), -EINVAL);
-        free(err);
+        op_error_done(&err);
 
         struct archive *a = archive_read_new();
         struct archive_entry *e;

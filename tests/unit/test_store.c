@@ -53,7 +53,7 @@ static void test_migrate_fresh(void **state) {
         (void) state;
         char *p = path_join(dir, "a.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         int pending;
         size_t n;
 
@@ -91,7 +91,7 @@ static void test_pending(void **state) {
         (void) state;
         char *p = path_join(dir, "e.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         int pending;
 
         assert_int_equal(store_open(p, 1, &s, &err), 0);
@@ -108,7 +108,7 @@ static void test_newer_refused(void **state) {
         (void) state;
         char *p = path_join(dir, "f.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
 
         assert_int_equal(store_open(p, 0, &s, &err), 0);
         assert_int_equal(sqlite3_exec(s->db, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')", NULL, NULL,
@@ -117,8 +117,8 @@ static void test_newer_refused(void **state) {
         store_close(s);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_NEWER);
         assert_int_equal(store_open(p, 0, &s, &err), -EPROTO);
-        assert_non_null(strstr(err, "999"));
-        free(err);
+        assert_non_null(strstr(op_error_message(&err), "999"));
+        op_error_done(&err);
         free(p);
 }
 
@@ -130,15 +130,16 @@ static void test_corrupt_untouched(void **state) {
         (void) state;
         char *p = path_join(dir, "b.db");
         const char junk[] = "this is not a database, it is a text file that happens to be here\n";
-        char *before, *after, *err = NULL;
+        char *before, *after;
+        struct op_error err = OP_ERROR_INIT;
         size_t lb, la;
         struct store *s = NULL;
 
         assert_int_equal(write_file_atomic(p, junk, sizeof(junk) - 1, 0600), 0);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
         assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
-        assert_non_null(strstr(err, "untouched"));
-        free(err);
+        assert_non_null(strstr(op_error_message(&err), "untouched"));
+        op_error_done(&err);
         file_bytes(p, &after, &la);
         assert_int_equal(la, sizeof(junk) - 1);
         assert_memory_equal(after, junk, la);
@@ -153,10 +154,9 @@ static void test_corrupt_untouched(void **state) {
         sqlite3_close(db);
         file_bytes(p, &before, &lb);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
-        err = NULL;
         assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
-        assert_non_null(strstr(err, "not a banger database"));
-        free(err);
+        assert_non_null(strstr(op_error_message(&err), "not a banger database"));
+        op_error_done(&err);
         file_bytes(p, &after, &la);
         assert_int_equal(la, lb);
         assert_memory_equal(after, before, la);
@@ -169,7 +169,7 @@ static void test_empty_file(void **state) {
         (void) state;
         char *p = path_join(dir, "g.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         assert_int_equal(write_file_atomic(p, "", 0, 0600), 0);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_MISSING);
         assert_int_equal(store_open(p, 0, &s, &err), 0);
@@ -183,7 +183,7 @@ static void test_vm_states_migration(void **state) {
         (void) state;
         char *p = path_join(dir, "h.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         assert_int_equal(store_open(p, 2, &s, &err), 0);
         assert_int_equal(sqlite3_exec(s->db,
                                       "INSERT INTO images (id, name, managed, rootfs_path, created_at) VALUES"
@@ -211,7 +211,7 @@ static void test_vm_rows(void **state) {
         (void) state;
         char *p = path_join(dir, "v.db");
         struct store *s = NULL;
-        char *err = NULL;
+        struct op_error err = OP_ERROR_INIT;
         struct vm_row r, got;
         assert_int_equal(store_open(p, 0, &s, &err), 0);
         struct image_row img = { .id = (char *) "img1", .name = (char *) "slim", .managed = true,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "op_error.h"
 #include "proc_spawn.h"
 #include "vmm/vmm.h"
 
@@ -30,7 +31,8 @@ static bool has(char **argv, const char *opt, const char *val) {
 }
 
 static void test_argv(void **state) {
-        char **argv = NULL, *err = NULL;
+        char **argv = NULL;
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         assert_int_equal(vmm_qemu.build_argv(&base, "/usr/bin/qemu-system-x86_64", &argv, &err), 0);
         assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
@@ -77,8 +79,7 @@ static void test_argv(void **state) {
         bad[3].name = "Dev Box";
         for (size_t i = 0; i < 4; i++) {
                 assert_int_equal(vmm_qemu.build_argv(&bad[i], "q", &argv, &err), -EINVAL);
-                free(err);
-                err = NULL;
+                op_error_done(&err);
         }
 }
 

@@ -54,7 +54,8 @@ static void assert_fsck_clean(const char *img) {
 
 static void test_seeded(void **state) {
         char *seed_dir = path_join(dir, "seed"), *seed = path_join(dir, "seed.ext4"), *disk = path_join(dir, "work.ext4");
-        char *err = NULL, *out;
+        char *out;
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         mkdir(seed_dir, 0700);
         char *bashrc = path_join(seed_dir, ".bashrc");
@@ -110,22 +111,18 @@ static void test_seeded(void **state) {
         assert_int_equal(workdisk_grow(disk, 9ULL << 30, &err), 0);
         assert_fsck_clean(disk);
         assert_int_equal(workdisk_grow(disk, 1ULL << 30, &err), -EINVAL);
-        assert_non_null(strstr(err, "shrinking"));
-        free(err);
-        err = NULL;
+        assert_non_null(strstr(op_error_message(&err), "shrinking"));
+        op_error_done(&err);
         assert_int_equal(workdisk_write_file(disk, "relative", "x", 1, 0600, 0, 0, &err), -EINVAL);
-        free(err);
-        err = NULL;
+        op_error_done(&err);
         assert_int_equal(workdisk_write_file(disk, "/a/../b", "x", 1, 0600, 0, 0, &err), -EINVAL);
-        free(err);
-        err = NULL;
+        op_error_done(&err);
         assert_int_equal(workdisk_write_file(disk, "/deep", "x", 1, 0600, 0, 0, &err), -EEXIST);
-        free(err);
-        err = NULL;
+        op_error_done(&err);
         char *small = path_join(dir, "small.ext4");
         assert_int_equal(workdisk_create(small, 1ULL << 20, seed, &err), -EINVAL);
         assert_int_equal(access(small, F_OK), -1);
-        free(err);
+        op_error_done(&err);
         free(small);
         free(seed_dir);
         free(seed);
@@ -134,7 +131,8 @@ static void test_seeded(void **state) {
 }
 
 static void test_unseeded(void **state) {
-        char *disk = path_join(dir, "blank.ext4"), *err = NULL;
+        char *disk = path_join(dir, "blank.ext4");
+        struct op_error err = OP_ERROR_INIT;
         (void) state;
         assert_int_equal(workdisk_create(disk, 256ULL << 20, NULL, &err), 0);
         assert_int_equal(workdisk_write_file(disk, "/hello", "hi\n", 3, 0644, 0, 0, &err), 0);

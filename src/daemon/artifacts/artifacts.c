@@ -9,11 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 
 #include "fetch.h"
-#include "priv/priv.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
@@ -23,68 +20,17 @@ struct inflight {
         char *key;
         bool done;
         int rc;
-        struct art_error err;
+        struct op_error err;
         int waiters;
         struct inflight *next;
 };
 
-void art_error_done(struct art_error *e) {
-        free(e->msg);
-        e->msg = NULL;
-}
-
-int art_fail(struct art_error *e, enum art_err kind, int rc, const char *fmt, ...) {
-        struct strbuf sb = STRBUF_INIT;
-        va_list ap;
-
-        va_start(ap, fmt);
-        strbuf_vaddf(&sb, fmt, ap);
-        va_end(ap);
-        free(e->msg);
-        e->kind = kind;
-        e->msg = strbuf_detach(&sb, NULL);
-        return rc < 0 ? rc : -EIO;
-}
-
-void progress_stage(const struct progress *p, const char *stage, const char *fmt, ...) {
-        char detail[256] = "";
-        va_list ap;
-
-        if (!p || !p->stage)
-                return;
-        if (fmt) {
-                va_start(ap, fmt);
-                vsnprintf(detail, sizeof(detail), fmt, ap);
-                va_end(ap);
-        }
-        p->stage(p->ud, stage, detail);
-}
-
-bool progress_cancelled(const struct progress *p) {
-        return p && p->cancelled && p->cancelled(p->ud);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-        (void) st;
-        (void) ftw;
-        if (type == FTW_DP)
-                rmdir(path);
-        else
-                unlink(path);
-        return 0;
-}
-
-/* Never crosses into another filesystem (FTW_MOUNT): whatever is mounted
- * below path (a killed debootstrap's /proc, /dev) is unmounted first by the
- * caller, and is left alone if that failed. */
-int rm_rf(const char *path) {
-        struct stat st;
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
-                return unlink(path) < 0 ? -errno : 0;
-        priv_umount_below(path);
-        return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
+/* Staging trees are unmounted first (a killed mmdebstrap leaves /proc and
+ * /dev mounted inside), then removed without crossing into what stayed. */
+int artifacts_rm_staging(struct artifacts *a, const char *path) {
+        if (a->priv && a->priv->umount_below)
+                (void) a->priv->umount_below(a->priv->ud, path, NULL);
+        return rm_rf(path);
 }
 
 json_t *catalog_find(json_t *catalog, const char *list_key, const char *name) {
@@ -111,11 +57,11 @@ char *staging_dir(const char *parent, const char *what) {
 }
 
 int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
-                   char **ret_err) {
+                   const struct priv_ops *priv, struct op_error *err) {
         const char *kr = getenv("BANGER_DEBIAN_KEYRING");
         const char *bc = getenv("BANGER_IMAGE_CACHE");
 
-        *a = (struct artifacts) { .layout = l, .config = c, .store = s };
+        *a = (struct artifacts) { .layout = l, .config = c, .store = s, .priv = priv };
         pthread_mutex_init(&a->image_ops_mu, NULL);
         pthread_mutex_init(&a->inflight_mu, NULL);
         pthread_cond_init(&a->inflight_cond, NULL);
@@ -124,7 +70,7 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         a->keyring = xstrdup(kr && *kr ? kr : "/usr/share/keyrings/debian-archive-keyring.gpg");
         a->build_cache_dir = bc && bc[0] == '/' ? xstrdup(bc) : path_join(l->cache_dir, "image-builds");
         fetch_global_init();
-        (void) ret_err;
+        (void) err;
         return 0;
 }
 
@@ -139,7 +85,7 @@ void artifacts_done(struct artifacts *a) {
 }
 
 bool inflight_begin(struct artifacts *a, const char *key, const struct progress *p, int *ret_rc,
-                    struct art_error *err) {
+                    struct op_error *err) {
         struct inflight *f;
 
         pthread_mutex_lock(&a->inflight_mu);
@@ -163,19 +109,18 @@ bool inflight_begin(struct artifacts *a, const char *key, const struct progress 
                 pthread_cond_wait(&a->inflight_cond, &a->inflight_mu);
         *ret_rc = f->rc;
         if (f->rc < 0) {
-                err->kind = f->err.kind;
-                err->msg = xstrdup(f->err.msg ? f->err.msg : "failed");
+                op_error_copy(err, &f->err);
         }
         if (--f->waiters == 0) {
                 free(f->key);
-                art_error_done(&f->err);
+                op_error_done(&f->err);
                 free(f);
         }
         pthread_mutex_unlock(&a->inflight_mu);
         return false;
 }
 
-void inflight_end(struct artifacts *a, const char *key, int rc, const struct art_error *err) {
+void inflight_end(struct artifacts *a, const char *key, int rc, const struct op_error *err) {
         pthread_mutex_lock(&a->inflight_mu);
         for (struct inflight **pp = &a->inflight; *pp; pp = &(*pp)->next) {
                 struct inflight *f = *pp;
@@ -185,12 +130,11 @@ void inflight_end(struct artifacts *a, const char *key, int rc, const struct art
                 f->done = true;
                 f->rc = rc;
                 if (rc < 0 && err) {
-                        f->err.kind = err->kind;
-                        f->err.msg = xstrdup(err->msg ? err->msg : "failed");
+                        op_error_copy(&f->err, err);
                 }
                 if (f->waiters == 0) {
                         free(f->key);
-                        art_error_done(&f->err);
+                        op_error_done(&f->err);
                         free(f);
                 }
                 break;

@@ -9,15 +9,16 @@
  * read; rootfs.ext4 is written sparse and checked against the manifest.
  */
 
+#include "op_error.h"
 #include <stdbool.h>
 
 #include "artifacts.h"
 #include "image_manifest.h"
 
 int bundle_read(const char *bundle_path, const char *dest_dir, const char *expect_sha256,
-                const struct progress *p, struct image_manifest *ret_manifest, char **ret_err);
+                const struct progress *p, struct image_manifest *ret_manifest, struct op_error *err);
 
 /* Writes manifest.json (text), rootfs.ext4 and work-seed.ext4 (if the path
  * is non-NULL) from src paths into out (atomically). */
 int bundle_write(const char *out, const char *manifest_json, const char *rootfs, const char *work_seed,
-                 const struct progress *p, char **ret_err);
+                 const struct progress *p, struct op_error *err);

@@ -48,27 +48,23 @@ bool elf_has_pvh_note(const unsigned char *elf, size_t len) {
 }
 
 int bzimage_extract_vmlinux(const unsigned char *img, size_t len, unsigned char **ret, size_t *ret_len,
-                            bool *ret_has_pvh, char **ret_err) {
+                            bool *ret_has_pvh, struct op_error *err) {
         if (len < 0x250 || memcmp(img + 0x202, "HdrS", 4) != 0) {
-                *ret_err = xstrdup("not a bzImage (no HdrS header)");
-                return -EBADMSG;
+                return op_fail(err, -EBADMSG, "not a bzImage (no HdrS header)");
         }
         unsigned setup = img[0x1f1] ? img[0x1f1] : 4;
         size_t pm = ((size_t) setup + 1) * 512;
         uint32_t off = le32(img + 0x248), plen = le32(img + 0x24c);
         if (pm > len || off > len - pm || plen > len - pm - off || plen < 8) {
-                *ret_err = xstrdup("bzImage payload lies outside the file");
-                return -EBADMSG;
+                return op_fail(err, -EBADMSG, "bzImage payload lies outside the file");
         }
         const unsigned char *p = img + pm + off, *end = p + plen;
         if (le32(p) != LZ4_LEGACY_MAGIC) {
-                *ret_err = xasprintf("bzImage payload is not LZ4 (magic %08x)", le32(p));
-                return -ENOTSUP;
+                return op_fail(err, -ENOTSUP, "bzImage payload is not LZ4 (magic %08x)", le32(p));
         }
         uint32_t isize = le32(end - 4); /* every bzImage payload ends with its output size */
         if (isize == 0 || isize > (512u << 20)) {
-                *ret_err = xstrdup("implausible uncompressed kernel size");
-                return -EBADMSG;
+                return op_fail(err, -EBADMSG, "implausible uncompressed kernel size");
         }
         unsigned char *out = malloc((size_t) isize + LZ4_LEGACY_BLOCK);
         size_t olen = 0;
@@ -87,16 +83,14 @@ int bzimage_extract_vmlinux(const unsigned char *img, size_t len, unsigned char 
                                             (int) ((size_t) isize + LZ4_LEGACY_BLOCK - olen));
                 if (n < 0) {
                         free(out);
-                        *ret_err = xstrdup("corrupt LZ4 data in the bzImage payload");
-                        return -EBADMSG;
+                        return op_fail(err, -EBADMSG, "corrupt LZ4 data in the bzImage payload");
                 }
                 olen += (size_t) n;
                 p += 4 + csz;
         }
         if (olen != isize || olen < 4 || memcmp(out, ELFMAG, SELFMAG) != 0) {
                 free(out);
-                *ret_err = xasprintf("decompressed payload is not the expected ELF (%zu of %u bytes)", olen, isize);
-                return -EBADMSG;
+                return op_fail(err, -EBADMSG, "decompressed payload is not the expected ELF (%zu of %u bytes)", olen, isize);
         }
         *ret_has_pvh = elf_has_pvh_note(out, olen);
         *ret = out;

@@ -7,13 +7,14 @@
  * decompression). The Debian cloud kernel's payload is LZ4 (legacy frames).
  */
 
+#include "op_error.h"
 #include <stdbool.h>
 #include <stddef.h>
 
 /* 0 and the ELF in *ret (malloc'd), -ENOTSUP for other payload formats,
  * -EBADMSG for a malformed image. *ret_has_pvh: the ELF has a PVH entry note. */
 int bzimage_extract_vmlinux(const unsigned char *img, size_t len, unsigned char **ret, size_t *ret_len,
-                            bool *ret_has_pvh, char **ret_err);
+                            bool *ret_has_pvh, struct op_error *err);
 
 /* True when the ELF image carries a XEN_ELFNOTE_PHYS32_ENTRY note. */
 bool elf_has_pvh_note(const unsigned char *elf, size_t len);

@@ -11,6 +11,7 @@
  * files.
  */
 
+#include "op_error.h"
 #include <stdbool.h>
 
 /* norm_path: normalised, relative ("boot/vmlinuz-6.1..."). Return the path to
@@ -18,4 +19,4 @@
 typedef char *(*deb_want_fn)(const char *norm_path, void *ud);
 
 int deb_extract(const char *deb_path, const char *dest_dir, deb_want_fn want, void *ud, int *ret_written,
-                char **ret_err);
+                struct op_error *err);

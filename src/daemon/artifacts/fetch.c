@@ -62,7 +62,7 @@ void fetch_global_init(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int run(struct sink *s, char **ret_err) {
+static int run(struct sink *s, struct op_error *err) {
         const struct fetch_opts *o = s->o;
         char errbuf[CURL_ERROR_SIZE] = "";
         CURL *c = curl_easy_init();
@@ -90,38 +90,32 @@ static int run(struct sink *s, char **ret_err) {
         cc = curl_easy_perform(c);
         curl_easy_cleanup(c);
         if (s->err == -ECANCELED) {
-                *ret_err = xasprintf("download of %s cancelled", o->url);
-                return -ECANCELED;
+                return op_fail(err, -ECANCELED, "download of %s cancelled", o->url);
         }
         if (s->err == -EFBIG) {
-                *ret_err = xasprintf("%s is larger than expected", o->url);
-                return -EFBIG;
+                return op_fail(err, -EFBIG, "%s is larger than expected", o->url);
         }
         if (s->err < 0) {
-                *ret_err = xasprintf("writing %s: %s", o->url, strerror(-s->err));
-                return s->err;
+                return op_fail(err, s->err, "writing %s: %s", o->url, strerror(-s->err));
         }
         if (cc != CURLE_OK) {
-                *ret_err = xasprintf("downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
-                return -EIO;
+                return op_fail(err, -EIO, "downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
         }
         if (o->expect_size && s->written != o->expect_size) {
-                *ret_err = xasprintf("%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
+                return op_fail(err, -EBADMSG, "%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
                                      (unsigned long long) o->expect_size);
-                return -EBADMSG;
         }
         return 0;
 }
 
-static int check_hash(const struct fetch_opts *o, const char *got, char **ret_err) {
+static int check_hash(const struct fetch_opts *o, const char *got, struct op_error *err) {
         if (o->expect_sha256 && strcmp(o->expect_sha256, got) != 0) {
-                *ret_err = xasprintf("%s: SHA256 mismatch (got %s, expected %s)", o->url, got, o->expect_sha256);
-                return -EBADMSG;
+                return op_fail(err, -EBADMSG, "%s: SHA256 mismatch (got %s, expected %s)", o->url, got, o->expect_sha256);
         }
         return 0;
 }
 
-int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], char **ret_err) {
+int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err) {
         _cleanup_free_ char *tmp = xasprintf("%s.part", dest);
         struct sink s = { .o = o, .max = o->max_bytes ? o->max_bytes : (64ULL << 30) };
         char hex[65];
@@ -129,24 +123,23 @@ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[
 
         s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (s.fd < 0) {
-                *ret_err = xasprintf("cannot create %s: %s", tmp, strerror(errno));
-                return -errno;
+                return op_fail(err, -errno, "cannot create %s: %s", tmp, strerror(errno));
         }
         if (sha256_init(&s.sha) < 0) {
                 close(s.fd);
                 unlink(tmp);
                 return -ENOMEM;
         }
-        r = run(&s, ret_err);
+        r = run(&s, err);
         sha256_final_hex(&s.sha, hex);
         if (r == 0)
-                r = check_hash(o, hex, ret_err);
+                r = check_hash(o, hex, err);
         if (r == 0 && fsync(s.fd) < 0)
                 r = -errno;
         close(s.fd);
         if (r == 0 && rename(tmp, dest) < 0) {
                 r = -errno;
-                *ret_err = xasprintf("cannot rename to %s: %s", dest, strerror(errno));
+                op_fail(err, r, "cannot rename to %s: %s", dest, strerror(errno));
         }
         if (r < 0) {
                 unlink(tmp);
@@ -157,7 +150,7 @@ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[
         return 0;
 }
 
-int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, char **ret_err) {
+int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err) {
         struct strbuf mem = STRBUF_INIT;
         struct sink s = { .o = o, .fd = -1, .mem = &mem, .max = o->max_bytes ? o->max_bytes : (256u << 20) };
         char hex[65];
@@ -165,10 +158,10 @@ int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len
 
         if (sha256_init(&s.sha) < 0)
                 return -ENOMEM;
-        r = run(&s, ret_err);
+        r = run(&s, err);
         sha256_final_hex(&s.sha, hex);
         if (r == 0)
-                r = check_hash(o, hex, ret_err);
+                r = check_hash(o, hex, err);
         if (r < 0) {
                 strbuf_release(&mem);
                 return r;

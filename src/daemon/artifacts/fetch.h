@@ -7,6 +7,7 @@
  * across redirects.
  */
 
+#include "op_error.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,8 +27,8 @@ struct fetch_opts {
 
 /* Writes to dest (created 0600, replaced atomically on success; nothing left
  * on failure). ret_sha256 may be NULL. -ECANCELED when cancelled. */
-int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], char **ret_err);
-int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, char **ret_err);
+int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err);
+int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err);
 
 /* curl_global_init once, before threads. */
 void fetch_global_init(void);

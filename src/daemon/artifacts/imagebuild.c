@@ -14,7 +14,6 @@
 #include "jsonx.h"
 #include "log.h"
 #include "macro.h"
-#include "priv/priv.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -48,23 +47,23 @@ static uint64_t ext4_size_for(uint64_t bytes, uint64_t floor) {
         return s < floor ? floor : s;
 }
 
-static int write_at(const char *root, const char *rel, const char *data, unsigned mode, struct art_error *err) {
+static int write_at(const char *root, const char *rel, const char *data, unsigned mode, struct op_error *err) {
         _cleanup_free_ char *p = path_join(root, rel);
         _cleanup_free_ char *dir = xstrdup(p);
         *strrchr(dir, '/') = '\0';
         int r = mkdir_p(dir, 0755);
         if (r == 0)
                 r = write_file_atomic(p, data, strlen(data), mode);
-        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "writing %s: %s", p, strerror(-r)) : 0;
+        return r < 0 ? op_fail(err, r, "writing %s: %s", p, strerror(-r)) : 0;
 }
 
-static int copy_bin(const char *from, const char *to, struct art_error *err) {
+static int copy_bin(const char *from, const char *to, struct op_error *err) {
         int r = copy_file_sparse(from, to, 0755);
-        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "installing %s: %s", from, strerror(-r)) : 0;
+        return r < 0 ? op_fail(err, r, "installing %s: %s", from, strerror(-r)) : 0;
 }
 
 /* Our guest files on top of the debootstrapped tree. */
-static int customize(struct artifacts *a, const char *root, const char *init_mode, struct art_error *err) {
+static int customize(struct artifacts *a, const char *root, const char *init_mode, struct op_error *err) {
         static const char *const host_keys[] = { "ssh_host_rsa_key", "ssh_host_ecdsa_key", "ssh_host_ed25519_key" };
         int r;
 
@@ -81,7 +80,7 @@ static int customize(struct artifacts *a, const char *root, const char *init_mod
             (r = write_at(root, "etc/fstab", "# root and /root are mounted by banger-init\n", 0644, err)) < 0)
                 return r;
         if (!a->agent_bin)
-                return art_fail(err, ART_ERR_FAILED, -ENOENT, "banger-agent not found (set $BANGER_AGENT or install it)");
+                return op_fail(err, -ENOENT, "banger-agent not found (set $BANGER_AGENT or install it)");
         _cleanup_free_ char *bin_dir = path_join(root, "usr/local/bin");
         mkdir_p(bin_dir, 0755);
         _cleanup_free_ char *agent = path_join(root, "usr/local/bin/banger-agent");
@@ -95,7 +94,7 @@ static int customize(struct artifacts *a, const char *root, const char *init_mod
                 _cleanup_free_ char *link = path_join(wants, "banger-agent.service");
                 unlink(link);
                 if (symlink("/etc/systemd/system/banger-agent.service", link) < 0)
-                        return art_fail(err, ART_ERR_FAILED, -errno, "enabling banger-agent.service: %s", strerror(errno));
+                        return op_fail(err, -errno, "enabling banger-agent.service: %s", strerror(errno));
                 /* systemd makes a machine-id on first boot when the file is empty */
                 write_at(root, "etc/machine-id", "", 0444, err);
         }
@@ -105,8 +104,8 @@ static int customize(struct artifacts *a, const char *root, const char *init_mod
 static char *cache_key(struct artifacts *a, json_t *recipe, const char *release_sha) {
         _cleanup_free_ char *canon = json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS);
         char agent_sha[65] = "none", key[65];
-        if (a->agent_bin)
-                sha256_file_hex(a->agent_bin, agent_sha);
+        if (a->agent_bin && sha256_file_hex(a->agent_bin, agent_sha) < 0)
+                snprintf(agent_sha, sizeof(agent_sha), "unreadable"); /* no cache hit can match it */
         _cleanup_free_ char *material = xasprintf("banger-image-build-v1\n%s\n%s\n%s\n%s\n", canon, agent_sha,
                                                   a->config->debian_mirror, release_sha);
         sha256_buf_hex(material, strlen(material), key);
@@ -156,94 +155,125 @@ static bool build_cancelled(void *ud) {
         return progress_cancelled(ud);
 }
 
-int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
-                      json_t **ret_manifest, struct art_error *err) {
-        const char *name = json_string_value(json_object_get(recipe, "name"));
-        const char *suite = json_string_value(json_object_get(recipe, "suite"));
-        const char *init_mode = json_string_value(json_object_get(recipe, "init_mode"));
-        const char *mirror = a->config->debian_mirror;
-        _cleanup_free_ char *root = path_join(dest_dir, "tree"), *e = NULL, *key = NULL, *cdir = NULL;
-        _cleanup_free_ char *rootfs = path_join(dest_dir, "rootfs.ext4"), *seed = path_join(dest_dir, "work-seed.ext4");
-        _cleanup_free_ char *seed_dir = path_join(dest_dir, "seed"), *log = path_join(dest_dir, "build.log");
-        _cleanup_free_ char *mpath = path_join(dest_dir, "manifest.json");
-        struct release rel = { 0 };
+/* One Debian image build into dest_dir. */
+struct build {
+        struct artifacts *a;
+        json_t *recipe;
+        const char *dest_dir, *name, *suite, *init_mode;
+        const struct progress *p;
         char release_sha[65];
-        int r;
+        char *release_date; /* owned */
+        char *cdir;         /* owned: its place in the build cache */
+        uint64_t rootfs_size;
+};
 
-        /* The signed Release names the mirror snapshot the build sees. */
-        progress_stage(p, "release", "%s/dists/%s/InRelease", mirror, suite);
-        r = mirror_verified_release(a, dest_dir, mirror, suite, p, &rel, release_sha, err);
+static char *in(const struct build *b, const char *file) {
+        return path_join(b->dest_dir, file);
+}
+
+/* The signed Release names the mirror snapshot the build sees; with the
+ * recipe and the agent it keys the build cache. 1 on a cache hit. */
+static int build_lookup(struct build *b, json_t **ret_manifest, struct op_error *err) {
+        const char *mirror = b->a->config->debian_mirror;
+        struct release rel = { 0 };
+        progress_stage(b->p, "release", "%s/dists/%s/InRelease", mirror, b->suite);
+        int r = mirror_verified_release(b->a, b->dest_dir, mirror, b->suite, b->p, &rel, b->release_sha, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *release_date = xstrdup(rel.date ? rel.date : "");
+        b->release_date = xstrdup(rel.date ? rel.date : "");
         debian_release_done(&rel);
+        _cleanup_free_ char *key = cache_key(b->a, b->recipe, b->release_sha), *mpath = in(b, "manifest.json");
+        b->cdir = path_join(b->a->build_cache_dir, key);
+        if (!cache_get(b->cdir, b->dest_dir))
+                return 0;
+        progress_stage(b->p, "cache", "reusing the build of %s for this mirror snapshot (%.12s)", b->name, key);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file(mpath, 1u << 20, &text, &len) == 0 && (*ret_manifest = json_loadb(text, len, 0, NULL)))
+                return 1;
+        return op_fail(err, -EBADMSG, "cached build %s has an unreadable manifest", b->cdir);
+}
 
-        key = cache_key(a, recipe, release_sha);
-        cdir = path_join(a->build_cache_dir, key);
-        if (cache_get(cdir, dest_dir)) {
-                progress_stage(p, "cache", "reusing the build of %s for this mirror snapshot (%.12s)", name, key);
-                _cleanup_free_ char *text = NULL;
-                size_t len;
-                if (read_file(mpath, 1u << 20, &text, &len) == 0 && (*ret_manifest = json_loadb(text, len, 0, NULL)))
-                        return 0;
-                return art_fail(err, ART_ERR_FAILED, -EBADMSG, "cached build %s has an unreadable manifest", cdir);
-        }
-
-        size_t np = json_array_size(json_object_get(recipe, "packages"));
+/* mmdebstrap (priv), banger's guest files, /root moved to the work seed. */
+static int build_tree(struct build *b, struct op_error *err) {
+        json_t *list = json_object_get(b->recipe, "packages");
+        size_t np = json_array_size(list);
         _cleanup_free_ const char **pkgs = xcalloc(np + 1, sizeof(char *));
+        _cleanup_free_ char *root = in(b, "tree"), *log = in(b, "build.log"), *seed_dir = in(b, "seed");
         for (size_t i = 0; i < np; i++)
-                pkgs[i] = json_string_value(json_array_get(json_object_get(recipe, "packages"), i));
-        progress_stage(p, "debootstrap", "mmdebstrap %s with %zu packages from %s", suite, np, mirror);
-        struct priv_cancel pc = { build_cancelled, (void *) p };
-        r = priv_mmdebstrap(suite, mirror, pkgs, root, log, &pc, &e);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
-
-        progress_stage(p, "customize", "agent, sshd drop-in, %s init", init_mode);
-        r = customize(a, root, init_mode, err);
+                pkgs[i] = json_string_value(json_array_get(list, i));
+        progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s", b->suite, np,
+                       b->a->config->debian_mirror);
+        struct priv_debootstrap q = { .suite = b->suite, .mirror = b->a->config->debian_mirror, .packages = pkgs,
+                                      .dir = root, .log_path = log };
+        int r = b->a->priv->mmdebstrap(b->a->priv->ud, &q, build_cancelled, (void *) b->p, err);
         if (r < 0)
                 return r;
-
-        /* /root moves to the work-seed: in a VM the work disk is mounted there. */
+        progress_stage(b->p, "customize", "agent, sshd drop-in, %s init", b->init_mode);
+        if ((r = customize(b->a, root, b->init_mode, err)) < 0)
+                return r;
+        /* in a VM the work disk is mounted on /root */
         _cleanup_free_ char *root_home = path_join(root, "root");
-        r = rename(root_home, seed_dir);
-        if (r == 0)
-                r = mkdir(root_home, 0700);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, -errno, "moving /root to the work seed: %s", strerror(errno));
+        if (rename(root_home, seed_dir) < 0 || mkdir(root_home, 0700) < 0)
+                return op_fail(err, -errno, "moving /root to the work seed: %s", strerror(errno));
+        return 0;
+}
 
+/* rootfs.ext4 and work-seed.ext4 (priv mkfs); the trees go either way. */
+static int build_images(struct build *b, struct op_error *err) {
+        _cleanup_free_ char *root = in(b, "tree"), *seed_dir = in(b, "seed");
+        _cleanup_free_ char *rootfs = in(b, "rootfs.ext4"), *seed = in(b, "work-seed.ext4");
         uint64_t bytes = dir_size(root, true);
-        uint64_t size = ext4_size_for(bytes, 256ULL << 20);
-        progress_stage(p, "mkfs", "rootfs.ext4 %llu MiB for %llu MiB of files", (unsigned long long) (size >> 20),
-                       (unsigned long long) (bytes >> 20));
-        r = priv_mkfs_ext4_from_dir(root, "banger-root", size, rootfs, &e);
-        if (r == 0) {
-                free(TAKE_PTR(e));
-                r = priv_mkfs_ext4_from_dir(seed_dir, "banger-seed", ext4_size_for(dir_size(seed_dir, true), 32ULL << 20),
-                                            seed, &e);
-        }
-        rm_rf(root);
+        b->rootfs_size = ext4_size_for(bytes, 256ULL << 20);
+        progress_stage(b->p, "mkfs", "rootfs.ext4 %llu MiB for %llu MiB of files",
+                       (unsigned long long) (b->rootfs_size >> 20), (unsigned long long) (bytes >> 20));
+        const struct priv_ops *priv = b->a->priv;
+        int r = priv->mkfs_ext4(priv->ud, root, "banger-root", b->rootfs_size, rootfs, err);
+        if (r == 0)
+                r = priv->mkfs_ext4(priv->ud, seed_dir, "banger-seed",
+                                    ext4_size_for(dir_size(seed_dir, true), 32ULL << 20), seed, err);
+        artifacts_rm_staging(b->a, root);
         rm_rf(seed_dir);
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+        return r;
+}
 
+static int build_manifest(struct build *b, json_t **ret_manifest, struct op_error *err) {
+        _cleanup_free_ char *rootfs = in(b, "rootfs.ext4"), *seed = in(b, "work-seed.ext4");
+        _cleanup_free_ char *mpath = in(b, "manifest.json"), *now = now_rfc3339();
         char rsha[65], ssha[65];
-        sha256_file_hex(rootfs, rsha);
-        sha256_file_hex(seed, ssha);
-        _cleanup_free_ char *now = now_rfc3339();
-        json_t *m = json_pack("{s:i, s:s, s:s, s:O, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:O}", "format", 1, "name", name,
-                              "init_mode", init_mode, "kernel_ref", json_object_get(recipe, "kernel_ref"),
-                              "rootfs_sha256", rsha, "rootfs_size_bytes", (json_int_t) size, "work_seed_sha256", ssha,
-                              "built_at", now, "mirror", mirror, "release_date", release_date, "release_sha256",
-                              release_sha, "recipe", recipe);
+        int r;
+        if ((r = sha256_file_hex(rootfs, rsha)) < 0 || (r = sha256_file_hex(seed, ssha)) < 0)
+                return op_fail(err, r, "hashing the built images: %s", strerror(-r));
+        json_t *m = json_pack("{s:i, s:s, s:s, s:O, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:O}", "format", 1, "name",
+                              b->name, "init_mode", b->init_mode, "kernel_ref", json_object_get(b->recipe, "kernel_ref"),
+                              "rootfs_sha256", rsha, "rootfs_size_bytes", (json_int_t) b->rootfs_size,
+                              "work_seed_sha256", ssha, "built_at", now, "mirror", b->a->config->debian_mirror,
+                              "release_date", b->release_date, "release_sha256", b->release_sha, "recipe", b->recipe);
         _cleanup_free_ char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
-        r = write_file_atomic(mpath, text, strlen(text), 0644);
-        if (r < 0) {
+        if ((r = write_file_atomic(mpath, text, strlen(text), 0644)) < 0) {
                 json_decref(m);
-                return art_fail(err, ART_ERR_FAILED, r, "writing %s", mpath);
+                return op_fail(err, r, "writing %s: %s", mpath, strerror(-r));
         }
-        if (mkdir_p(a->build_cache_dir, 0700) == 0)
-                cache_put(a->build_cache_dir, cdir, dest_dir);
+        if (mkdir_p(b->a->build_cache_dir, 0700) == 0)
+                cache_put(b->a->build_cache_dir, b->cdir, b->dest_dir);
         *ret_manifest = m;
         return 0;
+}
+
+int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
+                      json_t **ret_manifest, struct op_error *err) {
+        struct build b = { .a = a, .recipe = recipe, .dest_dir = dest_dir, .p = p,
+                           .name = json_string_value(json_object_get(recipe, "name")),
+                           .suite = json_string_value(json_object_get(recipe, "suite")),
+                           .init_mode = json_string_value(json_object_get(recipe, "init_mode")) };
+        int r = build_lookup(&b, ret_manifest, err);
+        if (r == 0)
+                r = build_tree(&b, err);
+        if (r == 0)
+                r = build_images(&b, err);
+        if (r == 0)
+                r = build_manifest(&b, ret_manifest, err);
+        free(b.release_date);
+        free(b.cdir);
+        return r < 0 ? r : 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "op_error.h"
 #include <jansson.h>
 
 #include "artifacts.h"
@@ -11,4 +12,4 @@
  * binary, mirror, signed Release) makes repeat builds a copy.
  */
 int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
-                      json_t **ret_manifest, struct art_error *err);
+                      json_t **ret_manifest, struct op_error *err);

@@ -53,19 +53,19 @@ static json_t *image_json(const struct image_row *r) {
         return j;
 }
 
-int image_show(struct artifacts *a, const char *name, json_t **ret, struct art_error *err) {
+int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err) {
         struct image_row r;
         int rc = store_image_get(a->store, name, &r);
         if (rc == -ENOENT)
-                return art_fail(err, ART_ERR_NOT_FOUND, rc, "image '%s' not found", name);
+                return op_fail_as(err, RPC_NOT_FOUND, rc, "image '%s' not found", name);
         if (rc < 0)
-                return art_fail(err, ART_ERR_FAILED, rc, "reading image '%s' failed", name);
+                return op_fail(err, rc, "reading image '%s' failed", name);
         *ret = image_json(&r);
         image_row_done(&r);
         return 0;
 }
 
-int image_list(struct artifacts *a, bool available, json_t **ret, struct art_error *err) {
+int image_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err) {
         struct image_row *rows = NULL;
         size_t n = 0;
         json_t *out = json_array();
@@ -73,7 +73,7 @@ int image_list(struct artifacts *a, bool available, json_t **ret, struct art_err
 
         if (rc < 0) {
                 json_decref(out);
-                return art_fail(err, ART_ERR_FAILED, rc, "listing images failed");
+                return op_fail(err, rc, "listing images failed");
         }
         for (size_t i = 0; i < n; i++) {
                 json_t *j = image_json(&rows[i]);
@@ -107,7 +107,7 @@ int image_list(struct artifacts *a, bool available, json_t **ret, struct art_err
 }
 
 /* The referenced kernel must be present; catalog kernels are pulled. */
-static int ensure_kernel(struct artifacts *a, const char *kernel_ref, const struct progress *p, struct art_error *err) {
+static int ensure_kernel(struct artifacts *a, const char *kernel_ref, const struct progress *p, struct op_error *err) {
         struct kernel_row kr;
         json_t *k = NULL;
 
@@ -120,22 +120,22 @@ static int ensure_kernel(struct artifacts *a, const char *kernel_ref, const stru
         progress_stage(p, "kernel", "pulling %s", kernel_ref);
         int r = kernel_pull(a, kernel_ref, false, p, &k, err);
         json_decref(k);
-        if (r < 0 && err->kind == ART_ERR_NOT_FOUND)
-                return art_fail(err, ART_ERR_FAILED, r, "the image needs kernel '%s', which is neither present nor in the "
+        if (r < 0 && err && err->code == RPC_NOT_FOUND)
+                return op_fail(err, r, "the image needs kernel '%s', which is neither present nor in the "
                                                         "catalog (banger kernel import %s --from DIR)",
                                 kernel_ref, kernel_ref);
         return r;
 }
 
 /* Moves a complete staging dir into images/<id> and records the row. */
-static int commit_image(struct artifacts *a, const char *staging, struct image_row *row, struct art_error *err) {
+static int commit_image(struct artifacts *a, const char *staging, struct image_row *row, struct op_error *err) {
         _cleanup_free_ char *dir = NULL;
         struct image_row existing;
         int r;
 
         row->id = random_hex(8);
         if (!row->id)
-                return art_fail(err, ART_ERR_FAILED, -EIO, "no randomness for an image id");
+                return op_fail(err, -EIO, "no randomness for an image id");
         dir = path_join(a->layout->images_dir, row->id);
         row->rootfs_path = path_join(dir, "rootfs.ext4");
         _cleanup_free_ char *seed = path_join(staging, "work-seed.ext4");
@@ -146,7 +146,7 @@ static int commit_image(struct artifacts *a, const char *staging, struct image_r
         if (store_image_get(a->store, row->name, &existing) == 0) {
                 image_row_done(&existing);
                 pthread_mutex_unlock(&a->image_ops_mu);
-                return art_fail(err, ART_ERR_EXISTS, -EEXIST, "image '%s' already exists", row->name);
+                return op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "image '%s' already exists", row->name);
         }
         r = rename(staging, dir) < 0 ? -errno : 0;
         if (r == 0) {
@@ -156,7 +156,7 @@ static int commit_image(struct artifacts *a, const char *staging, struct image_r
         }
         pthread_mutex_unlock(&a->image_ops_mu);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "registering image '%s' failed: %s", row->name, strerror(-r));
+                return op_fail(err, r, "registering image '%s' failed: %s", row->name, strerror(-r));
         return 0;
 }
 
@@ -169,7 +169,7 @@ static void drop_scratch(const char *staging) {
 }
 
 static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, const char *staging,
-                       const struct progress *p, struct art_error *err) {
+                       const struct progress *p, struct op_error *err) {
         _cleanup_json_ json_t *m = NULL;
         const char *kind = json_string_value(json_object_get(entry, "kind"));
         const char *kref = json_string_value(json_object_get(entry, "kernel_ref"));
@@ -183,18 +183,18 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         } else if (strcmp(kind, "bundle") == 0) {
                 const char *url = json_string_value(json_object_get(entry, "url"));
                 const char *sha = json_string_value(json_object_get(entry, "sha256"));
-                _cleanup_free_ char *bpath = path_join(staging, "bundle.tar.zst"), *e = NULL;
+                _cleanup_free_ char *bpath = path_join(staging, "bundle.tar.zst");
                 struct image_manifest im = { 0 };
                 progress_stage(p, "download", "%s", url);
                 struct fetch_opts o = { .url = url, .expect_sha256 = sha, .progress = NULL, .ud = NULL };
-                r = fetch_to_file(&o, bpath, NULL, &e);
+                r = fetch_to_file(&o, bpath, NULL, err);
                 if (r == 0)
-                        r = bundle_read(bpath, staging, sha, p, &im, &e);
+                        r = bundle_read(bpath, staging, sha, p, &im, err);
                 image_manifest_done(&im);
                 if (r < 0)
-                        return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                        return r;
         } else
-                return art_fail(err, ART_ERR_FAILED, -EINVAL, "catalog entry '%s' has unknown kind '%s'", name, kind);
+                return op_fail(err, -EINVAL, "catalog entry '%s' has unknown kind '%s'", name, kind);
         if (r < 0)
                 return r;
         drop_scratch(staging);
@@ -214,8 +214,8 @@ static bool is_url(const char *s) {
 }
 
 static int pull_bundle(struct artifacts *a, const char *ref, const char *name_override, const char *staging,
-                       const struct progress *p, char **ret_name, struct art_error *err) {
-        _cleanup_free_ char *bpath = NULL, *e = NULL;
+                       const struct progress *p, char **ret_name, struct op_error *err) {
+        _cleanup_free_ char *bpath = NULL;
         struct image_manifest im = { 0 };
         int r;
 
@@ -223,19 +223,19 @@ static int pull_bundle(struct artifacts *a, const char *ref, const char *name_ov
                 bpath = path_join(staging, "bundle.tar.zst");
                 progress_stage(p, "download", "%s", ref);
                 struct fetch_opts o = { .url = ref };
-                r = fetch_to_file(&o, bpath, NULL, &e);
+                r = fetch_to_file(&o, bpath, NULL, err);
                 if (r < 0)
-                        return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                        return r;
         } else {
                 if (ref[0] != '/' || access(ref, R_OK) < 0)
-                        return art_fail(err, ART_ERR_BAD_REQUEST, -ENOENT, "bundle %s: %s", ref,
+                        return op_fail_as(err, RPC_BAD_REQUEST, -ENOENT, "bundle %s: %s", ref,
                                         ref[0] != '/' ? "path must be absolute" : strerror(errno));
                 bpath = xstrdup(ref);
         }
         progress_stage(p, "import", "%s", ref);
-        r = bundle_read(bpath, staging, NULL, p, &im, &e);
-        if (r < 0)
-                return art_fail(err, r == -ECANCELED ? ART_ERR_FAILED : ART_ERR_BAD_REQUEST, r, "%s", e);
+        r = bundle_read(bpath, staging, NULL, p, &im, err);
+        if (r < 0) /* a bad bundle is the caller's */
+                return r == -ECANCELED ? r : op_recode(err, RPC_BAD_REQUEST);
         const char *name = name_override ? name_override : im.name;
         r = ensure_kernel(a, im.kernel_ref, p, err);
         if (r == 0) {
@@ -256,7 +256,7 @@ static int pull_bundle(struct artifacts *a, const char *ref, const char *name_ov
 }
 
 int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
-               json_t **ret, struct art_error *err) {
+               json_t **ret, struct op_error *err) {
         _cleanup_json_ json_t *entry = NULL;
         _cleanup_free_ char *key = NULL, *staging = NULL, *name = NULL;
         bool bundle = is_url(ref) || strchr(ref, '/') || strstr(ref, ".tar.zst");
@@ -264,13 +264,13 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         int rc = 0;
 
         if (name_override && !string_is_dns_label(name_override))
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name_override);
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name_override);
         if (!bundle) {
                 _cleanup_json_ json_t *cat = image_catalog();
                 entry = catalog_find(cat, "images", ref);
                 if (!entry) {
                         _cleanup_free_ char *names = catalog_names(cat, "images");
-                        return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT,
+                        return op_fail_as(err, RPC_NOT_FOUND, -ENOENT,
                                         "no image '%s' in the catalog (available: %s; or give a .tar.zst path or URL)",
                                         ref, names);
                 }
@@ -279,7 +279,7 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         key = xasprintf("image:%s", bundle ? ref : name);
         if (!inflight_begin(a, key, p, &rc, err)) {
                 if (rc < 0 || bundle)
-                        return rc < 0 ? rc : art_fail(err, ART_ERR_EXISTS, -EEXIST, "%s was imported by a concurrent request", ref);
+                        return rc < 0 ? rc : op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "%s was imported by a concurrent request", ref);
                 return image_show(a, name, ret, err);
         }
         if (!bundle && store_image_get(a->store, name, &row) == 0) {
@@ -292,13 +292,13 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         }
         staging = staging_dir(a->layout->images_dir, bundle ? "bundle" : name);
         if (mkdir_p(staging, 0700) < 0)
-                rc = art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", staging);
+                rc = op_fail(err, -EIO, "cannot create %s", staging);
         if (rc == 0 && bundle)
                 rc = pull_bundle(a, ref, name_override, staging, p, &name, err);
         else if (rc == 0)
                 rc = pull_recipe(a, name, entry, staging, p, err);
         if (rc < 0)
-                rm_rf(staging);
+                artifacts_rm_staging(a, staging);
         inflight_end(a, key, rc, err);
         if (rc < 0)
                 return rc;
@@ -308,18 +308,18 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         return rc;
 }
 
-static int check_file(const char *what, const char *path, struct art_error *err) {
+static int check_file(const char *what, const char *path, struct op_error *err) {
         struct stat st;
         if (!path)
                 return 0;
         if (path[0] != '/')
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "%s must be an absolute path", what);
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "%s must be an absolute path", what);
         if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, R_OK) < 0)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -ENOENT, "%s %s is not a readable file", what, path);
+                return op_fail_as(err, RPC_BAD_REQUEST, -ENOENT, "%s %s is not a readable file", what, path);
         return 0;
 }
 
-int image_register(struct artifacts *a, json_t *params, json_t **ret, struct art_error *err) {
+int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err) {
         const char *name = json_string_value(json_object_get(params, "name"));
         const char *rootfs = json_string_value(json_object_get(params, "rootfs"));
         const char *seed = json_string_value(json_object_get(params, "work_seed"));
@@ -332,21 +332,21 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct art
         int r;
 
         if (!name || !string_is_dns_label(name))
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name ? name : "");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name ? name : "");
         if (!!kernel == !!kref)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "give exactly one of --kernel or --kernel-ref");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "give exactly one of --kernel or --kernel-ref");
         if (initrd && !kernel)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "--initrd goes with --kernel");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--initrd goes with --kernel");
         if (mode && strcmp(mode, "systemd") != 0 && strcmp(mode, "fast") != 0)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "--init-mode must be systemd or fast");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--init-mode must be systemd or fast");
         if ((r = check_file("--rootfs", rootfs, err)) < 0 || (r = check_file("--work-seed", seed, err)) < 0 ||
             (r = check_file("--kernel", kernel, err)) < 0 || (r = check_file("--initrd", initrd, err)) < 0)
                 return r;
         if (!rootfs)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "--rootfs is required");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--rootfs is required");
         if (kref) {
                 if (store_kernel_get(a->store, kref, &kr) < 0)
-                        return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT,
+                        return op_fail_as(err, RPC_NOT_FOUND, -ENOENT,
                                         "kernel '%s' is not present (banger kernel pull/import it first)", kref);
                 kernel_row_done(&kr);
         }
@@ -361,14 +361,14 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct art
         r = store_image_insert(a->store, &row);
         pthread_mutex_unlock(&a->image_ops_mu);
         if (r == -EEXIST)
-                return art_fail(err, ART_ERR_EXISTS, r, "image '%s' already exists", name);
+                return op_fail_as(err, RPC_ALREADY_EXISTS, r, "image '%s' already exists", name);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "registering image '%s' failed", name);
+                return op_fail(err, r, "registering image '%s' failed", name);
         return image_show(a, name, ret, err);
 }
 
 int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
-                  struct art_error *err) {
+                  struct op_error *err) {
         _cleanup_free_ char *key = xasprintf("image:%s", name), *staging = NULL, *dir = NULL;
         struct image_row row;
         int rc = 0;
@@ -377,7 +377,8 @@ int image_promote(struct artifacts *a, const char *name, const struct progress *
                 return rc < 0 ? rc : image_show(a, name, ret, err);
         rc = store_image_get(a->store, name, &row);
         if (rc < 0) {
-                rc = art_fail(err, rc == -ENOENT ? ART_ERR_NOT_FOUND : ART_ERR_FAILED, rc, "image '%s' not found", name);
+                rc = op_fail_as(err, rc == -ENOENT ? RPC_NOT_FOUND : RPC_OPERATION_FAILED, rc, "image '%s' not found",
+                                name);
                 inflight_end(a, key, rc, err);
                 return rc;
         }
@@ -399,7 +400,7 @@ int image_promote(struct artifacts *a, const char *name, const struct progress *
                 _cleanup_free_ char *to = path_join(staging, files[i][1]);
                 int r = copy_file_sparse(files[i][0], to, 0644);
                 if (r < 0)
-                        rc = art_fail(err, ART_ERR_FAILED, r, "copying %s: %s", files[i][0], strerror(-r));
+                        rc = op_fail(err, r, "copying %s: %s", files[i][0], strerror(-r));
                 newp[i] = path_join(dir, files[i][1]);
         }
         if (rc == 0) {
@@ -420,18 +421,18 @@ int image_promote(struct artifacts *a, const char *name, const struct progress *
                 }
                 pthread_mutex_unlock(&a->image_ops_mu);
                 if (rc < 0)
-                        art_fail(err, ART_ERR_FAILED, rc, "promoting image '%s' failed", name);
+                        op_fail(err, rc, "promoting image '%s' failed", name);
         }
         for (size_t i = 0; i < 4; i++)
                 free(newp[i]);
         if (rc < 0)
-                rm_rf(staging);
+                artifacts_rm_staging(a, staging);
         image_row_done(&row);
         inflight_end(a, key, rc, err);
         return rc < 0 ? rc : image_show(a, name, ret, err);
 }
 
-int image_delete(struct artifacts *a, const char *name, struct art_error *err) {
+int image_delete(struct artifacts *a, const char *name, struct op_error *err) {
         struct image_row row;
         int refs = 0, r;
         _cleanup_free_ char *dir = NULL, *aside = staging_dir(a->layout->images_dir, "rm");
@@ -440,13 +441,14 @@ int image_delete(struct artifacts *a, const char *name, struct art_error *err) {
         r = store_image_get(a->store, name, &row);
         if (r < 0) {
                 pthread_mutex_unlock(&a->image_ops_mu);
-                return art_fail(err, r == -ENOENT ? ART_ERR_NOT_FOUND : ART_ERR_FAILED, r, "image '%s' not found", name);
+                return op_fail_as(err, r == -ENOENT ? RPC_NOT_FOUND : RPC_OPERATION_FAILED, r, "image '%s' not found",
+                                  name);
         }
         r = store_image_vm_refs(a->store, row.id, &refs);
         if (r == 0 && refs > 0) {
                 pthread_mutex_unlock(&a->image_ops_mu);
                 image_row_done(&row);
-                return art_fail(err, ART_ERR_FAILED, -EBUSY, "image '%s' is used by %d VM(s); delete them first", name,
+                return op_fail(err, -EBUSY, "image '%s' is used by %d VM(s); delete them first", name,
                                 refs);
         }
         r = store_image_delete(a->store, row.id);
@@ -458,30 +460,31 @@ int image_delete(struct artifacts *a, const char *name, struct art_error *err) {
         pthread_mutex_unlock(&a->image_ops_mu);
         image_row_done(&row);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "deleting image '%s' failed", name);
+                return op_fail(err, r, "deleting image '%s' failed", name);
         rm_rf(aside);
         return 0;
 }
 
 int image_export(struct artifacts *a, const char *name, const char *out, const struct progress *p, json_t **ret,
-                 struct art_error *err) {
+                 struct op_error *err) {
         struct image_row row;
         _cleanup_free_ char *e = NULL, *text = NULL;
         char rsha[65], ssha[65] = "";
         int r;
 
         if (!out || out[0] != '/')
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "the output path must be absolute");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "the output path must be absolute");
         r = store_image_get(a->store, name, &row);
         if (r < 0)
-                return art_fail(err, r == -ENOENT ? ART_ERR_NOT_FOUND : ART_ERR_FAILED, r, "image '%s' not found", name);
+                return op_fail_as(err, r == -ENOENT ? RPC_NOT_FOUND : RPC_OPERATION_FAILED, r, "image '%s' not found",
+                                  name);
         progress_stage(p, "hash", "%s", row.rootfs_path);
         r = sha256_file_hex(row.rootfs_path, rsha);
         if (r == 0 && row.work_seed_path)
                 r = sha256_file_hex(row.work_seed_path, ssha);
         if (r < 0) {
                 image_row_done(&row);
-                return art_fail(err, ART_ERR_FAILED, r, "reading the image files: %s", strerror(-r));
+                return op_fail(err, r, "reading the image files: %s", strerror(-r));
         }
         json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:I}", "format", 1, "name", row.name, "init_mode", row.init_mode,
                               "rootfs_sha256", rsha, "rootfs_size_bytes", (json_int_t) row.rootfs_size_bytes);
@@ -492,10 +495,10 @@ int image_export(struct artifacts *a, const char *name, const char *out, const s
         text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
         json_decref(m);
         progress_stage(p, "export", "%s -> %s", row.name, out);
-        r = bundle_write(out, text, row.rootfs_path, row.work_seed_path, p, &e);
+        r = bundle_write(out, text, row.rootfs_path, row.work_seed_path, p, err);
         image_row_done(&row);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                return r;
         struct stat st;
         *ret = json_pack("{s:s, s:s, s:I}", "name", name, "path", out,
                          "size_bytes", (json_int_t) (stat(out, &st) == 0 ? st.st_size : 0));

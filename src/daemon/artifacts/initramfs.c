@@ -60,7 +60,7 @@ static int parents(struct writer *w, const char *path) {
         return 0;
 }
 
-static int add(struct writer *w, const struct cpio_entry *e, char **ret_err) {
+static int add(struct writer *w, const struct cpio_entry *e, struct op_error *err) {
         _cleanup_free_ char *data = NULL;
         const void *buf = e->data;
         size_t len = e->len;
@@ -68,20 +68,18 @@ static int add(struct writer *w, const struct cpio_entry *e, char **ret_err) {
         if (e->src_file) {
                 int r = read_file(e->src_file, 512u << 20, &data, &len);
                 if (r < 0) {
-                        *ret_err = xasprintf("cannot read %s: %s", e->src_file, strerror(-r));
-                        return r;
+                        return op_fail(err, r, "cannot read %s: %s", e->src_file, strerror(-r));
                 }
                 buf = data;
         }
         if (parents(w, e->path) < 0 || header(w, e->path, AE_IFREG, e->mode, len, 0) < 0 ||
             (len && archive_write_data(w->a, buf, len) != (la_ssize_t) len)) {
-                *ret_err = xasprintf("writing %s into the cpio: %s", e->path, archive_error_string(w->a));
-                return -EIO;
+                return op_fail(err, -EIO, "writing %s into the cpio: %s", e->path, archive_error_string(w->a));
         }
         return 0;
 }
 
-int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, char **ret_err) {
+int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, struct op_error *err) {
         _cleanup_free_ char *tmp = xasprintf("%s.tmp", dest);
         struct writer w = { .a = archive_write_new() };
         int r = 0;
@@ -90,7 +88,7 @@ int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, boo
         archive_write_add_filter_none(w.a);
         archive_write_set_bytes_in_last_block(w.a, 1);
         if (archive_write_open_filename(w.a, tmp) != ARCHIVE_OK) {
-                *ret_err = xasprintf("cannot create %s: %s", tmp, archive_error_string(w.a));
+                op_fail(err, -EIO, "cannot create %s: %s", tmp, archive_error_string(w.a));
                 archive_write_free(w.a);
                 return -EIO;
         }
@@ -100,23 +98,20 @@ int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, boo
                 w.dirs[w.n_dirs++] = xstrdup(d);
                 if (header(&w, "dev", AE_IFDIR, 0755, 0, 0) < 0 ||
                     header(&w, "dev/console", AE_IFCHR, 0600, 0, makedev(5, 1)) < 0) {
-                        *ret_err = xstrdup("writing dev/console into the cpio failed");
-                        r = -EIO;
+                        r = op_fail(err, -EIO, "writing dev/console into the cpio failed");
                 }
         }
         for (size_t i = 0; r == 0 && i < n; i++)
-                r = add(&w, &entries[i], ret_err);
+                r = add(&w, &entries[i], err);
         if (archive_write_close(w.a) != ARCHIVE_OK && r == 0) {
-                *ret_err = xasprintf("finishing %s: %s", tmp, archive_error_string(w.a));
-                r = -EIO;
+                r = op_fail(err, -EIO, "finishing %s: %s", tmp, archive_error_string(w.a));
         }
         archive_write_free(w.a);
         for (size_t i = 0; i < w.n_dirs; i++)
                 free(w.dirs[i]);
         free(w.dirs);
         if (r == 0 && rename(tmp, dest) < 0) {
-                *ret_err = xasprintf("cannot rename %s: %s", tmp, strerror(errno));
-                r = -errno;
+                r = op_fail(err, -errno, "cannot rename %s: %s", tmp, strerror(errno));
         }
         if (r < 0)
                 unlink(tmp);

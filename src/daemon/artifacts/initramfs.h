@@ -8,6 +8,7 @@
  * the per-VM configuration cpio rides on the per-kernel initramfs.
  */
 
+#include "op_error.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -21,4 +22,4 @@ struct cpio_entry {
 
 /* Writes dest atomically. with_console adds dev/console (c 5:1) so the
  * kernel can open the console before /init runs. */
-int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, char **ret_err);
+int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, struct op_error *err);

@@ -87,7 +87,7 @@ static json_t *kernel_json(struct artifacts *a, const struct kernel_row *r) {
 
 /* kernel_show plus the initramfs for the current banger-init, built now if
  * needed: after a pull or import the kernel is ready to boot. */
-static int with_initramfs(struct artifacts *a, const char *name, json_t **ret, struct art_error *err) {
+static int with_initramfs(struct artifacts *a, const char *name, json_t **ret, struct op_error *err) {
         _cleanup_free_ char *path = NULL;
         int r = kernel_initramfs(a, name, &path, err);
         if (r < 0)
@@ -98,20 +98,20 @@ static int with_initramfs(struct artifacts *a, const char *name, json_t **ret, s
         return r;
 }
 
-int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct art_error *err) {
+int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err) {
         struct kernel_row r;
         int rc = store_kernel_get(a->store, name, &r);
 
         if (rc == -ENOENT)
-                return art_fail(err, ART_ERR_NOT_FOUND, rc, "kernel '%s' is not pulled or imported", name);
+                return op_fail_as(err, RPC_NOT_FOUND, rc, "kernel '%s' is not pulled or imported", name);
         if (rc < 0)
-                return art_fail(err, ART_ERR_FAILED, rc, "reading kernel '%s' from the store failed", name);
+                return op_fail(err, rc, "reading kernel '%s' from the store failed", name);
         *ret = kernel_json(a, &r);
         kernel_row_done(&r);
         return 0;
 }
 
-int kernel_list(struct artifacts *a, bool available, json_t **ret, struct art_error *err) {
+int kernel_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err) {
         struct kernel_row *rows = NULL;
         size_t n = 0;
         json_t *out = json_array();
@@ -119,7 +119,7 @@ int kernel_list(struct artifacts *a, bool available, json_t **ret, struct art_er
 
         if (rc < 0) {
                 json_decref(out);
-                return art_fail(err, ART_ERR_FAILED, rc, "listing kernels failed");
+                return op_fail(err, rc, "listing kernels failed");
         }
         for (size_t i = 0; i < n; i++) {
                 json_t *j = kernel_json(a, &rows[i]);
@@ -171,7 +171,7 @@ static void pull_bytes(void *ud, uint64_t done, uint64_t total) {
                 c->p->bytes(c->p->ud, c->stage, done, total);
 }
 
-static int decompress(const char *data, size_t len, size_t max, char **ret, size_t *ret_len, char **ret_err) {
+static int decompress(const char *data, size_t len, size_t max, char **ret, size_t *ret_len, struct op_error *err) {
         struct archive *a = archive_read_new();
         struct archive_entry *e;
         struct strbuf out = STRBUF_INIT;
@@ -181,22 +181,20 @@ static int decompress(const char *data, size_t len, size_t max, char **ret, size
         archive_read_support_filter_all(a);
         archive_read_support_format_raw(a);
         if (archive_read_open_memory(a, data, len) != ARCHIVE_OK || archive_read_next_header(a, &e) != ARCHIVE_OK) {
-                *ret_err = xasprintf("cannot decompress the index: %s", archive_error_string(a));
+                op_fail(err, -EBADMSG, "cannot decompress the index: %s", archive_error_string(a));
                 archive_read_free(a);
                 return -EBADMSG;
         }
         for (;;) {
                 la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
                 if (n < 0) {
-                        *ret_err = xasprintf("cannot decompress the index: %s", archive_error_string(a));
-                        r = -EBADMSG;
+                        r = op_fail(err, -EBADMSG, "cannot decompress the index: %s", archive_error_string(a));
                         break;
                 }
                 if (n == 0)
                         break;
                 if (out.len + (size_t) n > max) {
-                        *ret_err = xstrdup("the index is implausibly large");
-                        r = -EFBIG;
+                        r = op_fail(err, -EFBIG, "the index is implausibly large");
                         break;
                 }
                 strbuf_add(&out, buf, (size_t) n);
@@ -211,9 +209,9 @@ static int decompress(const char *data, size_t len, size_t max, char **ret, size
 }
 
 static int fetch_packages(const struct release *rel, const char *mirror, const char *suite, const char *component,
-                          struct pull_ctx *pc, char **ret, size_t *ret_len, struct art_error *err) {
+                          struct pull_ctx *pc, char **ret, size_t *ret_len, struct op_error *err) {
         static const char *const names[] = { "Packages.xz", "Packages.gz" };
-        _cleanup_free_ char *data = NULL, *e = NULL;
+        _cleanup_free_ char *data = NULL;
         size_t len;
 
         pc->stage = "index";
@@ -225,15 +223,15 @@ static int fetch_packages(const struct release *rel, const char *mirror, const c
                 _cleanup_free_ char *url = xasprintf("%s/dists/%s/%s", mirror, suite, path);
                 struct fetch_opts o = { .url = url, .max_bytes = 256u << 20, .expect_sha256 = f->sha256,
                                         .expect_size = f->size, .progress = pull_bytes, .cancel = pull_cancel, .ud = pc };
-                int r = fetch_to_memory(&o, &data, &len, &e);
+                int r = fetch_to_memory(&o, &data, &len, err);
                 if (r < 0)
-                        return art_fail(err, ART_ERR_FAILED, r, "%s", e);
-                r = decompress(data, len, 1024u << 20, ret, ret_len, &e);
+                        return r;
+                r = decompress(data, len, 1024u << 20, ret, ret_len, err);
                 if (r < 0)
-                        return art_fail(err, ART_ERR_FAILED, r, "%s: %s", url, e);
+                        return op_prefix(err, "%s", url);
                 return 0;
         }
-        return art_fail(err, ART_ERR_FAILED, -ENOENT, "the signed Release for %s lists no %s/binary-amd64/Packages", suite,
+        return op_fail(err, -ENOENT, "the signed Release for %s lists no %s/binary-amd64/Packages", suite,
                         component);
 }
 
@@ -278,7 +276,7 @@ static void strip_ko(char *name) {
  * dst_dir, writes modules.order. Missing wanted modules are an error only
  * when `strict` (catalog kernels); imported kernels may have them built in. */
 static int select_modules(const char *src_dir, const char *dst_dir, const char *order_path, json_t *wanted, bool strict,
-                          json_t **ret_order, struct art_error *err) {
+                          json_t **ret_order, struct op_error *err) {
         DIR *d = opendir(src_dir);
         struct dirent *de;
         char **names = NULL, **deps = NULL, **files = NULL;
@@ -287,16 +285,14 @@ static int select_modules(const char *src_dir, const char *dst_dir, const char *
 
         *ret_order = json_array();
         if (!d)
-                return errno == ENOENT && !strict ? 0 : art_fail(err, ART_ERR_FAILED, -errno, "no modules in %s", src_dir);
+                return errno == ENOENT && !strict ? 0 : op_fail(err, -errno, "no modules in %s", src_dir);
         while ((de = readdir(d))) {
                 if (fnmatch("*.ko", de->d_name, 0) != 0)
                         continue;
-                _cleanup_free_ char *p = path_join(src_dir, de->d_name), *e = NULL;
+                _cleanup_free_ char *p = path_join(src_dir, de->d_name);
                 char *dep = NULL;
-                if (modinfo_depends(p, &dep, &e) < 0) {
-                        rc = art_fail(err, ART_ERR_FAILED, -EBADMSG, "%s", e);
+                if ((rc = modinfo_depends(p, &dep, err)) < 0)
                         break;
-                }
                 names = xrealloc(names, (n + 1) * sizeof(char *));
                 deps = xrealloc(deps, (n + 1) * sizeof(char *));
                 files = xrealloc(files, (n + 1) * sizeof(char *));
@@ -322,24 +318,24 @@ static int select_modules(const char *src_dir, const char *dst_dir, const char *
                 if (present)
                         want[nw++] = s;
                 else if (strict && rc == 0)
-                        rc = art_fail(err, ART_ERR_FAILED, -ENOENT, "the kernel package has no module '%s'", s);
+                        rc = op_fail(err, -ENOENT, "the kernel package has no module '%s'", s);
         }
         size_t *order = NULL, norder = 0;
         _cleanup_free_ char *e = NULL;
         if (rc == 0 && modorder_resolve(want, nw, nodes, n, &order, &norder, &e) < 0)
-                rc = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s", e);
+                rc = op_fail(err, -ENOENT, "%s", e);
         struct strbuf ofile = STRBUF_INIT;
         if (rc == 0 && norder && mkdir_p(dst_dir, 0755) < 0)
-                rc = art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", dst_dir);
+                rc = op_fail(err, -EIO, "cannot create %s", dst_dir);
         for (size_t k = 0; rc == 0 && k < norder; k++) {
                 _cleanup_free_ char *from = path_join(src_dir, files[order[k]]), *to = path_join(dst_dir, files[order[k]]);
                 if (rename(from, to) < 0)
-                        rc = art_fail(err, ART_ERR_FAILED, -errno, "cannot move %s: %s", from, strerror(errno));
+                        rc = op_fail(err, -errno, "cannot move %s: %s", from, strerror(errno));
                 strbuf_addf(&ofile, "%s\n", files[order[k]]);
                 json_array_append_new(*ret_order, json_string(files[order[k]]));
         }
         if (rc == 0 && write_file_atomic(order_path, ofile.buf, ofile.len, 0644) < 0)
-                rc = art_fail(err, ART_ERR_FAILED, -EIO, "cannot write %s", order_path);
+                rc = op_fail(err, -EIO, "cannot write %s", order_path);
         strbuf_release(&ofile);
         free(order);
         free(nodes);
@@ -356,9 +352,10 @@ static int select_modules(const char *src_dir, const char *dst_dir, const char *
 }
 
 /* vmlinux from vmlinuz where the payload allows it; *ret_pvh tells PVH boot. */
-static int unpack_vmlinux(const char *staging, bool *ret_pvh, struct art_error *err) {
+static int unpack_vmlinux(const char *staging, bool *ret_pvh, struct op_error *err) {
         _cleanup_free_ char *zp = path_join(staging, "vmlinuz"), *xp = path_join(staging, "vmlinux");
-        _cleanup_free_ char *img = NULL, *e = NULL;
+        _cleanup_free_ char *img = NULL;
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
         unsigned char *elf = NULL;
         size_t len, elen;
         int r;
@@ -368,17 +365,19 @@ static int unpack_vmlinux(const char *staging, bool *ret_pvh, struct art_error *
                 return 0;
         r = read_file(zp, 256u << 20, &img, &len);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "reading %s: %s", zp, strerror(-r));
+                return op_fail(err, r, "reading %s: %s", zp, strerror(-r));
         r = bzimage_extract_vmlinux((unsigned char *) img, len, &elf, &elen, ret_pvh, &e);
         if (r == -ENOTSUP) {
-                log_info("kernel: %s; VMs will boot the bzImage", e);
+                log_info("kernel: %s; VMs will boot the bzImage", op_error_message(&e));
                 return 0;
         }
-        if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s: %s", zp, e);
+        if (r < 0) {
+                op_error_move(err, &e);
+                return op_prefix(err, "%s", zp);
+        }
         r = write_file_atomic(xp, elf, elen, 0644);
         free(elf);
-        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "writing %s: %s", xp, strerror(-r)) : 0;
+        return r < 0 ? op_fail(err, r, "writing %s: %s", xp, strerror(-r)) : 0;
 }
 
 static int hash_tree(const char *dir, const char *rel, json_t *files) {
@@ -409,20 +408,20 @@ static int hash_tree(const char *dir, const char *rel, json_t *files) {
         return 0;
 }
 
-static int write_manifest(const char *staging, json_t *m, struct art_error *err) {
+static int write_manifest(const char *staging, json_t *m, struct op_error *err) {
         json_t *files = json_object();
         hash_tree(staging, NULL, files);
         json_object_set_new(m, "files", files);
         _cleanup_free_ char *p = path_join(staging, "manifest.json");
         _cleanup_free_ char *s = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
         int r = write_file_atomic(p, s, strlen(s), 0644);
-        return r < 0 ? art_fail(err, ART_ERR_FAILED, r, "writing %s", p) : 0;
+        return r < 0 ? op_fail(err, r, "writing %s", p) : 0;
 }
 
 /* Moves staging into place and records the row; replaces an old kernel
  * (force) only after the new one is complete. Holds image_ops_mu. */
 static int commit_kernel(struct artifacts *a, const char *name, const char *staging, const struct kernel_row *row,
-                         struct art_error *err) {
+                         struct op_error *err) {
         _cleanup_free_ char *dst = kdir(a, name);
         _cleanup_free_ char *old = staging_dir(a->layout->kernels_dir, "old");
         bool had = access(dst, F_OK) == 0;
@@ -430,9 +429,9 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
 
         pthread_mutex_lock(&a->image_ops_mu);
         if (had && rename(dst, old) < 0)
-                r = art_fail(err, ART_ERR_FAILED, -errno, "cannot move the old %s aside: %s", dst, strerror(errno));
+                r = op_fail(err, -errno, "cannot move the old %s aside: %s", dst, strerror(errno));
         if (r == 0 && rename(staging, dst) < 0) {
-                r = art_fail(err, ART_ERR_FAILED, -errno, "cannot move %s into place: %s", dst, strerror(errno));
+                r = op_fail(err, -errno, "cannot move %s into place: %s", dst, strerror(errno));
                 if (had)
                         rename(old, dst);
         }
@@ -442,7 +441,7 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
                         rename(dst, staging);
                         if (had)
                                 rename(old, dst);
-                        art_fail(err, ART_ERR_FAILED, r, "recording kernel '%s' in the store failed", name);
+                        op_fail(err, r, "recording kernel '%s' in the store failed", name);
                 }
         }
         pthread_mutex_unlock(&a->image_ops_mu);
@@ -451,131 +450,143 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
         return r;
 }
 
-static int do_pull(struct artifacts *a, const char *name, json_t *entry, const struct progress *p,
-                   struct art_error *err) {
-        const char *mirror = a->config->debian_mirror;
-        const char *suite = json_string_value(json_object_get(entry, "suite"));
-        const char *component = json_string_value(json_object_get(entry, "component"));
-        const char *meta = json_string_value(json_object_get(entry, "meta_package"));
-        const char *prefix = json_string_value(json_object_get(entry, "image_prefix"));
-        _cleanup_free_ char *staging = staging_dir(a->layout->kernels_dir, name);
-        _cleanup_free_ char *packages = NULL, *e = NULL, *image_pkg = NULL;
-        _cleanup_free_ char *deb_url = NULL, *deb = NULL, *all = NULL, *mods = NULL, *order = NULL;
-        _cleanup_free_ char *now = NULL, *source = NULL, *final_dir = NULL;
-        json_t *mod_order = NULL;
-        struct pull_ctx pc = { a, p, "release" };
-        struct release rel = { 0 };
-        struct deb_package metap = { 0 }, imgp = { 0 };
-        struct want_ctx want = { 0 };
-        size_t plen;
-        int r, nwritten;
+/* One kernel pull, step by step, into its staging dir. */
+struct pull {
+        struct artifacts *a;
+        const char *name;
+        json_t *entry;
+        const struct progress *p;
+        char *staging;
+        struct pull_ctx pc;
+        struct release rel;
+        struct deb_package metap, imgp;
+        char *image_pkg, *deb_url;
+        struct want_ctx want;
+        json_t *mod_order;
         bool pvh;
+};
 
-        if (mkdir_p(staging, 0755) < 0)
-                return art_fail(err, ART_ERR_FAILED, -EIO, "cannot create %s", staging);
-
-        progress_stage(p, "release", "%s/dists/%s/InRelease", mirror, suite);
-        r = mirror_verified_release(a, staging, mirror, suite, p, &rel, NULL, err);
+/* Signed Release -> Packages -> the meta package's linux-image-* dependency. */
+static int pull_resolve(struct pull *k, struct op_error *err) {
+        const char *mirror = k->a->config->debian_mirror;
+        const char *suite = json_string_value(json_object_get(k->entry, "suite"));
+        const char *component = json_string_value(json_object_get(k->entry, "component"));
+        const char *meta = json_string_value(json_object_get(k->entry, "meta_package"));
+        const char *prefix = json_string_value(json_object_get(k->entry, "image_prefix"));
+        _cleanup_free_ char *packages = NULL, *msg = NULL;
+        size_t plen;
+        progress_stage(k->p, "release", "%s/dists/%s/InRelease", mirror, suite);
+        int r = mirror_verified_release(k->a, k->staging, mirror, suite, k->p, &k->rel, NULL, err);
         if (r < 0)
-                goto out;
-        progress_stage(p, "index", "%s %s (signed %s)", suite, component, rel.date ? rel.date : "?");
-        r = fetch_packages(&rel, mirror, suite, component, &pc, &packages, &plen, err);
-        if (r < 0)
-                goto out;
-        r = debian_packages_find(packages, plen, meta, &metap, &e);
-        if (r < 0) {
-                r = art_fail(err, ART_ERR_FAILED, r, "%s", e ? e : "meta package not in the index");
-                goto out;
-        }
-        image_pkg = debian_depends_first_with_prefix(metap.depends, prefix);
-        if (!image_pkg) {
-                r = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s %s depends on no %s* package", meta, metap.version, prefix);
-                goto out;
-        }
-        r = debian_packages_find(packages, plen, image_pkg, &imgp, &e);
-        free(TAKE_PTR(packages));
-        if (r < 0) {
-                r = art_fail(err, ART_ERR_FAILED, r, "%s", e ? e : "kernel package not in the index");
-                goto out;
-        }
+                return r;
+        progress_stage(k->p, "index", "%s %s (signed %s)", suite, component, k->rel.date ? k->rel.date : "?");
+        if ((r = fetch_packages(&k->rel, mirror, suite, component, &k->pc, &packages, &plen, err)) < 0)
+                return r;
+        if ((r = debian_packages_find(packages, plen, meta, &k->metap, &msg)) < 0)
+                return op_fail(err, r, "%s", msg ? msg : "meta package not in the index");
+        k->image_pkg = debian_depends_first_with_prefix(k->metap.depends, prefix);
+        if (!k->image_pkg)
+                return op_fail(err, -ENOENT, "%s %s depends on no %s* package", meta, k->metap.version, prefix);
+        free(TAKE_PTR(msg));
+        if ((r = debian_packages_find(packages, plen, k->image_pkg, &k->imgp, &msg)) < 0)
+                return op_fail(err, r, "%s", msg ? msg : "kernel package not in the index");
+        return 0;
+}
 
-        deb_url = xasprintf("%s/%s", mirror, imgp.filename);
-        deb = path_join(staging, "package.deb");
-        progress_stage(p, "download", "%s %s (%llu MiB)", image_pkg, imgp.version, (unsigned long long) (imgp.size >> 20));
-        pc.stage = "download";
-        struct fetch_opts o = { .url = deb_url, .expect_sha256 = imgp.sha256, .expect_size = imgp.size,
-                                .progress = pull_bytes, .cancel = pull_cancel, .ud = &pc };
-        r = fetch_to_file(&o, deb, NULL, &e);
-        if (r < 0) {
-                r = art_fail(err, ART_ERR_FAILED, r, "%s", e);
-                goto out;
-        }
-        if (progress_cancelled(p)) {
-                r = art_fail(err, ART_ERR_FAILED, -ECANCELED, "kernel pull cancelled");
-                goto out;
-        }
-        progress_stage(p, "extract", "kernel and modules");
-        r = deb_extract(deb, staging, want_kernel_file, &want, &nwritten, &e);
+/* The .deb, checked against the index, then its kernel and modules. */
+static int pull_package(struct pull *k, struct op_error *err) {
+        _cleanup_free_ char *deb = path_join(k->staging, "package.deb");
+        int nwritten;
+        k->deb_url = xasprintf("%s/%s", k->a->config->debian_mirror, k->imgp.filename);
+        progress_stage(k->p, "download", "%s %s (%llu MiB)", k->image_pkg, k->imgp.version,
+                       (unsigned long long) (k->imgp.size >> 20));
+        k->pc.stage = "download";
+        struct fetch_opts o = { .url = k->deb_url, .expect_sha256 = k->imgp.sha256, .expect_size = k->imgp.size,
+                                .progress = pull_bytes, .cancel = pull_cancel, .ud = &k->pc };
+        int r = fetch_to_file(&o, deb, NULL, err);
+        if (r < 0)
+                return r;
+        if (progress_cancelled(k->p))
+                return op_fail(err, -ECANCELED, "kernel pull cancelled");
+        progress_stage(k->p, "extract", "kernel and modules");
+        r = deb_extract(deb, k->staging, want_kernel_file, &k->want, &nwritten, err);
         unlink(deb);
-        if (r < 0) {
-                r = art_fail(err, ART_ERR_FAILED, r, "%s: %s", imgp.filename, e);
-                goto out;
-        }
-        if (!want.version) {
-                r = art_fail(err, ART_ERR_FAILED, -ENOENT, "%s contains no boot/vmlinuz-*", imgp.filename);
-                goto out;
-        }
-        progress_stage(p, "modules", "resolving dependencies");
-        all = path_join(staging, "all-modules");
-        mods = path_join(staging, "modules");
-        order = path_join(staging, "modules.order");
-        r = select_modules(all, mods, order, json_object_get(entry, "modules"), true, &mod_order, err);
+        if (r < 0)
+                return op_prefix(err, "%s", k->imgp.filename);
+        if (!k->want.version)
+                return op_fail(err, -ENOENT, "%s contains no boot/vmlinuz-*", k->imgp.filename);
+        return 0;
+}
+
+static int pull_boot_files(struct pull *k, struct op_error *err) {
+        _cleanup_free_ char *all = path_join(k->staging, "all-modules"), *mods = path_join(k->staging, "modules");
+        _cleanup_free_ char *order = path_join(k->staging, "modules.order");
+        progress_stage(k->p, "modules", "resolving dependencies");
+        int r = select_modules(all, mods, order, json_object_get(k->entry, "modules"), true, &k->mod_order, err);
         rm_rf(all);
         if (r < 0)
-                goto out;
-        progress_stage(p, "vmlinux", "unpacking the bzImage payload for PVH boot");
-        r = unpack_vmlinux(staging, &pvh, err);
-        if (r < 0)
-                goto out;
-        now = now_rfc3339();
-        source = xasprintf("debian:%s", deb_url);
-        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b}", "name", name, "distro",
-                              json_string_value(json_object_get(entry, "distro")), "arch", "x86_64", "kernel_version",
-                              want.version, "package", image_pkg, "package_version", imgp.version, "source", source,
-                              "release_date", rel.date ? rel.date : "", "imported_at", now, "modules_order",
-                              TAKE_PTR(mod_order), "pvh", pvh);
-        r = write_manifest(staging, m, err);
+                return r;
+        progress_stage(k->p, "vmlinux", "unpacking the bzImage payload for PVH boot");
+        return unpack_vmlinux(k->staging, &k->pvh, err);
+}
+
+static int pull_commit(struct pull *k, struct op_error *err) {
+        const char *distro = json_string_value(json_object_get(k->entry, "distro"));
+        _cleanup_free_ char *now = now_rfc3339(), *source = xasprintf("debian:%s", k->deb_url);
+        _cleanup_free_ char *final_dir = kdir(k->a, k->name);
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b}", "name", k->name, "distro",
+                              distro, "arch", "x86_64", "kernel_version", k->want.version, "package", k->image_pkg,
+                              "package_version", k->imgp.version, "source", source, "release_date",
+                              k->rel.date ? k->rel.date : "", "imported_at", now, "modules_order",
+                              TAKE_PTR(k->mod_order), "pvh", k->pvh);
+        int r = write_manifest(k->staging, m, err);
         json_decref(m);
         if (r < 0)
-                goto out;
-        final_dir = kdir(a, name);
-        struct kernel_row row = { (char *) name, (char *) json_string_value(json_object_get(entry, "distro")),
-                                  (char *) "x86_64", want.version, final_dir, source, now };
-        r = commit_kernel(a, name, staging, &row, err);
-out:
+                return r;
+        struct kernel_row row = { (char *) k->name, (char *) distro, (char *) "x86_64", k->want.version, final_dir,
+                                  source, now };
+        return commit_kernel(k->a, k->name, k->staging, &row, err);
+}
+
+static int do_pull(struct artifacts *a, const char *name, json_t *entry, const struct progress *p,
+                   struct op_error *err) {
+        struct pull k = { .a = a, .name = name, .entry = entry, .p = p, .staging = staging_dir(a->layout->kernels_dir, name),
+                          .pc = { a, p, "release" } };
+        int r = mkdir_p(k.staging, 0755) < 0 ? op_fail(err, -errno, "cannot create %s: %s", k.staging, strerror(errno)) : 0;
+        if (r == 0)
+                r = pull_resolve(&k, err);
+        if (r == 0)
+                r = pull_package(&k, err);
+        if (r == 0)
+                r = pull_boot_files(&k, err);
+        if (r == 0)
+                r = pull_commit(&k, err);
         if (r < 0)
-                rm_rf(staging);
-        json_decref(mod_order);
-        debian_release_done(&rel);
-        deb_package_done(&metap);
-        deb_package_done(&imgp);
-        free(want.version);
+                rm_rf(k.staging);
+        json_decref(k.mod_order);
+        debian_release_done(&k.rel);
+        deb_package_done(&k.metap);
+        deb_package_done(&k.imgp);
+        free(k.want.version);
+        free(k.image_pkg);
+        free(k.deb_url);
+        free(k.staging);
         return r;
 }
 
 int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
-                struct art_error *err) {
+                struct op_error *err) {
         _cleanup_json_ json_t *entry = NULL;
         _cleanup_free_ char *key = xasprintf("kernel:%s", name);
         int rc = 0;
 
         if (!kernel_name_valid(name))
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "invalid kernel name '%s'", name);
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "invalid kernel name '%s'", name);
         _cleanup_json_ json_t *cat = kernel_catalog();
         entry = catalog_find(cat, "kernels", name);
         if (!entry) {
                 _cleanup_free_ char *names = catalog_names(cat, "kernels");
-                return art_fail(err, ART_ERR_NOT_FOUND, -ENOENT, "no kernel '%s' in the catalog (available: %s)", name,
+                return op_fail_as(err, RPC_NOT_FOUND, -ENOENT, "no kernel '%s' in the catalog (available: %s)", name,
                                 names);
         }
         if (!inflight_begin(a, key, p, &rc, err))
@@ -624,7 +635,7 @@ static int collect_ko(const char *dir, const char *dst) {
 }
 
 static int do_import(struct artifacts *a, const char *name, const char *from, const char *moddir,
-                     const char *const files[][2], size_t n_files, struct art_error *err) {
+                     const char *const files[][2], size_t n_files, struct op_error *err) {
         _cleanup_free_ char *staging = staging_dir(a->layout->kernels_dir, name);
         _cleanup_free_ char *all = path_join(staging, "all-modules"), *mods = path_join(staging, "modules");
         _cleanup_free_ char *order = path_join(staging, "modules.order"), *xp = path_join(staging, "vmlinux");
@@ -641,13 +652,13 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                 _cleanup_free_ char *to = path_join(staging, files[i][1]);
                 int r = copy_file_sparse(files[i][0], to, 0644);
                 if (r < 0)
-                        rc = art_fail(err, ART_ERR_FAILED, r, "copying %s: %s", files[i][0], strerror(-r));
+                        rc = op_fail(err, r, "copying %s: %s", files[i][0], strerror(-r));
         }
         if (rc == 0 && stat(moddir, &st) == 0 && S_ISDIR(st.st_mode)) {
                 mkdir_p(all, 0755);
                 int r = collect_ko(moddir, all);
                 if (r < 0)
-                        rc = art_fail(err, ART_ERR_FAILED, r, "copying modules: %s", strerror(-r));
+                        rc = op_fail(err, r, "copying modules: %s", strerror(-r));
         }
         if (rc == 0) {
                 _cleanup_json_ json_t *cat = kernel_catalog();
@@ -681,7 +692,7 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
 }
 
 int kernel_import(struct artifacts *a, const char *name, const char *from, bool force, json_t **ret,
-                  struct art_error *err) {
+                  struct op_error *err) {
         _cleanup_free_ char *vmlinux = NULL, *vmlinuz = NULL, *initrd = NULL, *moddir = NULL;
         _cleanup_free_ char *key = xasprintf("kernel:%s", name);
         struct kernel_row row;
@@ -689,22 +700,22 @@ int kernel_import(struct artifacts *a, const char *name, const char *from, bool 
         int rc = 0;
 
         if (!kernel_name_valid(name))
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "invalid kernel name '%s' (use A-Z a-z 0-9 . _ -)",
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "invalid kernel name '%s' (use A-Z a-z 0-9 . _ -)",
                                 name);
         if (!from || from[0] != '/' || stat(from, &st) < 0 || !S_ISDIR(st.st_mode))
-                return art_fail(err, ART_ERR_BAD_REQUEST, -EINVAL, "--from must be an existing directory (absolute path)");
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--from must be an existing directory (absolute path)");
         vmlinux = path_join(from, "vmlinux");
         vmlinuz = path_join(from, "vmlinuz");
         initrd = path_join(from, "initrd.img");
         moddir = path_join(from, "modules");
         if (access(vmlinux, R_OK) < 0 && access(vmlinuz, R_OK) < 0)
-                return art_fail(err, ART_ERR_BAD_REQUEST, -ENOENT, "%s has neither vmlinux nor vmlinuz", from);
+                return op_fail_as(err, RPC_BAD_REQUEST, -ENOENT, "%s has neither vmlinux nor vmlinuz", from);
         if (!inflight_begin(a, key, NULL, &rc, err))
-                return rc < 0 ? rc : art_fail(err, ART_ERR_EXISTS, -EEXIST, "kernel '%s' was just created", name);
+                return rc < 0 ? rc : op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "kernel '%s' was just created", name);
         if (store_kernel_get(a->store, name, &row) == 0) {
                 kernel_row_done(&row);
                 if (!force)
-                        rc = art_fail(err, ART_ERR_EXISTS, -EEXIST, "kernel '%s' exists (use --force to replace it)", name);
+                        rc = op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "kernel '%s' exists (use --force to replace it)", name);
         }
         const char *const files[][2] = { { vmlinux, "vmlinux" }, { vmlinuz, "vmlinuz" }, { initrd, "initrd.img" } };
         if (rc == 0)
@@ -713,7 +724,7 @@ int kernel_import(struct artifacts *a, const char *name, const char *from, bool 
         return rc < 0 ? rc : with_initramfs(a, name, ret, err);
 }
 
-int kernel_delete(struct artifacts *a, const char *name, struct art_error *err) {
+int kernel_delete(struct artifacts *a, const char *name, struct op_error *err) {
         _cleanup_free_ char *first = NULL, *dir = kdir(a, name);
         _cleanup_free_ char *aside = staging_dir(a->layout->kernels_dir, "rm");
         struct kernel_row row;
@@ -723,14 +734,14 @@ int kernel_delete(struct artifacts *a, const char *name, struct art_error *err) 
         r = store_kernel_get(a->store, name, &row);
         if (r < 0) {
                 pthread_mutex_unlock(&a->image_ops_mu);
-                return r == -ENOENT ? art_fail(err, ART_ERR_NOT_FOUND, r, "kernel '%s' not found", name)
-                                    : art_fail(err, ART_ERR_FAILED, r, "reading the store failed");
+                return r == -ENOENT ? op_fail_as(err, RPC_NOT_FOUND, r, "kernel '%s' not found", name)
+                                    : op_fail(err, r, "reading the store failed");
         }
         kernel_row_done(&row);
         r = store_kernel_image_refs(a->store, name, &first, &count);
         if (r == 0 && count > 0) {
                 pthread_mutex_unlock(&a->image_ops_mu);
-                return art_fail(err, ART_ERR_FAILED, -EBUSY, "kernel '%s' is used by image '%s'%s; delete the image first",
+                return op_fail(err, -EBUSY, "kernel '%s' is used by image '%s'%s; delete the image first",
                                 name, first, count > 1 ? " and others" : "");
         }
         r = store_kernel_delete(a->store, name);
@@ -738,22 +749,22 @@ int kernel_delete(struct artifacts *a, const char *name, struct art_error *err) 
                 log_warn("cannot move %s aside: %s", dir, strerror(errno));
         pthread_mutex_unlock(&a->image_ops_mu);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "deleting kernel '%s' failed", name);
+                return op_fail(err, r, "deleting kernel '%s' failed", name);
         rm_rf(aside);
         return 0;
 }
 
-int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct art_error *err) {
-        _cleanup_free_ char *dir = kdir(a, name), *order_text = NULL, *e = NULL, *key = NULL;
+int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct op_error *err) {
+        _cleanup_free_ char *dir = kdir(a, name), *order_text = NULL, *key = NULL;
         char init_hash[65];
         size_t len;
         int r;
 
         if (!a->init_bin)
-                return art_fail(err, ART_ERR_FAILED, -ENOENT, "banger-init not found (set $BANGER_INIT or install it)");
+                return op_fail(err, -ENOENT, "banger-init not found (set $BANGER_INIT or install it)");
         r = sha256_file_hex(a->init_bin, init_hash);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "reading %s: %s", a->init_bin, strerror(-r));
+                return op_fail(err, r, "reading %s: %s", a->init_bin, strerror(-r));
         _cleanup_free_ char *path = xasprintf("%s/initramfs-%.12s.cpio", dir, init_hash);
         if (access(path, R_OK) == 0) {
                 *ret_path = TAKE_PTR(path);
@@ -770,7 +781,7 @@ int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, str
         _cleanup_free_ char *order_path = path_join(dir, "modules.order");
         r = read_file(order_path, 1u << 20, &order_text, &len);
         if (r < 0 && r != -ENOENT) {
-                rc = art_fail(err, ART_ERR_FAILED, r, "reading %s", order_path);
+                rc = op_fail(err, r, "reading %s", order_path);
                 goto out;
         }
         struct cpio_entry *ents = xcalloc(256, sizeof(*ents));
@@ -791,7 +802,7 @@ int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, str
                 nn++;
         }
         ents[n++] = (struct cpio_entry) { .path = "etc/banger/modules.order", .data = order.buf, .len = order.len, .mode = 0644 };
-        r = cpio_write(path, ents, n, true, &e);
+        r = cpio_write(path, ents, n, true, err);
         for (size_t i = 0; i < nn; i++) {
                 free(names[i]);
                 free((char *) ents[i + 1].src_file);
@@ -799,7 +810,7 @@ int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, str
         free(ents);
         strbuf_release(&order);
         if (r < 0)
-                rc = art_fail(err, ART_ERR_FAILED, r, "building the initramfs: %s", e);
+                rc = op_prefix(err, "building the initramfs");
 out:
         inflight_end(a, key, rc, err);
         if (rc < 0)

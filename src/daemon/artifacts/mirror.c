@@ -19,7 +19,7 @@ static bool cancel_cb(void *ud) {
 
 int mirror_verified_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
                             const struct progress *p, struct release *ret, char ret_sha256[65],
-                            struct art_error *err) {
+                            struct op_error *err) {
         _cleanup_free_ char *url = xasprintf("%s/dists/%s/InRelease", mirror, suite);
         _cleanup_free_ char *inrel = path_join(staging, "InRelease"), *rel = path_join(staging, "Release");
         _cleanup_free_ char *text = NULL, *e = NULL;
@@ -28,19 +28,19 @@ int mirror_verified_release(struct artifacts *a, const char *staging, const char
         int r;
 
         struct fetch_opts o = { .url = url, .max_bytes = 16u << 20, .cancel = cancel_cb, .ud = (void *) p };
-        r = fetch_to_file(&o, inrel, NULL, &e);
+        r = fetch_to_file(&o, inrel, NULL, err);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s", e);
+                return r;
         /* gpgv writes the signed text only when the signature is good. */
         char *argv[] = { (char *) "gpgv", (char *) "--keyring", a->keyring, (char *) "--output", rel, inrel, NULL };
         struct spawn_opts so = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 60000 };
         r = spawn_run(argv, &so, &res);
         if (r < 0) {
                 unlink(inrel);
-                return art_fail(err, ART_ERR_FAILED, r, "cannot run gpgv: %s (apt-get install gpgv)", strerror(-r));
+                return op_fail(err, r, "cannot run gpgv: %s (apt-get install gpgv)", strerror(-r));
         }
         if (res.exit_code != 0) {
-                art_fail(err, ART_ERR_FAILED, -EBADMSG, "refusing %s: signature check with %s failed: %s", url,
+                op_fail(err, -EBADMSG, "refusing %s: signature check with %s failed: %s", url,
                          a->keyring, res.err_len ? res.err : "gpgv failed");
                 spawn_result_done(&res);
                 unlink(rel);
@@ -52,11 +52,11 @@ int mirror_verified_release(struct artifacts *a, const char *staging, const char
         unlink(rel);
         unlink(inrel);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "reading verified Release: %s", strerror(-r));
+                return op_fail(err, r, "reading verified Release: %s", strerror(-r));
         if (ret_sha256)
                 sha256_buf_hex(text, len, ret_sha256);
         r = debian_release_parse(text, len, ret, &e);
         if (r < 0)
-                return art_fail(err, ART_ERR_FAILED, r, "%s: %s", url, e);
+                return op_fail(err, r, "%s: %s", url, e);
         return 0;
 }

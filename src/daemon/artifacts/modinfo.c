@@ -9,24 +9,23 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "op_error.h"
 #include "strbuf.h"
 
-int modinfo_depends(const char *ko_path, char **ret_depends, char **ret_err) {
+int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *err) {
         _cleanup_close_ int fd = open(ko_path, O_RDONLY | O_CLOEXEC);
         Elf *elf;
         Elf_Scn *scn = NULL;
         size_t shstrndx;
         int r = -ENOENT;
 
-        if (fd < 0) {
-                *ret_err = xasprintf("%s: %s", ko_path, strerror(errno));
-                return -errno;
-        }
+        if (fd < 0)
+                return op_fail(err, -errno, "%s: %s", ko_path, strerror(errno));
         if (elf_version(EV_CURRENT) == EV_NONE)
                 return -ENOTSUP;
         elf = elf_begin(fd, ELF_C_READ, NULL);
         if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getshdrstrndx(elf, &shstrndx) != 0) {
-                *ret_err = xasprintf("%s is not an ELF module", ko_path);
+                op_fail(err, -EBADMSG, "%s is not an ELF module", ko_path);
                 if (elf)
                         elf_end(elf);
                 return -EBADMSG;
@@ -59,6 +58,6 @@ int modinfo_depends(const char *ko_path, char **ret_depends, char **ret_err) {
         }
         elf_end(elf);
         if (r < 0)
-                *ret_err = xasprintf("%s has no .modinfo section", ko_path);
-        return r;
+                return op_fail(err, r, "%s has no .modinfo section", ko_path);
+        return 0;
 }

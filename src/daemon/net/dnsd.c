@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ipnet.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -82,25 +83,18 @@ static void *dns_main(void *arg) {
         return NULL;
 }
 
-int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, char **ret_err) {
-        char host[INET_ADDRSTRLEN];
-        const char *colon = strrchr(addr, ':');
+int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, struct op_error *e) {
         struct sockaddr_in sa = { .sin_family = AF_INET };
+        uint32_t ip;
+        uint16_t port;
         int one = 1;
 
         *s = (struct dnsd) { .udp_fd = -1, .tcp_fd = -1, .wake_fd = -1, .lookup = lookup, .ud = ud };
-        if (!colon || (size_t) (colon - addr) >= sizeof(host)) {
-                *ret_err = xasprintf("dns_listen %s is not IPv4:port", addr);
-                return -EINVAL;
-        }
-        memcpy(host, addr, (size_t) (colon - addr));
-        host[colon - addr] = '\0';
-        s->port = (unsigned) atoi(colon + 1);
-        if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || s->port == 0 || s->port > 65535) {
-                *ret_err = xasprintf("dns_listen %s is not IPv4:port", addr);
-                return -EINVAL;
-        }
-        sa.sin_port = htons((uint16_t) s->port);
+        if (ipv4_port_parse(addr, &ip, &port) < 0)
+                return op_bad_request(e, "dns_listen %s is not IPv4:port", addr);
+        s->port = port;
+        sa.sin_addr.s_addr = htonl(ip);
+        sa.sin_port = htons(port);
         s->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         s->tcp_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -109,15 +103,13 @@ int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud,
         if (s->udp_fd < 0 || s->tcp_fd < 0 || s->wake_fd < 0 ||
             bind(s->udp_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
             bind(s->tcp_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(s->tcp_fd, 16) < 0) {
-                int e = errno;
-                *ret_err = xasprintf("cannot serve DNS on %s: %s", addr, strerror(e));
+                int r = op_fail(e, -errno, "cannot serve DNS on %s: %s", addr, strerror(errno));
                 dnsd_stop(s);
-                return -e;
+                return r;
         }
         if (pthread_create(&s->thread, NULL, dns_main, s) != 0) {
-                *ret_err = xstrdup("cannot start the DNS thread");
                 dnsd_stop(s);
-                return -EAGAIN;
+                return op_fail(e, -EAGAIN, "cannot start the DNS thread");
         }
         s->started = true;
         return 0;

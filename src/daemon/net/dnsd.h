@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "dnsmsg.h"
+#include "op_error.h"
 
 struct dnsd {
         int udp_fd, tcp_fd, wake_fd;
@@ -23,5 +24,5 @@ struct dnsd {
 };
 
 /* 0, or -errno with *ret_err (e.g. the port is taken). */
-int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, char **ret_err);
+int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, struct op_error *e);
 void dnsd_stop(struct dnsd *s);

@@ -8,12 +8,11 @@
 
 #include "log.h"
 #include "macro.h"
-#include "priv/priv.h"
 #include "strbuf.h"
 
-void tap_pool_init(struct tap_pool *p, size_t target, const char *bridge, const char *bridge_ip, int prefix) {
-        *p = (struct tap_pool) { .target = target, .bridge = xstrdup(bridge), .bridge_ip = xstrdup(bridge_ip),
-                                 .prefix = prefix };
+void tap_pool_init(struct tap_pool *p, size_t target, const char *bridge, const struct priv_ops *priv) {
+        *p = (struct tap_pool) { .target = target > TAP_POOL_MAX ? TAP_POOL_MAX : target, .bridge = xstrdup(bridge),
+                                 .priv = priv };
         pthread_mutex_init(&p->mu, NULL);
 }
 
@@ -22,12 +21,15 @@ void tap_pool_done(struct tap_pool *p) {
                 free(p->idle[i]);
         free(p->idle);
         free(p->bridge);
-        free(p->bridge_ip);
         pthread_mutex_destroy(&p->mu);
 }
 
 bool tap_pool_is_pool_name(const char *name) {
         return name && strncmp(name, TAP_POOL_PREFIX, strlen(TAP_POOL_PREFIX)) == 0;
+}
+
+static bool exists(struct tap_pool *p, const char *name) {
+        return p->priv->link_exists(p->priv->ud, name);
 }
 
 static bool idle_has(struct tap_pool *p, const char *name) {
@@ -42,19 +44,24 @@ static void idle_push(struct tap_pool *p, const char *name) {
         p->idle[p->n_idle++] = xstrdup(name);
 }
 
-bool tap_pool_take(struct tap_pool *p, char **ret_name) {
-        bool ok = false;
+static char *idle_pop(struct tap_pool *p) {
         pthread_mutex_lock(&p->mu);
-        while (p->n_idle > 0 && !ok) {
-                char *name = p->idle[--p->n_idle];
-                if (priv_link_exists(name)) { /* somebody may have removed it behind our back */
-                        *ret_name = name;
-                        ok = true;
-                } else
-                        free(name);
-        }
+        char *name = p->n_idle > 0 ? p->idle[--p->n_idle] : NULL;
         pthread_mutex_unlock(&p->mu);
-        return ok;
+        return name;
+}
+
+bool tap_pool_take(struct tap_pool *p, char **ret_name) {
+        char *name;
+        /* the check happens outside the lock; a name taken is ours alone */
+        while ((name = idle_pop(p))) {
+                if (exists(p, name)) { /* somebody may have removed it behind our back */
+                        *ret_name = name;
+                        return true;
+                }
+                free(name);
+        }
+        return false;
 }
 
 size_t tap_pool_idle(struct tap_pool *p) {
@@ -66,7 +73,7 @@ size_t tap_pool_idle(struct tap_pool *p) {
 
 bool tap_pool_give(struct tap_pool *p, const char *name) {
         bool kept = false;
-        if (!tap_pool_is_pool_name(name) || !priv_link_exists(name))
+        if (!tap_pool_is_pool_name(name) || !exists(p, name))
                 return false;
         pthread_mutex_lock(&p->mu);
         if (p->n_idle < p->target && !idle_has(p, name)) {
@@ -87,17 +94,15 @@ void tap_pool_seed(struct tap_pool *p, tap_in_use_fn in_use, void *ud) {
                 if (keep)
                         idle_push(p, i->if_name);
                 pthread_mutex_unlock(&p->mu);
-                if (!keep && !known) {
-                        _cleanup_free_ char *err = NULL;
-                        priv_tap_delete(i->if_name, &err);
-                }
+                if (!keep && !known)
+                        (void) p->priv->tap_delete(p->priv->ud, i->if_name, NULL); /* surplus */
         }
         if (ifs)
                 if_freenameindex(ifs);
 }
 
 bool tap_pool_refill(struct tap_pool *p, tap_in_use_fn in_use, void *ud) {
-        for (unsigned n = 0; n < 256; n++) {
+        for (unsigned n = 0; n < TAP_POOL_MAX; n++) {
                 pthread_mutex_lock(&p->mu);
                 bool full = p->n_idle >= p->target;
                 pthread_mutex_unlock(&p->mu);
@@ -105,12 +110,12 @@ bool tap_pool_refill(struct tap_pool *p, tap_in_use_fn in_use, void *ud) {
                         return true;
                 char name[IF_NAMESIZE];
                 snprintf(name, sizeof(name), TAP_POOL_PREFIX "%u", n);
-                if (priv_link_exists(name) || in_use(ud, name))
+                if (exists(p, name) || in_use(ud, name))
                         continue;
-                _cleanup_free_ char *err = NULL;
-                if (priv_bridge_ensure(p->bridge, p->bridge_ip, p->prefix, &err) < 0 ||
-                    priv_tap_create(name, p->bridge, &err) < 0) {
-                        log_warn("tap pool: %s", strempty(err));
+                _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
+                if (p->priv->bridge_ensure(p->priv->ud, p->bridge, &err) < 0 ||
+                    p->priv->tap_create(p->priv->ud, name, p->bridge, &err) < 0) {
+                        log_warn("tap pool: %s", op_error_message(&err));
                         return false;
                 }
                 pthread_mutex_lock(&p->mu);

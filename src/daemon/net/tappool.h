@@ -7,28 +7,31 @@
  * Taken on start, given back on stop (kept while the pool is short, else
  * deleted), refilled in the background, seeded from existing devices when
  * the daemon starts. `mu` is a leaf: nothing else is taken under it, and
- * device creation happens outside it.
+ * no device is created, checked or deleted while it is held.
  */
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "priv/priv.h"
+
 #define TAP_POOL_PREFIX "tap-pool-"
+#define TAP_POOL_MAX 256
 
 struct tap_pool {
         pthread_mutex_t mu;
         char **idle; /* names ready to use */
         size_t n_idle;
         size_t target;
-        char *bridge, *bridge_ip;
-        int prefix;
+        char *bridge;
+        const struct priv_ops *priv; /* borrowed */
 };
 
 /* in_use: is this TAP name held by a running VM? */
 typedef bool (*tap_in_use_fn)(void *ud, const char *name);
 
-void tap_pool_init(struct tap_pool *p, size_t target, const char *bridge, const char *bridge_ip, int prefix);
+void tap_pool_init(struct tap_pool *p, size_t target, const char *bridge, const struct priv_ops *priv);
 /* Leaves the idle TAPs in place: the next daemon seeds from them. */
 void tap_pool_done(struct tap_pool *p);
 bool tap_pool_is_pool_name(const char *name);

@@ -1,186 +1,106 @@
 /* SPDX-License-Identifier: MIT */
+/* The privileged operations in-process: each entry is the checked host
+ * operation of src/host/hostops.c under the daemon's policy. */
 #include "priv.h"
-#include "nft.h"
-#include "netlink.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/mount.h>
-#include <string.h>
-#include <unistd.h>
+#include <stdlib.h>
 
-#include "fsutil.h"
+#include "hostops.h"
 #include "macro.h"
-#include "proc_spawn.h"
 #include "strbuf.h"
 
-static char *tail(const char *s, size_t n) {
-        size_t len = strlen(s);
-        return xstrdup(len > n ? s + len - n : s);
+struct priv_local {
+        struct host_policy policy;
+        struct priv_ops ops;
+};
+
+static int l_bridge_ensure(void *ud, const char *bridge, struct op_error *e) {
+        return hostop_bridge_ensure(ud, bridge, e);
 }
 
-int priv_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                    const char *log_path, const struct priv_cancel *c, char **ret_err) {
-        _cleanup_strbuf_ struct strbuf inc = STRBUF_INIT;
-        struct spawn_result res = { 0 };
-        int r;
+static int l_tap_create(void *ud, const char *tap, const char *bridge, struct op_error *e) {
+        return hostop_tap_create(ud, tap, bridge, e);
+}
 
-        for (const char *const *p = packages; p && *p; p++) {
-                /* package names come from our catalog, but stay defensive: no
-                 * option or separator smuggling into mmdebstrap's argv */
-                if (!**p || strspn(*p, "abcdefghijklmnopqrstuvwxyz0123456789+-.") != strlen(*p) || **p == '-') {
-                        *ret_err = xasprintf("invalid package name '%s'", *p);
-                        return -EINVAL;
-                }
-                strbuf_addf(&inc, "%s%s", inc.len ? "," : "", *p);
-        }
-        _cleanup_free_ char *inc_arg = xasprintf("--include=%s", inc.buf);
-        const char *mode = geteuid() == 0 ? "--mode=root" : "--mode=unshare";
-        char *argv[] = {
-                (char *) "mmdebstrap", (char *) "--variant=apt", (char *) mode, inc_arg,
-                (char *) "--dpkgopt=path-exclude=/usr/share/doc/*", (char *) "--dpkgopt=path-exclude=/usr/share/man/*",
-                (char *) "--dpkgopt=path-exclude=/usr/share/locale/*",
-                (char *) "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                (char *) "--aptopt=Acquire::Languages \"none\"", (char *) suite, (char *) dir, (char *) mirror, NULL,
-        };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
-                                .cancel = c ? c->cancelled : NULL, .cancel_ud = c ? c->ud : NULL,
-                                /* apt and dpkg run below it: signal them all */
-                                .new_pgroup = true, .cancel_grace_ms = 5000 };
-        r = spawn_run(argv, &o, &res);
+static int l_tap_delete(void *ud, const char *tap, struct op_error *e) {
+        return hostop_tap_delete(ud, tap, e);
+}
+
+static bool l_link_exists(void *ud, const char *name) {
+        return hostop_link_exists(ud, name);
+}
+
+static int l_nat_enable(void *ud, const char *vm_id, const char *ip, struct op_error *e) {
+        return hostop_nat_enable(ud, vm_id, ip, e);
+}
+
+static int l_nat_disable(void *ud, const char *vm_id, struct op_error *e) {
+        return hostop_nat_disable(ud, vm_id, e);
+}
+
+static int l_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
+        return hostop_guard_enable(ud, vm_id, tap, ip, e);
+}
+
+static int l_guard_disable(void *ud, const char *vm_id, struct op_error *e) {
+        return hostop_guard_disable(ud, vm_id, e);
+}
+
+static int l_ip_forward(void *ud, struct op_error *e) {
+        return hostop_ip_forward(ud, e);
+}
+
+static int l_dns_route(void *ud, const char *listen_addr, struct op_error *e) {
+        return hostop_dns_route(ud, listen_addr, e);
+}
+
+static void l_dns_unroute(void *ud) {
+        hostop_dns_unroute(ud);
+}
+
+static int l_mmdebstrap(void *ud, const struct priv_debootstrap *q, bool (*cancelled)(void *cud), void *cancel_ud,
+                        struct op_error *e) {
+        struct hostop_debootstrap h = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
+                                        .dir = q->dir, .log_path = q->log_path };
+        return hostop_mmdebstrap(ud, &h, cancelled, cancel_ud, e);
+}
+
+static int l_umount_below(void *ud, const char *dir, struct op_error *e) {
+        return hostop_umount_below(ud, dir, e);
+}
+
+static int l_mkfs_ext4(void *ud, const char *dir, const char *label, uint64_t size_bytes, const char *out,
+                       struct op_error *e) {
+        return hostop_mkfs_ext4(ud, dir, label, size_bytes, out, e);
+}
+
+int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
+                   struct priv_local **ret, struct op_error *e) {
+        struct priv_local *l = xcalloc(1, sizeof(*l));
+        int r = host_policy_init(&l->policy, bridge, bridge_ip, prefix, roots, e);
         if (r < 0) {
-                *ret_err = xasprintf("cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));
+                free(l);
                 return r;
         }
-        if (log_path) {
-                _cleanup_free_ char *log = xasprintf("%s%s", res.out, res.err);
-                write_file_atomic(log_path, log, strlen(log), 0600);
-        }
-        if (res.cancelled)
-                r = -ECANCELED;
-        else if (res.exit_code != 0) {
-                _cleanup_free_ char *t = tail(res.err_len ? res.err : res.out, 600);
-                *ret_err = xasprintf("mmdebstrap failed (exit %d): %s", res.exit_code, t);
-                r = -EIO;
-        }
-        if (r == -ECANCELED)
-                *ret_err = xstrdup("image build cancelled");
-        spawn_result_done(&res);
-        return r;
+        l->ops = (struct priv_ops) {
+                .name = "local", .ud = &l->policy,
+                .bridge_ensure = l_bridge_ensure, .tap_create = l_tap_create, .tap_delete = l_tap_delete,
+                .link_exists = l_link_exists, .nat_enable = l_nat_enable, .nat_disable = l_nat_disable,
+                .guard_enable = l_guard_enable, .guard_disable = l_guard_disable, .ip_forward = l_ip_forward,
+                .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .mmdebstrap = l_mmdebstrap,
+                .umount_below = l_umount_below, .mkfs_ext4 = l_mkfs_ext4,
+        };
+        *ret = l;
+        return 0;
 }
 
-/* /proc/self/mountinfo escapes spaces etc. as \ooo */
-static void unescape(char *s) {
-        char *o = s;
-        for (char *i = s; *i; i++) {
-                if (i[0] == '\\' && i[1] >= '0' && i[1] <= '7' && i[2] && i[3]) {
-                        *o++ = (char) ((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
-                        i += 3;
-                } else
-                        *o++ = *i;
-        }
-        *o = '\0';
+const struct priv_ops *priv_local_ops(struct priv_local *l) {
+        return &l->ops;
 }
 
-int priv_umount_below(const char *dir) {
-        _cleanup_free_ char *text = NULL;
-        size_t len, dl = strlen(dir), n = 0;
-        char **points = NULL;
-        int count = 0;
-
-        if (read_file("/proc/self/mountinfo", 4u << 20, &text, &len) < 0)
-                return 0;
-        for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                char mp[4096];
-                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-                        continue;
-                unescape(mp);
-                if (strncmp(mp, dir, dl) == 0 && (mp[dl] == '/' || mp[dl] == '\0')) {
-                        points = xrealloc(points, (n + 1) * sizeof(char *));
-                        points[n++] = xstrdup(mp);
-                }
-        }
-        /* later mounts sit on top of earlier ones: undo in reverse */
-        while (n > 0) {
-                n--;
-                if (umount2(points[n], MNT_DETACH) == 0)
-                        count++;
-                free(points[n]);
-        }
-        free(points);
-        return count;
-}
-
-int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
-                            char **ret_err) {
-        _cleanup_close_ int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-
-        if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0) {
-                *ret_err = xasprintf("cannot create %s: %s", out, strerror(errno));
-                return -errno;
-        }
-        char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-d", (char *) dir,
-                         (char *) "-L", (char *) label, (char *) "-E", (char *) "root_owner=0:0", (char *) "-m",
-                         (char *) "0", (char *) out, NULL };
-        int r = spawn_run_checked(argv, 20 * 60 * 1000, 0, "apt-get install e2fsprogs", ret_err);
-        if (r < 0)
-                unlink(out);
-        return r;
-}
-
-int priv_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err) {
-        return nl_bridge_ensure(name, addr, prefix, ret_err);
-}
-
-int priv_tap_create(const char *name, const char *bridge, char **ret_err) {
-        return nl_tap_create(name, bridge, ret_err);
-}
-
-int priv_tap_delete(const char *name, char **ret_err) {
-        int r = nl_link_delete(name, ret_err);
-        return r == -ENOENT ? 0 : r;
-}
-
-bool priv_link_exists(const char *name) {
-        return nl_link_exists(name);
-}
-
-int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err) {
-        return nat_enable(vm_id, tap, ip, bridge, ret_err);
-}
-
-int priv_nat_disable(const char *vm_id, char **ret_err) {
-        return nat_disable(vm_id, ret_err);
-}
-
-static bool have_resolved(void) {
-        _cleanup_free_ char *path = NULL;
-        return access("/run/systemd/resolve/io.systemd.Resolve", F_OK) == 0 && find_executable("resolvectl", &path) == 0;
-}
-
-int priv_dns_route(const char *bridge, const char *listen_addr, char **ret_err) {
-        if (!have_resolved())
-                return 1;
-        char *dns[] = { (char *) "resolvectl", (char *) "dns", (char *) bridge, (char *) listen_addr, NULL };
-        char *dom[] = { (char *) "resolvectl", (char *) "domain", (char *) bridge, (char *) "~vm", NULL };
-        int r = spawn_run_checked(dns, 10000, 0, NULL, ret_err);
-        if (r == 0)
-                r = spawn_run_checked(dom, 10000, 0, NULL, ret_err);
-        return r;
-}
-
-void priv_dns_unroute(const char *bridge) {
-        _cleanup_free_ char *err = NULL;
-        char *rev[] = { (char *) "resolvectl", (char *) "revert", (char *) bridge, NULL };
-        if (have_resolved() && priv_link_exists(bridge))
-                spawn_run_checked(rev, 10000, 0, NULL, &err);
-}
-
-int priv_antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err) {
-        return antispoof_enable(vm_id, tap, ip, ret_err);
-}
-
-int priv_antispoof_disable(const char *vm_id, char **ret_err) {
-        return antispoof_disable(vm_id, ret_err);
+void priv_local_free(struct priv_local *l) {
+        if (!l)
+                return;
+        host_policy_done(&l->policy);
+        free(l);
 }

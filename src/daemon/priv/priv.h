@@ -2,53 +2,65 @@
 #pragma once
 
 /*
- * The privileged-operations seam. Everything that needs (or may later need)
- * root goes through these few functions, so the root helper of a later issue
- * replaces this file and nothing else: building a root filesystem, making
- * ext4 images (and, with the VM lifecycle, bridge/TAP/nft).
+ * The privileged-operations boundary: one table, one entry per operation
+ * that needs root. The daemon reaches bridge, TAPs, nftables, IP forwarding,
+ * resolvectl, mmdebstrap, unmounts and mkfs only through it. Every entry
+ * validates its own arguments (src/host/hostops.h has the rules) whoever
+ * calls it.
  *
- * In user mode they run in-process as the daemon's user: as root they do the
- * real thing; otherwise mmdebstrap uses --mode=unshare (user namespaces).
+ * Implementations:
+ *   local.c    in-process, as the daemon's own user (user mode, as root);
+ *   (later)    a client of the root helper, which serves the same list;
+ *   tests      a fake that records calls in a ledger (tests/unit/fakes.c).
+ *
+ * All return 0 or -errno with *e set; e may be NULL.
  */
 
 #include <stdbool.h>
 #include <stdint.h>
 
-struct priv_cancel {
-        bool (*cancelled)(void *ud);
-        void *ud;
+#include "op_error.h"
+
+struct priv_debootstrap {
+        const char *suite, *mirror;
+        const char *const *packages; /* NULL-terminated */
+        const char *dir;             /* must not exist */
+        const char *log_path;
 };
 
-/* Debian root filesystem into `dir` (must not exist or be empty). The tail of
- * mmdebstrap's output is in *ret_err on failure; -ECANCELED when cancelled. */
-int priv_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                    const char *log_path, const struct priv_cancel *c, char **ret_err);
+struct priv_ops {
+        const char *name; /* "local", "fake", ... */
+        void *ud;
 
-/* Lazily unmounts every mount point at or below `dir` (deepest first).
- * Returns how many were unmounted. */
-int priv_umount_below(const char *dir);
+        /* The bridge is created when missing (with the policy's address) and
+         * never deleted; TAPs come and go with VMs. */
+        int (*bridge_ensure)(void *ud, const char *bridge, struct op_error *e);
+        int (*tap_create)(void *ud, const char *tap, const char *bridge, struct op_error *e);
+        /* 0 also when it was already gone. */
+        int (*tap_delete)(void *ud, const char *tap, struct op_error *e);
+        bool (*link_exists)(void *ud, const char *name);
+        /* NAT and the address guard of one VM, found again by its id alone. */
+        int (*nat_enable)(void *ud, const char *vm_id, const char *ip, struct op_error *e);
+        int (*nat_disable)(void *ud, const char *vm_id, struct op_error *e);
+        int (*guard_enable)(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e);
+        int (*guard_disable)(void *ud, const char *vm_id, struct op_error *e);
+        int (*ip_forward)(void *ud, struct op_error *e);
+        /* 0 routed, 1 the host has no systemd-resolved. */
+        int (*dns_route)(void *ud, const char *listen_addr, struct op_error *e);
+        void (*dns_unroute)(void *ud);
 
-/* ext4 image of `dir` (mkfs.ext4 -d), `size_bytes` large (sparse). */
-int priv_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
-                            char **ret_err);
+        int (*mmdebstrap)(void *ud, const struct priv_debootstrap *req, bool (*cancelled)(void *cud), void *cancel_ud,
+                          struct op_error *e);
+        /* How many mount points were unmounted, or -errno. */
+        int (*umount_below)(void *ud, const char *dir, struct op_error *e);
+        int (*mkfs_ext4)(void *ud, const char *dir, const char *label, uint64_t size_bytes, const char *out,
+                         struct op_error *e);
+};
 
-/* Networking (bridge mode). The bridge is created on first need and never
- * deleted automatically; TAPs come and go with running VMs. */
-int priv_bridge_ensure(const char *name, const char *addr, int prefix, char **ret_err);
-int priv_tap_create(const char *name, const char *bridge, char **ret_err);
-/* 0 also when the TAP was already gone. */
-int priv_tap_delete(const char *name, char **ret_err);
-bool priv_link_exists(const char *name);
-
-/* NAT for one VM in nftables' `inet banger` (net/nat.h); disable is
- * idempotent and finds the rules by the VM id alone. */
-int priv_nat_enable(const char *vm_id, const char *tap, const char *ip, const char *bridge, char **ret_err);
-int priv_nat_disable(const char *vm_id, char **ret_err);
-
-/* On hosts with systemd-resolved: route the `vm` domain to bangerd's DNS on
- * the bridge (resolvectl dns/domain), and undo it. 0 when done, 1 when the
- * host has no systemd-resolved (nothing to do), -errno on failure. */
-int priv_dns_route(const char *bridge, const char *listen_addr, char **ret_err);
-void priv_dns_unroute(const char *bridge);
-int priv_antispoof_enable(const char *vm_id, const char *tap, const char *ip, char **ret_err);
-int priv_antispoof_disable(const char *vm_id, char **ret_err);
+/* The in-process table for user mode. bridge/bridge_ip/prefix and the
+ * directories banger owns (NULL-terminated) make its policy. */
+struct priv_local;
+int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
+                   struct priv_local **ret, struct op_error *e);
+const struct priv_ops *priv_local_ops(struct priv_local *l);
+void priv_local_free(struct priv_local *l);

@@ -5,52 +5,20 @@
 #include <string.h>
 
 #include "artifacts/artifacts.h"
-#include "daemon.h"
 #include "dispatch.h"
 #include "macro.h"
 #include "ops/opstate.h"
 #include "rpc_methods.h"
 #include "strbuf.h"
 
-int rpc_fail_from(struct art_error *e, int r, struct rpc_failure *fail) {
-        static const enum rpc_code codes[] = {
-                [ART_ERR_FAILED] = RPC_OPERATION_FAILED,
-                [ART_ERR_NOT_FOUND] = RPC_NOT_FOUND,
-                [ART_ERR_EXISTS] = RPC_ALREADY_EXISTS,
-                [ART_ERR_BAD_REQUEST] = RPC_BAD_REQUEST,
-        };
-        fail->code = e->kind <= ART_ERR_BAD_REQUEST ? codes[e->kind] : RPC_OPERATION_FAILED;
-        fail->message = e->msg ? TAKE_PTR(e->msg) : xstrdup(strerror(-r));
-        return r < 0 ? r : -EIO;
-}
-
-static void p_stage(void *ud, const char *stage, const char *detail) {
-        struct rpc_call *c = ud;
-        opstate_set_stage(&c->d->ops, c->op_id, stage);
-        rpc_call_stage(c, stage, detail);
-}
-
-static void p_bytes(void *ud, const char *stage, uint64_t done, uint64_t total) {
-        rpc_call_bytes(ud, stage, done, total);
-}
-
-static bool p_cancelled(void *ud) {
-        struct rpc_call *c = ud;
-        return rpc_call_cancelled(c) || opstate_cancel_requested(&c->d->ops, c->op_id);
-}
-
-void rpc_call_progress(struct rpc_call *call, struct progress *ret) {
-        *ret = (struct progress) { p_stage, p_bytes, p_cancelled, call };
-}
-
 /* Long work is registered as an operation (daemon.operations.list). */
 static void op_begin(struct rpc_call *call, const char *kind, const char *target) {
-        opstate_begin(&call->d->ops, call->op_id, kind, target);
+        opstate_begin(call->svc->ops, call->op_id, kind, target);
 }
 
-static void op_end(struct rpc_call *call, int r, const struct art_error *e) {
-        opstate_finish(&call->d->ops, call->op_id, r == 0 ? OP_DONE : r == -ECANCELED ? OP_CANCELLED : OP_FAILED,
-                       r == 0 ? NULL : e->msg);
+static void op_end(struct rpc_call *call, int r, const struct op_error *e) {
+        opstate_finish(call->svc->ops, call->op_id, r == 0 ? OP_DONE : r == -ECANCELED ? OP_CANCELLED : OP_FAILED,
+                       r == 0 ? NULL : op_error_message(e));
 }
 
 struct name_params {
@@ -83,130 +51,118 @@ static const struct json_field import_fields[] = { F("name", JSON_FIELD_STRING, 
                                                    F("force", JSON_FIELD_BOOL, force, false) };
 #undef F
 
-static int h_kernel_list(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kernel_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         json_t *list = NULL;
-        int r = kernel_list(&call->d->artifacts, p->available, &list, &e);
+        int r = kernel_list(call->svc->artifacts, p->available, &list, e);
         if (r < 0)
-                return rpc_fail_from(&e, r, fail);
+                return r;
         *ret = json_pack("{s:o}", "kernels", list);
         return 0;
 }
 
-static int h_kernel_show(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kernel_show(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
-        int r = kernel_show(&call->d->artifacts, p->name, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = kernel_show(call->svc->artifacts, p->name, ret, e);
+        return r;
 }
 
-static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
 
         op_begin(call, "kernel.pull", p->name);
-        int r = kernel_pull(&call->d->artifacts, p->name, p->force, &pr, ret, &e);
-        op_end(call, r, &e);
+        int r = kernel_pull(call->svc->artifacts, p->name, p->force, &pr, ret, e);
+        op_end(call, r, e);
         if (r == 0)
-                daemon_accel_refresh(call->d);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+                call->svc->accel_refresh(call->svc->ud);
+        return r;
 }
 
-static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
-        int r = kernel_import(&call->d->artifacts, p->name, p->from, p->force, ret, &e);
+        int r = kernel_import(call->svc->artifacts, p->name, p->from, p->force, ret, e);
         if (r == 0)
-                daemon_accel_refresh(call->d);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+                call->svc->accel_refresh(call->svc->ud);
+        return r;
 }
 
-static int h_kernel_delete(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kernel_delete(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
-        int r = kernel_delete(&call->d->artifacts, p->name, &e);
+        int r = kernel_delete(call->svc->artifacts, p->name, e);
         if (r < 0)
-                return rpc_fail_from(&e, r, fail);
+                return r;
         *ret = json_pack("{s:s, s:b}", "name", p->name, "deleted", true);
         return 0;
 }
 
-static int h_image_list(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         json_t *list = NULL;
-        int r = image_list(&call->d->artifacts, p->available, &list, &e);
+        int r = image_list(call->svc->artifacts, p->available, &list, e);
         if (r < 0)
-                return rpc_fail_from(&e, r, fail);
+                return r;
         *ret = json_pack("{s:o}", "images", list);
         return 0;
 }
 
-static int h_image_show(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_show(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
-        int r = image_show(&call->d->artifacts, p->name, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = image_show(call->svc->artifacts, p->name, ret, e);
+        return r;
 }
 
-static int h_image_pull(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_pull(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
 
         op_begin(call, "image.pull", p->name ? p->name : p->ref);
-        int r = image_pull(&call->d->artifacts, p->ref, p->name, &pr, ret, &e);
-        op_end(call, r, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = image_pull(call->svc->artifacts, p->ref, p->name, &pr, ret, e);
+        op_end(call, r, e);
+        return r;
 }
 
-static int h_image_register(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_register(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         _cleanup_json_ json_t *j = json_object();
         const char *keys[] = { "name", "rootfs", "work_seed", "kernel", "initrd", "kernel_ref", "init_mode" };
         const char *vals[] = { p->name, p->rootfs, p->work_seed, p->kernel, p->initrd, p->kernel_ref, p->init_mode };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (vals[i])
                         json_object_set_new(j, keys[i], json_string(vals[i]));
-        int r = image_register(&call->d->artifacts, j, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = image_register(call->svc->artifacts, j, ret, e);
+        return r;
 }
 
-static int h_image_promote(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_promote(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
         op_begin(call, "image.promote", p->name);
-        int r = image_promote(&call->d->artifacts, p->name, &pr, ret, &e);
-        op_end(call, r, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = image_promote(call->svc->artifacts, p->name, &pr, ret, e);
+        op_end(call, r, e);
+        return r;
 }
 
-static int h_image_delete(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_delete(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
-        int r = image_delete(&call->d->artifacts, p->name, &e);
+        int r = image_delete(call->svc->artifacts, p->name, e);
         if (r < 0)
-                return rpc_fail_from(&e, r, fail);
+                return r;
         *ret = json_pack("{s:s, s:b}", "name", p->name, "deleted", true);
         return 0;
 }
 
-static int h_image_export(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_image_export(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
         op_begin(call, "image.export", p->name);
-        int r = image_export(&call->d->artifacts, p->name, p->output, &pr, ret, &e);
-        op_end(call, r, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = image_export(call->svc->artifacts, p->name, p->output, &pr, ret, e);
+        op_end(call, r, e);
+        return r;
 }
 
 #define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct name_params) }

@@ -9,56 +9,45 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "dispatch.h"
-#include "ids.h"
 #include "log.h"
 #include "macro.h"
 #include "rpc.h"
 #include "strbuf.h"
 
-void rpc_new_op_id(char buf[static 16]) {
-        _cleanup_free_ char *r = random_hex(3);
-        snprintf(buf, 16, "op-%s", r);
-}
-
-int rpc_server_listen(struct rpc_server *s, const char *path, char **ret_err) {
+int rpc_server_listen(struct rpc_server *s, const char *path, uid_t owner, rpc_line_handler_fn handler, void *ud,
+                      struct op_error *e) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
         mode_t old;
 
+        *s = (struct rpc_server) { .listen_fd = -1, .owner = owner, .handler = handler, .ud = ud };
         pthread_mutex_init(&s->mu, NULL);
-        s->listen_fd = -1;
         if (strlen(path) >= sizeof(sa.sun_path)) {
-                *ret_err = xasprintf("socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
-                return -ENAMETOOLONG;
+                return op_fail(e, -ENAMETOOLONG, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
         }
         memcpy(sa.sun_path, path, strlen(path) + 1);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
-                return -errno;
+                return op_fail(e, -errno, "socket: %s", strerror(errno));
         if (unlink(path) < 0 && errno != ENOENT) {
-                *ret_err = xasprintf("cannot remove stale socket %s: %s", path, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "cannot remove stale socket %s: %s", path, strerror(errno));
         }
         old = umask(0177); /* 0600 from birth: no window with a wider mode */
         int r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
         umask(old);
         if (r < 0) {
-                *ret_err = xasprintf("cannot bind %s: %s", path, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "cannot bind %s: %s", path, strerror(errno));
         }
         if (chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
-                *ret_err = xasprintf("cannot listen on %s: %s", path, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "cannot listen on %s: %s", path, strerror(errno));
         }
         s->listen_fd = TAKE_FD(fd);
         return 0;
 }
 
 static void reply_and_close(int fd, enum rpc_code code, const char *msg) {
-        char op[16];
-        rpc_new_op_id(op);
+        char op[RPC_OP_ID_SIZE];
+        rpc_op_id_new(op);
         _cleanup_free_ char *line = rpc_response_encode_error(false, 0, code, msg, op);
         (void) rpc_write_line(fd, line);
         close(fd);
@@ -75,8 +64,8 @@ static void *conn_main(void *arg) {
         for (;;) {
                 r = rpc_line_reader_next(&lr, RPC_IDLE_TIMEOUT_MS, &line, &len);
                 if (r == -EMSGSIZE) {
-                        char op[16];
-                        rpc_new_op_id(op);
+                        char op[RPC_OP_ID_SIZE];
+                        rpc_op_id_new(op);
                         log_set_op_id(op);
                         log_warn("rejecting oversized request from uid=%u pid=%d", (unsigned) c->uid, (int) c->pid);
                         _cleanup_free_ char *resp = rpc_response_encode_error(
@@ -89,20 +78,20 @@ static void *conn_main(void *arg) {
                         break;
                 if (len == 0)
                         continue;
-                _cleanup_free_ char *resp = rpc_dispatch_line(c->d, line, len, c->uid, c->pid, c->fd);
+                _cleanup_free_ char *resp = c->server->handler(c->server->ud, line, len, c->uid, c->pid, c->fd);
                 if (rpc_write_line(c->fd, resp) < 0)
                         break;
         }
         rpc_line_reader_done(&lr);
         shutdown(c->fd, SHUT_RDWR);
 
-        pthread_mutex_lock(&c->d->server.mu);
+        pthread_mutex_lock(&c->server->mu);
         c->finished = true;
-        pthread_mutex_unlock(&c->d->server.mu);
+        pthread_mutex_unlock(&c->server->mu);
         return NULL;
 }
 
-void rpc_server_accept(struct rpc_server *s, struct daemon *d) {
+void rpc_server_accept(struct rpc_server *s) {
         struct ucred cred;
         socklen_t cl = sizeof(cred);
         int fd;
@@ -115,9 +104,9 @@ void rpc_server_accept(struct rpc_server *s, struct daemon *d) {
                 return;
         }
         /* Who the client is comes from the kernel, never from the request. */
-        if (cred.uid != d->uid && cred.uid != 0) {
+        if (cred.uid != s->owner && cred.uid != 0) {
                 log_warn("refusing connection from uid=%u pid=%d (only uid %u and root are served)",
-                         (unsigned) cred.uid, (int) cred.pid, (unsigned) d->uid);
+                         (unsigned) cred.uid, (int) cred.pid, (unsigned) s->owner);
                 reply_and_close(fd, RPC_UNAUTHORIZED, "this daemon serves only its own user and root");
                 return;
         }
@@ -133,16 +122,25 @@ void rpc_server_accept(struct rpc_server *s, struct daemon *d) {
                 return;
         }
         struct rpc_conn *c = xcalloc(1, sizeof(*c));
-        *c = (struct rpc_conn) { .fd = fd, .uid = cred.uid, .pid = cred.pid, .d = d, .next = s->conns };
-        if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
-                pthread_mutex_unlock(&s->mu);
-                reply_and_close(fd, RPC_OPERATION_FAILED, "cannot start a connection thread");
-                free(c);
-                return;
-        }
+        *c = (struct rpc_conn) { .fd = fd, .uid = cred.uid, .pid = cred.pid, .server = s, .next = s->conns };
         s->conns = c;
         s->n_conns++;
         pthread_mutex_unlock(&s->mu);
+        /* outside the leaf lock; reap and close run on this thread, so the
+         * entry cannot be joined before its thread exists */
+        int r = pthread_create(&c->thread, NULL, conn_main, c);
+        if (r == 0)
+                return;
+        pthread_mutex_lock(&s->mu);
+        for (struct rpc_conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+                if (*pp == c) {
+                        *pp = c->next;
+                        s->n_conns--;
+                        break;
+                }
+        pthread_mutex_unlock(&s->mu);
+        free(c);
+        reply_and_close(fd, RPC_OPERATION_FAILED, "cannot start a connection thread");
 }
 
 /* Unlinks finished connections under the lock; joins them outside it. */

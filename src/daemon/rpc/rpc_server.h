@@ -2,11 +2,13 @@
 #pragma once
 
 /*
- * The Unix-socket RPC server: accept, SO_PEERCRED check (only our uid and
- * root), one thread per connection, bounded message size and connection
- * count. Requests on a connection are answered in order.
+ * The Unix-socket RPC server: accept, SO_PEERCRED check (only the owner uid
+ * and root), one thread per connection, bounded message size and connection
+ * count. Requests on a connection are answered in order by the line handler
+ * it was given; it knows nothing of what the lines mean.
  *
- * Lock: `mu` guards the connection list; it is a leaf.
+ * Lock: `mu` guards the connection list; it is a leaf (no thread is created
+ * under it). accept, reap and close run on one thread (the daemon's loop).
  */
 
 #include <pthread.h>
@@ -14,10 +16,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct daemon;
+#include "op_error.h"
 
 #define RPC_MAX_CONNECTIONS 64
 #define RPC_IDLE_TIMEOUT_MS (10 * 60 * 1000)
+
+/* One request line in, one response line out (malloc'd). fd is the client
+ * connection (progress lines, hang-up checks). */
+typedef char *(*rpc_line_handler_fn)(void *ud, const char *line, size_t len, uid_t uid, pid_t pid, int fd);
+
+struct rpc_server;
 
 struct rpc_conn {
         int fd; /* owned by the connection thread until it finishes */
@@ -25,7 +33,7 @@ struct rpc_conn {
         uid_t uid;
         pid_t pid;
         bool finished;
-        struct daemon *d; /* borrowed */
+        struct rpc_server *server; /* borrowed */
         struct rpc_conn *next;
 };
 
@@ -35,17 +43,18 @@ struct rpc_server {
         struct rpc_conn *conns;
         size_t n_conns;
         bool closing;
+        uid_t owner;
+        rpc_line_handler_fn handler;
+        void *ud;
 };
 
 /* Binds `path` with mode 0600; the caller holds the daemon lock, so an
- * existing socket file is stale and removed. */
-int rpc_server_listen(struct rpc_server *s, const char *path, char **ret_err);
+ * existing socket file is stale and removed. Clients must be `owner` or root. */
+int rpc_server_listen(struct rpc_server *s, const char *path, uid_t owner, rpc_line_handler_fn handler, void *ud,
+                      struct op_error *e);
 /* Accepts one pending connection (call when listen_fd is readable). */
-void rpc_server_accept(struct rpc_server *s, struct daemon *d);
+void rpc_server_accept(struct rpc_server *s);
 /* Joins finished connection threads. */
 void rpc_server_reap(struct rpc_server *s);
 /* Stops accepting, shuts every connection down and joins all threads. */
 void rpc_server_close(struct rpc_server *s);
-
-/* A fresh "op-xxxxxx" id. */
-void rpc_new_op_id(char buf[static 16]);

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <string.h>
 
-#include "daemon.h"
 #include "dispatch.h"
 #include "macro.h"
 #include "rpc_methods.h"
@@ -61,134 +60,120 @@ static const struct json_field export_fields[] = {
 #undef FP
 #undef FR
 
-static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
         struct vm_create_req req = {
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
         };
-        int r = vm_create_begin(&call->d->vms, call->op_id, &req, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_create_begin(call->svc->vms, call->op_id, &req, ret, e);
+        return r;
 }
 
-static int h_create_status(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_create_status(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_create_status(&call->d->vms, p->op_id, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_create_status(call->svc->vms, p->op_id, ret, e);
+        return r;
 }
 
-static int h_create_cancel(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_create_cancel(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_create_cancel(&call->d->vms, p->op_id, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_create_cancel(call->svc->vms, p->op_id, ret, e);
+        return r;
 }
 
-static int h_list(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
-        struct art_error e = { 0 };
+static int h_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         (void) params;
-        int r = vm_list(&call->d->vms, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_list(call->svc->vms, ret, e);
+        return r;
 }
 
-static int h_show(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_show(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_show(&call->d->vms, p->vm, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_show(call->svc->vms, p->vm, ret, e);
+        return r;
 }
 
-typedef int (*lifecycle_fn)(struct vms *, const char *, const struct progress *, json_t **, vm_error *);
+typedef int (*lifecycle_fn)(struct vms *, const char *, const struct progress *, json_t **, struct op_error *);
 
-static int lifecycle(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail, lifecycle_fn fn) {
+static int lifecycle(struct rpc_call *call, void *params, json_t **ret, struct op_error *e, lifecycle_fn fn) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
-        int r = fn(&call->d->vms, p->vm, &pr, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = fn(call->svc->vms, p->vm, &pr, ret, e);
+        return r;
 }
 
-static int h_start(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
-        return lifecycle(c, p, ret, f, vm_start);
+static int h_start(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
+        return lifecycle(c, p, ret, e, vm_start);
 }
-static int h_stop(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
-        return lifecycle(c, p, ret, f, vm_stop);
+static int h_stop(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
+        return lifecycle(c, p, ret, e, vm_stop);
 }
-static int h_restart(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
-        return lifecycle(c, p, ret, f, vm_restart);
+static int h_restart(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
+        return lifecycle(c, p, ret, e, vm_restart);
 }
-static int h_delete(struct rpc_call *c, void *p, json_t **ret, struct rpc_failure *f) {
-        return lifecycle(c, p, ret, f, vm_delete);
+static int h_delete(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
+        return lifecycle(c, p, ret, e, vm_delete);
 }
 
-static int h_kill(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_kill(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_kill(&call->d->vms, p->vm, p->signal ? (int) p->signal : SIGKILL, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_kill(call->svc->vms, p->vm, p->signal ? (int) p->signal : SIGKILL, ret, e);
+        return r;
 }
 
-static int h_set(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_set(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
         struct vm_set_req req = { .vcpu = p->vcpu, .memory_mib = p->memory_mib, .disk_size_bytes = p->disk_size_bytes,
                                   .vcpu_set = p->vcpu_set, .memory_set = p->memory_set,
                                   .nat = p->nat_set ? p->nat : -1 };
-        int r = vm_set(&call->d->vms, p->vm, &req, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_set(call->svc->vms, p->vm, &req, ret, e);
+        return r;
 }
 
-static int h_health(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_health(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_agent(&call->d->vms, p->vm, "health", ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_agent(call->svc->vms, p->vm, "health", ret, e);
+        return r;
 }
 
-static int h_ports(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_ports(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_agent(&call->d->vms, p->vm, "ports", ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_agent(call->svc->vms, p->vm, "ports", ret, e);
+        return r;
 }
 
-static int h_stats(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_stats(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_stats(&call->d->vms, p->vm, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = vm_stats(call->svc->vms, p->vm, ret, e);
+        return r;
 }
 
-static int h_touch(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_touch(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = vm_touch(&call->d->vms, p->vm, &e);
+        int r = vm_touch(call->svc->vms, p->vm, e);
         if (r < 0)
-                return rpc_fail_from(&e, r, fail);
+                return r;
         *ret = json_pack("{s:b}", "touched", true);
         return 0;
 }
 
-static int h_ws_prepare(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_ws_prepare(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
         struct progress pr;
         rpc_call_progress(call, &pr);
         struct workspace_req q = { .host_path = p->path, .include_untracked = p->include_untracked,
                                    .dry_run = p->dry_run, .branch = p->branch, .from = p->from };
-        int r = workspace_prepare(&call->d->vms, p->vm, &q, &pr, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = workspace_prepare(call->svc->vms, p->vm, &q, &pr, ret, e);
+        return r;
 }
 
-static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct rpc_failure *fail) {
+static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
-        struct art_error e = { 0 };
-        int r = workspace_export(&call->d->vms, p->vm, p->base_commit, p->output, ret, &e);
-        return r < 0 ? rpc_fail_from(&e, r, fail) : 0;
+        int r = workspace_export(call->svc->vms, p->vm, p->base_commit, p->output, ret, e);
+        return r;
 }
 
 #define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct vm_params) }

@@ -162,20 +162,19 @@ int store_inspect(const char *path, struct store_schema_info *ret) {
         return classify(db, ret);
 }
 
-static int exec_sql(sqlite3 *db, const char *sql, char **ret_err) {
+static int exec_sql(sqlite3 *db, const char *sql, struct op_error *e) {
         char *msg = NULL;
 
         if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-                *ret_err = xstrdup(msg ? msg : sqlite3_errmsg(db));
+                op_fail(e, -EIO, "%s", msg ? msg : sqlite3_errmsg(db));
                 sqlite3_free(msg);
                 return -EIO;
         }
         return 0;
 }
 
-static int apply_migrations(sqlite3 *db, int migrate_to, char **ret_err) {
+static int apply_migrations(sqlite3 *db, int migrate_to, struct op_error *e) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *check = NULL, *ins = NULL;
-        _cleanup_free_ char *err = NULL;
         size_t n;
         const struct migration *m = store_migrations(&n);
         _cleanup_free_ char *now = now_rfc3339();
@@ -185,14 +184,13 @@ static int apply_migrations(sqlite3 *db, int migrate_to, char **ret_err) {
                      "BEGIN IMMEDIATE;"
                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
                      "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);",
-                     &err);
+                     e);
         if (r < 0)
                 goto fail;
         if (sqlite3_prepare_v2(db, "SELECT 1 FROM schema_migrations WHERE id = ?", -1, &check, NULL) != SQLITE_OK ||
             sqlite3_prepare_v2(db, "INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)", -1, &ins,
                                NULL) != SQLITE_OK) {
-                err = xstrdup(sqlite3_errmsg(db));
-                r = -EIO;
+                r = op_fail(e, -EIO, "%s", sqlite3_errmsg(db));
                 goto fail;
         }
         for (size_t i = 0; i < n; i++) {
@@ -202,11 +200,9 @@ static int apply_migrations(sqlite3 *db, int migrate_to, char **ret_err) {
                 sqlite3_bind_int(check, 1, m[i].id);
                 if (sqlite3_step(check) == SQLITE_ROW)
                         continue;
-                r = exec_sql(db, m[i].sql, &err);
+                r = exec_sql(db, m[i].sql, e);
                 if (r < 0) {
-                        char *e = xasprintf("migration %d (%s): %s", m[i].id, m[i].name, err);
-                        free(err);
-                        err = e;
+                        op_prefix(e, "migration %d (%s)", m[i].id, m[i].name);
                         goto fail;
                 }
                 sqlite3_reset(ins);
@@ -214,53 +210,44 @@ static int apply_migrations(sqlite3 *db, int migrate_to, char **ret_err) {
                 sqlite3_bind_text(ins, 2, m[i].name, -1, SQLITE_STATIC);
                 sqlite3_bind_text(ins, 3, now, -1, SQLITE_STATIC);
                 if (sqlite3_step(ins) != SQLITE_DONE) {
-                        err = xstrdup(sqlite3_errmsg(db));
-                        r = -EIO;
+                        r = op_fail(e, -EIO, "%s", sqlite3_errmsg(db));
                         goto fail;
                 }
         }
-        r = exec_sql(db, "COMMIT", &err);
+        r = exec_sql(db, "COMMIT", e);
         if (r < 0)
                 goto fail;
         return 0;
 fail:
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        *ret_err = xasprintf("applying migrations: %s", err ? err : "unknown error");
-        return r;
+        return op_prefix(e, "applying migrations");
 }
 
-int store_open(const char *path, int migrate_to, struct store **ret, char **ret_err) {
+int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
         struct store_schema_info info;
-        _cleanup_free_ char *err = NULL;
         int rc, r;
 
         store_inspect(path, &info);
         if (info.state == STORE_SCHEMA_NEWER || info.state == STORE_SCHEMA_UNREADABLE) {
-                *ret_err = xasprintf("refusing to use %s: %s (the file was left untouched)", path, info.detail);
-                r = info.state == STORE_SCHEMA_NEWER ? -EPROTO : -EBADMSG;
+                r = op_fail(e, info.state == STORE_SCHEMA_NEWER ? -EPROTO : -EBADMSG,
+                            "refusing to use %s: %s (the file was left untouched)", path, info.detail);
                 store_schema_info_done(&info);
                 return r;
         }
         store_schema_info_done(&info);
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
-        if (rc != SQLITE_OK) {
-                *ret_err = xasprintf("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-                return -EIO;
-        }
+        if (rc != SQLITE_OK)
+                return op_fail(e, -EIO, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_busy_timeout(db, 5000);
-        r = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", &err);
-        if (r < 0) {
-                *ret_err = xasprintf("configuring %s: %s", path, err);
-                return r;
-        }
+        r = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", e);
+        if (r < 0)
+                return op_prefix(e, "configuring %s", path);
         chmod(path, 0600);
-        r = apply_migrations(db, migrate_to, &err);
-        if (r < 0) {
-                *ret_err = TAKE_PTR(err);
+        r = apply_migrations(db, migrate_to, e);
+        if (r < 0)
                 return r;
-        }
         struct store *s = xcalloc(1, sizeof(*s));
         s->db = TAKE_PTR(db);
         pthread_mutex_init(&s->write_mu, NULL);

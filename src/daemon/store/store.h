@@ -17,6 +17,8 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 
+#include "op_error.h"
+
 struct migration {
         int id;
         const char *name;
@@ -59,5 +61,5 @@ struct store {
  * databases without writing to them: -EPROTO / -EBADMSG with *ret_err.
  * `migrate_to` limits the migrations applied (0: all) — for tests.
  */
-int store_open(const char *path, int migrate_to, struct store **ret, char **ret_err);
+int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e);
 void store_close(struct store *s);

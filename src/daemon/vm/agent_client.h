@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "op_error.h"
+
 struct agent_wait {
         int abort_fd;                  /* e.g. the VMM's pidfd: readable = give up; -1 for none */
         bool (*cancelled)(void *ud);   /* polled every 100 ms; NULL for none */
@@ -18,6 +20,6 @@ struct agent_wait {
 
 /* {"v":1,"id":N,"method":m} -> the "result" object (new reference).
  * -ETIMEDOUT, -ECANCELED (abort_fd/cancelled), -EPROTO (an "error" answer or
- * garbage), -errno on connect. *ret_err says what happened. */
+ * garbage), -errno on connect; *err says what happened. */
 int agent_call(const char *socket_path, const char *method, int timeout_ms, const struct agent_wait *w,
-               json_t **ret_result, char **ret_err);
+               json_t **ret_result, struct op_error *err);

@@ -14,7 +14,7 @@
 #include "proc_spawn.h"
 #include "strbuf.h"
 
-int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err) {
+int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e) {
         _cleanup_free_ char *priv = NULL, *pub = NULL, *hostname = NULL, *hosts = NULL, *resolv = NULL;
         _cleanup_free_ char *kp = path_join(g->host_key_dir, "ssh_host_ed25519_key");
         _cleanup_free_ char *kpub = xasprintf("%s.pub", kp);
@@ -22,12 +22,10 @@ int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err) {
         int r;
 
         if (!string_is_dns_label(g->hostname)) {
-                *ret_err = xasprintf("'%s' is not a DNS label", g->hostname);
-                return -EINVAL;
+                return op_fail(e, -EINVAL, "'%s' is not a DNS label", g->hostname);
         }
         if ((r = read_file(kp, 1u << 16, &priv, &priv_len)) < 0 || (r = read_file(kpub, 1u << 16, &pub, &pub_len)) < 0) {
-                *ret_err = xasprintf("reading the VM's host key in %s: %s", g->host_key_dir, strerror(-r));
-                return r;
+                return op_fail(e, r, "reading the VM's host key in %s: %s", g->host_key_dir, strerror(-r));
         }
         hostname = xasprintf("%s\n", g->hostname);
         struct strbuf hb = STRBUF_INIT;
@@ -38,7 +36,7 @@ int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err) {
         hosts = strbuf_detach(&hb, NULL);
         resolv = xasprintf("nameserver %s\n", g->dns ? g->dns : "1.1.1.1");
         const char *ak = g->authorized_keys ? g->authorized_keys : "";
-        struct cpio_entry e[] = {
+        struct cpio_entry ents[] = {
                 { .path = "banger/root/etc/hostname", .data = hostname, .len = strlen(hostname), .mode = 0644 },
                 { .path = "banger/root/etc/hosts", .data = hosts, .len = strlen(hosts), .mode = 0644 },
                 { .path = "banger/root/etc/resolv.conf", .data = resolv, .len = strlen(resolv), .mode = 0644 },
@@ -47,28 +45,28 @@ int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err) {
                 { .path = "banger/root/root/.ssh/authorized_keys", .data = ak, .len = strlen(ak), .mode = 0600 },
                 { .path = "banger/root/etc/fstab", .data = g->fstab, .len = g->fstab ? strlen(g->fstab) : 0, .mode = 0644 },
         };
-        return cpio_write(out, e, g->fstab ? ELEMENTSOF(e) : ELEMENTSOF(e) - 1, false, ret_err);
+        return cpio_write(out, ents, g->fstab ? ELEMENTSOF(ents) : ELEMENTSOF(ents) - 1, false, e);
 }
 
-static int keygen(const char *path, const char *comment, char **ret_err) {
+static int keygen(const char *path, const char *comment, struct op_error *e) {
         char *argv[] = { (char *) "ssh-keygen", (char *) "-q", (char *) "-t", (char *) "ed25519", (char *) "-N",
                          (char *) "", (char *) "-C", (char *) comment, (char *) "-f", (char *) path, NULL };
-        return spawn_run_checked(argv, 30000, 0, "apt-get install openssh-client", ret_err);
+        _cleanup_free_ char *msg = NULL;
+        return op_take_msg(e, spawn_run_checked(argv, 30000, 0, "apt-get install openssh-client", &msg), &msg);
 }
 
-int ssh_host_key_ensure(const char *dir, const char *comment, char **ret_err) {
+int ssh_host_key_ensure(const char *dir, const char *comment, struct op_error *e) {
         _cleanup_free_ char *kp = path_join(dir, "ssh_host_ed25519_key");
         if (access(kp, R_OK) == 0)
                 return 0;
         int r = mkdir_p(dir, 0700);
         if (r < 0) {
-                *ret_err = xasprintf("cannot create %s: %s", dir, strerror(-r));
-                return r;
+                return op_fail(e, r, "cannot create %s: %s", dir, strerror(-r));
         }
-        return keygen(kp, comment, ret_err);
+        return keygen(kp, comment, e);
 }
 
-int ssh_user_key_ensure(const char *key_path, char **ret_err) {
+int ssh_user_key_ensure(const char *key_path, struct op_error *e) {
         if (access(key_path, R_OK) == 0)
                 return 0;
         _cleanup_free_ char *dir = xstrdup(key_path);
@@ -77,7 +75,7 @@ int ssh_user_key_ensure(const char *key_path, char **ret_err) {
                 *slash = '\0';
                 mkdir_p(dir, 0700);
         }
-        return keygen(key_path, "banger", ret_err);
+        return keygen(key_path, "banger", e);
 }
 
 /* Does this known_hosts line name one of the comma-separated hosts? */

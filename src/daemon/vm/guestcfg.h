@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "op_error.h"
+
 struct guestcfg {
         const char *hostname;        /* a DNS label */
         const char *ip;              /* the guest's IPv4, or NULL */
@@ -19,15 +21,15 @@ struct guestcfg {
 };
 
 /* Writes the cpio (banger/root/...) to out. */
-int guestcfg_write(const struct guestcfg *g, const char *out, char **ret_err);
+int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e);
 
 /* ssh-keygen an ed25519 host key into dir (ssh_host_ed25519_key + .pub),
  * unless it is already there. */
-int ssh_host_key_ensure(const char *dir, const char *comment, char **ret_err);
+int ssh_host_key_ensure(const char *dir, const char *comment, struct op_error *e);
 
 /* The user's key pair for logging into VMs (config ssh_key_path): made with
  * ssh-keygen at first need, mode 0600. */
-int ssh_user_key_ensure(const char *key_path, char **ret_err);
+int ssh_user_key_ensure(const char *key_path, struct op_error *e);
 
 /* banger's known_hosts: replace the lines for `hosts` (comma-separated
  * patterns such as "dev.vm,172.16.0.2" or "[127.0.0.1]:2222") with one

@@ -17,11 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
 #include "fsutil.h"
 #include "jsonx.h"
 #include "log.h"
-#include "priv/priv.h"
 #include "store/store_vms.h"
 #include "strbuf.h"
 #include "vm/agent_client.h"
@@ -76,14 +74,14 @@ static void proc_usage(pid_t pid, uint64_t *ret_ticks, uint64_t *ret_rss_kib) {
 static json_t *collect_stats_locked(struct vms *v, const struct vm_row *r, pid_t pid) {
         struct vm_paths p;
         vm_paths_init(v, r, &p);
-        int64_t now = mono_ms_now();
+        int64_t now = v->deps.mono_ms();
         long hz = sysconf(_SC_CLK_TCK);
         uint64_t ticks, rss;
         proc_usage(pid, &ticks, &rss);
         _cleanup_json_ json_t *g = NULL;
-        _cleanup_free_ char *err = NULL;
+        _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
         struct agent_wait w = { .abort_fd = -1 };
-        int ar = agent_call(p.agent, "stats", 3000, &w, &g, &err);
+        int ar = v->deps.agent_call(v->deps.agent_ud, p.agent, "stats", 3000, &w, &g, &err);
 
         pthread_mutex_lock(&v->stats_mu);
         struct vm_stats *s;
@@ -117,7 +115,7 @@ static json_t *collect_stats_locked(struct vms *v, const struct vm_row *r, pid_t
                 s->guest_total = total;
                 s->guest_idle = idle;
         } else
-                json_object_set_new(guest, "error", json_string(strempty(err)));
+                json_object_set_new(guest, "error", json_string(op_error_message(&err)));
         s->host_cpu_ticks = ticks;
         s->at_ms = now;
         json_decref(s->last);
@@ -143,7 +141,7 @@ static void stats_drop(struct vms *v, const char *id) {
         pthread_mutex_unlock(&v->stats_mu);
 }
 
-int vm_stats(struct vms *v, const char *ref, json_t **ret, vm_error *e) {
+int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e) {
         struct vm_row r;
         int rc = vms_get_row(v, ref, &r, e);
         if (rc < 0)
@@ -156,31 +154,23 @@ int vm_stats(struct vms *v, const char *ref, json_t **ret, vm_error *e) {
         if (!*ret) {
                 struct vm_lock *l = vms_lock(v, r.id);
                 struct vm_paths p;
-                _cleanup_free_ char *tap = NULL;
                 vm_paths_init(v, &r, &p);
-                pid_t pid = vms_live_pid(v, &r, &p, &tap);
+                pid_t pid = vms_live_pid(v, &r, &p, NULL);
                 vm_paths_done(&p);
                 if (pid > 0)
                         *ret = collect_stats_locked(v, &r, pid);
                 else
-                        rc = vm_fail(e, ART_ERR_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
+                        rc = op_fail_as(e, RPC_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
                 vms_unlock(v, l);
         }
         vm_row_done(&r);
         return rc;
 }
 
-static int64_t parse_time_ms(const char *s) {
-        struct tm tm = { 0 };
-        if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
-                return 0;
-        return (int64_t) timegm(&tm) * 1000;
-}
-
 static void poll_stats(struct vms *v) {
         struct vm_row *rows;
         size_t n;
-        if (store_vm_list(v->d->store, &rows, &n) < 0)
+        if (store_vm_list(v->deps.store, &rows, &n) < 0)
                 return;
         for (size_t i = 0; i < n && !v->stopping; i++) {
                 if (strcmp(rows[i].state, "running") != 0) {
@@ -189,11 +179,10 @@ static void poll_stats(struct vms *v) {
                 }
                 struct vm_lock *l = vms_lock(v, rows[i].id);
                 struct vm_row cur;
-                if (store_vm_get(v->d->store, rows[i].id, &cur) == 0) {
+                if (store_vm_get(v->deps.store, rows[i].id, &cur) == 0) {
                         struct vm_paths p;
-                        _cleanup_free_ char *tap = NULL;
                         vm_paths_init(v, &cur, &p);
-                        pid_t pid = strcmp(cur.state, "running") == 0 ? vms_live_pid(v, &cur, &p, &tap) : 0;
+                        pid_t pid = strcmp(cur.state, "running") == 0 ? vms_live_pid(v, &cur, &p, NULL) : 0;
                         vm_paths_done(&p);
                         if (pid > 0)
                                 json_decref(collect_stats_locked(v, &cur, pid));
@@ -207,28 +196,27 @@ static void poll_stats(struct vms *v) {
 /* Stops running VMs idle (no SSH/exec/RPC activity, no start) for longer
  * than auto_stop_stale_after. */
 static void sweep_stale(struct vms *v) {
-        uint64_t limit = v->d->config->auto_stop_stale_after_ms;
+        uint64_t limit = v->deps.config->auto_stop_stale_after_ms;
         struct vm_row *rows;
         size_t n;
-        if (!limit || store_vm_list(v->d->store, &rows, &n) < 0)
+        if (!limit || store_vm_list(v->deps.store, &rows, &n) < 0)
                 return;
         for (size_t i = 0; i < n && !v->stopping; i++) {
                 if (strcmp(rows[i].state, "running") != 0)
                         continue;
                 struct vm_lock *l = vms_lock(v, rows[i].id);
                 struct vm_row cur;
-                if (store_vm_get(v->d->store, rows[i].id, &cur) == 0) {
-                        int64_t touched = parse_time_ms(cur.last_touched_at), updated = parse_time_ms(cur.updated_at);
-                        int64_t last = touched > updated ? touched : updated, idle = wall_ms() - last;
+                if (store_vm_get(v->deps.store, rows[i].id, &cur) == 0) {
+                        int64_t touched = rfc3339_parse_ms(cur.last_touched_at), updated = rfc3339_parse_ms(cur.updated_at);
+                        int64_t last = touched > updated ? touched : updated, idle = v->deps.wall_ms() - last;
                         if (strcmp(cur.state, "running") == 0 && last > 0 && idle > (int64_t) limit) {
-                                vm_error e = { 0 };
+                                _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
                                 log_info("vm %s: idle for %lld s (auto_stop_stale_after is %llu s): stopping it", cur.name,
                                          (long long) (idle / 1000), (unsigned long long) (limit / 1000));
                                 if (vms_stop_locked(v, &cur, true, &e) < 0)
-                                        log_warn("vm %s: auto-stop failed: %s", cur.name, strempty(e.msg));
+                                        log_warn("vm %s: auto-stop failed: %s", cur.name, op_error_message(&e));
                                 else
                                         stats_drop(v, cur.id);
-                                art_error_done(&e);
                         }
                         vm_row_done(&cur);
                 }
@@ -239,11 +227,11 @@ static void sweep_stale(struct vms *v) {
 
 static void *hk_main(void *arg) {
         struct vms *v = arg;
-        const struct config *c = v->d->config;
+        const struct config *c = v->deps.config;
         int64_t stats_every = (int64_t) c->stats_poll_interval_ms;
         int64_t limit = (int64_t) c->auto_stop_stale_after_ms;
         int64_t sweep_every = limit ? (limit / 3 < 1000 ? 1000 : limit / 3 > 60000 ? 60000 : limit / 3) : 0;
-        int64_t next_stats = mono_ms_now() + stats_every, next_sweep = mono_ms_now() + sweep_every;
+        int64_t next_stats = v->deps.mono_ms() + stats_every, next_sweep = v->deps.mono_ms() + sweep_every;
         int64_t next_refill_retry = 0;
         log_set_op_id("housekeeping");
         pthread_mutex_lock(&v->hk_mu);
@@ -253,11 +241,11 @@ static void *hk_main(void *arg) {
                         v->hk_kicked = false;
                         pthread_mutex_unlock(&v->hk_mu);
                         if (!tap_pool_refill(&v->pool, vms_tap_in_use, v))
-                                next_refill_retry = mono_ms_now() + 5000;
+                                next_refill_retry = v->deps.mono_ms() + 5000;
                         pthread_mutex_lock(&v->hk_mu);
                         continue;
                 }
-                int64_t now = mono_ms_now();
+                int64_t now = v->deps.mono_ms();
                 if (next_refill_retry && now >= next_refill_retry) {
                         next_refill_retry = 0;
                         v->hk_kicked = true;
@@ -269,22 +257,18 @@ static void *hk_main(void *arg) {
                 if (sweep_every && next_sweep < wake)
                         wake = next_sweep;
                 if (wake > now) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_MONOTONIC, &ts);
-                        int64_t ns = (int64_t) ts.tv_nsec + (wake - now) % 1000 * 1000000;
-                        ts.tv_sec += (time_t) ((wake - now) / 1000 + ns / 1000000000);
-                        ts.tv_nsec = (long) (ns % 1000000000);
+                        struct timespec ts = mono_deadline(wake - now);
                         pthread_cond_timedwait(&v->hk_cond, &v->hk_mu, &ts);
                         continue;
                 }
                 pthread_mutex_unlock(&v->hk_mu);
                 if (now >= next_stats) {
                         poll_stats(v);
-                        next_stats = mono_ms_now() + stats_every;
+                        next_stats = v->deps.mono_ms() + stats_every;
                 }
                 if (sweep_every && now >= next_sweep) {
                         sweep_stale(v);
-                        next_sweep = mono_ms_now() + sweep_every;
+                        next_sweep = v->deps.mono_ms() + sweep_every;
                 }
                 pthread_mutex_lock(&v->hk_mu);
         }
@@ -292,21 +276,23 @@ static void *hk_main(void *arg) {
         return NULL;
 }
 
-int vms_start_housekeeping(struct vms *v, char **ret_err) {
-        const struct config *c = v->d->config;
+int vms_start_housekeeping(struct vms *v, struct op_error *e) {
+        const struct config *c = v->deps.config;
+        const struct priv_ops *priv = v->deps.priv;
         tap_pool_seed(&v->pool, vms_tap_in_use, v);
-        if (strcmp(c->dns_listen, "off") != 0 && priv_link_exists(c->bridge_name)) {
-                _cleanup_free_ char *err = NULL;
-                int dr = priv_dns_route(c->bridge_name, c->dns_listen, &err);
+        /* VMs adopted by reconcile resolve through systemd-resolved again */
+        if (strcmp(c->dns_listen, "off") != 0 && priv->link_exists(priv->ud, c->bridge_name)) {
+                _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
+                int dr = priv->dns_route(priv->ud, c->dns_listen, &de);
                 if (dr < 0)
-                        log_warn("routing ~vm to %s on %s with resolvectl: %s", c->dns_listen, c->bridge_name, err);
+                        log_warn("routing ~vm to %s on %s with resolvectl: %s", c->dns_listen, c->bridge_name,
+                                 op_error_message(&de));
                 else
                         v->dns_routed = dr == 0;
         }
-        if (pthread_create(&v->hk_thread, NULL, hk_main, v) != 0) {
-                *ret_err = xstrdup("vm service: cannot start the housekeeping thread");
-                return -EAGAIN;
-        }
+        int r = pthread_create(&v->hk_thread, NULL, hk_main, v);
+        if (r != 0)
+                return op_fail(e, -r, "vm service: cannot start the housekeeping thread");
         v->hk_started = true;
         return 0;
 }

@@ -2,24 +2,30 @@
 #pragma once
 
 /*
- * The VM service: lifecycle of VMs on the VMM backend, as the design notes
- * describe it.
+ * The VM service: lifecycle of VMs on a VMM backend, as the design notes
+ * describe it. Everything it uses from outside comes in through struct
+ * vms_deps (the composition root fills it; unit tests pass fakes): it
+ * includes nothing of the daemon.
  *
- * Locks (see docs/ARCHITECTURE.md for the whole order):
- *   vm_locks[id]  one mutex per VM, held across a whole lifecycle operation
- *                 (create's preparation and boot, start, stop, kill, delete,
- *                 set, the exit watcher's cleanup, reconcile);
- *   create_mu     create_vm_mu: the reservation window only (name uniqueness
- *                 and guest IP allocation, then the row insert);
- *   set_mu        leaf: the lock set itself;
- *   handles_mu    leaf: the in-memory cache of handles.json;
- *   creates_mu    leaf: async create operations (status, cancel);
- *   kh_mu         leaf: banger's known_hosts file.
- * Order: vm_locks[id] -> create_mu -> image_ops_mu -> leaves.
+ * Locks (docs/ARCHITECTURE.md has the whole order):
+ *   vm_locks[id]        one mutex per VM, held across a whole lifecycle
+ *                       operation (create's preparation and boot, start,
+ *                       stop, kill, delete, set, the exit watcher's cleanup,
+ *                       reconcile, a stats sample);
+ *   workspace_locks[id] workspace prepare/export of one VM, never together
+ *                       with vm_locks[id];
+ *   create_mu           the reservation window only (name uniqueness, guest
+ *                       IP allocation, the row insert);
+ *   leaves: set_mu (the lock sets), handles_mu (handles cache and watch
+ *   list), creates_mu (+creates_cond: async creates), kh_mu (banger's
+ *   known_hosts), hk_mu (+hk_cond: the housekeeping thread's sleep),
+ *   stats_mu (the stats cache).
+ * Order: vm_locks[id] -> create_mu -> image_ops_mu (artifacts) -> leaves.
  *
- * Durable intent is the vms row; transient handles (VMM pid, TAP) live in
- * <vm_dir>/handles.json and the cache, and what teardown needs is mirrored in
- * the row's teardown_json so a lost handles.json never blocks cleanup.
+ * Durable intent is the vms row; transient handles (VMM pid and backend,
+ * TAP) live in <vm_dir>/handles.json and the cache, and what teardown needs
+ * is mirrored in the row's teardown_json so a lost handles.json never
+ * blocks cleanup.
  */
 
 #include <jansson.h>
@@ -30,9 +36,52 @@
 #include <sys/types.h>
 
 #include "artifacts/artifacts.h"
+#include "config.h"
+#include "layout.h"
 #include "net/tappool.h"
+#include "op_error.h"
+#include "ops/opstate.h"
+#include "ops/progress.h"
+#include "priv/priv.h"
+#include "store/store.h"
+#include "vm/agent_client.h"
+#include "vm/caps/caps.h"
+#include "vmm/vmm.h"
 
-struct daemon;
+/* One VMM backend this daemon can drive, with its binary. */
+struct vmm_entry {
+        const struct vmm_backend *backend; /* borrowed */
+        const char *bin;                   /* borrowed */
+};
+
+typedef int (*vms_agent_call_fn)(void *ud, const char *socket_path, const char *method, int timeout_ms,
+                                 const struct agent_wait *w, json_t **ret_result, struct op_error *e);
+
+struct vms_deps {
+        const struct layout *layout;  /* borrowed: vms, runtime and ssh dirs */
+        const struct config *config;  /* borrowed */
+        struct store *store;          /* borrowed */
+        struct artifacts *artifacts;  /* borrowed: images and kernels a VM boots */
+        struct opstate_registry *ops; /* borrowed: creates are listed there */
+        const struct priv_ops *priv;  /* borrowed: every privileged step */
+        const struct vmm_entry *vmms; /* borrowed: every backend; handles.json names one */
+        size_t n_vmms;
+        /* Which backend boots a VM now, and with which accelerator ("kvm",
+         * "tcg"; *ret_accel malloc'd). */
+        int (*choose_vmm)(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e);
+        void *choose_ud;
+        vms_agent_call_fn agent_call; /* the guest agent (agent_client.c) */
+        void *agent_ud;
+        int64_t (*mono_ms)(void);     /* clock.h's clocks */
+        int64_t (*wall_ms)(void);
+        unsigned tsc_khz;             /* host TSC, for the guest's tsc_early_khz */
+        /* The capability hooks (vm_caps_default()), in order. */
+        const struct vm_cap *const *caps;
+        size_t n_caps;
+        /* 0 = the defaults (180 s to boot, 15 s for a guest to power off). */
+        int agent_boot_timeout_ms, stop_guest_timeout_ms;
+};
+
 struct vm_lock;
 struct vm_handle;
 struct create_op;
@@ -40,7 +89,7 @@ struct vm_stats;
 struct watch;
 
 struct vms {
-        struct daemon *d; /* borrowed: layout, config, store, artifacts, ops, VMM choice */
+        struct vms_deps deps;
 
         pthread_mutex_t create_mu;
         pthread_mutex_t set_mu;
@@ -52,13 +101,13 @@ struct vms {
         pthread_cond_t creates_cond;
         struct create_op *creates;
         int create_workers; /* running create threads (guarded by creates_mu) */
-        pthread_mutex_t kh_mu; /* leaf: banger's known_hosts file */
+        pthread_mutex_t kh_mu;
 
         /* housekeeping thread: stats every stats_poll_interval, the stale
-         * sweep; stats_mu (leaf) guards the stats cache */
+         * sweep, TAP pool refills */
         pthread_t hk_thread;
         bool hk_started;
-        pthread_mutex_t hk_mu; /* leaf: with hk_cond, the thread's sleep */
+        pthread_mutex_t hk_mu;
         pthread_cond_t hk_cond;
         pthread_mutex_t stats_mu;
         struct vm_stats *stats;
@@ -75,55 +124,54 @@ struct vms {
         _Atomic bool stopping;
 };
 
-/* Errors carry the RPC-ish kind (artifacts' enum: not found, exists, bad
- * request, failed) so handlers can pick the code. */
-typedef struct art_error vm_error;
-
-int vms_init(struct vms *v, struct daemon *d, char **ret_err);
+/* Starts the exit watcher. deps is copied; what it points to is borrowed. */
+int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e);
 /* Reconcile at daemon start: adopt live VMMs, clean up after dead ones. */
 void vms_reconcile(struct vms *v);
-/* Cancels creates in flight, waits for them, stops the watcher. Running VMs
- * are left alone. */
+/* Starts the housekeeping thread (after reconcile). */
+int vms_start_housekeeping(struct vms *v, struct op_error *e);
+/* Cancels creates in flight, waits for them, stops the threads. Running
+ * VMs are left alone. */
 void vms_done(struct vms *v);
 
 struct vm_create_req {
         const char *name;   /* NULL/"" = generated */
         const char *image;  /* NULL = config default_image_name */
-        int64_t vcpu, memory_mib;                     /* 0 = config default */
+        int64_t vcpu, memory_mib;                           /* 0 = config default */
         int64_t disk_size_bytes, system_overlay_size_bytes; /* 0 = default */
-        bool vcpu_set, memory_set;                     /* explicitly given (0 is then an error) */
+        bool vcpu_set, memory_set;                          /* explicitly given (0 is then an error) */
         bool no_start;
         bool nat;
 };
 
 /* Validates synchronously, then runs the create in a worker thread under
  * operation id op_id. */
-int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, json_t **ret, vm_error *e);
-int vm_create_status(struct vms *v, const char *op_id, json_t **ret, vm_error *e);
-int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, vm_error *e);
+int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, json_t **ret, struct op_error *e);
+int vm_create_status(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
+int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
+/* Blocks until the create op_id has finished (tests; the CLI polls status). */
+void vm_create_wait(struct vms *v, const char *op_id);
 
-int vm_list(struct vms *v, json_t **ret, vm_error *e);
-int vm_show(struct vms *v, const char *ref, json_t **ret, vm_error *e);
-int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **ret, vm_error *e);
-int vm_stop(struct vms *v, const char *ref, const struct progress *p, json_t **ret, vm_error *e);
-int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t **ret, vm_error *e);
-int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, vm_error *e);
-int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, vm_error *e);
+int vm_list(struct vms *v, json_t **ret, struct op_error *e);
+int vm_show(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+int vm_stop(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e);
+int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
 
 struct vm_set_req {
         int64_t vcpu, memory_mib, disk_size_bytes; /* 0 = unchanged */
         bool vcpu_set, memory_set;
         int nat; /* -1 unchanged, 0/1 */
 };
-int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t **ret, vm_error *e);
+int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t **ret, struct op_error *e);
 /* Agent methods on a running VM ("health", "ports"). */
-int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, vm_error *e);
-int vm_touch(struct vms *v, const char *ref, vm_error *e);
+int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e);
+int vm_touch(struct vms *v, const char *ref, struct op_error *e);
 /* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
  * background sample (taken now if there is none yet). */
-int vm_stats(struct vms *v, const char *ref, json_t **ret, vm_error *e);
-/* Starts the housekeeping thread (after reconcile). */
-int vms_start_housekeeping(struct vms *v, char **ret_err);
+int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */
 int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 
@@ -135,7 +183,8 @@ struct workspace_req {
         const char *branch, *from;
 };
 int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req *q, const struct progress *p,
-                      json_t **ret, vm_error *e);
+                      json_t **ret, struct op_error *e);
 /* A binary patch of the guest repo since base (NULL: the recorded head
  * commit) written to output (absolute path). */
-int workspace_export(struct vms *v, const char *ref, const char *base, const char *output, json_t **ret, vm_error *e);
+int workspace_export(struct vms *v, const char *ref, const char *base, const char *output, json_t **ret,
+                     struct op_error *e);

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Shared between the VM service's files (vms.c, workspace.c); not for
- * other subsystems. */
+/* Shared between the VM service's files; not for other subsystems. */
 
 #include <jansson.h>
 #include <sys/types.h>
@@ -10,49 +9,98 @@
 #include "store/store_vms.h"
 #include "vms.h"
 
+#define VM_AGENT_BOOT_TIMEOUT_MS 180000 /* systemd images under TCG are slow */
+#define VM_STOP_GUEST_TIMEOUT_MS 15000
+#define VM_KILL_WAIT_MS 5000
+
+/* ---- paths (service.c) ---- */
 struct vm_paths {
         char *dir, *run, *overlay, *work, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp, *agent;
 };
-
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p);
 void vm_paths_done(struct vm_paths *p);
 char *known_hosts_path(struct vms *v);
+char *vm_kh_patterns(const struct vm_row *r); /* "<name>.vm,<ip>" for known_hosts */
+char *vm_tap_name(const char *id);            /* bg<first 12 hex digits of the id> */
+bool vm_state_active(const char *state);      /* starting, running or stopping */
+/* The spec limits, one place for create and set (0 = not given). */
+int vm_spec_check(const struct vm_create_req *q, struct op_error *e);
+int vms_get_row(struct vms *v, const char *ref, struct vm_row *ret, struct op_error *e);
+/* The VM row's state; a store failure is logged (the row stays what it was). */
+void vms_set_state(struct vms *v, const struct vm_row *r, const char *state, const char *last_error);
 
-int vm_fail(vm_error *e, enum art_err kind, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int vms_get_row(struct vms *v, const char *ref, struct vm_row *ret, vm_error *e);
-/* The VMM pid if the VM is running (and the process really is its VMM), else 0. */
-pid_t vms_live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths *p, char **ret_tap);
-json_t *vm_json_by_id(struct vms *v, const char *id);
-
+/* ---- the lock sets (lockset.c) ---- */
+struct vm_lock *vms_lock(struct vms *v, const char *id);
+void vms_unlock(struct vms *v, struct vm_lock *l);
 /* workspace_locks[id]: taken without the VM's lock (never both). */
 struct vm_lock *vms_workspace_lock(struct vms *v, const char *id);
 void vms_workspace_unlock(struct vms *v, struct vm_lock *l);
 
-/* The per-VM lock set (vms.c): held across whole lifecycle operations. */
-struct vm_lock *vms_lock(struct vms *v, const char *id);
-void vms_unlock(struct vms *v, struct vm_lock *l);
+/* ---- handles (handles.c): what a running VM holds ---- */
+struct vm_handles {
+        pid_t pid;
+        char tap[16];  /* "" when none */
+        char vmm[16];  /* backend name, "" when unknown */
+};
+bool handle_get(struct vms *v, const char *id, struct vm_handles *ret);
+void handle_put(struct vms *v, const char *id, const struct vm_handles *h);
+void handle_drop(struct vms *v, const char *id);
+void handles_free(struct vms *v);
+bool vms_tap_in_use(void *ud, const char *name); /* tap_in_use_fn; ud: the vms */
+/* handles.json (and the row's teardown mirror): write / read. Never trusts
+ * what it reads: a pid is only ever used after the backend re-identified
+ * it, a TAP name only after the priv ops checked it. */
+int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const struct vm_handles *h);
+void handles_read(const struct vm_row *r, const struct vm_paths *p, struct vm_handles *ret);
+/* The backend that runs (or ran) a VM: by name, else the first. */
+const struct vmm_entry *vms_vmm_by_name(struct vms *v, const char *name);
+/* The VMM pid if the VM is running (and the process really is its VMM),
+ * else 0; *ret (optional) gets its handles. */
+pid_t vms_live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct vm_handles *ret);
+/* A VMM whose handles are lost, found by its identity in /proc. */
+pid_t vms_find_vmm(struct vms *v, const char *id, const struct vmm_entry **ret_vmm);
 
+/* ---- the exit watcher (watcher.c) ---- */
+int vms_watcher_start(struct vms *v, struct op_error *e);
+void vms_watcher_stop(struct vms *v);
+void vms_watch(struct vms *v, const char *id, pid_t pid);
+bool pidfd_wait(int pidfd, int timeout_ms); /* true: the process exited */
+void pidfd_reap(int pidfd);
+
+/* ---- boot files (start.c) ---- */
 struct boot_files {
         char *kernel, *initramfs, *rootfs, *work_seed, *init_mode;
         uint64_t rootfs_size;
 };
 void vms_boot_files_done(struct boot_files *b);
-int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, vm_error *e);
+int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, struct op_error *e);
 
-/* With the VM's lock held (vms.c). start: on failure the VM is in 'error'
- * with nothing running; destroy: every trace of a VM whose VMM is gone. */
-int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, vm_error *e);
-int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, vm_error *e);
-int vms_destroy_locked(struct vms *v, const struct vm_row *r, vm_error *e);
-bool vm_state_active(const char *state); /* starting, running or stopping */
-char *vm_kh_patterns(const struct vm_row *r); /* "<name>.vm,<ip>" for known_hosts */
+/* ---- lifecycle under the VM's lock (start.c, stop.c) ---- */
+/* start: on failure the VM is in 'error' with last_error and nothing runs. */
+int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e);
+int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
+int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
+/* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
+int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
+/* What a VM held on the host once its VMM is gone: the capability hooks'
+ * cleanup, the TAP, sockets, handles. Errors are logged, nothing stops. */
+void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);
+/* The same without the hooks: the TAP, sockets, handles, the record. */
+void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);
+/* The context the capability hooks see. */
+void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap,
+                 struct vm_cap_ctx *ret);
 
-/* create.c */
+/* ---- disks.c: the files a VM gets before its first boot ---- */
+int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, struct op_error *e);
+
+/* ---- JSON (commands.c) ---- */
+json_t *vm_json_by_id(struct vms *v, const char *id);
+
+/* ---- create.c ---- */
 bool vms_create_in_flight(struct vms *v, const char *id);
 void vms_creates_done(struct vms *v); /* cancels, waits for, frees the create ops */
 
-bool vms_tap_in_use(void *ud, const char *name); /* tap_in_use_fn; ud: the vms */
-
-/* housekeeping.c */
-void vms_hk_kick(struct vms *v);                  /* refill the TAP pool now */
-void vms_housekeeping_stop(struct vms *v);        /* sets `stopping`, joins the thread */
+/* ---- housekeeping.c ---- */
+void vms_hk_kick(struct vms *v);           /* refill the TAP pool now */
+void vms_housekeeping_stop(struct vms *v); /* sets `stopping`, joins the thread */

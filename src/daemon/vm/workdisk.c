@@ -15,79 +15,72 @@
 #include "proc_spawn.h"
 #include "strbuf.h"
 
-static int run(char *const argv[], char **ret_err) {
+static int run(char *const argv[], struct op_error *err) {
         /* e2fsck: 1 means "errors corrected", which is fine here */
         int max_ok = strcmp(argv[0], "e2fsck") == 0 ? 1 : 0;
-        return spawn_run_checked(argv, 10 * 60 * 1000, max_ok, "apt-get install e2fsprogs", ret_err);
+        _cleanup_free_ char *msg = NULL;
+        return op_take_msg(err, spawn_run_checked(argv, 10 * 60 * 1000, max_ok, "apt-get install e2fsprogs", &msg), &msg);
 }
 
-int workdisk_grow(const char *path, uint64_t size_bytes, char **ret_err) {
+int workdisk_grow(const char *path, uint64_t size_bytes, struct op_error *err) {
         struct stat st;
         char size_arg[32];
 
         if (stat(path, &st) < 0) {
-                *ret_err = xasprintf("%s: %s", path, strerror(errno));
-                return -errno;
+                return op_fail(err, -errno, "%s: %s", path, strerror(errno));
         }
         if ((uint64_t) st.st_size > size_bytes) {
-                *ret_err = xasprintf("shrinking the work disk is not supported (%llu MiB now, %llu MiB asked)",
+                return op_fail(err, -EINVAL, "shrinking the work disk is not supported (%llu MiB now, %llu MiB asked)",
                                      (unsigned long long) (st.st_size >> 20), (unsigned long long) (size_bytes >> 20));
-                return -EINVAL;
         }
         if ((uint64_t) st.st_size == size_bytes)
                 return 0;
         if (truncate(path, (off_t) size_bytes) < 0) {
-                *ret_err = xasprintf("cannot grow %s: %s", path, strerror(errno));
-                return -errno;
+                return op_fail(err, -errno, "cannot grow %s: %s", path, strerror(errno));
         }
         /* resize2fs wants a freshly checked filesystem */
         char *fsck[] = { (char *) "e2fsck", (char *) "-fy", (char *) path, NULL };
         snprintf(size_arg, sizeof(size_arg), "%lluK", (unsigned long long) (size_bytes >> 10));
         char *resize[] = { (char *) "resize2fs", (char *) path, size_arg, NULL };
-        int r = run(fsck, ret_err);
-        return r < 0 ? r : run(resize, ret_err);
+        int r = run(fsck, err);
+        return r < 0 ? r : run(resize, err);
 }
 
-int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, char **ret_err) {
+int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, struct op_error *err) {
         int r;
 
         if (seed) {
                 struct stat st;
                 if (stat(seed, &st) < 0) {
-                        *ret_err = xasprintf("work seed %s: %s", seed, strerror(errno));
-                        return -errno;
+                        return op_fail(err, -errno, "work seed %s: %s", seed, strerror(errno));
                 }
                 if ((uint64_t) st.st_size > size_bytes) {
-                        *ret_err = xasprintf("the disk size (%llu MiB) is smaller than the image's work seed (%llu MiB)",
+                        return op_fail(err, -EINVAL, "the disk size (%llu MiB) is smaller than the image's work seed (%llu MiB)",
                                              (unsigned long long) (size_bytes >> 20),
                                              (unsigned long long) (st.st_size >> 20));
-                        return -EINVAL;
                 }
                 r = copy_file_sparse(seed, path, 0600);
                 if (r < 0) {
-                        *ret_err = xasprintf("copying the work seed: %s", strerror(-r));
-                        return r;
+                        return op_fail(err, r, "copying the work seed: %s", strerror(-r));
                 }
-                r = workdisk_grow(path, size_bytes, ret_err);
+                r = workdisk_grow(path, size_bytes, err);
         } else {
                 _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0) {
-                        *ret_err = xasprintf("cannot create %s: %s", path, strerror(errno));
-                        return -errno;
+                        return op_fail(err, -errno, "cannot create %s: %s", path, strerror(errno));
                 }
                 char *mkfs[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-L", (char *) "banger-work",
                                  (char *) "-E", (char *) "root_owner=0:0", (char *) "-m", (char *) "0", (char *) path,
                                  NULL };
-                r = run(mkfs, ret_err);
+                r = run(mkfs, err);
         }
         if (r < 0)
                 unlink(path);
         return r;
 }
 
-static int fail(char **ret_err, errcode_t e, const char *what, const char *path) {
-        *ret_err = xasprintf("%s %s: %s", what, path, error_message(e));
-        return -EIO;
+static int fail(struct op_error *err, errcode_t e, const char *what, const char *path) {
+        return op_fail(err, -EIO, "%s %s: %s", what, path, error_message(e));
 }
 
 /* Links name -> ino in dir, growing the directory when it is full. */
@@ -143,74 +136,59 @@ static errcode_t new_file(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2
         return e;
 }
 
-int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
-                        uid_t uid, gid_t gid, char **ret_err) {
-        ext2_filsys fs = NULL;
-        ext2_file_t file = NULL;
-        ext2_ino_t dir = EXT2_ROOT_INO, ino = 0;
-        _cleanup_free_ char *p = xstrdup(fs_path);
-        errcode_t e;
-        int r = 0;
+/* The directory one component down from dir, made (0700, uid:gid) when missing. */
+static errcode_t subdir(ext2_filsys fs, ext2_ino_t dir, const char *comp, uid_t uid, gid_t gid, ext2_ino_t *ret) {
+        errcode_t e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, ret);
+        if (e != EXT2_ET_FILE_NOT_FOUND)
+                return e;
+        e = ext2fs_mkdir(fs, dir, 0, comp);
+        if (e == EXT2_ET_DIR_NO_SPACE && !(e = ext2fs_expand_dir(fs, dir)))
+                e = ext2fs_mkdir(fs, dir, 0, comp);
+        if (!e)
+                e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, ret);
+        if (!e)
+                e = set_owner(fs, *ret, 0700, LINUX_S_IFDIR, uid, gid);
+        return e;
+}
 
-        if (fs_path[0] != '/' || strstr(fs_path, "/../") || strstr(fs_path, "/./") || fs_path[strlen(fs_path) - 1] == '/') {
-                *ret_err = xasprintf("invalid path '%s' on the work disk", fs_path);
-                return -EINVAL;
-        }
-        e = ext2fs_open(image, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
-        if (e)
-                return fail(ret_err, e, "opening", image);
-        e = ext2fs_read_bitmaps(fs);
-        if (e) {
-                r = fail(ret_err, e, "reading bitmaps of", image);
-                goto out;
-        }
+/* The parent directories of fs_path (made as needed): the last one's inode,
+ * and the file name inside it. */
+static int walk_dirs(ext2_filsys fs, const char *fs_path, char *p, uid_t uid, gid_t gid, ext2_ino_t *ret_dir,
+                     char **ret_name, struct op_error *err) {
+        ext2_ino_t dir = EXT2_ROOT_INO;
         char *save = NULL, *comp = strtok_r(p + 1, "/", &save);
-        while (comp) {
-                char *next = strtok_r(NULL, "/", &save);
-                if (!next)
-                        break; /* comp is the file name */
-                if (strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0) {
-                        r = -EINVAL;
-                        *ret_err = xasprintf("invalid path '%s'", fs_path);
-                        goto out;
-                }
-                ext2_ino_t child;
-                e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, &child);
-                if (e == EXT2_ET_FILE_NOT_FOUND) {
-                        e = ext2fs_mkdir(fs, dir, 0, comp);
-                        if (e == EXT2_ET_DIR_NO_SPACE && !(e = ext2fs_expand_dir(fs, dir)))
-                                e = ext2fs_mkdir(fs, dir, 0, comp);
-                        if (!e)
-                                e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, &child);
-                        if (!e)
-                                e = set_owner(fs, child, 0700, LINUX_S_IFDIR, uid, gid);
-                }
-                if (e) {
-                        r = fail(ret_err, e, "making the directory for", fs_path);
-                        goto out;
-                }
-                dir = child;
-                comp = next;
+        for (char *next; comp && (next = strtok_r(NULL, "/", &save)); comp = next) {
+                if (strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0)
+                        return op_fail(err, -EINVAL, "invalid path '%s'", fs_path);
+                errcode_t e = subdir(fs, dir, comp, uid, gid, &dir);
+                if (e)
+                        return fail(err, e, "making the directory for", fs_path);
         }
-        e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, &ino);
+        if (!comp)
+                return op_fail(err, -EINVAL, "invalid path '%s'", fs_path);
+        *ret_dir = dir;
+        *ret_name = comp;
+        return 0;
+}
+
+/* The regular file name in dir: found, or made. */
+static int file_inode(ext2_filsys fs, ext2_ino_t dir, const char *name, const char *fs_path, ext2_ino_t *ret,
+                      struct op_error *err) {
+        struct ext2_inode inode;
+        errcode_t e = ext2fs_lookup(fs, dir, name, (int) strlen(name), NULL, ret);
         if (e == EXT2_ET_FILE_NOT_FOUND)
-                e = new_file(fs, dir, comp, &ino);
-        else if (!e) {
-                struct ext2_inode inode;
-                if (!(e = ext2fs_read_inode(fs, ino, &inode)) && !LINUX_S_ISREG(inode.i_mode)) {
-                        *ret_err = xasprintf("%s exists on the work disk and is not a regular file", fs_path);
-                        r = -EEXIST;
-                        goto out;
-                }
-        }
-        if (e) {
-                r = fail(ret_err, e, "creating", fs_path);
-                goto out;
-        }
-        e = ext2fs_file_open(fs, ino, EXT2_FILE_WRITE, &file);
+                e = new_file(fs, dir, name, ret);
+        else if (!e && !(e = ext2fs_read_inode(fs, *ret, &inode)) && !LINUX_S_ISREG(inode.i_mode))
+                return op_fail(err, -EEXIST, "%s exists on the work disk and is not a regular file", fs_path);
+        return e ? fail(err, e, "creating", fs_path) : 0;
+}
+
+static errcode_t write_contents(ext2_filsys fs, ext2_ino_t ino, const void *data, size_t len) {
+        ext2_file_t file = NULL;
+        unsigned written = 0;
+        errcode_t e = ext2fs_file_open(fs, ino, EXT2_FILE_WRITE, &file);
         if (!e)
                 e = ext2fs_file_set_size2(file, 0); /* replace, do not append */
-        unsigned written = 0;
         if (!e && len)
                 e = ext2fs_file_write(file, data, (unsigned) len, &written);
         if (!e && written != len)
@@ -220,13 +198,35 @@ int workdisk_write_file(const char *image, const char *fs_path, const void *data
                 if (!e)
                         e = e2;
         }
-        if (!e)
-                e = set_owner(fs, ino, mode, LINUX_S_IFREG, uid, gid);
+        return e;
+}
+
+int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
+                        uid_t uid, gid_t gid, struct op_error *err) {
+        ext2_filsys fs = NULL;
+        ext2_ino_t dir = EXT2_ROOT_INO, ino = 0;
+        _cleanup_free_ char *p = xstrdup(fs_path);
+        char *name = NULL;
+        errcode_t e;
+        int r;
+
+        if (fs_path[0] != '/' || strstr(fs_path, "/../") || strstr(fs_path, "/./") || fs_path[strlen(fs_path) - 1] == '/')
+                return op_fail(err, -EINVAL, "invalid path '%s' on the work disk", fs_path);
+        e = ext2fs_open(image, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
         if (e)
-                r = fail(ret_err, e, "writing", fs_path);
-out:
+                return fail(err, e, "opening", image);
+        if ((e = ext2fs_read_bitmaps(fs)))
+                r = fail(err, e, "reading bitmaps of", image);
+        else if ((r = walk_dirs(fs, fs_path, p, uid, gid, &dir, &name, err)) == 0 &&
+                 (r = file_inode(fs, dir, name, fs_path, &ino, err)) == 0) {
+                e = write_contents(fs, ino, data, len);
+                if (!e)
+                        e = set_owner(fs, ino, mode, LINUX_S_IFREG, uid, gid);
+                if (e)
+                        r = fail(err, e, "writing", fs_path);
+        }
         e = ext2fs_close_free(&fs);
         if (e && r == 0)
-                r = fail(ret_err, e, "closing", image);
+                r = fail(err, e, "closing", image);
         return r;
 }

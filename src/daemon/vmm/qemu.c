@@ -72,7 +72,7 @@ static bool name_ok(const char *s) {
         return s && *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
 }
 
-static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret, char **ret_err) {
+static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret, struct op_error *e) {
         struct argv_builder a = { 0 };
 
         if (!name_ok(b->id) || !name_ok(b->name) || b->vcpu < 1 || b->memory_mib < 64 || !b->kernel || !b->initrd ||
@@ -80,8 +80,7 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
             (strcmp(b->accel, "kvm") != 0 && strcmp(b->accel, "tcg") != 0) ||
             (b->net == VM_NET_TAP && (!b->tap || !name_ok(b->tap) || !b->mac)) ||
             (b->net == VM_NET_USER && (b->hostfwd_port == 0 || b->hostfwd_port > 65535))) {
-                *ret_err = xstrdup("incomplete or invalid VM boot description");
-                return -EINVAL;
+                return op_fail(e, -EINVAL, "incomplete or invalid VM boot description");
         }
         _cleanup_free_ char *root = qopt_escape(b->root_disk);
         _cleanup_free_ char *qmp = qopt_escape(b->qmp_socket), *console = qopt_escape(b->console_log);
@@ -129,10 +128,10 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
 
 static int qemu_kill(const struct vm_proc *p, int sig);
 
-static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, char **ret_err) {
+static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
         _cleanup_strv_free_ char **argv = NULL;
         pid_t pid;
-        int r = qemu_build_argv(b, bin, &argv, ret_err);
+        int r = qemu_build_argv(b, bin, &argv, e);
 
         if (r < 0)
                 return r;
@@ -141,8 +140,7 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
         struct spawn_opts o = { .new_session = true };
         r = spawn_start(argv, &o, &pid);
         if (r < 0) {
-                *ret_err = xasprintf("cannot start %s: %s", bin, strerror(-r));
-                return r;
+                return op_fail(e, r, "cannot start %s: %s", bin, strerror(-r));
         }
         *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
 
@@ -160,15 +158,14 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
                         size_t len;
                         int code = spawn_wait(pid);
                         read_file(b->console_log, 1u << 20, &log, &len);
-                        *ret_err = xasprintf("qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
+                        op_fail(e, -EIO, "qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
                                              log ? log + (len > 400 ? len - 400 : 0) : "");
                         close(ret->pidfd);
                         return -EIO;
                 }
         }
         qemu_kill(ret, SIGKILL);
-        *ret_err = xasprintf("qemu did not open its QMP socket %s within 10 s", b->qmp_socket);
-        return -ETIMEDOUT;
+        return op_fail(e, -ETIMEDOUT, "qemu did not open its QMP socket %s within 10 s", b->qmp_socket);
 }
 
 static int qemu_kill(const struct vm_proc *p, int sig) {
@@ -187,22 +184,18 @@ static bool wait_exit(const struct vm_proc *p, int timeout_ms) {
         return poll(&pf, 1, timeout_ms) > 0;
 }
 
-static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, char **ret_err) {
-        _cleanup_free_ char *out = NULL, *e = NULL;
-        if (p->pid <= 0) {
-                *ret_err = xasprintf("invalid pid %d", (int) p->pid);
-                return -EINVAL;
-        }
-        if (qmp_command(b->qmp_socket, "quit", 2000, &out, &e) < 0 && !wait_exit(p, 0)) {
+static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, struct op_error *e) {
+        _cleanup_free_ char *out = NULL;
+        if (p->pid <= 0)
+                return op_fail(e, -EINVAL, "invalid pid %d", (int) p->pid);
+        if (qmp_command(b->qmp_socket, "quit", 2000, &out, NULL) < 0 && !wait_exit(p, 0)) {
                 /* QMP gone: fall through to signals */
         }
         if (wait_exit(p, timeout_ms))
                 return 0;
         qemu_kill(p, SIGKILL);
-        if (!wait_exit(p, 2000)) {
-                *ret_err = xasprintf("qemu (pid %d) did not exit", (int) p->pid);
-                return -ETIMEDOUT;
-        }
+        if (!wait_exit(p, 2000))
+                return op_fail(e, -ETIMEDOUT, "qemu (pid %d) did not exit", (int) p->pid);
         return 0;
 }
 
@@ -228,25 +221,24 @@ static bool qemu_owns(pid_t pid, const char *bin, const char *id) {
         return false;
 }
 
-static int unsupported(const struct vm_boot *b, char **ret_err) {
+static int unsupported(const struct vm_boot *b, struct op_error *e) {
         (void) b;
-        *ret_err = xstrdup("not implemented yet for qemu");
-        return -EOPNOTSUPP;
+        return op_fail(e, -EOPNOTSUPP, "not implemented yet for qemu");
 }
 
-static int qemu_pause(const struct vm_boot *b, char **ret_err) {
+static int qemu_pause(const struct vm_boot *b, struct op_error *e) {
         _cleanup_free_ char *out = NULL;
-        return qmp_command(b->qmp_socket, "stop", 5000, &out, ret_err);
+        return qmp_command(b->qmp_socket, "stop", 5000, &out, e);
 }
 
-static int qemu_resume(const struct vm_boot *b, char **ret_err) {
+static int qemu_resume(const struct vm_boot *b, struct op_error *e) {
         _cleanup_free_ char *out = NULL;
-        return qmp_command(b->qmp_socket, "cont", 5000, &out, ret_err);
+        return qmp_command(b->qmp_socket, "cont", 5000, &out, e);
 }
 
-static int qemu_snapshot(const struct vm_boot *b, const char *dir, char **ret_err) {
+static int qemu_snapshot(const struct vm_boot *b, const char *dir, struct op_error *e) {
         (void) dir;
-        return unsupported(b, ret_err);
+        return unsupported(b, e);
 }
 
 const struct vmm_backend vmm_qemu = {
@@ -261,16 +253,17 @@ const struct vmm_backend vmm_qemu = {
         .snapshot = qemu_snapshot,
 };
 
-int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, char **ret_err) {
+int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e) {
         _cleanup_free_ char *size = xasprintf("%llu", (unsigned long long) size_bytes);
         char *argv[] = { (char *) "qemu-img", (char *) "create", (char *) "-q", (char *) "-f", (char *) "qcow2",
                          (char *) "-F", (char *) "raw", (char *) "-b", (char *) backing, (char *) overlay, size, NULL };
-        return spawn_run_checked(argv, 60000, 0, "apt-get install qemu-utils", ret_err);
+        _cleanup_free_ char *msg = NULL;
+        return op_take_msg(e, spawn_run_checked(argv, 60000, 0, "apt-get install qemu-utils", &msg), &msg);
 }
 
 /* One QMP round trip: greeting, qmp_capabilities, the command. Events are
  * skipped. No half-close (QEMU takes it for a disconnect). */
-int qmp_command(const char *socket_path, const char *command, int timeout_ms, char **ret_json, char **ret_err) {
+int qmp_command(const char *socket_path, const char *command, int timeout_ms, char **ret_json, struct op_error *e) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
         struct rpc_line_reader lr;
@@ -281,8 +274,7 @@ int qmp_command(const char *socket_path, const char *command, int timeout_ms, ch
         memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                *ret_err = xasprintf("cannot reach QMP at %s: %s", socket_path, strerror(errno));
-                return -errno;
+                return op_fail(e, -errno, "cannot reach QMP at %s: %s", socket_path, strerror(errno));
         }
         rpc_line_reader_init(&lr, fd, 1u << 20);
         const char *steps[] = { NULL, "qmp_capabilities", command };
@@ -309,9 +301,8 @@ int qmp_command(const char *socket_path, const char *command, int timeout_ms, ch
                                 break;
                         json_t *err = json_object_get(j, "error");
                         if (err) {
-                                *ret_err = xasprintf("QMP %s: %s", steps[i],
+                                r = op_fail(e, -EIO, "QMP %s: %s", steps[i],
                                                      strempty(json_string_value(json_object_get(err, "desc"))));
-                                r = -EIO;
                                 break;
                         }
                         if (json_object_get(j, "return")) {
@@ -322,13 +313,10 @@ int qmp_command(const char *socket_path, const char *command, int timeout_ms, ch
                 }
         }
         rpc_line_reader_done(&lr);
-        if (r < 0 && !*ret_err)
-                *ret_err = xasprintf("QMP %s at %s: %s", command, socket_path, strerror(-r));
         /* `quit` closes the socket before answering sometimes: that is success */
-        if (r == -ECONNRESET && strcmp(command, "quit") == 0) {
-                free(*ret_err);
-                *ret_err = NULL;
-                r = 0;
-        }
+        if (r == -ECONNRESET && strcmp(command, "quit") == 0)
+                return 0;
+        if (r < 0 && !op_error_is_set(e))
+                op_fail(e, r, "QMP %s at %s: %s", command, socket_path, strerror(-r));
         return r;
 }

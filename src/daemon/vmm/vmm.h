@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "op_error.h"
+
 enum vm_net {
         VM_NET_NONE,
         VM_NET_TAP,  /* bridge mode: a TAP the host attached to the bridge */
@@ -52,17 +54,17 @@ struct vm_proc {
 struct vmm_backend {
         const char *name;
         /* argv for the VMM (NULL-terminated, malloc'd strings); pure. */
-        int (*build_argv)(const struct vm_boot *b, const char *bin, char ***ret_argv, char **ret_err);
-        int (*start)(const struct vm_boot *b, const char *bin, struct vm_proc *ret, char **ret_err);
+        int (*build_argv)(const struct vm_boot *b, const char *bin, char ***ret_argv, struct op_error *e);
+        int (*start)(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e);
         /* Graceful: asks the VMM to quit (the guest should already be down). */
-        int (*stop)(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, char **ret_err);
+        int (*stop)(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, struct op_error *e);
         int (*kill)(const struct vm_proc *p, int sig);
         /* Is pid the VMM of VM id? (reconcile) */
         bool (*owns)(pid_t pid, const char *bin, const char *id);
         /* Hooks for later issues. */
-        int (*pause)(const struct vm_boot *b, char **ret_err);
-        int (*resume)(const struct vm_boot *b, char **ret_err);
-        int (*snapshot)(const struct vm_boot *b, const char *dir, char **ret_err);
+        int (*pause)(const struct vm_boot *b, struct op_error *e);
+        int (*resume)(const struct vm_boot *b, struct op_error *e);
+        int (*snapshot)(const struct vm_boot *b, const char *dir, struct op_error *e);
 };
 
 extern const struct vmm_backend vmm_qemu;
@@ -71,7 +73,7 @@ extern const struct vmm_backend vmm_qemu;
 char *vm_kernel_cmdline(const struct vm_boot *b);
 
 /* qcow2 overlay with `backing` (raw, read-only) of virtual size bytes. */
-int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, char **ret_err);
+int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e);
 
 /* QMP: one command, its "return" in *ret_json (malloc'd JSON text). */
-int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, char **ret_err);
+int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, struct op_error *e);

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Starting a VM, with its lock held, in steps that each undo exactly what
+ * they did when a later one fails:
+ *   resolve   boot files of the image, the VMM and accelerator, the run dir;
+ *   network   bridge ensured, a TAP (from the pool or created) on it, and
+ *             the teardown record naming it before anything else happens;
+ *   caps      the capability hooks' prepare_host (work disk, guard, NAT, DNS);
+ *   boot      the per-VM cpio and initrd, the VMM started, handles written,
+ *             the exit watcher told;
+ *   ready     the agent answers and sshd listens; then the hooks' post_start.
+ * On failure the VM is left in 'error' with last_error and nothing running.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "ipnet.h"
+#include "jsonx.h"
+#include "log.h"
+#include "store/store_artifacts.h"
+#include "strbuf.h"
+#include "vm/guestcfg.h"
+#include "vms_internal.h"
+
+struct start {
+        struct vms *v;
+        struct vm_row *r;
+        const struct progress *pr;
+        struct vm_paths p;
+        struct boot_files bf;
+        const struct vmm_entry *vmm;
+        char *accel;
+        char *tap;             /* once the network step made or took it */
+        bool tap_from_pool;
+        size_t caps_touched;   /* hooks whose prepare_host ran (a failed one included) */
+        const char *work_disk; /* from the work disk hook */
+        struct vm_proc proc;   /* pid 0 until booted */
+};
+
+/* ---- boot files of an image ------------------------------------------------ */
+
+void vms_boot_files_done(struct boot_files *b) {
+        free(b->kernel);
+        free(b->initramfs);
+        free(b->rootfs);
+        free(b->work_seed);
+        free(b->init_mode);
+        *b = (struct boot_files) { 0 };
+}
+
+static int kernel_files(struct vms *v, const struct image_row *img, struct boot_files *b, struct op_error *e) {
+        struct kernel_row k = { 0 };
+        int r = store_kernel_get(v->deps.store, img->kernel_name, &k);
+        if (r < 0)
+                return op_fail_as(e, RPC_NOT_FOUND, r, "kernel '%s' of image '%s' is not installed (banger kernel pull %s)",
+                                  img->kernel_name, img->name, img->kernel_name);
+        _cleanup_free_ char *x = path_join(k.dir, "vmlinux"), *z = path_join(k.dir, "vmlinuz");
+        b->kernel = xstrdup(access(x, R_OK) == 0 ? x : z);
+        kernel_row_done(&k);
+        return kernel_initramfs(v->deps.artifacts, img->kernel_name, &b->initramfs, e);
+}
+
+int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, struct op_error *e) {
+        struct image_row img = { 0 };
+        int r = store_image_get(v->deps.store, image_id, &img);
+        if (r < 0)
+                return op_not_found(e, "image '%s' not found", image_id);
+        b->rootfs = xstrdup(img.rootfs_path);
+        b->work_seed = img.work_seed_path ? xstrdup(img.work_seed_path) : NULL;
+        b->init_mode = xstrdup(img.init_mode ? img.init_mode : "systemd");
+        struct stat st;
+        b->rootfs_size = stat(img.rootfs_path, &st) == 0 ? (uint64_t) st.st_size : 0;
+        if (img.kernel_name)
+                r = kernel_files(v, &img, b, e);
+        else if (img.kernel_path && img.initrd_path) {
+                b->kernel = xstrdup(img.kernel_path);
+                b->initramfs = xstrdup(img.initrd_path);
+        } else
+                r = op_fail(e, -ENOENT, "image '%s' has no kernel", img.name);
+        image_row_done(&img);
+        return r;
+}
+
+/* ---- the steps ---------------------------------------------------------------- */
+
+static int step_resolve(struct start *s, struct op_error *e) {
+        struct vms *v = s->v;
+        size_t idx = 0;
+        int rc = vms_resolve_boot(v, s->r->image_id, &s->bf, e);
+        if (rc < 0)
+                return rc;
+        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, &idx, &s->accel, e)) < 0)
+                return rc;
+        if (idx >= v->deps.n_vmms)
+                return op_fail(e, -EOPNOTSUPP, "no VMM backend to boot with");
+        s->vmm = &v->deps.vmms[idx];
+        if (mkdir_p(s->p.run, 0700) < 0)
+                return op_fail(e, -errno, "cannot create %s: %s", s->p.run, strerror(errno));
+        return 0;
+}
+
+static int record_tap(struct start *s, struct op_error *e) {
+        struct vm_handles h = { 0 };
+        snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
+        snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
+        /* before the VMM exists: a crash from here on still finds the TAP */
+        int rc = handles_write(s->v, s->r, &s->p, &h);
+        return rc < 0 ? op_fail(e, rc, "recording the VM's handles: %s", strerror(-rc)) : 0;
+}
+
+static int step_network(struct start *s, struct op_error *e) {
+        struct vms *v = s->v;
+        const struct priv_ops *priv = v->deps.priv;
+        const char *bridge = v->deps.config->bridge_name;
+        progress_stage(s->pr, "network", "bridge %s, TAP for %s", bridge, s->r->guest_ip);
+        int rc = priv->bridge_ensure(priv->ud, bridge, e);
+        if (rc < 0)
+                return op_prefix(e, "bridge %s", bridge);
+        if (tap_pool_take(&v->pool, &s->tap)) {
+                s->tap_from_pool = true;
+                vms_hk_kick(v);
+        } else {
+                s->tap = vm_tap_name(s->r->id);
+                (void) priv->tap_delete(priv->ud, s->tap, NULL); /* a leftover from a crash */
+                if ((rc = priv->tap_create(priv->ud, s->tap, bridge, e)) < 0) {
+                        free(TAKE_PTR(s->tap));
+                        return rc;
+                }
+        }
+        return record_tap(s, e);
+}
+
+static int step_caps(struct start *s, struct op_error *e) {
+        struct vm_cap_ctx c;
+        size_t done = 0;
+        vms_cap_ctx(s->v, s->r, &s->p, s->tap, &c);
+        c.ret_work_disk = &s->work_disk;
+        int rc = vm_caps_prepare(s->v->deps.caps, s->v->deps.n_caps, &c, &done, e);
+        s->caps_touched = rc < 0 ? done + 1 : done;
+        if (rc == 0 && progress_cancelled(s->pr))
+                rc = op_fail(e, -ECANCELED, "cancelled");
+        return rc;
+}
+
+static int concat_files(const char *a, const char *b, const char *out) {
+        _cleanup_close_ int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        const char *in[] = { a, b };
+        if (fd < 0)
+                return -errno;
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_close_ int src = open(in[i], O_RDONLY | O_CLOEXEC);
+                char buf[1 << 16];
+                ssize_t n;
+                if (src < 0)
+                        return -errno;
+                while ((n = read(src, buf, sizeof(buf))) > 0)
+                        if (write_all(fd, buf, (size_t) n) < 0)
+                                return -EIO;
+                if (n < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
+/* The per-VM configuration cpio appended to the kernel's initramfs. */
+static int write_initrd(struct start *s, struct op_error *e) {
+        const struct config *c = s->v->deps.config;
+        _cleanup_free_ char *ak = NULL, *pubpath = xasprintf("%s.pub", c->ssh_key_path);
+        size_t len;
+        int rc = read_file(pubpath, 1 << 16, &ak, &len);
+        if (rc < 0)
+                return op_fail(e, rc, "cannot read %s: %s", pubpath, strerror(-rc));
+        struct guestcfg g = { .hostname = s->r->name, .ip = s->r->guest_ip, .dns = c->default_dns,
+                              .host_key_dir = s->p.hostkey, .authorized_keys = ak };
+        if ((rc = guestcfg_write(&g, s->p.cpio, e)) < 0)
+                return op_prefix(e, "guest configuration");
+        if ((rc = concat_files(s->bf.initramfs, s->p.cpio, s->p.initrd)) < 0)
+                return op_fail(e, rc, "writing %s: %s", s->p.initrd, strerror(-rc));
+        return 0;
+}
+
+static int step_boot(struct start *s, struct op_error *e) {
+        const struct config *c = s->v->deps.config;
+        struct ipv4_subnet net;
+        _cleanup_free_ char *msg = NULL;
+        progress_stage(s->pr, "boot", "%s, %s", s->vmm->backend->name, s->accel);
+        if (ipv4_subnet_init(&net, c->bridge_ip, (int) c->cidr, &msg) < 0)
+                return op_fail(e, -EINVAL, "%s", msg);
+        int rc = write_initrd(s, e);
+        if (rc < 0)
+                return rc;
+        rename(s->p.console, s->p.console_prev);
+        unlink(s->p.qmp);
+        unlink(s->p.agent);
+        _cleanup_free_ char *ip_cidr = xasprintf("%s/%d", s->r->guest_ip, net.prefix);
+        struct vm_boot b = {
+                .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
+                .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
+                .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
+                .net = VM_NET_TAP, .tap = s->tap, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
+                .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
+        };
+        if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
+                s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
+                return rc;
+        }
+        struct vm_handles h = { .pid = s->proc.pid };
+        snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
+        snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
+        vms_watch(s->v, s->r->id, s->proc.pid);
+        rc = handles_write(s->v, s->r, &s->p, &h);
+        return rc < 0 ? op_fail(e, rc, "recording the VM's handles: %s", strerror(-rc)) : 0;
+}
+
+static bool start_cancelled(void *ud) {
+        return progress_cancelled(ud);
+}
+
+static int health(struct start *s, int timeout_ms, bool *ret_sshd, struct op_error *e) {
+        struct agent_wait w = { .abort_fd = s->proc.pidfd, .cancelled = start_cancelled, .ud = (void *) s->pr };
+        _cleanup_json_ json_t *h = NULL;
+        int rc = s->v->deps.agent_call(s->v->deps.agent_ud, s->p.agent, "health", timeout_ms, &w, &h, e);
+        *ret_sshd = rc == 0 && json_is_true(json_object_get(h, "sshd_listening"));
+        return rc;
+}
+
+/* The agent answers first; sshd follows (systemd images start it late). */
+static int step_ready(struct start *s, struct op_error *e) {
+        bool sshd = false;
+        progress_stage(s->pr, "wait for agent", NULL);
+        int64_t deadline = s->v->deps.mono_ms() + s->v->deps.agent_boot_timeout_ms;
+        int rc = health(s, s->v->deps.agent_boot_timeout_ms, &sshd, e);
+        if (rc == 0 && !sshd) {
+                progress_stage(s->pr, "wait for ssh", NULL);
+                while (rc == 0 && !sshd && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 100))
+                        rc = health(s, 5000, &sshd, e);
+                if (rc == 0 && !sshd)
+                        rc = op_fail(e, -ETIMEDOUT, "sshd did not start listening in the guest");
+        } else if (rc == 0)
+                progress_stage(s->pr, "wait for ssh", "sshd already listening");
+        if (rc < 0) {
+                if (progress_cancelled(s->pr))
+                        return op_fail(e, -ECANCELED, "cancelled");
+                if (pidfd_wait(s->proc.pidfd, 0))
+                        return op_fail(e, -EIO, "%s exited while the guest booted (console: %s)",
+                                       s->vmm->backend->name, s->p.console);
+                /* op_fail formats before it frees the old message */
+                return op_fail(e, rc, "%s (console: %s)", op_error_message(e), s->p.console);
+        }
+        struct vm_cap_ctx c;
+        vms_cap_ctx(s->v, s->r, &s->p, s->tap, &c);
+        return vm_caps_post_start(s->v->deps.caps, s->v->deps.n_caps, &c, e);
+}
+
+/* ---- undo and the whole ---------------------------------------------------------- */
+
+static void start_undo(struct start *s) {
+        struct vms *v = s->v;
+        if (s->proc.pid > 0) {
+                s->vmm->backend->kill(&s->proc, SIGKILL);
+                pidfd_wait(s->proc.pidfd, VM_KILL_WAIT_MS);
+                pidfd_reap(s->proc.pidfd);
+        }
+        if (s->caps_touched) {
+                struct vm_cap_ctx c;
+                _cleanup_op_error_ struct op_error ce = OP_ERROR_INIT;
+                vms_cap_ctx(v, s->r, &s->p, s->tap, &c);
+                if (vm_caps_cleanup(v->deps.caps, s->caps_touched, &c, &ce) < 0)
+                        log_warn("vm %s: undoing the start: %s", s->r->name, op_error_message(&ce));
+        }
+        /* the TAP, sockets, handles and the teardown record */
+        vms_release_host(v, s->r, &s->p, s->tap);
+}
+
+static void start_done(struct start *s) {
+        if (s->proc.pidfd >= 0)
+                close(s->proc.pidfd);
+        vms_boot_files_done(&s->bf);
+        vm_paths_done(&s->p);
+        free(s->accel);
+        free(s->tap);
+}
+
+int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e) {
+        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 } };
+        vm_paths_init(v, r, &s.p);
+        vms_set_state(v, r, "starting", NULL);
+        int rc = step_resolve(&s, e);
+        if (rc == 0)
+                rc = step_network(&s, e);
+        if (rc == 0)
+                rc = step_caps(&s, e);
+        if (rc == 0)
+                rc = step_boot(&s, e);
+        if (rc == 0)
+                rc = step_ready(&s, e);
+        if (rc < 0) {
+                start_undo(&s);
+                vms_set_state(v, r, "error", op_error_message(e));
+                log_warn("vm %s: start failed: %s", r->name, op_error_message(e));
+        } else {
+                vms_set_state(v, r, "running", NULL);
+                int tr = store_vm_touch(v->deps.store, r->id);
+                if (tr < 0)
+                        log_warn("vm %s: recording its start time: %s", r->name, strerror(-tr));
+        }
+        start_done(&s);
+        return rc;
+}

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+#include "hostops.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ipnet.h"
+#include "macro.h"
+#include "netlink.h"
+#include "nft.h"
+#include "strbuf.h"
+#include "sysops.h"
+
+#define TAP_POOL_MAX 255
+#define MKFS_MAX_BYTES (2ULL << 40)
+
+static int refuse(struct op_error *e, const char *fmt, ...) _printf_(2, 3);
+static int refuse(struct op_error *e, const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM, "refused: %s", buf);
+}
+
+static bool only(const char *s, const char *set) {
+        return s && *s && strspn(s, set) == strlen(s);
+}
+
+#define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
+#define HEX "0123456789abcdef"
+
+/* ---- policy ------------------------------------------------------------- */
+
+int host_policy_init(struct host_policy *p, const char *bridge, const char *bridge_ip, int prefix,
+                     const char *const *roots, struct op_error *e) {
+        *p = (struct host_policy) { 0 };
+        struct ipv4_subnet net;
+        _cleanup_free_ char *msg = NULL;
+        if (ipv4_subnet_init(&net, bridge_ip, prefix, &msg) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s", msg);
+        p->bridge = xstrdup(bridge);
+        p->bridge_ip = xstrdup(bridge_ip);
+        p->bridge_addr = net.bridge;
+        p->prefix = prefix;
+        size_t n = 0;
+        /* Roots are taken as given (they may sit below a symlinked home):
+         * the symlink rule applies from each root down. */
+        for (const char *const *r = roots; r && *r && n < HOST_POLICY_MAX_ROOTS; r++) {
+                size_t l = strlen(*r);
+                if ((*r)[0] != '/' || l < 2)
+                        continue;
+                p->roots[n] = xstrdup(*r);
+                while (l > 1 && p->roots[n][l - 1] == '/')
+                        p->roots[n][--l] = '\0';
+                n++;
+        }
+        if (host_check_bridge(p, bridge, e) < 0) {
+                host_policy_done(p);
+                return op_recode(e, RPC_BAD_REQUEST);
+        }
+        return 0;
+}
+
+void host_policy_done(struct host_policy *p) {
+        free(p->bridge);
+        free(p->bridge_ip);
+        for (size_t i = 0; p->roots[i]; i++)
+                free(p->roots[i]);
+        *p = (struct host_policy) { 0 };
+}
+
+/* ---- the rules ------------------------------------------------------------ */
+
+int host_check_bridge(const struct host_policy *p, const char *name, struct op_error *e) {
+        if (!name || (strcmp(name, "br-fc") != 0 && strncmp(name, "br-fc-", 6) != 0) || strlen(name) >= IFNAMSIZ ||
+            !only(name, LOWER_DIGITS "-"))
+                return refuse(e, "bridge '%s' is not banger's (br-fc or br-fc-*)", strempty(name));
+        if (strcmp(name, p->bridge) != 0)
+                return refuse(e, "bridge '%s' is not the configured bridge %s", name, p->bridge);
+        return 0;
+}
+
+int host_check_tap_name(const char *name, struct op_error *e) {
+        if (name && strlen(name) == 14 && strncmp(name, "bg", 2) == 0 && only(name + 2, HEX))
+                return 0;
+        if (name && strncmp(name, "tap-pool-", 9) == 0 && only(name + 9, "0123456789") && strlen(name + 9) <= 3 &&
+            atoi(name + 9) <= TAP_POOL_MAX && (name[9] != '0' || name[10] == '\0'))
+                return 0;
+        return refuse(e, "'%s' is not a banger TAP name (bg<12 hex digits> or tap-pool-<0..%d>)", strempty(name),
+                      TAP_POOL_MAX);
+}
+
+int host_check_vm_id(const char *id, struct op_error *e) {
+        if (id && strlen(id) == 16 && only(id, HEX))
+                return 0;
+        return refuse(e, "'%s' is not a VM id (16 lowercase hex digits)", strempty(id));
+}
+
+int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_error *e) {
+        uint32_t a, mask = p->prefix ? 0xFFFFFFFFu << (32 - p->prefix) : 0;
+        if (!ip || ipv4_parse(ip, &a) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "'%s' is not an IPv4 address", strempty(ip));
+        if ((a & mask) != (p->bridge_addr & mask) || a == (p->bridge_addr & mask) || a == ((p->bridge_addr & mask) | ~mask) ||
+            a == p->bridge_addr)
+                return refuse(e, "%s is not a guest address of %s/%d", ip, p->bridge_ip, p->prefix);
+        return 0;
+}
+
+static bool under(const char *path, const char *root) {
+        size_t n = strlen(root);
+        return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* No component from the root down may be a symlink (a component that does
+ * not exist yet ends the walk: nothing below it can exist either). */
+static int no_symlink_below(const char *path, const char *root, bool must_exist, struct op_error *e) {
+        _cleanup_free_ char *cur = xstrdup(path);
+        size_t rl = strlen(root);
+        for (size_t i = rl; ; i++) {
+                if (cur[i] != '/' && cur[i] != '\0')
+                        continue;
+                char c = cur[i];
+                cur[i] = '\0';
+                struct stat st;
+                if (lstat(cur, &st) < 0) {
+                        cur[i] = c;
+                        if (errno == ENOENT && !(must_exist && c == '\0'))
+                                return 0;
+                        return errno == ENOENT ? op_fail_as(e, RPC_NOT_FOUND, -ENOENT, "%s does not exist", path)
+                                               : op_fail(e, -errno, "%s: %s", path, strerror(errno));
+                }
+                if (S_ISLNK(st.st_mode))
+                        return refuse(e, "%s has a symlink component (%s)", path, cur);
+                cur[i] = c;
+                if (c == '\0')
+                        return 0;
+        }
+}
+
+int host_check_path(const struct host_policy *p, const char *path, bool must_exist, struct op_error *e) {
+        if (!path || path[0] != '/' || strstr(path, "//") || strstr(path, "/./") || strstr(path, "/../") ||
+            (strlen(path) >= 2 && strcmp(path + strlen(path) - 2, "/.") == 0) ||
+            (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0) || strlen(path) >= PATH_MAX)
+                return refuse(e, "'%s' is not an absolute, normalised path", strempty(path));
+        for (size_t i = 0; p->roots[i]; i++)
+                if (under(path, p->roots[i]) && strcmp(path, p->roots[i]) != 0)
+                        return no_symlink_below(path, p->roots[i], must_exist, e);
+        return refuse(e, "%s is outside banger's directories", path);
+}
+
+/* ---- networking ------------------------------------------------------------- */
+
+int hostop_bridge_ensure(const struct host_policy *p, const char *bridge, struct op_error *e) {
+        if (host_check_bridge(p, bridge, e) < 0)
+                return e ? e->err : -EPERM;
+        return nl_bridge_ensure(bridge, p->bridge_ip, p->prefix, e);
+}
+
+int hostop_tap_create(const struct host_policy *p, const char *tap, const char *bridge, struct op_error *e) {
+        int r;
+        if ((r = host_check_tap_name(tap, e)) < 0 || (r = host_check_bridge(p, bridge, e)) < 0)
+                return r;
+        return nl_tap_create(tap, bridge, e);
+}
+
+int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e) {
+        struct nl_link_info info;
+        _cleanup_op_error_ struct op_error le = OP_ERROR_INIT;
+        int r = host_check_tap_name(tap, e);
+        if (r < 0)
+                return r;
+        r = nl_link_info(tap, &info, &le);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                op_error_move(e, &le);
+                return r;
+        }
+        if (strcmp(info.kind, "tun") != 0)
+                return refuse(e, "%s is a %s device, not a TAP", tap, info.kind[0] ? info.kind : "plain");
+        if (info.master_index > 0 && strcmp(info.master, p->bridge) != 0)
+                return refuse(e, "TAP %s is attached to %s, not to %s", tap, info.master[0] ? info.master : "?",
+                              p->bridge);
+        r = nl_link_delete(tap, e);
+        return r == -ENOENT ? 0 : r;
+}
+
+bool hostop_link_exists(const struct host_policy *p, const char *name) {
+        (void) p;
+        return name && *name && strlen(name) < IFNAMSIZ && nl_link_exists(name);
+}
+
+int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e) {
+        int r;
+        if ((r = host_check_vm_id(vm_id, e)) < 0 || (r = host_check_guest_ip(p, ip, e)) < 0)
+                return r;
+        return nft_nat_enable(vm_id, ip, p->bridge, e);
+}
+
+int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e) {
+        (void) p;
+        int r = host_check_vm_id(vm_id, e);
+        return r < 0 ? r : nft_nat_disable(vm_id, e);
+}
+
+int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
+                        struct op_error *e) {
+        int r;
+        if ((r = host_check_vm_id(vm_id, e)) < 0 || (r = host_check_tap_name(tap, e)) < 0 ||
+            (r = host_check_guest_ip(p, ip, e)) < 0)
+                return r;
+        return nft_guard_enable(vm_id, tap, ip, e);
+}
+
+int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e) {
+        (void) p;
+        int r = host_check_vm_id(vm_id, e);
+        return r < 0 ? r : nft_guard_disable(vm_id, e);
+}
+
+int hostop_ip_forward(const struct host_policy *p, struct op_error *e) {
+        (void) p;
+        return sys_ip_forward_on(e);
+}
+
+int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e) {
+        uint32_t ip;
+        uint16_t port;
+        if (ipv4_port_parse(listen_addr, &ip, &port) < 0 || (ip >> 24) != 127)
+                return refuse(e, "DNS routing goes to a loopback IPv4:port only (got '%s')", strempty(listen_addr));
+        return sys_dns_route(p->bridge, listen_addr, e);
+}
+
+void hostop_dns_unroute(const struct host_policy *p) {
+        sys_dns_unroute(p->bridge);
+}
+
+/* ---- image builds ----------------------------------------------------------------- */
+
+static int check_debootstrap(const struct host_policy *p, const struct hostop_debootstrap *q, struct op_error *e) {
+        int r;
+        if (!only(q->suite, "abcdefghijklmnopqrstuvwxyz") || strlen(q->suite) > 32)
+                return refuse(e, "suite '%s' is not a Debian suite name", strempty(q->suite));
+        if (!q->mirror || (strncmp(q->mirror, "http://", 7) != 0 && strncmp(q->mirror, "https://", 8) != 0) ||
+            strpbrk(q->mirror, " \t\r\n\"'\\`$;") || strlen(q->mirror) > 512)
+                return refuse(e, "mirror '%s' is not a plain http(s) URL", strempty(q->mirror));
+        size_t n = 0;
+        for (const char *const *pk = q->packages; pk && *pk; pk++, n++)
+                if (!only(*pk, LOWER_DIGITS "+-.") || **pk == '-' || **pk == '.' || strlen(*pk) > 100 || n >= 512)
+                        return refuse(e, "'%s' is not a Debian package name", *pk);
+        if ((r = host_check_path(p, q->dir, false, e)) < 0 || (r = host_check_path(p, q->log_path, false, e)) < 0)
+                return r;
+        struct stat st;
+        if (lstat(q->dir, &st) == 0)
+                return refuse(e, "%s already exists", q->dir);
+        return 0;
+}
+
+int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
+                      void *cancel_ud, struct op_error *e) {
+        int r = check_debootstrap(p, req, e);
+        if (r < 0)
+                return r;
+        return sys_mmdebstrap(req->suite, req->mirror, req->packages, req->dir, req->log_path, cancelled, cancel_ud,
+                              e);
+}
+
+int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e) {
+        int r = host_check_path(p, dir, false, e);
+        return r < 0 ? r : sys_umount_below(dir);
+}
+
+int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
+                     const char *out, struct op_error *e) {
+        struct stat st;
+        int r;
+        if ((r = host_check_path(p, dir, true, e)) < 0 || (r = host_check_path(p, out, false, e)) < 0)
+                return r;
+        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return refuse(e, "%s is not a directory", dir);
+        if (lstat(out, &st) == 0 && !S_ISREG(st.st_mode))
+                return refuse(e, "%s exists and is not a regular file", out);
+        if (!only(label, LOWER_DIGITS "-") || strlen(label) > 16)
+                return refuse(e, "'%s' is not an ext4 label banger uses", strempty(label));
+        if (size_bytes < (1ULL << 20) || size_bytes > MKFS_MAX_BYTES)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "ext4 size %llu is outside 1 MiB..2 TiB",
+                                  (unsigned long long) size_bytes);
+        return sys_mkfs_ext4_from_dir(dir, label, size_bytes, out, e);
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The closed list of privileged host operations. Each one checks its own
+ * arguments against a policy as if its caller were hostile, then acts:
+ * bangerd's in-process priv ops (daemon/priv/local.c) call these, and the
+ * root helper serves exactly these. A refusal is RPC_UNAUTHORIZED with
+ * -EPERM (or RPC_BAD_REQUEST with -EINVAL for malformed values), and its
+ * message names the rule that was broken.
+ *
+ * The rules:
+ *  - bridge: the policy's bridge only (br-fc or br-fc-*);
+ *  - TAP: banger's names only (bg<12 hex>, tap-pool-<0..255>); deleting one
+ *    also needs the kernel to say it is a tun device attached to the
+ *    policy's bridge (or to nothing);
+ *  - VM ids: 16 lowercase hex digits (they name nft rules: banger-vm:<id>);
+ *  - addresses: inside the policy's network, not its network, broadcast or
+ *    bridge address;
+ *  - paths: absolute, normalised, below one of the policy's roots, and no
+ *    component (the root's own ancestors excepted) is a symlink;
+ *  - package names, suites, mirrors, labels: fixed character sets.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "op_error.h"
+
+#define HOST_POLICY_MAX_ROOTS 6
+
+struct host_policy {
+        char *bridge;         /* owned */
+        char *bridge_ip;      /* owned: the bridge's address */
+        uint32_t bridge_addr; /* host order */
+        int prefix;
+        char *roots[HOST_POLICY_MAX_ROOTS + 1]; /* owned, NULL-terminated: directories banger owns */
+};
+
+/* roots: NULL-terminated, absolute (made canonical here). */
+int host_policy_init(struct host_policy *p, const char *bridge, const char *bridge_ip, int prefix,
+                     const char *const *roots, struct op_error *e);
+void host_policy_done(struct host_policy *p);
+
+/* The rules, one by one (also used by tests and the helper's decoder). */
+int host_check_bridge(const struct host_policy *p, const char *name, struct op_error *e);
+int host_check_tap_name(const char *name, struct op_error *e);
+int host_check_vm_id(const char *id, struct op_error *e);
+int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_error *e);
+/* must_exist: the path itself must exist (and not be a symlink). */
+int host_check_path(const struct host_policy *p, const char *path, bool must_exist, struct op_error *e);
+
+/* Networking. */
+int hostop_bridge_ensure(const struct host_policy *p, const char *bridge, struct op_error *e);
+int hostop_tap_create(const struct host_policy *p, const char *tap, const char *bridge, struct op_error *e);
+/* 0 also when the TAP is already gone. */
+int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e);
+bool hostop_link_exists(const struct host_policy *p, const char *name);
+int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e);
+int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
+int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
+                        struct op_error *e);
+int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
+int hostop_ip_forward(const struct host_policy *p, struct op_error *e);
+/* 0 routed, 1 no systemd-resolved on this host. */
+int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e);
+void hostop_dns_unroute(const struct host_policy *p);
+
+/* Image builds. */
+struct hostop_debootstrap {
+        const char *suite;             /* [a-z]+ */
+        const char *mirror;            /* http(s)://, no spaces or quotes */
+        const char *const *packages;   /* NULL-terminated Debian package names */
+        const char *dir;               /* target, below a root; must not exist */
+        const char *log_path;          /* below a root */
+};
+int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
+                      void *cancel_ud, struct op_error *e);
+/* How many mount points at or below dir were unmounted. */
+int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e);
+/* ext4 image `out` (created or replaced; a regular file) of `dir`. */
+int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
+                     const char *out, struct op_error *e);

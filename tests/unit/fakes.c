@@ -1,0 +1,505 @@
+/* SPDX-License-Identifier: MIT */
+#include "fakes.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hostops.h"
+#include "jsonx.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+
+#define MAX_ITEMS 64
+
+struct set {
+        char *v[MAX_ITEMS];
+        size_t n;
+};
+
+static struct {
+        pthread_mutex_t mu;
+        struct host_policy policy;
+        struct strbuf log;
+        struct set taps, nat, guard;
+        char *fail_at;
+        enum fake_health health;
+        size_t violations;
+        struct {
+                pid_t pid;
+                char id[17];
+        } procs[MAX_ITEMS];
+        size_t n_procs;
+} L = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void set_add(struct set *s, const char *x) {
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i], x) == 0)
+                        return;
+        if (s->n < MAX_ITEMS)
+                s->v[s->n++] = xstrdup(x);
+}
+
+static bool set_del(struct set *s, const char *x) {
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i], x) == 0) {
+                        free(s->v[i]);
+                        s->v[i] = s->v[--s->n];
+                        return true;
+                }
+        return false;
+}
+
+static bool set_has(struct set *s, const char *x) {
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i], x) == 0)
+                        return true;
+        return false;
+}
+
+static void set_clear(struct set *s) {
+        while (s->n)
+                free(s->v[--s->n]);
+}
+
+/* Records the call; true when it is to fail. L.mu held. */
+static bool record(const char *op, const char *arg) {
+        strbuf_addf(&L.log, "%s %s\n", op, arg ? arg : "");
+        return L.fail_at && strcmp(L.fail_at, op) == 0;
+}
+
+/* A call that breaks the host's rules is a defect of the caller. */
+static void check(int r, const char *op, struct op_error *ce) {
+        if (r < 0) {
+                L.violations++;
+                strbuf_addf(&L.log, "VIOLATION %s: %s\n", op, op_error_message(ce));
+        }
+}
+
+static int injected(struct op_error *e, const char *op) {
+        return op_fail(e, -EIO, "injected failure: %s", op);
+}
+
+void fake_init(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots) {
+        struct op_error e = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        if (host_policy_init(&L.policy, bridge, bridge_ip, prefix, roots, &e) < 0)
+                abort();
+        strbuf_init(&L.log, 0);
+        L.health = HEALTH_OK;
+        L.violations = 0;
+        pthread_mutex_unlock(&L.mu);
+}
+
+void fake_done(void) {
+        pthread_mutex_lock(&L.mu);
+        for (size_t i = 0; i < L.n_procs; i++) {
+                kill(L.procs[i].pid, SIGKILL);
+                waitpid(L.procs[i].pid, NULL, 0);
+        }
+        L.n_procs = 0;
+        set_clear(&L.taps);
+        set_clear(&L.nat);
+        set_clear(&L.guard);
+        free(L.fail_at);
+        L.fail_at = NULL;
+        strbuf_release(&L.log);
+        host_policy_done(&L.policy);
+        pthread_mutex_unlock(&L.mu);
+}
+
+/* ---- priv ops ------------------------------------------------------------- */
+
+static int f_bridge_ensure(void *ud, const char *bridge, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        check(host_check_bridge(&L.policy, bridge, &ce), "bridge_ensure", &ce);
+        bool fail = record("bridge_ensure", bridge);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, "bridge_ensure") : 0;
+}
+
+static int f_tap_create(void *ud, const char *tap, const char *bridge, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        check(host_check_tap_name(tap, &ce), "tap_create", &ce);
+        check(host_check_bridge(&L.policy, bridge, &ce), "tap_create", &ce);
+        bool fail = record("tap_create", tap);
+        int r = 0;
+        if (fail)
+                r = injected(e, "tap_create");
+        else if (set_has(&L.taps, tap))
+                r = op_fail(e, -EEXIST, "TAP %s exists", tap);
+        else
+                set_add(&L.taps, tap);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return r;
+}
+
+static int f_tap_delete(void *ud, const char *tap, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        int v = host_check_tap_name(tap, &ce);
+        check(v, "tap_delete", &ce);
+        bool fail = record("tap_delete", tap);
+        if (!fail && v == 0)
+                set_del(&L.taps, tap);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, "tap_delete") : v;
+}
+
+static bool f_link_exists(void *ud, const char *name) {
+        pthread_mutex_lock(&L.mu);
+        bool r = set_has(&L.taps, name) || strcmp(name, L.policy.bridge) == 0;
+        pthread_mutex_unlock(&L.mu);
+        return r;
+}
+
+static int rules_enable(struct set *s, const char *op, const char *vm_id, const char *tap, const char *ip,
+                        struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        check(host_check_vm_id(vm_id, &ce), op, &ce);
+        check(host_check_guest_ip(&L.policy, ip, &ce), op, &ce);
+        if (tap)
+                check(host_check_tap_name(tap, &ce), op, &ce);
+        bool fail = record(op, vm_id);
+        if (!fail)
+                set_add(s, vm_id);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, op) : 0;
+}
+
+static int rules_disable(struct set *s, const char *op, const char *vm_id, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        check(host_check_vm_id(vm_id, &ce), op, &ce);
+        bool fail = record(op, vm_id);
+        if (!fail)
+                set_del(s, vm_id);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, op) : 0;
+}
+
+static int f_nat_enable(void *ud, const char *vm_id, const char *ip, struct op_error *e) {
+        return rules_enable(&L.nat, "nat_enable", vm_id, NULL, ip, e);
+}
+
+static int f_nat_disable(void *ud, const char *vm_id, struct op_error *e) {
+        return rules_disable(&L.nat, "nat_disable", vm_id, e);
+}
+
+static int f_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
+        return rules_enable(&L.guard, "guard_enable", vm_id, tap, ip, e);
+}
+
+static int f_guard_disable(void *ud, const char *vm_id, struct op_error *e) {
+        return rules_disable(&L.guard, "guard_disable", vm_id, e);
+}
+
+static int f_ip_forward(void *ud, struct op_error *e) {
+        pthread_mutex_lock(&L.mu);
+        bool fail = record("ip_forward", NULL);
+        pthread_mutex_unlock(&L.mu);
+        return fail ? injected(e, "ip_forward") : 0;
+}
+
+static int f_dns_route(void *ud, const char *listen_addr, struct op_error *e) {
+        pthread_mutex_lock(&L.mu);
+        record("dns_route", listen_addr);
+        pthread_mutex_unlock(&L.mu);
+        return 1; /* no systemd-resolved */
+}
+
+static void f_dns_unroute(void *ud) {
+}
+
+static int f_mmdebstrap(void *ud, const struct priv_debootstrap *q, bool (*c)(void *), void *cud, struct op_error *e) {
+        return op_fail(e, -EOPNOTSUPP, "no image builds in unit tests");
+}
+
+static int f_umount_below(void *ud, const char *dir, struct op_error *e) {
+        return 0;
+}
+
+static int f_mkfs(void *ud, const char *dir, const char *label, uint64_t size, const char *out, struct op_error *e) {
+        return op_fail(e, -EOPNOTSUPP, "no image builds in unit tests");
+}
+
+static const struct priv_ops fake_ops = {
+        .name = "fake", .bridge_ensure = f_bridge_ensure, .tap_create = f_tap_create, .tap_delete = f_tap_delete,
+        .link_exists = f_link_exists, .nat_enable = f_nat_enable, .nat_disable = f_nat_disable,
+        .guard_enable = f_guard_enable, .guard_disable = f_guard_disable, .ip_forward = f_ip_forward,
+        .dns_route = f_dns_route, .dns_unroute = f_dns_unroute, .mmdebstrap = f_mmdebstrap,
+        .umount_below = f_umount_below, .mkfs_ext4 = f_mkfs,
+};
+
+const struct priv_ops *fake_priv(void) {
+        return &fake_ops;
+}
+
+/* ---- the VMM ---------------------------------------------------------------- */
+
+static bool alive(pid_t pid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return false;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')');
+        return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+pid_t fake_spawn_vmm(const char *id) {
+        char *argv[] = { (char *) "/bin/sleep", (char *) "3600", NULL };
+        struct spawn_opts o = { .new_session = true };
+        pid_t pid;
+        if (spawn_start(argv, &o, &pid) < 0)
+                return -1;
+        pthread_mutex_lock(&L.mu);
+        if (L.n_procs < MAX_ITEMS) {
+                L.procs[L.n_procs].pid = pid;
+                snprintf(L.procs[L.n_procs].id, sizeof(L.procs[0].id), "%s", id);
+                L.n_procs++;
+        }
+        pthread_mutex_unlock(&L.mu);
+        return pid;
+}
+
+void fake_crash_vmm(pid_t pid) {
+        kill(pid, SIGKILL);
+}
+
+static int v_build_argv(const struct vm_boot *b, const char *bin, char ***ret, struct op_error *e) {
+        return op_fail(e, -EOPNOTSUPP, "fake");
+}
+
+static int v_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
+        pthread_mutex_lock(&L.mu);
+        bool fail = record("vmm_start", b->id);
+        pthread_mutex_unlock(&L.mu);
+        if (fail)
+                return injected(e, "vmm_start");
+        if (!b->tap || !b->work_disk || !b->kernel || !b->initrd || access(b->initrd, R_OK) < 0 ||
+            access(b->root_disk, R_OK) < 0)
+                return op_fail(e, -EINVAL, "fake vmm: incomplete boot description");
+        pid_t pid = fake_spawn_vmm(b->id);
+        if (pid < 0)
+                return op_fail(e, -EIO, "fake vmm: cannot spawn");
+        *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
+        return 0;
+}
+
+static int v_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, struct op_error *e) {
+        pthread_mutex_lock(&L.mu);
+        record("vmm_stop", b->id);
+        pthread_mutex_unlock(&L.mu);
+        kill(p->pid, SIGTERM);
+        return 0;
+}
+
+static int v_kill(const struct vm_proc *p, int sig) {
+        pthread_mutex_lock(&L.mu);
+        char s[16];
+        snprintf(s, sizeof(s), "%d", sig);
+        record("vmm_kill", s);
+        pthread_mutex_unlock(&L.mu);
+        return kill(p->pid, sig) < 0 ? -errno : 0;
+}
+
+static bool v_owns(pid_t pid, const char *bin, const char *id) {
+        bool ours = false;
+        pthread_mutex_lock(&L.mu);
+        for (size_t i = 0; i < L.n_procs; i++)
+                if (L.procs[i].pid == pid && strcmp(L.procs[i].id, id) == 0)
+                        ours = true;
+        pthread_mutex_unlock(&L.mu);
+        return ours && alive(pid);
+}
+
+static int v_unsupported(const struct vm_boot *b, struct op_error *e) {
+        return op_fail(e, -EOPNOTSUPP, "fake");
+}
+
+static int v_snapshot(const struct vm_boot *b, const char *dir, struct op_error *e) {
+        return op_fail(e, -EOPNOTSUPP, "fake");
+}
+
+const struct vmm_backend fake_vmm = {
+        .name = "fake", .build_argv = v_build_argv, .start = v_start, .stop = v_stop, .kill = v_kill,
+        .owns = v_owns, .pause = v_unsupported, .resume = v_unsupported, .snapshot = v_snapshot,
+};
+
+int fake_choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e) {
+        *ret_index = 0;
+        *ret_accel = xstrdup("tcg");
+        return 0;
+}
+
+/* ---- the agent ------------------------------------------------------------------ */
+
+/* <runtime>/vms/<id>/agent.sock -> the fake VMM of <id>. */
+static pid_t pid_of_socket(const char *socket_path) {
+        const char *end = strrchr(socket_path, '/');
+        pid_t pid = 0;
+        if (!end || end - socket_path < 16)
+                return 0;
+        char id[17];
+        memcpy(id, end - 16, 16);
+        id[16] = '\0';
+        pthread_mutex_lock(&L.mu);
+        for (size_t i = 0; i < L.n_procs; i++)
+                if (strcmp(L.procs[i].id, id) == 0 && alive(L.procs[i].pid))
+                        pid = L.procs[i].pid;
+        pthread_mutex_unlock(&L.mu);
+        return pid;
+}
+
+static int block(const struct agent_wait *w, int timeout_ms, struct op_error *e) {
+        for (int waited = 0; waited < timeout_ms; waited += 10) {
+                if (w && w->cancelled && w->cancelled(w->ud))
+                        return op_fail(e, -ECANCELED, "agent call abandoned");
+                if (w && w->abort_fd >= 0 && poll(&(struct pollfd) { .fd = w->abort_fd, .events = POLLIN }, 1, 0) > 0)
+                        return op_fail(e, -ECANCELED, "agent call abandoned");
+                poll(NULL, 0, 10);
+        }
+        return op_fail(e, -ETIMEDOUT, "the agent did not answer within %d ms", timeout_ms);
+}
+
+int fake_agent_call(void *ud, const char *socket_path, const char *method, int timeout_ms,
+                    const struct agent_wait *w, json_t **ret, struct op_error *e) {
+        pid_t pid = pid_of_socket(socket_path);
+        pthread_mutex_lock(&L.mu);
+        char op[64];
+        snprintf(op, sizeof(op), "agent_%s", method);
+        bool fail = record(op, NULL);
+        enum fake_health h = L.health;
+        pthread_mutex_unlock(&L.mu);
+        if (pid <= 0)
+                return op_fail(e, -ECONNREFUSED, "cannot reach the agent at %s", socket_path);
+        if (fail)
+                return injected(e, op);
+        if (strcmp(method, "health") == 0) {
+                if (h == HEALTH_FAIL)
+                        return op_fail(e, -EPROTO, "agent health: broken");
+                if (h == HEALTH_BLOCK)
+                        return block(w, timeout_ms, e);
+                *ret = json_pack("{s:b}", "sshd_listening", h == HEALTH_OK);
+        } else if (strcmp(method, "poweroff") == 0) {
+                kill(pid, SIGTERM); /* the guest powers off: its VMM exits */
+                *ret = json_object();
+        } else if (strcmp(method, "stats") == 0)
+                *ret = json_pack("{s:{s:i, s:i, s:i}, s:{s:i}}", "cpu", "total", 100, "idle", 50, "ncpu", 1, "memory",
+                                 "total_kib", 1024);
+        else
+                *ret = json_object();
+        return 0;
+}
+
+/* ---- injection and the ledger ------------------------------------------------------ */
+
+void fake_fail_at(const char *op) {
+        pthread_mutex_lock(&L.mu);
+        free(L.fail_at);
+        L.fail_at = op ? xstrdup(op) : NULL;
+        pthread_mutex_unlock(&L.mu);
+}
+
+void fake_health_mode(enum fake_health m) {
+        pthread_mutex_lock(&L.mu);
+        L.health = m;
+        pthread_mutex_unlock(&L.mu);
+}
+
+static size_t count(struct set *s) {
+        pthread_mutex_lock(&L.mu);
+        size_t n = s->n;
+        pthread_mutex_unlock(&L.mu);
+        return n;
+}
+
+size_t fake_live_taps(void) {
+        return count(&L.taps);
+}
+
+size_t fake_live_nat(void) {
+        return count(&L.nat);
+}
+
+size_t fake_live_guards(void) {
+        return count(&L.guard);
+}
+
+bool fake_has_tap(const char *name) {
+        pthread_mutex_lock(&L.mu);
+        bool r = set_has(&L.taps, name);
+        pthread_mutex_unlock(&L.mu);
+        return r;
+}
+
+size_t fake_live_vmms(void) {
+        size_t n = 0;
+        pthread_mutex_lock(&L.mu);
+        for (size_t i = 0; i < L.n_procs; i++)
+                n += alive(L.procs[i].pid);
+        pthread_mutex_unlock(&L.mu);
+        return n;
+}
+
+size_t fake_calls(const char *op) {
+        size_t n = 0, l = strlen(op);
+        pthread_mutex_lock(&L.mu);
+        for (const char *p = L.log.buf; p && *p;) {
+                if (strncmp(p, op, l) == 0 && (p[l] == ' ' || p[l] == '\n'))
+                        n++;
+                const char *nl = strchr(p, '\n');
+                p = nl ? nl + 1 : p + strlen(p);
+        }
+        pthread_mutex_unlock(&L.mu);
+        return n;
+}
+
+size_t fake_violations(void) {
+        pthread_mutex_lock(&L.mu);
+        size_t n = L.violations;
+        pthread_mutex_unlock(&L.mu);
+        return n;
+}
+
+const char *fake_log(void) {
+        return L.log.buf ? L.log.buf : "";
+}
+
+void fake_reset_calls(void) {
+        pthread_mutex_lock(&L.mu);
+        strbuf_reset(&L.log);
+        pthread_mutex_unlock(&L.mu);
+}
+
+void fake_put_tap(const char *name) {
+        pthread_mutex_lock(&L.mu);
+        set_add(&L.taps, name);
+        pthread_mutex_unlock(&L.mu);
+}
+
+void fake_put_rules(const char *vm_id) {
+        pthread_mutex_lock(&L.mu);
+        set_add(&L.nat, vm_id);
+        set_add(&L.guard, vm_id);
+        pthread_mutex_unlock(&L.mu);
+}

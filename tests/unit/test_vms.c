@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM service with fake priv ops, a fake VMM (real sleep processes) and a
+ * fake agent (tests/unit/fakes.c): create -> start -> stop -> delete, a
+ * failure injected at every start step (the ledger must end empty), cancel
+ * during create, reconcile of dead / live / handle-less / corrupt / hostile
+ * VMs, and the exit watcher. Real SQLite, real disks (qemu-img, mkfs.ext4,
+ * libext2fs, ssh-keygen), no root, no QEMU.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "clock.h"
+#include "fakes.h"
+#include "fsutil.h"
+#include "hostinfo.h"
+#include "jsonx.h"
+#include "log.h"
+#include "store/store_artifacts.h"
+#include "store/store_vms.h"
+#include "strbuf.h"
+
+static char T[64];
+static struct layout layout;
+static struct config *config;
+static struct store *store;
+static struct artifacts arts;
+static struct opstate_registry ops;
+static struct vms vms;
+static const struct vmm_entry vmm_tab[1] = { { &fake_vmm, "fake" } };
+
+/* ---- fixture --------------------------------------------------------------- */
+
+static const char *env(const char *name) {
+        static char buf[6][128];
+        const char *keys[] = { "HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR" };
+        const char *dirs[] = { "home", "config", "state", "cache", "run" };
+        for (size_t i = 0; i < 5; i++)
+                if (strcmp(name, keys[i]) == 0) {
+                        snprintf(buf[i], sizeof(buf[i]), "%s/%s", T, dirs[i]);
+                        return buf[i];
+                }
+        return NULL;
+}
+
+static void write_text(const char *path, const char *text) {
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
+}
+
+static void make_image(void) {
+        _cleanup_free_ char *dir = path_join(T, "img"), *rootfs = path_join(dir, "rootfs.ext4");
+        _cleanup_free_ char *kernel = path_join(dir, "vmlinux"), *initrd = path_join(dir, "initrd");
+        assert_int_equal(mkdir_p(dir, 0700), 0);
+        _cleanup_close_ int fd = open(rootfs, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0 && ftruncate(fd, 1 << 20) == 0);
+        write_text(kernel, "kernel");
+        write_text(initrd, "initrd");
+        struct image_row img = { .id = (char *) "0123456789abcdef", .name = (char *) "test-img", .managed = false,
+                                 .rootfs_path = rootfs, .kernel_path = kernel, .initrd_path = initrd,
+                                 .init_mode = (char *) "fast", .rootfs_size_bytes = 1 << 20,
+                                 .source = (char *) "test", .created_at = (char *) "2026-12-02T00:00:00Z" };
+        assert_int_equal(store_image_insert(store, &img), 0);
+}
+
+static void service_start(void) {
+        size_t n_caps;
+        const struct vm_cap *const *caps = vm_caps_default(&n_caps);
+        struct vms_deps deps = {
+                .layout = &layout, .config = config, .store = store, .artifacts = &arts, .ops = &ops,
+                .priv = fake_priv(), .vmms = vmm_tab, .n_vmms = 1, .choose_vmm = fake_choose_vmm,
+                .agent_call = fake_agent_call, .tsc_khz = 1000000, .caps = caps, .n_caps = n_caps,
+                .agent_boot_timeout_ms = 2000, .stop_guest_timeout_ms = 2000,
+        };
+        struct op_error e = OP_ERROR_INIT;
+        assert_int_equal(vms_init(&vms, &deps, &e), 0);
+}
+
+static int setup(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        char *msg = NULL;
+        (void) state;
+        snprintf(T, sizeof(T), "/tmp/banger-vms-XXXXXX");
+        assert_non_null(mkdtemp(T));
+        const char *sub[] = { "home", "config", "state", "cache", "run" };
+        for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
+                _cleanup_free_ char *d = path_join(T, sub[i]);
+                assert_int_equal(mkdir(d, 0700), 0);
+        }
+        assert_int_equal(layout_resolve(&layout, env, getuid(), &msg), 0);
+        assert_int_equal(layout_prepare_state(&layout, &msg), 0);
+        assert_int_equal(layout_prepare_runtime(&layout, getuid(), &msg), 0);
+        assert_int_equal(mkdir_p(layout.config_dir, 0700), 0);
+        write_text(layout.config_file, "dns_listen = \"off\"\n[vm_defaults]\nvcpu = 1\nmemory_mib = 256\n"
+                                       "disk_size = \"64M\"\nsystem_overlay_size = \"64M\"\n");
+        assert_int_equal(hostinfo_load_config(&layout, &config, &msg), 0);
+        assert_int_equal(store_open(layout.db_path, 0, &store, &e), 0);
+        const char *roots[] = { layout.state_dir, layout.cache_dir, layout.runtime_dir, NULL };
+        fake_init(config->bridge_name, config->bridge_ip, (int) config->cidr, roots);
+        assert_int_equal(artifacts_init(&arts, &layout, config, store, fake_priv(), &e), 0);
+        opstate_init(&ops, 600000);
+        make_image();
+        service_start();
+        return 0;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        vms_done(&vms);
+        fake_done();
+        artifacts_done(&arts);
+        opstate_done(&ops);
+        store_close(store);
+        config_free(config);
+        layout_done(&layout);
+        rm_rf(T);
+        return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+/* Polls cond every 10 ms for up to 10 s (for what another thread does). */
+static bool wait_until(bool (*cond)(void *), void *ud) {
+        for (int i = 0; i < 1000; i++) {
+                if (cond(ud))
+                        return true;
+                poll(NULL, 0, 10);
+        }
+        return cond(ud);
+}
+
+static char *state_of(const char *ref) {
+        struct vm_row r;
+        if (store_vm_get(store, ref, &r) < 0)
+                return xstrdup("(none)");
+        char *s = xstrdup(r.state);
+        vm_row_done(&r);
+        return s;
+}
+
+static bool is_state(const char *ref, const char *want) {
+        _cleanup_free_ char *s = state_of(ref);
+        return strcmp(s, want) == 0;
+}
+
+static bool stopped(void *ud) {
+        return is_state(ud, "stopped");
+}
+
+/* Creates (and, unless no_start, starts) a VM; waits for the create. The
+ * create's outcome: 0, or the negative errno its status reports. */
+static int create_vm(const char *name, bool nat, bool no_start, char **ret_id) {
+        struct op_error e = OP_ERROR_INIT;
+        struct vm_create_req q = { .name = name, .image = "test-img", .nat = nat, .no_start = no_start };
+        json_t *res = NULL, *st = NULL;
+        char op_id[RPC_OP_ID_SIZE];
+        rpc_op_id_new(op_id);
+        assert_int_equal(vm_create_begin(&vms, op_id, &q, &res, &e), 0);
+        if (ret_id)
+                *ret_id = xstrdup(json_string_value(json_object_get(res, "id")));
+        json_decref(res);
+        vm_create_wait(&vms, op_id);
+        assert_int_equal(vm_create_status(&vms, op_id, &st, &e), 0);
+        const char *s = json_string_value(json_object_get(st, "state"));
+        int rc = strcmp(s, "done") == 0 ? 0 : strcmp(s, "cancelled") == 0 ? -ECANCELED : -EIO;
+        json_decref(st);
+        return rc;
+}
+
+static void assert_host_clean(void) {
+        if (fake_live_taps() || fake_live_nat() || fake_live_guards() || fake_live_vmms() || fake_violations())
+                fail_msg("left behind: %zu TAPs, %zu NAT, %zu guards, %zu VMMs, %zu violations\n%s", fake_live_taps(),
+                         fake_live_nat(), fake_live_guards(), fake_live_vmms(), fake_violations(), fake_log());
+}
+
+static void assert_no_runtime_files(const char *id) {
+        _cleanup_free_ char *handles = xasprintf("%s/%s/handles.json", layout.vms_dir, id);
+        struct vm_row r;
+        assert_int_equal(access(handles, F_OK), -1);
+        if (store_vm_get(store, id, &r) == 0) {
+                assert_null(r.teardown_json);
+                vm_row_done(&r);
+        }
+}
+
+/* ---- create -> start -> stop -> delete ----------------------------------------------- */
+
+static void test_lifecycle(void **state) {
+        _cleanup_free_ char *id = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        assert_int_equal(create_vm("alpha", true, false, &id), 0);
+        assert_true(is_state(id, "running"));
+        assert_int_equal(fake_live_taps(), 1);
+        assert_int_equal(fake_live_nat(), 1);
+        assert_int_equal(fake_live_guards(), 1);
+        assert_int_equal(fake_live_vmms(), 1);
+        assert_int_equal(fake_calls("ip_forward"), 1);
+        assert_int_equal(vm_show(&vms, "alpha", &res, &e), 0);
+        assert_true(json_integer_value(json_object_get(res, "pid")) > 0);
+        assert_string_equal(json_string_value(json_object_get(res, "vmm")), "fake");
+        json_decref(res);
+        res = NULL;
+
+        assert_int_equal(vm_start(&vms, "alpha", NULL, &res, &e), -EALREADY);
+        assert_int_equal(e.code, RPC_BAD_REQUEST);
+        op_error_done(&e);
+
+        assert_int_equal(vm_stop(&vms, "alpha", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_true(is_state(id, "stopped"));
+        assert_int_equal(fake_calls("agent_poweroff"), 1);
+        assert_host_clean();
+        assert_no_runtime_files(id);
+
+        assert_int_equal(vm_start(&vms, "alpha", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(fake_live_vmms(), 1);
+        assert_int_equal(vm_delete(&vms, "alpha", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_host_clean();
+        assert_true(is_state(id, "(none)"));
+        _cleanup_free_ char *dir = path_join(layout.vms_dir, id);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
+/* Without --nat: no forwarding, no NAT rules; the guard always. */
+static void test_no_nat(void **state) {
+        _cleanup_free_ char *id = NULL;
+        (void) state;
+        assert_int_equal(create_vm("beta", false, false, &id), 0);
+        assert_int_equal(fake_live_nat(), 0);
+        assert_int_equal(fake_live_guards(), 1);
+        assert_int_equal(fake_calls("ip_forward"), 0);
+}
+
+/* ---- a failure at every start step undoes exactly what was done ---------------------- */
+
+static void test_start_failures(void **state) {
+        static const char *const steps[] = { "bridge_ensure", "tap_create", "guard_enable", "ip_forward",
+                                             "nat_enable",    "vmm_start",  "agent_health" };
+        struct op_error e = OP_ERROR_INIT;
+        _cleanup_free_ char *id = NULL;
+        json_t *res = NULL;
+        (void) state;
+        assert_int_equal(create_vm("gamma", true, true, &id), 0);
+        assert_true(is_state(id, "created"));
+        fake_reset_calls();
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                fake_fail_at(steps[i]);
+                int rc = vm_start(&vms, "gamma", NULL, &res, &e);
+                fake_fail_at(NULL);
+                if (rc >= 0)
+                        fail_msg("start succeeded despite a failing %s", steps[i]);
+                if (!strstr(op_error_message(&e), steps[i]))
+                        fail_msg("%s: the error does not say what failed: %s", steps[i], op_error_message(&e));
+                op_error_done(&e);
+                assert_true(is_state(id, "error"));
+                assert_host_clean();
+                assert_no_runtime_files(id);
+                /* exactly what was done is undone: a hook's cleanup runs
+                 * only when its prepare ran, the VMM is killed only when it
+                 * was started */
+                size_t want_guard = i >= 2, want_nat = i >= 3, want_kill = i >= 6;
+                if (fake_calls("guard_disable") != want_guard || fake_calls("nat_disable") != want_nat ||
+                    fake_calls("vmm_kill") != want_kill || fake_calls("tap_create") != (i >= 1))
+                        fail_msg("failure at %s undid the wrong things:\n%s", steps[i], fake_log());
+                fake_reset_calls();
+        }
+        /* and then it starts */
+        assert_int_equal(vm_start(&vms, "gamma", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_true(is_state(id, "running"));
+}
+
+/* sshd never listening and a VMM dying during boot are failures too. */
+static void test_boot_failures(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        _cleanup_free_ char *id = NULL;
+        (void) state;
+        assert_int_equal(create_vm("delta", true, true, &id), 0);
+        fake_health_mode(HEALTH_FAIL);
+        assert_true(vm_start(&vms, "delta", NULL, &res, &e) < 0);
+        op_error_done(&e);
+        assert_host_clean();
+        fake_health_mode(HEALTH_NO_SSHD);
+        assert_true(vm_start(&vms, "delta", NULL, &res, &e) < 0);
+        assert_non_null(strstr(op_error_message(&e), "sshd"));
+        op_error_done(&e);
+        fake_health_mode(HEALTH_OK);
+        assert_host_clean();
+        assert_no_runtime_files(id);
+}
+
+/* A create whose boot fails keeps the VM (error) for `vm logs`; one failing
+ * before the boot leaves nothing. */
+static void test_create_failures(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL;
+        (void) state;
+        fake_fail_at("vmm_start");
+        assert_int_equal(create_vm("eps", false, false, &id), -EIO);
+        fake_fail_at(NULL);
+        assert_true(is_state(id, "error"));
+        assert_host_clean();
+        fake_fail_at("bridge_ensure");
+        assert_int_equal(create_vm("zeta", false, false, &id2), -EIO);
+        fake_fail_at(NULL);
+        assert_host_clean();
+}
+
+static bool op_running(void *ud) {
+        return fake_calls("agent_health") > 0;
+}
+
+/* Ctrl-C during create: everything goes, row included. */
+static void test_cancel_create(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        struct vm_create_req q = { .name = "eta", .image = "test-img", .nat = true };
+        json_t *res = NULL;
+        char op_id[RPC_OP_ID_SIZE];
+        (void) state;
+        fake_health_mode(HEALTH_BLOCK);
+        rpc_op_id_new(op_id);
+        assert_int_equal(vm_create_begin(&vms, op_id, &q, &res, &e), 0);
+        _cleanup_free_ char *id = xstrdup(json_string_value(json_object_get(res, "id")));
+        json_decref(res);
+        assert_true(wait_until(op_running, NULL));
+        assert_int_equal(vm_create_cancel(&vms, op_id, &res, &e), 0);
+        json_decref(res);
+        vm_create_wait(&vms, op_id);
+        fake_health_mode(HEALTH_OK);
+        assert_int_equal(vm_create_status(&vms, op_id, &res, &e), 0);
+        assert_string_equal(json_string_value(json_object_get(res, "state")), "cancelled");
+        json_decref(res);
+        assert_true(is_state(id, "(none)"));
+        assert_host_clean();
+        _cleanup_free_ char *dir = path_join(layout.vms_dir, id);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
+/* ---- the exit watcher -------------------------------------------------------------- */
+
+static void test_exit_watcher(void **state) {
+        _cleanup_free_ char *id = NULL;
+        json_t *res = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(create_vm("theta", true, false, &id), 0);
+        assert_int_equal(vm_show(&vms, id, &res, &e), 0);
+        pid_t pid = (pid_t) json_integer_value(json_object_get(res, "pid"));
+        json_decref(res);
+        fake_crash_vmm(pid);
+        assert_true(wait_until(stopped, id));
+        assert_host_clean();
+        assert_no_runtime_files(id);
+        assert_true(fake_calls("nat_disable") >= 1 && fake_calls("guard_disable") >= 1 && fake_calls("tap_delete") >= 1);
+}
+
+/* ---- reconcile ------------------------------------------------------------------------ */
+
+/* Restarts the service as a new daemon would (VMs keep running). */
+static void restart_service(void) {
+        vms_done(&vms);
+        service_start();
+        vms_reconcile(&vms);
+}
+
+static void write_handles(const char *id, const char *text) {
+        _cleanup_free_ char *p = xasprintf("%s/%s/handles.json", layout.vms_dir, id);
+        unlink(p);
+        if (text)
+                write_text(p, text);
+}
+
+static void test_reconcile_live(void **state) {
+        _cleanup_free_ char *id = NULL;
+        json_t *res = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(create_vm("iota", true, false, &id), 0);
+        restart_service();
+        assert_true(is_state(id, "running"));
+        assert_int_equal(fake_live_vmms(), 1);
+        assert_int_equal(fake_live_taps(), 1);
+        assert_int_equal(vm_show(&vms, id, &res, &e), 0);
+        pid_t pid = (pid_t) json_integer_value(json_object_get(res, "pid"));
+        json_decref(res);
+        assert_true(pid > 0);
+        /* adopted: the watcher sees its exit */
+        fake_crash_vmm(pid);
+        assert_true(wait_until(stopped, id));
+        assert_host_clean();
+}
+
+static void test_reconcile_dead(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL;
+        json_t *res = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(create_vm("kappa", true, false, &id), 0);
+        assert_int_equal(create_vm("lambda", true, false, &id2), 0);
+        assert_int_equal(vm_show(&vms, id, &res, &e), 0);
+        pid_t pid = (pid_t) json_integer_value(json_object_get(res, "pid"));
+        json_decref(res);
+        vms_done(&vms); /* the daemon is gone; then the VMM dies */
+        fake_crash_vmm(pid);
+        while (fake_live_vmms() > 1)
+                poll(NULL, 0, 10);
+        /* and kappa's handles.json is lost: the row's teardown record remains */
+        write_handles(id, NULL);
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(is_state(id, "stopped"));
+        assert_true(is_state(id2, "running"));
+        assert_int_equal(fake_live_taps(), 1);
+        assert_int_equal(fake_live_nat(), 1);
+        assert_no_runtime_files(id);
+}
+
+static pid_t pid_of(const char *ref) {
+        json_t *res = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        assert_int_equal(vm_show(&vms, ref, &res, &e), 0);
+        pid_t pid = (pid_t) json_integer_value(json_object_get(res, "pid"));
+        json_decref(res);
+        return pid;
+}
+
+static char *tap_of(const char *ref) {
+        struct vm_row r;
+        assert_int_equal(store_vm_get(store, ref, &r), 0);
+        char *t = xasprintf("bg%.12s", r.id);
+        vm_row_done(&r);
+        return t;
+}
+
+/* handles.json that names someone else's devices, is garbage, or is a FIFO. */
+static void test_reconcile_hostile(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL, *fifo = NULL;
+        (void) state;
+        assert_int_equal(create_vm("mu", false, false, &id), 0);
+        assert_int_equal(create_vm("nu", false, false, &id2), 0);
+        _cleanup_free_ char *mu_tap = tap_of("mu"), *nu_tap = tap_of("nu");
+        pid_t mu = pid_of("mu");
+        vms_done(&vms);
+        fake_crash_vmm(mu);
+        while (fake_live_vmms() > 1)
+                poll(NULL, 0, 10);
+        /* mu is dead; its files claim nu's TAP, the bridge, and pid 1 */
+        _cleanup_free_ char *hostile = xasprintf("{\"pid\":1,\"tap\":\"%s\",\"vmm\":\"fake\"}", nu_tap);
+        write_handles(id, hostile);
+        assert_int_equal(store_vm_set_teardown(store, id, "{\"pid\":1,\"tap\":\"br-fc\"}"), 0);
+        fake_put_tap("victim0");
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(is_state(id, "stopped"));
+        assert_false(fake_has_tap(mu_tap));   /* its own TAP goes */
+        assert_true(fake_has_tap(nu_tap));    /* nu's survives */
+        assert_true(fake_has_tap("victim0"));
+        assert_true(is_state(id2, "running"));
+        assert_int_equal(fake_violations(), 0);
+
+        /* nu is alive: garbage, then a FIFO, as its handles: adopted all the same, nothing hangs */
+        vms_done(&vms);
+        write_handles(id2, "{not json");
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(is_state(id2, "running"));
+        assert_int_equal(pid_of("nu") > 0, 1);
+        vms_done(&vms);
+        fifo = xasprintf("%s/%s/handles.json", layout.vms_dir, id2);
+        unlink(fifo);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(is_state(id2, "running"));
+        assert_true(fake_has_tap(nu_tap));
+        assert_true(fake_has_tap("victim0"));
+        assert_int_equal(fake_violations(), 0);
+}
+
+/* ---- requests the service refuses ------------------------------------------------------- */
+
+static void test_bad_requests(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        struct vm_create_req bad[] = {
+                { .name = "x", .image = "test-img", .vcpu = 0, .vcpu_set = true },
+                { .name = "x", .image = "test-img", .vcpu = 65 },
+                { .name = "x", .image = "test-img", .memory_mib = 64, .memory_set = true },
+                { .name = "x", .image = "test-img", .memory_mib = 4294967808LL, .memory_set = true },
+                { .name = "x", .image = "test-img", .disk_size_bytes = 1LL << 40 },
+                { .name = "Bad_Name", .image = "test-img" },
+                { .name = "x", .image = "no-such-image" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                assert_true(vm_create_begin(&vms, "op-test", &bad[i], &res, &e) < 0);
+                assert_true(e.code == RPC_BAD_REQUEST || e.code == RPC_NOT_FOUND);
+                op_error_done(&e);
+        }
+        assert_int_equal(vm_show(&vms, "nobody", &res, &e), -ENOENT);
+        assert_int_equal(e.code, RPC_NOT_FOUND);
+        op_error_done(&e);
+        struct vm_set_req s = { .memory_mib = 1LL << 40, .memory_set = true, .nat = -1 };
+        assert_true(vm_set(&vms, "nobody", &s, &res, &e) < 0);
+        assert_int_equal(e.code, RPC_BAD_REQUEST);
+        op_error_done(&e);
+        assert_host_clean();
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_nat, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_start_failures, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_boot_failures, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_failures, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_watcher, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reconcile_live, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reconcile_dead, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reconcile_hostile, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        };
+        /* mkfs.ext4 and friends live in sbin, which a user's PATH may lack */
+        const char *path = getenv("PATH");
+        _cleanup_free_ char *p = xasprintf("%s:/usr/sbin:/sbin", path ? path : "/usr/bin:/bin");
+        setenv("PATH", p, 1);
+        signal(SIGPIPE, SIG_IGN);
+        if (!getenv("TEST_VMS_VERBOSE"))
+                log_setup(-1, LOG_LEVEL_ERROR, true);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
