@@ -94,7 +94,8 @@ int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux
 
         *ret = (struct accel_verdict) { 0 };
         identity(vmlinux, ret);
-        mkdir_p(cache_dir, 0700);
+        if (mkdir_p(cache_dir, 0700) < 0)
+                return -errno;
         logfd = open(log, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (logfd < 0)
                 return -errno;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The closed list of privileged host operations. Each one checks its own
  * arguments against a policy as if its caller were hostile, then acts:
@@ -39,32 +41,32 @@ struct host_policy {
 };
 
 /* roots: NULL-terminated, absolute (made canonical here). */
-int host_policy_init(struct host_policy *p, const char *bridge, const char *bridge_ip, int prefix,
+_warn_unused_ int host_policy_init(struct host_policy *p, const char *bridge, const char *bridge_ip, int prefix,
                      const char *const *roots, struct op_error *e);
 void host_policy_done(struct host_policy *p);
 
 /* The rules, one by one (also used by tests and the helper's decoder). */
-int host_check_bridge(const struct host_policy *p, const char *name, struct op_error *e);
-int host_check_tap_name(const char *name, struct op_error *e);
-int host_check_vm_id(const char *id, struct op_error *e);
-int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_error *e);
+_warn_unused_ int host_check_bridge(const struct host_policy *p, const char *name, struct op_error *e);
+_warn_unused_ int host_check_tap_name(const char *name, struct op_error *e);
+_warn_unused_ int host_check_vm_id(const char *id, struct op_error *e);
+_warn_unused_ int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_error *e);
 /* must_exist: the path itself must exist (and not be a symlink). */
-int host_check_path(const struct host_policy *p, const char *path, bool must_exist, struct op_error *e);
+_warn_unused_ int host_check_path(const struct host_policy *p, const char *path, bool must_exist, struct op_error *e);
 
 /* Networking. */
-int hostop_bridge_ensure(const struct host_policy *p, const char *bridge, struct op_error *e);
-int hostop_tap_create(const struct host_policy *p, const char *tap, const char *bridge, struct op_error *e);
+_warn_unused_ int hostop_bridge_ensure(const struct host_policy *p, const char *bridge, struct op_error *e);
+_warn_unused_ int hostop_tap_create(const struct host_policy *p, const char *tap, const char *bridge, struct op_error *e);
 /* 0 also when the TAP is already gone. */
-int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e);
+_warn_unused_ int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e);
 bool hostop_link_exists(const struct host_policy *p, const char *name);
-int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e);
-int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
-int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
+_warn_unused_ int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e);
+_warn_unused_ int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
+_warn_unused_ int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
                         struct op_error *e);
-int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
-int hostop_ip_forward(const struct host_policy *p, struct op_error *e);
+_warn_unused_ int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
+_warn_unused_ int hostop_ip_forward(const struct host_policy *p, struct op_error *e);
 /* 0 routed, 1 no systemd-resolved on this host. */
-int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e);
+_warn_unused_ int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e);
 void hostop_dns_unroute(const struct host_policy *p);
 
 /* Image builds. */
@@ -75,10 +77,10 @@ struct hostop_debootstrap {
         const char *dir;               /* target, below a root; must not exist */
         const char *log_path;          /* below a root */
 };
-int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
+_warn_unused_ int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
                       void *cancel_ud, struct op_error *e);
 /* How many mount points at or below dir were unmounted. */
-int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e);
+_warn_unused_ int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e);
 /* ext4 image `out` (created or replaced; a regular file) of `dir`. */
-int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
+_warn_unused_ int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
                      const char *out, struct op_error *e);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * Host links over rtnetlink (libmnl) and the TUN driver: the bridge guests
  * sit on and one TAP per running VM. Operates in the caller's network
@@ -13,9 +15,9 @@
 struct op_error;
 
 /* Creates the bridge when missing, adds addr/prefix when absent, sets it up. */
-int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_error *e);
+_warn_unused_ int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_error *e);
 /* A persistent TAP (no packet info) attached to `bridge` and up. */
-int nl_tap_create(const char *name, const char *bridge, struct op_error *e);
+_warn_unused_ int nl_tap_create(const char *name, const char *bridge, struct op_error *e);
 /* -ENOENT when there is no such link. */
 int nl_link_delete(const char *name, struct op_error *e);
 bool nl_link_exists(const char *name);
@@ -27,4 +29,4 @@ struct nl_link_info {
         char master[16];  /* its name, "" when none */
 };
 /* What the kernel says about a link: -ENOENT when there is none. */
-int nl_link_info(const char *name, struct nl_link_info *ret, struct op_error *e);
+_warn_unused_ int nl_link_info(const char *name, struct nl_link_info *ret, struct op_error *e);

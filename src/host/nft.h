@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * Per-VM NAT in banger's own nftables table, `inet banger`, through
  * libnftables' JSON interface (structured commands built with jansson: no
@@ -23,12 +25,12 @@
 struct op_error;
 
 /* The VM's NAT rules (IP forwarding is hostops' ip_forward, not this). */
-int nft_nat_enable(const char *vm_id, const char *ip, const char *bridge, struct op_error *e);
+_warn_unused_ int nft_nat_enable(const char *vm_id, const char *ip, const char *bridge, struct op_error *e);
 /* Idempotent: 0 also when there was nothing to remove. */
 int nft_nat_disable(const char *vm_id, struct op_error *e);
 /* Every VM, NAT or not: table `bridge banger`, chain prerouting: frames
  * from the VM's TAP carrying IPv4 or ARP with another source address are
  * dropped, so the address the inet rules key on is the VM's own. Same
  * comment identity. */
-int nft_guard_enable(const char *vm_id, const char *tap, const char *ip, struct op_error *e);
+_warn_unused_ int nft_guard_enable(const char *vm_id, const char *tap, const char *ip, struct op_error *e);
 int nft_guard_disable(const char *vm_id, struct op_error *e);

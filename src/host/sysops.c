@@ -46,7 +46,8 @@ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *pac
                 return op_fail(e, r, "cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));
         if (log_path) {
                 _cleanup_free_ char *log = xasprintf("%s%s", res.out, res.err);
-                write_file_atomic(log_path, log, strlen(log), 0600);
+                if (write_file_atomic(log_path, log, strlen(log), 0600) < 0)
+                        log_path = NULL; /* the build log is a convenience, the outcome is not */
         }
         if (res.cancelled)
                 r = -ECANCELED;

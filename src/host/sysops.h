@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * Host operations that need root, as plain mechanisms: no policy and no
  * argument checks (hostops.h checks every argument before calling these).
@@ -14,17 +16,17 @@ struct op_error;
 
 /* Debian root filesystem into `dir` (must not exist or be empty); its
  * output goes to log_path. -ECANCELED when cancelled() said so. */
-int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
+_warn_unused_ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
                    const char *log_path, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e);
 /* Lazily unmounts every mount point at or below `dir` (deepest first);
  * how many. */
 int sys_umount_below(const char *dir);
 /* ext4 image of `dir` (mkfs.ext4 -d), size_bytes large (sparse). */
-int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
+_warn_unused_ int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
                            struct op_error *e);
 /* net.ipv4.ip_forward = 1 (a no-op when it already is). */
-int sys_ip_forward_on(struct op_error *e);
+_warn_unused_ int sys_ip_forward_on(struct op_error *e);
 /* With systemd-resolved: route the `vm` domain to listen_addr on the bridge
  * (resolvectl dns/domain). 1 when the host has no systemd-resolved. */
-int sys_dns_route(const char *bridge, const char *listen_addr, struct op_error *e);
+_warn_unused_ int sys_dns_route(const char *bridge, const char *listen_addr, struct op_error *e);
 void sys_dns_unroute(const char *bridge);

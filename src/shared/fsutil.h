@@ -14,22 +14,22 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 /* All return 0 or -errno. */
 
 /* Creates path and missing parents with `mode` (existing dirs untouched). */
-int mkdir_p(const char *path, mode_t mode);
+_warn_unused_ int mkdir_p(const char *path, mode_t mode);
 
 /* Reads a whole regular file (at most max bytes, else -EFBIG);
  * NUL-terminated. Anything else (a FIFO, a device, a directory) is -EBADFD
  * without blocking. */
-int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+_warn_unused_ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* The same, and a symlink as the last component is -ELOOP (files in banger's
  * own directories that a guest or a user could have replaced). */
-int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
+_warn_unused_ int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Removes path and everything below it without following symlinks or
  * crossing into another filesystem (whatever is mounted below stays, and
  * so does its mount point). 0 when it was already gone. */
 int rm_rf(const char *path);
 
 /* Writes via a temp file + fsync + rename, so readers see old or new. */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+_warn_unused_ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /*
  * A private directory: exists (created with 0700 when missing and `create`),
@@ -41,11 +41,11 @@ int ensure_private_dir(const char *path, uid_t uid, bool create, char **ret_why)
 char *path_join(const char *a, const char *b);
 
 /* Writes a full buffer, retrying on EINTR and short writes. */
-int write_all(int fd, const void *buf, size_t len);
+_warn_unused_ int write_all(int fd, const void *buf, size_t len);
 
 /* Copies a regular file, keeping holes (SEEK_DATA/SEEK_HOLE + copy_file_range),
  * to `to` (created with mode, replaced atomically). */
-int copy_file_sparse(const char *from, const char *to, mode_t mode);
+_warn_unused_ int copy_file_sparse(const char *from, const char *to, mode_t mode);
 
 /* Bytes below path (recursive, no symlinks followed, one filesystem):
  * allocated blocks when `allocated`, else apparent sizes. */

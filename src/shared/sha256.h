@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /* SHA-256 (OpenSSL EVP underneath). Hex digests are lowercase, NUL-terminated. */
 
 #include <stddef.h>
@@ -14,5 +16,5 @@ void sha256_update(struct sha256 *s, const void *data, size_t len);
 /* Finishes and frees the context. */
 void sha256_final_hex(struct sha256 *s, char out[65]);
 void sha256_abort(struct sha256 *s);
-int sha256_file_hex(const char *path, char out[65]);
+_warn_unused_ int sha256_file_hex(const char *path, char out[65]);
 void sha256_buf_hex(const void *data, size_t len, char out[65]);

@@ -59,7 +59,7 @@ static void test_seeded(void **state) {
         (void) state;
         mkdir(seed_dir, 0700);
         char *bashrc = path_join(seed_dir, ".bashrc");
-        write_file_atomic(bashrc, "PS1=x\n", 6, 0644);
+        assert_int_equal(write_file_atomic(bashrc, "PS1=x\n", 6, 0644), 0);
         char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-d", seed_dir, seed, (char *) "32M", NULL };
         struct spawn_result r;
         assert_int_equal(spawn_run(argv, NULL, &r), 0);

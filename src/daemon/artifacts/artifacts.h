@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The artifacts subsystem: kernels and images, the things a VM boots from.
  * Owns the registry lock (image_ops_mu: every kernel/image registry mutation)
@@ -41,43 +43,43 @@ struct artifacts {
         struct inflight *inflight;
 };
 
-int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
+_warn_unused_ int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
                    const struct priv_ops *priv, struct op_error *err);
 void artifacts_done(struct artifacts *a);
 
 /* kernels.c */
 json_t *kernel_catalog(void); /* new reference; the embedded catalog */
-int kernel_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err);
-int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
-int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
+_warn_unused_ int kernel_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err);
+_warn_unused_ int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
+_warn_unused_ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
                 struct op_error *err);
-int kernel_import(struct artifacts *a, const char *name, const char *from_dir, bool force, json_t **ret,
+_warn_unused_ int kernel_import(struct artifacts *a, const char *name, const char *from_dir, bool force, json_t **ret,
                   struct op_error *err);
-int kernel_delete(struct artifacts *a, const char *name, struct op_error *err);
+_warn_unused_ int kernel_delete(struct artifacts *a, const char *name, struct op_error *err);
 /* The per-kernel initramfs for the current banger-init (built on first use). */
-int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct op_error *err);
+_warn_unused_ int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct op_error *err);
 bool kernel_name_valid(const char *name);
 
 /* mirror.c: fetches <mirror>/dists/<suite>/InRelease into staging, checks
  * it with gpgv against the Debian keyring and parses the signed Release.
  * ret_sha256 (optional): hash of the signed text, a mirror snapshot id. */
 struct release;
-int mirror_verified_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
+_warn_unused_ int mirror_verified_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
                             const struct progress *p, struct release *ret, char ret_sha256[65],
                             struct op_error *err);
 
 /* images.c */
 json_t *image_catalog(void);
-int image_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err);
-int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
+_warn_unused_ int image_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err);
+_warn_unused_ int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
 /* ref: a catalog name, a .tar.zst path or an http(s) URL of a bundle. */
-int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
+_warn_unused_ int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
                json_t **ret, struct op_error *err);
-int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err);
-int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
+_warn_unused_ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err);
+_warn_unused_ int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
                   struct op_error *err);
-int image_delete(struct artifacts *a, const char *name, struct op_error *err);
-int image_export(struct artifacts *a, const char *name, const char *out_path, const struct progress *p,
+_warn_unused_ int image_delete(struct artifacts *a, const char *name, struct op_error *err);
+_warn_unused_ int image_export(struct artifacts *a, const char *name, const char *out_path, const struct progress *p,
                  json_t **ret, struct op_error *err);
 
 /* inflight.c: coalescing of concurrent work on one key */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * Reading Debian .deb files without dpkg: an `ar` archive holding
  * debian-binary, control.tar.* and data.tar.*; libarchive reads both layers.
@@ -18,5 +20,5 @@
  * write it to under dest_dir (malloc'd), or NULL to skip the entry. */
 typedef char *(*deb_want_fn)(const char *norm_path, void *ud);
 
-int deb_extract(const char *deb_path, const char *dest_dir, deb_want_fn want, void *ud, int *ret_written,
+_warn_unused_ int deb_extract(const char *deb_path, const char *dest_dir, deb_want_fn want, void *ud, int *ret_written,
                 struct op_error *err);

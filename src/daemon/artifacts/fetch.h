@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * HTTP(S) downloads with libcurl: streamed to a file with SHA-256 computed on
  * the way, size limits, progress and cancellation. Only http and https, also
@@ -27,8 +29,8 @@ struct fetch_opts {
 
 /* Writes to dest (created 0600, replaced atomically on success; nothing left
  * on failure). ret_sha256 may be NULL. -ECANCELED when cancelled. */
-int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err);
-int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err);
+_warn_unused_ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err);
+_warn_unused_ int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err);
 
 /* curl_global_init once, before threads. */
 void fetch_global_init(void);

@@ -82,7 +82,8 @@ static int customize(struct artifacts *a, const char *root, const char *init_mod
         if (!a->agent_bin)
                 return op_fail(err, -ENOENT, "banger-agent not found (set $BANGER_AGENT or install it)");
         _cleanup_free_ char *bin_dir = path_join(root, "usr/local/bin");
-        mkdir_p(bin_dir, 0755);
+        if (mkdir_p(bin_dir, 0755) < 0)
+                return op_fail(err, -errno, "cannot create %s: %s", bin_dir, strerror(errno));
         _cleanup_free_ char *agent = path_join(root, "usr/local/bin/banger-agent");
         if ((r = copy_bin(a->agent_bin, agent, err)) < 0)
                 return r;
@@ -90,7 +91,8 @@ static int customize(struct artifacts *a, const char *root, const char *init_mod
                 if ((r = write_at(root, "etc/systemd/system/banger-agent.service", agent_unit, 0644, err)) < 0)
                         return r;
                 _cleanup_free_ char *wants = path_join(root, "etc/systemd/system/multi-user.target.wants");
-                mkdir_p(wants, 0755);
+                if (mkdir_p(wants, 0755) < 0)
+                        return op_fail(err, -errno, "cannot create %s: %s", wants, strerror(errno));
                 _cleanup_free_ char *link = path_join(wants, "banger-agent.service");
                 unlink(link);
                 if (symlink("/etc/systemd/system/banger-agent.service", link) < 0)

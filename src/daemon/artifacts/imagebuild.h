@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 #include "op_error.h"
 #include <jansson.h>
 
@@ -11,5 +13,5 @@
  * work-seed.ext4 and manifest.json. A build cache keyed by (recipe, agent
  * binary, mirror, signed Release) makes repeat builds a copy.
  */
-int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
+_warn_unused_ int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir, const struct progress *p,
                       json_t **ret_manifest, struct op_error *err);

@@ -389,7 +389,8 @@ int image_promote(struct artifacts *a, const char *name, const struct progress *
         }
         staging = staging_dir(a->layout->images_dir, name);
         dir = path_join(a->layout->images_dir, row.id);
-        mkdir_p(staging, 0700);
+        if (mkdir_p(staging, 0700) < 0)
+                rc = op_fail(err, -errno, "cannot create %s: %s", staging, strerror(errno));
         const char *const files[][2] = { { row.rootfs_path, "rootfs.ext4" }, { row.work_seed_path, "work-seed.ext4" },
                                          { row.kernel_path, "vmlinuz" }, { row.initrd_path, "initrd.img" } };
         char *newp[4] = { NULL, NULL, NULL, NULL };

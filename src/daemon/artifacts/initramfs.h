@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * newc cpio archives (libarchive) for the kernel's initramfs unpacker:
  * parents get directory entries first, timestamps are zero (reproducible),
@@ -22,4 +24,4 @@ struct cpio_entry {
 
 /* Writes dest atomically. with_console adds dev/console (c 5:1) so the
  * kernel can open the console before /init runs. */
-int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, struct op_error *err);
+_warn_unused_ int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, bool with_console, struct op_error *err);

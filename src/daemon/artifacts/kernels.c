@@ -645,7 +645,8 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
         bool pvh = false;
         int rc = 0;
 
-        mkdir_p(staging, 0755);
+        if (mkdir_p(staging, 0755) < 0)
+                rc = op_fail(err, -errno, "cannot create %s: %s", staging, strerror(errno));
         for (size_t i = 0; i < n_files && rc == 0; i++) {
                 if (access(files[i][0], F_OK) < 0)
                         continue;
@@ -655,8 +656,7 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                         rc = op_fail(err, r, "copying %s: %s", files[i][0], strerror(-r));
         }
         if (rc == 0 && stat(moddir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                mkdir_p(all, 0755);
-                int r = collect_ko(moddir, all);
+                int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(moddir, all);
                 if (r < 0)
                         rc = op_fail(err, r, "copying modules: %s", strerror(-r));
         }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 #include "op_error.h"
 
 /* Kernel module metadata from the ELF .modinfo section (libelf). */
 
 /* *ret_depends: comma-separated module names ("" for none), malloc'd. */
-int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *err);
+_warn_unused_ int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *err);

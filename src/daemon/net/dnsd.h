@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * bangerd's DNS responder for the zone `vm` (src/core/dnsmsg.c answers):
  * UDP and TCP on one address (dns_listen, default 127.0.0.1:42069), served
@@ -24,5 +26,5 @@ struct dnsd {
 };
 
 /* 0, or -errno with *ret_err (e.g. the port is taken). */
-int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, struct op_error *e);
+_warn_unused_ int dnsd_start(struct dnsd *s, const char *addr, dns_lookup_fn lookup, void *ud, struct op_error *e);
 void dnsd_stop(struct dnsd *s);

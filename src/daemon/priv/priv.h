@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The privileged-operations boundary: one table, one entry per operation
  * that needs root. The daemon reaches bridge, TAPs, nftables, IP forwarding,
@@ -60,7 +62,7 @@ struct priv_ops {
 /* The in-process table for user mode. bridge/bridge_ip/prefix and the
  * directories banger owns (NULL-terminated) make its policy. */
 struct priv_local;
-int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
+_warn_unused_ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
                    struct priv_local **ret, struct op_error *e);
 const struct priv_ops *priv_local_ops(struct priv_local *l);
 void priv_local_free(struct priv_local *l);

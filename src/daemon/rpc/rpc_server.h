@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The Unix-socket RPC server: accept, SO_PEERCRED check (only the owner uid
  * and root), one thread per connection, bounded message size and connection
@@ -50,7 +52,7 @@ struct rpc_server {
 
 /* Binds `path` with mode 0600; the caller holds the daemon lock, so an
  * existing socket file is stale and removed. Clients must be `owner` or root. */
-int rpc_server_listen(struct rpc_server *s, const char *path, uid_t owner, rpc_line_handler_fn handler, void *ud,
+_warn_unused_ int rpc_server_listen(struct rpc_server *s, const char *path, uid_t owner, rpc_line_handler_fn handler, void *ud,
                       struct op_error *e);
 /* Accepts one pending connection (call when listen_fd is readable). */
 void rpc_server_accept(struct rpc_server *s);

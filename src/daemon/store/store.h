@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The SQLite store (state.db): WAL, busy timeout, foreign keys, and
  * forward-only numbered migrations recorded in schema_migrations.
@@ -61,5 +63,5 @@ struct store {
  * databases without writing to them: -EPROTO / -EBADMSG with *ret_err.
  * `migrate_to` limits the migrations applied (0: all) — for tests.
  */
-int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e);
+_warn_unused_ int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e);
 void store_close(struct store *s);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /* Rows of the vms table: durable intent (spec, identity, derived paths,
  * teardown mirror, workspace). All return 0 or -errno (-ENOENT missing,
  * -EEXIST a taken name/address, -ENOTUNIQ an ambiguous id prefix). */
@@ -25,14 +27,14 @@ struct vm_row {
 void vm_row_done(struct vm_row *r);
 void vm_rows_free(struct vm_row *rows, size_t n);
 
-int store_vm_insert(struct store *s, const struct vm_row *r);
+_warn_unused_ int store_vm_insert(struct store *s, const struct vm_row *r);
 /* Every column but id and created_at; updated_at is set to now. */
-int store_vm_update(struct store *s, const struct vm_row *r);
-int store_vm_set_state(struct store *s, const char *id, const char *state, const char *last_error);
-int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_json);
-int store_vm_touch(struct store *s, const char *id);
-int store_vm_set_workspace(struct store *s, const char *id, const char *workspace_json);
-int store_vm_delete(struct store *s, const char *id);
+_warn_unused_ int store_vm_update(struct store *s, const struct vm_row *r);
+_warn_unused_ int store_vm_set_state(struct store *s, const char *id, const char *state, const char *last_error);
+_warn_unused_ int store_vm_set_teardown(struct store *s, const char *id, const char *teardown_json);
+_warn_unused_ int store_vm_touch(struct store *s, const char *id);
+_warn_unused_ int store_vm_set_workspace(struct store *s, const char *id, const char *workspace_json);
+_warn_unused_ int store_vm_delete(struct store *s, const char *id);
 /* By exact id, exact name, then unique id prefix. */
-int store_vm_get(struct store *s, const char *ref, struct vm_row *ret);
-int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n);
+_warn_unused_ int store_vm_get(struct store *s, const char *ref, struct vm_row *ret);
+_warn_unused_ int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n);

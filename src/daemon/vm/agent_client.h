@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The host side of the guest agent protocol (docs/GUEST.md, version 1) over
  * the VM's virtio-serial socket. One request per connection: QEMU serves one
@@ -21,5 +23,5 @@ struct agent_wait {
 /* {"v":1,"id":N,"method":m} -> the "result" object (new reference).
  * -ETIMEDOUT, -ECANCELED (abort_fd/cancelled), -EPROTO (an "error" answer or
  * garbage), -errno on connect; *err says what happened. */
-int agent_call(const char *socket_path, const char *method, int timeout_ms, const struct agent_wait *w,
+_warn_unused_ int agent_call(const char *socket_path, const char *method, int timeout_ms, const struct agent_wait *w,
                json_t **ret_result, struct op_error *err);

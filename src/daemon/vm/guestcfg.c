@@ -73,7 +73,8 @@ int ssh_user_key_ensure(const char *key_path, struct op_error *e) {
         char *slash = strrchr(dir, '/');
         if (slash && slash != dir) {
                 *slash = '\0';
-                mkdir_p(dir, 0700);
+                if (mkdir_p(dir, 0700) < 0)
+                        return op_fail(e, -errno, "cannot create %s: %s", dir, strerror(errno));
         }
         return keygen(key_path, "banger", e);
 }

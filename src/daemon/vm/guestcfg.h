@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * Per-VM guest configuration (docs/GUEST.md): the cpio that rides on the
  * per-kernel initramfs, the VM's own SSH host key, and banger's known_hosts,
@@ -21,19 +23,19 @@ struct guestcfg {
 };
 
 /* Writes the cpio (banger/root/...) to out. */
-int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e);
+_warn_unused_ int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e);
 
 /* ssh-keygen an ed25519 host key into dir (ssh_host_ed25519_key + .pub),
  * unless it is already there. */
-int ssh_host_key_ensure(const char *dir, const char *comment, struct op_error *e);
+_warn_unused_ int ssh_host_key_ensure(const char *dir, const char *comment, struct op_error *e);
 
 /* The user's key pair for logging into VMs (config ssh_key_path): made with
  * ssh-keygen at first need, mode 0600. */
-int ssh_user_key_ensure(const char *key_path, struct op_error *e);
+_warn_unused_ int ssh_user_key_ensure(const char *key_path, struct op_error *e);
 
 /* banger's known_hosts: replace the lines for `hosts` (comma-separated
  * patterns such as "dev.vm,172.16.0.2" or "[127.0.0.1]:2222") with one
  * pinning pubkey_line ("ssh-ed25519 AAAA... comment"); or drop them. Atomic
  * rewrite; callers serialise (one writer: the VM service's lock). */
-int known_hosts_set(const char *path, const char *hosts, const char *pubkey_line);
-int known_hosts_remove(const char *path, const char *hosts);
+_warn_unused_ int known_hosts_set(const char *path, const char *hosts, const char *pubkey_line);
+_warn_unused_ int known_hosts_remove(const char *path, const char *hosts);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The VM service: lifecycle of VMs on a VMM backend, as the design notes
  * describe it. Everything it uses from outside comes in through struct
@@ -125,11 +127,11 @@ struct vms {
 };
 
 /* Starts the exit watcher. deps is copied; what it points to is borrowed. */
-int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e);
+_warn_unused_ int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e);
 /* Reconcile at daemon start: adopt live VMMs, clean up after dead ones. */
 void vms_reconcile(struct vms *v);
 /* Starts the housekeeping thread (after reconcile). */
-int vms_start_housekeeping(struct vms *v, struct op_error *e);
+_warn_unused_ int vms_start_housekeeping(struct vms *v, struct op_error *e);
 /* Cancels creates in flight, waits for them, stops the threads. Running
  * VMs are left alone. */
 void vms_done(struct vms *v);
@@ -146,32 +148,32 @@ struct vm_create_req {
 
 /* Validates synchronously, then runs the create in a worker thread under
  * operation id op_id. */
-int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, json_t **ret, struct op_error *e);
-int vm_create_status(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
-int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_create_status(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_create_cancel(struct vms *v, const char *op_id, json_t **ret, struct op_error *e);
 /* Blocks until the create op_id has finished (tests; the CLI polls status). */
 void vm_create_wait(struct vms *v, const char *op_id);
 
-int vm_list(struct vms *v, json_t **ret, struct op_error *e);
-int vm_show(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
-int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
-int vm_stop(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
-int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
-int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e);
-int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_list(struct vms *v, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_show(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_stop(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
 
 struct vm_set_req {
         int64_t vcpu, memory_mib, disk_size_bytes; /* 0 = unchanged */
         bool vcpu_set, memory_set;
         int nat; /* -1 unchanged, 0/1 */
 };
-int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t **ret, struct op_error *e);
 /* Agent methods on a running VM ("health", "ports"). */
-int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e);
-int vm_touch(struct vms *v, const char *ref, struct op_error *e);
+_warn_unused_ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_touch(struct vms *v, const char *ref, struct op_error *e);
 /* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
  * background sample (taken now if there is none yet). */
-int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */
 int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 
@@ -182,9 +184,9 @@ struct workspace_req {
         bool dry_run; /* list what would ship; no VM needed beyond the lookup */
         const char *branch, *from;
 };
-int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req *q, const struct progress *p,
+_warn_unused_ int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req *q, const struct progress *p,
                       json_t **ret, struct op_error *e);
 /* A binary patch of the guest repo since base (NULL: the recorded head
  * commit) written to output (absolute path). */
-int workspace_export(struct vms *v, const char *ref, const char *base, const char *output, json_t **ret,
+_warn_unused_ int workspace_export(struct vms *v, const char *ref, const char *base, const char *output, json_t **ret,
                      struct op_error *e);

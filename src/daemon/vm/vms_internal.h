@@ -24,8 +24,8 @@ char *vm_kh_patterns(const struct vm_row *r); /* "<name>.vm,<ip>" for known_host
 char *vm_tap_name(const char *id);            /* bg<first 12 hex digits of the id> */
 bool vm_state_active(const char *state);      /* starting, running or stopping */
 /* The spec limits, one place for create and set (0 = not given). */
-int vm_spec_check(const struct vm_create_req *q, struct op_error *e);
-int vms_get_row(struct vms *v, const char *ref, struct vm_row *ret, struct op_error *e);
+_warn_unused_ int vm_spec_check(const struct vm_create_req *q, struct op_error *e);
+_warn_unused_ int vms_get_row(struct vms *v, const char *ref, struct vm_row *ret, struct op_error *e);
 /* The VM row's state; a store failure is logged (the row stays what it was). */
 void vms_set_state(struct vms *v, const struct vm_row *r, const char *state, const char *last_error);
 
@@ -50,7 +50,7 @@ bool vms_tap_in_use(void *ud, const char *name); /* tap_in_use_fn; ud: the vms *
 /* handles.json (and the row's teardown mirror): write / read. Never trusts
  * what it reads: a pid is only ever used after the backend re-identified
  * it, a TAP name only after the priv ops checked it. */
-int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const struct vm_handles *h);
+_warn_unused_ int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const struct vm_handles *h);
 void handles_read(const struct vm_row *r, const struct vm_paths *p, struct vm_handles *ret);
 /* The backend that runs (or ran) a VM: by name, else the first. */
 const struct vmm_entry *vms_vmm_by_name(struct vms *v, const char *name);
@@ -61,7 +61,7 @@ pid_t vms_live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths 
 pid_t vms_find_vmm(struct vms *v, const char *id, const struct vmm_entry **ret_vmm);
 
 /* ---- the exit watcher (watcher.c) ---- */
-int vms_watcher_start(struct vms *v, struct op_error *e);
+_warn_unused_ int vms_watcher_start(struct vms *v, struct op_error *e);
 void vms_watcher_stop(struct vms *v);
 void vms_watch(struct vms *v, const char *id, pid_t pid);
 bool pidfd_wait(int pidfd, int timeout_ms); /* true: the process exited */
@@ -73,15 +73,15 @@ struct boot_files {
         uint64_t rootfs_size;
 };
 void vms_boot_files_done(struct boot_files *b);
-int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, struct op_error *e);
+_warn_unused_ int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, struct op_error *e);
 
 /* ---- lifecycle under the VM's lock (start.c, stop.c) ---- */
 /* start: on failure the VM is in 'error' with last_error and nothing runs. */
-int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e);
-int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
-int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
+_warn_unused_ int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e);
+_warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
+_warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
 /* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
-int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
+_warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
 /* What a VM held on the host once its VMM is gone: the capability hooks'
  * cleanup, the TAP, sockets, handles. Errors are logged, nothing stops. */
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);
@@ -92,7 +92,7 @@ void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p
                  struct vm_cap_ctx *ret);
 
 /* ---- disks.c: the files a VM gets before its first boot ---- */
-int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, struct op_error *e);
+_warn_unused_ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, struct op_error *e);
 
 /* ---- JSON (commands.c) ---- */
 json_t *vm_json_by_id(struct vms *v, const char *id);

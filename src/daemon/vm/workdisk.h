@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The per-VM work disk: a sparse raw ext4 mounted on /root in the guest. It
  * starts as a copy of the image's work-seed (or an empty ext4), is grown to
@@ -15,13 +17,13 @@
 #include "op_error.h"
 
 /* seed may be NULL. Refuses a size smaller than the seed. */
-int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, struct op_error *e);
+_warn_unused_ int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, struct op_error *e);
 
 /* Grows the disk (file and filesystem) to size_bytes; shrinking is refused. */
-int workdisk_grow(const char *path, uint64_t size_bytes, struct op_error *e);
+_warn_unused_ int workdisk_grow(const char *path, uint64_t size_bytes, struct op_error *e);
 
 /* Writes (creates or replaces) a regular file at fs_path (absolute inside
  * the work disk: "/.ssh/authorized_keys" is /root/.ssh/authorized_keys in
  * the guest), making missing parents (mode 0700) on the way. */
-int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
+_warn_unused_ int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
                         uid_t uid, gid_t gid, struct op_error *e);

@@ -365,7 +365,8 @@ static int ship_stream(struct ship *s, struct op_error *e) {
         }
         _cleanup_free_ char *log = NULL;
         size_t len;
-        (void) read_file(errlog, 8192, &log, &len);
+        if (read_file(errlog, 8192, &log, &len) < 0)
+                log = NULL; /* no guest output to add */
         return op_fail(e, rc < 0 ? rc : -EIO, "shipping the workspace failed%s%s%s%s", rc < 0 ? ": " : "",
                        rc < 0 ? op_error_message(e) : "", log && *log ? "; guest: " : "", log ? log : "");
 }

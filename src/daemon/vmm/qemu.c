@@ -157,7 +157,8 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
                         _cleanup_free_ char *log = NULL;
                         size_t len;
                         int code = spawn_wait(pid);
-                        read_file(b->console_log, 1u << 20, &log, &len);
+                        if (read_file(b->console_log, 1u << 20, &log, &len) < 0)
+                                log = NULL; /* no console tail to add */
                         op_fail(e, -EIO, "qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
                                              log ? log + (len > 400 ? len - 400 : 0) : "");
                         close(ret->pidfd);

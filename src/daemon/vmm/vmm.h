@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "macro.h"
+
 /*
  * The VMM backend interface. QEMU (microvm) implements it now; Firecracker
  * must fit the same table later. A backend boots what `struct vm_boot`
@@ -73,7 +75,7 @@ extern const struct vmm_backend vmm_qemu;
 char *vm_kernel_cmdline(const struct vm_boot *b);
 
 /* qcow2 overlay with `backing` (raw, read-only) of virtual size bytes. */
-int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e);
+_warn_unused_ int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e);
 
 /* QMP: one command, its "return" in *ret_json (malloc'd JSON text). */
-int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, struct op_error *e);
+_warn_unused_ int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, struct op_error *e);
