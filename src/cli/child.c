@@ -9,7 +9,9 @@
 
 int cli_run_foreground(char *const *argv) {
         struct sigaction ign = { .sa_handler = SIG_IGN }, oi, ot;
-        struct spawn_opts o = { 0 }; /* same session, terminal and stdio; default signals */
+        /* our stdio, session and terminal; default signals */
+        static const struct spawn_fd_map stdio[] = { { 0, 0 }, { 1, 1 }, { 2, 2 } };
+        struct spawn_opts o = { .fds = stdio, .n_fds = 3 };
         pid_t pid;
         fflush(stdout);
         fflush(stderr);

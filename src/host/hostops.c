@@ -134,7 +134,7 @@ static int no_symlink_below(const char *path, const char *root, bool must_exist,
                 struct stat st;
                 if (lstat(cur, &st) < 0) {
                         cur[i] = c;
-                        if (errno == ENOENT && !(must_exist && c == '\0'))
+                        if (errno == ENOENT && !must_exist)
                                 return 0;
                         return errno == ENOENT ? op_fail_as(e, RPC_NOT_FOUND, -ENOENT, "%s does not exist", path)
                                                : op_fail(e, -errno, "%s: %s", path, strerror(errno));

@@ -80,7 +80,8 @@ cleanup() {
         if [ -f "$STATE/bangerd.lock" ]; then
                 pid=$(cat "$STATE/bangerd.lock" 2>/dev/null)
                 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q bangerd "/proc/$pid/cmdline" 2>/dev/null; then
-                        kill "$pid" 2>/dev/null; sleep 0.2; kill -9 "$pid" 2>/dev/null || true
+                        kill "$pid" 2>/dev/null
+                        wait_for 2 "bangerd $pid to exit" not alive "$pid" >/dev/null || kill -9 "$pid" 2>/dev/null || true
                 fi
         fi
         rm -rf "$TMP"
@@ -112,6 +113,25 @@ finish() {
         [ "$_failed" -eq 0 ]
 }
 
+# wait_for SECONDS WHAT CMD...: runs CMD (quietly) every 0.1 s until it
+# succeeds, or fails after SECONDS with "timed out after Ns: WHAT". The one
+# way tests wait for something to happen: no fixed sleeps.
+wait_for() {
+        local timeout="$1" what="$2"; shift 2
+        local deadline; deadline=$(( $(date +%s%N) / 1000000 + timeout * 1000 ))
+        until "$@" >/dev/null 2>&1; do
+                if [ "$(( $(date +%s%N) / 1000000 ))" -ge "$deadline" ]; then
+                        echo "timed out after ${timeout}s: $what"
+                        return 1
+                fi
+                sleep 0.1
+        done
+}
+# not CMD...: succeeds when CMD fails (for wait_for).
+not() { ! "$@"; }
+# to FILE CMD...: CMD with its stdout in FILE (what wait_for waited for).
+to() { local f="$1"; shift; "$@" >"$f"; }
+
 # Helpers for assertions inside t: each fails with a message.
 expect_eq() { [ "$1" = "$2" ] || { echo "expected '$2', got '$1'"; return 1; }; }
 expect_match() { printf '%s' "$1" | grep -Eq -- "$2" || { echo "'$1' does not match /$2/"; return 1; }; }
@@ -139,30 +159,21 @@ boot_until() { # log vmlinux initramfs rootfs mode marker [extra kernel args]
                 -serial stdio -device virtio-rng-device \
                 -drive "id=root,file=$r,format=raw,if=none,snapshot=on" \
                 -device virtio-blk-device,drive=root,serial=rootfs </dev/null >"$log" 2>&1 &
-        local qemu=$!
-        for n in $(seq 1200); do
-                if grep -aq -- "$marker" "$log"; then
-                        kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null
-                        return 0
-                fi
-                kill -0 "$qemu" 2>/dev/null || break
-                sleep 0.1
-        done
+        local qemu=$! r=1
+        # the marker shows up, or QEMU gives up first
+        wait_for 120 "$marker in $log" marker_or_gone "$log" "$marker" "$qemu" && grep -aq -- "$marker" "$log" && r=0
         kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null
-        return 1
+        return $r
 }
+marker_or_gone() { grep -aq -- "$2" "$1" || ! kill -0 "$3" 2>/dev/null; }
 
 # Starts a static HTTP server on loopback for DIR; sets HTTP_PORT, HTTP_PID.
 http_serve() {
         local dir="$1" out="$TMP/.http.out"
         python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$dir" >"$out" 2>&1 &
         HTTP_PID=$!
-        local i; for i in $(seq 50); do
-                HTTP_PORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$out" | head -1)
-                [ -n "$HTTP_PORT" ] && return 0
-                sleep 0.1
-        done
-        return 1
+        wait_for 5 "the HTTP server's port" grep -q 'port [0-9]' "$out" || return 1
+        HTTP_PORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$out" | head -1)
 }
 
 # VM tests: a private network namespace per test file. bangerd runs inside
@@ -198,6 +209,9 @@ vm_cleanup() {
         for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
         ip netns delete "$NS" 2>/dev/null || true
 }
+
+# state_is VM STATE: the VM's state (vm show) is STATE.
+state_is() { [ "$(B --json vm show "$1" | jq -r .state)" = "$2" ]; }
 
 # Links in the namespace other than lo and the bridge (TAPs left behind).
 ns_taps() { ip netns exec "$NS" ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -e '^lo$' -e '^br-fc$' || true; }

@@ -36,11 +36,8 @@ start_vm() {
 }
 start_vm
 booted() {
-        local i; for i in $(seq 600); do
-                grep -aq 'stage=init-started' "$TMP/serial.log" && return 0
-                kill -0 "$QEMU" 2>/dev/null || break; sleep 0.1
-        done
-        tail -5 "$TMP/serial.log"; return 1
+        wait_for 60 "banger-init to start init" marker_or_gone "$TMP/serial.log" 'stage=init-started' "$QEMU" &&
+                grep -aq 'stage=init-started' "$TMP/serial.log" || { tail -5 "$TMP/serial.log"; return 1; }
 }
 t "the guest boots with the agent port" booted
 
@@ -103,8 +100,8 @@ t "sync" sync_
 poweroff() {
         local r; r=$(ask '{"v":1,"id":16,"method":"poweroff"}') || return 1
         echo "$r" | jq -e '.result.powering_off == true' >/dev/null || { echo "$r"; return 1; }
-        local i; for i in $(seq 100); do kill -0 "$QEMU" 2>/dev/null || break; sleep 0.1; done
-        ! kill -0 "$QEMU" 2>/dev/null && ! grep -aq FATAL "$TMP/serial.log"
+        wait_for 10 "QEMU to exit after poweroff" not kill -0 "$QEMU" || return 1
+        ! grep -aq FATAL "$TMP/serial.log"
 }
 t "poweroff answers, then the VM powers off and QEMU exits" poweroff
 [ -n "$QEMU" ] && { kill "$QEMU" 2>/dev/null; wait "$QEMU" 2>/dev/null; }

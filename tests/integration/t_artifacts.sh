@@ -23,14 +23,18 @@ kernel_pull() {
 }
 t "kernel pull: signed index, verified .deb, modules in order, PVH vmlinux, initramfs" kernel_pull
 
+probe_settled() {
+        case "$("$BANGER" --json ping | jq -r .accel_reason)" in *"probe running"*|*"no kernel pulled"*) return 1 ;; esac
+}
+
 accel_probe() {
         # with a kernel present the daemon boots it under KVM once, in the background
-        local i r
-        for i in $(seq 300); do
-                r=$("$BANGER" --json ping | jq -r .accel_reason)
-                case "$r" in *"probe running"*|*"no kernel pulled"*) sleep 0.1 ;; *) break ;; esac
-        done
-        local accel; accel=$("$BANGER" --json ping | jq -r .accel)
+        wait_for 30 "the accelerator choice to settle" probe_settled || return 1
+        local r accel; r=$("$BANGER" --json ping | jq -r .accel_reason) accel=$("$BANGER" --json ping | jq -r .accel)
+        if [ ! -e /dev/kvm ]; then # nothing to probe: TCG, and the reason says why
+                expect_eq "$accel" tcg && expect_match "$r" '/dev/kvm' && [ ! -f "$XDG_CACHE_HOME/banger/accel-probe.json" ]
+                return
+        fi
         [ -f "$XDG_CACHE_HOME/banger/accel-probe.json" ] || { echo "no verdict cached ($r)"; return 1; }
         local works; works=$(jq -r .kvm_works "$XDG_CACHE_HOME/banger/accel-probe.json")
         if [ ! -w /dev/kvm ]; then expect_eq "$accel" tcg; return; fi
@@ -240,18 +244,13 @@ cancel_build() {
         "$BANGER" daemon stop >/dev/null
         BANGER_IMAGE_CACHE="$TMP/empty-cache" "$BANGER" daemon start >/dev/null || return 1
         "$BANGER" image pull debian-bookworm-slim >"$TMP/cx.out" 2>&1 & local cli=$!
-        local i; for i in $(seq 300); do grep -q '==> debootstrap' "$TMP/cx.out" && break; sleep 0.2; done
-        grep -q '==> debootstrap' "$TMP/cx.out" || { cat "$TMP/cx.out"; return 1; }
-        sleep 3
-        pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || { echo "mmdebstrap not running"; return 1; }
+        wait_for 60 "the debootstrap stage" grep -q '==> debootstrap' "$TMP/cx.out" || { cat "$TMP/cx.out"; return 1; }
+        wait_for 60 "mmdebstrap to run" pgrep -f "mmdebstrap.*$STATE/images" || return 1
         kill -TERM "$cli"; wait "$cli" 2>/dev/null  # (background jobs ignore SIGINT)
-        for i in $(seq 150); do
-                pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || break; sleep 0.2
-        done
-        sleep 0.5
-        ! pgrep -f "mmdebstrap.*$STATE/images" >/dev/null || { echo "mmdebstrap still running"; return 1; }
-        no_staging || { ls -la "$STATE/images"; return 1; }
-        ! grep -q "$STATE" /proc/self/mountinfo || { grep "$STATE" /proc/self/mountinfo; return 1; }
+        wait_for 30 "mmdebstrap to be killed" not pgrep -f "mmdebstrap.*$STATE/images" || return 1
+        wait_for 10 "the staging dir to go" no_staging || { ls -la "$STATE/images"; return 1; }
+        wait_for 10 "the build's mounts to go" not grep -q "$STATE" /proc/self/mountinfo ||
+                { grep "$STATE" /proc/self/mountinfo; return 1; }
         "$BANGER" --json image list | jq -e 'length == 0' >/dev/null &&
         "$BANGER" --json daemon operations | jq -e '.operations | map(select(.kind == "image.pull")) | .[-1].state == "cancelled"' >/dev/null
 }

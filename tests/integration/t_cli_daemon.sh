@@ -95,8 +95,8 @@ sigterm() {
         "$BANGER" daemon start | grep -q 'bangerd started' || return 1
         local pid; pid=$("$BANGER" --json ping | jq .pid)
         kill -TERM "$pid"
-        local i; for i in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-        ! alive "$pid" && [ ! -e "$SOCK" ] && grep -q 'received Terminated' "$LOG"
+        wait_for 5 "bangerd to exit" not alive "$pid" || return 1
+        [ ! -e "$SOCK" ] && grep -q 'received Terminated' "$LOG"
 }
 t "SIGTERM stops the daemon cleanly" sigterm
 

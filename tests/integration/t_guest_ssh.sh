@@ -47,14 +47,14 @@ vm_ssh() { # known_hosts-file command...
             -o ConnectTimeout=1 -o LogLevel=ERROR -p "$PORT" root@127.0.0.1 "$@"
 }
 
+# ssh works, or QEMU is gone (then there is nothing to wait for)
+ssh_or_gone() {
+        vm_ssh "$KS/ssh/known_hosts" cat /etc/hostname >"$TMP/hostname.out" 2>"$TMP/ssh.err" || ! kill -0 "$QEMU" 2>/dev/null
+}
+
 login() {
-        local i out
-        for i in $(seq 120); do
-                out=$(vm_ssh "$KS/ssh/known_hosts" cat /etc/hostname 2>"$TMP/ssh.err") && break
-                kill -0 "$QEMU" 2>/dev/null || break
-                sleep 0.25
-        done
-        expect_eq "$out" "$NAME" || { cat "$TMP/ssh.err"; grep -a banger-init "$TMP/serial.log"; return 1; }
+        wait_for 60 "ssh into the guest" ssh_or_gone || { grep -a banger-init "$TMP/serial.log"; return 1; }
+        expect_eq "$(cat "$TMP/hostname.out")" "$NAME" || { cat "$TMP/ssh.err"; grep -a banger-init "$TMP/serial.log"; return 1; }
         awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "%.2f\n", a - b }' >"$TMP/boot-to-ssh"
         grep -aq 'stage=config-applied .*files=6' "$TMP/serial.log" && grep -aq 'stage=network .*ip=10.0.2.15/24' "$TMP/serial.log"
 }
@@ -89,17 +89,13 @@ t "/root is the work disk: seeded from the image, .gitconfig written with libext
 
 persist() {
         vm_ssh "$KS/ssh/known_hosts" 'echo kept-across-boots > /root/persist.txt && kill -TERM 1' || true
-        local i; for i in $(seq 100); do kill -0 "$QEMU" 2>/dev/null || break; sleep 0.1; done
-        ! kill -0 "$QEMU" 2>/dev/null || { echo "guest did not power off"; return 1; }
+        wait_for 10 "the guest to power off" not kill -0 "$QEMU" || return 1
         grep -aq 'stage=shutdown .*poweroff' "$TMP/serial.log" || return 1
         e2fsck -fn "$TMP/work.ext4" >/dev/null 2>&1 || { echo "work disk not clean after poweroff"; return 1; }
         start_vm
-        local out
-        for i in $(seq 120); do
-                out=$(vm_ssh "$KS/ssh/known_hosts" cat /root/persist.txt 2>/dev/null) && break
-                sleep 0.25
-        done
-        expect_eq "$out" kept-across-boots
+        wait_for 60 "ssh after the second boot" to "$TMP/persist.out" vm_ssh "$KS/ssh/known_hosts" cat /root/persist.txt ||
+                return 1
+        expect_eq "$(cat "$TMP/persist.out")" kept-across-boots
 }
 t "a file written in /root survives a clean poweroff and a second boot" persist
 

@@ -69,8 +69,8 @@ t "a VM whose boot fails is kept in 'error' with last_error, with nothing runnin
 cancel() {
         # ip netns exec execs the CLI: $! is the CLI itself
         ip netns exec "$NS" "$BANGER" vm create --name cancelme "${SPEC[@]}" >"$TMP/cancel.out" 2>&1 &
-        local cli=$! i
-        for i in $(seq 300); do grep -q '^  network ' "$TMP/cancel.out" && break; sleep 0.02; done
+        local cli=$!
+        wait_for 60 "the network stage" grep -q '^  network ' "$TMP/cancel.out"
         kill -TERM "$cli"
         wait "$cli"; local rc=$?
         expect_eq "$rc" 130 || { cat "$TMP/cancel.out"; return 1; }

@@ -58,7 +58,7 @@ t "a second VM gets the next address; the two ping each other" two_vms
 daemon_kill() {
         local dpid; dpid=$(cat "$STATE/bangerd.lock")
         kill -9 "$dpid"
-        local i; for i in $(seq 300); do alive "$dpid" || break; sleep 0.1; done
+        wait_for 30 "bangerd to die" not alive "$dpid" || return 1
         # the next command auto-starts a new daemon (in the namespace), which reconciles
         expect_eq "$(B --json vm list | jq -r '[.[] | .state] | join(",")')" running,running || return 1
         [ "$(cat "$STATE/bangerd.lock")" != "$dpid" ] || { echo "no new daemon"; return 1; }
@@ -70,8 +70,7 @@ t "kill -9 of bangerd: VMs keep running, a new daemon re-adopts them" daemon_kil
 vmm_kill() {
         local pid tap; pid=$(B --json vm show web | jq -r .pid); tap=$(B --json vm show web | jq -r .tap)
         kill -9 "$pid"
-        local i; for i in $(seq 100); do [ "$(B --json vm show web | jq -r .state)" = stopped ] && break; sleep 0.1; done
-        expect_eq "$(B --json vm show web | jq -r .state)" stopped || return 1
+        wait_for 10 "web to be marked stopped" state_is web stopped || return 1
         ! ip netns exec "$NS" ip link show "$tap" >/dev/null 2>&1 || { echo "TAP $tap not released"; return 1; }
         [ "$(B --json vm show web | jq -r .pid)" = null ]
 }

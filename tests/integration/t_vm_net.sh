@@ -11,6 +11,8 @@ S=(--image debian-bookworm-slim --vcpu 1 --memory 512)
 UP="${NS}-up"
 DIG=(ip netns exec "$NS" dig @127.0.0.1 -p 42069 +time=2 +tries=1)
 
+listening() { ip netns exec "$UP" ss -ltn | grep -q 10.99.0.2:8080; }
+
 uplink() {
         ip netns add "$UP" && ip netns exec "$UP" ip link set lo up || return 1
         ip link add "vu$$a" type veth peer name "vu$$b" || return 1
@@ -26,8 +28,7 @@ while True:
     c, a = s.accept(); c.sendall(("hello-from-uplink " + a[0] + "\n").encode()); c.close()
 ' >/dev/null 2>&1 &
         echo $! >"$TMP/listener.pid"
-        local i; for i in $(seq 50); do ip netns exec "$UP" ss -ltn | grep -q 10.99.0.2:8080 && return 0; sleep 0.1; done
-        return 1
+        wait_for 5 "the uplink listener" listening
 }
 t "an uplink namespace behind a veth pair, with a TCP listener" uplink
 trap 'kill "$(cat "$TMP/listener.pid" 2>/dev/null)" 2>/dev/null; ip netns delete "$UP" 2>/dev/null; vm_cleanup; cleanup' EXIT
@@ -83,55 +84,65 @@ nat_teardown() {
         B vm start natvm >/dev/null 2>&1 && [ -n "$(reach natvm)" ] || return 1
         local pid; pid=$(B --json vm show natvm | jq -r .pid)
         kill -9 "$pid"
-        local i; for i in $(seq 100); do [ "$(B --json vm show natvm | jq -r .state)" = stopped ] && break; sleep 0.1; done
+        wait_for 10 "natvm to be marked stopped" state_is natvm stopped || return 1
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:' || { echo "rules left after kill -9 of the VMM"; return 1; }
         B vm set natvm --no-nat >/dev/null && B vm start natvm >/dev/null 2>&1 || return 1
         [ -z "$(reach natvm)" ] || { echo "--no-nat VM still reaches the uplink"; return 1; }
         B vm stop natvm >/dev/null 2>&1 && B vm set natvm --nat >/dev/null && B vm start natvm >/dev/null 2>&1 || return 1
         # a daemon killed while a NAT VM runs, then the VM dies: reconcile removes its rules
-        kill -9 "$(cat "$STATE/bangerd.lock")"; sleep 0.3
-        kill -9 "$(pgrep -f "process=banger-$(sqlite3 "$DB" "SELECT id FROM vms WHERE name = 'natvm'")" | head -1)"
-        sleep 0.3
+        local dpid; dpid=$(cat "$STATE/bangerd.lock")
+        kill -9 "$dpid" && wait_for 5 "bangerd to die" not alive "$dpid" || return 1
+        local vmm; vmm=$(pgrep -f "process=banger-$(sqlite3 "$DB" "SELECT id FROM vms WHERE name = 'natvm'")" | head -1)
+        kill -9 "$vmm" && wait_for 5 "natvm's VMM to die" not alive "$vmm" || return 1
         expect_eq "$(B --json vm show natvm | jq -r .state)" stopped || return 1
         ! ip netns exec "$NS" nft list table inet banger | grep -q 'banger-vm:'
 }
 t "NAT rules go on stop, on kill -9 of the VMM, with --no-nat, and on reconcile of a VM that died with the daemon" nat_teardown
+
+stats_have_rates() { B --json vm stats dev | jq -e '(.guest.cpu_percent | type) == "number"'; }
 
 stats_and_stale() {
         B vm delete natvm >/dev/null 2>&1 || { echo "delete natvm failed"; return 1; }
         B daemon stop >/dev/null || { echo "daemon stop failed"; return 1; }
         printf 'accel = "tcg"\nstats_poll_interval = "1s"\nauto_stop_stale_after = "5s"\n' >"$CONF"
         B vm restart dev >"$TMP/start.out" 2>&1 || { echo "restart failed"; cat "$TMP/start.out"; return 1; }
-        sleep 2.5
+        # two samples (1 s apart) give rates
+        wait_for 15 "a second stats sample" stats_have_rates || return 1
         B vm stats dev >"$TMP/stats.json" || { echo "vm stats failed"; return 1; }
         jq -e '.guest.memory.total_kib > 100000 and .guest.ncpu == 1 and (.guest.cpu_percent | type) == "number"
                and .host.rss_kib > 10000 and .host.cpu_time_ms > 0 and .disk.overlay_bytes > 0 and .disk.work_bytes > 0' \
                 "$TMP/stats.json" >/dev/null || { cat "$TMP/stats.json"; return 1; }
         # no activity: the sweep stops it (stats do not count as activity)
-        local i; for i in $(seq 150); do [ "$(B --json vm show dev | jq -r .state)" = stopped ] && break; sleep 0.1; done
-        expect_eq "$(B --json vm show dev | jq -r .state)" stopped || return 1
+        wait_for 30 "the stale sweep to stop dev" state_is dev stopped || return 1
         grep -q 'vm dev: idle for [0-9]* s (auto_stop_stale_after is 5 s): stopping it' "$LOG"
 }
 t "vm stats (guest CPU/memory from the agent, VMM RSS/CPU, disks); an idle VM is auto-stopped after auto_stop_stale_after" stats_and_stale
 
+pool_idle() { [ "$(B --json ping | jq -r .tap_pool.idle)" = "$1" ]; }
 pool_taps() { ip netns exec "$NS" ip -o link show master br-fc | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^tap-pool-' | sort; }
 tap_pool() {
         B daemon stop >/dev/null || return 1
         printf 'accel = "tcg"\ntap_pool_size = 2\n' >"$CONF"
         B ping >/dev/null || return 1
-        local i; for i in $(seq 50); do [ "$(pool_taps | wc -l)" = 2 ] && break; sleep 0.1; done
+        wait_for 10 "two idle TAPs" pool_idle 2 || return 1
         expect_eq "$(pool_taps | tr '\n' ' ')" "tap-pool-0 tap-pool-1 " || return 1
         B vm create --name pooled "${S[@]}" >/dev/null 2>&1 || return 1
         local tap; tap=$(B --json vm show pooled | jq -r .tap)
         expect_match "$tap" '^tap-pool-[01]$' || return 1
-        for i in $(seq 50); do [ "$(pool_taps | wc -l)" = 3 ] && break; sleep 0.1; done
-        expect_eq "$(pool_taps | wc -l)" 3 || { echo "the pool was not refilled"; return 1; }
+        wait_for 10 "the pool to be refilled" pool_idle 2 || return 1
+        expect_eq "$(pool_taps | wc -l)" 3 || { echo "3 pool TAPs expected (2 idle, 1 in use)"; pool_taps; return 1; }
         B vm delete pooled >/dev/null 2>&1 || return 1
         expect_eq "$(pool_taps | wc -l)" 2 || { echo "a full pool keeps no extra TAP"; pool_taps; return 1; }
+        # a restarted daemon adopts the idle TAPs: its pool is full without
+        # making any, and a start takes one of them
         local before; before=$(pool_taps | tr '\n' ' ')
         B daemon stop >/dev/null && B ping >/dev/null || return 1
-        sleep 0.5
-        expect_eq "$(pool_taps | tr '\n' ' ')" "$before" || { echo "a restarted daemon must adopt the idle TAPs"; return 1; }
+        wait_for 10 "a full pool after the restart" pool_idle 2 || return 1
+        expect_eq "$(pool_taps | tr '\n' ' ')" "$before" || { echo "the restarted daemon made TAPs of its own"; return 1; }
+        B vm create --name adopted "${S[@]}" >/dev/null 2>&1 || return 1
+        local got; got=$(B --json vm show adopted | jq -r .tap)
+        B vm delete adopted >/dev/null 2>&1 || return 1
+        case " $before" in *" $got "*) ;; *) echo "the start took $got, not one of the adopted $before"; return 1 ;; esac
 }
 t "tap_pool_size = 2: two idle TAPs on the bridge, one taken by a start and refilled, seeded again after a restart" tap_pool
 

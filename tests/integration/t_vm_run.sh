@@ -166,8 +166,8 @@ t "--branch creates a guest-only branch, --from bases it on REF" branch
 
 interrupt_prepare() {
         ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &
-        local cli=$! i
-        for i in $(seq 600); do grep -q '^==> clone' "$TMP/intr.out" && break; sleep 0.02; done
+        local cli=$!
+        wait_for 120 "the workspace to start shipping" grep -q '^==> clone' "$TMP/intr.out"
         kill -TERM "$cli"
         wait "$cli"; local rc=$?
         expect_eq "$rc" 130 || { cat "$TMP/intr.out"; return 1; }

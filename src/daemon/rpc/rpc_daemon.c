@@ -29,6 +29,10 @@ static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct
         if (s->dns_error)
                 json_object_set_new(dns, "error", json_string(s->dns_error));
         json_object_set_new(*ret, "dns", dns);
+        size_t target, idle;
+        vms_tap_pool_state(s->vms, &target, &idle);
+        json_object_set_new(*ret, "tap_pool", json_pack("{s:I, s:I}", "target", (json_int_t) target, "idle",
+                                                        (json_int_t) idle));
         return 0;
 }
 

@@ -171,13 +171,15 @@ int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t *
         return lifecycle(v, ref, LC_DELETE, p, ret, e);
 }
 
-int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e) {
+/* fn on the VM under its lock; its JSON afterwards. */
+static int with_vm(struct vms *v, const char *ref, int (*fn)(struct vms *, struct vm_row *, const void *, struct op_error *),
+                   const void *ud, json_t **ret, struct op_error *e) {
         struct vm_row r;
         struct vm_lock *l;
         int rc = lock_vm(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
-        rc = vms_kill_locked(v, &r, sig, e);
+        rc = fn(v, &r, ud, e);
         if (rc == 0)
                 *ret = vm_json_by_id(v, r.id);
         vms_unlock(v, l);
@@ -185,9 +187,18 @@ int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_err
         return rc;
 }
 
+static int kill_locked(struct vms *v, struct vm_row *r, const void *sig, struct op_error *e) {
+        return vms_kill_locked(v, r, *(const int *) sig, e);
+}
+
+int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e) {
+        return with_vm(v, ref, kill_locked, &sig, ret, e);
+}
+
 /* ---- set ------------------------------------------------------------------ */
 
-static int set_apply(struct vms *v, struct vm_row *r, const struct vm_set_req *req, struct op_error *e) {
+static int set_apply(struct vms *v, struct vm_row *r, const void *ud, struct op_error *e) {
+        const struct vm_set_req *req = ud;
         if (vm_state_active(r->state))
                 return op_fail_as(e, RPC_BAD_REQUEST, -EBUSY, "vm %s is %s; stop it first (banger vm stop %s)", r->name,
                                   r->state, r->name);
@@ -215,17 +226,8 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
         struct vm_create_req spec = { .vcpu = req->vcpu, .memory_mib = req->memory_mib,
                                       .disk_size_bytes = req->disk_size_bytes, .vcpu_set = req->vcpu_set,
                                       .memory_set = req->memory_set };
-        struct vm_row r;
-        struct vm_lock *l;
         int rc = vm_spec_check(&spec, e);
-        if (rc < 0 || (rc = lock_vm(v, ref, &r, &l, e)) < 0)
-                return rc;
-        rc = set_apply(v, &r, req, e);
-        if (rc == 0)
-                *ret = vm_json_by_id(v, r.id);
-        vms_unlock(v, l);
-        vm_row_done(&r);
-        return rc;
+        return rc < 0 ? rc : with_vm(v, ref, set_apply, req, ret, e);
 }
 
 /* ---- the agent, activity, DNS ------------------------------------------------ */

@@ -25,6 +25,11 @@
 #include "vm/agent_client.h"
 #include "vms_internal.h"
 
+void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle) {
+        *ret_target = v->pool.target;
+        *ret_idle = tap_pool_idle(&v->pool);
+}
+
 /* Wakes the housekeeping thread (TAP pool refill). */
 void vms_hk_kick(struct vms *v) {
         pthread_mutex_lock(&v->hk_mu);

@@ -174,6 +174,8 @@ _warn_unused_ int vm_touch(struct vms *v, const char *ref, struct op_error *e);
 /* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
  * background sample (taken now if there is none yet). */
 _warn_unused_ int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+/* The TAP pool: how many idle TAPs it keeps, how many it holds now. */
+void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */
 int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 

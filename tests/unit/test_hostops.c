@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/* The rules every privileged operation checks for itself (src/host/hostops.c):
+ * each refusal names the rule, and nothing is touched. Unprivileged: every
+ * case here is refused before any host call. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fsutil.h"
+#include "hostops.h"
+#include "strbuf.h"
+
+static char root[64], other[64];
+static struct host_policy pol;
+
+static int setup(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        snprintf(root, sizeof(root), "/tmp/banger-hostops-XXXXXX");
+        snprintf(other, sizeof(other), "/tmp/banger-hostops-o-XXXXXX");
+        assert_non_null(mkdtemp(root));
+        assert_non_null(mkdtemp(other));
+        const char *roots[] = { root, NULL };
+        assert_int_equal(host_policy_init(&pol, "br-fc", "172.16.0.1", 24, roots, &e), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        host_policy_done(&pol);
+        rm_rf(root);
+        rm_rf(other);
+        return 0;
+}
+
+/* r is a refusal (-EPERM, unauthorized) whose message contains needle. */
+static void refused(int r, struct op_error *e, const char *needle) {
+        if (r != -EPERM || e->code != RPC_UNAUTHORIZED || !strstr(op_error_message(e), needle))
+                fail_msg("expected a refusal mentioning '%s', got %d: %s", needle, r, op_error_message(e));
+        op_error_done(e);
+}
+
+static void test_names(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(host_check_bridge(&pol, "br-fc", &e), 0);
+        refused(host_check_bridge(&pol, "br-fc-x", &e), &e, "not the configured bridge");
+        refused(host_check_bridge(&pol, "eth0", &e), &e, "not banger's");
+        refused(host_check_bridge(&pol, "br-fc-0123456789", &e), &e, "not banger's");
+
+        const char *good[] = { "bg0123456789ab", "tap-pool-0", "tap-pool-9", "tap-pool-255" };
+        const char *bad[] = { "lo", "br-fc", "eth0", "bg0123", "bg0123456789AB", "bg0123456789abc", "tap-pool-256",
+                              "tap-pool-01", "tap-pool-", "tap-pool-1x", "../bg0123456789", "" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_int_equal(host_check_tap_name(good[i], &e), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                refused(host_check_tap_name(bad[i], &e), &e, "not a banger TAP name");
+        refused(host_check_tap_name(NULL, &e), &e, "not a banger TAP name");
+
+        assert_int_equal(host_check_vm_id("0123456789abcdef", &e), 0);
+        refused(host_check_vm_id("0123456789abcde", &e), &e, "not a VM id");
+        refused(host_check_vm_id("0123456789abcdeg", &e), &e, "not a VM id");
+        refused(host_check_vm_id("0123456789abcdef; drop", &e), &e, "not a VM id");
+}
+
+static void test_addresses(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(host_check_guest_ip(&pol, "172.16.0.2", &e), 0);
+        assert_int_equal(host_check_guest_ip(&pol, "172.16.0.254", &e), 0);
+        refused(host_check_guest_ip(&pol, "172.16.0.1", &e), &e, "not a guest address");   /* the bridge */
+        refused(host_check_guest_ip(&pol, "172.16.0.0", &e), &e, "not a guest address");   /* network */
+        refused(host_check_guest_ip(&pol, "172.16.0.255", &e), &e, "not a guest address"); /* broadcast */
+        refused(host_check_guest_ip(&pol, "10.0.0.2", &e), &e, "not a guest address");
+        assert_int_equal(host_check_guest_ip(&pol, "172.16.0.2/24", &e), -EINVAL);
+        assert_int_equal(e.code, RPC_BAD_REQUEST);
+        op_error_done(&e);
+}
+
+static void test_paths(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        _cleanup_free_ char *dir = path_join(root, "images"), *file = path_join(dir, "rootfs.ext4");
+        _cleanup_free_ char *link = path_join(root, "link"), *through = path_join(link, "rootfs.ext4");
+        _cleanup_free_ char *missing = path_join(root, "no/such/file"), *dots = xasprintf("%s/images/../x", root);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(write_file_atomic(file, "x", 1, 0600), 0);
+        assert_int_equal(symlink(other, link), 0);
+
+        assert_int_equal(host_check_path(&pol, file, true, &e), 0);
+        assert_int_equal(host_check_path(&pol, missing, false, &e), 0);
+        assert_int_equal(host_check_path(&pol, missing, true, &e), -ENOENT);
+        op_error_done(&e);
+        refused(host_check_path(&pol, through, false, &e), &e, "symlink component");
+        refused(host_check_path(&pol, link, false, &e), &e, "symlink component");
+        refused(host_check_path(&pol, other, false, &e), &e, "outside banger's directories");
+        refused(host_check_path(&pol, root, false, &e), &e, "outside banger's directories"); /* the root itself */
+        refused(host_check_path(&pol, "/etc/passwd", true, &e), &e, "outside banger's directories");
+        refused(host_check_path(&pol, dots, false, &e), &e, "normalised");
+        refused(host_check_path(&pol, "relative/path", false, &e), &e, "normalised");
+        _cleanup_free_ char *prefix = xasprintf("%sX/file", root); /* a sibling sharing the prefix */
+        refused(host_check_path(&pol, prefix, false, &e), &e, "outside banger's directories");
+}
+
+/* Whole operations refuse before they act: nothing is created, nothing deleted. */
+static void test_operations(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        _cleanup_free_ char *tree = path_join(root, "tree"), *out = path_join(root, "out.ext4");
+        _cleanup_free_ char *link = path_join(root, "out-link.ext4"), *victim = path_join(other, "victim");
+        assert_int_equal(mkdir(tree, 0700), 0);
+        assert_int_equal(write_file_atomic(victim, "keep", 4, 0600), 0);
+        assert_int_equal(symlink(victim, link), 0);
+
+        refused(hostop_mkfs_ext4(&pol, tree, "banger-root", 64 << 20, link, &e), &e, "symlink component");
+        refused(hostop_mkfs_ext4(&pol, tree, "banger-root", 64 << 20, victim, &e), &e, "outside");
+        refused(hostop_mkfs_ext4(&pol, "/etc", "banger-root", 64 << 20, out, &e), &e, "outside");
+        refused(hostop_mkfs_ext4(&pol, tree, "-O bad", 64 << 20, out, &e), &e, "label");
+        assert_int_equal(hostop_mkfs_ext4(&pol, tree, "banger-root", 1ULL << 50, out, &e), -EINVAL);
+        op_error_done(&e);
+        _cleanup_free_ char *kept = NULL;
+        size_t len;
+        assert_int_equal(read_file(victim, 64, &kept, &len), 0);
+        assert_string_equal(kept, "keep");
+        assert_int_equal(access(out, F_OK), -1);
+
+        const char *pk[] = { "openssh-server", NULL }, *evil[] = { "--option=x", NULL };
+        _cleanup_free_ char *target = path_join(root, "build"), *log = path_join(root, "build.log");
+        struct hostop_debootstrap q = { "bookworm", "http://deb.debian.org/debian", pk, target, log };
+        struct hostop_debootstrap bad = q;
+        bad.suite = "bookworm; rm -rf /";
+        refused(hostop_mmdebstrap(&pol, &bad, NULL, NULL, &e), &e, "suite");
+        bad = q;
+        bad.mirror = "file:///etc";
+        refused(hostop_mmdebstrap(&pol, &bad, NULL, NULL, &e), &e, "mirror");
+        bad = q;
+        bad.packages = evil;
+        refused(hostop_mmdebstrap(&pol, &bad, NULL, NULL, &e), &e, "package");
+        bad = q;
+        bad.dir = tree; /* exists */
+        refused(hostop_mmdebstrap(&pol, &bad, NULL, NULL, &e), &e, "already exists");
+        bad = q;
+        bad.dir = "/var/lib/x";
+        refused(hostop_mmdebstrap(&pol, &bad, NULL, NULL, &e), &e, "outside");
+
+        refused(hostop_tap_delete(&pol, "lo", &e), &e, "not a banger TAP name");
+        refused(hostop_tap_delete(&pol, "br-fc", &e), &e, "not a banger TAP name");
+        refused(hostop_tap_create(&pol, "bg0123456789ab", "eth0", &e), &e, "not banger's");
+        refused(hostop_bridge_ensure(&pol, "br-fc-other", &e), &e, "not the configured bridge");
+        refused(hostop_nat_enable(&pol, "0123456789abcdef", "8.8.8.8", &e), &e, "not a guest address");
+        refused(hostop_nat_disable(&pol, "*", &e), &e, "not a VM id");
+        refused(hostop_guard_enable(&pol, "0123456789abcdef", "eth0", "172.16.0.2", &e), &e, "TAP name");
+        refused(hostop_dns_route(&pol, "0.0.0.0:53", &e), &e, "loopback");
+        refused(hostop_umount_below(&pol, "/", &e), &e, "outside");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
