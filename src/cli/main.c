@@ -53,7 +53,7 @@ int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) {
         return CLI_EXIT_USAGE;
 }
 
-static void vreport(struct cli_ctx *ctx, const char *op_id, const char *fmt, va_list ap) {
+_printf_(3, 0) static void vreport(struct cli_ctx *ctx, const char *op_id, const char *fmt, va_list ap) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 
         strbuf_vaddf(&sb, fmt, ap);

@@ -9,7 +9,7 @@
 
 #include "strbuf.h"
 
-static int set(struct op_error *e, enum rpc_code code, int err, const char *fmt, va_list ap) {
+_printf_(4, 0) static int set(struct op_error *e, enum rpc_code code, int err, const char *fmt, va_list ap) {
         if (err >= 0)
                 err = -EIO;
         if (!e)

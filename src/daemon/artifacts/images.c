@@ -469,7 +469,7 @@ int image_delete(struct artifacts *a, const char *name, struct op_error *err) {
 int image_export(struct artifacts *a, const char *name, const char *out, const struct progress *p, json_t **ret,
                  struct op_error *err) {
         struct image_row row;
-        _cleanup_free_ char *e = NULL, *text = NULL;
+        _cleanup_free_ char *text = NULL;
         char rsha[65], ssha[65] = "";
         int r;
 
