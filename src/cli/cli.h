@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "install.h"
 #include "layout.h"
 #include "rpc.h"
 
@@ -24,6 +25,7 @@ struct cli_flag {
         char short_name;   /* 0 when none */
         const char *arg;   /* value placeholder; NULL for a boolean flag */
         const char *help;
+        bool hidden;       /* parsed, but not in help, usage or completion (test-only flags) */
 };
 
 struct cli_args;
@@ -54,6 +56,11 @@ struct cli_ctx {
         bool color_err;
         const char *socket_override; /* --socket */
         struct layout layout;
+        /* system mode: an install file exists (its layout is ctx->layout; the
+         * daemon is never auto-started); install_error: it exists but is bad */
+        bool system;
+        struct install_info install;
+        char *install_error;
         /* connection, lazily opened by cli_call() */
         int fd;
         struct rpc_line_reader lr;
@@ -92,6 +99,7 @@ int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) __at
 int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cli_print_json(const json_t *j);
 const char *cli_socket_path(const struct cli_ctx *ctx);
+int cli_load_install(struct cli_ctx *ctx);
 
 /* client.c */
 enum cli_connect_mode {
@@ -168,6 +176,11 @@ int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_start(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_stop(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_operations(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_system_install(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_system_status(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_system_restart(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_system_uninstall(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_update(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_config_show(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_completion(struct cli_ctx *ctx, struct cli_args *a);

@@ -216,14 +216,31 @@ static int check_version(struct cli_ctx *ctx) {
         return cli_try_connect(ctx) < 0 ? cli_error(ctx, NULL, "cannot reach the restarted daemon") : 0;
 }
 
+/* A system install serves its owner (and root); nobody auto-starts it. */
+static int system_mode_check(struct cli_ctx *ctx) {
+        if (ctx->socket_override)
+                return 0;
+        if (ctx->install_error)
+                return cli_error(ctx, NULL, "%s (sudo banger system install, or remove the file)", ctx->install_error);
+        if (ctx->system && getuid() != 0 && getuid() != ctx->install.owner_uid)
+                return cli_fail(ctx, -EACCES, "banger is installed system-wide for %s: run it as %s",
+                                ctx->install.owner_user, ctx->install.owner_user);
+        return 0;
+}
+
 static int ensure_connected(struct cli_ctx *ctx, enum cli_connect_mode mode) {
         int r;
 
         if (ctx->fd >= 0)
                 return 0;
+        if ((r = system_mode_check(ctx)))
+                return r;
         r = cli_try_connect(ctx);
+        if (r < 0 && ctx->system && !ctx->socket_override)
+                return cli_error(ctx, NULL, "the system bangerd does not answer at %s: %s (banger system status; "
+                                            "sudo banger system restart)", cli_socket_path(ctx), strerror(-r));
         if (r == 0) {
-                if (mode == CLI_AUTOSTART && !ctx->socket_override && !ctx->version_checked)
+                if (mode == CLI_AUTOSTART && !ctx->socket_override && !ctx->system && !ctx->version_checked)
                         return check_version(ctx);
                 return 0;
         }

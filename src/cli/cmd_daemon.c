@@ -77,8 +77,16 @@ int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a) {
         return 0;
 }
 
+/* The daemon of a system install is its service manager's to start and stop. */
+static int system_managed(struct cli_ctx *ctx) {
+        return cli_fail(ctx, -EPERM, "bangerd belongs to the system install (%s); use sudo banger system restart",
+                        install_uses_systemd(&ctx->install) ? "systemd: bangerd.service" : "banger system");
+}
+
 int cmd_daemon_start(struct cli_ctx *ctx, struct cli_args *a) {
         (void) a;
+        if (ctx->system && !ctx->socket_override)
+                return system_managed(ctx);
         if (cli_try_connect(ctx) == 0) {
                 printf("bangerd is already running on %s\n", cli_socket_path(ctx));
                 return 0;
@@ -94,6 +102,8 @@ int cmd_daemon_start(struct cli_ctx *ctx, struct cli_args *a) {
 
 int cmd_daemon_stop(struct cli_ctx *ctx, struct cli_args *a) {
         (void) a;
+        if (ctx->system && !ctx->socket_override)
+                return system_managed(ctx);
         if (cli_try_connect(ctx) < 0) {
                 printf("bangerd is not running\n");
                 return 0;

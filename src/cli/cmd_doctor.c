@@ -28,6 +28,8 @@
 #include "proc_spawn.h"
 #include "rpc_methods.h"
 #include "strbuf.h"
+#include "system.h"
+#include "version.h"
 
 enum status { PASS, WARN, FAIL };
 static const char *const status_names[] = { "PASS", "WARN", "FAIL" };
@@ -157,7 +159,8 @@ static void check_tools(struct report *rep) {
                 add(rep, PASS, "host tools", NULL, "qemu-img, ssh, ssh-keygen, git, ip, mkfs.ext4, gpgv, mmdebstrap");
 }
 
-static void check_dir(struct report *rep, const char *check, const char *path, bool must_be_private) {
+static void check_dir(struct report *rep, const struct cli_ctx *ctx, const char *check, const char *path,
+                      bool must_be_private) {
         struct stat st;
         _cleanup_free_ char *why = NULL;
 
@@ -168,7 +171,9 @@ static void check_dir(struct report *rep, const char *check, const char *path, b
                         add(rep, FAIL, check, NULL, "%s: %s", path, strerror(errno));
                 return;
         }
-        int r = ensure_private_dir(path, getuid(), false, &why);
+        /* a system install's directories are its owner's, whoever asks */
+        uid_t owner = ctx->system ? ctx->install.owner_uid : getuid();
+        int r = ensure_private_dir(path, owner, false, &why);
         if (r == 0)
                 add(rep, PASS, check, NULL, "%s (owner uid %u, mode 0700)", path, (unsigned) st.st_uid);
         else if (must_be_private)
@@ -179,7 +184,7 @@ static void check_dir(struct report *rep, const char *check, const char *path, b
 }
 
 static void check_db(struct report *rep, const struct cli_ctx *ctx) {
-        _cleanup_free_ char *bin = cli_find_bangerd();
+        _cleanup_free_ char *bin = ctx->system ? system_bin(&ctx->install, "bangerd") : cli_find_bangerd();
         struct spawn_result res = { 0 };
         struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 10000 };
 
@@ -187,7 +192,12 @@ static void check_db(struct report *rep, const struct cli_ctx *ctx) {
                 add(rep, FAIL, "state store", "install bangerd next to banger", "bangerd not found");
                 return;
         }
-        char *argv[] = { bin, (char *) "--check-migrations", (char *) "--json", NULL };
+        char *argv[] = { bin, (char *) "--check-migrations", (char *) "--json", NULL, NULL, NULL };
+        if (ctx->system) {
+                argv[2] = (char *) "--install";
+                argv[3] = (char *) system_install_file();
+                argv[4] = (char *) "--json";
+        }
         if (spawn_run(argv, &o, &res) < 0) {
                 add(rep, FAIL, "state store", NULL, "cannot run %s", bin);
                 return;
@@ -344,6 +354,133 @@ static void check_orphans(struct report *rep, struct cli_ctx *ctx, const struct 
         strbuf_release(&sb);
 }
 
+/* ---- the system install's posture ------------------------------------------------ */
+
+/* path is a `type` of uid's with exactly `mode`; else why not, in *why. */
+static bool shaped(const char *path, mode_t type, uid_t uid, mode_t mode, struct strbuf *why) {
+        struct stat st;
+        if (lstat(path, &st) < 0) {
+                strbuf_addf(why, "%s%s: %s", why->len ? "; " : "", path, strerror(errno));
+                return false;
+        }
+        if ((st.st_mode & S_IFMT) != type || st.st_uid != uid || (st.st_mode & 07777) != mode) {
+                strbuf_addf(why, "%s%s is uid %u mode %04o (want uid %u mode %04o)", why->len ? "; " : "", path,
+                            (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777), (unsigned) uid, (unsigned) mode);
+                return false;
+        }
+        return true;
+}
+
+static void check_sockets(struct report *rep, const struct install_info *i) {
+        _cleanup_free_ char *hsock = install_helper_socket(i), *dsock = path_join(i->runtime_dir, "bangerd.sock");
+        _cleanup_strbuf_ struct strbuf why = STRBUF_INIT;
+        bool ok = shaped(hsock, S_IFSOCK, i->owner_uid, 0600, &why);
+        ok &= shaped(i->helper_runtime, S_IFDIR, 0, 0711, &why);
+        ok &= shaped(dsock, S_IFSOCK, i->owner_uid, 0600, &why);
+        ok &= shaped(i->runtime_dir, S_IFDIR, i->owner_uid, 0700, &why);
+        if (ok)
+                add(rep, PASS, "sockets", NULL, "%s 0600 %s in a 0711 root dir; %s 0600 %s in a 0700 dir", hsock,
+                    i->owner_user, dsock, i->owner_user);
+        else
+                add(rep, FAIL, "sockets", "sudo banger system restart", "%s", why.buf);
+        bool helper = system_probe_socket(hsock) == 0, daemon = system_probe_socket(dsock) == 0;
+        if (helper && daemon)
+                add(rep, PASS, "services", NULL, "the root helper and bangerd answer");
+        else
+                add(rep, FAIL, "services", "sudo banger system restart (banger system status)", "%s%s%s",
+                    helper ? "" : "the root helper does not answer", !helper && !daemon ? "; " : "",
+                    daemon ? "" : "bangerd does not answer");
+}
+
+/* A unit without its hardening lines is an install someone edited. */
+static void check_units(struct report *rep, const struct install_info *i) {
+        if (!install_uses_systemd(i)) {
+                add(rep, PASS, "unit hardening", NULL, "no units: the services are started directly (no systemd)");
+                return;
+        }
+        _cleanup_free_ char *user = xasprintf("User=%s", i->owner_user);
+        const char *const daemon_lines[] = { user, "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only",
+                                             "RestrictSUIDSGID=yes", "LockPersonality=yes", "KillMode=process", NULL };
+        const char *const helper_lines[] = { "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                                             "RestrictSUIDSGID=yes", "LockPersonality=yes", "KillMode=process",
+                                             "SendSIGKILL=no", "CapabilityBoundingSet=" SYSTEM_HELPER_CAPS, NULL };
+        const char *const units[] = { "/etc/systemd/system/bangerd.service", "/etc/systemd/system/bangerd-root.service" };
+        const char *const *want[] = { daemon_lines, helper_lines };
+        _cleanup_strbuf_ struct strbuf missing = STRBUF_INIT;
+        for (size_t u = 0; u < 2; u++) {
+                _cleanup_free_ char *text = NULL;
+                size_t len;
+                if (read_file_nofollow(units[u], 1 << 20, &text, &len) < 0) {
+                        strbuf_addf(&missing, "%s%s is missing", missing.len ? "; " : "", units[u]);
+                        continue;
+                }
+                for (const char *const *l = want[u]; *l; l++) {
+                        _cleanup_free_ char *line = xasprintf("\n%s\n", *l);
+                        if (!strstr(text, line))
+                                strbuf_addf(&missing, "%s%s lacks %s", missing.len ? "; " : "", units[u], *l);
+                }
+        }
+        if (missing.len)
+                add(rep, FAIL, "unit hardening", "sudo banger system install (re-renders the units)", "%s", missing.buf);
+        else
+                add(rep, PASS, "unit hardening", NULL, "bangerd.service and bangerd-root.service as installed");
+}
+
+static void check_binaries(struct report *rep, const struct install_info *i) {
+        static const char *const files[] = { "bin/banger", "bin/bangerd", "bin/bangerd-root", "lib/banger/banger-agent",
+                                             "lib/banger/banger-init" };
+        _cleanup_strbuf_ struct strbuf why = STRBUF_INIT;
+        for (size_t k = 0; k < ELEMENTSOF(files); k++) {
+                _cleanup_free_ char *p = path_join(i->prefix, files[k]);
+                struct stat st;
+                if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+                        strbuf_addf(&why, "%s%s", why.len ? ", " : "", p);
+        }
+        if (why.len)
+                add(rep, FAIL, "binaries", "sudo banger system install", "missing, not root's, or writable by others: %s",
+                    why.buf);
+        else
+                add(rep, PASS, "binaries", NULL, "%s/bin and %s/lib/banger: root's, not writable by others", i->prefix,
+                    i->prefix);
+}
+
+static void check_versions(struct report *rep, struct cli_ctx *ctx) {
+        const struct install_info *i = &ctx->install;
+        _cleanup_json_ json_t *ping = NULL;
+        if (strcmp(strempty(i->version), banger_version()) != 0 || strcmp(strempty(i->commit), banger_commit()) != 0)
+                add(rep, WARN, "version", "use the installed banger, or sudo banger update",
+                    "this banger is v%s (%s), the install v%s (%s)", banger_version(), banger_commit(),
+                    strempty(i->version), strempty(i->commit));
+        else if (cli_try_connect(ctx) == 0 && cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_PING, NULL, &ping) == 0 &&
+                 strcmp(strempty(json_string_value(json_object_get(ping, "commit"))), strempty(i->commit)) != 0)
+                add(rep, WARN, "version", "sudo banger system restart", "bangerd runs commit %s, the install is %s",
+                    json_string_value(json_object_get(ping, "commit")), strempty(i->commit));
+        else
+                add(rep, PASS, "version", NULL, "v%s (%s) installed and running", strempty(i->version),
+                    strempty(i->commit));
+}
+
+static void check_install(struct report *rep, struct cli_ctx *ctx) {
+        if (ctx->install_error) {
+                add(rep, FAIL, "install", "fix it, or sudo banger system install again", "%s", ctx->install_error);
+                return;
+        }
+        if (!ctx->system) {
+                add(rep, WARN, "install", "sudo banger system install --owner $USER (bangerd then runs as you)",
+                    "running outside the system install: bangerd runs as uid %u and does privileged work itself",
+                    (unsigned) getuid());
+                return;
+        }
+        add(rep, PASS, "install", NULL, "system install for %s (%s)", ctx->install.owner_user, system_install_file());
+        check_binaries(rep, &ctx->install);
+        check_sockets(rep, &ctx->install);
+        check_units(rep, &ctx->install);
+        check_versions(rep, ctx);
+        if (!system_owner_in_kvm_group(&ctx->install))
+                add(rep, WARN, "kvm group", "sudo usermod -aG kvm <owner>; sudo banger system restart",
+                    "%s is not in /dev/kvm's group: VMs run under TCG", ctx->install.owner_user);
+}
+
 int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         struct report rep = { .checks = json_array() };
         struct config *cfg = NULL;
@@ -352,6 +489,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         (void) a;
 
         check_arch(&rep);
+        check_install(&rep, ctx);
         check_kvm(&rep, ctx);
         check_config(&rep, ctx, &cfg);
         if (cfg) {
@@ -365,8 +503,8 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
                 check_orphans(&rep, ctx, cfg);
         }
         check_tools(&rep);
-        check_dir(&rep, "state dir", ctx->layout.state_dir, true);
-        check_dir(&rep, "runtime dir", ctx->layout.runtime_dir, true);
+        check_dir(&rep, ctx, "state dir", ctx->layout.state_dir, true);
+        check_dir(&rep, ctx, "runtime dir", ctx->layout.runtime_dir, true);
         check_db(&rep, ctx);
 
         if (ctx->json) {

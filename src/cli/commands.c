@@ -128,6 +128,27 @@ static const struct cli_flag vm_workspace_flags[] = {
         { "output", 'o', "FILE", "export: write the patch to FILE (default: stdout)" },
         { 0 },
 };
+static const struct cli_flag system_install_flags[] = {
+        { "owner", 0, "USER", "who runs banger (default: $SUDO_USER); the daemon runs as them" },
+        { "root", 0, "DIR", "install everything below DIR (tests, side-by-side installs; no systemd units)" },
+        { "no-start", 0, NULL, "install only; print the two start commands" },
+        { "force", 0, NULL, "take over an install of another user's" },
+        { 0 },
+};
+static const struct cli_flag system_uninstall_flags[] = {
+        { "purge", 0, NULL, "also remove state (VM disks, images, kernels), cache and config" },
+        { "force", 0, NULL, "stop running VMs instead of refusing" },
+        { 0 },
+};
+static const struct cli_flag update_flags[] = {
+        { "check", 0, NULL, "only say whether an update is available (no root needed)" },
+        { "to", 0, "VERSION", "install this release instead of the latest stable one" },
+        { "dry-run", 0, NULL, "download, verify and stage the release, then stop" },
+        { "force", 0, NULL, "update even while daemon operations are in flight" },
+        { "manifest-url", 0, "URL", "test only: the manifest to read instead of <update_url>/manifest.json", true },
+        { "pubkey-file", 0, "PEM", "test only: verify with this public key instead of the compiled-in one", true },
+        { 0 },
+};
 static const struct cli_flag ssh_config_flags[] = {
         { "install", 0, NULL, "add a marker-fenced Include to ~/.ssh/config" },
         { "uninstall", 0, NULL, "remove it again" },
@@ -145,6 +166,16 @@ const struct cli_command cli_commands[] = {
         { "daemon", "stop", "", "stop bangerd (running VMs keep running)", no_flags, 0, 0, cmd_daemon_stop },
         { "daemon", "operations", "", "list in-flight and recent operations", ops_flags, 0, 0,
           cmd_daemon_operations },
+        { "system", "install", "", "install banger system-wide: a root helper and a daemon that runs as --owner",
+          system_install_flags, 0, 0, cmd_system_install },
+        { "system", "status", "", "show the system install and whether its two services answer", no_flags, 0, 0,
+          cmd_system_status },
+        { "system", "restart", "", "restart the root helper and the daemon (VMs keep running)", no_flags, 0, 0,
+          cmd_system_restart },
+        { "system", "uninstall", "", "stop and remove the system install (state stays unless --purge)",
+          system_uninstall_flags, 0, 0, cmd_system_uninstall },
+        { NULL, "update", "", "update the system install to a newer signed release (root)", update_flags, 0, 0,
+          cmd_update },
         { "kernel", "list", "", "list pulled kernels", kernel_list_flags, 0, 0, cmd_kernel_list },
         { "kernel", "show", "NAME", "show a kernel's manifest", no_flags, 1, 1, cmd_kernel_show },
         { "kernel", "pull", "NAME", "download a catalog kernel from the Debian mirror (verified)", force_flags, 1, 1,

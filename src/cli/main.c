@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fsutil.h"
 #include "jsonx.h"
 #include "log.h"
 #include "macro.h"
@@ -32,7 +33,8 @@ bool cli_has(const struct cli_args *a, const char *name) {
 void cli_print_usage_line(FILE *f, const struct cli_command *cmd) {
         fprintf(f, "usage: banger %s%s%s", cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->name);
         for (const struct cli_flag *fl = cmd->flags; fl->name; fl++)
-                fprintf(f, " [--%s%s%s]", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+                if (!fl->hidden)
+                        fprintf(f, " [--%s%s%s]", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
         if (cmd->args && *cmd->args)
                 fprintf(f, " %s", cmd->args);
         fputc('\n', f);
@@ -88,6 +90,24 @@ void cli_print_json(const json_t *j) {
                 puts(s);
                 free(s);
         }
+}
+
+/* An install file makes this a system-mode CLI (its layout, no auto-start):
+ * 1. No install file: 0 (user mode). A bad one: 0 with install_error set. */
+int cli_load_install(struct cli_ctx *ctx) {
+        const char *file = install_file_path(env_get);
+        _cleanup_free_ char *text = NULL, *msg = NULL;
+        size_t len;
+        int r = read_file_nofollow(file, 64 * 1024, &text, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r == 0 && (r = install_parse(text, len, &ctx->install, &msg)) == 0) {
+                ctx->system = true;
+                install_layout(&ctx->install, &ctx->layout);
+                return 1;
+        }
+        ctx->install_error = xasprintf("%s: %s", file, msg ? msg : strerror(-r));
+        return 0;
 }
 
 const char *cli_socket_path(const struct cli_ctx *ctx) {
@@ -159,8 +179,9 @@ int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
         cli_print_usage_line(stdout, c);
         printf("\n%s\n", c->summary);
         for (const struct cli_flag *fl = c->flags; fl->name; fl++)
-                printf("  --%s%s%-*s %s\n", fl->name, fl->arg ? " " : "", (int) (24 - strlen(fl->name)),
-                       fl->arg ? fl->arg : "", fl->help);
+                if (!fl->hidden)
+                        printf("  --%s%s%-*s %s\n", fl->name, fl->arg ? " " : "", (int) (24 - strlen(fl->name)),
+                               fl->arg ? fl->arg : "", fl->help);
         return 0;
 }
 
@@ -308,13 +329,15 @@ int main(int argc, char **argv) {
         log_setup(-1, LOG_LEVEL_WARN, true);
         ctx.color_out = isatty(STDOUT_FILENO) && !(no_color && *no_color);
         ctx.color_err = isatty(STDERR_FILENO) && !(no_color && *no_color);
-        if (layout_resolve(&ctx.layout, env_get, getuid(), &err) < 0) {
+        if (cli_load_install(&ctx) == 0 && layout_resolve(&ctx.layout, env_get, getuid(), &err) < 0) {
                 fprintf(stderr, "banger: %s\n", err);
                 return 1;
         }
         r = parse_and_run(&ctx, argc, argv);
         cli_disconnect(&ctx);
         layout_done(&ctx.layout);
+        install_info_done(&ctx.install);
+        free(ctx.install_error);
         fflush(stdout);
         return r < 0 ? CLI_EXIT_FAILURE : r; /* negative: reported already */
 }

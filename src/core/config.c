@@ -104,6 +104,19 @@ static int v_url(const struct config *c, const void *v, char **why) {
         return 0;
 }
 
+/* "" (updates not configured), or where the releases are published */
+static int v_update_url(const struct config *c, const void *v, char **why) {
+        const char *s = *(char *const *) v;
+        if (!*s)
+                return 0;
+        int r = v_url(c, v, why);
+        if (r == 0 && (strchr(s, '?') || strchr(s, '#'))) {
+                *why = xstrdup("must be a plain http:// or https:// URL (no query or fragment)");
+                r = -EINVAL;
+        }
+        return r;
+}
+
 static int v_bridge_name(const struct config *c, const void *v, char **why) {
         const char *s = *(char *const *) v;
         (void) c;
@@ -210,6 +223,7 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
         [CONFIG_TAP_POOL_SIZE] = { NULL, "tap_pool_size", KIND_INT, O(tap_pool_size), v_tap_pool, "0" },
         [CONFIG_DEFAULT_DNS] = { NULL, "default_dns", KIND_STRING, O(default_dns), v_ipv4, "1.1.1.1" },
         [CONFIG_DNS_LISTEN] = { NULL, "dns_listen", KIND_STRING, O(dns_listen), v_listen, "127.0.0.1:42069" },
+        [CONFIG_UPDATE_URL] = { NULL, "update_url", KIND_STRING, O(update_url), v_update_url, "" },
         [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL },
         [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL },
         [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL },

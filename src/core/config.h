@@ -29,6 +29,7 @@ enum config_key {
         CONFIG_TAP_POOL_SIZE,
         CONFIG_DEFAULT_DNS,
         CONFIG_DNS_LISTEN,
+        CONFIG_UPDATE_URL,
         CONFIG_VCPU,
         CONFIG_MEMORY_MIB,
         CONFIG_DISK_SIZE,
@@ -76,6 +77,7 @@ struct config {
         int64_t tap_pool_size;
         char *default_dns;
         char *dns_listen; /* "127.0.0.1:42069", or "off" */
+        char *update_url; /* where `banger update` finds releases (docs/UPDATE.md); "" = not set */
         int64_t vcpu;
         int64_t memory_mib;
         uint64_t disk_size_bytes;

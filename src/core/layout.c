@@ -18,10 +18,31 @@ static char *xdg_dir(layout_getenv_fn get_env, const char *var, const char *home
         return xasprintf("%s/%s/banger", home, fallback);
 }
 
+void layout_from_dirs(struct layout *ret, const char *config_file, const char *state_dir, const char *cache_dir,
+                      const char *runtime_dir) {
+        struct layout l = { 0 };
+        l.config_file = xstrdup(config_file);
+        l.config_dir = xstrdup(config_file);
+        char *slash = strrchr(l.config_dir, '/');
+        if (slash && slash != l.config_dir)
+                *slash = '\0';
+        l.state_dir = xstrdup(state_dir);
+        l.db_path = path_join(l.state_dir, "state.db");
+        l.log_path = path_join(l.state_dir, "bangerd.log");
+        l.lock_path = path_join(l.state_dir, "bangerd.lock");
+        l.vms_dir = path_join(l.state_dir, "vms");
+        l.images_dir = path_join(l.state_dir, "images");
+        l.kernels_dir = path_join(l.state_dir, "kernels");
+        l.ssh_dir = path_join(l.state_dir, "ssh");
+        l.cache_dir = xstrdup(cache_dir);
+        l.runtime_dir = xstrdup(runtime_dir);
+        l.socket_path = path_join(l.runtime_dir, "bangerd.sock");
+        *ret = l;
+}
+
 int layout_resolve(struct layout *ret, layout_getenv_fn get_env, uid_t uid, char **ret_err) {
         const char *home = get_env("HOME");
         const char *rt = get_env("XDG_RUNTIME_DIR");
-        struct layout l = { 0 };
 
         if (!home || home[0] != '/') {
                 bool all_set = true;
@@ -37,23 +58,13 @@ int layout_resolve(struct layout *ret, layout_getenv_fn get_env, uid_t uid, char
                 }
                 home = "/nonexistent";
         }
-        l.config_dir = xdg_dir(get_env, "XDG_CONFIG_HOME", home, ".config");
-        l.config_file = path_join(l.config_dir, "config.toml");
-        l.state_dir = xdg_dir(get_env, "XDG_STATE_HOME", home, ".local/state");
-        l.db_path = path_join(l.state_dir, "state.db");
-        l.log_path = path_join(l.state_dir, "bangerd.log");
-        l.lock_path = path_join(l.state_dir, "bangerd.lock");
-        l.vms_dir = path_join(l.state_dir, "vms");
-        l.images_dir = path_join(l.state_dir, "images");
-        l.kernels_dir = path_join(l.state_dir, "kernels");
-        l.ssh_dir = path_join(l.state_dir, "ssh");
-        l.cache_dir = xdg_dir(get_env, "XDG_CACHE_HOME", home, ".cache");
-        if (rt && rt[0] == '/')
-                l.runtime_dir = path_join(rt, "banger");
-        else
-                l.runtime_dir = xasprintf("/tmp/banger-runtime-%u", (unsigned) uid);
-        l.socket_path = path_join(l.runtime_dir, "bangerd.sock");
-        *ret = l;
+        _cleanup_free_ char *config_dir = xdg_dir(get_env, "XDG_CONFIG_HOME", home, ".config");
+        _cleanup_free_ char *config_file = path_join(config_dir, "config.toml");
+        _cleanup_free_ char *state = xdg_dir(get_env, "XDG_STATE_HOME", home, ".local/state");
+        _cleanup_free_ char *cache = xdg_dir(get_env, "XDG_CACHE_HOME", home, ".cache");
+        _cleanup_free_ char *runtime = rt && rt[0] == '/' ? path_join(rt, "banger")
+                                                          : xasprintf("/tmp/banger-runtime-%u", (unsigned) uid);
+        layout_from_dirs(ret, config_file, state, cache, runtime);
         return 0;
 }
 

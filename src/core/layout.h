@@ -36,6 +36,10 @@ typedef const char *(*layout_getenv_fn)(const char *name);
 
 /* 0, or -EINVAL with *ret_err when HOME is needed but missing/relative. */
 int layout_resolve(struct layout *ret, layout_getenv_fn get_env, uid_t uid, char **ret_err);
+/* The layout of a given set of directories (the system install's); the
+ * files and subdirectories are derived as in layout_resolve. */
+void layout_from_dirs(struct layout *ret, const char *config_file, const char *state_dir, const char *cache_dir,
+                      const char *runtime_dir);
 void layout_done(struct layout *l);
 
 /* Creates the runtime dir (0700) or refuses one that is not ours, private and

@@ -96,7 +96,7 @@ int rpc_request_decode(const char *buf, size_t len, struct rpc_request *ret, str
         }
         json_object_foreach(root, key, v) {
                 if (strcmp(key, "v") != 0 && strcmp(key, "id") != 0 && strcmp(key, "method") != 0 &&
-                    strcmp(key, "params") != 0)
+                    strcmp(key, "params") != 0 && strcmp(key, "op_id") != 0)
                         return fault(f, RPC_BAD_REQUEST, "unknown request field '%.40s'", key);
         }
         ver = json_object_get(root, "v");
@@ -116,27 +116,42 @@ int rpc_request_decode(const char *buf, size_t len, struct rpc_request *ret, str
         params = json_object_get(root, "params");
         if (params && !json_is_object(params) && !json_is_null(params))
                 return fault(f, RPC_BAD_REQUEST, "'params' must be an object");
+        json_t *op = json_object_get(root, "op_id");
+        if (op && (!json_is_string(op) || !rpc_op_id_valid(json_string_value(op))))
+                return fault(f, RPC_BAD_REQUEST, "'op_id' must be \"op-\" and 6 hex digits");
 
         *ret = (struct rpc_request) {
                 .id = json_integer_value(id),
                 .method = xstrdup(json_string_value(method)),
                 .params = params && json_is_object(params) ? json_incref(params) : NULL,
+                .op_id = op ? xstrdup(json_string_value(op)) : NULL,
         };
         return 0;
 }
 
+bool rpc_op_id_valid(const char *s) {
+        return s && strlen(s) == 9 && strncmp(s, "op-", 3) == 0 && strspn(s + 3, "0123456789abcdef") == 6;
+}
+
 void rpc_request_done(struct rpc_request *r) {
         free(r->method);
+        free(r->op_id);
         json_decref(r->params);
         *r = (struct rpc_request) { 0 };
 }
 
-char *rpc_request_encode(int64_t id, const char *method, const json_t *params) {
+char *rpc_request_encode_op(int64_t id, const char *method, const json_t *params, const char *op_id) {
         _cleanup_json_ json_t *o = json_pack("{s:i, s:I, s:s}", "v", RPC_VERSION, "id", (json_int_t) id, "method",
                                              method);
         if (params)
                 json_object_set(o, "params", (json_t *) params);
+        if (op_id)
+                json_object_set_new(o, "op_id", json_string(op_id));
         return json_dump_compact(o);
+}
+
+char *rpc_request_encode(int64_t id, const char *method, const json_t *params) {
+        return rpc_request_encode_op(id, method, params, NULL);
 }
 
 char *rpc_response_encode_result(bool has_id, int64_t id, const json_t *result) {

@@ -45,6 +45,8 @@ struct rpc_request {
         int64_t id;
         char *method;   /* owned */
         json_t *params; /* owned; NULL when absent */
+        char *op_id;    /* owned; NULL when absent: the caller's operation id
+                         * ("op-" + 6 hex digits), adopted by the root helper */
 };
 
 /* Why a request could not be decoded; id is kept when it could be read. */
@@ -60,6 +62,10 @@ void rpc_request_done(struct rpc_request *r);
 
 /* Encoders return a malloc'd line without the trailing '\n'. */
 char *rpc_request_encode(int64_t id, const char *method, const json_t *params);
+/* The same with the caller's op_id (NULL: none). */
+char *rpc_request_encode_op(int64_t id, const char *method, const json_t *params, const char *op_id);
+/* "op-" + 6 lowercase hex digits. */
+bool rpc_op_id_valid(const char *s);
 char *rpc_response_encode_result(bool has_id, int64_t id, const json_t *result);
 char *rpc_response_encode_error(bool has_id, int64_t id, enum rpc_code code, const char *message,
                                 const char *op_id);

@@ -221,9 +221,12 @@ static void request_stop(void *ud) {
 /* Layout, config, state and runtime dirs, the log, the lock. */
 static int open_base(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         _cleanup_free_ char *msg = NULL;
-        int r;
-        if ((r = layout_resolve(&d->layout, env_get, d->uid, &msg)) < 0 ||
-            (r = hostinfo_load_config(&d->layout, &d->config, &msg)) < 0 ||
+        int r = 0;
+        if (opts->install)
+                install_layout(opts->install, &d->layout);
+        else
+                r = layout_resolve(&d->layout, env_get, d->uid, &msg);
+        if (r < 0 || (r = hostinfo_load_config(&d->layout, &d->config, &msg)) < 0 ||
             (r = layout_prepare_state(&d->layout, &msg)) < 0 ||
             (r = layout_prepare_runtime(&d->layout, d->uid, &msg)) < 0)
                 return op_take_msg(e, r, &msg);
@@ -234,8 +237,8 @@ static int open_base(struct daemon *d, const struct daemon_options *opts, struct
         log_setup(d->log_fd, level < 0 ? LOG_LEVEL_INFO : (enum log_level) level, opts->foreground);
         if ((r = take_lock(d, e)) < 0)
                 return r;
-        log_info("bangerd %s (commit %s) starting; state=%s runtime=%s", banger_version(), banger_commit(),
-                 d->layout.state_dir, d->layout.runtime_dir);
+        log_info("bangerd %s (commit %s) starting in %s mode; state=%s runtime=%s", banger_version(), banger_commit(),
+                 opts->install ? "system" : "user", d->layout.state_dir, d->layout.runtime_dir);
         for (char **w = d->config->warnings; w && *w; w++)
                 log_warn("config %s: %s", d->layout.config_file, *w);
         return 0;
@@ -247,20 +250,35 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
         d->vmms[0] = (struct vmm_entry) { &vmm_qemu, d->config->qemu_bin };
         return (struct vms_deps) {
                 .layout = &d->layout, .config = d->config, .store = d->store, .artifacts = &d->artifacts,
-                .ops = &d->ops, .priv = priv_local_ops(d->priv), .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
+                .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
                 .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .mono_ms = mono_ms_now,
                 .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps,
         };
 }
 
-/* The store, the privileged operations, artifacts, the VM service. */
-static int open_services(struct daemon *d, struct op_error *e) {
+/* In system mode the root helper does what needs root; in user mode this
+ * process does, under the same checks. */
+static int open_priv(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         const char *roots[] = { d->layout.state_dir, d->layout.cache_dir, d->layout.runtime_dir, NULL };
+        if (opts->install) {
+                _cleanup_free_ char *sock = install_helper_socket(opts->install);
+                d->helper = priv_remote_new(sock);
+                d->priv_ops = priv_remote_ops(d->helper);
+                return 0;
+        }
+        _cleanup_free_ char *agent = find_companion("BANGER_AGENT", "banger-agent");
+        int r = priv_local_new(d->config->bridge_name, d->config->bridge_ip, (int) d->config->cidr, roots, agent,
+                               &d->priv, e);
+        if (r == 0)
+                d->priv_ops = priv_local_ops(d->priv);
+        return r;
+}
+
+/* The store, the privileged operations, artifacts, the VM service. */
+static int open_services(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         int r;
-        if ((r = store_open(d->layout.db_path, 0, &d->store, e)) < 0 ||
-            (r = priv_local_new(d->config->bridge_name, d->config->bridge_ip, (int) d->config->cidr, roots, &d->priv,
-                                e)) < 0 ||
-            (r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, priv_local_ops(d->priv), e)) < 0)
+        if ((r = store_open(d->layout.db_path, 0, &d->store, e)) < 0 || (r = open_priv(d, opts, e)) < 0 ||
+            (r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, d->priv_ops, e)) < 0)
                 return r;
         d->artifacts_ready = true;
         if ((r = setup_signals(d, e)) < 0)
@@ -307,7 +325,7 @@ int daemon_open(const struct daemon_options *opts, struct daemon **ret, struct o
         opstate_init(&d->ops, 10 * 60 * 1000);
         pthread_mutex_init(&d->accel_mu, NULL);
 
-        if ((r = open_base(d, opts, e)) < 0 || (r = open_services(d, e)) < 0)
+        if ((r = open_base(d, opts, e)) < 0 || (r = open_services(d, opts, e)) < 0)
                 goto fail;
         open_dns(d);
         probe_host(d);
@@ -388,6 +406,7 @@ void daemon_close(struct daemon *d) {
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);
         priv_local_free(d->priv);
+        priv_remote_free(d->helper);
         store_close(d->store);
         opstate_done(&d->ops);
         vmm_choice_done(&d->vmm);

@@ -22,6 +22,7 @@
 #include "artifacts/artifacts.h"
 #include "config.h"
 #include "hostinfo.h"
+#include "install.h"
 #include "layout.h"
 #include "net/dnsd.h"
 #include "op_error.h"
@@ -33,6 +34,7 @@
 #include "vm/vms.h"
 
 struct daemon_options {
+        const struct install_info *install; /* system mode; NULL: user mode (XDG dirs, in-process priv ops) */
         bool foreground;       /* also log to stderr */
         int ready_fd;          /* -1, or a pipe: "READY\n" / "ERROR <msg>\n" */
         const char *log_level; /* overrides config when set */
@@ -43,7 +45,9 @@ struct daemon {
         struct config *config;  /* owned */
         struct store *store;    /* owned */
         struct opstate_registry ops;
-        struct priv_local *priv; /* owned: the privileged operations, in-process */
+        struct priv_local *priv;   /* owned: the privileged operations in-process (user mode) */
+        struct priv_remote *helper; /* owned: ... or through the root helper (system mode) */
+        const struct priv_ops *priv_ops; /* the one of the two in use */
         struct rpc_server server;
         struct rpc_services services; /* what RPC handlers may use */
         struct artifacts artifacts; /* kernels + images; owns image_ops_mu */

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "debianbuild.h"
+#include "fsutil.h"
 #include "ipnet.h"
 #include "macro.h"
 #include "netlink.h"
@@ -20,7 +22,6 @@
 #include "sysops.h"
 
 #define TAP_POOL_MAX 255
-#define MKFS_MAX_BYTES (2ULL << 40)
 
 static int refuse(struct op_error *e, const char *fmt, ...) _printf_(2, 3);
 static int refuse(struct op_error *e, const char *fmt, ...) {
@@ -50,6 +51,8 @@ int host_policy_init(struct host_policy *p, const char *bridge, const char *brid
                 return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s", msg);
         p->bridge = xstrdup(bridge);
         p->bridge_ip = xstrdup(bridge_ip);
+        p->owner_uid = getuid(); /* in-process: ourselves; the helper sets the install's owner */
+        p->owner_gid = getgid();
         p->bridge_addr = net.bridge;
         p->prefix = prefix;
         size_t n = 0;
@@ -72,6 +75,8 @@ int host_policy_init(struct host_policy *p, const char *bridge, const char *brid
 }
 
 void host_policy_done(struct host_policy *p) {
+        free(p->agent_bin);
+        free(p->work_base);
         free(p->bridge);
         free(p->bridge_ip);
         for (size_t i = 0; p->roots[i]; i++)
@@ -170,29 +175,43 @@ int hostop_tap_create(const struct host_policy *p, const char *tap, const char *
         int r;
         if ((r = host_check_tap_name(tap, e)) < 0 || (r = host_check_bridge(p, bridge, e)) < 0)
                 return r;
-        return nl_tap_create(tap, bridge, e);
+        return nl_tap_create(tap, bridge, p->owner_uid, e);
 }
 
-int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e) {
+/* tap is a banger TAP name, and the kernel says it is a tun device on the
+ * policy's bridge (or, when !need_bridge, on nothing). -ENOENT when gone. */
+static int check_tap_device(const struct host_policy *p, const char *tap, bool need_bridge, struct op_error *e) {
         struct nl_link_info info;
         _cleanup_op_error_ struct op_error le = OP_ERROR_INIT;
         int r = host_check_tap_name(tap, e);
         if (r < 0)
                 return r;
         r = nl_link_info(tap, &info, &le);
-        if (r == -ENOENT)
-                return 0;
         if (r < 0) {
-                op_error_move(e, &le);
+                if (r != -ENOENT)
+                        op_error_move(e, &le);
                 return r;
         }
         if (strcmp(info.kind, "tun") != 0)
                 return refuse(e, "%s is a %s device, not a TAP", tap, info.kind[0] ? info.kind : "plain");
-        if (info.master_index > 0 && strcmp(info.master, p->bridge) != 0)
-                return refuse(e, "TAP %s is attached to %s, not to %s", tap, info.master[0] ? info.master : "?",
+        if ((info.master_index > 0 || need_bridge) && strcmp(info.master, p->bridge) != 0)
+                return refuse(e, "TAP %s is attached to %s, not to %s", tap, info.master[0] ? info.master : "nothing",
                               p->bridge);
-        r = nl_link_delete(tap, e);
+        return 0;
+}
+
+int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e) {
+        int r = check_tap_device(p, tap, false, e);
+        if (r == 0)
+                r = nl_link_delete(tap, e);
         return r == -ENOENT ? 0 : r;
+}
+
+int hostop_tap_open(const struct host_policy *p, const char *tap, int *ret_fd, struct op_error *e) {
+        int r = check_tap_device(p, tap, true, e);
+        if (r == -ENOENT)
+                return op_not_found(e, "TAP %s does not exist", tap);
+        return r < 0 ? r : nl_tap_open(tap, ret_fd, e);
 }
 
 bool hostop_link_exists(const struct host_policy *p, const char *name) {
@@ -247,8 +266,7 @@ void hostop_dns_unroute(const struct host_policy *p) {
 
 /* ---- image builds ----------------------------------------------------------------- */
 
-static int check_debootstrap(const struct host_policy *p, const struct hostop_debootstrap *q, struct op_error *e) {
-        int r;
+static int check_build(const struct host_policy *p, const struct hostop_debian_build *q, struct op_error *e) {
         if (!only(q->suite, "abcdefghijklmnopqrstuvwxyz") || strlen(q->suite) > 32)
                 return refuse(e, "suite '%s' is not a Debian suite name", strempty(q->suite));
         if (!q->mirror || (strncmp(q->mirror, "http://", 7) != 0 && strncmp(q->mirror, "https://", 8) != 0) ||
@@ -258,42 +276,55 @@ static int check_debootstrap(const struct host_policy *p, const struct hostop_de
         for (const char *const *pk = q->packages; pk && *pk; pk++, n++)
                 if (!only(*pk, LOWER_DIGITS "+-.") || **pk == '-' || **pk == '.' || strlen(*pk) > 100 || n >= 512)
                         return refuse(e, "'%s' is not a Debian package name", *pk);
-        if ((r = host_check_path(p, q->dir, false, e)) < 0 || (r = host_check_path(p, q->log_path, false, e)) < 0)
-                return r;
-        struct stat st;
-        if (lstat(q->dir, &st) == 0)
-                return refuse(e, "%s already exists", q->dir);
+        if (!q->init_mode || (strcmp(q->init_mode, "fast") != 0 && strcmp(q->init_mode, "systemd") != 0))
+                return refuse(e, "init mode '%s' is not fast or systemd", strempty(q->init_mode));
+        if (!p->agent_bin)
+                return op_fail(e, -ENOENT, "banger-agent not found (set $BANGER_AGENT or install it)");
         return 0;
 }
 
-int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
-                      void *cancel_ud, struct op_error *e) {
-        int r = check_debootstrap(p, req, e);
+/* The directory at path (below a root), opened one component at a time
+ * with O_NOFOLLOW from the root down: what was checked is what is used. */
+static int open_dir_below(const struct host_policy *p, const char *path, int *ret_fd, struct op_error *e) {
+        int r = host_check_path(p, path, true, e);
         if (r < 0)
                 return r;
-        return sys_mmdebstrap(req->suite, req->mirror, req->packages, req->dir, req->log_path, cancelled, cancel_ud,
-                              e);
+        const char *root = NULL;
+        for (size_t i = 0; p->roots[i] && !root; i++)
+                if (under(path, p->roots[i]))
+                        root = p->roots[i];
+        _cleanup_close_ int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return op_fail(e, -errno, "%s: %s", root, strerror(errno));
+        _cleanup_free_ char *rest = xstrdup(path + strlen(root) + 1);
+        char *save = NULL;
+        for (char *c = strtok_r(rest, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0)
+                        return errno == ELOOP ? refuse(e, "%s has a symlink component (%s)", path, c)
+                               : errno == ENOTDIR ? refuse(e, "%s is not a directory", path)
+                                                  : op_fail(e, -errno, "%s: %s", path, strerror(errno));
+                close(fd);
+                fd = next;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
 }
 
-int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e) {
-        int r = host_check_path(p, dir, false, e);
-        return r < 0 ? r : sys_umount_below(dir);
-}
-
-int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
-                     const char *out, struct op_error *e) {
-        struct stat st;
-        int r;
-        if ((r = host_check_path(p, dir, true, e)) < 0 || (r = host_check_path(p, out, false, e)) < 0)
+int hostop_build_debian(const struct host_policy *p, const struct hostop_debian_build *q, bool (*cancelled)(void *ud),
+                        void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e) {
+        _cleanup_close_ int out_fd = -1;
+        int r = check_build(p, q, e);
+        if (r < 0 || (r = open_dir_below(p, q->out_dir, &out_fd, e)) < 0)
                 return r;
-        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-                return refuse(e, "%s is not a directory", dir);
-        if (lstat(out, &st) == 0 && !S_ISREG(st.st_mode))
-                return refuse(e, "%s exists and is not a regular file", out);
-        if (!only(label, LOWER_DIGITS "-") || strlen(label) > 16)
-                return refuse(e, "'%s' is not an ext4 label banger uses", strempty(label));
-        if (size_bytes < (1ULL << 20) || size_bytes > MKFS_MAX_BYTES)
-                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "ext4 size %llu is outside 1 MiB..2 TiB",
-                                  (unsigned long long) size_bytes);
-        return sys_mkfs_ext4_from_dir(dir, label, size_bytes, out, e);
+        struct debian_build_req b = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
+                                      .init_mode = q->init_mode, .agent_bin = p->agent_bin, .out_fd = out_fd,
+                                      .work_base = p->work_base ? p->work_base : "/var/tmp",
+                                      .owner_uid = p->owner_uid, .owner_gid = p->owner_gid };
+        return debian_build(&b, cancelled, cancel_ud, ret_rootfs_size, e);
 }
+
+int hostop_sweep_builds(const struct host_policy *p) {
+        return debian_sweep_work(p->work_base ? p->work_base : "/var/tmp");
+}
+

@@ -38,6 +38,10 @@ struct host_policy {
         uint32_t bridge_addr; /* host order */
         int prefix;
         char *roots[HOST_POLICY_MAX_ROOTS + 1]; /* owned, NULL-terminated: directories banger owns */
+        uid_t owner_uid;      /* who gets TAPs and built images (the daemon's user) */
+        gid_t owner_gid;
+        char *agent_bin;      /* owned: the banger-agent every built image gets; NULL: no builds */
+        char *work_base;      /* owned: where builds keep their trees; NULL: /var/tmp */
 };
 
 /* roots: NULL-terminated, absolute (made canonical here). */
@@ -58,6 +62,9 @@ _warn_unused_ int hostop_bridge_ensure(const struct host_policy *p, const char *
 _warn_unused_ int hostop_tap_create(const struct host_policy *p, const char *tap, const char *bridge, struct op_error *e);
 /* 0 also when the TAP is already gone. */
 _warn_unused_ int hostop_tap_delete(const struct host_policy *p, const char *tap, struct op_error *e);
+/* An fd of the TAP for a VMM that may not open /dev/net/tun itself: a
+ * banger TAP on the policy's bridge only. */
+_warn_unused_ int hostop_tap_open(const struct host_policy *p, const char *tap, int *ret_fd, struct op_error *e);
 bool hostop_link_exists(const struct host_policy *p, const char *name);
 _warn_unused_ int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e);
 _warn_unused_ int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
@@ -69,18 +76,21 @@ _warn_unused_ int hostop_ip_forward(const struct host_policy *p, struct op_error
 _warn_unused_ int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e);
 void hostop_dns_unroute(const struct host_policy *p);
 
-/* Image builds. */
-struct hostop_debootstrap {
-        const char *suite;             /* [a-z]+ */
-        const char *mirror;            /* http(s)://, no spaces or quotes */
-        const char *const *packages;   /* NULL-terminated Debian package names */
-        const char *dir;               /* target, below a root; must not exist */
-        const char *log_path;          /* below a root */
+/* Image builds: the whole Debian build as one operation of a fixed shape.
+ * out_dir is below a root, exists and is reached without a symlink (it is
+ * opened component by component, and everything after goes through that
+ * fd); rootfs.ext4, work-seed.ext4 and build.log must not exist in it yet
+ * and come back belonging to the policy's owner. */
+struct hostop_debian_build {
+        const char *suite;           /* [a-z]+ */
+        const char *mirror;          /* http(s)://, no spaces or quotes */
+        const char *const *packages; /* NULL-terminated Debian package names */
+        const char *init_mode;       /* "fast" | "systemd" */
+        const char *out_dir;
 };
-_warn_unused_ int hostop_mmdebstrap(const struct host_policy *p, const struct hostop_debootstrap *req, bool (*cancelled)(void *ud),
-                      void *cancel_ud, struct op_error *e);
-/* How many mount points at or below dir were unmounted. */
-_warn_unused_ int hostop_umount_below(const struct host_policy *p, const char *dir, struct op_error *e);
-/* ext4 image `out` (created or replaced; a regular file) of `dir`. */
-_warn_unused_ int hostop_mkfs_ext4(const struct host_policy *p, const char *dir, const char *label, uint64_t size_bytes,
-                     const char *out, struct op_error *e);
+_warn_unused_ int hostop_build_debian(const struct host_policy *p, const struct hostop_debian_build *req,
+                                      bool (*cancelled)(void *ud), void *cancel_ud, uint64_t *ret_rootfs_size,
+                                      struct op_error *e);
+/* The work dirs of builds whose builder died (see debianbuild.h): how many
+ * were removed. Run where builds run, at start. */
+int hostop_sweep_builds(const struct host_policy *p);

@@ -128,19 +128,32 @@ int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_e
         return link_set(name, 0, true, e);
 }
 
-int nl_tap_create(const char *name, const char *bridge, struct op_error *e) {
+/* A queue of TAP `name` (made when missing) with banger's flags. */
+static int tun_attach(const char *name, int *ret_fd, struct op_error *e) {
         struct ifreq ifr = { 0 };
         _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-        int r;
-
         if (strlen(name) >= IFNAMSIZ)
                 return op_fail(e, -EINVAL, "TAP name %s is longer than %d bytes", name, IFNAMSIZ - 1);
         if (fd < 0)
                 return op_fail(e, -errno, "cannot open /dev/net/tun: %s", strerror(errno));
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         memcpy(ifr.ifr_name, name, strlen(name));
-        if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0)
-                return op_fail(e, -errno, "cannot create TAP %s: %s", name, strerror(errno));
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+                return op_fail(e, -errno, "cannot attach to TAP %s: %s", name, strerror(errno));
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int nl_tap_create(const char *name, const char *bridge, uid_t owner, struct op_error *e) {
+        _cleanup_close_ int fd = -1;
+        int r = tun_attach(name, &fd, e);
+        if (r < 0)
+                return r;
+        if (ioctl(fd, TUNSETOWNER, (unsigned long) owner) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
+                r = op_fail(e, -errno, "cannot create TAP %s: %s", name, strerror(errno));
+                (void) ioctl(fd, TUNSETPERSIST, 0);
+                return r;
+        }
         int master = (int) if_nametoindex(bridge);
         if (master == 0)
                 r = op_fail(e, -ENOENT, "bridge %s does not exist", bridge);
@@ -149,6 +162,10 @@ int nl_tap_create(const char *name, const char *bridge, struct op_error *e) {
         if (r < 0)
                 (void) nl_link_delete(name, NULL); /* undo; the first error is the one to report */
         return r;
+}
+
+int nl_tap_open(const char *name, int *ret_fd, struct op_error *e) {
+        return tun_attach(name, ret_fd, e);
 }
 
 int nl_link_delete(const char *name, struct op_error *e) {

@@ -11,13 +11,17 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 struct op_error;
 
 /* Creates the bridge when missing, adds addr/prefix when absent, sets it up. */
 _warn_unused_ int nl_bridge_ensure(const char *name, const char *addr, int prefix, struct op_error *e);
 /* A persistent TAP (no packet info) attached to `bridge` and up. */
-_warn_unused_ int nl_tap_create(const char *name, const char *bridge, struct op_error *e);
+_warn_unused_ /* A persistent TAP owned by `owner` (who may open it: the VMM's user). */
+_warn_unused_ int nl_tap_create(const char *name, const char *bridge, uid_t owner, struct op_error *e);
+/* A queue of the existing TAP `name` (the flags it was made with), for a VMM. */
+_warn_unused_ int nl_tap_open(const char *name, int *ret_fd, struct op_error *e);
 /* -ENOENT when there is no such link. */
 int nl_link_delete(const char *name, struct op_error *e);
 bool nl_link_exists(const char *name);

@@ -21,7 +21,7 @@ static char *tail(const char *s, size_t n) {
 }
 
 int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                   const char *log_path, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
+                   int log_fd, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
         _cleanup_strbuf_ struct strbuf inc = STRBUF_INIT;
         struct spawn_result res = { 0 };
         int r;
@@ -44,10 +44,8 @@ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *pac
         r = spawn_run(argv, &o, &res);
         if (r < 0)
                 return op_fail(e, r, "cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));
-        if (log_path) {
-                _cleanup_free_ char *log = xasprintf("%s%s", res.out, res.err);
-                if (write_file_atomic(log_path, log, strlen(log), 0600) < 0)
-                        log_path = NULL; /* the build log is a convenience, the outcome is not */
+        if (log_fd >= 0 && (write_all(log_fd, res.out, res.out_len) < 0 || write_all(log_fd, res.err, res.err_len) < 0)) {
+                /* the build log is a convenience, the outcome is not */
         }
         if (res.cancelled)
                 r = -ECANCELED;
@@ -103,20 +101,16 @@ int sys_umount_below(const char *dir) {
         return count;
 }
 
-int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
+int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, int out_fd,
                             struct op_error *e) {
-        _cleanup_close_ int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-
-        if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0)
-                return op_fail(e, -errno, "cannot create %s: %s", out, strerror(errno));
+        _cleanup_free_ char *out = xasprintf("/proc/%d/fd/%d", (int) getpid(), out_fd);
+        if (ftruncate(out_fd, 0) < 0 || ftruncate(out_fd, (off_t) size_bytes) < 0)
+                return op_fail(e, -errno, "cannot size the %s image: %s", label, strerror(errno));
         char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-d", (char *) dir,
                          (char *) "-L", (char *) label, (char *) "-E", (char *) "root_owner=0:0", (char *) "-m",
                          (char *) "0", (char *) out, NULL };
         _cleanup_free_ char *msg = NULL;
-        int r = op_take_msg(e, spawn_run_checked(argv, 20 * 60 * 1000, 0, "apt-get install e2fsprogs", &msg), &msg);
-        if (r < 0)
-                unlink(out);
-        return r;
+        return op_take_msg(e, spawn_run_checked(argv, 20 * 60 * 1000, 0, "apt-get install e2fsprogs", &msg), &msg);
 }
 
 int sys_ip_forward_on(struct op_error *e) {

@@ -15,15 +15,17 @@
 struct op_error;
 
 /* Debian root filesystem into `dir` (must not exist or be empty); its
- * output goes to log_path. -ECANCELED when cancelled() said so. */
+ * output goes to log_fd (-1: nowhere). -ECANCELED when cancelled() said so. */
 _warn_unused_ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                   const char *log_path, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e);
+                                 int log_fd, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e);
 /* Lazily unmounts every mount point at or below `dir` (deepest first);
  * how many. */
 int sys_umount_below(const char *dir);
-/* ext4 image of `dir` (mkfs.ext4 -d), size_bytes large (sparse). */
-_warn_unused_ int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, const char *out,
-                           struct op_error *e);
+/* ext4 image of `dir` (mkfs.ext4 -d) into the open regular file out_fd,
+ * size_bytes large (sparse): mkfs reaches the file through /proc, never
+ * through a path someone else could swap. */
+_warn_unused_ int sys_mkfs_ext4_from_dir(const char *dir, const char *label, uint64_t size_bytes, int out_fd,
+                                         struct op_error *e);
 /* net.ipv4.ip_forward = 1 (a no-op when it already is). */
 _warn_unused_ int sys_ip_forward_on(struct op_error *e);
 /* With systemd-resolved: route the `vm` domain to listen_addr on the bridge

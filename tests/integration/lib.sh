@@ -20,6 +20,8 @@ begin() {
         export HOME="$TMP/home"
         export XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state" XDG_CACHE_HOME="$TMP/cache"
         export XDG_RUNTIME_DIR="$TMP/run"
+        # never a system install this machine may have: these tests are user mode
+        export BANGER_INSTALL_FILE=/nonexistent/banger-install.toml
         mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
         chmod 700 "$XDG_RUNTIME_DIR"
         STATE="$XDG_STATE_HOME/banger"
@@ -217,3 +219,56 @@ state_is() { [ "$(B --json vm show "$1" | jq -r .state)" = "$2" ]; }
 ns_taps() { ip netns exec "$NS" ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -e '^lo$' -e '^br-fc$' || true; }
 # Live (non-zombie) VMM processes in the namespace.
 ns_vmms() { local p; for p in $(ip netns pids "$NS" 2>/dev/null); do alive "$p" && tr '\0' ' ' <"/proc/$p/cmdline" | grep -q 'process=banger-' && echo "$p"; done; true; }
+
+# ---- a system install below $TMP/sys, inside the test's namespace ------------
+# (t_system.sh, t_update.sh) After vm_begin: sys_begin PREFIX names a throwaway
+# owner PREFIX<pid> and the install's paths, and cleans it all up on exit.
+sys_begin() {
+        R="$TMP/sys"
+        IFILE="$R/etc/banger/install.toml"
+        ICONF="$R/etc/banger/config.toml"
+        OWNER="$1$$"
+        OHOME="$TMP/owner-home"
+        HSOCK="$R/run/banger-root/bangerd-root.sock"
+        DSOCK="$R/run/banger/bangerd.sock"
+        # the owner goes last: userdel refuses while its daemon runs
+        trap 'SYS system uninstall --force >/dev/null 2>&1; vm_cleanup; userdel "$OWNER" 2>/dev/null; cleanup' EXIT
+}
+# As root, the build's banger with the install file (install, restart, uninstall).
+SYS() { ip netns exec "$NS" env BANGER_INSTALL_FILE="$IFILE" "$BANGER" "$@"; }
+# As the owner, the installed banger, in the namespace, with a clean environment.
+U() {
+        ip netns exec "$NS" setpriv --reuid="$OWNER" --regid="$OWNER" --init-groups \
+                env -i PATH=/usr/bin:/bin HOME="$OHOME" NO_COLOR=1 BANGER_INSTALL_FILE="$IFILE" \
+                "$R/usr/local/bin/banger" "$@"
+}
+# The owner (useradd), its home, an empty root with a config (TCG).
+sys_owner() {
+        useradd -M -d "$OHOME" -s /bin/sh -U "$OWNER" || return 1
+        mkdir -p "$OHOME" && chown "$OWNER:" "$OHOME"
+        mkdir -p "$R" "$(dirname "$IFILE")" && chmod 755 "$TMP" "$R"
+        printf 'accel = "tcg"\n' >"$ICONF"
+}
+# Runs the n-th `start:` line of $TMP/install.out in the namespace, in the
+# background, output to LOG; with a third argument, as the owner (as the
+# daemon's unit runs it: User=).
+sys_start_line() { # n log [owner]
+        local line; line=$(grep '^start: ' "$TMP/install.out" | sed -n "${1}p" | sed 's/^start: //')
+        [ -n "$line" ] || { echo "no start line $1"; return 1; }
+        if [ -n "${3:-}" ]; then
+                # shellcheck disable=SC2086 # the line is argv, split on spaces as systemd's ExecStart would
+                setsid ip netns exec "$NS" setpriv --reuid="$OWNER" --regid="$OWNER" --init-groups $line >"$2" 2>&1 &
+        else
+                # shellcheck disable=SC2086
+                setsid ip netns exec "$NS" $line >"$2" 2>&1 &
+        fi
+}
+# system install --root, then the helper's start line as root and the
+# daemon's as the owner; both answer.
+sys_install() {
+        SYS system install --owner "$OWNER" --root "$R" >"$TMP/install.out" 2>&1 || { cat "$TMP/install.out"; return 1; }
+        sys_start_line 1 "$TMP/helper.log" && wait_for 10 "the helper's socket" test -S "$HSOCK" ||
+                { cat "$TMP/helper.log"; return 1; }
+        sys_start_line 2 "$TMP/daemon.log" owner && wait_for 20 "the daemon's socket" test -S "$DSOCK" ||
+                { cat "$TMP/daemon.log"; return 1; }
+}

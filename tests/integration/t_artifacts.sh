@@ -245,15 +245,34 @@ cancel_build() {
         BANGER_IMAGE_CACHE="$TMP/empty-cache" "$BANGER" daemon start >/dev/null || return 1
         "$BANGER" image pull debian-bookworm-slim >"$TMP/cx.out" 2>&1 & local cli=$!
         wait_for 60 "the debootstrap stage" grep -q '==> debootstrap' "$TMP/cx.out" || { cat "$TMP/cx.out"; return 1; }
-        wait_for 60 "mmdebstrap to run" pgrep -f "mmdebstrap.*$STATE/images" || return 1
+        # the trees are built in a root-only work dir, never below the state dir
+        wait_for 60 "mmdebstrap to run" pgrep -f "mmdebstrap.*/var/tmp/banger-build-" || return 1
+        local work; work=$(pgrep -af "mmdebstrap.*/var/tmp/banger-build-" | grep -o '/var/tmp/banger-build-[A-Za-z0-9]*' | head -1)
+        [ "$(stat -c '%U %a' "$work")" = "root 700" ] || { stat "$work"; return 1; }
         kill -TERM "$cli"; wait "$cli" 2>/dev/null  # (background jobs ignore SIGINT)
-        wait_for 30 "mmdebstrap to be killed" not pgrep -f "mmdebstrap.*$STATE/images" || return 1
+        wait_for 30 "mmdebstrap to be killed" not pgrep -f "mmdebstrap.*$work" || return 1
         wait_for 10 "the staging dir to go" no_staging || { ls -la "$STATE/images"; return 1; }
-        wait_for 10 "the build's mounts to go" not grep -q "$STATE" /proc/self/mountinfo ||
-                { grep "$STATE" /proc/self/mountinfo; return 1; }
+        wait_for 10 "the work dir to go" not test -e "$work" || { ls -la "$work"; return 1; }
+        wait_for 10 "the build's mounts to go" not grep -qE "$STATE|$work" /proc/self/mountinfo ||
+                { grep -E "$STATE|$work" /proc/self/mountinfo; return 1; }
         "$BANGER" --json image list | jq -e 'length == 0' >/dev/null &&
         "$BANGER" --json daemon operations | jq -e '.operations | map(select(.kind == "image.pull")) | .[-1].state == "cancelled"' >/dev/null
 }
 t "cancelling an image build (client gone) kills mmdebstrap and leaves no staging, mount or image" cancel_build
+
+sweep_dead_builds() {
+        local dead=/var/tmp/banger-build-tdead$$ live=/var/tmp/banger-build-tlive$$ pid
+        sleep 0 & pid=$!; wait "$pid"   # a pid that is gone
+        mkdir -m 700 "$dead" "$live" "$dead/tree" && echo "$pid" >"$dead/builder.pid" && echo $$ >"$live/builder.pid" || return 1
+        mount -t tmpfs banger-test "$dead/tree" || return 1   # what a killed apt leaves mounted
+        "$BANGER" daemon stop >/dev/null; "$BANGER" daemon start >/dev/null || return 1
+        local ok=0
+        [ ! -e "$dead" ] || { echo "a dead builder's work dir stayed"; ok=1; }
+        not grep -q "$dead" /proc/self/mountinfo || { echo "its mount stayed"; ok=1; }
+        [ -e "$live" ] || { echo "a live builder's work dir was taken"; ok=1; }
+        umount "$dead/tree" 2>/dev/null; rm -rf "$dead" "$live"
+        return $ok
+}
+t "a dead builder's work dir (and what is mounted in it) is swept at start; a live one stays" sweep_dead_builds
 
 finish

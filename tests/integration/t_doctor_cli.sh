@@ -68,9 +68,23 @@ completion() {
         done
         # bash: the script really completes
         bash -c ". '$TMP/comp.bash'; COMP_WORDS=(banger daemon s); COMP_CWORD=2; _banger; echo \"\${COMPREPLY[*]}\"" |
-                grep -qx 'status start stop'
+                grep -qx 'status start stop' || return 1
+        # fish: every single-quoted string closes on its line (help texts hold apostrophes)
+        python3 -c '
+import sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    q = False; i = 0
+    while i < len(line):
+        c = line[i]
+        if q and c == "\\": i += 2; continue
+        if c == "\x27": q = not q
+        i += 1
+    if q: sys.exit("line %d: unterminated quote: %s" % (n, line))' "$TMP/comp.fish" || return 1
+        # test-only flags are nowhere a user looks
+        ! grep -q -- 'manifest-url\|pubkey-file' "$TMP/comp.bash" "$TMP/comp.zsh" "$TMP/comp.fish" &&
+        ! "$BANGER" help update | grep -q 'manifest-url\|pubkey-file'
 }
-t "completion scripts cover every command and flag; bash completes" completion
+t "completion scripts cover every command and flag; bash completes; fish quotes hold; test-only flags hidden" completion
 
 tty_colours() {
         # script(1) gives the CLI a real terminal

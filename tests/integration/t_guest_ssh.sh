@@ -26,6 +26,9 @@ t "guest configuration: VM host key, pinned known_hosts, user key, cpio, work di
 K_JSON=$("$BANGER" --json kernel show debian-cloud-6.1 2>/dev/null)
 INITRD=$(ls "$(echo "$K_JSON" | jq -r .dir 2>/dev/null)"/initramfs-*.cpio 2>/dev/null | head -1)
 cat "$INITRD" "$TMP/vm.cpio" >"$TMP/vm-initrd" 2>/dev/null
+# Every QEMU of this file (start_vm also runs inside tests, in subshells whose
+# $QEMU the end of the file never sees) dies with it: they all boot $TMP/vm-initrd.
+trap 'pkill -9 -f -- "-initrd $TMP/vm-initrd" 2>/dev/null; cleanup' EXIT
 start_vm() {
 T0=$(date +%s.%N)
 qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults -no-user-config -nographic -no-reboot \
@@ -100,4 +103,6 @@ persist() {
 t "a file written in /root survives a clean poweroff and a second boot" persist
 
 kill "$QEMU" 2>/dev/null; wait "$QEMU" 2>/dev/null
+pkill -f -- "-initrd $TMP/vm-initrd" 2>/dev/null
+wait_for 10 "this file's QEMUs to exit" not pgrep -f -- "-initrd $TMP/vm-initrd" >/dev/null || true
 finish

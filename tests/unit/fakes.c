@@ -2,6 +2,7 @@
 #include "fakes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "hostops.h"
 #include "jsonx.h"
 #include "proc_spawn.h"
@@ -158,6 +160,24 @@ static int f_tap_delete(void *ud, const char *tap, struct op_error *e) {
         return fail ? injected(e, "tap_delete") : v;
 }
 
+/* The VMM gets an fd of the TAP: /dev/null stands in (the fake VMM ignores it). */
+static int f_tap_open(void *ud, const char *tap, int *ret_fd, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        int v = host_check_tap_name(tap, &ce);
+        check(v, "tap_open", &ce);
+        bool fail = record("tap_open", tap);
+        bool exists = set_has(&L.taps, tap);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        if (fail)
+                return injected(e, "tap_open");
+        if (v < 0 || !exists)
+                return op_fail(e, -ENOENT, "fake: no TAP %s to open", tap);
+        *ret_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        return *ret_fd < 0 ? op_fail(e, -errno, "/dev/null: %s", strerror(errno)) : 0;
+}
+
 static bool f_link_exists(void *ud, const char *name) {
         pthread_mutex_lock(&L.mu);
         bool r = set_has(&L.taps, name) || strcmp(name, L.policy.bridge) == 0;
@@ -226,24 +246,16 @@ static int f_dns_route(void *ud, const char *listen_addr, struct op_error *e) {
 static void f_dns_unroute(void *ud) {
 }
 
-static int f_mmdebstrap(void *ud, const struct priv_debootstrap *q, bool (*c)(void *), void *cud, struct op_error *e) {
-        return op_fail(e, -EOPNOTSUPP, "no image builds in unit tests");
-}
-
-static int f_umount_below(void *ud, const char *dir, struct op_error *e) {
-        return 0;
-}
-
-static int f_mkfs(void *ud, const char *dir, const char *label, uint64_t size, const char *out, struct op_error *e) {
+static int f_build_debian(void *ud, const struct priv_debian_build *q, bool (*c)(void *), void *cud, uint64_t *size,
+                          struct op_error *e) {
         return op_fail(e, -EOPNOTSUPP, "no image builds in unit tests");
 }
 
 static const struct priv_ops fake_ops = {
-        .name = "fake", .bridge_ensure = f_bridge_ensure, .tap_create = f_tap_create, .tap_delete = f_tap_delete,
+        .name = "fake", .bridge_ensure = f_bridge_ensure, .tap_create = f_tap_create, .tap_delete = f_tap_delete, .tap_open = f_tap_open,
         .link_exists = f_link_exists, .nat_enable = f_nat_enable, .nat_disable = f_nat_disable,
         .guard_enable = f_guard_enable, .guard_disable = f_guard_disable, .ip_forward = f_ip_forward,
-        .dns_route = f_dns_route, .dns_unroute = f_dns_unroute, .mmdebstrap = f_mmdebstrap,
-        .umount_below = f_umount_below, .mkfs_ext4 = f_mkfs,
+        .dns_route = f_dns_route, .dns_unroute = f_dns_unroute, .build_debian = f_build_debian,
 };
 
 const struct priv_ops *fake_priv(void) {

@@ -72,6 +72,13 @@ static void test_argv(void **state) {
         assert_true(has(argv, "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"));
         strv_free(argv);
 
+        /* a TAP handed over as an fd: QEMU finds it as fd 3 and never opens /dev/net/tun */
+        struct vm_boot byfd = base;
+        byfd.tap_fd = 7;
+        assert_int_equal(vmm_qemu.build_argv(&byfd, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-netdev", "tap,id=net0,fd=3"));
+        strv_free(argv);
+
         struct vm_boot bad[] = { base, base, base, base };
         bad[0].vcpu = 0;
         bad[1].accel = "hvf";

@@ -25,14 +25,6 @@ struct inflight {
         struct inflight *next;
 };
 
-/* Staging trees are unmounted first (a killed mmdebstrap leaves /proc and
- * /dev mounted inside), then removed without crossing into what stayed. */
-int artifacts_rm_staging(struct artifacts *a, const char *path) {
-        if (a->priv && a->priv->umount_below)
-                (void) a->priv->umount_below(a->priv->ud, path, NULL);
-        return rm_rf(path);
-}
-
 json_t *catalog_find(json_t *catalog, const char *list_key, const char *name) {
         size_t i;
         json_t *e;

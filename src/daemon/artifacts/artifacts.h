@@ -95,5 +95,3 @@ char *catalog_names(json_t *catalog, const char *list_key);                    /
 
 /* util */
 char *staging_dir(const char *parent, const char *what);
-/* Unmounts what a killed build left below a staging dir, then removes it. */
-int artifacts_rm_staging(struct artifacts *a, const char *path);

@@ -17,92 +17,6 @@
 #include "sha256.h"
 #include "strbuf.h"
 
-/* Guest files every banger image gets. */
-static const char sshd_dropin[] =
-        "# banger: key-only root login; per-VM host keys come from banger\n"
-        "PermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "UsePAM no\n"
-        "UseDNS no\n"
-        "HostKey /etc/ssh/ssh_host_ed25519_key\n";
-
-static const char agent_unit[] =
-        "[Unit]\n"
-        "Description=banger guest agent\n"
-        "After=local-fs.target\n"
-        "\n"
-        "[Service]\n"
-        "ExecStart=/usr/local/bin/banger-agent\n"
-        "Restart=always\n"
-        "RestartSec=1\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n";
-
-/* Room for the files, their inodes and ext4's own metadata, rounded to 64 MiB. */
-static uint64_t ext4_size_for(uint64_t bytes, uint64_t floor) {
-        uint64_t s = bytes + bytes / 3 + (96ULL << 20);
-        s = (s + (64ULL << 20) - 1) & ~((64ULL << 20) - 1);
-        return s < floor ? floor : s;
-}
-
-static int write_at(const char *root, const char *rel, const char *data, unsigned mode, struct op_error *err) {
-        _cleanup_free_ char *p = path_join(root, rel);
-        _cleanup_free_ char *dir = xstrdup(p);
-        *strrchr(dir, '/') = '\0';
-        int r = mkdir_p(dir, 0755);
-        if (r == 0)
-                r = write_file_atomic(p, data, strlen(data), mode);
-        return r < 0 ? op_fail(err, r, "writing %s: %s", p, strerror(-r)) : 0;
-}
-
-static int copy_bin(const char *from, const char *to, struct op_error *err) {
-        int r = copy_file_sparse(from, to, 0755);
-        return r < 0 ? op_fail(err, r, "installing %s: %s", from, strerror(-r)) : 0;
-}
-
-/* Our guest files on top of the debootstrapped tree. */
-static int customize(struct artifacts *a, const char *root, const char *init_mode, struct op_error *err) {
-        static const char *const host_keys[] = { "ssh_host_rsa_key", "ssh_host_ecdsa_key", "ssh_host_ed25519_key" };
-        int r;
-
-        /* Host keys made at package install would be shared by every VM. */
-        for (size_t i = 0; i < ELEMENTSOF(host_keys); i++) {
-                _cleanup_free_ char *k = xasprintf("%s/etc/ssh/%s", root, host_keys[i]);
-                _cleanup_free_ char *kp = xasprintf("%s.pub", k);
-                unlink(k);
-                unlink(kp);
-        }
-        if ((r = write_at(root, "etc/ssh/sshd_config.d/99-banger.conf", sshd_dropin, 0644, err)) < 0 ||
-            (r = write_at(root, "etc/hostname", "banger\n", 0644, err)) < 0 ||
-            (r = write_at(root, "etc/hosts", "127.0.0.1 localhost\n::1 localhost\n", 0644, err)) < 0 ||
-            (r = write_at(root, "etc/fstab", "# root and /root are mounted by banger-init\n", 0644, err)) < 0)
-                return r;
-        if (!a->agent_bin)
-                return op_fail(err, -ENOENT, "banger-agent not found (set $BANGER_AGENT or install it)");
-        _cleanup_free_ char *bin_dir = path_join(root, "usr/local/bin");
-        if (mkdir_p(bin_dir, 0755) < 0)
-                return op_fail(err, -errno, "cannot create %s: %s", bin_dir, strerror(errno));
-        _cleanup_free_ char *agent = path_join(root, "usr/local/bin/banger-agent");
-        if ((r = copy_bin(a->agent_bin, agent, err)) < 0)
-                return r;
-        if (strcmp(init_mode, "systemd") == 0) {
-                if ((r = write_at(root, "etc/systemd/system/banger-agent.service", agent_unit, 0644, err)) < 0)
-                        return r;
-                _cleanup_free_ char *wants = path_join(root, "etc/systemd/system/multi-user.target.wants");
-                if (mkdir_p(wants, 0755) < 0)
-                        return op_fail(err, -errno, "cannot create %s: %s", wants, strerror(errno));
-                _cleanup_free_ char *link = path_join(wants, "banger-agent.service");
-                unlink(link);
-                if (symlink("/etc/systemd/system/banger-agent.service", link) < 0)
-                        return op_fail(err, -errno, "enabling banger-agent.service: %s", strerror(errno));
-                /* systemd makes a machine-id on first boot when the file is empty */
-                write_at(root, "etc/machine-id", "", 0444, err);
-        }
-        return 0;
-}
-
 static char *cache_key(struct artifacts *a, json_t *recipe, const char *release_sha) {
         _cleanup_free_ char *canon = json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS);
         char agent_sha[65] = "none", key[65];
@@ -196,47 +110,19 @@ static int build_lookup(struct build *b, json_t **ret_manifest, struct op_error 
         return op_fail(err, -EBADMSG, "cached build %s has an unreadable manifest", b->cdir);
 }
 
-/* mmdebstrap (priv), banger's guest files, /root moved to the work seed. */
-static int build_tree(struct build *b, struct op_error *err) {
+/* mmdebstrap, banger's guest files, /root moved to the work seed, mkfs of
+ * both: one privileged operation, whose results belong to us. */
+static int build_images(struct build *b, struct op_error *err) {
         json_t *list = json_object_get(b->recipe, "packages");
         size_t np = json_array_size(list);
         _cleanup_free_ const char **pkgs = xcalloc(np + 1, sizeof(char *));
-        _cleanup_free_ char *root = in(b, "tree"), *log = in(b, "build.log"), *seed_dir = in(b, "seed");
         for (size_t i = 0; i < np; i++)
                 pkgs[i] = json_string_value(json_array_get(list, i));
-        progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s", b->suite, np,
-                       b->a->config->debian_mirror);
-        struct priv_debootstrap q = { .suite = b->suite, .mirror = b->a->config->debian_mirror, .packages = pkgs,
-                                      .dir = root, .log_path = log };
-        int r = b->a->priv->mmdebstrap(b->a->priv->ud, &q, build_cancelled, (void *) b->p, err);
-        if (r < 0)
-                return r;
-        progress_stage(b->p, "customize", "agent, sshd drop-in, %s init", b->init_mode);
-        if ((r = customize(b->a, root, b->init_mode, err)) < 0)
-                return r;
-        /* in a VM the work disk is mounted on /root */
-        _cleanup_free_ char *root_home = path_join(root, "root");
-        if (rename(root_home, seed_dir) < 0 || mkdir(root_home, 0700) < 0)
-                return op_fail(err, -errno, "moving /root to the work seed: %s", strerror(errno));
-        return 0;
-}
-
-/* rootfs.ext4 and work-seed.ext4 (priv mkfs); the trees go either way. */
-static int build_images(struct build *b, struct op_error *err) {
-        _cleanup_free_ char *root = in(b, "tree"), *seed_dir = in(b, "seed");
-        _cleanup_free_ char *rootfs = in(b, "rootfs.ext4"), *seed = in(b, "work-seed.ext4");
-        uint64_t bytes = dir_size(root, true);
-        b->rootfs_size = ext4_size_for(bytes, 256ULL << 20);
-        progress_stage(b->p, "mkfs", "rootfs.ext4 %llu MiB for %llu MiB of files",
-                       (unsigned long long) (b->rootfs_size >> 20), (unsigned long long) (bytes >> 20));
-        const struct priv_ops *priv = b->a->priv;
-        int r = priv->mkfs_ext4(priv->ud, root, "banger-root", b->rootfs_size, rootfs, err);
-        if (r == 0)
-                r = priv->mkfs_ext4(priv->ud, seed_dir, "banger-seed",
-                                    ext4_size_for(dir_size(seed_dir, true), 32ULL << 20), seed, err);
-        artifacts_rm_staging(b->a, root);
-        rm_rf(seed_dir);
-        return r;
+        progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s, %s init, mkfs", b->suite, np,
+                       b->a->config->debian_mirror, b->init_mode);
+        struct priv_debian_build q = { .suite = b->suite, .mirror = b->a->config->debian_mirror, .packages = pkgs,
+                                       .init_mode = b->init_mode, .out_dir = b->dest_dir };
+        return b->a->priv->build_debian(b->a->priv->ud, &q, build_cancelled, (void *) b->p, &b->rootfs_size, err);
 }
 
 static int build_manifest(struct build *b, json_t **ret_manifest, struct op_error *err) {
@@ -269,8 +155,6 @@ int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir,
                            .suite = json_string_value(json_object_get(recipe, "suite")),
                            .init_mode = json_string_value(json_object_get(recipe, "init_mode")) };
         int r = build_lookup(&b, ret_manifest, err);
-        if (r == 0)
-                r = build_tree(&b, err);
         if (r == 0)
                 r = build_images(&b, err);
         if (r == 0)

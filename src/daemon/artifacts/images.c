@@ -298,7 +298,7 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
         else if (rc == 0)
                 rc = pull_recipe(a, name, entry, staging, p, err);
         if (rc < 0)
-                artifacts_rm_staging(a, staging);
+                (void) rm_rf(staging);
         inflight_end(a, key, rc, err);
         if (rc < 0)
                 return rc;
@@ -427,7 +427,7 @@ int image_promote(struct artifacts *a, const char *name, const struct progress *
         for (size_t i = 0; i < 4; i++)
                 free(newp[i]);
         if (rc < 0)
-                artifacts_rm_staging(a, staging);
+                (void) rm_rf(staging);
         image_row_done(&row);
         inflight_end(a, key, rc, err);
         return rc < 0 ? rc : image_show(a, name, ret, err);

@@ -4,6 +4,7 @@
 #include "priv.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "hostops.h"
 #include "macro.h"
@@ -24,6 +25,10 @@ static int l_tap_create(void *ud, const char *tap, const char *bridge, struct op
 
 static int l_tap_delete(void *ud, const char *tap, struct op_error *e) {
         return hostop_tap_delete(ud, tap, e);
+}
+
+static int l_tap_open(void *ud, const char *tap, int *ret_fd, struct op_error *e) {
+        return hostop_tap_open(ud, tap, ret_fd, e);
 }
 
 static bool l_link_exists(void *ud, const char *name) {
@@ -58,38 +63,32 @@ static void l_dns_unroute(void *ud) {
         hostop_dns_unroute(ud);
 }
 
-static int l_mmdebstrap(void *ud, const struct priv_debootstrap *q, bool (*cancelled)(void *cud), void *cancel_ud,
-                        struct op_error *e) {
-        struct hostop_debootstrap h = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
-                                        .dir = q->dir, .log_path = q->log_path };
-        return hostop_mmdebstrap(ud, &h, cancelled, cancel_ud, e);
-}
-
-static int l_umount_below(void *ud, const char *dir, struct op_error *e) {
-        return hostop_umount_below(ud, dir, e);
-}
-
-static int l_mkfs_ext4(void *ud, const char *dir, const char *label, uint64_t size_bytes, const char *out,
-                       struct op_error *e) {
-        return hostop_mkfs_ext4(ud, dir, label, size_bytes, out, e);
+static int l_build_debian(void *ud, const struct priv_debian_build *q, bool (*cancelled)(void *cud), void *cancel_ud,
+                          uint64_t *ret_rootfs_size, struct op_error *e) {
+        struct hostop_debian_build h = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
+                                         .init_mode = q->init_mode, .out_dir = q->out_dir };
+        return hostop_build_debian(ud, &h, cancelled, cancel_ud, ret_rootfs_size, e);
 }
 
 int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
-                   struct priv_local **ret, struct op_error *e) {
+                   const char *agent_bin, struct priv_local **ret, struct op_error *e) {
         struct priv_local *l = xcalloc(1, sizeof(*l));
         int r = host_policy_init(&l->policy, bridge, bridge_ip, prefix, roots, e);
         if (r < 0) {
                 free(l);
                 return r;
         }
+        l->policy.agent_bin = agent_bin ? xstrdup(agent_bin) : NULL;
         l->ops = (struct priv_ops) {
                 .name = "local", .ud = &l->policy,
-                .bridge_ensure = l_bridge_ensure, .tap_create = l_tap_create, .tap_delete = l_tap_delete,
+                .bridge_ensure = l_bridge_ensure, .tap_create = l_tap_create, .tap_delete = l_tap_delete, .tap_open = l_tap_open,
                 .link_exists = l_link_exists, .nat_enable = l_nat_enable, .nat_disable = l_nat_disable,
                 .guard_enable = l_guard_enable, .guard_disable = l_guard_disable, .ip_forward = l_ip_forward,
-                .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .mmdebstrap = l_mmdebstrap,
-                .umount_below = l_umount_below, .mkfs_ext4 = l_mkfs_ext4,
+                .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .build_debian = l_build_debian,
         };
+        /* as root, builds run here: what a killed one left goes now */
+        if (geteuid() == 0)
+                (void) hostop_sweep_builds(&l->policy);
         *ret = l;
         return 0;
 }

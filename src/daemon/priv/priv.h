@@ -6,13 +6,14 @@
 /*
  * The privileged-operations boundary: one table, one entry per operation
  * that needs root. The daemon reaches bridge, TAPs, nftables, IP forwarding,
- * resolvectl, mmdebstrap, unmounts and mkfs only through it. Every entry
+ * resolvectl and image builds (mmdebstrap, mkfs) only through it. Every entry
  * validates its own arguments (src/host/hostops.h has the rules) whoever
  * calls it.
  *
  * Implementations:
  *   local.c    in-process, as the daemon's own user (user mode, as root);
- *   (later)    a client of the root helper, which serves the same list;
+ *   remote.c   a client of the root helper (bangerd-root), which serves
+ *              the same list over its socket (system mode);
  *   tests      a fake that records calls in a ledger (tests/unit/fakes.c).
  *
  * All return 0 or -errno with *e set; e may be NULL.
@@ -23,11 +24,13 @@
 
 #include "op_error.h"
 
-struct priv_debootstrap {
+/* A Debian image build into out_dir (rootfs.ext4, work-seed.ext4, build.log,
+ * all the daemon's user's). */
+struct priv_debian_build {
         const char *suite, *mirror;
         const char *const *packages; /* NULL-terminated */
-        const char *dir;             /* must not exist */
-        const char *log_path;
+        const char *init_mode;       /* "fast" | "systemd" */
+        const char *out_dir;         /* exists, below the state dir */
 };
 
 struct priv_ops {
@@ -40,6 +43,9 @@ struct priv_ops {
         int (*tap_create)(void *ud, const char *tap, const char *bridge, struct op_error *e);
         /* 0 also when it was already gone. */
         int (*tap_delete)(void *ud, const char *tap, struct op_error *e);
+        /* An fd of an existing TAP on the bridge, for the VMM (which then
+         * needs no access to /dev/net/tun); the caller closes it. */
+        int (*tap_open)(void *ud, const char *tap, int *ret_fd, struct op_error *e);
         bool (*link_exists)(void *ud, const char *name);
         /* NAT and the address guard of one VM, found again by its id alone. */
         int (*nat_enable)(void *ud, const char *vm_id, const char *ip, struct op_error *e);
@@ -51,18 +57,23 @@ struct priv_ops {
         int (*dns_route)(void *ud, const char *listen_addr, struct op_error *e);
         void (*dns_unroute)(void *ud);
 
-        int (*mmdebstrap)(void *ud, const struct priv_debootstrap *req, bool (*cancelled)(void *cud), void *cancel_ud,
-                          struct op_error *e);
-        /* How many mount points were unmounted, or -errno. */
-        int (*umount_below)(void *ud, const char *dir, struct op_error *e);
-        int (*mkfs_ext4)(void *ud, const char *dir, const char *label, uint64_t size_bytes, const char *out,
-                         struct op_error *e);
+        /* The trees of a build never touch out_dir: only the three files do
+         * (and a dead builder's work dir is swept where builds run). */
+        int (*build_debian)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
+                            void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e);
 };
 
-/* The in-process table for user mode. bridge/bridge_ip/prefix and the
- * directories banger owns (NULL-terminated) make its policy. */
+/* The in-process table for user mode. bridge/bridge_ip/prefix, the
+ * directories banger owns (NULL-terminated) and the agent built images get
+ * make its policy. */
 struct priv_local;
 _warn_unused_ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
-                   struct priv_local **ret, struct op_error *e);
+                                 const char *agent_bin, struct priv_local **ret, struct op_error *e);
 const struct priv_ops *priv_local_ops(struct priv_local *l);
 void priv_local_free(struct priv_local *l);
+
+/* The table as a client of the root helper at socket_path (system mode). */
+struct priv_remote;
+struct priv_remote *priv_remote_new(const char *socket_path);
+const struct priv_ops *priv_remote_ops(struct priv_remote *r);
+void priv_remote_free(struct priv_remote *r);

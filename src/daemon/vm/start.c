@@ -200,11 +200,17 @@ static int step_boot(struct start *s, struct op_error *e) {
         unlink(s->p.qmp);
         unlink(s->p.agent);
         _cleanup_free_ char *ip_cidr = xasprintf("%s/%d", s->r->guest_ip, net.prefix);
+        /* QEMU gets the TAP as an fd: it runs as the daemon's user, who may
+         * not open /dev/net/tun */
+        _cleanup_close_ int tap_fd = -1;
+        const struct priv_ops *priv = s->v->deps.priv;
+        if ((rc = priv->tap_open(priv->ud, s->tap, &tap_fd, e)) < 0)
+                return rc;
         struct vm_boot b = {
                 .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
                 .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
                 .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
-                .net = VM_NET_TAP, .tap = s->tap, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
+                .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
         };
         if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
@@ -231,6 +237,23 @@ static int health(struct start *s, int timeout_ms, bool *ret_sshd, struct op_err
         return rc;
 }
 
+/* The last line the VMM wrote to vmm.log (beside the console), if any. */
+static char *vmm_said(const struct vm_paths *p) {
+        _cleanup_free_ char *dir = xstrdup(p->console), *log = NULL, *text = NULL;
+        size_t len;
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                return NULL;
+        *slash = '\0';
+        log = path_join(dir, "vmm.log");
+        if (read_file_nofollow(log, 1u << 20, &text, &len) < 0)
+                return NULL;
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+                text[--len] = '\0';
+        char *last = strrchr(text, '\n');
+        return len ? xstrndup(last ? last + 1 : text, 300) : NULL;
+}
+
 /* The agent answers first; sshd follows (systemd images start it late). */
 static int step_ready(struct start *s, struct op_error *e) {
         bool sshd = false;
@@ -248,9 +271,14 @@ static int step_ready(struct start *s, struct op_error *e) {
         if (rc < 0) {
                 if (progress_cancelled(s->pr))
                         return op_fail(e, -ECANCELED, "cancelled");
-                if (pidfd_wait(s->proc.pidfd, 0))
-                        return op_fail(e, -EIO, "%s exited while the guest booted (console: %s)",
-                                       s->vmm->backend->name, s->p.console);
+                /* a VMM on its way out drops the agent's socket before its pidfd
+                 * says so: a dropped connection gets a moment to be seen dead */
+                bool dropped = rc == -ECONNRESET || rc == -EPIPE || rc == -ECONNREFUSED;
+                if (pidfd_wait(s->proc.pidfd, dropped ? 1000 : 0)) {
+                        _cleanup_free_ char *said = vmm_said(&s->p);
+                        return op_fail(e, -EIO, "%s exited while the guest booted%s%s (console: %s)",
+                                       s->vmm->backend->name, said ? ": " : "", strempty(said), s->p.console);
+                }
                 /* op_fail formats before it frees the old message */
                 return op_fail(e, rc, "%s (console: %s)", op_error_message(e), s->p.console);
         }

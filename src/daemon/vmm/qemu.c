@@ -72,6 +72,8 @@ static bool name_ok(const char *s) {
         return s && *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
 }
 
+#define QEMU_TAP_FD 3 /* where the VMM finds the TAP queue it was given */
+
 static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret, struct op_error *e) {
         struct argv_builder a = { 0 };
 
@@ -110,7 +112,10 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 push2(&a, "-device", xstrdup("virtio-blk-device,drive=work,serial=work"));
         }
         if (b->net == VM_NET_TAP) {
-                push2(&a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
+                if (b->tap_fd > 2) /* the VMM needs no access to /dev/net/tun */
+                        push2(&a, "-netdev", xasprintf("tap,id=net0,fd=%d", QEMU_TAP_FD));
+                else
+                        push2(&a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
                 push2(&a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
         } else if (b->net == VM_NET_USER) {
                 push2(&a, "-netdev", xasprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%u-:22", b->hostfwd_port));
@@ -128,6 +133,11 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
 
 static int qemu_kill(const struct vm_proc *p, int sig);
 
+static char *vmm_log_path(const char *console_log) {
+        const char *slash = strrchr(console_log, '/');
+        return slash ? xasprintf("%.*s/vmm.log", (int) (slash - console_log), console_log) : xstrdup("vmm.log");
+}
+
 static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
         _cleanup_strv_free_ char **argv = NULL;
         pid_t pid;
@@ -136,8 +146,14 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
         if (r < 0)
                 return r;
         /* its own session: a daemon restart (or its process group dying)
-         * never takes the VM down */
-        struct spawn_opts o = { .new_session = true };
+         * never takes the VM down; what it says goes to vmm.log beside the console */
+        _cleanup_free_ char *vlog = vmm_log_path(b->console_log);
+        _cleanup_close_ int lfd = open(vlog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        _cleanup_close_ int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (lfd < 0 || nul < 0)
+                return op_fail(e, -errno, "cannot open %s: %s", vlog, strerror(errno));
+        struct spawn_fd_map map[] = { { 0, nul }, { 1, lfd }, { 2, lfd }, { QEMU_TAP_FD, b->tap_fd } };
+        struct spawn_opts o = { .new_session = true, .fds = map, .n_fds = b->net == VM_NET_TAP && b->tap_fd > 2 ? 4 : 3 };
         r = spawn_start(argv, &o, &pid);
         if (r < 0) {
                 return op_fail(e, r, "cannot start %s: %s", bin, strerror(-r));
@@ -157,8 +173,12 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
                         _cleanup_free_ char *log = NULL;
                         size_t len;
                         int code = spawn_wait(pid);
-                        if (read_file(b->console_log, 1u << 20, &log, &len) < 0)
-                                log = NULL; /* no console tail to add */
+                        /* QEMU's own complaint first, else the console's tail */
+                        if ((read_file_nofollow(vlog, 1u << 20, &log, &len) < 0 || len == 0) &&
+                            read_file(b->console_log, 1u << 20, &log, &len) < 0)
+                                log = NULL;
+                        while (log && len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r'))
+                                log[--len] = '\0';
                         op_fail(e, -EIO, "qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
                                              log ? log + (len > 400 ? len - 400 : 0) : "");
                         close(ret->pidfd);

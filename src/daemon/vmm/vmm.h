@@ -39,6 +39,8 @@ struct vm_boot {
         const char *work_disk;   /* raw ext4, or NULL */
         enum vm_net net;
         const char *tap;         /* VM_NET_TAP */
+        int tap_fd;              /* VM_NET_TAP: an open queue of tap (> 2; the VMM gets it as fd 3), or
+                                  * 0/-1: the VMM opens /dev/net/tun itself */
         const char *mac;
         const char *ip_cidr;     /* guest address for banger-init, or NULL */
         const char *gateway;
