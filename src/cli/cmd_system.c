@@ -598,7 +598,7 @@ static int running_vms(struct cli_ctx *ctx, bool force) {
                 }
                 _cleanup_json_ json_t *p = json_pack("{s:s}", "vm", name), *out = NULL;
                 printf("stopping %s\n", name);
-                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_STOP, json_incref(p), &out) < 0)
+                if (cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_STOP, p, &out) < 0)
                         return -EIO;
         }
         if (names.len)
