@@ -50,7 +50,7 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-/* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params. */
+/* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat/--isolate/--no-isolate into params. */
 int cli_spec_params(struct cli_args *a, json_t *params) {
         const char *v;
         int64_t n;
@@ -83,6 +83,10 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
                 json_object_set_new(params, "nat", json_true());
         if (cli_has(a, "no-nat"))
                 json_object_set_new(params, "nat", json_false());
+        if (cli_has(a, "isolate") && cli_has(a, "no-isolate"))
+                return cli_usage_error(a->cmd, "--isolate and --no-isolate exclude each other");
+        if (cli_has(a, "isolate") || cli_has(a, "no-isolate"))
+                json_object_set_new(params, "isolate", json_boolean(cli_has(a, "isolate")));
         return 0;
 }
 
@@ -229,11 +233,12 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
                 printf("last error:   %s\n", str(res, "last_error"));
         printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\n", str(res, "image"),
                str(res, "ip"), str(res, "dns_name"), str(res, "mac"));
-        printf("spec:         %lld vcpu, %lld MiB, %s work disk, %s system overlay, nat %s\n",
+        printf("spec:         %lld vcpu, %lld MiB, %s work disk, %s system overlay, nat %s, isolate %s\n",
                (long long) num(res, "vcpu"), (long long) num(res, "memory_mib"),
                short_size((uint64_t) num(res, "disk_size_bytes"), sz, sizeof(sz)),
                short_size((uint64_t) num(res, "system_overlay_size_bytes"), sz2, sizeof(sz2)),
-               json_is_true(json_object_get(res, "nat")) ? "on" : "off");
+               json_is_true(json_object_get(res, "nat")) ? "on" : "off",
+               json_is_true(json_object_get(res, "isolate")) ? "on" : "off");
         if (json_object_get(res, "pid"))
                 printf("vmm pid:      %lld (tap %s)\n", (long long) num(res, "pid"), str(res, "tap"));
         printf("created at:   %s\nlast touched: %s\nvm dir:       %s\nconsole log:  %s\n", str(res, "created_at"),
@@ -365,7 +370,8 @@ int cmd_vm_set(struct cli_ctx *ctx, struct cli_args *a) {
         if (json_object_get(extra, "system_overlay_size_bytes"))
                 return cli_usage_error(a->cmd, "the system overlay size cannot be changed after create");
         if (json_object_size(extra) == 0)
-                return cli_usage_error(a->cmd, "nothing to set (--vcpu, --memory, --disk-size, --nat/--no-nat)");
+                return cli_usage_error(a->cmd,
+                                       "nothing to set (--vcpu, --memory, --disk-size, --nat/--no-nat, --isolate/--no-isolate)");
         return fan_out(ctx, a, RPC_METHOD_VM_SET, extra, "updated");
 }
 

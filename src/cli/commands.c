@@ -65,6 +65,7 @@ static const struct cli_flag vm_create_flags[] = {
         { "disk-size", 0, "SIZE", "work disk (/root) size, e.g. 8G" },
         { "system-overlay-size", 0, "SIZE", "virtual size of the copy-on-write root overlay" },
         { "nat", 0, NULL, "give the VM outbound network access (NAT)" },
+        { "isolate", 0, NULL, "no traffic between this VM and other guests on the bridge" },
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
         { 0 },
 };
@@ -87,6 +88,8 @@ static const struct cli_flag vm_set_flags[] = {
         { "disk-size", 0, "SIZE", "grow the work disk to SIZE (shrinking is refused)" },
         { "nat", 0, NULL, "enable NAT" },
         { "no-nat", 0, NULL, "disable NAT" },
+        { "isolate", 0, NULL, "cut the VM off from other guests on the bridge" },
+        { "no-isolate", 0, NULL, "let the VM and other guests reach each other (the default)" },
         { 0 },
 };
 static const struct cli_flag vm_logs_flags[] = {
@@ -104,6 +107,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "memory", 0, "SIZE", "memory (2048 = MiB, or 2G)" },
         { "disk-size", 0, "SIZE", "work disk (/root) size" },
         { "nat", 0, NULL, "outbound network access (NAT)" },
+        { "isolate", 0, NULL, "no traffic between this VM and other guests" },
         { "rm", 0, NULL, "delete the VM when the command or session ends" },
         { "detach", 'd', NULL, "create and prepare, then exit" },
         { "include-untracked", 0, NULL, "also ship untracked files that are not ignored" },

@@ -29,8 +29,9 @@
 
 /* Every parameter any method takes; each method names the ones it takes. */
 struct params {
-        char *bridge, *tap, *name, *vm_id, *ip, *listen;
+        char *bridge, *tap, *name, *vm_id, *ip, *listen, *mac;
         char *suite, *mirror, *init_mode, *out_dir;
+        bool isolate;
         json_t *packages;
 };
 
@@ -41,7 +42,10 @@ static const struct json_field f_tap[] = { S(tap) };
 static const struct json_field f_name[] = { S(name) };
 static const struct json_field f_nat_enable[] = { S(vm_id), S(ip) };
 static const struct json_field f_vm_id[] = { S(vm_id) };
-static const struct json_field f_guard_enable[] = { S(vm_id), S(tap), S(ip) };
+static const struct json_field f_guard_enable[] = {
+        S(vm_id), S(tap), S(ip), S(mac),
+        { "isolate", JSON_FIELD_BOOL, offsetof(struct params, isolate), true, JSON_NO_PRESENT, 0, 0 },
+};
 static const struct json_field f_listen[] = { S(listen) };
 static const struct json_field f_build[] = {
         S(suite), S(mirror), S(init_mode), S(out_dir),
@@ -50,7 +54,7 @@ static const struct json_field f_build[] = {
 #undef S
 
 static void params_done(struct params *p) {
-        char **strs[] = { &p->bridge, &p->tap, &p->name, &p->vm_id, &p->ip, &p->listen,
+        char **strs[] = { &p->bridge, &p->tap, &p->name, &p->vm_id, &p->ip, &p->listen, &p->mac,
                           &p->suite, &p->mirror, &p->init_mode, &p->out_dir };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);
@@ -100,7 +104,7 @@ static int m_nat_disable(struct call *c, struct op_error *e) {
 }
 
 static int m_guard_enable(struct call *c, struct op_error *e) {
-        return hostop_guard_enable(&c->h->policy, c->p.vm_id, c->p.tap, c->p.ip, e);
+        return hostop_guard_enable(&c->h->policy, c->p.vm_id, c->p.tap, c->p.ip, c->p.mac, c->p.isolate, e);
 }
 
 static int m_guard_disable(struct call *c, struct op_error *e) {

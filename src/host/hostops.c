@@ -121,6 +121,19 @@ int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_e
         return 0;
 }
 
+int host_check_mac(const char *mac, struct op_error *e) {
+        bool form = mac && strlen(mac) == 17;
+        for (size_t i = 0; form && i < 17; i++)
+                form = i % 3 == 2 ? mac[i] == ':' : strchr(HEX, mac[i]) != NULL;
+        if (!form)
+                return refuse(e, "'%s' is not a MAC address (six lowercase hex pairs separated by ':')", strempty(mac));
+        if (strtoul(mac, NULL, 16) & 1)
+                return refuse(e, "%s is a group (multicast) MAC, not a guest's (the first octet must be even)", mac);
+        if (strcmp(mac, "00:00:00:00:00:00") == 0)
+                return refuse(e, "%s is the all-zero MAC, not a guest's", mac);
+        return 0;
+}
+
 static bool under(const char *path, const char *root) {
         size_t n = strlen(root);
         return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
@@ -233,12 +246,15 @@ int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op
 }
 
 int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
-                        struct op_error *e) {
+                        const char *mac, bool isolate, struct op_error *e) {
         int r;
         if ((r = host_check_vm_id(vm_id, e)) < 0 || (r = host_check_tap_name(tap, e)) < 0 ||
-            (r = host_check_guest_ip(p, ip, e)) < 0)
+            (r = host_check_guest_ip(p, ip, e)) < 0 || (r = host_check_mac(mac, e)) < 0)
                 return r;
-        return nft_guard_enable(vm_id, tap, ip, e);
+        struct nft_guard g = {
+                .vm_id = vm_id, .tap = tap, .ip = ip, .mac = mac, .bridge = p->bridge, .isolate = isolate,
+        };
+        return nft_guard_enable(&g, e);
 }
 
 int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e) {

@@ -19,6 +19,8 @@
  *  - VM ids: 16 lowercase hex digits (they name nft rules: banger-vm:<id>);
  *  - addresses: inside the policy's network, not its network, broadcast or
  *    bridge address;
+ *  - MACs: six lowercase hex pairs separated by ':', unicast (the group bit
+ *    of the first octet clear), not all zero;
  *  - paths: absolute, normalised, below one of the policy's roots, and no
  *    component (the root's own ancestors excepted) is a symlink;
  *  - package names, suites, mirrors, labels: fixed character sets.
@@ -54,6 +56,7 @@ _warn_unused_ int host_check_bridge(const struct host_policy *p, const char *nam
 _warn_unused_ int host_check_tap_name(const char *name, struct op_error *e);
 _warn_unused_ int host_check_vm_id(const char *id, struct op_error *e);
 _warn_unused_ int host_check_guest_ip(const struct host_policy *p, const char *ip, struct op_error *e);
+_warn_unused_ int host_check_mac(const char *mac, struct op_error *e);
 /* must_exist: the path itself must exist (and not be a symlink). */
 _warn_unused_ int host_check_path(const struct host_policy *p, const char *path, bool must_exist, struct op_error *e);
 
@@ -68,8 +71,11 @@ _warn_unused_ int hostop_tap_open(const struct host_policy *p, const char *tap, 
 bool hostop_link_exists(const struct host_policy *p, const char *name);
 _warn_unused_ int hostop_nat_enable(const struct host_policy *p, const char *vm_id, const char *ip, struct op_error *e);
 _warn_unused_ int hostop_nat_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
+/* The guard of one VM (src/host/nft.h): its port sends only from its MAC
+ * and IPv4 (no IPv6), reaches the host only with replies, and, isolated,
+ * nothing of the other guests'. */
 _warn_unused_ int hostop_guard_enable(const struct host_policy *p, const char *vm_id, const char *tap, const char *ip,
-                        struct op_error *e);
+                                      const char *mac, bool isolate, struct op_error *e);
 _warn_unused_ int hostop_guard_disable(const struct host_policy *p, const char *vm_id, struct op_error *e);
 _warn_unused_ int hostop_ip_forward(const struct host_policy *p, struct op_error *e);
 /* 0 routed, 1 no systemd-resolved on this host. */

@@ -28,9 +28,37 @@ struct op_error;
 _warn_unused_ int nft_nat_enable(const char *vm_id, const char *ip, const char *bridge, struct op_error *e);
 /* Idempotent: 0 also when there was nothing to remove. */
 int nft_nat_disable(const char *vm_id, struct op_error *e);
-/* Every VM, NAT or not: table `bridge banger`, chain prerouting: frames
- * from the VM's TAP carrying IPv4 or ARP with another source address are
- * dropped, so the address the inet rules key on is the VM's own. Same
- * comment identity. */
-_warn_unused_ int nft_guard_enable(const char *vm_id, const char *tap, const char *ip, struct op_error *e);
+/*
+ * The guard, every VM, NAT or not. Same comment identity; the chains are
+ * created when missing and left in place (empty) when the last VM goes.
+ *
+ *   bridge banger  prerouting (filter, -200), per VM, frames from its TAP:
+ *                    ether saddr != <mac> drop
+ *                    ether type != { ip, arp } drop          (no IPv6 at all)
+ *                    ip saddr != <ip> drop
+ *                    arp saddr ip != <ip> drop
+ *                    arp saddr ether != <mac> drop
+ *                  postrouting (filter, -200), frames to its TAP:
+ *                    ether daddr != <mac> ether daddr & 01:.. == 00:.. drop
+ *                    (unicast for another MAC, flooded by the bridge)
+ *                  forward (filter, -200), isolated VMs only:
+ *                    iifname <tap> drop; oifname <tap> drop
+ *   inet banger    input (filter, 0): guest -> host, any host address:
+ *                    iifname <bridge> ip saddr <ip> ct state new,invalid,untracked drop
+ *                  isolate (filter, forward, 0), isolated VMs only, routed
+ *                  bridge -> bridge (hairpin through the host):
+ *                    iifname <bridge> oifname <bridge> ip saddr|daddr <ip> drop
+ *
+ * Guest to guest on the bridge is allowed unless one of them is isolated.
+ * The inet rules key on the guest's IPv4 source address, which the bridge
+ * rules make the VM's own. nft_nat_disable never touches the guard's
+ * chains, nor nft_guard_disable NAT's.
+ */
+struct nft_guard {
+        const char *vm_id, *tap, *ip, *mac; /* checked by the caller (hostops) */
+        const char *bridge;
+        bool isolate;
+};
+_warn_unused_ int nft_guard_enable(const struct nft_guard *g, struct op_error *e);
+/* Idempotent: 0 also when there was nothing to remove. */
 int nft_guard_disable(const char *vm_id, struct op_error *e);

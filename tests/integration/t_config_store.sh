@@ -41,7 +41,7 @@ t "--check-migrations --json has state, pending, latest" check_json
 schema() {
         "$BANGER" daemon stop >/dev/null
         expect_eq "$(sqlite3 "$DB" 'PRAGMA journal_mode')" wal &&
-        expect_eq "$(sqlite3 "$DB" 'SELECT group_concat(id || ":" || name) FROM schema_migrations ORDER BY id')" "1:baseline,2:operations,3:vm_states" &&
+        expect_eq "$(sqlite3 "$DB" 'SELECT group_concat(id || ":" || name) FROM schema_migrations ORDER BY id')" "1:baseline,2:operations,3:vm_states,4:vm_isolate" &&
         sqlite3 "$DB" '.tables' | grep -q vms
 }
 t "the store is WAL with numbered migrations recorded" schema

@@ -185,14 +185,11 @@ static bool f_link_exists(void *ud, const char *name) {
         return r;
 }
 
-static int rules_enable(struct set *s, const char *op, const char *vm_id, const char *tap, const char *ip,
-                        struct op_error *e) {
+static int rules_enable(struct set *s, const char *op, const char *vm_id, const char *ip, struct op_error *e) {
         struct op_error ce = OP_ERROR_INIT;
         pthread_mutex_lock(&L.mu);
         check(host_check_vm_id(vm_id, &ce), op, &ce);
         check(host_check_guest_ip(&L.policy, ip, &ce), op, &ce);
-        if (tap)
-                check(host_check_tap_name(tap, &ce), op, &ce);
         bool fail = record(op, vm_id);
         if (!fail)
                 set_add(s, vm_id);
@@ -214,15 +211,29 @@ static int rules_disable(struct set *s, const char *op, const char *vm_id, struc
 }
 
 static int f_nat_enable(void *ud, const char *vm_id, const char *ip, struct op_error *e) {
-        return rules_enable(&L.nat, "nat_enable", vm_id, NULL, ip, e);
+        return rules_enable(&L.nat, "nat_enable", vm_id, ip, e);
 }
 
 static int f_nat_disable(void *ud, const char *vm_id, struct op_error *e) {
         return rules_disable(&L.nat, "nat_disable", vm_id, e);
 }
 
-static int f_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
-        return rules_enable(&L.guard, "guard_enable", vm_id, tap, ip, e);
+/* Logged as "guard_enable <id> mac=<mac> isolate=<0|1>" for the tests to read. */
+static int f_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, const char *mac, bool isolate,
+                          struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        check(host_check_vm_id(vm_id, &ce), "guard_enable", &ce);
+        check(host_check_guest_ip(&L.policy, ip, &ce), "guard_enable", &ce);
+        check(host_check_tap_name(tap, &ce), "guard_enable", &ce);
+        check(host_check_mac(mac, &ce), "guard_enable", &ce);
+        _cleanup_free_ char *arg = xasprintf("%s mac=%s isolate=%d", strempty(vm_id), strempty(mac), isolate);
+        bool fail = record("guard_enable", arg);
+        if (!fail)
+                set_add(&L.guard, vm_id);
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, "guard_enable") : 0;
 }
 
 static int f_guard_disable(void *ud, const char *vm_id, struct op_error *e) {

@@ -87,6 +87,25 @@ static void test_addresses(void **state) {
         op_error_done(&e);
 }
 
+/* The guard's MAC: exactly six lowercase hex pairs, unicast, not zero. */
+static void test_macs(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        const char *good[] = { "52:54:ac:10:00:02", "02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "00:00:00:00:00:01" };
+        const char *malformed[] = { "52:54:AC:10:00:02", "52:54:ac:10:00",     "52:54:ac:10:00:02:03", "5254ac100002",
+                                    "52-54-ac-10-00-02", "52:54:ac:10:0:002",  "52:54:ac:10:00:0g",    "52:54:ac:10:00:02\n",
+                                    " 52:54:ac:10:00:02", "52:54:ac:10:00:2",  "52::54:ac:10:00:02",   "" };
+        const char *group[] = { "01:00:5e:00:00:01", "33:33:00:00:00:01", "ff:ff:ff:ff:ff:ff", "53:54:ac:10:00:02" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_int_equal(host_check_mac(good[i], &e), 0);
+        for (size_t i = 0; i < ELEMENTSOF(malformed); i++)
+                refused(host_check_mac(malformed[i], &e), &e, "not a MAC address");
+        refused(host_check_mac(NULL, &e), &e, "not a MAC address");
+        for (size_t i = 0; i < ELEMENTSOF(group); i++)
+                refused(host_check_mac(group[i], &e), &e, "group (multicast) MAC");
+        refused(host_check_mac("00:00:00:00:00:00", &e), &e, "all-zero MAC");
+}
+
 static void test_paths(void **state) {
         struct op_error e = OP_ERROR_INIT;
         (void) state;
@@ -166,7 +185,17 @@ static void test_operations(void **state) {
         refused(hostop_bridge_ensure(&pol, "br-fc-other", &e), &e, "not the configured bridge");
         refused(hostop_nat_enable(&pol, "0123456789abcdef", "8.8.8.8", &e), &e, "not a guest address");
         refused(hostop_nat_disable(&pol, "*", &e), &e, "not a VM id");
-        refused(hostop_guard_enable(&pol, "0123456789abcdef", "eth0", "172.16.0.2", &e), &e, "TAP name");
+        const char *id = "0123456789abcdef", *mac = "52:54:ac:10:00:02";
+        refused(hostop_guard_enable(&pol, id, "eth0", "172.16.0.2", mac, false, &e), &e, "TAP name");
+        refused(hostop_guard_enable(&pol, "*", "bg0123456789ab", "172.16.0.2", mac, false, &e), &e, "not a VM id");
+        refused(hostop_guard_enable(&pol, id, "bg0123456789ab", "172.16.0.1", mac, true, &e), &e, "not a guest address");
+        refused(hostop_guard_enable(&pol, id, "bg0123456789ab", "172.16.0.2", "ff:ff:ff:ff:ff:ff", true, &e), &e,
+                "group (multicast) MAC");
+        refused(hostop_guard_enable(&pol, id, "bg0123456789ab", "172.16.0.2", "00:00:00:00:00:00", false, &e), &e,
+                "all-zero MAC");
+        refused(hostop_guard_enable(&pol, id, "bg0123456789ab", "172.16.0.2", "52:54:AC:10:00:02", false, &e), &e,
+                "not a MAC address");
+        refused(hostop_guard_enable(&pol, id, "bg0123456789ab", "172.16.0.2", NULL, false, &e), &e, "not a MAC address");
         refused(hostop_dns_route(&pol, "0.0.0.0:53", &e), &e, "loopback");
 }
 
@@ -174,6 +203,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_names, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_macs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
         };

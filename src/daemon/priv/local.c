@@ -43,8 +43,9 @@ static int l_nat_disable(void *ud, const char *vm_id, struct op_error *e) {
         return hostop_nat_disable(ud, vm_id, e);
 }
 
-static int l_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
-        return hostop_guard_enable(ud, vm_id, tap, ip, e);
+static int l_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, const char *mac, bool isolate,
+                          struct op_error *e) {
+        return hostop_guard_enable(ud, vm_id, tap, ip, mac, isolate, e);
 }
 
 static int l_guard_disable(void *ud, const char *vm_id, struct op_error *e) {

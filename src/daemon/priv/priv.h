@@ -47,10 +47,14 @@ struct priv_ops {
          * needs no access to /dev/net/tun); the caller closes it. */
         int (*tap_open)(void *ud, const char *tap, int *ret_fd, struct op_error *e);
         bool (*link_exists)(void *ud, const char *name);
-        /* NAT and the address guard of one VM, found again by its id alone. */
+        /* NAT and the guard of one VM, found again by its id alone. The
+         * guard: the TAP sends only from `mac` and `ip` (no IPv6), the guest
+         * reaches the host only with replies, and an `isolate`d VM nothing
+         * of the other guests'. */
         int (*nat_enable)(void *ud, const char *vm_id, const char *ip, struct op_error *e);
         int (*nat_disable)(void *ud, const char *vm_id, struct op_error *e);
-        int (*guard_enable)(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e);
+        int (*guard_enable)(void *ud, const char *vm_id, const char *tap, const char *ip, const char *mac,
+                            bool isolate, struct op_error *e);
         int (*guard_disable)(void *ud, const char *vm_id, struct op_error *e);
         int (*ip_forward)(void *ud, struct op_error *e);
         /* 0 routed, 1 the host has no systemd-resolved. */

@@ -200,8 +200,12 @@ static int r_nat_disable(void *ud, const char *vm_id, struct op_error *e) {
         return simple(ud, "priv.nat_disable", json_pack("{s:s}", "vm_id", vm_id), e);
 }
 
-static int r_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, struct op_error *e) {
-        return simple(ud, "priv.guard_enable", json_pack("{s:s, s:s, s:s}", "vm_id", vm_id, "tap", tap, "ip", ip), e);
+static int r_guard_enable(void *ud, const char *vm_id, const char *tap, const char *ip, const char *mac, bool isolate,
+                          struct op_error *e) {
+        return simple(ud, "priv.guard_enable",
+                      json_pack("{s:s, s:s, s:s, s:s, s:b}", "vm_id", vm_id, "tap", tap, "ip", ip, "mac", mac, "isolate",
+                                isolate),
+                      e);
 }
 
 static int r_guard_disable(void *ud, const char *vm_id, struct op_error *e) {

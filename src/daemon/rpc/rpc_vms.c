@@ -14,7 +14,7 @@ struct vm_params {
         char *op_id;
         char *name, *image;
         int64_t vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, signal;
-        bool vcpu_set, memory_set, nat, nat_set, no_start;
+        bool vcpu_set, memory_set, nat, nat_set, isolate, isolate_set, no_start;
         char *path, *branch, *from, *base_commit, *output;
         bool include_untracked, dry_run;
 };
@@ -33,6 +33,7 @@ static const struct json_field create_fields[] = {
         FR("system_overlay_size_bytes", system_overlay_size_bytes, 0, INT64_MAX),
         F("no_start", JSON_FIELD_BOOL, no_start, false),
         F("nat", JSON_FIELD_BOOL, nat, false),
+        F("isolate", JSON_FIELD_BOOL, isolate, false),
 };
 static const struct json_field kill_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                  FR("signal", signal, 1, 64) };
@@ -42,6 +43,7 @@ static const struct json_field set_fields[] = {
         FP("memory_mib", JSON_FIELD_INT, memory_mib, memory_set),
         FR("disk_size_bytes", disk_size_bytes, 0, INT64_MAX),
         FP("nat", JSON_FIELD_BOOL, nat, nat_set),
+        FP("isolate", JSON_FIELD_BOOL, isolate, isolate_set),
 };
 static const struct json_field prepare_fields[] = {
         F("vm", JSON_FIELD_STRING, vm, true),
@@ -66,6 +68,7 @@ static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, str
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
+                .isolate = p->isolate,
         };
         int r = vm_create_begin(call->svc->vms, call->op_id, &req, ret, e);
         return r;
@@ -128,7 +131,7 @@ static int h_set(struct rpc_call *call, void *params, json_t **ret, struct op_er
         struct vm_params *p = params;
         struct vm_set_req req = { .vcpu = p->vcpu, .memory_mib = p->memory_mib, .disk_size_bytes = p->disk_size_bytes,
                                   .vcpu_set = p->vcpu_set, .memory_set = p->memory_set,
-                                  .nat = p->nat_set ? p->nat : -1 };
+                                  .nat = p->nat_set ? p->nat : -1, .isolate = p->isolate_set ? p->isolate : -1 };
         int r = vm_set(call->svc->vms, p->vm, &req, ret, e);
         return r;
 }

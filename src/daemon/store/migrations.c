@@ -4,7 +4,7 @@
 /*
  * Forward-only. Never edit a migration that has shipped: add a new one.
  *
- * vms: durable intent only. Spec (vcpu, memory, disks, nat), identity (id,
+ * vms: durable intent only. Spec (vcpu, memory, disks, nat, isolate), identity (id,
  * name, guest_ip, mac), derived paths (vm_dir) and the workspace record.
  * Transient handles (pid, tap device) live in <vm_dir>/handles.json; the
  * teardown identity needed to clean up after a crash (tap name, nft handle)
@@ -95,6 +95,8 @@ static const struct migration migrations[] = {
           "DROP TABLE vms;"
           "ALTER TABLE vms_new RENAME TO vms;"
           "CREATE INDEX vms_image ON vms(image_id);" },
+        /* `vm create|set --isolate`: no traffic between the VM and other guests. */
+        { 4, "vm_isolate", "ALTER TABLE vms ADD COLUMN isolate INTEGER NOT NULL DEFAULT 0 CHECK (isolate IN (0, 1));" },
 };
 
 const struct migration *store_migrations(size_t *ret_n) {

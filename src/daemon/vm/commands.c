@@ -39,6 +39,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_set_str_or_null(j, "ip", r->guest_ip);
         json_object_set_new(j, "dns_name", json_sprintf("%s.vm", r->name));
         json_set_str_or_null(j, "mac", r->mac);
+        json_object_set_new(j, "isolate", json_boolean(r->isolate));
         json_object_set_new(j, "created_at", json_string(r->created_at));
         json_object_set_new(j, "updated_at", json_string(r->updated_at));
         json_set_str_or_null(j, "last_touched_at", r->last_touched_at);
@@ -218,6 +219,8 @@ static int set_apply(struct vms *v, struct vm_row *r, const void *ud, struct op_
                 r->memory_mib = req->memory_mib;
         if (req->nat >= 0)
                 r->nat = req->nat != 0;
+        if (req->isolate >= 0)
+                r->isolate = req->isolate != 0;
         int rc = store_vm_update(v->deps.store, r);
         return rc < 0 ? op_fail(e, rc, "updating vm %s: %s", r->name, strerror(-rc)) : 0;
 }

@@ -198,7 +198,8 @@ static int reserve_locked(struct create_work *w, struct op_error *e) {
                 .state = xstrdup("created"), .vcpu = o->req.vcpu ? o->req.vcpu : c->vcpu,
                 .memory_mib = o->req.memory_mib ? o->req.memory_mib : c->memory_mib,
                 .disk_size_bytes = o->req.disk_size_bytes ? o->req.disk_size_bytes : (int64_t) c->disk_size_bytes,
-                .system_overlay_size_bytes = (int64_t) w->overlay_bytes, .nat = o->req.nat, .guest_ip = xstrdup(ip),
+                .system_overlay_size_bytes = (int64_t) w->overlay_bytes, .nat = o->req.nat,
+                .isolate = o->req.isolate, .guest_ip = xstrdup(ip),
                 .mac = xstrdup(mac), .vm_dir = path_join(v->deps.layout->vms_dir, o->vm_id),
         };
         rc = store_vm_insert(v->deps.store, &w->row);

@@ -144,6 +144,7 @@ struct vm_create_req {
         bool vcpu_set, memory_set;                          /* explicitly given (0 is then an error) */
         bool no_start;
         bool nat;
+        bool isolate;                                       /* no traffic with other guests */
 };
 
 /* Validates synchronously, then runs the create in a worker thread under
@@ -165,7 +166,8 @@ _warn_unused_ int vm_delete(struct vms *v, const char *ref, const struct progres
 struct vm_set_req {
         int64_t vcpu, memory_mib, disk_size_bytes; /* 0 = unchanged */
         bool vcpu_set, memory_set;
-        int nat; /* -1 unchanged, 0/1 */
+        int nat;     /* -1 unchanged, 0/1 */
+        int isolate; /* -1 unchanged, 0/1 */
 };
 _warn_unused_ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t **ret, struct op_error *e);
 /* Agent methods on a running VM ("health", "ports"). */

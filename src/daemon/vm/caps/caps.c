@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ipnet.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -26,10 +27,19 @@ static int workdisk_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
 
 const struct vm_cap vm_cap_workdisk = { .name = "work disk", .prepare_host = workdisk_prepare };
 
-/* ---- the address guard: a VM's frames carry its own IPv4 ------------------------ */
+/* ---- the guard: a VM's frames carry its own MAC and IPv4, no IPv6; it
+ * reaches the host only with replies; isolated, no other guest ---------------- */
 
 static int guard_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
-        int r = c->priv->guard_enable(c->priv->ud, c->vm_id, c->tap, c->ip, e);
+        char derived[18];
+        uint32_t a;
+        const char *mac = c->mac;
+        /* a context without the row's MAC: the one create derives from the address */
+        if (!mac && c->ip && ipv4_parse(c->ip, &a) == 0) {
+                mac_for_ipv4(a, derived);
+                mac = derived;
+        }
+        int r = c->priv->guard_enable(c->priv->ud, c->vm_id, c->tap, c->ip, mac, c->isolate, e);
         return r < 0 ? op_prefix(e, "address guard") : 0;
 }
 

@@ -32,9 +32,11 @@ struct vm_cap_ctx {
         const struct priv_ops *priv; /* borrowed */
         const char *vm_id, *vm_name;
         const char *ip;          /* guest IPv4; NULL in cleanup after a crash */
+        const char *mac;         /* the guest's MAC (the VM row's) */
         const char *tap;         /* NULL in cleanup */
         const char *bridge;
         bool nat;                /* the VM's NAT setting */
+        bool isolate;            /* no traffic with other guests (the VM row's) */
         const char *work_disk;   /* <vm_dir>/work.ext4 */
         uint64_t work_disk_bytes;
         const char *dns_listen;  /* config dns_listen, or "off" */
