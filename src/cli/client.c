@@ -228,9 +228,18 @@ static int system_mode_check(struct cli_ctx *ctx) {
         return 0;
 }
 
+/* The daemon closes connections idle for a while (and the idlest at its
+ * limit): one it closed is replaced before it is used. */
+static void drop_if_closed(struct cli_ctx *ctx) {
+        struct pollfd p = { .fd = ctx->fd, .events = POLLIN | POLLRDHUP };
+        if (ctx->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+                cli_disconnect(ctx);
+}
+
 static int ensure_connected(struct cli_ctx *ctx, enum cli_connect_mode mode) {
         int r;
 
+        drop_if_closed(ctx);
         if (ctx->fd >= 0)
                 return 0;
         if ((r = system_mode_check(ctx)))

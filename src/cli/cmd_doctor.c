@@ -111,11 +111,13 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
         else
                 add(rep, FAIL, "qemu", "apt-get install qemu-system-x86 qemu-utils", "%s not found", cfg->qemu_bin);
         hostinfo_tool(cfg->firecracker_bin, &f);
-        if (f.path)
+        if (!hostinfo_vmm_implemented("firecracker")) /* nothing to advise: installing it changes nothing */
+                add(rep, PASS, "firecracker", NULL, "not used: this build drives QEMU only (%s)",
+                    f.path ? "firecracker is installed" : "firecracker is not installed either");
+        else if (f.path)
                 add(rep, PASS, "firecracker", NULL, "%s: %s", f.path, f.version ? f.version : "(version unknown)");
         else
-                add(rep, WARN, "firecracker", "install Firecracker >= 1.5 to use it where KVM works",
-                    "%s not found; the qemu backend will be used", cfg->firecracker_bin);
+                add(rep, WARN, "firecracker", NULL, "%s not found; the qemu backend will be used", cfg->firecracker_bin);
         tool_info_done(&q);
         tool_info_done(&f);
 }

@@ -100,7 +100,8 @@ int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux
         if (logfd < 0)
                 return -errno;
         struct spawn_fd_map map[] = { { 1, logfd }, { 2, logfd } };
-        struct spawn_opts o = { .fds = map, .n_fds = 2, .new_pgroup = true };
+        /* the probe dies with the daemon, whatever kills it */
+        struct spawn_opts o = { .fds = map, .n_fds = 2, .new_pgroup = true, .die_with_parent = true };
         clock_gettime(CLOCK_MONOTONIC, &t0);
         r = spawn_start(argv, &o, &pid);
         if (r < 0)

@@ -33,7 +33,9 @@ int hostinfo_load_config(const struct layout *l, struct config **ret, char **ret
         r = read_file(l->config_file, 1u << 20, &text, &len);
         if (r < 0 && r != -ENOENT) {
                 *ret_err = xasprintf("%s: %s", l->config_file,
-                                     r == -EFBIG ? "file is larger than 1 MiB" : strerror(-r));
+                                     r == -EFBIG    ? "file is larger than 1 MiB"
+                                     : r == -EBADFD ? "not a regular file (a FIFO, a directory or a device?)"
+                                                    : strerror(-r));
                 return r;
         }
         mirror = aptsources_read_host(hostinfo_apt_dir(), NULL);
@@ -118,6 +120,15 @@ void tool_info_done(struct tool_info *t) {
  * built guests, so "KVM works" needs a boot probe (accel.h). Until a probe has
  * proven KVM, auto picks TCG and says why.
  */
+bool hostinfo_vmm_implemented(const char *name) {
+        /* the backends this build drives (Firecracker's is an open issue) */
+        static const char *const implemented[] = { "qemu" };
+        for (size_t i = 0; i < ELEMENTSOF(implemented); i++)
+                if (strcmp(name, implemented[i]) == 0)
+                        return true;
+        return false;
+}
+
 void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, const struct tool_info *fc,
                          const struct kvm_state *kvm, int kvm_probe, const char *probe_detail,
                          struct vmm_choice *ret) {
@@ -154,13 +165,16 @@ void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, c
                 ret->vmm = "firecracker";
                 ret->vmm_reason = xstrdup(fc->path ? "vmm = \"firecracker\" in config"
                                                    : "vmm = \"firecracker\" in config, but it is not installed");
-        } else if (fc->path && kvm_proven) {
+        } else if (fc->path && kvm_proven && hostinfo_vmm_implemented("firecracker")) {
                 ret->vmm = "firecracker";
                 ret->vmm_reason = xasprintf("firecracker found at %s and KVM works", fc->path);
         } else {
+                /* auto never picks a backend this build cannot drive */
                 ret->vmm = "qemu";
-                ret->vmm_reason = fc->path ? xstrdup("firecracker needs KVM, which is not proven here")
-                                           : xstrdup("firecracker is not installed");
+                ret->vmm_reason = !hostinfo_vmm_implemented("firecracker")
+                                          ? xstrdup("banger's firecracker backend is not built yet")
+                                  : fc->path ? xstrdup("firecracker needs KVM, which is not proven here")
+                                             : xstrdup("firecracker is not installed");
                 if (!qemu->path) {
                         free(ret->vmm_reason);
                         ret->vmm_reason = xasprintf("firecracker is not installed; %s is not installed either",

@@ -39,7 +39,10 @@ struct tool_info {
 void hostinfo_tool(const char *bin, struct tool_info *ret);
 void tool_info_done(struct tool_info *t);
 
-/* Which VMM and accelerator bangerd uses, and why. */
+/* true for the VMM backends this build can drive. */
+bool hostinfo_vmm_implemented(const char *name);
+/* Which VMM and accelerator bangerd uses, and why. "auto" only ever picks an
+ * implemented backend. */
 struct vmm_choice {
         const char *vmm;   /* static: "qemu" or "firecracker" */
         char *vmm_reason;  /* owned */

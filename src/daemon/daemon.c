@@ -24,6 +24,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "macro.h"
+#include "procscan.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
 #include "version.h"
@@ -101,7 +102,9 @@ static int choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_e
         copy_choice(ud, &c);
         int r = 0;
         if (strcmp(c.vmm, "qemu") != 0)
-                r = op_fail(e, -EOPNOTSUPP, "VMM %s is not implemented yet (set vmm = \"qemu\")", c.vmm);
+                r = op_fail(e, -EOPNOTSUPP, "vmm = \"%s\" in %s: this build has no %s backend yet; set vmm = "
+                                            "\"qemu\" or \"auto\"",
+                            c.vmm, ((struct daemon *) ud)->layout.config_file, c.vmm);
         else {
                 *ret_index = 0;
                 *ret_accel = TAKE_PTR(c.accel);
@@ -195,7 +198,24 @@ static void accel_refresh(void *ud) {
         free(j);
 }
 
+/* A KVM probe QEMU a dead daemon of this state dir left (its -kernel is one
+ * of our kernels): probes die with the daemon, this is the backstop. */
+static bool kill_stale_probe(pid_t pid, char *const *argv, int argc, void *ud) {
+        const struct daemon *d = ud;
+        bool probe = false, ours = false;
+        size_t kl = strlen(d->layout.kernels_dir);
+        for (int i = 0; i < argc; i++) {
+                probe |= strstr(argv[i], "banger.root=banger-kvm-probe") != NULL;
+                ours |= i + 1 < argc && strcmp(argv[i], "-kernel") == 0 &&
+                        strncmp(argv[i + 1], d->layout.kernels_dir, kl) == 0 && argv[i + 1][kl] == '/';
+        }
+        if (probe && ours && kill(pid, SIGKILL) == 0)
+                log_info("start-up sweep: killed the KVM probe (pid %d) a previous daemon left", (int) pid);
+        return false;
+}
+
 static void probe_host(struct daemon *d) {
+        proc_scan(getuid(), kill_stale_probe, d);
         hostinfo_tool(d->config->qemu_bin, &d->qemu);
         hostinfo_tool(d->config->firecracker_bin, &d->firecracker);
         hostinfo_kvm(&d->kvm);
@@ -277,7 +297,8 @@ static int open_priv(struct daemon *d, const struct daemon_options *opts, struct
 /* The store, the privileged operations, artifacts, the VM service. */
 static int open_services(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         int r;
-        if ((r = store_open(d->layout.db_path, 0, &d->store, e)) < 0 || (r = open_priv(d, opts, e)) < 0 ||
+        if ((r = store_open(d->layout.db_path, 0, d->layout.vms_dir, &d->store, e)) < 0 ||
+            (r = open_priv(d, opts, e)) < 0 ||
             (r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, d->priv_ops, e)) < 0)
                 return r;
         d->artifacts_ready = true;

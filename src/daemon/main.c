@@ -237,6 +237,7 @@ static int run(const struct daemon_options *opts) {
         if (chdir("/") < 0) {
                 /* not fatal */
         }
+        umask(0077); /* everything bangerd makes is its user's alone (keys, disks, sockets) */
         int r = daemon_open(opts, &d, &err);
         if (r < 0) {
                 if (!op_error_is_set(&err))

@@ -23,6 +23,7 @@
 #include "fsutil.h"
 #include "macro.h"
 #include "parse.h"
+#include "procscan.h"
 #include "rpc.h"
 #include "strbuf.h"
 #include "sysops.h"
@@ -163,6 +164,23 @@ static int make_images(const char *tree, const char *seed_dir, const int fds[sta
         return r;
 }
 
+static bool below(const char *path, const char *dir) {
+        size_t n = strlen(dir);
+        return path && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* A process of a dead build: chrooted or working in it, or naming it. */
+static bool kill_if_inside(pid_t pid, char *const *argv, int argc, void *ud) {
+        const char *work = ud;
+        _cleanup_free_ char *root = proc_link(pid, "root"), *cwd = proc_link(pid, "cwd");
+        bool inside = below(root, work) || below(cwd, work);
+        for (int i = 0; i < argc && !inside; i++)
+                inside = strstr(argv[i], work) != NULL;
+        if (inside)
+                kill(pid, SIGKILL);
+        return false;
+}
+
 static void remove_work(const char *work) {
         (void) sys_umount_below(work);
         (void) rm_rf(work);
@@ -226,7 +244,7 @@ static bool builder_alive(const char *work) {
         text[strcspn(text, "\n")] = '\0';
         if (parse_int_range(text, 2, INT32_MAX, &pid) < 0)
                 return false;
-        return pid != getpid() && kill((pid_t) pid, 0) == 0;
+        return pid != getpid() && proc_alive((pid_t) pid);
 }
 
 int debian_sweep_work(const char *work_base) {
@@ -242,6 +260,8 @@ int debian_sweep_work(const char *work_base) {
                     lstat(w, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) ||
                     builder_alive(w))
                         continue;
+                /* mmdebstrap died with its builder; what it started may still run there */
+                proc_scan(PROC_ANY_UID, kill_if_inside, w);
                 remove_work(w);
                 n++;
         }

@@ -39,8 +39,9 @@ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *pac
         };
         struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
                                 .cancel = cancelled, .cancel_ud = cancel_ud,
-                                /* apt and dpkg run below it: signal them all */
-                                .new_pgroup = true, .cancel_grace_ms = 5000 };
+                                /* apt and dpkg run below it: signal them all; it dies
+                                 * with its caller (what it leaves is swept at start) */
+                                .new_pgroup = true, .cancel_grace_ms = 5000, .die_with_parent = true };
         r = spawn_run(argv, &o, &res);
         if (r < 0)
                 return op_fail(e, r, "cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));

@@ -141,6 +141,42 @@ char *path_join(const char *a, const char *b) {
         return xasprintf("%s%s%s", a, n && a[n - 1] == '/' ? "" : "/", b);
 }
 
+/* [*src, end) of in to *dst of out: copy_file_range, or read/write where
+ * the kernel cannot (across filesystems on older kernels, some sandboxes). */
+static int copy_range(int in, off_t *src, off_t end, int out, off_t *dst) {
+        bool plain = false;
+        while (*src < end) {
+                if (!plain) {
+                        ssize_t n = copy_file_range(in, src, out, dst, (size_t) (end - *src), 0);
+                        if (n > 0)
+                                continue;
+                        if (n == 0)
+                                return 0;
+                        if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
+                                return -errno;
+                        plain = true;
+                }
+                char buf[65536];
+                size_t want = end - *src < (off_t) sizeof(buf) ? (size_t) (end - *src) : sizeof(buf);
+                ssize_t n = pread(in, buf, want, *src);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : 0;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = pwrite(out, buf + done, (size_t) (n - done), *dst);
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w <= 0)
+                                return w < 0 ? -errno : -EIO;
+                        done += w;
+                        *dst += w;
+                }
+                *src += n;
+        }
+        return 0;
+}
+
 int copy_file_sparse(const char *from, const char *to, mode_t mode) {
         _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", to, (int) getpid());
         _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
@@ -168,16 +204,7 @@ int copy_file_sparse(const char *from, const char *to, mode_t mode) {
                         break;
                 }
                 off_t src = data, dst = data;
-                while (src < hole) {
-                        ssize_t n = copy_file_range(in, &src, out, &dst, (size_t) (hole - src), 0);
-                        if (n < 0) {
-                                r = -errno;
-                                break;
-                        }
-                        if (n == 0)
-                                break;
-                }
-                if (r < 0)
+                if ((r = copy_range(in, &src, hole, out, &dst)) < 0)
                         break;
                 data = hole;
         }

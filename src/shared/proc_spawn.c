@@ -7,8 +7,11 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +74,78 @@ static int build_actions(const struct spawn_opts *o, const int cap_out[2], const
         return -r;
 }
 
+/* In the forked child (async-signal-safe calls only): the fds as
+ * build_actions would set them, signals reset, then exec. */
+_noreturn_ static void child_exec(const char *path, char *const argv[], const struct spawn_opts *o,
+                                  const int cap_out[2], const int cap_err[2], pid_t parent) {
+        int tmp[SPAWN_MAX_FDS], maxfd = 2;
+        bool mapped[3] = { false, false, false };
+        if (o->new_session)
+                setsid();
+        else if (o->new_pgroup)
+                setpgid(0, 0);
+        if (o->die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+                _exit(127); /* the parent died before we could tie ourselves to it */
+        /* first out of the way (a parent fd may be another's target), then in place */
+        for (size_t i = 0; i < o->n_fds; i++)
+                if ((tmp[i] = fcntl(o->fds[i].parent_fd, F_DUPFD_CLOEXEC, 64)) < 0)
+                        _exit(127);
+        for (size_t i = 0; i < o->n_fds; i++) {
+                if (dup2(tmp[i], o->fds[i].child_fd) < 0)
+                        _exit(127);
+                if (o->fds[i].child_fd < 3)
+                        mapped[o->fds[i].child_fd] = true;
+                if (o->fds[i].child_fd > maxfd)
+                        maxfd = o->fds[i].child_fd;
+        }
+        if ((cap_out[1] >= 0 && dup2(cap_out[1], STDOUT_FILENO) < 0) ||
+            (cap_err[1] >= 0 && dup2(cap_err[1], STDERR_FILENO) < 0))
+                _exit(127);
+        mapped[1] |= cap_out[1] >= 0;
+        mapped[2] |= cap_err[1] >= 0;
+        for (int fd = 0; fd < 3; fd++) {
+                if (mapped[fd])
+                        continue;
+                int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+                if (n < 0 || (n != fd && (dup2(n, fd) < 0 || close(n) < 0)))
+                        _exit(127);
+        }
+        syscall(SYS_close_range, (unsigned) maxfd + 1, ~0U, 0);
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        for (int sig = 1; sig < NSIG; sig++)
+                (void) sigaction(sig, &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, o->envp ? o->envp : environ);
+        _exit(127);
+}
+
+/* fork + exec for what posix_spawn cannot do (PR_SET_PDEATHSIG). */
+static int spawn_fork(char *const argv[], const struct spawn_opts *o, const int cap_out[2], const int cap_err[2],
+                      pid_t *ret_pid) {
+        _cleanup_free_ char *path = NULL;
+        if (o->n_fds > SPAWN_MAX_FDS)
+                return -E2BIG;
+        if (strchr(argv[0], '/'))
+                path = xstrdup(argv[0]);
+        else if (find_executable(argv[0], &path) < 0)
+                return -ENOENT;
+        pid_t parent = getpid();
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the child before exec */
+        pid_t pid = fork();
+        if (pid == 0)
+                child_exec(path, argv, o, cap_out, cap_err, parent);
+        int err = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0)
+                return -err;
+        *ret_pid = pid;
+        return 0;
+}
+
 static int spawn_internal(char *const argv[], const struct spawn_opts *o, const int cap_out[2],
                           const int cap_err[2], pid_t *ret_pid) {
         posix_spawn_file_actions_t fa_storage, *fa = NULL;
@@ -83,6 +158,8 @@ static int spawn_internal(char *const argv[], const struct spawn_opts *o, const 
 
         if (!argv || !argv[0])
                 return -EINVAL;
+        if (o->die_with_parent)
+                return spawn_fork(argv, o, cap_out, cap_err, ret_pid);
         if (posix_spawn_file_actions_init(&fa_storage))
                 return -ENOMEM;
         fa = fa_guard = &fa_storage;

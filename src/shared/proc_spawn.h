@@ -31,6 +31,8 @@ struct spawn_opts {
         bool capture_stderr;
         bool new_session;   /* setsid(): survives our process group */
         bool new_pgroup;    /* own process group; timeouts/cancels signal the whole group */
+        bool die_with_parent; /* SIGKILL when the spawning thread dies (PR_SET_PDEATHSIG):
+                               * helpers of a daemon that is killed -9 do not outlive it */
         char *const *envp;  /* NULL: inherit */
         int timeout_ms;     /* spawn_run only; 0: none. SIGKILL on expiry */
         size_t max_capture; /* bytes per stream; 0: 16 MiB */
@@ -52,7 +54,9 @@ struct spawn_result {
         size_t err_len;
 };
 
-/* Starts argv[0] (PATH searched when it has no '/'). 0 or -errno. */
+/* Starts argv[0] (PATH searched when it has no '/'). 0 or -errno. At most
+ * SPAWN_MAX_FDS mapped fds. */
+#define SPAWN_MAX_FDS 16
 int spawn_start(char *const argv[], const struct spawn_opts *opts, pid_t *ret_pid);
 
 /* Starts and waits; captures output as asked. Returns 0 when the child ran

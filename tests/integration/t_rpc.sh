@@ -56,19 +56,44 @@ binary_noise() {
 }
 t "random bytes do not crash the daemon" binary_noise
 
-full() { raw_rpc '{"v":1,"id":1,"method":"ping"}' | jq -e '.error.message == "too many connections to the daemon"'; }
+# A client that connects, sends $1 (maybe nothing, maybe half a request) and
+# waits; it exits when the daemon closes the connection.
+idle_client() { # (run in the background: exec makes $! the client itself)
+        exec /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode())
+s.settimeout(300)
+try:
+    while s.recv(4096): pass
+except OSError: pass' "$SOCK" "${1:-}"
+}
+
+# Zombie-aware: the clients are this shell's children until it reaps them.
+none_alive() { local p; for p in "$@"; do alive "$p" && return 1; done; return 0; }
+all_alive() { local p; for p in "$@"; do alive "$p" || return 1; done; return 0; }
+
+# A client gets an answer, and the daemon has made room for one by now.
+served_by_eviction() { "$BANGER" ping >/dev/null && grep -q 'to make room' "$LOG"; }
 
 conn_limit() {
-        local pids=() i
-        # each client holds its connection open for 20 s (its stdin)
-        for i in $(seq 64); do sleep 20 | socat - "UNIX-CONNECT:$SOCK" >/dev/null 2>&1 & pids+=($!); done
-        wait_for 10 "the daemon to hold 64 connections" full
-        local rc=$?
-        kill "${pids[@]}" 2>/dev/null; pkill -P $$ sleep 2>/dev/null
-        wait 2>/dev/null
-        [ "$rc" = 0 ] || return 1
-        wait_for 5 "the daemon to answer again" "$BANGER" ping
+        local pids=() i rc=0
+        for i in $(seq 64); do idle_client & pids+=($!); done
+        # every ping is served; once the 64 idle ones are all in, one makes room
+        wait_for 30 "a client served by closing the idlest connection" served_by_eviction || rc=1
+        [ "$rc" = 0 ] && { wait_for 5 "an idle client to have been closed" not all_alive "${pids[@]}" || rc=1; }
+        kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null
+        return $rc
 }
-t "the 65th concurrent connection is refused and the daemon recovers" conn_limit
+t "64 idle connections do not lock clients out: the idlest is closed for the 65th" conn_limit
+
+idle_timeout() {
+        idle_client & local idle=$!
+        idle_client '{"v":1,"id":1,"met' & local half=$!   # half a request, then silence
+        wait_for 45 "the idle and the half-sent connections to be closed" none_alive "$idle" "$half"
+        local rc=$?
+        kill "$idle" "$half" 2>/dev/null; wait 2>/dev/null
+        return $rc
+}
+t "an idle connection and a half-sent request are closed after 30 s" idle_timeout
 
 finish

@@ -32,6 +32,14 @@ t "--memory 0 rejected" fails_with "memory must be > 0" --name x --memory 0 --im
 t "uppercase name: the reference's message" fails_with "vm name \"Bad\" has invalid character 'B' at position 0 (allowed: lowercase a-z, 0-9, '-')" --name Bad "${SPEC[@]}"
 t "leading '-' in a name" fails_with "vm name \"-x\" cannot start or end with '-'" --name=-x "${SPEC[@]}"
 t "a 64-character name" fails_with "is 64 characters; max is 63 (DNS label limit)" --name "$(printf 'a%.0s' $(seq 64))" "${SPEC[@]}"
+no_backend() {
+        cp "$CONF" "$TMP/conf.good" && echo 'vmm = "firecracker"' >>"$CONF"
+        B daemon stop >/dev/null 2>&1
+        local rc=0; fails_with 'this build has no firecracker backend yet; set vmm = "qemu" or "auto"' --name x "${SPEC[@]}" || rc=1
+        cp "$TMP/conf.good" "$CONF"; B daemon stop >/dev/null 2>&1
+        return $rc
+}
+t "vmm = \"firecracker\" (no backend yet): vm create fails before any row, saying what to change" no_backend
 usage_size() {
         B vm create --disk-size lots >/dev/null 2>"$TMP/u.err"; local rc=$?
         expect_eq "$rc" 2 && grep -q "'lots' is not a size" "$TMP/u.err" && nothing_left 0

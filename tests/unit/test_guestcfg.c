@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdio.h>
@@ -58,7 +59,12 @@ static void test_cpio(void **state) {
         assert_int_equal(ssh_host_key_ensure(keys, "banger-vm-t", &err), 0);
         struct guestcfg g = { .hostname = "t1", .ip = "172.16.0.9", .dns = "9.9.9.9", .host_key_dir = keys,
                               .authorized_keys = "ssh-ed25519 USERKEY me\n" };
+        mode_t old = umask(0); /* 0600 whatever the umask: it holds the VM's private host key */
         assert_int_equal(guestcfg_write(&g, out, &err), 0);
+        umask(old);
+        struct stat st;
+        assert_int_equal(stat(out, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
         g.hostname = "Not_A_Label";
         assert_int_equal(guestcfg_write(&g, out, &err), -EINVAL);
         op_error_done(&err);

@@ -5,18 +5,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proc_spawn.h"
+#include "procscan.h"
+
+/* Both ways of starting a child (posix_spawn; fork for die_with_parent) set
+ * up the same fds. */
+static bool via_fork;
 
 static void test_capture(void **state) {
         struct spawn_result r;
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .die_with_parent = via_fork };
         (void) state;
         char *argv[] = { (char *) "sh", (char *) "-c", (char *) "echo out; echo err >&2; exit 3", NULL };
         assert_int_equal(spawn_run(argv, &o, &r), 0);
@@ -65,8 +72,9 @@ static void test_fd_map(void **state) {
         (void) state;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         struct spawn_fd_map map[] = { { 3, p[1] } };
-        struct spawn_opts o = { .fds = map, .n_fds = 1 };
-        char *argv[] = { (char *) "sh", (char *) "-c", (char *) "echo hi >&3; [ ! -e /proc/self/fd/4 ]", NULL };
+        struct spawn_opts o = { .fds = map, .n_fds = 1, .die_with_parent = via_fork };
+        char *argv[] = { (char *) "sh", (char *) "-c",
+                         (char *) "echo hi >&3; [ ! -e /proc/self/fd/4 ] && [ -r /proc/self/fd/0 ]", NULL };
         assert_int_equal(spawn_run(argv, &o, &r), 0);
         assert_int_equal(r.exit_code, 0); /* fd 4 and above were closed */
         close(p[1]);
@@ -74,6 +82,53 @@ static void test_fd_map(void **state) {
         assert_string_equal(buf, "hi\n");
         close(p[0]);
         spawn_result_done(&r);
+}
+
+static void test_fork_path(void **state) {
+        via_fork = true;
+        test_capture(state);
+        test_fd_map(state);
+        via_fork = false;
+}
+
+/* Gone, or a zombie nobody reaped yet. */
+static bool gone(pid_t pid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+                return true;
+        bool z = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
+        fclose(f);
+        return z;
+}
+
+/* A helper tied to its parent dies when that parent is killed -9 (what
+ * happens to the daemon's build and probe children). */
+static void test_die_with_parent(void **state) {
+        (void) state;
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t mid = fork();
+        if (mid == 0) {
+                char *argv[] = { (char *) "sleep", (char *) "30", NULL };
+                struct spawn_opts o = { .die_with_parent = true };
+                pid_t child = 0;
+                if (spawn_start(argv, &o, &child) < 0 || write(p[1], &child, sizeof(child)) != sizeof(child))
+                        _exit(1);
+                pause();
+                _exit(0);
+        }
+        pid_t child = 0;
+        assert_int_equal(read(p[0], &child, sizeof(child)), sizeof(child));
+        assert_false(gone(child));
+        kill(mid, SIGKILL);
+        waitpid(mid, NULL, 0);
+        for (int i = 0; i < 100 && !gone(child); i++)
+                usleep(50000);
+        assert_true(gone(child));
+        close(p[0]);
+        close(p[1]);
 }
 
 static int polls;
@@ -110,6 +165,42 @@ static void test_cancel_group(void **state) {
         spawn_result_done(&r);
 }
 
+/* A child that exited but is not reaped yet is dead to proc_alive (the
+ * build sweep must not take a zombie builder for a live one); a running one
+ * is alive; a reaped one is gone. */
+static void test_proc_alive(void **state) {
+        (void) state;
+        assert_true(proc_alive(getpid()));
+        pid_t z = fork();
+        assert_true(z >= 0);
+        if (z == 0)
+                _exit(0);
+        for (int i = 0; i < 500; i++) { /* until it is a zombie */
+                char path[64], buf[256];
+                snprintf(path, sizeof(path), "/proc/%d/stat", (int) z);
+                FILE *f = fopen(path, "r");
+                bool zombie = f && fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
+                if (f)
+                        fclose(f);
+                if (zombie)
+                        break;
+                usleep(10000);
+        }
+        assert_false(proc_alive(z));
+        assert_int_equal(waitpid(z, NULL, 0), z);
+        assert_false(proc_alive(z));
+        pid_t live = fork();
+        assert_true(live >= 0);
+        if (live == 0) {
+                pause();
+                _exit(0);
+        }
+        assert_true(proc_alive(live));
+        kill(live, SIGKILL);
+        assert_int_equal(waitpid(live, NULL, 0), live);
+        assert_false(proc_alive(0));
+}
+
 static void test_missing_binary(void **state) {
         struct spawn_result r;
         char *path = NULL;
@@ -127,6 +218,8 @@ int main(void) {
                 cmocka_unit_test(test_capture),   cmocka_unit_test(test_argv_is_not_a_shell),
                 cmocka_unit_test(test_signal_and_timeout), cmocka_unit_test(test_fd_map),
                 cmocka_unit_test(test_missing_binary), cmocka_unit_test(test_cancel_group),
+                cmocka_unit_test(test_fork_path),      cmocka_unit_test(test_die_with_parent),
+                cmocka_unit_test(test_proc_alive),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -29,7 +30,7 @@ static int teardown(void **state) {
         /* a test temp dir: remove the files we know of */
         const char *names[] = { "a.db", "a.db-wal", "a.db-shm", "b.db", "c.db", "d.db", "e.db", "e.db-wal",
                                 "e.db-shm", "f.db", "f.db-wal", "f.db-shm", "g.db", "g.db-wal", "g.db-shm", "h.db", "h.db-wal", "h.db-shm",
-                                "v.db", "v.db-wal", "v.db-shm" };
+                                "v.db", "v.db-wal", "v.db-shm", "w.db", "w.db-wal", "w.db-shm" };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
                 char *p = path_join(dir, names[i]);
                 unlink(p);
@@ -60,7 +61,7 @@ static void test_migrate_fresh(void **state) {
         store_migrations(&n);
         assert_int_equal(inspect(p, &pending), STORE_SCHEMA_MISSING);
         assert_int_equal(pending, (int) n);
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         sqlite3_stmt *st;
         assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -82,7 +83,7 @@ static void test_migrate_fresh(void **state) {
         store_close(s);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UP_TO_DATE);
         /* idempotent re-open */
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         store_close(s);
         free(p);
 }
@@ -94,14 +95,25 @@ static void test_pending(void **state) {
         struct op_error err = OP_ERROR_INIT;
         int pending;
 
-        assert_int_equal(store_open(p, 1, &s, &err), 0);
+        assert_int_equal(store_open(p, 1, NULL, &s, &err), 0);
         store_close(s);
         assert_int_equal(inspect(p, &pending), STORE_SCHEMA_PENDING);
         assert_true(pending >= 1);
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         store_close(s);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UP_TO_DATE);
         free(p);
+}
+
+/* A database at p that a newer banger (migration 999) wrote. */
+static void make_newer(const char *p) {
+        struct store *s = NULL;
+        struct op_error err = OP_ERROR_INIT;
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
+        assert_int_equal(sqlite3_exec(s->db, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')", NULL, NULL,
+                                      NULL),
+                         SQLITE_OK);
+        store_close(s);
 }
 
 static void test_newer_refused(void **state) {
@@ -110,13 +122,9 @@ static void test_newer_refused(void **state) {
         struct store *s = NULL;
         struct op_error err = OP_ERROR_INIT;
 
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
-        assert_int_equal(sqlite3_exec(s->db, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')", NULL, NULL,
-                                      NULL),
-                         SQLITE_OK);
-        store_close(s);
+        make_newer(p);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_NEWER);
-        assert_int_equal(store_open(p, 0, &s, &err), -EPROTO);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), -EPROTO);
         assert_non_null(strstr(op_error_message(&err), "999"));
         op_error_done(&err);
         free(p);
@@ -137,7 +145,7 @@ static void test_corrupt_untouched(void **state) {
 
         assert_int_equal(write_file_atomic(p, junk, sizeof(junk) - 1, 0600), 0);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
-        assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), -EBADMSG);
         assert_non_null(strstr(op_error_message(&err), "untouched"));
         op_error_done(&err);
         file_bytes(p, &after, &la);
@@ -154,7 +162,7 @@ static void test_corrupt_untouched(void **state) {
         sqlite3_close(db);
         file_bytes(p, &before, &lb);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_UNREADABLE);
-        assert_int_equal(store_open(p, 0, &s, &err), -EBADMSG);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), -EBADMSG);
         assert_non_null(strstr(op_error_message(&err), "not a banger database"));
         op_error_done(&err);
         file_bytes(p, &after, &la);
@@ -172,19 +180,71 @@ static void test_empty_file(void **state) {
         struct op_error err = OP_ERROR_INIT;
         assert_int_equal(write_file_atomic(p, "", 0, 0600), 0);
         assert_int_equal(inspect(p, NULL), STORE_SCHEMA_MISSING);
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         store_close(s);
         free(p);
 }
 
 /* A VM row made under migration 2 survives the rebuild of migration 3, and
  * the new states are accepted afterwards. */
+/* An empty or missing database next to VM directories would forget them:
+ * refused, and nothing new is left beside it. A fresh install (no VMs) is fine. */
+static void test_forgetful_refused(void **state) {
+        (void) state;
+        _cleanup_free_ char *p = path_join(dir, "h.db"), *vms = path_join(dir, "vms");
+        _cleanup_free_ char *vm = path_join(vms, "0123456789abcdef"), *other = path_join(vms, "not-a-vm");
+        _cleanup_free_ char *wal = path_join(dir, "h.db-wal"), *shm = path_join(dir, "h.db-shm");
+        struct store *s = NULL;
+        struct op_error err = OP_ERROR_INIT;
+        assert_int_equal(mkdir(vms, 0700), 0);
+        assert_int_equal(mkdir(other, 0700), 0);
+        /* only things that are not VM dirs: a fresh start */
+        assert_int_equal(store_open(p, 0, vms, &s, &err), 0);
+        store_close(s);
+        unlink(p), unlink(wal), unlink(shm);
+        assert_int_equal(mkdir(vm, 0700), 0);
+        /* missing */
+        assert_int_equal(store_open(p, 0, vms, &s, &err), -EBADMSG);
+        assert_non_null(strstr(op_error_message(&err), "holds 1 VM(s) it would forget"));
+        op_error_done(&err);
+        assert_int_equal(access(p, F_OK), -1);
+        /* 0 bytes */
+        assert_int_equal(write_file_atomic(p, "", 0, 0600), 0);
+        assert_int_equal(store_open(p, 0, vms, &s, &err), -EBADMSG);
+        assert_non_null(strstr(op_error_message(&err), "an empty"));
+        op_error_done(&err);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        assert_int_equal(access(wal, F_OK), -1);
+        assert_int_equal(access(shm, F_OK), -1);
+        unlink(p);
+        rmdir(vm);
+        rmdir(other);
+        rmdir(vms);
+}
+
+/* Refusing a WAL database of a newer banger leaves no -wal/-shm of ours. */
+static void test_refusal_leaves_nothing(void **state) {
+        (void) state;
+        _cleanup_free_ char *p = path_join(dir, "w.db"), *wal = path_join(dir, "w.db-wal"), *shm = path_join(dir, "w.db-shm");
+        struct store *s = NULL;
+        struct op_error err = OP_ERROR_INIT;
+        make_newer(p);
+        assert_int_equal(access(wal, F_OK), -1); /* a clean close checkpoints and removes them */
+        assert_int_equal(access(shm, F_OK), -1);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), -EPROTO);
+        op_error_done(&err);
+        assert_int_equal(access(wal, F_OK), -1);
+        assert_int_equal(access(shm, F_OK), -1);
+}
+
 static void test_vm_states_migration(void **state) {
         (void) state;
         char *p = path_join(dir, "h.db");
         struct store *s = NULL;
         struct op_error err = OP_ERROR_INIT;
-        assert_int_equal(store_open(p, 2, &s, &err), 0);
+        assert_int_equal(store_open(p, 2, NULL, &s, &err), 0);
         assert_int_equal(sqlite3_exec(s->db,
                                       "INSERT INTO images (id, name, managed, rootfs_path, created_at) VALUES"
                                       " ('i1', 'img', 1, '/r', 't');"
@@ -195,7 +255,7 @@ static void test_vm_states_migration(void **state) {
                          SQLITE_OK);
         assert_int_not_equal(store_vm_set_state(s, "abc", "starting", NULL), 0);
         store_close(s);
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         struct vm_row r;
         assert_int_equal(store_vm_get(s, "old", &r), 0);
         assert_string_equal(r.state, "running");
@@ -213,7 +273,7 @@ static void test_vm_rows(void **state) {
         struct store *s = NULL;
         struct op_error err = OP_ERROR_INIT;
         struct vm_row r, got;
-        assert_int_equal(store_open(p, 0, &s, &err), 0);
+        assert_int_equal(store_open(p, 0, NULL, &s, &err), 0);
         struct image_row img = { .id = (char *) "img1", .name = (char *) "slim", .managed = true,
                                  .rootfs_path = (char *) "/r", .created_at = (char *) "t" };
         assert_int_equal(store_image_insert(s, &img), 0);
@@ -278,7 +338,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrate_fresh),     cmocka_unit_test(test_pending),
                 cmocka_unit_test(test_newer_refused),     cmocka_unit_test(test_corrupt_untouched),
-                cmocka_unit_test(test_empty_file),
+                cmocka_unit_test(test_empty_file),        cmocka_unit_test(test_forgetful_refused),
+                cmocka_unit_test(test_refusal_leaves_nothing),
                 cmocka_unit_test(test_vm_states_migration), cmocka_unit_test(test_vm_rows),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

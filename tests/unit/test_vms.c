@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/sysinfo.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -105,7 +106,7 @@ static int setup(void **state) {
         write_text(layout.config_file, "dns_listen = \"off\"\n[vm_defaults]\nvcpu = 1\nmemory_mib = 256\n"
                                        "disk_size = \"64M\"\nsystem_overlay_size = \"64M\"\n");
         assert_int_equal(hostinfo_load_config(&layout, &config, &msg), 0);
-        assert_int_equal(store_open(layout.db_path, 0, &store, &e), 0);
+        assert_int_equal(store_open(layout.db_path, 0, layout.vms_dir, &store, &e), 0);
         const char *roots[] = { layout.state_dir, layout.cache_dir, layout.runtime_dir, NULL };
         fake_init(config->bridge_name, config->bridge_ip, (int) config->cidr, roots);
         assert_int_equal(artifacts_init(&arts, &layout, config, store, fake_priv(), &e), 0);
@@ -236,6 +237,16 @@ static void test_lifecycle(void **state) {
         assert_int_equal(access(dir, F_OK), -1);
 }
 
+/* The guard was given the VM's own MAC (the row's) and `isolate` ("0"/"1"). */
+static bool guarded_as(const char *id, const char *isolate) {
+        struct vm_row r;
+        if (store_vm_get(store, id, &r) < 0)
+                return false;
+        _cleanup_free_ char *line = xasprintf("guard_enable %s mac=%s isolate=%s\n", id, r.mac, isolate);
+        vm_row_done(&r);
+        return strstr(fake_log(), line) != NULL;
+}
+
 /* Without --nat: no forwarding, no NAT rules; the guard always. */
 static void test_no_nat(void **state) {
         _cleanup_free_ char *id = NULL;
@@ -244,6 +255,44 @@ static void test_no_nat(void **state) {
         assert_int_equal(fake_live_nat(), 0);
         assert_int_equal(fake_live_guards(), 1);
         assert_int_equal(fake_calls("ip_forward"), 0);
+        if (!guarded_as(id, "0"))
+                fail_msg("the guard did not get the VM's MAC and isolate=0:\n%s", fake_log());
+}
+
+/* --isolate reaches the guard; vm set changes it for the next start, on a stopped VM only. */
+static void test_isolate(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        struct vm_create_req q = { .name = "iso", .image = "test-img", .isolate = true };
+        struct vm_set_req off = { .nat = -1, .isolate = 0 };
+        json_t *res = NULL;
+        char op_id[RPC_OP_ID_SIZE];
+        (void) state;
+        rpc_op_id_new(op_id);
+        assert_int_equal(vm_create_begin(&vms, op_id, &q, &res, &e), 0);
+        _cleanup_free_ char *id = xstrdup(json_string_value(json_object_get(res, "id")));
+        json_decref(res);
+        vm_create_wait(&vms, op_id);
+        assert_true(is_state(id, "running"));
+        if (!guarded_as(id, "1"))
+                fail_msg("the guard did not get isolate=1:\n%s", fake_log());
+        assert_int_equal(vm_show(&vms, "iso", &res, &e), 0);
+        assert_true(json_is_true(json_object_get(res, "isolate")));
+        json_decref(res);
+        res = NULL;
+        assert_int_equal(vm_set(&vms, "iso", &off, &res, &e), -EBUSY);
+        assert_int_equal(e.code, RPC_BAD_REQUEST);
+        op_error_done(&e);
+        assert_int_equal(vm_stop(&vms, "iso", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(vm_set(&vms, "iso", &off, &res, &e), 0);
+        assert_false(json_is_true(json_object_get(res, "isolate")));
+        json_decref(res);
+        fake_reset_calls();
+        assert_int_equal(vm_start(&vms, "iso", NULL, &res, &e), 0);
+        json_decref(res);
+        if (!guarded_as(id, "0"))
+                fail_msg("the guard did not get isolate=0 after vm set:\n%s", fake_log());
+        assert_int_equal(fake_violations(), 0);
 }
 
 /* ---- a failure at every start step undoes exactly what was done ---------------------- */
@@ -492,6 +541,91 @@ static void test_reconcile_hostile(void **state) {
         assert_int_equal(fake_violations(), 0);
 }
 
+static bool running_state(void *ud) {
+        return is_state(ud, "running");
+}
+
+static bool error_state(void *ud) {
+        return is_state(ud, "error");
+}
+
+/* The daemon died during a start: the live VMM is adopted, but the VM is
+ * running only once its agent and sshd answer; one that never gets there is
+ * stopped and marked error. Adoption rewrites a garbage handles.json. */
+static void test_reconcile_starting(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL;
+        (void) state;
+        assert_int_equal(create_vm("boots", false, false, &id), 0);
+        assert_int_equal(create_vm("hangs", false, false, &id2), 0);
+        pid_t hangs = pid_of("hangs");
+        vms_done(&vms);
+        assert_int_equal(store_vm_set_state(store, id, "starting", NULL), 0);
+        assert_int_equal(store_vm_set_state(store, id2, "starting", NULL), 0);
+        write_handles(id, "{not json");
+        fake_health_mode(HEALTH_NO_SSHD);
+        service_start();
+        vms_reconcile(&vms);
+        { char *st = state_of("boots"); if (strcmp(st, "starting")) fail_msg("state %s", st); free(st); } /* not running before it answers */
+        _cleanup_free_ char *hp = xasprintf("%s/%s/handles.json", layout.vms_dir, id);
+        json_t *hj = json_load_file(hp, 0, NULL);
+        assert_non_null(hj); /* rewritten from what was found */
+        assert_true(json_integer_value(json_object_get(hj, "pid")) > 0);
+        json_decref(hj);
+        /* sshd comes up: both are running */
+        fake_health_mode(HEALTH_OK);
+        assert_true(wait_until(running_state, "boots"));
+        assert_true(wait_until(running_state, "hangs"));
+        /* a VM that never gets ready (agent_boot_timeout is 2 s here) */
+        vms_done(&vms);
+        assert_int_equal(store_vm_set_state(store, id2, "starting", NULL), 0);
+        fake_health_mode(HEALTH_NO_SSHD);
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(wait_until(error_state, "hangs"));
+        assert_true(hangs > 0);
+        assert_int_equal(fake_live_vmms(), 1); /* its VMM was stopped; "boots" runs on */
+        fake_health_mode(HEALTH_OK);
+        assert_int_equal(fake_violations(), 0);
+}
+
+/* A create the daemon died in (its dir still marked, or never made) is
+ * rolled back by reconcile, a delete it died in after the files went is
+ * completed; a finished --no-start VM is kept. */
+static void test_create_interrupted(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL, *id3 = NULL, *id4 = NULL;
+        json_t *res = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        (void) state;
+        /* a stopped VM whose delete died after removing its files */
+        assert_int_equal(create_vm("deleted", false, false, &id4), 0);
+        assert_int_equal(vm_stop(&vms, "deleted", NULL, &res, &e), 0);
+        json_decref(res);
+        res = NULL;
+        _cleanup_free_ char *dir4 = xasprintf("%s/%s", layout.vms_dir, id4);
+        assert_int_equal(create_vm("half", false, true, &id), 0);
+        assert_int_equal(create_vm("nodir", false, true, &id2), 0);
+        assert_int_equal(create_vm("whole", false, true, &id3), 0);
+        _cleanup_free_ char *dir = xasprintf("%s/%s", layout.vms_dir, id), *marker = xasprintf("%s/.creating", dir);
+        _cleanup_free_ char *dir2 = xasprintf("%s/%s", layout.vms_dir, id2);
+        _cleanup_free_ char *marker3 = xasprintf("%s/%s/.creating", layout.vms_dir, id3);
+        assert_int_equal(access(marker3, F_OK), -1); /* a finished create leaves no marker */
+        vms_done(&vms);
+        assert_int_equal(write_file_atomic(marker, "", 0, 0600), 0);
+        assert_int_equal(rm_rf(dir2), 0);
+        assert_int_equal(rm_rf(dir4), 0);
+        service_start();
+        vms_reconcile(&vms);
+        assert_int_equal(vm_show(&vms, "deleted", &res, &e), -ENOENT);
+        op_error_done(&e);
+        assert_int_equal(vm_show(&vms, "half", &res, &e), -ENOENT);
+        op_error_done(&e);
+        assert_int_equal(vm_show(&vms, "nodir", &res, &e), -ENOENT);
+        op_error_done(&e);
+        assert_int_equal(access(dir, F_OK), -1);
+        assert_true(is_state("whole", "created"));
+        assert_host_clean();
+}
+
 /* ---- requests the service refuses ------------------------------------------------------- */
 
 static void test_bad_requests(void **state) {
@@ -512,6 +646,18 @@ static void test_bad_requests(void **state) {
                 assert_true(e.code == RPC_BAD_REQUEST || e.code == RPC_NOT_FOUND);
                 op_error_done(&e);
         }
+        /* more memory than the host has (and under the 1 TiB maximum) */
+        struct sysinfo si;
+        assert_int_equal(sysinfo(&si), 0);
+        int64_t host_mib = (int64_t) ((uint64_t) si.totalram * si.mem_unit >> 20);
+        struct vm_create_req big = { .name = "x", .image = "test-img", .memory_mib = host_mib + 1024, .memory_set = true };
+        assert_true(vm_create_begin(&vms, "op-test", &big, &res, &e) < 0);
+        assert_int_equal(e.code, RPC_BAD_REQUEST);
+        assert_non_null(strstr(op_error_message(&e), "more than this host has"));
+        op_error_done(&e);
+        /* refused before any row */
+        assert_int_equal(vm_show(&vms, "x", &res, &e), -ENOENT);
+        op_error_done(&e);
         assert_int_equal(vm_show(&vms, "nobody", &res, &e), -ENOENT);
         assert_int_equal(e.code, RPC_NOT_FOUND);
         op_error_done(&e);
@@ -526,6 +672,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_nat, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_isolate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_start_failures, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_boot_failures, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_failures, setup, teardown),
@@ -534,6 +681,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reconcile_live, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reconcile_dead, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reconcile_hostile, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_interrupted, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reconcile_starting, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         };
         /* mkfs.ext4 and friends live in sbin, which a user's PATH may lack */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +144,43 @@ static void test_unseeded(void **state) {
         free(disk);
 }
 
+/* A seed on another filesystem (tmpfs /dev/shm to /tmp): copied whole, holes
+ * kept, even where copy_file_range cannot cross filesystems. */
+static void test_copy_across(void **state) {
+        char src[] = "/dev/shm/banger-wd-XXXXXX";
+        (void) state;
+        int fd = mkstemp(src);
+        if (fd < 0)
+                skip();
+        char block[4096];
+        memset(block, 'x', sizeof(block));
+        assert_int_equal(pwrite(fd, block, sizeof(block), 0), (ssize_t) sizeof(block));
+        assert_int_equal(pwrite(fd, block, sizeof(block), 8 << 20), (ssize_t) sizeof(block)); /* 8 MiB hole */
+        close(fd);
+        char *to = path_join(dir, "copied");
+        int r = copy_file_sparse(src, to, 0600);
+        unlink(src);
+        assert_int_equal(r, 0);
+        struct stat st;
+        assert_int_equal(stat(to, &st), 0);
+        assert_int_equal(st.st_size, (8 << 20) + 4096);
+        assert_true(st.st_blocks * 512 < 1 << 20); /* the hole stayed a hole */
+        assert_int_equal(st.st_mode & 07777, 0600);
+        fd = open(to, O_RDONLY);
+        char got[4096];
+        assert_int_equal(pread(fd, got, sizeof(got), 8 << 20), (ssize_t) sizeof(got));
+        assert_memory_equal(got, block, sizeof(block));
+        assert_int_equal(pread(fd, got, 16, 4 << 20), 16);
+        assert_memory_equal(got, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+        close(fd);
+        free(to);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_seeded),
                 cmocka_unit_test(test_unseeded),
+                cmocka_unit_test(test_copy_across),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "artifacts.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +14,12 @@
 
 #include "fetch.h"
 #include "fsutil.h"
+#include "log.h"
+#include "parse.h"
 #include "macro.h"
 #include "proc_spawn.h"
+#include "procscan.h"
+#include "store/store_artifacts.h"
 #include "strbuf.h"
 
 struct inflight {
@@ -48,6 +54,58 @@ char *staging_dir(const char *parent, const char *what) {
         return xasprintf("%s/.staging-%s-%s", parent, what, r);
 }
 
+/* A build cache entry half-filled by a process that is gone ("<key>.tmp-<pid>";
+ * the cache may be shared by several daemons). */
+static bool dead_tmp(const char *name) {
+        const char *t = strstr(name, ".tmp-");
+        int64_t pid;
+        return t && parse_int_range(t + 5, 1, INT32_MAX, &pid) == 0 && !proc_alive((pid_t) pid);
+}
+
+/* What a daemon that died mid-pull left: its staging dirs (and half-filled
+ * build cache entries). Removed without crossing into other filesystems. */
+static void sweep_staging(const char *dir, const char *prefix, bool cache) {
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                bool match = cache ? dead_tmp(de->d_name) : strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+                if (!match)
+                        continue;
+                _cleanup_free_ char *p = path_join(dir, de->d_name);
+                int r = rm_rf(p);
+                if (r < 0)
+                        log_warn("start-up sweep: cannot remove %s: %s", p, strerror(-r));
+                else
+                        log_info("start-up sweep: removed %s (left by a daemon that died mid-pull)", p);
+        }
+}
+
+/* Image dirs no image row names (a pull that died between moving its files in
+ * and recording them): removed. */
+static void sweep_orphan_images(struct artifacts *a) {
+        struct image_row *rows = NULL;
+        size_t n = 0;
+        if (store_image_list(a->store, &rows, &n) < 0)
+                return;
+        _cleanup_(closedirp) DIR *d = opendir(a->layout->images_dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (strlen(de->d_name) != 16 || strspn(de->d_name, "0123456789abcdef") != 16)
+                        continue;
+                bool used = false;
+                for (size_t i = 0; i < n && !used; i++)
+                        used = strcmp(rows[i].id, de->d_name) == 0;
+                if (used)
+                        continue;
+                _cleanup_free_ char *p = path_join(a->layout->images_dir, de->d_name);
+                if (rm_rf(p) == 0)
+                        log_info("start-up sweep: removed %s (an image directory no image row names)", p);
+        }
+        for (size_t i = 0; i < n; i++)
+                image_row_done(&rows[i]);
+        free(rows);
+}
+
 int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
                    const struct priv_ops *priv, struct op_error *err) {
         const char *kr = getenv("BANGER_DEBIAN_KEYRING");
@@ -61,6 +119,11 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         a->agent_bin = find_companion("BANGER_AGENT", "banger-agent");
         a->keyring = xstrdup(kr && *kr ? kr : "/usr/share/keyrings/debian-archive-keyring.gpg");
         a->build_cache_dir = bc && bc[0] == '/' ? xstrdup(bc) : path_join(l->cache_dir, "image-builds");
+        /* only one daemon runs per state dir (the lock is held): nothing here is in use */
+        sweep_staging(l->images_dir, ".staging-", false);
+        sweep_staging(l->kernels_dir, ".staging-", false);
+        sweep_staging(a->build_cache_dir, ".tmp-", true);
+        sweep_orphan_images(a);
         fetch_global_init();
         (void) err;
         return 0;

@@ -26,6 +26,7 @@
 #include "sha256.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
+#include "testhook.h"
 
 extern const char image_catalog_json[];
 
@@ -149,6 +150,7 @@ static int commit_image(struct artifacts *a, const char *staging, struct image_r
                 return op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "image '%s' already exists", row->name);
         }
         r = rename(staging, dir) < 0 ? -errno : 0;
+        test_crash_point("image:moved"); /* a dir without a row: the start-up sweep's */
         if (r == 0) {
                 r = store_image_insert(a->store, row);
                 if (r < 0)

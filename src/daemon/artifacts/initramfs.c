@@ -87,8 +87,10 @@ int cpio_write(const char *dest, const struct cpio_entry *entries, size_t n, boo
         archive_write_set_format_cpio_newc(w.a);
         archive_write_add_filter_none(w.a);
         archive_write_set_bytes_in_last_block(w.a, 1);
-        if (archive_write_open_filename(w.a, tmp) != ARCHIVE_OK) {
-                op_fail(err, -EIO, "cannot create %s: %s", tmp, archive_error_string(w.a));
+        /* 0600 whatever the umask: a VM's cpio carries its private host key */
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 || fchmod(fd, 0600) < 0 || archive_write_open_fd(w.a, fd) != ARCHIVE_OK) {
+                op_fail(err, -EIO, "cannot create %s: %s", tmp, fd < 0 ? strerror(errno) : archive_error_string(w.a));
                 archive_write_free(w.a);
                 return -EIO;
         }

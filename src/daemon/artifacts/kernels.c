@@ -36,6 +36,7 @@
 #include "sha256.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
+#include "testhook.h"
 
 extern const char kernel_catalog_json[];
 
@@ -435,6 +436,7 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
                 if (had)
                         rename(old, dst);
         }
+        test_crash_point("kernel:moved");
         if (r == 0) {
                 r = store_kernel_put(a->store, row);
                 if (r < 0) {

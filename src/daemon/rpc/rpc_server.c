@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "macro.h"
 #include "rpc.h"
@@ -53,6 +54,16 @@ static void reply_and_close(int fd, enum rpc_code code, const char *msg) {
         close(fd);
 }
 
+/* false once the connection was evicted: a request read in that instant is
+ * not run (its client sees the connection close, and nothing happened) */
+static bool set_idle(struct rpc_conn *c, bool idle) {
+        pthread_mutex_lock(&c->server->mu);
+        c->idle_since_ms = idle ? mono_ms_now() : 0;
+        bool ok = !c->evicted;
+        pthread_mutex_unlock(&c->server->mu);
+        return ok;
+}
+
 static void *conn_main(void *arg) {
         struct rpc_conn *c = arg;
         struct rpc_line_reader lr;
@@ -62,7 +73,10 @@ static void *conn_main(void *arg) {
 
         rpc_line_reader_init(&lr, c->fd, RPC_MAX_MESSAGE);
         for (;;) {
+                (void) set_idle(c, true);
                 r = rpc_line_reader_next(&lr, RPC_IDLE_TIMEOUT_MS, &line, &len);
+                if (!set_idle(c, false))
+                        break;
                 if (r == -EMSGSIZE) {
                         char op[RPC_OP_ID_SIZE];
                         rpc_op_id_new(op);
@@ -91,6 +105,23 @@ static void *conn_main(void *arg) {
         return NULL;
 }
 
+/* Under mu: the connection idle the longest is shut down (its thread sees
+ * EOF and finishes); the new client takes its place. */
+static void evict_idlest(struct rpc_server *s) {
+        struct rpc_conn *oldest = NULL;
+        for (struct rpc_conn *c = s->conns; c; c = c->next)
+                if (!c->finished && !c->evicted && c->idle_since_ms &&
+                    (!oldest || c->idle_since_ms < oldest->idle_since_ms))
+                        oldest = c;
+        if (!oldest)
+                return;
+        log_info("closing the connection of pid=%d, idle %lld ms, to make room", (int) oldest->pid,
+                 (long long) (mono_ms_now() - oldest->idle_since_ms));
+        oldest->evicted = true;
+        s->n_evicted++;
+        shutdown(oldest->fd, SHUT_RDWR);
+}
+
 void rpc_server_accept(struct rpc_server *s) {
         struct ucred cred;
         socklen_t cl = sizeof(cred);
@@ -112,7 +143,9 @@ void rpc_server_accept(struct rpc_server *s) {
         }
 
         pthread_mutex_lock(&s->mu);
-        if (s->closing || s->n_conns >= RPC_MAX_CONNECTIONS) {
+        if (!s->closing && s->n_conns >= RPC_MAX_CONNECTIONS)
+                evict_idlest(s);
+        if (s->closing || s->n_conns >= RPC_MAX_CONNECTIONS + s->n_evicted) {
                 bool closing = s->closing;
                 pthread_mutex_unlock(&s->mu);
                 log_warn("refusing connection from pid=%d: %s", (int) cred.pid,
@@ -155,6 +188,7 @@ static struct rpc_conn *take_finished(struct rpc_server *s, bool all) {
                         c->next = done;
                         done = c;
                         s->n_conns--;
+                        s->n_evicted -= c->evicted;
                 } else
                         pp = &c->next;
         }

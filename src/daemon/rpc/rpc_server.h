@@ -21,7 +21,10 @@
 #include "op_error.h"
 
 #define RPC_MAX_CONNECTIONS 64
-#define RPC_IDLE_TIMEOUT_MS (10 * 60 * 1000)
+/* A connection with no request in flight, or half a request, this long is
+ * closed (clients reconnect); at the connection limit the longest-idle one
+ * is closed first, so idle clients cannot lock everybody out. */
+#define RPC_IDLE_TIMEOUT_MS (30 * 1000)
 
 /* One request line in, one response line out (malloc'd). fd is the client
  * connection (progress lines, hang-up checks). */
@@ -35,6 +38,8 @@ struct rpc_conn {
         uid_t uid;
         pid_t pid;
         bool finished;
+        int64_t idle_since_ms;     /* waiting for a request since then; 0 while one runs (under server->mu) */
+        bool evicted;              /* closed to make room (under server->mu) */
         struct rpc_server *server; /* borrowed */
         struct rpc_conn *next;
 };
@@ -44,6 +49,7 @@ struct rpc_server {
         int listen_fd;
         struct rpc_conn *conns;
         size_t n_conns;
+        size_t n_evicted; /* of n_conns, shut down to make room and not reaped yet */
         bool closing;
         uid_t owner;
         rpc_line_handler_fn handler;

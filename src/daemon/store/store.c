@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
+#include "fsutil.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -153,7 +156,21 @@ int store_inspect(const char *path, struct store_schema_info *ret) {
                 ret->detail = xasprintf("%s is not a regular file", path);
                 return 0;
         }
-        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
+        /* Looking must not write: with no -wal beside it nobody has the file open
+         * in WAL mode, and an immutable open creates no -wal/-shm either. */
+        _cleanup_free_ char *wal = xasprintf("%s-wal", path), *uri = NULL;
+        if (access(wal, F_OK) < 0) {
+                struct strbuf u = STRBUF_INIT;
+                strbuf_addstr(&u, "file:");
+                for (const char *c = path; *c; c++)
+                        if (*c == '%' || *c == '?' || *c == '#')
+                                strbuf_addf(&u, "%%%02X", (unsigned char) *c);
+                        else
+                                strbuf_addch(&u, *c);
+                strbuf_addstr(&u, "?immutable=1");
+                uri = strbuf_detach(&u, NULL);
+        }
+        rc = sqlite3_open_v2(uri ? uri : path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI, NULL);
         if (rc != SQLITE_OK) {
                 ret->state = STORE_SCHEMA_UNREADABLE;
                 ret->detail = xasprintf("cannot open: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -223,19 +240,39 @@ fail:
         return op_prefix(e, "applying migrations");
 }
 
-int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e) {
-        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
-        struct store_schema_info info;
-        int rc, r;
+/* VM directories (16 hex digits) below dir. */
+static int count_vm_dirs(const char *dir) {
+        _cleanup_(closedirp) DIR *d = dir ? opendir(dir) : NULL;
+        struct dirent *de;
+        int n = 0;
+        while (d && (de = readdir(d)))
+                n += strlen(de->d_name) == 16 && strspn(de->d_name, "0123456789abcdef") == 16;
+        return n;
+}
 
+static int check_usable(const char *path, const char *vms_dir, struct op_error *e) {
+        struct store_schema_info info;
+        int r = 0, n;
         store_inspect(path, &info);
-        if (info.state == STORE_SCHEMA_NEWER || info.state == STORE_SCHEMA_UNREADABLE) {
+        if (info.state == STORE_SCHEMA_NEWER || info.state == STORE_SCHEMA_UNREADABLE)
                 r = op_fail(e, info.state == STORE_SCHEMA_NEWER ? -EPROTO : -EBADMSG,
                             "refusing to use %s: %s (the file was left untouched)", path, info.detail);
-                store_schema_info_done(&info);
-                return r;
-        }
+        else if (info.state == STORE_SCHEMA_MISSING && (n = count_vm_dirs(vms_dir)) > 0)
+                r = op_fail(e, -EBADMSG,
+                            "refusing to start with %s %s: %s holds %d VM(s) it would forget (their QEMU "
+                            "processes, TAPs and addresses would be unmanaged); restore the database, or move "
+                            "both aside to start afresh",
+                            access(path, F_OK) == 0 ? "an empty" : "no", path, vms_dir, n);
         store_schema_info_done(&info);
+        return r;
+}
+
+int store_open(const char *path, int migrate_to, const char *vms_dir, struct store **ret, struct op_error *e) {
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        int rc, r;
+
+        if ((r = check_usable(path, vms_dir, e)) < 0)
+                return r;
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
         if (rc != SQLITE_OK)

@@ -61,7 +61,12 @@ struct store {
 /*
  * Opens (creating when missing) and migrates. Refuses NEWER and UNREADABLE
  * databases without writing to them: -EPROTO / -EBADMSG with *ret_err.
+ * A missing or empty database next to a `vms_dir` (may be NULL) that holds
+ * VM directories is refused too (-EBADMSG): starting empty would forget
+ * VMs whose QEMUs, TAPs and addresses are still there. A refusal leaves no
+ * -wal/-shm beside the file that were not there before.
  * `migrate_to` limits the migrations applied (0: all) — for tests.
  */
-_warn_unused_ int store_open(const char *path, int migrate_to, struct store **ret, struct op_error *e);
+_warn_unused_ int store_open(const char *path, int migrate_to, const char *vms_dir, struct store **ret,
+                             struct op_error *e);
 void store_close(struct store *s);

@@ -16,6 +16,7 @@
 #include "ipnet.h"
 #include "jsonx.h"
 #include "log.h"
+#include "testhook.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
 #include "vmname.h"
@@ -222,9 +223,26 @@ static int create_reserve(struct create_work *w, struct op_error *e) {
         return rc;
 }
 
+/* While it exists the VM's files are half made: a daemon that dies now
+ * leaves it, and reconcile rolls the create back (vms_create_interrupted). */
+static int mark_creating(const struct vm_row *r, bool on, struct op_error *e) {
+        _cleanup_free_ char *m = path_join(r->vm_dir, VM_CREATING_MARKER);
+        if (!on)
+                return unlink(m) < 0 && errno != ENOENT ? op_fail(e, -errno, "%s: %s", m, strerror(errno)) : 0;
+        int rc = mkdir_p(r->vm_dir, 0700);
+        if (rc == 0)
+                rc = write_file_atomic(m, "", 0, 0600);
+        return rc < 0 ? op_fail(e, rc, "cannot create %s: %s", m, strerror(-rc)) : 0;
+}
+
 static int create_build(struct create_work *w, struct op_error *e) {
         progress_stage(&w->pr, "prepare disks", "%s overlay on %s, work disk", w->img.name, w->row.guest_ip);
-        int rc = vms_prepare_disks(w->o->v, &w->row, &w->bf, e);
+        int rc = mark_creating(&w->row, true, e);
+        if (rc == 0)
+                rc = vms_prepare_disks(w->o->v, &w->row, &w->bf, e);
+        test_crash_point("create:disks-made");
+        if (rc == 0)
+                rc = mark_creating(&w->row, false, e); /* complete: from here a crash leaves a stopped VM */
         if (rc == 0 && progress_cancelled(&w->pr))
                 rc = op_fail(e, -ECANCELED, "cancelled");
         if (rc == 0 && !w->o->req.no_start) {
@@ -376,6 +394,11 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         int rc = vm_spec_check(req, e);
         if (rc < 0)
                 return rc;
+        /* a VMM that cannot boot it is refused before any row exists */
+        size_t vmm_index;
+        _cleanup_free_ char *accel = NULL;
+        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, &vmm_index, &accel, e)) < 0)
+                return op_recode(e, RPC_BAD_REQUEST);
         if (!image_known(v, image))
                 return op_not_found(e, "image '%s' not found locally or in the catalog "
                                        "(see: banger image list --available)", image);

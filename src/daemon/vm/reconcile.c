@@ -8,9 +8,14 @@
  * are still in use whatever its handles file says.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "fsutil.h"
+#include "jsonx.h"
 #include "log.h"
 #include "strbuf.h"
 #include "vms_internal.h"
@@ -32,19 +37,158 @@ static pid_t find_live(struct vms *v, const struct vm_row *r, const struct vm_pa
         return pid;
 }
 
-static void adopt(struct vms *v, const struct vm_row *r, struct vm_handles *h) {
+struct ready_job {
+        struct vms *v;
+        char *id;
+};
+
+static bool ready_cancelled(void *ud) {
+        return ((struct vms *) ud)->stopping;
+}
+
+/* One look at a VM being readied, under its lock: 1 still starting with its
+ * VMM alive (*ret_agent its agent socket), 0 not starting any more, -1 its
+ * VMM is gone (the watcher marks it). */
+static int still_starting(struct vms *v, const char *id, char **ret_agent) {
+        struct vm_lock *l = vms_lock(v, id);
+        struct vm_row r;
+        int st = 0;
+        if (store_vm_get(v->deps.store, id, &r) == 0) {
+                if (strcmp(r.state, "starting") == 0) {
+                        struct vm_paths p;
+                        vm_paths_init(v, &r, &p);
+                        st = vms_live_pid(v, &r, &p, NULL) > 0 ? 1 : -1;
+                        *ret_agent = xstrdup(p.agent);
+                        vm_paths_done(&p);
+                }
+                vm_row_done(&r);
+        }
+        vms_unlock(v, l);
+        return st;
+}
+
+/* Under the VM's lock: running when ready; else (given up) stopped and error. */
+static void settle_ready(struct vms *v, const char *id, bool ready) {
+        struct vm_lock *l = vms_lock(v, id);
+        struct vm_row r;
+        if (store_vm_get(v->deps.store, id, &r) == 0 && strcmp(r.state, "starting") == 0) {
+                _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+                if (ready) {
+                        vms_set_state(v, &r, "running", NULL);
+                        log_info("reconcile: vm %s finished booting after the daemon restarted", r.name);
+                } else {
+                        log_warn("reconcile: vm %s did not become ready after the daemon restarted: stopping it",
+                                 r.name);
+                        if (vms_stop_locked(v, &r, false, &e) < 0)
+                                log_warn("vm %s: %s", r.name, op_error_message(&e));
+                        vms_set_state(v, &r, "error", "its start was interrupted and it did not become ready");
+                }
+                vm_row_done(&r);
+        }
+        vms_unlock(v, l);
+}
+
+/* The job is over: vms_done no longer waits for it. */
+static void ready_job_done(struct ready_job *j) {
+        struct vms *v = j->v;
+        free(j->id);
+        free(j);
+        pthread_mutex_lock(&v->creates_mu);
+        v->create_workers--;
+        pthread_cond_broadcast(&v->creates_cond);
+        pthread_mutex_unlock(&v->creates_mu);
+}
+
+/* A VM whose start the daemon died in: running only once its agent and sshd
+ * answer (as a start would have waited); else stopped, with why. The VM's
+ * lock is held only for each look, never across a wait. */
+static void *ready_main(void *arg) {
+        struct ready_job *j = arg;
+        struct vms *v = j->v;
+        struct agent_wait w = { .abort_fd = -1, .cancelled = ready_cancelled, .ud = v };
+        int64_t deadline = v->deps.mono_ms() + v->deps.agent_boot_timeout_ms;
+        bool ready = false;
+        int st = 1;
+        while (!ready && !v->stopping && v->deps.mono_ms() < deadline) {
+                _cleanup_free_ char *agent = NULL;
+                if ((st = still_starting(v, j->id, &agent)) <= 0)
+                        break;
+                _cleanup_json_ json_t *h = NULL;
+                _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+                ready = v->deps.agent_call(v->deps.agent_ud, agent, "health", 5000, &w, &h, &e) == 0 &&
+                        json_is_true(json_object_get(h, "sshd_listening"));
+                if (!ready)
+                        (void) poll(NULL, 0, 200);
+        }
+        if (st > 0 && !v->stopping)
+                settle_ready(v, j->id, ready);
+        ready_job_done(j);
+        return NULL;
+}
+
+static void wait_ready(struct vms *v, const struct vm_row *r) {
+        struct ready_job *j = xcalloc(1, sizeof(*j));
+        *j = (struct ready_job) { v, xstrdup(r->id) };
+        log_info("reconcile: vm %s was starting when the daemon stopped: waiting for it to be ready", r->name);
+        pthread_mutex_lock(&v->creates_mu);
+        v->create_workers++; /* vms_done waits for it like for a create */
+        pthread_mutex_unlock(&v->creates_mu);
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, ready_main, j) != 0) {
+                log_warn("reconcile: vm %s: cannot wait for it to be ready; marking it running", r->name);
+                vms_set_state(v, r, "running", NULL);
+                ready_job_done(j);
+        }
+        pthread_attr_destroy(&a);
+}
+
+static void adopt(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct vm_handles *h) {
         /* a TAP name from the file is kept only when it is this VM's own */
         _cleanup_free_ char *own = vm_tap_name(r->id);
         if (!*h->tap || (strcmp(h->tap, own) != 0 && !tap_pool_is_pool_name(h->tap)))
                 snprintf(h->tap, sizeof(h->tap), "%s", v->deps.priv->link_exists(v->deps.priv->ud, own) ? own : "");
         handle_put(v, r->id, h);
+        /* the file says what was found, whatever it said before (missing, garbage, another TAP) */
+        int rc = handles_write(v, r, p, h);
+        if (rc < 0)
+                log_warn("reconcile: vm %s: rewriting its handles: %s", r->name, strerror(-rc));
         vms_watch(v, r->id, h->pid);
-        if (strcmp(r->state, "running") != 0)
-                vms_set_state(v, r, "running", NULL);
         log_info("reconcile: vm %s is running (pid %d); adopted", r->name, (int) h->pid);
+        if (strcmp(r->state, "running") != 0 && strcmp(r->state, "starting") != 0)
+                vms_set_state(v, r, "running", NULL);
+}
+
+/* A create the daemon died in (its files half made, or its dir never made):
+ * rolled back, row and all. */
+/* A dead VM whose create or delete the daemon died in is finished off:
+ * a create that had not finished its disks (marker, or no dir yet) is
+ * rolled back; a VM whose dir is gone (a delete cut short after removing
+ * its files, or a create before it made any) can never start again, so its
+ * delete is completed. Either way nothing of it is left. */
+static bool create_interrupted(struct vms *v, const struct vm_row *r, const struct vm_paths *p) {
+        _cleanup_free_ char *m = path_join(p->dir, VM_CREATING_MARKER);
+        bool no_dir = access(p->dir, F_OK) < 0 && errno == ENOENT;
+        bool creating = strcmp(r->state, "created") == 0 && access(m, F_OK) == 0;
+        if (!no_dir && !creating)
+                return false;
+        const char *what = creating || strcmp(r->state, "created") == 0 ? "create" : "delete";
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+        if (vms_destroy_locked(v, r, &e) < 0)
+                log_warn("reconcile: finishing vm %s's interrupted %s: %s", r->name, what, op_error_message(&e));
+        else if (strcmp(what, "create") == 0)
+                log_info("reconcile: vm %s's create was interrupted; rolled back (nothing of it is left)", r->name);
+        else
+                log_info("reconcile: vm %s's files are gone (a delete was interrupted); deleted (nothing of it is left)",
+                         r->name);
+        return true;
 }
 
 static void release_dead(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const struct vm_handles *h) {
+        if (create_interrupted(v, r, p))
+                return;
         if (!vm_state_active(r->state) && !r->teardown_json)
                 return;
         vms_release_runtime(v, r, p, h->tap);
@@ -63,7 +207,7 @@ static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pas
                 vm_paths_init(v, r, &p);
                 pid_t pid = find_live(v, r, &p, &h);
                 if (pass == 0 && pid > 0)
-                        adopt(v, r, &h);
+                        adopt(v, r, &p, &h);
                 else if (pass == 1 && pid <= 0)
                         release_dead(v, r, &p, &h);
                 vm_paths_done(&p);
@@ -81,5 +225,14 @@ void vms_reconcile(struct vms *v) {
         }
         reconcile_pass(v, rows, n, 0);
         reconcile_pass(v, rows, n, 1);
+        /* adopted VMs whose start was cut short: ready them in the background */
+        for (size_t i = 0; i < n; i++) {
+                struct vm_row cur;
+                if (strcmp(rows[i].state, "starting") == 0 && store_vm_get(v->deps.store, rows[i].id, &cur) == 0) {
+                        if (strcmp(cur.state, "starting") == 0)
+                                wait_ready(v, &cur);
+                        vm_row_done(&cur);
+                }
+        }
         vm_rows_free(rows, n);
 }

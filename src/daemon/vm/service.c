@@ -5,6 +5,7 @@
  * reconcile.c, watcher.c, housekeeping.c and workspace.c.
  */
 #include <errno.h>
+#include <sys/sysinfo.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,11 @@ int vm_spec_check(const struct vm_create_req *q, struct op_error *e) {
         if (q->memory_mib > CONFIG_MEMORY_MIB_MAX)
                 return op_bad_request(e, "memory %lld MiB is above the %d MiB maximum", (long long) q->memory_mib,
                                       CONFIG_MEMORY_MIB_MAX);
+        struct sysinfo si;
+        int64_t host_mib = sysinfo(&si) == 0 ? (int64_t) ((uint64_t) si.totalram * si.mem_unit >> 20) : 0;
+        if (host_mib > 0 && q->memory_mib > host_mib)
+                return op_bad_request(e, "memory %lld MiB is more than this host has (%lld MiB)",
+                                      (long long) q->memory_mib, (long long) host_mib);
         if (q->disk_size_bytes < 0 || (uint64_t) q->disk_size_bytes > CONFIG_DISK_SIZE_MAX ||
             (q->disk_size_bytes && (uint64_t) q->disk_size_bytes < CONFIG_DISK_SIZE_MIN))
                 return op_bad_request(e, "disk size must be between 64 MiB and 128 GiB");

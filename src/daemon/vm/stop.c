@@ -17,6 +17,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "strbuf.h"
+#include "testhook.h"
 #include "vm/guestcfg.h"
 #include "vms_internal.h"
 
@@ -177,7 +178,9 @@ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e
         if (pid > 0)
                 stop_vmm(v, r, &p, pid, vms_vmm_by_name(v, h.vmm), false);
         vms_release_runtime(v, r, &p, h.tap);
+        test_crash_point("delete:released");
         int rc = rm_rf(p.dir);
+        test_crash_point("delete:files-gone");
         if (rc < 0)
                 log_warn("vm %s: removing %s: %s", r->name, p.dir, strerror(-rc));
         rm_rf(p.run);

@@ -82,6 +82,8 @@ _warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful
 _warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
 /* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
 _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
+/* In a VM's dir while its create makes its files. */
+#define VM_CREATING_MARKER ".creating"
 /* What a VM held on the host once its VMM is gone: the capability hooks'
  * cleanup, the TAP, sockets, handles. Errors are logged, nothing stops. */
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* The VMM/accelerator chooser: "auto" never picks a backend this build cannot
+ * drive, whatever is installed; an explicit choice is kept (and refused
+ * later, before any VM row, by the daemon when it cannot run). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "hostinfo.h"
+
+static struct config *cfg(const char *text) {
+        static const struct config_host host = { .state_dir = "/s", .home = "/h", .ncpus = 8, .mem_bytes = 16ULL << 30 };
+        struct config *c = NULL;
+        struct config_error err;
+        assert_int_equal(config_load(text, strlen(text), &host, &c, &err), 0);
+        return c;
+}
+
+static void choose(const char *text, bool fc_installed, bool kvm_works, int probe, struct vmm_choice *ret) {
+        struct config *c = cfg(text);
+        struct tool_info q = { .path = (char *) "/usr/bin/qemu-system-x86_64" };
+        struct tool_info f = { .path = fc_installed ? (char *) "/usr/bin/firecracker" : NULL };
+        struct kvm_state k = { .present = kvm_works, .openable = kvm_works, .create_vm = kvm_works };
+        hostinfo_choose_vmm(c, &q, &f, &k, probe, "probe", ret);
+        config_free(c);
+}
+
+static void test_auto_never_unimplemented(void **state) {
+        (void) state;
+        struct vmm_choice v;
+        assert_false(hostinfo_vmm_implemented("firecracker"));
+        assert_true(hostinfo_vmm_implemented("qemu"));
+        /* firecracker installed, KVM proven by a boot: still QEMU, and why */
+        choose("vmm = \"auto\"\n", true, true, 1, &v);
+        assert_string_equal(v.vmm, "qemu");
+        assert_string_equal(v.accel, "kvm");
+        assert_non_null(strstr(v.vmm_reason, "not built yet"));
+        vmm_choice_done(&v);
+        choose("", false, false, -1, &v);
+        assert_string_equal(v.vmm, "qemu");
+        assert_string_equal(v.accel, "tcg");
+        vmm_choice_done(&v);
+}
+
+static void test_explicit_kept(void **state) {
+        (void) state;
+        struct vmm_choice v;
+        choose("vmm = \"firecracker\"\n", true, true, 1, &v);
+        assert_string_equal(v.vmm, "firecracker"); /* the daemon refuses it at vm create */
+        vmm_choice_done(&v);
+        choose("vmm = \"qemu\"\naccel = \"tcg\"\n", true, true, 1, &v);
+        assert_string_equal(v.vmm, "qemu");
+        assert_string_equal(v.accel, "tcg");
+        vmm_choice_done(&v);
+        /* KVM that opens but no boot proved it: TCG */
+        choose("", false, true, 0, &v);
+        assert_string_equal(v.accel, "tcg");
+        vmm_choice_done(&v);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_auto_never_unimplemented),
+                cmocka_unit_test(test_explicit_kept),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
