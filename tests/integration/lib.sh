@@ -272,3 +272,173 @@ sys_install() {
         sys_start_line 2 "$TMP/daemon.log" owner && wait_for 20 "the daemon's socket" test -S "$DSOCK" ||
                 { cat "$TMP/daemon.log"; return 1; }
 }
+
+# ---- the fault suite (tests/faults/f_*.sh) -----------------------------------
+# Faults injected, survived and leaks found are counted in $TMP/.faults (each
+# `t` runs in a subshell); fault_finish prints one TAP comment with them,
+# "# faults: injected=N survived=N leaks=N", which scripts/test sums.
+
+# This build kills itself at $BANGER_TEST_CRASH_AT (meson -Dtest_hooks=true).
+has_test_hooks() { grep -q 'test hook: crashing at' "$BANGERD"; }
+
+fault_note() { echo "$*" >>"$TMP/.faults"; }
+# tf "description" cmd...: a `t` that injects one fault; it survived when cmd passes.
+# Each case's time follows it as a comment.
+tf() {
+        local d="$1" t0=$SECONDS; shift
+        fault_note injected "$d"
+        t "$d" _fault_case "$d" "$@"
+        echo "#   ($((SECONDS - t0)) s)"
+}
+_fault_case() { local d="$1"; shift; "$@" && fault_note survived "$d"; }
+fault_finish() {
+        local f="$TMP/.faults" i s l
+        touch "$f"
+        i=$(grep -c '^injected ' "$f") s=$(grep -c '^survived ' "$f") l=$(grep -c '^leak ' "$f")
+        echo "# faults: injected=$i survived=$s leaks=$l"
+        finish
+}
+
+# Live processes with this file's environment (XDG_STATE_HOME): every daemon
+# it started, and what those started (QEMU, mmdebstrap), in any namespace.
+our_procs() { # comm-regex
+        local p c
+        for p in /proc/[0-9]*; do
+                read -r c 2>/dev/null <"$p/comm" || continue
+                [[ "$c" =~ ^($1)$ ]] || continue
+                tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "XDG_STATE_HOME=$XDG_STATE_HOME" || continue
+                alive "${p#/proc/}" && echo "${p#/proc/}"
+        done
+        true
+}
+# Every live descendant of PID.
+descendants() {
+        local c
+        for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+
+# Our QEMUs: VMMs (named banger-<id> by -name process=) and any other.
+our_qemus() { local p; for p in $(our_procs 'banger-[0-9a-f]+|qemu-system.*'); do grep -qa '^qemu-system' "/proc/$p/cmdline" && echo "$p"; done; true; }
+vm_pid() { B --json vm show "$1" | jq -r .pid; }
+vm_id() { B --json vm show "$1" | jq -r .id; }
+# The VMM of VM id $1, found by its identity (the daemon may be dead).
+vmm_of() { local p; for p in $(our_qemus); do grep -qa "process=banger-$1" "/proc/$p/cmdline" && echo "$p"; done; true; }
+
+# crash_at STAGE CMD...: CMD (a CLI command) auto-starts a daemon that kills
+# itself (SIGKILL) at STAGE. Fails unless it did; waits for it to be gone.
+# CMD's output is in $TMP/crash.out.
+crash_at() {
+        local stage="$1" before after pid; shift
+        "$BANGER" daemon stop >/dev/null 2>&1 || true
+        before=$(grep -c "test hook: crashing at '$stage'" "$LOG" 2>/dev/null)
+        if BANGER_TEST_CRASH_AT="$stage" "$@" >"$TMP/crash.out" 2>&1; then
+                echo "no crash at '$stage': $* succeeded"; cat "$TMP/crash.out"; return 1
+        fi
+        after=$(grep -c "test hook: crashing at '$stage'" "$LOG" 2>/dev/null)
+        [ "${after:-0}" -gt "${before:-0}" ] ||
+                { echo "the daemon did not crash at '$stage'"; cat "$TMP/crash.out"; tail -5 "$LOG"; return 1; }
+        pid=$(cat "$STATE/bangerd.lock" 2>/dev/null)
+        wait_for 10 "the crashed bangerd ($pid) to be gone" not alive "$pid"
+}
+# The next daemon (in the namespace): reconcile and the sweeps run before it answers.
+restart() { timeout 60 ip netns exec "$NS" "$BANGER" daemon start >"$TMP/restart.out" 2>&1 || { cat "$TMP/restart.out"; return 1; }; }
+
+# The daemon's lists over one connection (an ASan CLI is slow to start), as
+# JSON arrays in VIEW_VMS, VIEW_IMAGES, VIEW_KERNELS; a daemon is started
+# (in the namespace) when none answers.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+daemon_view() {
+        local out try
+        for try in 1 2; do
+                out=$(printf '%s\n' '{"v":1,"id":1,"method":"vm.list","params":{}}' \
+                        '{"v":1,"id":2,"method":"image.list","params":{}}' '{"v":1,"id":3,"method":"kernel.list","params":{}}' |
+                        "$PY" "$TMP/bin/rpc-send" "$SOCK" 2>/dev/null)
+                grep -q '^{"id":3,"result"' <<<"$out" && break
+                [ "$try" = 1 ] && B ping >/dev/null 2>&1
+        done
+        VIEW_VMS=$(jq -c 'select(.id == 1) | .result.vms' <<<"$out") &&
+        VIEW_IMAGES=$(jq -c 'select(.id == 2) | .result.images' <<<"$out") &&
+        VIEW_KERNELS=$(jq -c 'select(.id == 3) | .result.kernels' <<<"$out") &&
+        [ -n "$VIEW_VMS" ] && [ -n "$VIEW_KERNELS" ]
+}
+
+# check_consistent [quick]: what the daemon says agrees with the host. One line
+# per problem, "leak: ..." for something left behind, "wrong: ..." otherwise;
+# fails when there is one. quick: rows, VMMs, TAPs, nft rules and daemons only.
+# $FAULT_FOREIGN_LINKS: links in the namespace a test made itself;
+# $FAULT_OWN_MOUNTS: mount points below $TMP a test made itself.
+check_consistent() {
+        local vms live p id st tap d n out="$TMP/.consistent"
+        daemon_view || { echo "wrong: the daemon does not answer"; return 1; }
+        vms=$VIEW_VMS
+        live=$(jq -r '.[] | select((.state == "running" or .state == "starting") and .pid != null) | .id' <<<"$vms")
+        {
+        for p in $(our_qemus); do
+                id=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | sed -n 's/^banger-\([0-9a-f]*\),process=.*/\1/p')
+                st=$(jq -r --arg id "$id" '.[] | select(.id == $id) | "\(.state) \(.pid)"' <<<"$vms")
+                case "$st" in
+                "") echo "leak: QEMU $p (banger-$id) belongs to no VM" ;;
+                "running $p" | "starting $p") ;;
+                *) echo "wrong: QEMU $p runs vm $id, whose row says '$st'" ;;
+                esac
+        done
+        jq -r '.[] | select(.state == "running" or .state == "starting") | "\(.id) \(.name) \(.state) \(.pid)"' <<<"$vms" |
+                while read -r id n st p; do
+                        [ "$p" != null ] && alive "$p" && grep -qa "process=banger-$id" "/proc/$p/cmdline" ||
+                                echo "wrong: vm $n is $st but its VMM (pid $p) does not run"
+                done
+        for tap in $(ns_taps); do
+                case " ${FAULT_FOREIGN_LINKS:-} " in *" $tap "*) continue ;; esac
+                jq -e --arg t "$tap" 'any(.[]; .tap == $t and .pid != null and (.state == "running" or .state == "starting"))' \
+                        <<<"$vms" >/dev/null || echo "leak: TAP $tap without a live VM"
+        done
+        for id in $(ip netns exec "$NS" nft list ruleset 2>/dev/null | grep -o 'banger-vm:[0-9a-f]*' | cut -d: -f2 | sort -u); do
+                grep -qx "$id" <<<"$live" || echo "leak: nft rules banger-vm:$id without a live VM"
+        done
+        n=$(our_procs bangerd | wc -l)
+        [ "$n" -le 1 ] || echo "leak: $n bangerd processes: $(our_procs bangerd | tr '\n' ' ')"
+        if [ "${1:-}" != quick ]; then
+                for p in $(our_procs mmdebstrap); do echo "leak: mmdebstrap $p"; done
+                awk -v t="$TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | while read -r d; do
+                        case " ${FAULT_OWN_MOUNTS:-} " in *" $d "*) continue ;; esac
+                        echo "leak: mount $d"
+                done
+                for d in "$STATE"/images/.staging-* "$STATE"/kernels/.staging-*; do
+                        [ -e "$d" ] && echo "leak: staging dir $d"
+                done
+                jq -r '.[] | "\(.name) \(.vm_dir)"' <<<"$vms" | while read -r n d; do
+                        for f in root.qcow2 work.ext4; do [ -f "$d/$f" ] || echo "leak: half row: vm $n has no $d/$f"; done
+                done
+                for d in "$STATE"/vms/* "$XDG_RUNTIME_DIR"/banger/vms/*; do
+                        [ -e "$d" ] || continue
+                        jq -e --arg id "${d##*/}" 'any(.[]; .id == $id)' <<<"$vms" >/dev/null || echo "leak: $d belongs to no VM"
+                done
+                local imgs=$VIEW_IMAGES kers=$VIEW_KERNELS
+                for d in "$STATE"/images/*; do
+                        [ -e "$d" ] || continue
+                        jq -e --arg id "${d##*/}" 'any(.[]; .id == $id)' <<<"$imgs" >/dev/null 2>&1 || echo "leak: image dir $d has no image row"
+                done
+                for d in "$STATE"/kernels/*; do
+                        [ -e "$d" ] || continue
+                        jq -e --arg n "${d##*/}" 'any(.[]; .name == $n)' <<<"$kers" >/dev/null 2>&1 || echo "leak: kernel dir $d has no kernel row"
+                done
+                jq -r '.[] | select(.state == "pulled") | .vmlinux' <<<"$kers" 2>/dev/null | while read -r f; do
+                        [ -f "$f" ] || echo "leak: half kernel row: no $f"
+                done
+        fi
+        } >"$out"
+        cat "$out"
+        [ ! -s "$out" ]
+}
+# consistent [quick]: check_consistent holds within 20 s (the exit watcher
+# and a readying VM settle on their own); else prints and counts what is wrong.
+consistent() {
+        wait_for 20 "the daemon and the host to agree" check_consistent "$@" >/dev/null && return 0
+        local l
+        check_consistent "$@" | while IFS= read -r l; do
+                echo "$l"
+                case "$l" in leak:*) fault_note leak "${l#leak: }" ;; esac
+        done
+        return 1
+}
