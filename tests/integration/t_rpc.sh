@@ -96,4 +96,40 @@ idle_timeout() {
 }
 t "an idle connection and a half-sent request are closed after 30 s" idle_timeout
 
+# A client that sends requests and never reads the answers: the daemon's
+# writes to it fill the socket; others are served meanwhile, and after 15 s
+# of no reading the daemon closes it (the client then finds fewer answers
+# than requests, and the end of the connection).
+slow_reader() {
+        "$PY" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+req = b"{\"v\":1,\"id\":1,\"method\":\"ping\",\"params\":{}}\n"
+s.settimeout(2); sent = 0
+try:
+    while sent < 100000: s.sendall(req); sent += 1
+except OSError: pass
+print("stuck", sent, flush=True)
+time.sleep(22)
+s.settimeout(5); got = 0
+try:
+    while True:
+        d = s.recv(65536)
+        if not d: print("closed", sent, got, flush=True); break
+        got += d.count(b"\n")
+except ConnectionResetError: print("closed", sent, got, flush=True)  # closed with requests unread
+except OSError: print("open", sent, got, flush=True)' "$SOCK" >"$TMP/slow.out" 2>&1 &
+        local client=$! rc=0
+        wait_for 20 "the slow client to be stuck" grep -q stuck "$TMP/slow.out" || rc=1
+        # the daemon serves others meanwhile
+        [ "$rc" = 0 ] && { "$BANGER" ping >/dev/null || { echo "a ping was not served while a client was stuck"; rc=1; }; }
+        wait "$client"
+        local st sent got; read -r st sent got < <(tail -1 "$TMP/slow.out")
+        [ "$st" = closed ] && [ "$got" -lt "$sent" ] || { echo "the slow client: $(cat "$TMP/slow.out")"; rc=1; }
+        grep -q "read nothing of its answers" "$LOG" || { echo "no log line:"; tail -5 "$LOG"; rc=1; }
+        return $rc
+}
+t "a client that never reads its answers is closed after 15 s; others are served meanwhile" slow_reader
+
 finish

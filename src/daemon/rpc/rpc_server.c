@@ -93,7 +93,11 @@ static void *conn_main(void *arg) {
                 if (len == 0)
                         continue;
                 _cleanup_free_ char *resp = c->server->handler(c->server->ud, line, len, c->uid, c->pid, c->fd);
-                if (rpc_write_line(c->fd, resp) < 0)
+                int w = rpc_write_line(c->fd, resp);
+                if (w == -EAGAIN)
+                        log_warn("closing the connection of pid=%d: it read nothing of its answers for %d s",
+                                 (int) c->pid, RPC_SEND_TIMEOUT_MS / 1000);
+                if (w < 0)
                         break;
         }
         rpc_line_reader_done(&lr);
@@ -130,7 +134,9 @@ void rpc_server_accept(struct rpc_server *s) {
         fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
                 return;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+        struct timeval sndto = { .tv_sec = RPC_SEND_TIMEOUT_MS / 1000 };
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndto, sizeof(sndto)) < 0) {
                 close(fd);
                 return;
         }

@@ -25,6 +25,9 @@
  * closed (clients reconnect); at the connection limit the longest-idle one
  * is closed first, so idle clients cannot lock everybody out. */
 #define RPC_IDLE_TIMEOUT_MS (30 * 1000)
+/* A client that reads none of what it is sent for this long is closed: a
+ * slow reader holds its connection's slot no longer than that. */
+#define RPC_SEND_TIMEOUT_MS (15 * 1000)
 
 /* One request line in, one response line out (malloc'd). fd is the client
  * connection (progress lines, hang-up checks). */
