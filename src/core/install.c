@@ -105,6 +105,13 @@ static int set_field(const struct field *f, const struct toml_value *v, struct i
                                      f->is_path ? "an absolute, normalised path" : "a string");
                 return -EINVAL;
         }
+        /* written back verbatim by install_format: nothing that needs escaping */
+        for (const unsigned char *c = (const unsigned char *) v->s; *c; c++)
+                if (*c < 0x20 || *c == 0x7f || *c == '"' || *c == '\\') {
+                        *ret_err = xasprintf("line %u: %s.%s holds a control character, '\"' or '\\'", v->line,
+                                             f->table, f->key);
+                        return -EINVAL;
+                }
         free(*(char **) base);
         *(char **) base = xstrdup(v->s);
         return 0;

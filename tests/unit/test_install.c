@@ -81,6 +81,9 @@ static void test_refusals(void **state) {
         refused("[owner]", "[owners]", "unknown key owners.");
         refused("home = \"/home/dev\"\n", "", "owner.home is missing");
         refused("# banger", "stray = 1\n# banger", "not one of the tables");
+        /* what install_format would write back unescaped (found by fuzz_release) */
+        refused("state = \"/tmp/r/var/lib/banger\"", "state = \"/tmp/r/var/li\\rb\"", "control character");
+        refused("manager = \"direct\"", "manager = \"dir\\\"ect\"", "control character");
 }
 
 int main(void) {

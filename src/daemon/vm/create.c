@@ -260,9 +260,11 @@ static void create_undo(struct create_work *w, int rc) {
         struct vm_row cur;
         if (!w->inserted)
                 return;
-        bool boot_failed = store_vm_get(v->deps.store, w->o->vm_id, &cur) == 0 && strcmp(cur.state, "error") == 0;
-        if (boot_failed)
+        bool boot_failed = false;
+        if (store_vm_get(v->deps.store, w->o->vm_id, &cur) == 0) {
+                boot_failed = strcmp(cur.state, "error") == 0;
                 vm_row_done(&cur);
+        }
         if (rc != -ECANCELED && boot_failed)
                 return;
         _cleanup_op_error_ struct op_error e2 = OP_ERROR_INIT;
