@@ -17,7 +17,9 @@
 #include "fsutil.h"
 #include "jsonx.h"
 #include "macro.h"
+#include "parse.h"
 #include "proc_spawn.h"
+#include "procscan.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -77,11 +79,32 @@ bool accel_cached(const char *cache_dir, const char *vmlinux, struct accel_verdi
         return true;
 }
 
+#define PROBE_MARK "banger.root=banger-kvm-probe"
+
+bool accel_kill_stale_probe(const char *cache_dir) {
+        _cleanup_free_ char *pidf = path_join(cache_dir, "accel-probe.pid"), *text = NULL, *cmd = NULL;
+        size_t len;
+        int64_t pid;
+        if (read_file_nofollow(pidf, 32, &text, &len) < 0)
+                return false;
+        text[strcspn(text, "\n")] = '\0';
+        bool killed = false;
+        if (parse_int_range(text, 2, INT32_MAX, &pid) == 0 && proc_alive((pid_t) pid)) {
+                /* only when it is still a probe (the pid may have been reused) */
+                _cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int) pid);
+                bool probe = read_file(path, 1u << 20, &cmd, &len) == 0 && memmem(cmd, len, PROBE_MARK, strlen(PROBE_MARK));
+                killed = probe && kill((pid_t) pid, SIGKILL) == 0;
+        }
+        (void) unlink(pidf);
+        return killed;
+}
+
 int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux, const char *initramfs,
                 unsigned tsc_khz, int timeout_ms, bool (*cancel)(void *), void *ud, struct accel_verdict *ret) {
         _cleanup_free_ char *append = xasprintf("console=ttyS0 tsc_early_khz=%u cryptomgr.notests quiet "
-                                                "banger.mode=fast banger.root=banger-kvm-probe", tsc_khz);
+                                                "banger.mode=fast " PROBE_MARK, tsc_khz);
         _cleanup_free_ char *log = xasprintf("%s/accel-probe.log", cache_dir);
+        _cleanup_free_ char *pidf = path_join(cache_dir, "accel-probe.pid"), *pidtext = NULL;
         _cleanup_close_ int logfd = -1;
         char *argv[] = { (char *) qemu_bin, (char *) "-M", (char *) "microvm", (char *) "-accel", (char *) "kvm",
                          (char *) "-m", (char *) "256", (char *) "-smp", (char *) "1", (char *) "-nodefaults",
@@ -106,6 +129,10 @@ int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux
         r = spawn_start(argv, &o, &pid);
         if (r < 0)
                 return r;
+        pidtext = xasprintf("%d\n", (int) pid);
+        if (write_file_atomic(pidf, pidtext, strlen(pidtext), 0600) < 0) {
+                /* not fatal: it dies with us anyway */
+        }
         _cleanup_close_ int pidfd = (int) pidfd_open(pid, 0);
         bool seen = false, exited = false;
         for (int waited = 0; waited < timeout_ms && !seen && !exited; waited += 100) {
@@ -122,6 +149,7 @@ int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux
         clock_gettime(CLOCK_MONOTONIC, &t1);
         kill(-pid, SIGKILL);
         spawn_wait(pid);
+        (void) unlink(pidf);
         double secs = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (cancel && cancel(ud) && !seen)
                 return -ECANCELED;

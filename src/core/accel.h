@@ -27,5 +27,10 @@ bool accel_cached(const char *cache_dir, const char *guest_vmlinux, struct accel
 int accel_probe(const char *cache_dir, const char *qemu_bin, const char *vmlinux, const char *initramfs,
                 unsigned tsc_khz, int timeout_ms, bool (*cancel)(void *), void *ud, struct accel_verdict *ret);
 
+/* A probe a dead daemon left running (its pid is in <cache_dir>/accel-probe.pid
+ * while it runs; probes die with their daemon, this is the backstop): killed.
+ * true when there was one. One file read, no /proc scan. */
+bool accel_kill_stale_probe(const char *cache_dir);
+
 /* Host TSC frequency in kHz (for tsc_early_khz=), 0 when unknown. */
 unsigned host_tsc_khz(void);

@@ -24,7 +24,6 @@
 #include "fsutil.h"
 #include "log.h"
 #include "macro.h"
-#include "procscan.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
 #include "version.h"
@@ -198,24 +197,9 @@ static void accel_refresh(void *ud) {
         free(j);
 }
 
-/* A KVM probe QEMU a dead daemon of this state dir left (its -kernel is one
- * of our kernels): probes die with the daemon, this is the backstop. */
-static bool kill_stale_probe(pid_t pid, char *const *argv, int argc, void *ud) {
-        const struct daemon *d = ud;
-        bool probe = false, ours = false;
-        size_t kl = strlen(d->layout.kernels_dir);
-        for (int i = 0; i < argc; i++) {
-                probe |= strstr(argv[i], "banger.root=banger-kvm-probe") != NULL;
-                ours |= i + 1 < argc && strcmp(argv[i], "-kernel") == 0 &&
-                        strncmp(argv[i + 1], d->layout.kernels_dir, kl) == 0 && argv[i + 1][kl] == '/';
-        }
-        if (probe && ours && kill(pid, SIGKILL) == 0)
-                log_info("start-up sweep: killed the KVM probe (pid %d) a previous daemon left", (int) pid);
-        return false;
-}
-
 static void probe_host(struct daemon *d) {
-        proc_scan(getuid(), kill_stale_probe, d);
+        if (accel_kill_stale_probe(d->layout.cache_dir))
+                log_info("start-up sweep: killed the KVM probe a previous daemon left");
         hostinfo_tool(d->config->qemu_bin, &d->qemu);
         hostinfo_tool(d->config->firecracker_bin, &d->firecracker);
         hostinfo_kvm(&d->kvm);

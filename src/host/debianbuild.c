@@ -164,16 +164,11 @@ static int make_images(const char *tree, const char *seed_dir, const int fds[sta
         return r;
 }
 
-static bool below(const char *path, const char *dir) {
-        size_t n = strlen(dir);
-        return path && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
-}
-
 /* A process of a dead build: chrooted or working in it, or naming it. */
 static bool kill_if_inside(pid_t pid, char *const *argv, int argc, void *ud) {
         const char *work = ud;
         _cleanup_free_ char *root = proc_link(pid, "root"), *cwd = proc_link(pid, "cwd");
-        bool inside = below(root, work) || below(cwd, work);
+        bool inside = path_below(root, work) || path_below(cwd, work);
         for (int i = 0; i < argc && !inside; i++)
                 inside = strstr(argv[i], work) != NULL;
         if (inside)

@@ -14,6 +14,7 @@
 
 #include "debianbuild.h"
 #include "fsutil.h"
+#include "ids.h"
 #include "ipnet.h"
 #include "macro.h"
 #include "netlink.h"
@@ -106,7 +107,7 @@ int host_check_tap_name(const char *name, struct op_error *e) {
 }
 
 int host_check_vm_id(const char *id, struct op_error *e) {
-        if (id && strlen(id) == 16 && only(id, HEX))
+        if (is_hex_id(id, 8))
                 return 0;
         return refuse(e, "'%s' is not a VM id (16 lowercase hex digits)", strempty(id));
 }
@@ -134,10 +135,6 @@ int host_check_mac(const char *mac, struct op_error *e) {
         return 0;
 }
 
-static bool under(const char *path, const char *root) {
-        size_t n = strlen(root);
-        return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
-}
 
 /* No component from the root down may be a symlink (a component that does
  * not exist yet ends the walk: nothing below it can exist either). */
@@ -171,7 +168,7 @@ int host_check_path(const struct host_policy *p, const char *path, bool must_exi
             (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0) || strlen(path) >= PATH_MAX)
                 return refuse(e, "'%s' is not an absolute, normalised path", strempty(path));
         for (size_t i = 0; p->roots[i]; i++)
-                if (under(path, p->roots[i]) && strcmp(path, p->roots[i]) != 0)
+                if (path_below(path, p->roots[i]) && strcmp(path, p->roots[i]) != 0)
                         return no_symlink_below(path, p->roots[i], must_exist, e);
         return refuse(e, "%s is outside banger's directories", path);
 }
@@ -307,7 +304,7 @@ static int open_dir_below(const struct host_policy *p, const char *path, int *re
                 return r;
         const char *root = NULL;
         for (size_t i = 0; p->roots[i] && !root; i++)
-                if (under(path, p->roots[i]))
+                if (path_below(path, p->roots[i]))
                         root = p->roots[i];
         _cleanup_close_ int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)

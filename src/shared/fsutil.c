@@ -177,6 +177,11 @@ static int copy_range(int in, off_t *src, off_t end, int out, off_t *dst) {
         return 0;
 }
 
+bool path_below(const char *path, const char *dir) {
+        size_t n = dir ? strlen(dir) : 0;
+        return path && n && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
 int copy_file_sparse(const char *from, const char *to, mode_t mode) {
         _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", to, (int) getpid());
         _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);

@@ -39,6 +39,8 @@ _warn_unused_ int write_file_atomic(const char *path, const void *data, size_t l
 int ensure_private_dir(const char *path, uid_t uid, bool create, char **ret_why);
 
 char *path_join(const char *a, const char *b);
+/* path is dir or below it (textually: both absolute and normalised). */
+bool path_below(const char *path, const char *dir);
 
 /* Writes a full buffer, retrying on EINTR and short writes. */
 _warn_unused_ int write_all(int fd, const void *buf, size_t len);

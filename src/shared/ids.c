@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "macro.h"
@@ -32,4 +33,8 @@ char *random_hex(size_t nbytes) {
                 snprintf(s + 2 * i, 3, "%02x", b[i]);
         s[2 * nbytes] = '\0';
         return s;
+}
+
+bool is_hex_id(const char *s, size_t nbytes) {
+        return s && strlen(s) == 2 * nbytes && strspn(s, "0123456789abcdef") == 2 * nbytes;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Looking for processes by what they run: the daemon's start-up sweep
- * (leftover probe QEMUs) and the build sweep (a dead build's apt/dpkg). */
+/* Looking for processes by what they run (the build sweep: a dead build's
+ * apt/dpkg), and whether one still runs. */
 
 #include <stdbool.h>
 #include <sys/types.h>

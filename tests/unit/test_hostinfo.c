@@ -10,8 +10,16 @@
 
 #include <cmocka.h>
 
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "accel.h"
 #include "config.h"
+#include "fsutil.h"
 #include "hostinfo.h"
+#include "procscan.h"
 
 static struct config *cfg(const char *text) {
         static const struct config_host host = { .state_dir = "/s", .home = "/h", .ncpus = 8, .mem_bytes = 16ULL << 30 };
@@ -63,10 +71,59 @@ static void test_explicit_kept(void **state) {
         vmm_choice_done(&v);
 }
 
+/* A process whose argv carries the probe's mark, in its own pid file. */
+static pid_t fake_probe(const char *dir) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", "sleep 60; :", "banger.root=banger-kvm-probe", (char *) NULL);
+                _exit(127);
+        }
+        usleep(100000); /* exec'd */
+        char text[32], *pidf = path_join(dir, "accel-probe.pid");
+        snprintf(text, sizeof(text), "%d\n", (int) pid);
+        assert_int_equal(write_file_atomic(pidf, text, strlen(text), 0600), 0);
+        free(pidf);
+        return pid;
+}
+
+/* A probe a dead daemon left is killed from its pid file; a pid file naming
+ * another process (a reused pid) or garbage kills nothing; the file goes. */
+static void test_stale_probe(void **state) {
+        (void) state;
+        char dir[] = "/tmp/banger-probe-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char *pidf = path_join(dir, "accel-probe.pid");
+        assert_false(accel_kill_stale_probe(dir)); /* none */
+        pid_t probe = fake_probe(dir);
+        assert_true(accel_kill_stale_probe(dir));
+        assert_int_equal(waitpid(probe, NULL, 0), probe);
+        assert_int_equal(access(pidf, F_OK), -1);
+        pid_t other = fork(); /* not a probe */
+        if (other == 0) {
+                execl("/bin/sleep", "sleep", "60", (char *) NULL);
+                _exit(127);
+        }
+        usleep(100000);
+        char text[32];
+        snprintf(text, sizeof(text), "%d\n", (int) other);
+        assert_int_equal(write_file_atomic(pidf, text, strlen(text), 0600), 0);
+        assert_false(accel_kill_stale_probe(dir));
+        assert_true(proc_alive(other));
+        kill(other, SIGKILL);
+        waitpid(other, NULL, 0);
+        assert_int_equal(write_file_atomic(pidf, "garbage", 7, 0600), 0);
+        assert_false(accel_kill_stale_probe(dir));
+        assert_int_equal(access(pidf, F_OK), -1);
+        free(pidf);
+        assert_int_equal(rm_rf(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_auto_never_unimplemented),
                 cmocka_unit_test(test_explicit_kept),
+                cmocka_unit_test(test_stale_probe),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include "fetch.h"
 #include "fsutil.h"
+#include "ids.h"
 #include "log.h"
 #include "parse.h"
 #include "macro.h"
@@ -62,14 +63,18 @@ static bool dead_tmp(const char *name) {
         return t && parse_int_range(t + 5, 1, INT32_MAX, &pid) == 0 && !proc_alive((pid_t) pid);
 }
 
-/* What a daemon that died mid-pull left: its staging dirs (and half-filled
- * build cache entries). Removed without crossing into other filesystems. */
-static void sweep_staging(const char *dir, const char *prefix, bool cache) {
+static bool staging(const char *name) {
+        return strncmp(name, ".staging-", 9) == 0;
+}
+
+/* What a daemon that died mid-pull left in dir: what `left` says (staging
+ * dirs, half-filled build cache entries). Removed without crossing into
+ * other filesystems. */
+static void sweep_left(const char *dir, bool (*left)(const char *name)) {
         _cleanup_(closedirp) DIR *d = opendir(dir);
         struct dirent *de;
         while (d && (de = readdir(d))) {
-                bool match = cache ? dead_tmp(de->d_name) : strncmp(de->d_name, prefix, strlen(prefix)) == 0;
-                if (!match)
+                if (!left(de->d_name))
                         continue;
                 _cleanup_free_ char *p = path_join(dir, de->d_name);
                 int r = rm_rf(p);
@@ -90,7 +95,7 @@ static void sweep_orphan_images(struct artifacts *a) {
         _cleanup_(closedirp) DIR *d = opendir(a->layout->images_dir);
         struct dirent *de;
         while (d && (de = readdir(d))) {
-                if (strlen(de->d_name) != 16 || strspn(de->d_name, "0123456789abcdef") != 16)
+                if (!is_hex_id(de->d_name, 8))
                         continue;
                 bool used = false;
                 for (size_t i = 0; i < n && !used; i++)
@@ -120,9 +125,9 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         a->keyring = xstrdup(kr && *kr ? kr : "/usr/share/keyrings/debian-archive-keyring.gpg");
         a->build_cache_dir = bc && bc[0] == '/' ? xstrdup(bc) : path_join(l->cache_dir, "image-builds");
         /* only one daemon runs per state dir (the lock is held): nothing here is in use */
-        sweep_staging(l->images_dir, ".staging-", false);
-        sweep_staging(l->kernels_dir, ".staging-", false);
-        sweep_staging(a->build_cache_dir, ".tmp-", true);
+        sweep_left(l->images_dir, staging);
+        sweep_left(l->kernels_dir, staging);
+        sweep_left(a->build_cache_dir, dead_tmp);
         sweep_orphan_images(a);
         fetch_global_init();
         (void) err;

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "ids.h"
 #include "macro.h"
 #include "strbuf.h"
 
@@ -246,7 +247,7 @@ static int count_vm_dirs(const char *dir) {
         struct dirent *de;
         int n = 0;
         while (d && (de = readdir(d)))
-                n += strlen(de->d_name) == 16 && strspn(de->d_name, "0123456789abcdef") == 16;
+                n += is_hex_id(de->d_name, 8);
         return n;
 }
 

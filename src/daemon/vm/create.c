@@ -224,7 +224,7 @@ static int create_reserve(struct create_work *w, struct op_error *e) {
 }
 
 /* While it exists the VM's files are half made: a daemon that dies now
- * leaves it, and reconcile rolls the create back (vms_create_interrupted). */
+ * leaves it, and reconcile rolls the create back (reconcile.c, finish_interrupted). */
 static int mark_creating(const struct vm_row *r, bool on, struct op_error *e) {
         _cleanup_free_ char *m = path_join(r->vm_dir, VM_CREATING_MARKER);
         if (!on)

@@ -161,20 +161,18 @@ static void adopt(struct vms *v, const struct vm_row *r, const struct vm_paths *
                 vms_set_state(v, r, "running", NULL);
 }
 
-/* A create the daemon died in (its files half made, or its dir never made):
- * rolled back, row and all. */
 /* A dead VM whose create or delete the daemon died in is finished off:
  * a create that had not finished its disks (marker, or no dir yet) is
  * rolled back; a VM whose dir is gone (a delete cut short after removing
  * its files, or a create before it made any) can never start again, so its
  * delete is completed. Either way nothing of it is left. */
-static bool create_interrupted(struct vms *v, const struct vm_row *r, const struct vm_paths *p) {
+static bool finish_interrupted(struct vms *v, const struct vm_row *r, const struct vm_paths *p) {
         _cleanup_free_ char *m = path_join(p->dir, VM_CREATING_MARKER);
         bool no_dir = access(p->dir, F_OK) < 0 && errno == ENOENT;
         bool creating = strcmp(r->state, "created") == 0 && access(m, F_OK) == 0;
         if (!no_dir && !creating)
                 return false;
-        const char *what = creating || strcmp(r->state, "created") == 0 ? "create" : "delete";
+        const char *what = strcmp(r->state, "created") == 0 ? "create" : "delete";
         _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
         if (vms_destroy_locked(v, r, &e) < 0)
                 log_warn("reconcile: finishing vm %s's interrupted %s: %s", r->name, what, op_error_message(&e));
@@ -187,7 +185,7 @@ static bool create_interrupted(struct vms *v, const struct vm_row *r, const stru
 }
 
 static void release_dead(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const struct vm_handles *h) {
-        if (create_interrupted(v, r, p))
+        if (finish_interrupted(v, r, p))
                 return;
         if (!vm_state_active(r->state) && !r->teardown_json)
                 return;

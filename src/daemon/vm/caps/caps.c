@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "ipnet.h"
 #include "log.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -31,15 +30,7 @@ const struct vm_cap vm_cap_workdisk = { .name = "work disk", .prepare_host = wor
  * reaches the host only with replies; isolated, no other guest ---------------- */
 
 static int guard_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
-        char derived[18];
-        uint32_t a;
-        const char *mac = c->mac;
-        /* a context without the row's MAC: the one create derives from the address */
-        if (!mac && c->ip && ipv4_parse(c->ip, &a) == 0) {
-                mac_for_ipv4(a, derived);
-                mac = derived;
-        }
-        int r = c->priv->guard_enable(c->priv->ud, c->vm_id, c->tap, c->ip, mac, c->isolate, e);
+        int r = c->priv->guard_enable(c->priv->ud, c->vm_id, c->tap, c->ip, c->mac, c->isolate, e);
         return r < 0 ? op_prefix(e, "address guard") : 0;
 }
 
