@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -76,6 +77,12 @@ static pid_t fake_probe(const char *dir) {
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+                /* its own group (the test kills it whole) and no stdio of ours:
+                 * an orphaned sleep would hold a test runner's pipe for 60 s */
+                setpgid(0, 0);
+                int nul = open("/dev/null", O_RDWR);
+                dup2(nul, 1);
+                dup2(nul, 2);
                 execl("/bin/sh", "sh", "-c", "sleep 60; :", "banger.root=banger-kvm-probe", (char *) NULL);
                 _exit(127);
         }
@@ -98,9 +105,13 @@ static void test_stale_probe(void **state) {
         pid_t probe = fake_probe(dir);
         assert_true(accel_kill_stale_probe(dir));
         assert_int_equal(waitpid(probe, NULL, 0), probe);
+        kill(-probe, SIGKILL); /* its sleep */
         assert_int_equal(access(pidf, F_OK), -1);
         pid_t other = fork(); /* not a probe */
         if (other == 0) {
+                int nul = open("/dev/null", O_RDWR);
+                dup2(nul, 1);
+                dup2(nul, 2);
                 execl("/bin/sleep", "sleep", "60", (char *) NULL);
                 _exit(127);
         }
