@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # One run prints:
-#  - median of N `banger vm run --rm -- true` (slim image), against the median
-#    of N raw qemu-system-x86_64 boots of the same kernel + initramfs + rootfs
-#    to banger-init's init-started marker followed by a poweroff, and the ratio;
+#  - median of N `banger vm run --rm -- true` (slim image), against two
+#    baselines measured in the same run: banger's own QEMU command line
+#    (same kernel, per-VM initrd, disks, a TAP on the same bridge) booted by
+#    hand to the first successful `ssh true`, and to the agent's first
+#    answer; the --rm delete (CLI wait, then until nothing is left);
 #  - shipping a generated ~100 MB repository with `vm workspace prepare`
 #    against `git archive HEAD | ssh root@guest tar -x -C /root/repo` to the
-#    same VM, and the ratio.
+#    same VM, and the ratio (random bytes and base64 text);
+#  - 1 GiB through `vm exec -- cat >/dev/null` and back from `vm exec --
+#    head -c 1G /dev/zero`, MB/s next to the same through ssh, with the peak
+#    RSS of bangerd and of the CLI during each.
 #
 #   bench/vm-run.sh [N]        (root; its own XDG dirs and netns)
 set -euo pipefail
@@ -44,37 +49,79 @@ INITRD=$(ls "$(echo "$K" | jq -r .dir)"/initramfs-*.cpio | head -1)
 ROOTFS=$(echo "$IMG" | jq -r .rootfs_path)
 TSC=$(awk -F: '/^cpu MHz/ {printf "%d\n", $2 * 1000; exit}' /proc/cpuinfo)
 
-echo "# baseline: raw QEMU boot to init-started, then poweroff; $N runs" >&2
-: >"$W/raw"
-for i in $(seq "$N"); do
-        log="$W/raw-$i.log"; : >"$log"
-        t0=$(now)
-        qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults -no-user-config -nographic \
-                -no-reboot -kernel "$VMLINUX" -initrd "$INITRD" \
-                -append "console=ttyS0 tsc_early_khz=$TSC cryptomgr.notests quiet panic=-1 banger.mode=fast banger.root=rootfs" \
-                -serial stdio -device virtio-rng-device \
-                -drive "id=root,file=$ROOTFS,format=raw,if=none,snapshot=on" -device virtio-blk-device,drive=root,serial=rootfs \
-                </dev/null >"$log" 2>&1 &
-        q=$!
-        while ! grep -aq 'stage=init-started' "$log"; do kill -0 "$q" 2>/dev/null || break; sleep 0.01; done
-        kill -TERM "$q" 2>/dev/null; wait "$q" 2>/dev/null || true # QEMU's own poweroff path
-        t1=$(now)
-        echo "$t1 - $t0" | bc >>"$W/raw"
-done
-
-echo "# banger vm run --rm -- true; $N runs" >&2
+# ---- baselines: banger's own QEMU command line, booted by hand -------------
+# A VM is created once to learn its command line (kernel, per-VM initrd,
+# overlay and work disk, kernel arguments); stopped, its disks boot again
+# raw, on a TAP of our own on the same bridge, and are timed to the first
+# successful `ssh true` and to the agent's first answer.
+echo "# learning banger's QEMU command line" >&2
 B ping >/dev/null
-: >"$W/runs.txt"
+B vm create --name rawvm "${S[@]}" >/dev/null 2>&1
+RJ=$(B --json vm show rawvm)
+RPID=$(echo "$RJ" | jq -r .pid)
+mapfile -d '' QARGS </proc/"$RPID"/cmdline
+RIP=$(echo "$RJ" | jq -r .ip)
+BRIDGE=$(ip netns exec "$NS" ip -o link show type bridge | awk -F': ' 'NR == 1 {print $2}')
+for i in "${!QARGS[@]}"; do # the per-VM initrd lives in the run dir: keep a copy
+        [ "${QARGS[$i]}" = -initrd ] && cp "${QARGS[$((i + 1))]}" "$W/raw-initrd.cpio" && QARGS[$((i + 1))]="$W/raw-initrd.cpio"
+done
+B vm stop rawvm >/dev/null 2>&1
+ip netns exec "$NS" ip tuntap add benchtap mode tap
+ip netns exec "$NS" ip link set benchtap master "$BRIDGE" up
+for i in "${!QARGS[@]}"; do
+        a="${QARGS[$i]}"
+        case "$a" in
+        tap,id=net0,*) QARGS[$i]="tap,id=net0,ifname=benchtap,script=no,downscript=no" ;;
+        unix:*qmp*) QARGS[$i]="unix:$W/raw-qmp.sock,server=on,wait=off" ;;
+        socket,id=agent,*) QARGS[$i]="socket,id=agent,path=$W/raw-agent.sock,server=on,wait=off" ;;
+        file,id=console,*) QARGS[$i]="file,id=console,path=$W/raw-console.log" ;;
+        esac
+done
+SSHR=(ssh -i "$(echo "$RJ" | jq -r .ssh.key)" -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=1
+      -o UserKnownHostsFile="$(echo "$RJ" | jq -r .ssh.known_hosts)" -o HostKeyAlias=rawvm.vm -o BatchMode=yes
+      -o LogLevel=ERROR "root@$RIP")
+agent_hello() {
+        printf '{"v":1,"id":1,"method":"health"}\n' | timeout 1 socat -t 1 - "UNIX-CONNECT:$W/raw-agent.sock" 2>/dev/null |
+                grep -q '"result"'
+}
+raw_boot() { # until-command
+        rm -f "$W"/raw-*.sock
+        ip netns exec "$NS" "${QARGS[@]}" </dev/null >/dev/null 2>&1 &
+        local q=$! t0; t0=$(now)
+        until "$@"; do kill -0 "$q" 2>/dev/null || break; sleep 0.02; done
+        local t1; t1=$(now)
+        kill -9 "$q" 2>/dev/null; wait "$q" 2>/dev/null || true
+        echo "$t1 - $t0" | bc
+}
+echo "# baseline 1: raw boot of that command line to the first ssh true; $N runs" >&2
+: >"$W/raw-ssh"; : >"$W/raw-agent"
+for i in $(seq "$N"); do raw_boot ip netns exec "$NS" "${SSHR[@]}" true >>"$W/raw-ssh" 2>/dev/null; done
+echo "# baseline 2: the same to the agent's first answer; $N runs" >&2
+for i in $(seq "$N"); do raw_boot agent_hello >>"$W/raw-agent"; done
+B vm delete rawvm >/dev/null 2>&1
+ip netns exec "$NS" ip link delete benchtap
+
+echo "# banger vm run --rm -- true; $N runs (and the --rm delete: CLI wait, then until nothing is left)" >&2
+: >"$W/runs.txt"; : >"$W/rm-cli"; : >"$W/rm-gone"
+gone() { [ "$(B vm list -q | wc -l)" = 0 ] && ! pgrep -f 'process=banger-' >/dev/null; }
 for i in $(seq "$N"); do
         t0=$(now)
-        B vm run --rm "${S[@]}" -- true 2>/dev/null
+        B vm run --rm --timings "${S[@]}" -- true 2>"$W/run-$i.err"
         t1=$(now)
+        until gone; do sleep 0.01; done
+        t2=$(now)
         echo "$t1 - $t0" | bc >>"$W/runs.txt"
+        sed -nE 's/^timing: delete \(--rm\) +([0-9.]+) s/\1/p' "$W/run-$i.err" >>"$W/rm-cli"
+        echo "$t2 - $t1" | bc >>"$W/rm-gone"
 done
-raw=$(median <"$W/raw"); run=$(median <"$W/runs.txt")
-printf 'raw qemu boot to init-started + poweroff (median of %d): %7.3f s\n' "$N" "$raw"
-printf 'banger vm run --rm -- true (median of %d):               %7.3f s\n' "$N" "$run"
-printf 'ratio:                                                  %7.2fx\n' "$(echo "$run / $raw" | bc -l)"
+raw_ssh=$(median <"$W/raw-ssh"); raw_agent=$(median <"$W/raw-agent"); run=$(median <"$W/runs.txt")
+printf 'raw boot of banger'"'"'s command line to the first ssh true (median of %d): %7.3f s\n' "$N" "$raw_ssh"
+printf 'raw boot of banger'"'"'s command line to the agent'"'"'s answer (median of %d): %7.3f s\n' "$N" "$raw_agent"
+printf 'banger vm run --rm -- true (median of %d):                          %7.3f s\n' "$N" "$run"
+printf 'ratio to the raw boot to ssh (goal <= 0.90):                        %7.2fx\n' "$(echo "$run / $raw_ssh" | bc -l)"
+printf 'ratio to the raw boot to the agent (goal <= 1.15):                  %7.2fx\n' "$(echo "$run / $raw_agent" | bc -l)"
+printf -- '--rm: command ended -> CLI exits (the delete RPC, median):         %7.3f s\n' "$(median <"$W/rm-cli")"
+printf -- '--rm: CLI exit -> nothing left (no row, no VMM; median):           %7.3f s\n' "$(median <"$W/rm-gone")"
 
 echo "# generating a ~100 MB repository" >&2
 R="$W/bigrepo"
@@ -125,4 +172,29 @@ prep=$(median <"$W/prep2"); arch=$(median <"$W/arch2")
 printf 'workspace prepare, %s repo, base64 text (median of 3):   %7.3f s\n' "$(du -sh --exclude=.git "$T" | cut -f1)" "$prep"
 printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
 printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
+# ---- streams: 1 GiB each way, agent vs ssh, peak RSS -----------------------
+DPID=$(pgrep -n -x bangerd)
+peak_reset() { echo 5 >"/proc/$DPID/clear_refs"; }
+peak() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$DPID/status"; }
+mbps() { echo "1024 / $1" | bc -l | xargs printf '%.1f'; }
+cli_rss() { sed -nE 's/^([0-9]+)$/\1/p' "$1" | tail -1 | awk '{printf "%.1f", $1 / 1024}'; }
+TIME=(/usr/bin/time -f '%M' -o)
+stream() { # label file-for-cli-peak command...
+        local label="$1" tf="$2"; shift 2
+        peak_reset
+        local t0; t0=$(now)
+        "$@"
+        local t1; t1=$(now)
+        printf '%-44s %7.1f MB/s  bangerd peak %6s MiB  CLI peak %6s MiB\n' "$label" "$(mbps "$(echo "$t1 - $t0" | bc)")" \
+                "$(peak)" "$(cli_rss "$tf")"
+}
+echo "# streams: 1 GiB each way" >&2
+stream "1 GiB in:  head -c 1G /dev/zero | vm exec cat" "$W/t1" \
+        sh -c "head -c 1G /dev/zero | ${TIME[*]} $W/t1 ip netns exec $NS $BANGER vm exec ship -- cat >/dev/null"
+stream "1 GiB in:  the same through ssh" "$W/t2" \
+        sh -c "head -c 1G /dev/zero | ip netns exec $NS ${SSH[*]} 'cat >/dev/null'"
+stream "1 GiB out: vm exec head -c 1G /dev/zero | sha256sum" "$W/t3" \
+        sh -c "${TIME[*]} $W/t3 ip netns exec $NS $BANGER vm exec ship -- head -c 1G /dev/zero | sha256sum >/dev/null"
+stream "1 GiB out: the same through ssh" "$W/t4" \
+        sh -c "ip netns exec $NS ${SSH[*]} 'head -c 1G /dev/zero' | sha256sum >/dev/null"
 B vm delete ship >/dev/null 2>&1

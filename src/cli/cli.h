@@ -68,6 +68,7 @@ struct cli_ctx {
         bool version_checked;
         /* progress display (progress.c) */
         bool no_progress; /* concurrent fan-out: report results only */
+        bool silent;      /* errors are the caller's to report (a probe that may fail) */
         const volatile sig_atomic_t *interrupt; /* set: a signal ends waits for the daemon */
         bool progress_line_open;
         char progress_stage[32];
@@ -159,6 +160,14 @@ int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
+/* exec.c: argv in the VM through its agent. 0 with the command's exit status
+ * in *ret_code; -EPROTONOSUPPORT (nothing printed) when the agent is too old
+ * for it; another -errno after reporting. */
+int cli_agent_exec(struct cli_ctx *ctx, const char *vm, char *const *argv, int argc, const char *cwd, bool pty,
+                   int *ret_code);
+/* Until the VM's sshd listens (vm.health), at most timeout_ms; reports why not. */
+int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms);
+int cli_sshd_missing(struct cli_ctx *ctx, const char *vm, int timeout_ms);
 int cmd_vm_workspace(struct cli_ctx *ctx, struct cli_args *a);
 /* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params (0, or exit 2) */
 int cli_spec_params(struct cli_args *a, json_t *params);

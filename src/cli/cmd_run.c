@@ -28,11 +28,27 @@ static const char *str(json_t *o, const char *k) {
 
 /* The guest side of a command: `bash -lc` in cwd, never exec'd away (so a
  * command killed by signal N gives 128+N, not a dead shell). */
-static char *remote_command(const char *cwd, char *const *cmd, int n) {
+static char *guest_script(const char *cwd, char *const *cmd, int n) {
         _cleanup_free_ char *joined = shell_join(cmd, n), *qcwd = shell_quote(cwd);
-        _cleanup_free_ char *script = xasprintf("cd %s && { %s\n}; exit $?", qcwd, joined);
-        _cleanup_free_ char *qscript = shell_quote(script);
+        return xasprintf("cd %s && { %s\n}; exit $?", qcwd, joined);
+}
+
+static char *remote_command(const char *cwd, char *const *cmd, int n) {
+        _cleanup_free_ char *script = guest_script(cwd, cmd, n), *qscript = shell_quote(script);
         return xasprintf("bash -lc %s", qscript);
+}
+
+/* The same `bash -lc` through the agent: no SSH handshake, no cipher. 1
+ * when the agent is too old (the caller goes on with ssh). */
+static int agent_command(struct cli_ctx *ctx, const char *vm, const char *cwd, char *const *cmd, int n, int *ret_code) {
+        _cleanup_free_ char *script = guest_script(cwd, cmd, n);
+        char *argv[] = { (char *) "bash", (char *) "-lc", script };
+        int r = cli_agent_exec(ctx, vm, argv, 3, NULL, false, ret_code);
+        if (r == -EPROTONOSUPPORT) {
+                fprintf(stderr, "note: the guest agent of %s predates commands through the agent; using ssh\n", vm);
+                return 1;
+        }
+        return r;
 }
 
 static int show(struct cli_ctx *ctx, const char *ref, json_t **ret) {
@@ -229,6 +245,14 @@ int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a) {
                                         str(vm, "name"), str(ws, "head_commit"), str(ws, "host_path"), head);
                 }
         }
+        if (!cli_has(a, "ssh")) {
+                int code = 0;
+                r = agent_command(ctx, str(vm, "name"), cwd, a->pos + 1, a->npos - 1, &code);
+                if (r <= 0)
+                        return r < 0 ? r : code;
+                if ((r = cli_wait_sshd(ctx, str(vm, "name"), 60000)))
+                        return r;
+        }
         _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", a->pos[0]);
         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);
         _cleanup_free_ char *remote = remote_command(cwd, a->pos + 1, a->npos - 1);
@@ -253,6 +277,7 @@ struct run {
         char **cmd;       /* after "--", or NULL */
         int ncmd;
         bool rm, detach, nat;
+        bool no_ssh_wait; /* created ready once the agent answers */
         json_t *vm;       /* owned: vm.show of the new VM */
         char *name;       /* owned */
         const char *cwd;  /* where the command runs in the guest */
@@ -296,6 +321,17 @@ static int run_params(struct run *r, json_t *params) {
                 json_object_set_new(params, "name", json_string(v));
         if ((v = cli_flag(r->a, "image")))
                 json_object_set_new(params, "image", json_string(v));
+        if (r->path) {
+                /* the repository goes into the work disk before the first boot */
+                _cleanup_free_ char *abs = abs_path(r->path);
+                json_object_set_new(params, "workspace_path", json_string(abs));
+                if (cli_has(r->a, "include-untracked"))
+                        json_object_set_new(params, "include_untracked", json_true());
+                if ((v = cli_flag(r->a, "branch")))
+                        json_object_set_new(params, "branch", json_string(v));
+                if ((v = cli_flag(r->a, "from")))
+                        json_object_set_new(params, "from", json_string(v));
+        }
         if ((rc = cli_spec_params(r->a, params)))
                 return rc;
         r->nat = json_is_true(json_object_get(params, "nat"));
@@ -330,9 +366,14 @@ static void run_bootstrap(struct run *r) {
                          (char *) "mkdir -p /root/.cache/banger; if command -v mise >/dev/null; then "
                                   "mise trust && mise install; else echo 'mise not in this image'; fi "
                                   ">/root/.cache/banger/vm-run-tooling.log 2>&1" };
-        _cleanup_free_ char *remote = remote_command(r->cwd, boot, 3);
-        _cleanup_strv_free_ char **argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, false);
-        if (cli_run_foreground(argv) != 0)
+        int code = -1, rc = cli_has(r->a, "ssh") ? 1 : agent_command(r->ctx, r->name, r->cwd, boot, 3, &code);
+        if (rc == 1 && (!r->no_ssh_wait || cli_wait_sshd(r->ctx, r->name, 120000) == 0)) {
+                r->no_ssh_wait = false;
+                _cleanup_free_ char *remote = remote_command(r->cwd, boot, 3);
+                _cleanup_strv_free_ char **argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, false);
+                code = cli_run_foreground(argv);
+        }
+        if (code != 0)
                 fprintf(stderr, "warning: tooling bootstrap failed (see /root/.cache/banger/vm-run-tooling.log in the "
                                 "guest)\n");
         timed(r, "tooling bootstrap", t);
@@ -341,10 +382,15 @@ static void run_bootstrap(struct run *r) {
 static int run_workspace(struct run *r) {
         _cleanup_json_ json_t *res = NULL;
         int64_t t = mono_ms_now();
-        int rc = prepare(r->ctx, r->name, r->path, r->a, &res);
-        if (rc)
-                return rc;
-        timed(r, "workspace prepare", t);
+        json_t *ws = json_object_get(r->vm, "workspace");
+        if (json_is_object(ws)) /* written into the work disk before boot (vm.create.begin) */
+                res = json_incref(ws);
+        else {
+                int rc = prepare(r->ctx, r->name, r->path, r->a, &res);
+                if (rc)
+                        return rc;
+                timed(r, "workspace prepare", t);
+        }
         fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
                 (long long) json_integer_value(json_object_get(res, "files")),
                 (long long) json_integer_value(json_object_get(res, "bytes")), r->name);
@@ -359,6 +405,18 @@ static int run_command(struct run *r) {
         int64_t t = mono_ms_now();
         _cleanup_json_ json_t *res = NULL, *tp = json_pack("{s:s}", "vm", r->name);
         _cleanup_strv_free_ char **argv = NULL;
+        int rc;
+        if (r->ncmd > 0 && !cli_has(r->a, "ssh")) {
+                int code = 0;
+                rc = agent_command(r->ctx, r->name, r->cwd, r->cmd, r->ncmd, &code);
+                if (rc <= 0) {
+                        timed(r, "command (agent)", t);
+                        return rc < 0 ? rc : code;
+                }
+        }
+        /* ssh: the VM was created without waiting for sshd */
+        if (r->no_ssh_wait && (rc = cli_wait_sshd(r->ctx, r->name, 120000)))
+                return rc;
         (void) cli_call(r->ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, tp, &res); /* activity, best effort */
         cli_disconnect(r->ctx);
         if (r->ncmd > 0) {
@@ -368,10 +426,10 @@ static int run_command(struct run *r) {
                 _cleanup_free_ char *qcwd = shell_quote(r->cwd), *remote = xasprintf("cd %s && exec bash -l", qcwd);
                 argv = cli_ssh_argv(r->vm, (char *[]) { remote }, 1, true);
         }
-        int rc = cli_run_foreground(argv);
+        rc = cli_run_foreground(argv);
         if (rc < 0)
                 rc = cli_fail(r->ctx, rc, "cannot run ssh: %s", strerror(-rc));
-        timed(r, r->ncmd > 0 ? "command" : "session", t);
+        timed(r, r->ncmd > 0 ? "command (ssh)" : "session", t);
         if (r->ncmd == 0 && !r->rm)
                 fprintf(stderr, "vm %s is still running (stop with: banger vm stop %s)\n", r->name, r->name);
         return rc;
@@ -379,7 +437,11 @@ static int run_command(struct run *r) {
 
 /* --rm: on a fresh connection (the old one may be mid-answer). */
 static int run_remove(struct run *r, int rc) {
-        _cleanup_json_ json_t *res = NULL, *dp = json_pack("{s:s}", "vm", r->name);
+        /* the disks are thrown away: no orderly poweroff, and the daemon does
+         * the rest after answering (a crash meanwhile is finished at its next
+         * start) */
+        _cleanup_json_ json_t *res = NULL,
+                              *dp = json_pack("{s:s, s:b, s:b}", "vm", r->name, "kill", true, "background", true);
         int64_t t = mono_ms_now();
         cli_disconnect(r->ctx);
         r->ctx->no_progress = true;
@@ -434,8 +496,12 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         if (cli_has(a, "dry-run"))
                 return local_dry_run(ctx, r.path, cli_has(a, "include-untracked"));
         r.t0 = mono_ms_now();
+        /* a command through the agent needs no sshd: ready once the agent answers */
+        r.no_ssh_wait = r.ncmd > 0 && !cli_has(a, "ssh");
+        if (r.no_ssh_wait)
+                json_object_set_new(params, "wait_ssh", json_false());
         rc = cli_vm_create(ctx, params, true, &r.vm);
-        timed(&r, "create + boot + ssh ready", r.t0);
+        timed(&r, r.no_ssh_wait ? "create + boot + agent ready" : "create + boot + ssh ready", r.t0);
         if (rc)
                 return rc; /* a failed create keeps its VM (state error) for `vm logs` */
         r.name = xstrdup(str(r.vm, "name"));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* vm create|list|ps|show|start|stop|restart|kill|delete|set|logs|health|ports|prune|ssh, ssh-config */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "jsonx.h"
 #include "macro.h"
@@ -547,6 +549,44 @@ char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
         return argv;
 }
 
+int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
+        _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", vm);
+        int64_t deadline = mono_ms_now() + timeout_ms;
+        for (;;) {
+                _cleanup_json_ json_t *h = NULL;
+                int r = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_HEALTH, params, &h);
+                if (r)
+                        return r;
+                if (json_is_true(json_object_get(h, "sshd_listening")))
+                        return 0;
+                if (mono_ms_now() >= deadline)
+                        return cli_error(ctx, NULL,
+                                         "sshd is not listening in vm %s (the image may have no sshd; "
+                                         "banger vm exec %s -- CMD works without it)", vm, vm);
+                poll(NULL, 0, 100);
+        }
+}
+
+/* vm ssh: only an agent that answers and says sshd does not listen stops us
+ * (ssh needs no agent: one that is gone or busy is not asked twice). */
+int cli_sshd_missing(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
+        _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", vm);
+        int64_t deadline = mono_ms_now() + timeout_ms;
+        for (;;) {
+                _cleanup_json_ json_t *h = NULL;
+                ctx->silent = true;
+                int r = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_HEALTH, params, &h);
+                ctx->silent = false;
+                if (r || json_is_true(json_object_get(h, "sshd_listening")))
+                        return 0;
+                if (mono_ms_now() >= deadline)
+                        return cli_error(ctx, NULL,
+                                         "sshd is not listening in vm %s (the image may have no sshd; "
+                                         "banger vm exec %s -- CMD works without it)", vm, vm);
+                poll(NULL, 0, 100);
+        }
+}
+
 int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *vm = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]), *t = NULL;
         int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &vm);
@@ -557,6 +597,8 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
                                  str(vm, "state"), str(vm, "name"));
         if (a->dashdash < 0 && a->npos > 1)
                 return cli_usage_error(a->cmd, "put ssh arguments after '--'");
+        if ((r = cli_sshd_missing(ctx, str(vm, "name"), 10000)))
+                return r;
         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);
         bool interactive = a->npos <= 1;
         _cleanup_strv_free_ char **argv = cli_ssh_argv(vm, a->pos + 1, a->npos - 1, false);

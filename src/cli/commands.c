@@ -116,11 +116,13 @@ static const struct cli_flag vm_run_flags[] = {
         { "from", 0, "REF", "base --branch on REF" },
         { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap" },
         { "timings", 0, NULL, "print each stage's duration at the end" },
+        { "ssh", 0, NULL, "run the command over ssh instead of the agent (waits for sshd)" },
         { 0 },
 };
 static const struct cli_flag vm_exec_flags[] = {
         { "guest-path", 0, "DIR", "working directory in the guest" },
         { "auto-prepare", 0, NULL, "ship the workspace again when the host's HEAD moved" },
+        { "ssh", 0, NULL, "run the command over ssh instead of the agent" },
         { 0 },
 };
 static const struct cli_flag vm_workspace_flags[] = {

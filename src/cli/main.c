@@ -58,6 +58,8 @@ int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) {
 _printf_(3, 0) static void vreport(struct cli_ctx *ctx, const char *op_id, const char *fmt, va_list ap) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 
+        if (ctx->silent)
+                return;
         strbuf_vaddf(&sb, fmt, ap);
         if (ctx->color_err)
                 fprintf(stderr, "\033[1;31mbanger:\033[0m %s", sb.buf);

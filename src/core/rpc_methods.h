@@ -36,6 +36,7 @@
 #define RPC_METHOD_VM_HEALTH "vm.health"
 #define RPC_METHOD_VM_PORTS "vm.ports"
 #define RPC_METHOD_VM_TOUCH "vm.touch"
+#define RPC_METHOD_VM_EXEC "vm.exec" /* upgrades the connection to exec frames */
 #define RPC_METHOD_WORKSPACE_PREPARE "workspace.prepare"
 #define RPC_METHOD_WORKSPACE_EXPORT "workspace.export"
 #define RPC_METHOD_VM_STATS "vm.stats"

@@ -28,6 +28,7 @@
 #include "strbuf.h"
 #include "version.h"
 #include "vm/agent_client.h"
+#include "vm/agent_link.h"
 
 static const char *env_get(const char *name) {
         return getenv(name);
@@ -210,9 +211,27 @@ static void probe_host(struct daemon *d) {
 
 static int agent_call_fn(void *ud, const char *socket_path, const char *method, int timeout_ms,
                          const struct agent_wait *w, json_t **ret, struct op_error *e) {
-        (void) ud;
-        return agent_call(socket_path, method, timeout_ms, w, ret, e);
+        return agent_links_call(ud, socket_path, method, timeout_ms, w, ret, e);
 }
+
+static int exec_open_fn(void *ud, const char *socket_path, const uint8_t *spec, size_t spec_len, int timeout_ms,
+                        struct agent_exec **ret, uint32_t *ret_pid, struct op_error *e) {
+        return agent_exec_open(ud, socket_path, spec, spec_len, timeout_ms, ret, ret_pid, e);
+}
+
+static int exec_fds_fn(void *ud, const char *socket_path, const uint8_t *spec, size_t spec_len, int in_fd, int out_fd,
+                       int err_fd, const struct agent_wait *w, int *ret_status, struct op_error *e) {
+        return agent_exec_fds(ud, socket_path, spec, spec_len, in_fd, out_fd, err_fd, w, ret_status, e);
+}
+
+static char *exec_lost_fn(void *ud, const char *socket_path) {
+        return agent_links_lost(ud, socket_path);
+}
+
+static const struct vms_agent_exec_ops agent_exec_ops = {
+        .open = exec_open_fn, .attach = agent_exec_attach, .finish = agent_exec_finish, .fds = exec_fds_fn,
+        .lost = exec_lost_fn,
+};
 
 static void request_stop(void *ud) {
         struct daemon *d = ud;
@@ -255,7 +274,7 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
         return (struct vms_deps) {
                 .layout = &d->layout, .config = d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
-                .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .mono_ms = mono_ms_now,
+                .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .agent_exec = &agent_exec_ops, .agent_ud = d->links, .mono_ms = mono_ms_now,
                 .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps,
         };
 }
@@ -288,6 +307,7 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
         d->artifacts_ready = true;
         if ((r = setup_signals(d, e)) < 0)
                 return r;
+        d->links = agent_links_new();
         /* after the signal mask: the VM service's threads inherit it */
         struct vms_deps deps = vms_deps_of(d);
         if ((r = vms_init(&d->vms, &deps, e)) < 0)
@@ -397,6 +417,8 @@ void daemon_close(struct daemon *d) {
         if (!d)
                 return;
         atomic_store(&d->stopping, true);
+        if (d->links)
+                agent_links_stop(d->links); /* execs end; their connections can then close */
         if (d->server.listen_fd >= 0) {
                 rpc_server_close(&d->server); /* no handler can start a probe after this */
                 /* Still holding the lock: the socket is ours to remove. */
@@ -408,6 +430,7 @@ void daemon_close(struct daemon *d) {
         free(d->dns_error);
         if (d->vms_ready)
                 vms_done(&d->vms); /* cancels creates in flight; running VMs stay */
+        agent_links_free(d->links);
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);
         priv_local_free(d->priv);

@@ -54,6 +54,7 @@ struct daemon {
         bool artifacts_ready;
         struct vmm_entry vmms[1];   /* the VMM backends (QEMU) */
         struct vms vms;             /* the VM service; owns the per-VM locks */
+        struct agent_links *links;  /* owned: the multiplexed agent connections */
         bool vms_ready;
         struct dnsd dns;            /* the `vm` zone on dns_listen */
         char *dns_error;            /* why DNS is not served, or NULL */

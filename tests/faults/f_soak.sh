@@ -38,8 +38,10 @@ op_kill_daemon() {
 op_run() {
         local before; before=$(B vm list -q | wc -l)
         (cd "$TMP/norepo" && ran "vm run --rm -- true" B vm run --rm "${SPEC[@]}" -- true) || return 1
-        expect_eq "$(B vm list -q | wc -l)" "$before"
+        # the delete finishes in the daemon after the CLI exits
+        wait_for 30 "the --rm VM to be gone" vm_count_is "$before" || expect_eq "$(B vm list -q | wc -l)" "$before"
 }
+vm_count_is() { [ "$(B vm list -q | wc -l)" = "$1" ]; }
 # one operation and the consistency check after it
 soak_op() {
         fault_note injected "$*"

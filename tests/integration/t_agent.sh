@@ -8,6 +8,9 @@ export BANGER_IMAGE_CACHE="${BANGER_TEST_IMAGE_CACHE:-$TMP/image-builds}"
 t "agent --stdio answers health on the host" sh -c \
   "printf '{\"v\":1,\"id\":5,\"method\":\"health\"}\n' | '${BANGER_AGENT:-$BANGER_BUILD/banger-agent}' --stdio | jq -e '.id == 5 and .result.protocol == 1 and (.result.uptime_s > 0)' >/dev/null"
 
+t "protocol 2 over --stdio: execs, streams, signals, PTY, credit, CLOSE, reset, BYE" \
+        python3 "$(dirname "$0")/../helpers/agent_v2.py" stdio "${BANGER_AGENT:-$BANGER_BUILD/banger-agent}"
+
 prepare() {
         "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1 &&
         "$BANGER" --json image pull debian-bookworm-slim >"$TMP/img.json" 2>"$TMP/img.err" || { cat "$TMP/img.err"; return 1; }
@@ -96,6 +99,11 @@ t "bad version, garbage and unknown methods get errors, not silence" errors
 
 sync_() { local r; r=$(ask '{"v":1,"id":15,"method":"sync"}') && echo "$r" | jq -e '.id == 15 and .result.synced == true' >/dev/null; }
 t "sync" sync_
+
+v2_guest() { python3 "$(dirname "$0")/../helpers/agent_v2.py" socket "$AGENT_SOCK"; }
+t "protocol 2 in the guest, through QEMU's socket: the same checks" v2_guest
+sync_after() { local r; r=$(ask '{"v":1,"id":17,"method":"sync"}') && echo "$r" | jq -e '.id == 17' >/dev/null; }
+t "after BYE and a new connection the agent answers lines" sync_after
 
 poweroff() {
         local r; r=$(ask '{"v":1,"id":16,"method":"poweroff"}') || return 1

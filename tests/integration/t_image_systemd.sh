@@ -40,4 +40,18 @@ boot() {
 t "debian-bookworm boots through banger-init into systemd and reaches multi-user.target" boot
 grep -a -m1 'Reached target.*Multi-User' "$TMP/boot.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g; s/^/# /' | tr -d '\r' >&2
 
+# The product's main job on the default image, end to end through the agent.
+vm_begin
+make_test() {
+        local r="$TMP/proj"
+        mkdir -p "$r" && cd "$r" && git init -q && git config user.name t && git config user.email t@t &&
+                printf 'test:\n\t@test -f src/x.c && echo "make test: ok in $$(pwd)"\n' >Makefile && mkdir -p src &&
+                echo 'int x;' >src/x.c && git add -A && git commit -qm init || return 1
+        local out; out=$(B vm run --rm --timings --image debian-bookworm --vcpu 1 --memory 1024 "$r" -- make test 2>"$TMP/mt.err") ||
+                { tail -20 "$TMP/mt.err"; return 1; }
+        expect_eq "$out" "make test: ok in /root/repo" || return 1
+        grep -q '^timing: command (agent) ' "$TMP/mt.err" || { cat "$TMP/mt.err"; return 1; }
+}
+t "vm run ./repo -- make test on debian-bookworm: the repo in /root/repo, make runs through the agent" make_test
+
 finish

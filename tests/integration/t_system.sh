@@ -147,8 +147,9 @@ run_rm() {
         U vm run --rm "${VS[@]}" "$repo" -- sh -c 'cat f.txt; id -u' >"$TMP/run.out" 2>"$TMP/run.err" ||
                 { tail -5 "$TMP/run.err"; syslogs; return 1; }
         grep -qx hello "$TMP/run.out" && grep -qx 0 "$TMP/run.out" || { cat "$TMP/run.out"; tail -5 "$TMP/run.err"; return 1; }
-        expect_eq "$(U --json vm list | jq length)" 0 && expect_eq "$(ns_taps | grep -c '^bg' || true)" 0
+        wait_for 30 "the VM to be deleted (--rm finishes in the daemon)" sys_none_left || sys_none_left
 }
+sys_none_left() { expect_eq "$(U --json vm list | jq length)" 0 && expect_eq "$(ns_taps | grep -c '^bg' || true)" 0; }
 t "vm run --rm as the owner ships the repo, runs the command, and leaves no VM or TAP" run_rm
 
 lifecycle() {

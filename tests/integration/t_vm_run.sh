@@ -23,7 +23,9 @@ mkrepo() {
 t "a host repository: two commits, a local change, an untracked and an ignored file" mkrepo
 
 rows() { sqlite3 "$DB" 'SELECT count(*) FROM vms'; }
-left_nothing() {
+# --rm deletes in the daemon after the CLI has its exit status: a moment
+left_nothing() { wait_for 30 "the VM to be gone" gone_now || gone_now; }
+gone_now() {
         expect_eq "$(rows)" 0 || return 1
         [ -z "$(ns_taps)" ] || { echo "TAP left: $(ns_taps)"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "VMM left"; return 1; }
@@ -33,7 +35,7 @@ left_nothing() {
 hello() {
         local out; out=$(B vm run --rm --timings "${S[@]}" -- echo hello 2>"$TMP/err") || { cat "$TMP/err"; return 1; }
         expect_eq "$out" hello && grep -q '^spec: 1 vcpu' "$TMP/err" || return 1
-        grep -q '^timing: create + boot + ssh ready ' "$TMP/err" && grep -q '^timing: total ' "$TMP/err" || { cat "$TMP/err"; return 1; }
+        grep -q "^timing: create + boot + agent ready " "$TMP/err" && grep -q '^timing: total ' "$TMP/err" || { cat "$TMP/err"; return 1; }
         left_nothing
 }
 t "vm run --rm -- echo hello: stdout is the command's, progress and --timings on stderr, nothing left" hello
@@ -167,13 +169,14 @@ t "--branch creates a guest-only branch, --from bases it on REF" branch
 interrupt_prepare() {
         ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &
         local cli=$!
-        wait_for 120 "the workspace to start shipping" grep -q '^==> clone' "$TMP/intr.out"
+        # the workspace goes into the work disk while the VM is made: interrupt that
+        wait_for 120 "the create to start" grep -q '^creating vm intr' "$TMP/intr.out"
         kill -TERM "$cli"
         wait "$cli"; local rc=$?
         expect_eq "$rc" 130 || { cat "$TMP/intr.out"; return 1; }
         ! B vm show intr >/dev/null 2>&1 || { echo "--rm did not delete the VM"; cat "$TMP/intr.out"; return 1; }
 }
-t "Ctrl-C (SIGTERM) while the workspace ships: --rm still deletes the VM, exit 130" interrupt_prepare
+t "Ctrl-C (SIGTERM) while the VM and its workspace are made: nothing is left, exit 130" interrupt_prepare
 
 cleanup_all() { B vm delete ws plain >/dev/null && left_nothing; }
 t "delete leaves nothing" cleanup_all

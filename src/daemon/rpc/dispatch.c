@@ -109,6 +109,10 @@ static char *run_method(const struct rpc_method *m, struct rpc_request *req, str
         }
         log_full(m->flags & RPC_FLAG_QUIET ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "rpc %s ok duration_ms=%lld", m->name,
                  (long long) dt);
+        if (call->hijacked) {
+                json_decref(result);
+                return NULL; /* answered; the connection ends here */
+        }
         char *resp = rpc_response_encode_result(true, req->id, result);
         json_decref(result);
         return resp;

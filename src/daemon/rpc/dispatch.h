@@ -58,6 +58,7 @@ struct rpc_call {
         int fd;          /* the client connection: progress lines, hang-up checks */
         int64_t req_id;
         int64_t last_bytes_ms;
+        bool hijacked;   /* the handler answered and used the connection itself (vm.exec) */
 };
 
 /* Progress for long methods: {"id":N,"progress":{...}} lines before the

@@ -93,6 +93,8 @@ static void *conn_main(void *arg) {
                 if (len == 0)
                         continue;
                 _cleanup_free_ char *resp = c->server->handler(c->server->ud, line, len, c->uid, c->pid, c->fd);
+                if (!resp)
+                        break; /* the handler used the connection itself (vm.exec) */
                 int w = rpc_write_line(c->fd, resp);
                 if (w == -EAGAIN)
                         log_warn("closing the connection of pid=%d: it read nothing of its answers for %d s",

@@ -14,9 +14,14 @@ struct vm_params {
         char *op_id;
         char *name, *image;
         int64_t vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, signal;
-        bool vcpu_set, memory_set, nat, nat_set, isolate, isolate_set, no_start;
+        bool vcpu_set, memory_set, nat, nat_set, isolate, isolate_set, no_start, wait_ssh, wait_ssh_set;
         char *path, *branch, *from, *base_commit, *output;
         bool include_untracked, dry_run;
+        bool kill, background;
+        json_t *argv, *env;
+        char *cwd;
+        bool pty;
+        int64_t rows, cols;
 };
 
 #define F(n, t, f, req) { n, t, offsetof(struct vm_params, f), req, JSON_NO_PRESENT, 0, 0 }
@@ -34,6 +39,11 @@ static const struct json_field create_fields[] = {
         F("no_start", JSON_FIELD_BOOL, no_start, false),
         F("nat", JSON_FIELD_BOOL, nat, false),
         F("isolate", JSON_FIELD_BOOL, isolate, false),
+        FP("wait_ssh", JSON_FIELD_BOOL, wait_ssh, wait_ssh_set),
+        F("workspace_path", JSON_FIELD_STRING, path, false),
+        F("include_untracked", JSON_FIELD_BOOL, include_untracked, false),
+        F("branch", JSON_FIELD_STRING, branch, false),
+        F("from", JSON_FIELD_STRING, from, false),
 };
 static const struct json_field kill_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                  FR("signal", signal, 1, 64) };
@@ -58,6 +68,20 @@ static const struct json_field export_fields[] = {
         F("base_commit", JSON_FIELD_STRING, base_commit, false),
         F("output", JSON_FIELD_STRING, output, true),
 };
+static const struct json_field delete_fields[] = {
+        F("vm", JSON_FIELD_STRING, vm, true),
+        F("kill", JSON_FIELD_BOOL, kill, false),
+        F("background", JSON_FIELD_BOOL, background, false),
+};
+static const struct json_field exec_fields[] = {
+        F("vm", JSON_FIELD_STRING, vm, true),
+        F("argv", JSON_FIELD_JSON, argv, true),
+        F("env", JSON_FIELD_JSON, env, false),
+        F("cwd", JSON_FIELD_STRING, cwd, false),
+        F("pty", JSON_FIELD_BOOL, pty, false),
+        FR("rows", rows, 0, 65535),
+        FR("cols", cols, 0, 65535),
+};
 #undef F
 #undef FP
 #undef FR
@@ -68,8 +92,14 @@ static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, str
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
-                .isolate = p->isolate,
+                .isolate = p->isolate, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh,
         };
+        struct workspace_req ws = { .host_path = p->path, .include_untracked = p->include_untracked,
+                                    .branch = p->branch, .from = p->from };
+        if (p->path)
+                req.workspace = &ws;
+        else if (p->branch || p->from || p->include_untracked)
+                return op_bad_request(e, "branch, from and include_untracked need workspace_path");
         int r = vm_create_begin(call->svc->vms, call->op_id, &req, ret, e);
         return r;
 }
@@ -117,8 +147,11 @@ static int h_stop(struct rpc_call *c, void *p, json_t **ret, struct op_error *e)
 static int h_restart(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
         return lifecycle(c, p, ret, e, vm_restart);
 }
-static int h_delete(struct rpc_call *c, void *p, json_t **ret, struct op_error *e) {
-        return lifecycle(c, p, ret, e, vm_delete);
+static int h_delete(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+        return vm_delete_ex(call->svc->vms, p->vm, p->kill, p->background, &pr, ret, e);
 }
 
 static int h_kill(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -179,6 +212,27 @@ static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct
         return r;
 }
 
+/* The answer goes out here, then the connection carries the exec's frames
+ * (docs/PROTOCOL.md) until it ends; nothing more is written after. */
+static int h_exec(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        struct vm_exec_req q = { .argv = p->argv, .env = p->env, .cwd = p->cwd, .pty = p->pty, .rows = p->rows,
+                                 .cols = p->cols };
+        struct agent_exec *x;
+        uint32_t pid;
+        int r = vm_exec_open(call->svc->vms, p->vm, &q, &x, &pid, e);
+        if (r < 0)
+                return r;
+        _cleanup_json_ json_t *res = json_pack("{s:i, s:b, s:i}", "pid", (int) pid, "upgraded", true, "protocol", 2);
+        _cleanup_free_ char *line = rpc_response_encode_result(true, call->req_id, res);
+        call->hijacked = true;
+        if (rpc_write_line(call->fd, line) == 0)
+                vm_exec_attach(call->svc->vms, x, call->fd);
+        vm_exec_finish(call->svc->vms, x);
+        *ret = NULL;
+        return 0;
+}
+
 #define M(name, h, fields) { name, h, 0, fields, ELEMENTSOF(fields), sizeof(struct vm_params) }
 const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_CREATE_BEGIN, h_create_begin, create_fields),
@@ -190,13 +244,14 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_STOP, h_stop, vm_only),
         M(RPC_METHOD_VM_RESTART, h_restart, vm_only),
         M(RPC_METHOD_VM_KILL, h_kill, kill_fields),
-        M(RPC_METHOD_VM_DELETE, h_delete, vm_only),
+        M(RPC_METHOD_VM_DELETE, h_delete, delete_fields),
         M(RPC_METHOD_VM_SET, h_set, set_fields),
         M(RPC_METHOD_VM_HEALTH, h_health, vm_only),
         M(RPC_METHOD_VM_PORTS, h_ports, vm_only),
         M(RPC_METHOD_VM_STATS, h_stats, vm_only),
         M(RPC_METHOD_WORKSPACE_PREPARE, h_ws_prepare, prepare_fields),
         M(RPC_METHOD_WORKSPACE_EXPORT, h_ws_export, export_fields),
+        M(RPC_METHOD_VM_EXEC, h_exec, exec_fields),
         { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },
 };
 #undef M

@@ -18,6 +18,7 @@ struct agent_wait {
         int abort_fd;                  /* e.g. the VMM's pidfd: readable = give up; -1 for none */
         bool (*cancelled)(void *ud);   /* polled every 100 ms; NULL for none */
         void *ud;
+        int timeout_ms;                /* agent_exec_fds: the whole exec, 0 for none (calls take theirs) */
 };
 
 /* {"v":1,"id":N,"method":m} -> the "result" object (new reference).

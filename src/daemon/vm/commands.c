@@ -52,6 +52,13 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
                 json_object_set_new(j, "pid", json_integer(h.pid));
                 json_object_set_new(j, "tap", json_string(h.tap));
                 json_object_set_new(j, "vmm", json_string(h.vmm));
+                /* unhealthy: the agent's link died under a running command */
+                struct vm_paths p;
+                vm_paths_init(v, r, &p);
+                _cleanup_free_ char *lost = v->deps.agent_exec ? v->deps.agent_exec->lost(v->deps.agent_ud, p.agent) : NULL;
+                vm_paths_done(&p);
+                json_object_set_new(j, "agent_healthy", json_boolean(!lost));
+                json_set_str_or_null(j, "agent_error", lost);
         }
         json_object_set_new(j, "ssh", json_pack("{s:s, s:s, s:s, s:s}", "user", "root", "host",
                                                 r->guest_ip ? r->guest_ip : "", "key", v->deps.config->ssh_key_path,
@@ -130,15 +137,16 @@ static int lifecycle_check(struct vms *v, const struct vm_row *r, enum lifecycle
         return 0;
 }
 
-static int lifecycle(struct vms *v, const char *ref, enum lifecycle_op op, const struct progress *p, json_t **ret,
-                     struct op_error *e) {
+static int lifecycle_ex(struct vms *v, const char *ref, enum lifecycle_op op, bool kill, const struct progress *p,
+                        json_t **ret, struct op_error *e) {
         struct vm_row r;
         struct vm_lock *l;
         int rc = lock_vm(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
         rc = lifecycle_check(v, &r, op, e);
-        if (rc == 0 && (op == LC_STOP || op == LC_RESTART || (op == LC_DELETE && vm_state_active(r.state)))) {
+        /* a delete with kill: the disks go, no orderly poweroff (destroy kills) */
+        if (rc == 0 && (op == LC_STOP || op == LC_RESTART || (op == LC_DELETE && !kill && vm_state_active(r.state)))) {
                 progress_stage(p, "stop", "%s", r.name);
                 rc = vms_stop_locked(v, &r, true, e);
         }
@@ -156,6 +164,11 @@ static int lifecycle(struct vms *v, const char *ref, enum lifecycle_op op, const
         return rc;
 }
 
+static int lifecycle(struct vms *v, const char *ref, enum lifecycle_op op, const struct progress *p, json_t **ret,
+                     struct op_error *e) {
+        return lifecycle_ex(v, ref, op, false, p, ret, e);
+}
+
 int vm_start(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e) {
         return lifecycle(v, ref, LC_START, p, ret, e);
 }
@@ -170,6 +183,76 @@ int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t 
 
 int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e) {
         return lifecycle(v, ref, LC_DELETE, p, ret, e);
+}
+
+struct bg_delete {
+        struct vms *v;
+        char *id;
+};
+
+static void *bg_delete_main(void *arg) {
+        struct bg_delete *b = arg;
+        struct vms *v = b->v;
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+        _cleanup_json_ json_t *res = NULL;
+        int64_t t0 = v->deps.mono_ms();
+        if (lifecycle_ex(v, b->id, LC_DELETE, true, &(struct progress) { 0 }, &res, &e) < 0)
+                log_warn("vm %s: background delete: %s (the next daemon start finishes it)", b->id,
+                         op_error_message(&e));
+        else
+                log_info("vm %s: deleted in the background in %lld ms", b->id, (long long) (v->deps.mono_ms() - t0));
+        free(b->id);
+        free(b);
+        pthread_mutex_lock(&v->creates_mu);
+        v->create_workers--;
+        pthread_cond_broadcast(&v->creates_cond);
+        pthread_mutex_unlock(&v->creates_mu);
+        return NULL;
+}
+
+/* The .deleting marker: from here on a crash is finished by reconcile. */
+static int mark_deleting(const struct vm_row *r, struct op_error *e) {
+        _cleanup_free_ char *m = path_join(r->vm_dir, VM_DELETING_MARKER);
+        int rc = write_file_atomic(m, "", 0, 0600);
+        return rc < 0 ? op_fail(e, rc, "vm %s: recording the delete: %s", r->name, strerror(-rc)) : 0;
+}
+
+int vm_delete_ex(struct vms *v, const char *ref, bool kill, bool background, const struct progress *p, json_t **ret,
+                 struct op_error *e) {
+        if (!background)
+                return lifecycle_ex(v, ref, LC_DELETE, kill, p, ret, e);
+        struct vm_row r;
+        struct vm_lock *l;
+        int rc = lock_vm(v, ref, &r, &l, e);
+        if (rc < 0)
+                return rc;
+        if ((rc = lifecycle_check(v, &r, LC_DELETE, e)) == 0 && (rc = mark_deleting(&r, e)) == 0) {
+                struct bg_delete *b = xcalloc(1, sizeof(*b));
+                *b = (struct bg_delete) { .v = v, .id = xstrdup(r.id) };
+                pthread_t t;
+                pthread_attr_t at;
+                pthread_attr_init(&at);
+                pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+                pthread_mutex_lock(&v->creates_mu);
+                v->create_workers++; /* vms_done waits for it like for a create */
+                pthread_mutex_unlock(&v->creates_mu);
+                if (pthread_create(&t, &at, bg_delete_main, b) != 0) {
+                        pthread_mutex_lock(&v->creates_mu);
+                        v->create_workers--;
+                        pthread_mutex_unlock(&v->creates_mu);
+                        free(b->id);
+                        free(b);
+                        _cleanup_free_ char *m = path_join(r.vm_dir, VM_DELETING_MARKER);
+                        unlink(m); /* not deleting after all: reconcile must not either */
+                        rc = op_fail(e, -EAGAIN, "cannot start the delete");
+                }
+                pthread_attr_destroy(&at);
+        }
+        if (rc == 0)
+                *ret = json_pack("{s:s, s:s, s:b}", "id", r.id, "name", r.name, "deleting", true);
+        vms_unlock(v, l); /* the worker takes the lock in turn */
+        vm_row_done(&r);
+        return rc;
 }
 
 /* fn on the VM under its lock; its JSON afterwards. */

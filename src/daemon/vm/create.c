@@ -30,6 +30,7 @@ struct create_op {
         char op_id[32];
         char *vm_id, *vm_name;
         struct vm_create_req req; /* strings owned */
+        struct workspace_req ws;  /* req.workspace points here; strings owned */
         struct {
                 char *name, *detail;
                 int64_t start_ms, end_ms;
@@ -60,6 +61,9 @@ static void create_op_free(struct create_op *o) {
         free(o->vm_name);
         free((char *) o->req.name);
         free((char *) o->req.image);
+        free((char *) o->ws.host_path);
+        free((char *) o->ws.branch);
+        free((char *) o->ws.from);
         for (size_t i = 0; i < o->n_stages; i++) {
                 free(o->stages[i].name);
                 free(o->stages[i].detail);
@@ -240,15 +244,24 @@ static int create_build(struct create_work *w, struct op_error *e) {
         int rc = mark_creating(&w->row, true, e);
         if (rc == 0)
                 rc = vms_prepare_disks(w->o->v, &w->row, &w->bf, e);
+        if (rc == 0 && w->o->req.workspace) {
+                /* the repository goes into the work disk now: the guest boots with it */
+                struct vm_paths p;
+                vm_paths_init(w->o->v, &w->row, &p);
+                rc = workspace_preboot(w->o->v, &w->row, p.work, w->o->req.workspace, &w->pr, e);
+                vm_paths_done(&p);
+        }
         test_crash_point("create:disks-made");
         if (rc == 0)
                 rc = mark_creating(&w->row, false, e); /* complete: from here a crash leaves a stopped VM */
         if (rc == 0 && progress_cancelled(&w->pr))
                 rc = op_fail(e, -ECANCELED, "cancelled");
         if (rc == 0 && !w->o->req.no_start) {
-                rc = vms_start_locked(w->o->v, &w->row, &w->pr, e);
+                rc = vms_start_locked_ex(w->o->v, &w->row, &w->pr, !w->o->req.no_ssh_wait, e);
                 if (rc < 0 && progress_cancelled(&w->pr))
                         rc = op_fail(e, -ECANCELED, "cancelled");
+                if (rc == 0 && w->o->req.workspace)
+                        rc = workspace_preboot_finish(w->o->v, &w->row, w->o->req.workspace, e);
         }
         return rc;
 }
@@ -355,6 +368,13 @@ static struct create_op *new_op(struct vms *v, const char *op_id, const struct v
         o->req = *req;
         o->req.name = xstrdup(name);
         o->req.image = xstrdup(image);
+        if (req->workspace) {
+                o->ws = (struct workspace_req) { .host_path = xstrdup(req->workspace->host_path),
+                                                 .include_untracked = req->workspace->include_untracked,
+                                                 .branch = req->workspace->branch ? xstrdup(req->workspace->branch) : NULL,
+                                                 .from = req->workspace->from ? xstrdup(req->workspace->from) : NULL };
+                o->req.workspace = &o->ws;
+        }
         o->state = OP_RUNNING;
         o->error = (struct op_error) OP_ERROR_INIT;
         o->started_ms = v->deps.mono_ms();
@@ -401,6 +421,10 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         _cleanup_free_ char *accel = NULL;
         if ((rc = v->deps.choose_vmm(v->deps.choose_ud, &vmm_index, &accel, e)) < 0)
                 return op_recode(e, RPC_BAD_REQUEST);
+        if (req->workspace && (rc = workspace_preboot_check(req->workspace, e)) < 0)
+                return rc;
+        if (req->workspace && req->no_start)
+                return op_bad_request(e, "a workspace needs the VM started");
         if (!image_known(v, image))
                 return op_not_found(e, "image '%s' not found locally or in the catalog "
                                        "(see: banger image list --available)", image);

@@ -195,6 +195,20 @@ static void release_dead(struct vms *v, const struct vm_row *r, const struct vm_
         log_info("reconcile: vm %s is not running; cleaned up and marked stopped", r->name);
 }
 
+/* A delete the daemon accepted and did not finish (a background delete cut
+ * short): finished now, live VMM or not. */
+static bool deleting(struct vms *v, const struct vm_row *r, const struct vm_paths *p) {
+        _cleanup_free_ char *m = path_join(p->dir, VM_DELETING_MARKER);
+        if (access(m, F_OK) < 0)
+                return false;
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+        if (vms_destroy_locked(v, r, &e) < 0)
+                log_warn("reconcile: finishing vm %s's delete: %s", r->name, op_error_message(&e));
+        else
+                log_info("reconcile: vm %s's delete was interrupted; finished (nothing of it is left)", r->name);
+        return true;
+}
+
 /* pass 0 adopts the live, pass 1 releases the dead */
 static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pass) {
         for (size_t i = 0; i < n; i++) {
@@ -204,7 +218,12 @@ static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pas
                 struct vm_handles h;
                 vm_paths_init(v, r, &p);
                 pid_t pid = find_live(v, r, &p, &h);
-                if (pass == 0 && pid > 0)
+                if (pass == 0 && deleting(v, r, &p)) {
+                        free(r->state);
+                        r->state = xstrdup("deleted"); /* pass 1 and the readying skip it */
+                } else if (strcmp(r->state, "deleted") == 0)
+                        ; /* finished in pass 0 */
+                else if (pass == 0 && pid > 0)
                         adopt(v, r, &p, &h);
                 else if (pass == 1 && pid <= 0)
                         release_dead(v, r, &p, &h);

@@ -42,6 +42,7 @@ struct start {
         size_t caps_touched;   /* hooks whose prepare_host ran (a failed one included) */
         const char *work_disk; /* from the work disk hook */
         struct vm_proc proc;   /* pid 0 until booted */
+        bool wait_ssh;
 };
 
 /* ---- boot files of an image ------------------------------------------------ */
@@ -260,7 +261,9 @@ static int step_ready(struct start *s, struct op_error *e) {
         progress_stage(s->pr, "wait for agent", NULL);
         int64_t deadline = s->v->deps.mono_ms() + s->v->deps.agent_boot_timeout_ms;
         int rc = health(s, s->v->deps.agent_boot_timeout_ms, &sshd, e);
-        if (rc == 0 && !sshd) {
+        if (rc == 0 && !sshd && !s->wait_ssh)
+                progress_stage(s->pr, "wait for ssh", "not waited for (commands go through the agent)");
+        else if (rc == 0 && !sshd) {
                 progress_stage(s->pr, "wait for ssh", NULL);
                 while (rc == 0 && !sshd && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 100))
                         rc = health(s, 5000, &sshd, e);
@@ -317,7 +320,11 @@ static void start_done(struct start *s) {
 }
 
 int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e) {
-        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 } };
+        return vms_start_locked_ex(v, r, pr, true, e);
+}
+
+int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh, struct op_error *e) {
+        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .wait_ssh = wait_ssh };
         vm_paths_init(v, r, &s.p);
         vms_set_state(v, r, "starting", NULL);
         int rc = step_resolve(&s, e);

@@ -59,6 +59,18 @@ struct vmm_entry {
 typedef int (*vms_agent_call_fn)(void *ud, const char *socket_path, const char *method, int timeout_ms,
                                  const struct agent_wait *w, json_t **ret_result, struct op_error *e);
 
+struct agent_exec;
+/* Execs through the guest agent's link (agent_link.c); ud: agent_ud. */
+struct vms_agent_exec_ops {
+        int (*open)(void *ud, const char *socket_path, const uint8_t *spec, size_t spec_len, int timeout_ms,
+                    struct agent_exec **ret, uint32_t *ret_pid, struct op_error *e);
+        void (*attach)(struct agent_exec *x, int client_fd);
+        void (*finish)(struct agent_exec *x);
+        int (*fds)(void *ud, const char *socket_path, const uint8_t *spec, size_t spec_len, int in_fd, int out_fd,
+                   int err_fd, const struct agent_wait *w, int *ret_status, struct op_error *e);
+        char *(*lost)(void *ud, const char *socket_path); /* why the link died mid-use, or NULL */
+};
+
 struct vms_deps {
         const struct layout *layout;  /* borrowed: vms, runtime and ssh dirs */
         const struct config *config;  /* borrowed */
@@ -73,6 +85,7 @@ struct vms_deps {
         int (*choose_vmm)(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e);
         void *choose_ud;
         vms_agent_call_fn agent_call; /* the guest agent (agent_client.c) */
+        const struct vms_agent_exec_ops *agent_exec; /* NULL: no execs through the agent */
         void *agent_ud;
         int64_t (*mono_ms)(void);     /* clock.h's clocks */
         int64_t (*wall_ms)(void);
@@ -136,6 +149,13 @@ _warn_unused_ int vms_start_housekeeping(struct vms *v, struct op_error *e);
  * VMs are left alone. */
 void vms_done(struct vms *v);
 
+struct workspace_req {
+        const char *host_path; /* absolute, inside a git work tree */
+        bool include_untracked;
+        bool dry_run; /* list what would ship; no VM needed beyond the lookup */
+        const char *branch, *from;
+};
+
 struct vm_create_req {
         const char *name;   /* NULL/"" = generated */
         const char *image;  /* NULL = config default_image_name */
@@ -145,6 +165,8 @@ struct vm_create_req {
         bool no_start;
         bool nat;
         bool isolate;                                       /* no traffic with other guests */
+        bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
+        const struct workspace_req *workspace; /* written into the work disk before boot, or NULL */
 };
 
 /* Validates synchronously, then runs the create in a worker thread under
@@ -162,6 +184,11 @@ _warn_unused_ int vm_stop(struct vms *v, const char *ref, const struct progress 
 _warn_unused_ int vm_restart(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
 _warn_unused_ int vm_kill(struct vms *v, const char *ref, int sig, json_t **ret, struct op_error *e);
 _warn_unused_ int vm_delete(struct vms *v, const char *ref, const struct progress *p, json_t **ret, struct op_error *e);
+/* kill: no orderly guest poweroff (the disks are thrown away anyway);
+ * background: answers once the delete is recorded, a worker does it (a
+ * crash meanwhile is finished by the next reconcile). */
+_warn_unused_ int vm_delete_ex(struct vms *v, const char *ref, bool kill, bool background, const struct progress *p,
+                               json_t **ret, struct op_error *e);
 
 struct vm_set_req {
         int64_t vcpu, memory_mib, disk_size_bytes; /* 0 = unchanged */
@@ -173,6 +200,21 @@ _warn_unused_ int vm_set(struct vms *v, const char *ref, const struct vm_set_req
 /* Agent methods on a running VM ("health", "ports"). */
 _warn_unused_ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e);
 _warn_unused_ int vm_touch(struct vms *v, const char *ref, struct op_error *e);
+
+/* exec.c: a command through the guest agent. */
+struct vm_exec_req {
+        json_t *argv;    /* array of strings, at least one (borrowed) */
+        json_t *env;     /* array of "NAME=value", or NULL */
+        const char *cwd; /* absolute, or NULL: /root */
+        bool pty;
+        int64_t rows, cols;
+};
+/* Starts it and returns the open channel; -EPROTONOSUPPORT (code
+ * bad_version) when the agent speaks only version 1. */
+_warn_unused_ int vm_exec_open(struct vms *v, const char *ref, const struct vm_exec_req *q, struct agent_exec **ret,
+                               uint32_t *ret_pid, struct op_error *e);
+void vm_exec_attach(struct vms *v, struct agent_exec *x, int client_fd);
+void vm_exec_finish(struct vms *v, struct agent_exec *x);
 /* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
  * background sample (taken now if there is none yet). */
 _warn_unused_ int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
@@ -182,12 +224,6 @@ void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle);
 int vms_dns_lookup(void *ud, const char *label, uint32_t *ret_ip);
 
 /* workspace.c */
-struct workspace_req {
-        const char *host_path; /* absolute, inside a git work tree */
-        bool include_untracked;
-        bool dry_run; /* list what would ship; no VM needed beyond the lookup */
-        const char *branch, *from;
-};
 _warn_unused_ int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req *q, const struct progress *p,
                       json_t **ret, struct op_error *e);
 /* A binary patch of the guest repo since base (NULL: the recorded head

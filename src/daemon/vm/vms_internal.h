@@ -78,12 +78,25 @@ _warn_unused_ int vms_resolve_boot(struct vms *v, const char *image_id, struct b
 /* ---- lifecycle under the VM's lock (start.c, stop.c) ---- */
 /* start: on failure the VM is in 'error' with last_error and nothing runs. */
 _warn_unused_ int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e);
+/* wait_ssh false: running once the agent answers, sshd or not. */
+_warn_unused_ int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh,
+                                      struct op_error *e);
 _warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
 _warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
 /* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
 _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
 /* In a VM's dir while its create makes its files. */
 #define VM_CREATING_MARKER ".creating"
+/* A delete was accepted (vm.delete with background): reconcile finishes it. */
+#define VM_DELETING_MARKER ".deleting"
+
+/* workspace.c: a create's workspace, written into the work disk before its
+ * first boot (the guest boots with /root/repo there). */
+_warn_unused_ int workspace_preboot_check(const struct workspace_req *q, struct op_error *e);
+_warn_unused_ int workspace_preboot(struct vms *v, const struct vm_row *row, const char *work_disk,
+                                    const struct workspace_req *q, const struct progress *pr, struct op_error *e);
+_warn_unused_ int workspace_preboot_finish(struct vms *v, const struct vm_row *row, const struct workspace_req *q,
+                                           struct op_error *e);
 /* What a VM held on the host once its VMM is gone: the capability hooks'
  * cleanup, the TAP, sockets, handles. Errors are logged, nothing stops. */
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);

@@ -137,7 +137,8 @@ static errcode_t new_file(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2
 }
 
 /* The directory one component down from dir, made (0700, uid:gid) when missing. */
-static errcode_t subdir(ext2_filsys fs, ext2_ino_t dir, const char *comp, uid_t uid, gid_t gid, ext2_ino_t *ret) {
+static errcode_t subdir_mode(ext2_filsys fs, ext2_ino_t dir, const char *comp, unsigned mode, uid_t uid, gid_t gid,
+                             ext2_ino_t *ret) {
         errcode_t e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, ret);
         if (e != EXT2_ET_FILE_NOT_FOUND)
                 return e;
@@ -147,8 +148,12 @@ static errcode_t subdir(ext2_filsys fs, ext2_ino_t dir, const char *comp, uid_t 
         if (!e)
                 e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, ret);
         if (!e)
-                e = set_owner(fs, *ret, 0700, LINUX_S_IFDIR, uid, gid);
+                e = set_owner(fs, *ret, mode, LINUX_S_IFDIR, uid, gid);
         return e;
+}
+
+static errcode_t subdir(ext2_filsys fs, ext2_ino_t dir, const char *comp, uid_t uid, gid_t gid, ext2_ino_t *ret) {
+        return subdir_mode(fs, dir, comp, 0700, uid, gid, ret);
 }
 
 /* The parent directories of fs_path (made as needed): the last one's inode,
@@ -229,4 +234,154 @@ int workdisk_write_file(const char *image, const char *fs_path, const void *data
         if (e && r == 0)
                 r = fail(err, e, "closing", image);
         return r;
+}
+
+/* ---- many files in one session (a workspace before boot) ------------------------ */
+
+#define WORKDISK_BUF (1u << 20)
+
+struct workdisk {
+        ext2_filsys fs;
+        char *buf;           /* 1 MiB copy buffer */
+        char *image;
+        char *last_dir;      /* the parent of the last put, and its inode: files come grouped */
+        ext2_ino_t last_ino;
+        uint64_t bytes;
+};
+
+int workdisk_open(const char *image, struct workdisk **ret, struct op_error *err) {
+        ext2_filsys fs = NULL;
+        errcode_t e = ext2fs_open(image, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
+        if (e)
+                return fail(err, e, "opening", image);
+        if ((e = ext2fs_read_bitmaps(fs))) {
+                ext2fs_close_free(&fs);
+                return fail(err, e, "reading bitmaps of", image);
+        }
+        struct workdisk *w = xcalloc(1, sizeof(*w));
+        *w = (struct workdisk) { .fs = fs, .image = xstrdup(image), .buf = xmalloc(WORKDISK_BUF) };
+        *ret = w;
+        return 0;
+}
+
+int workdisk_close(struct workdisk *w, struct op_error *err) {
+        if (!w)
+                return 0;
+        errcode_t e = ext2fs_close_free(&w->fs);
+        int r = e ? fail(err, e, "closing", w->image) : 0;
+        free(w->image);
+        free(w->last_dir);
+        free(w->buf);
+        free(w);
+        return r;
+}
+
+uint64_t workdisk_bytes(const struct workdisk *w) {
+        return w->bytes;
+}
+
+/* The inode of directory dir_path (absolute), made 0755 root-owned where missing. */
+static int dir_of(struct workdisk *w, const char *dir_path, uid_t uid, gid_t gid, ext2_ino_t *ret, struct op_error *err) {
+        if (w->last_dir && strcmp(w->last_dir, dir_path) == 0) {
+                *ret = w->last_ino;
+                return 0;
+        }
+        _cleanup_free_ char *p = xstrdup(dir_path);
+        ext2_ino_t dir = EXT2_ROOT_INO;
+        char *save = NULL;
+        for (char *comp = strtok_r(p, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+                if (strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0)
+                        return op_fail(err, -EINVAL, "invalid path '%s'", dir_path);
+                errcode_t e = subdir_mode(w->fs, dir, comp, 0755, uid, gid, &dir);
+                if (e)
+                        return fail(err, e, "making the directory", dir_path);
+        }
+        free(w->last_dir);
+        w->last_dir = xstrdup(dir_path);
+        w->last_ino = dir;
+        *ret = dir;
+        return 0;
+}
+
+static errcode_t set_stat(ext2_filsys fs, ext2_ino_t ino, const struct stat *st, unsigned type, uid_t uid, gid_t gid) {
+        struct ext2_inode inode;
+        errcode_t e = ext2fs_read_inode(fs, ino, &inode);
+        if (e)
+                return e;
+        inode.i_mode = (uint16_t) (type | (st->st_mode & 07777));
+        inode.i_uid = (uint16_t) uid;
+        ext2fs_set_i_uid_high(inode, uid >> 16);
+        inode.i_gid = (uint16_t) gid;
+        ext2fs_set_i_gid_high(inode, gid >> 16);
+        inode.i_mtime = (uint32_t) st->st_mtime;
+        inode.i_atime = inode.i_ctime = (uint32_t) time(NULL);
+        return ext2fs_write_inode(fs, ino, &inode);
+}
+
+static errcode_t copy_contents(struct workdisk *w, ext2_ino_t ino, int fd, const char *src) {
+        ext2_file_t file = NULL;
+        errcode_t e = ext2fs_file_open(w->fs, ino, EXT2_FILE_WRITE, &file);
+        ssize_t n = 0;
+        if (!e)
+                e = ext2fs_file_set_size2(file, 0); /* replace, never keep an old tail */
+        while (!e && (n = read(fd, w->buf, WORKDISK_BUF)) > 0) {
+                unsigned written = 0;
+                e = ext2fs_file_write(file, w->buf, (unsigned) n, &written);
+                if (!e && written != (unsigned) n)
+                        e = EXT2_ET_SHORT_READ;
+                w->bytes += written;
+        }
+        if (!e && n < 0)
+                e = (errcode_t) errno;
+        (void) src;
+        if (file) {
+                errcode_t e2 = ext2fs_file_close(file);
+                if (!e)
+                        e = e2;
+        }
+        return e;
+}
+
+int workdisk_put(struct workdisk *w, const char *fs_path, const char *src, uid_t uid, gid_t gid, struct op_error *err) {
+        struct stat st;
+        if (fs_path[0] != '/' || strstr(fs_path, "/../") || strstr(fs_path, "/./") || fs_path[strlen(fs_path) - 1] == '/')
+                return op_fail(err, -EINVAL, "invalid path '%s' on the work disk", fs_path);
+        if (lstat(src, &st) < 0)
+                return op_fail(err, -errno, "%s: %s", src, strerror(errno));
+        _cleanup_free_ char *parent = xstrdup(fs_path);
+        char *slash = strrchr(parent, '/');
+        const char *name = fs_path + (slash - parent) + 1;
+        *slash = '\0';
+        ext2_ino_t dir = EXT2_ROOT_INO, ino = 0;
+        int r = dir_of(w, parent, 0, 0, &dir, err);
+        if (r < 0)
+                return r;
+        errcode_t e;
+        if (S_ISDIR(st.st_mode)) {
+                if ((e = subdir_mode(w->fs, dir, name, st.st_mode & 07777, uid, gid, &ino)) ||
+                    (e = set_stat(w->fs, ino, &st, LINUX_S_IFDIR, uid, gid)))
+                        return fail(err, e, "making the directory", fs_path);
+                return 0;
+        }
+        if (S_ISLNK(st.st_mode)) {
+                char target[4096];
+                ssize_t n = readlink(src, target, sizeof(target) - 1);
+                if (n < 0)
+                        return op_fail(err, -errno, "readlink %s: %s", src, strerror(errno));
+                target[n] = '\0';
+                e = ext2fs_symlink(w->fs, dir, 0, name, target);
+                if (e == EXT2_ET_DIR_NO_SPACE && !(e = ext2fs_expand_dir(w->fs, dir)))
+                        e = ext2fs_symlink(w->fs, dir, 0, name, target);
+                return e ? fail(err, e, "making the symlink", fs_path) : 0;
+        }
+        if (!S_ISREG(st.st_mode))
+                return 0; /* sockets, FIFOs and devices do not travel (as in the tar stream) */
+        _cleanup_close_ int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return op_fail(err, -errno, "%s: %s", src, strerror(errno));
+        if ((r = file_inode(w->fs, dir, name, fs_path, &ino, err)) < 0)
+                return r;
+        if ((e = copy_contents(w, ino, fd, src)) || (e = set_stat(w->fs, ino, &st, LINUX_S_IFREG, uid, gid)))
+                return fail(err, e, "writing", fs_path);
+        return 0;
 }

@@ -27,3 +27,15 @@ _warn_unused_ int workdisk_grow(const char *path, uint64_t size_bytes, struct op
  * the guest), making missing parents (mode 0700) on the way. */
 _warn_unused_ int workdisk_write_file(const char *image, const char *fs_path, const void *data, size_t len, mode_t mode,
                         uid_t uid, gid_t gid, struct op_error *e);
+
+/* Many files in one open of the disk (a workspace written before boot). */
+struct workdisk;
+_warn_unused_ int workdisk_open(const char *image, struct workdisk **ret, struct op_error *e);
+/* The host's src (regular file, directory or symlink; others are skipped)
+ * at fs_path with its mode and mtime, owned uid:gid; missing parents are
+ * made 0755 root-owned. */
+_warn_unused_ int workdisk_put(struct workdisk *w, const char *fs_path, const char *src, uid_t uid, gid_t gid,
+                               struct op_error *e);
+uint64_t workdisk_bytes(const struct workdisk *w);
+/* Writes the bitmaps and the superblock back; frees w. */
+int workdisk_close(struct workdisk *w, struct op_error *e);

@@ -21,8 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "fsutil.h"
 #include "gitrepo.h"
 #include "ids.h"
@@ -33,6 +36,7 @@
 #include "store/store_vms.h"
 #include "strbuf.h"
 #include "vms_internal.h"
+#include "workdisk.h"
 
 #define GUEST_REPO "/root/repo"
 #define SHALLOW_DEPTH "10"
@@ -65,6 +69,27 @@ static char **ssh_argv(struct vms *v, const struct vm_row *r, const char *remote
         a[n++] = xstrdup(remote);
         a[n] = NULL;
         return a;
+}
+
+/* A guest shell script through the agent (bash -c, as over ssh), with our
+ * fds. 1 when the agent is too old for it (the caller uses ssh). */
+static int agent_script(struct vms *v, const struct vm_paths *p, const char *script, int in_fd, int out_fd, int err_fd,
+                        int timeout_ms, int *ret_status, struct op_error *e) {
+        uint8_t spec[FRAME_MAX_PAYLOAD];
+        size_t n = 0;
+        if (!v->deps.agent_exec)
+                return 1;
+        if (!spec_put_str(spec, sizeof(spec), &n, SPEC_ARG, "bash") ||
+            !spec_put_str(spec, sizeof(spec), &n, SPEC_ARG, "-c") ||
+            !spec_put_str(spec, sizeof(spec), &n, SPEC_ARG, script))
+                return op_fail(e, -E2BIG, "the guest script is too long");
+        struct agent_wait w = { .abort_fd = -1, .timeout_ms = timeout_ms };
+        int rc = v->deps.agent_exec->fds(v->deps.agent_ud, p->agent, spec, n, in_fd, out_fd, err_fd, &w, ret_status, e);
+        if (rc == -EPROTONOSUPPORT) {
+                op_error_done(e);
+                return 1;
+        }
+        return rc;
 }
 
 /* ---- the tar stream ------------------------------------------------------- */
@@ -289,6 +314,26 @@ static int ship_clone(struct ship *s, struct op_error *e) {
         return 0;
 }
 
+/* What the host has staged (git add, git rm --cached) is staged in the
+ * guest too: the host's index against HEAD as a binary patch, applied to
+ * the new index only (its blobs land in the staging repo's objects). */
+static int ship_staged(struct ship *s, const char *gd, const char *wt, struct op_error *e) {
+        _cleanup_free_ char *path = xasprintf("%s/.git/banger-staged.patch", s->staging);
+        _cleanup_free_ char *out_opt = xasprintf("--output=%s", path);
+        /* written by git itself: the patch's bytes exactly (binary parts end in blank lines) */
+        int rc = git_in(s->repo->toplevel,
+                        (const char *const[]) { "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false", "diff",
+                                                "--cached", "--binary", "--full-index", "--no-color", "--no-ext-diff",
+                                                "--no-renames", out_opt, "HEAD", NULL },
+                        e);
+        struct stat st;
+        if (rc == 0 && stat(path, &st) == 0 && st.st_size > 0)
+                rc = git_in(s->staging,
+                            (const char *const[]) { gd, wt, "apply", "--cached", "--whitespace=nowarn", path, NULL }, e);
+        unlink(path);
+        return rc < 0 ? op_prefix(e, "staging what the host staged") : 0;
+}
+
 /* The index is built here, against the host's work tree, so the guest never
  * re-hashes every file (slow under TCG): with checkStat=minimal git compares
  * only size and mtime (seconds), which the tar stream preserves. Files
@@ -304,6 +349,7 @@ static int ship_index(struct ship *s, struct op_error *e) {
         size_t changed_len = 0;
         int rc;
         if ((rc = git_in(s->staging, (const char *const[]) { gd, wt, "read-tree", head_ref, NULL }, e)) < 0 ||
+            (rc = ship_staged(s, gd, wt, e)) < 0 ||
             (rc = git_in(s->staging, (const char *const[]) { "config", "core.checkStat", "minimal", NULL }, e)) < 0 ||
             (rc = git_in(s->staging, (const char *const[]) { "config", "core.trustctime", "false", NULL }, e)) < 0)
                 return rc;
@@ -338,14 +384,51 @@ static int write_stream(struct ship *s, int fd, struct op_error *e) {
         return rc;
 }
 
-static int ship_stream(struct ship *s, struct op_error *e) {
+struct producer {
+        struct ship *s;
+        int fd;
+        int rc;
+        struct op_error e;
+};
+
+static void *produce(void *arg) {
+        struct producer *pr = arg;
+        pr->rc = write_stream(pr->s, pr->fd, &pr->e);
+        close(pr->fd); /* the guest's tar sees the end */
+        return NULL;
+}
+
+/* The tar stream through the agent: written by a thread into a pipe while
+ * the exec reads it. 1 when the agent is too old (ssh then). */
+static int ship_agent(struct ship *s, const char *script, int errfd, struct op_error *e) {
         int pipefd[2];
-        progress_stage(s->pr, "ship", "%zu files over one ssh stream", s->n_files);
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return op_fail(e, -errno, "pipe: %s", strerror(errno));
-        _cleanup_free_ char *errlog = path_join(s->p->dir, "workspace-ssh.log");
-        _cleanup_close_ int errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        _cleanup_free_ char *script = guest_script(s->q, s->from_sha);
+        struct producer pr = { .s = s, .fd = pipefd[1], .e = OP_ERROR_INIT };
+        pthread_t t;
+        if (pthread_create(&t, NULL, produce, &pr) != 0) {
+                close(pipefd[0]);
+                close(pipefd[1]);
+                return op_fail(e, -EAGAIN, "cannot start the tar writer");
+        }
+        int status = -1;
+        int rc = agent_script(s->v, s->p, script, pipefd[0], -1, errfd, 0, &status, e);
+        close(pipefd[0]); /* a writer still going sees EPIPE and stops */
+        pthread_join(t, NULL);
+        if (rc == 0 && pr.rc < 0)
+                rc = op_fail(e, pr.rc, "%s", op_error_message(&pr.e));
+        else if (rc == 0 && status != 0)
+                rc = op_fail(e, -EIO, "the guest's tar and git steps exited with %d", status);
+        if (rc == 1)
+                s->tar = (struct tar) { 0 }; /* nothing went; ssh sends it all */
+        op_error_done(&pr.e);
+        return rc;
+}
+
+static int ship_ssh(struct ship *s, const char *script, int errfd, struct op_error *e) {
+        int pipefd[2];
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return op_fail(e, -errno, "pipe: %s", strerror(errno));
         _cleanup_strv_free_ char **argv = ssh_argv(s->v, s->row, script);
         struct spawn_fd_map fds[] = { { 0, pipefd[0] }, { 2, errfd } };
         struct spawn_opts so = { .fds = fds, .n_fds = errfd >= 0 ? 2 : 1 };
@@ -359,7 +442,20 @@ static int ship_stream(struct ship *s, struct op_error *e) {
         rc = write_stream(s, pipefd[1], e);
         close(pipefd[1]);
         int code = spawn_wait(pid);
-        if (rc == 0 && code == 0) {
+        return rc < 0 ? rc : code != 0 ? op_fail(e, -EIO, "ssh exited with %d", code) : 0;
+}
+
+static int ship_stream(struct ship *s, struct op_error *e) {
+        progress_stage(s->pr, "ship", "%zu files in one tar stream through the agent", s->n_files);
+        _cleanup_free_ char *errlog = path_join(s->p->dir, "workspace-ship.log");
+        _cleanup_close_ int errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        _cleanup_free_ char *script = guest_script(s->q, s->from_sha);
+        int rc = ship_agent(s, script, errfd, e);
+        if (rc == 1) {
+                progress_stage(s->pr, "ship", "the guest agent is too old for streams: over ssh");
+                rc = ship_ssh(s, script, errfd, e);
+        }
+        if (rc == 0) {
                 unlink(errlog);
                 return 0;
         }
@@ -367,8 +463,8 @@ static int ship_stream(struct ship *s, struct op_error *e) {
         size_t len;
         if (read_file(errlog, 8192, &log, &len) < 0)
                 log = NULL; /* no guest output to add */
-        return op_fail(e, rc < 0 ? rc : -EIO, "shipping the workspace failed%s%s%s%s", rc < 0 ? ": " : "",
-                       rc < 0 ? op_error_message(e) : "", log && *log ? "; guest: " : "", log ? log : "");
+        return op_fail(e, rc, "shipping the workspace failed: %s%s%s", op_error_message(e),
+                       log && *log ? "; guest: " : "", log ? log : "");
 }
 
 static int ship_record(struct ship *s, json_t **ret, struct op_error *e) {
@@ -377,6 +473,9 @@ static int ship_record(struct ship *s, json_t **ret, struct op_error *e) {
                                               s->repo->toplevel, "head_commit", s->repo->head);
         if (s->q->branch)
                 json_object_set_new(ws, "branch", json_string(s->q->branch));
+        json_object_set_new(ws, "files", json_integer((json_int_t) s->n_files));
+        json_object_set_new(ws, "bytes", json_integer((json_int_t) s->tar.bytes));
+        json_object_set_new(ws, "skipped_untracked", json_integer((json_int_t) s->skipped));
         _cleanup_free_ char *wtext = json_dump_compact(ws);
         int rc = store_vm_set_workspace(v->deps.store, s->row->id, wtext);
         if (rc < 0)
@@ -504,6 +603,131 @@ int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req
         return rc;
 }
 
+/* ---- before boot: straight into the work disk --------------------------------- */
+
+/* The staging repo's .git (minus the lists only the guest script reads) at
+ * /repo/.git of the work disk. */
+static int put_tree(struct workdisk *wd, const char *src, const char *dst, bool top, struct op_error *e) {
+        int r = workdisk_put(wd, dst, src, 0, 0, e);
+        struct stat st;
+        if (r < 0 || lstat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+                return r;
+        _cleanup_(closedirp) DIR *d = opendir(src);
+        struct dirent *de;
+        while (d && r == 0 && (de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    (top && strncmp(de->d_name, "banger-", 7) == 0))
+                        continue;
+                _cleanup_free_ char *s = path_join(src, de->d_name), *n = path_join(dst, de->d_name);
+                r = put_tree(wd, s, n, false, e);
+        }
+        return r;
+}
+
+static int preboot_write(struct ship *s, const char *work_disk, struct op_error *e) {
+        struct workdisk *wd = NULL;
+        _cleanup_free_ char *gitdir = path_join(s->staging, ".git");
+        progress_stage(s->pr, "workspace", "%zu files into the work disk before boot", s->n_files);
+        int rc = workdisk_open(work_disk, &wd, e);
+        if (rc < 0)
+                return rc;
+        rc = put_tree(wd, gitdir, "/repo/.git", true, e);
+        for (size_t i = 0; rc == 0 && i < s->n_files; i++) {
+                _cleanup_free_ char *src = path_join(s->repo->toplevel, s->files[i].path);
+                _cleanup_free_ char *dst = xasprintf("/repo/%s", s->files[i].path);
+                rc = workdisk_put(wd, dst, src, 0, 0, e);
+        }
+        s->tar.bytes = workdisk_bytes(wd);
+        s->tar.files = (int) s->n_files;
+        _cleanup_op_error_ struct op_error ce = OP_ERROR_INIT;
+        if (workdisk_close(wd, &ce) < 0 && rc == 0)
+                rc = op_fail(e, ce.err, "%s", op_error_message(&ce));
+        return rc;
+}
+
+int workspace_preboot_check(const struct workspace_req *q, struct op_error *e) {
+        struct git_repo repo = { 0 };
+        _cleanup_free_ char *msg = NULL;
+        int rc = check_request(q, e);
+        if (rc == 0 && (rc = git_repo_inspect(q->host_path, &repo, &msg)) < 0) {
+                op_take_msg(e, rc, &msg);
+                op_recode(e, RPC_BAD_REQUEST);
+        }
+        git_repo_done(&repo);
+        return rc;
+}
+
+int workspace_preboot(struct vms *v, const struct vm_row *row, const char *work_disk, const struct workspace_req *q,
+                      const struct progress *pr, struct op_error *e) {
+        struct git_repo repo = { 0 };
+        struct git_file *files = NULL;
+        size_t n_files = 0, skipped = 0;
+        _cleanup_free_ char *msg = NULL, *from_sha = NULL;
+        struct vm_paths p;
+        int rc;
+        vm_paths_init(v, row, &p);
+        if ((rc = git_repo_inspect(q->host_path, &repo, &msg)) < 0)
+                op_take_msg(e, rc, &msg);
+        else if ((rc = git_repo_files(repo.toplevel, q->include_untracked, &files, &n_files, &skipped, &msg)) < 0)
+                op_take_msg(e, rc, &msg);
+        else if (q->from)
+                rc = resolve_from(&repo, q->from, &from_sha, e);
+        if (rc == 0) {
+                struct ship s = { .v = v, .row = row, .p = &p, .repo = &repo, .files = files, .n_files = n_files,
+                                  .skipped = skipped, .from_sha = from_sha, .q = q, .pr = pr, .t0 = v->deps.mono_ms() };
+                _cleanup_json_ json_t *res = NULL;
+                rc = ship_clone(&s, e);
+                if (rc == 0)
+                        rc = ship_index(&s, e);
+                if (rc == 0)
+                        rc = preboot_write(&s, work_disk, e);
+                if (rc == 0)
+                        rc = ship_record(&s, &res, e);
+                if (s.staging)
+                        rm_rf(s.staging);
+                free(s.staging);
+                free(s.from_pack);
+        }
+        git_files_free(files, n_files);
+        git_repo_done(&repo);
+        vm_paths_done(&p);
+        return rc;
+}
+
+/* After the boot of a VM whose workspace was written before it: the guest-
+ * only branch, through the agent. */
+int workspace_preboot_finish(struct vms *v, const struct vm_row *row, const struct workspace_req *q,
+                             struct op_error *e) {
+        if (!q->branch)
+                return 0;
+        _cleanup_free_ char *from_sha = NULL;
+        struct git_repo repo = { 0 };
+        _cleanup_free_ char *msg = NULL;
+        int rc = 0;
+        if (q->from) {
+                if ((rc = git_repo_inspect(q->host_path, &repo, &msg)) < 0)
+                        op_take_msg(e, rc, &msg);
+                else
+                        rc = resolve_from(&repo, q->from, &from_sha, e);
+                git_repo_done(&repo);
+                if (rc < 0)
+                        return rc;
+        }
+        _cleanup_free_ char *b = shell_quote(q->branch), *f = from_sha ? shell_quote(from_sha) : NULL;
+        _cleanup_free_ char *script = xasprintf("cd " GUEST_REPO " && git checkout -q -b %s%s%s", b, f ? " " : "",
+                                                f ? f : "");
+        struct vm_paths p;
+        vm_paths_init(v, row, &p);
+        int status = -1;
+        rc = agent_script(v, &p, script, -1, -1, -1, 60000, &status, e);
+        vm_paths_done(&p);
+        if (rc == 1)
+                return op_fail(e, -EPROTONOSUPPORT, "the guest agent is too old to check out --branch");
+        if (rc == 0 && status != 0)
+                rc = op_fail(e, -EIO, "git checkout -b %s in the guest exited with %d", q->branch, status);
+        return rc;
+}
+
 /* ---- export --------------------------------------------------------------- */
 
 /* A temporary index: the guest's own index and work tree stay as they are. */
@@ -519,17 +743,44 @@ static char *export_script(const char *guest_path, const char *base) {
                 qpath, qbase, qbase);
 }
 
+/* The export script through the agent: stdout to outfd, stderr (the file
+ * names, or why it failed) into res->err. 1: the agent is too old. */
+static int export_agent(struct vms *v, const struct vm_row *row, const char *script, int outfd,
+                        struct spawn_result *res, struct op_error *e) {
+        struct vm_paths p;
+        vm_paths_init(v, row, &p);
+        _cleanup_close_ int errfd = memfd_create("banger-export-err", MFD_CLOEXEC);
+        int status = -1, rc = errfd < 0 ? op_fail(e, -errno, "memfd: %s", strerror(errno))
+                                        : agent_script(v, &p, script, -1, outfd, errfd, EXPORT_TIMEOUT_MS, &status, e);
+        vm_paths_done(&p);
+        if (rc != 0)
+                return rc;
+        struct stat st;
+        size_t len = fstat(errfd, &st) == 0 && st.st_size > 0 ? (size_t) st.st_size : 0;
+        if (len > (16u << 20))
+                len = 16u << 20;
+        res->err = xcalloc(1, len + 1);
+        if (len && pread(errfd, res->err, len, 0) < 0)
+                res->err[0] = '\0';
+        res->exit_code = status;
+        return 0;
+}
+
 static int do_export(struct vms *v, const struct vm_row *row, const char *guest_path, const char *base_c,
                      const char *output, json_t **ret, struct op_error *e) {
         _cleanup_free_ char *script = export_script(guest_path, base_c);
         _cleanup_close_ int outfd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (outfd < 0)
                 return op_fail(e, -errno, "cannot write %s: %s", output, strerror(errno));
-        _cleanup_strv_free_ char **argv = ssh_argv(v, row, script);
-        struct spawn_fd_map fds[] = { { 1, outfd } };
-        struct spawn_opts so = { .fds = fds, .n_fds = 1, .capture_stderr = true, .timeout_ms = EXPORT_TIMEOUT_MS };
         struct spawn_result res = { 0 };
-        int rc = spawn_run(argv, &so, &res);
+        int rc = export_agent(v, row, script, outfd, &res, e);
+        if (rc == 1) { /* an agent too old for streams: ssh */
+                _cleanup_strv_free_ char **argv = ssh_argv(v, row, script);
+                struct spawn_fd_map fds[] = { { 1, outfd } };
+                struct spawn_opts so = { .fds = fds, .n_fds = 1, .capture_stderr = true,
+                                         .timeout_ms = EXPORT_TIMEOUT_MS };
+                rc = spawn_run(argv, &so, &res);
+        }
         if (rc < 0 || res.exit_code != 0) {
                 rc = op_fail_as(e, res.exit_code == 3 ? RPC_BAD_REQUEST : RPC_OPERATION_FAILED, rc < 0 ? rc : -EIO,
                                 "exporting the workspace of %s failed: %s", row->name,
