@@ -42,6 +42,7 @@ static size_t out_len, out_cap;
 static bool poweroff_pending, frames, upgrade_pending;
 static uint32_t call_chan; /* nonzero while answering a FRAME_CALL */
 static bool v1_only;       /* --protocol 1: "upgrade" is an unknown method */
+static bool out_has_frames; /* out holds frames (not only lines) since it was last empty */
 
 void out_add(const void *p, size_t n) {
         if (out_len + n > out_cap) {
@@ -60,6 +61,7 @@ void out_add(const void *p, size_t n) {
 
 void out_frame(uint32_t chan, uint8_t type, uint8_t stream, const void *payload, uint32_t len) {
         uint8_t h[FRAME_HDR];
+        out_has_frames = true;
         frame_header(h, chan, type, stream, len);
         out_add(h, sizeof(h));
         if (len)
@@ -190,6 +192,8 @@ static void flush_out(int fd) {
         }
         memmove(out, out + done, out_len - done);
         out_len -= done;
+        if (!out_len)
+                out_has_frames = false;
 }
 
 /* Only in a guest (the virtio port), never in --stdio mode on a host. The
@@ -268,10 +272,14 @@ static void take_lines(uint8_t *buf, size_t *len, bool *discarding) {
         }
 }
 
+/* Answers in lines stay for the next host (clients skip answers that are
+ * not theirs): one written while the port flapped is not lost. Frames of a
+ * session that is gone are dropped. */
 static void host_left(size_t *len) {
         sess_reset();
         frames = upgrade_pending = false;
-        out_len = 0; /* nobody to read it */
+        if (out_has_frames)
+                out_len = 0;
         *len = 0;
 }
 

@@ -167,7 +167,6 @@ int cli_agent_exec(struct cli_ctx *ctx, const char *vm, char *const *argv, int a
                    int *ret_code);
 /* Until the VM's sshd listens (vm.health), at most timeout_ms; reports why not. */
 int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms);
-int cli_sshd_missing(struct cli_ctx *ctx, const char *vm, int timeout_ms);
 int cmd_vm_workspace(struct cli_ctx *ctx, struct cli_args *a);
 /* --vcpu/--memory/--disk-size/--system-overlay-size/--nat/--no-nat into params (0, or exit 2) */
 int cli_spec_params(struct cli_args *a, json_t *params);

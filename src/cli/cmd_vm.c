@@ -549,14 +549,19 @@ char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
         return argv;
 }
 
-int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
+/* Until the VM's sshd listens, at most timeout_ms. agent_optional (vm ssh):
+ * ssh needs no agent, so only an agent that answers and says sshd does not
+ * listen stops us; one that is gone or busy is not asked twice. */
+static int wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms, bool agent_optional) {
         _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", vm);
         int64_t deadline = mono_ms_now() + timeout_ms;
         for (;;) {
                 _cleanup_json_ json_t *h = NULL;
+                ctx->silent = agent_optional;
                 int r = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_HEALTH, params, &h);
+                ctx->silent = false;
                 if (r)
-                        return r;
+                        return agent_optional ? 0 : r;
                 if (json_is_true(json_object_get(h, "sshd_listening")))
                         return 0;
                 if (mono_ms_now() >= deadline)
@@ -567,24 +572,8 @@ int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
         }
 }
 
-/* vm ssh: only an agent that answers and says sshd does not listen stops us
- * (ssh needs no agent: one that is gone or busy is not asked twice). */
-int cli_sshd_missing(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
-        _cleanup_json_ json_t *params = json_pack("{s:s}", "vm", vm);
-        int64_t deadline = mono_ms_now() + timeout_ms;
-        for (;;) {
-                _cleanup_json_ json_t *h = NULL;
-                ctx->silent = true;
-                int r = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_HEALTH, params, &h);
-                ctx->silent = false;
-                if (r || json_is_true(json_object_get(h, "sshd_listening")))
-                        return 0;
-                if (mono_ms_now() >= deadline)
-                        return cli_error(ctx, NULL,
-                                         "sshd is not listening in vm %s (the image may have no sshd; "
-                                         "banger vm exec %s -- CMD works without it)", vm, vm);
-                poll(NULL, 0, 100);
-        }
+int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms) {
+        return wait_sshd(ctx, vm, timeout_ms, false);
 }
 
 int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
@@ -597,7 +586,7 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
                                  str(vm, "state"), str(vm, "name"));
         if (a->dashdash < 0 && a->npos > 1)
                 return cli_usage_error(a->cmd, "put ssh arguments after '--'");
-        if ((r = cli_sshd_missing(ctx, str(vm, "name"), 10000)))
+        if ((r = wait_sshd(ctx, str(vm, "name"), 10000, true)))
                 return r;
         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);
         bool interactive = a->npos <= 1;

@@ -122,13 +122,14 @@ tf "delete (running VM), kill -9 at 'delete:files-gone' (dir gone, row kept): no
 # `vm run --rm` answers once the delete is recorded; a crash in the daemon's
 # background delete is finished by the next start, nobody deletes by hand.
 crashes() { grep -c "test hook: crashing at '$1'" "$LOG" 2>/dev/null || true; }
+crashed_since() { [ "$(crashes "$1")" -gt "$2" ]; } # stage count-before
 crash_rm() { # stage
         "$BANGER" daemon stop >/dev/null 2>&1 || true
         local before; before=$(crashes "$1")
         BANGER_TEST_CRASH_AT="$1" B vm run --rm --name rm1 "${SPEC[@]}" -- true >"$TMP/crash.out" 2>&1 ||
                 { cat "$TMP/crash.out"; return 1; }
         local id; id=$(created_id)
-        wait_for 30 "the daemon to crash at '$1' after answering" test "$(crashes "$1")" -gt "${before:-0}" || return 1
+        wait_for 30 "the daemon to crash at '$1' after answering" crashed_since "$1" "${before:-0}" || return 1
         local pid; pid=$(cat "$STATE/bangerd.lock" 2>/dev/null)
         wait_for 10 "the crashed bangerd ($pid) to be gone" not alive "$pid" || return 1
         [ -e "$STATE/vms/$id/.deleting" ] || [ ! -e "$STATE/vms/$id" ] || { echo "no .deleting marker in a dir left"; return 1; }

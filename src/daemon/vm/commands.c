@@ -318,7 +318,7 @@ int vm_set(struct vms *v, const char *ref, const struct vm_set_req *req, json_t 
 
 /* ---- the agent, activity, DNS ------------------------------------------------ */
 
-int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e) {
+int vms_with_running(struct vms *v, const char *ref, vms_running_fn fn, void *ud, struct op_error *e) {
         struct vm_row r;
         struct vm_paths p;
         int rc = vms_get_row(v, ref, &r, e);
@@ -327,13 +327,28 @@ int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, s
         vm_paths_init(v, &r, &p);
         if (vms_live_pid(v, &r, &p, NULL) <= 0)
                 rc = op_fail_as(e, RPC_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
-        else if ((rc = v->deps.agent_call(v->deps.agent_ud, p.agent, method, 10000, NULL, ret, e)) < 0)
+        else if ((rc = fn(v, &r, &p, ud, e)) < 0)
                 op_prefix(e, "vm %s", r.name);
         else if (store_vm_touch(v->deps.store, r.id) < 0)
                 log_warn("vm %s: cannot record its activity", r.name);
         vm_paths_done(&p);
         vm_row_done(&r);
         return rc;
+}
+
+struct agent_ask {
+        const char *method;
+        json_t **ret;
+};
+
+static int ask(struct vms *v, const struct vm_row *r, const struct vm_paths *p, void *ud, struct op_error *e) {
+        struct agent_ask *a = ud;
+        (void) r;
+        return v->deps.agent_call(v->deps.agent_ud, p->agent, a->method, 10000, NULL, a->ret, e);
+}
+
+int vm_agent(struct vms *v, const char *ref, const char *method, json_t **ret, struct op_error *e) {
+        return vms_with_running(v, ref, ask, &(struct agent_ask) { method, ret }, e);
 }
 
 int vm_touch(struct vms *v, const char *ref, struct op_error *e) {

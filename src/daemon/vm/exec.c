@@ -10,8 +10,6 @@
 
 #include "frame.h"
 #include "jsonx.h"
-#include "log.h"
-#include "store/store_vms.h"
 #include "vms_internal.h"
 
 #define EXEC_OPEN_TIMEOUT_MS 15000
@@ -65,32 +63,32 @@ static int build_spec(const struct vm_exec_req *q, struct spec_buf *s, struct op
         return 0;
 }
 
+struct exec_open {
+        const struct spec_buf *s;
+        struct agent_exec **ret;
+        uint32_t *ret_pid;
+};
+
+static int open_on(struct vms *v, const struct vm_row *r, const struct vm_paths *p, void *ud, struct op_error *e) {
+        struct exec_open *o = ud;
+        if (strcmp(r->state, "running") != 0) /* still starting, or stopping */
+                return op_fail_as(e, RPC_BAD_REQUEST, -ESRCH, "vm %s is %s", r->name, r->state);
+        int rc = v->deps.agent_exec->open(v->deps.agent_ud, p->agent, o->s->b, o->s->n, EXEC_OPEN_TIMEOUT_MS, o->ret,
+                                          o->ret_pid, e);
+        if (rc == -EPROTONOSUPPORT)
+                op_recode(e, RPC_BAD_VERSION);
+        return rc;
+}
+
 int vm_exec_open(struct vms *v, const char *ref, const struct vm_exec_req *q, struct agent_exec **ret,
                  uint32_t *ret_pid, struct op_error *e) {
         _cleanup_free_ struct spec_buf *s = xcalloc(1, sizeof(*s));
-        struct vm_row r;
-        struct vm_paths p;
         int rc = build_spec(q, s, e);
-        if (rc < 0 || (rc = vms_get_row(v, ref, &r, e)) < 0)
+        if (rc < 0)
                 return rc;
-        vm_paths_init(v, &r, &p);
         if (!v->deps.agent_exec)
-                rc = op_fail(e, -ENOTSUP, "execs through the agent are not available");
-        else if (strcmp(r.state, "running") != 0 || vms_live_pid(v, &r, &p, NULL) <= 0)
-                rc = op_fail_as(e, RPC_BAD_REQUEST, -ESRCH, "vm %s is not running (state %s)", r.name, r.state);
-        else {
-                rc = v->deps.agent_exec->open(v->deps.agent_ud, p.agent, s->b, s->n, EXEC_OPEN_TIMEOUT_MS, ret, ret_pid,
-                                              e);
-                if (rc == -EPROTONOSUPPORT)
-                        op_recode(e, RPC_BAD_VERSION);
-                if (rc < 0)
-                        op_prefix(e, "vm %s", r.name);
-                else if (store_vm_touch(v->deps.store, r.id) < 0)
-                        log_warn("vm %s: cannot record its activity", r.name);
-        }
-        vm_paths_done(&p);
-        vm_row_done(&r);
-        return rc;
+                return op_fail(e, -ENOTSUP, "execs through the agent are not available");
+        return vms_with_running(v, ref, open_on, &(struct exec_open) { s, ret, ret_pid }, e);
 }
 
 void vm_exec_attach(struct vms *v, struct agent_exec *x, int client_fd) {

@@ -260,7 +260,14 @@ static int step_ready(struct start *s, struct op_error *e) {
         bool sshd = false;
         progress_stage(s->pr, "wait for agent", NULL);
         int64_t deadline = s->v->deps.mono_ms() + s->v->deps.agent_boot_timeout_ms;
-        int rc = health(s, s->v->deps.agent_boot_timeout_ms, &sshd, e);
+        /* asked again every 10 s: one answer lost on the way (a guest port
+         * that flaps while the guest boots) costs 10 s, not the whole wait */
+        int rc;
+        do {
+                int64_t left = deadline - s->v->deps.mono_ms();
+                rc = health(s, left < 10000 ? (int) (left > 0 ? left : 1) : 10000, &sshd, e);
+        } while (rc == -ETIMEDOUT && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 0) &&
+                 !progress_cancelled(s->pr));
         if (rc == 0 && !sshd && !s->wait_ssh)
                 progress_stage(s->pr, "wait for ssh", "not waited for (commands go through the agent)");
         else if (rc == 0 && !sshd) {

@@ -90,6 +90,12 @@ _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, stru
 /* A delete was accepted (vm.delete with background): reconcile finishes it. */
 #define VM_DELETING_MARKER ".deleting"
 
+/* fn on a running VM (its row and paths); then its activity is recorded, or
+ * the error is prefixed with its name. */
+typedef int (*vms_running_fn)(struct vms *v, const struct vm_row *r, const struct vm_paths *p, void *ud,
+                              struct op_error *e);
+_warn_unused_ int vms_with_running(struct vms *v, const char *ref, vms_running_fn fn, void *ud, struct op_error *e);
+
 /* workspace.c: a create's workspace, written into the work disk before its
  * first boot (the guest boots with /root/repo there). */
 _warn_unused_ int workspace_preboot_check(const struct workspace_req *q, struct op_error *e);

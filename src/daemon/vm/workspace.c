@@ -147,20 +147,33 @@ static int tar_add(struct tar *t, const char *src, const char *name, struct op_e
         return r;
 }
 
-static int tar_add_tree(struct tar *t, const char *src, const char *name, struct op_error *err) {
-        int r = tar_add(t, src, name, err);
+/* fn on src and, below a directory, on everything in it (depth first);
+ * entries at the top level starting with skip_top are left out. */
+typedef int (*tree_fn)(void *ud, const char *src, const char *name, struct op_error *err);
+static int walk_tree(const char *src, const char *name, const char *skip_top, tree_fn fn, void *ud,
+                     struct op_error *err) {
+        int r = fn(ud, src, name, err);
         struct stat st;
         if (r < 0 || lstat(src, &st) < 0 || !S_ISDIR(st.st_mode))
                 return r;
         _cleanup_(closedirp) DIR *d = opendir(src);
         struct dirent *de;
         while (d && r == 0 && (de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    (skip_top && strncmp(de->d_name, skip_top, strlen(skip_top)) == 0))
                         continue;
                 _cleanup_free_ char *s = path_join(src, de->d_name), *n = path_join(name, de->d_name);
-                r = tar_add_tree(t, s, n, err);
+                r = walk_tree(s, n, NULL, fn, ud, err);
         }
         return r;
+}
+
+static int tar_add_cb(void *ud, const char *src, const char *name, struct op_error *err) {
+        return tar_add(ud, src, name, err);
+}
+
+static int tar_add_tree(struct tar *t, const char *src, const char *name, struct op_error *err) {
+        return walk_tree(src, name, NULL, tar_add_cb, t, err);
 }
 
 /* ---- what ships ------------------------------------------------------------- */
@@ -605,23 +618,8 @@ int workspace_prepare(struct vms *v, const char *ref, const struct workspace_req
 
 /* ---- before boot: straight into the work disk --------------------------------- */
 
-/* The staging repo's .git (minus the lists only the guest script reads) at
- * /repo/.git of the work disk. */
-static int put_tree(struct workdisk *wd, const char *src, const char *dst, bool top, struct op_error *e) {
-        int r = workdisk_put(wd, dst, src, 0, 0, e);
-        struct stat st;
-        if (r < 0 || lstat(src, &st) < 0 || !S_ISDIR(st.st_mode))
-                return r;
-        _cleanup_(closedirp) DIR *d = opendir(src);
-        struct dirent *de;
-        while (d && r == 0 && (de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                    (top && strncmp(de->d_name, "banger-", 7) == 0))
-                        continue;
-                _cleanup_free_ char *s = path_join(src, de->d_name), *n = path_join(dst, de->d_name);
-                r = put_tree(wd, s, n, false, e);
-        }
-        return r;
+static int put_cb(void *ud, const char *src, const char *name, struct op_error *err) {
+        return workdisk_put(ud, name, src, 0, 0, err);
 }
 
 static int preboot_write(struct ship *s, const char *work_disk, struct op_error *e) {
@@ -631,7 +629,8 @@ static int preboot_write(struct ship *s, const char *work_disk, struct op_error 
         int rc = workdisk_open(work_disk, &wd, e);
         if (rc < 0)
                 return rc;
-        rc = put_tree(wd, gitdir, "/repo/.git", true, e);
+        /* the staging repo's .git, minus the lists only the guest script reads */
+        rc = walk_tree(gitdir, "/repo/.git", "banger-", put_cb, wd, e);
         for (size_t i = 0; rc == 0 && i < s->n_files; i++) {
                 _cleanup_free_ char *src = path_join(s->repo->toplevel, s->files[i].path);
                 _cleanup_free_ char *dst = xasprintf("/repo/%s", s->files[i].path);
