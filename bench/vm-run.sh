@@ -6,8 +6,9 @@
 #    hand to the first successful `ssh true`, and to the agent's first
 #    answer; the --rm delete (CLI wait, then until nothing is left);
 #  - shipping a generated ~100 MB repository with `vm workspace prepare`
-#    against `git archive HEAD | ssh root@guest tar -x -C /root/repo` to the
-#    same VM, and the ratio (random bytes and base64 text);
+#    (one tar stream through the agent) and with `vm run PATH` (written into
+#    the work disk before boot) against `git archive HEAD | ssh root@guest
+#    tar -x -C /root/repo` to the same VM, and the ratios;
 #  - 1 GiB through `vm exec -- cat >/dev/null` and back from `vm exec --
 #    head -c 1G /dev/zero`, MB/s next to the same through ssh, with the peak
 #    RSS of bangerd and of the CLI during each.
@@ -150,6 +151,18 @@ prep=$(median <"$W/prep"); arch=$(median <"$W/arch")
 printf 'workspace prepare, %s repo, random bytes (median of 3):  %7.3f s\n' "$(du -sh --exclude=.git "$R" | cut -f1)" "$prep"
 printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
 printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
+
+# vm run PATH writes the repository into the new VM's work disk before its
+# first boot: the create's clone (+ index) and workspace stages, against the
+# same git archive | ssh
+: >"$W/pre"
+for i in 1 2 3; do
+        B vm run --rm --timings "${S[@]}" --disk-size 4G "$R" -- true 2>"$W/pre-$i.err" >/dev/null
+        sed -nE 's/^  (clone|workspace) +([0-9.]+)s.*/\2/p' "$W/pre-$i.err" | paste -sd+ | bc >>"$W/pre"
+done
+pre=$(median <"$W/pre")
+printf 'vm run PATH: clone + workspace into the work disk (median of 3): %7.3f s\n' "$pre"
+printf 'ratio to git archive | ssh tar -x:                              %7.2fx\n' "$(echo "$pre / $arch" | bc -l)"
 
 # the same with text (base64), which git packs compress
 T="$W/textrepo"
