@@ -7,9 +7,11 @@
  *
  * prepare: a shallow clone of the host's HEAD (made locally with git) gives
  * the guest a real repository; the host's working-tree files ride on top, in
- * one tar stream (libarchive) over one SSH connection, with an index built
- * on the host so `git status` in the guest shows the host's changes without
- * re-hashing the tree.
+ * one tar stream (libarchive) through the guest agent (SSH for an agent of
+ * protocol version 1), with an index built on the host (what the host staged
+ * staged in it too) so `git status` in the guest shows the host's changes
+ * without re-hashing the tree. A create with a workspace writes the same into
+ * the work disk before the first boot instead (workspace_preboot).
  */
 #include <archive.h>
 #include <archive_entry.h>
