@@ -177,7 +177,12 @@ static void child(const struct exec_spec *s, int slave, int in, int out, int err
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
+        /* every signal at its default: a command must not inherit what the
+         * agent (or whatever started it) ignores, or `trap ... INT` in a shell
+         * would be silently refused and SIGNAL frames would do nothing */
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
         setsid();
         if (slave >= 0) {
                 ioctl(slave, TIOCSCTTY, 0);

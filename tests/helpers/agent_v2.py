@@ -33,10 +33,12 @@ class Conn:
         self.w.flush()
 
     def readn(self, n, timeout=30):
+        import select
         deadline = time.time() + timeout
         while len(self.rest) < n:
-            if time.time() > deadline:
-                raise TimeoutError(f"waited for {n} bytes")
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.r.fileno()], [], [], left)[0]:
+                raise TimeoutError(f"waited {timeout} s for {n} bytes")
             c = os.read(self.r.fileno(), 65536)
             if not c:
                 raise EOFError
@@ -44,8 +46,13 @@ class Conn:
         d, self.rest = self.rest[:n], self.rest[n:]
         return d
 
-    def line(self):
+    def line(self, timeout=30):
+        import select
+        deadline = time.time() + timeout
         while b"\n" not in self.rest:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.r.fileno()], [], [], left)[0]:
+                raise TimeoutError(f"waited {timeout} s for a line")
             c = os.read(self.r.fileno(), 65536)
             if not c:
                 raise EOFError
