@@ -27,6 +27,7 @@ struct client {
         size_t in_len;
         uint32_t stdin_credit;
         bool stdin_done, done;
+        bool cant_send; /* the peer shut its side: what it sent before (the EXIT) is still read */
         bool eof[3];
 };
 
@@ -37,6 +38,8 @@ static void consume(struct strbuf *sb, size_t n) {
 
 static void put(struct client *c, uint8_t type, uint8_t stream, const void *p, uint32_t len) {
         uint8_t h[FRAME_HDR];
+        if (c->cant_send)
+                return;
         frame_header(h, EXEC_CLIENT_CHAN, type, stream, len);
         strbuf_add(&c->out, h, sizeof(h));
         if (len)
@@ -183,11 +186,15 @@ int exec_client_run(int fd, const struct exec_client_opts *o, struct exec_client
         struct client c = { .fd = fd, .o = o, .r = r, .out = STRBUF_INIT, .stdin_credit = FRAME_WINDOW };
         *r = (struct exec_client_result) { .code = 255 };
         c.in = xmalloc(FRAME_HDR + FRAME_MAX_PAYLOAD);
-        if (o->pre_len > FRAME_HDR + FRAME_MAX_PAYLOAD)
-                fail(&c, "too many bytes after the answer");
-        else if (o->pre_len) {
-                memcpy(c.in, o->pre, o->pre_len);
-                c.in_len = o->pre_len;
+        /* frames that came with the answer (a fast command's output: maybe
+         * more than one frame), a buffer at a time */
+        for (size_t at = 0; at < o->pre_len && !c.done;) {
+                size_t n = o->pre_len - at < FRAME_HDR + FRAME_MAX_PAYLOAD - c.in_len
+                                   ? o->pre_len - at
+                                   : FRAME_HDR + FRAME_MAX_PAYLOAD - c.in_len;
+                memcpy(c.in + c.in_len, o->pre + at, n);
+                c.in_len += n;
+                at += n;
                 read_frames(&c, true);
         }
         if (o->in_fd < 0) {
@@ -198,7 +205,7 @@ int exec_client_run(int fd, const struct exec_client_opts *o, struct exec_client
         int64_t deadline = o->timeout_ms > 0 ? mono_ms_now() + o->timeout_ms : 0;
         while (!c.done) {
                 struct pollfd p[4] = {
-                        { .fd = fd, .events = (short) (POLLIN | (c.out.len ? POLLOUT : 0)) },
+                        { .fd = fd, .events = (short) (POLLIN | (c.out.len && !c.cant_send ? POLLOUT : 0)) },
                         { .fd = !c.stdin_done && c.stdin_credit && c.out.len < FRAME_WINDOW ? o->in_fd : -1,
                           .events = POLLIN },
                         { .fd = o->signal_fd, .events = POLLIN },
@@ -230,11 +237,16 @@ int exec_client_run(int fd, const struct exec_client_opts *o, struct exec_client
                         read_signals(&c);
                 if (p[1].revents)
                         read_stdin(&c);
-                if (p[0].revents & POLLOUT) {
+                if (p[0].revents & POLLOUT && !c.cant_send) {
                         ssize_t k = send(fd, c.out.buf, c.out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
                         if (k > 0)
                                 consume(&c.out, (size_t) k);
-                        else if (k < 0 && errno != EAGAIN && errno != EINTR)
+                        else if (k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+                                /* the exec ended while we were behind: its last output
+                                 * and its EXIT wait in our socket; read them */
+                                c.cant_send = c.stdin_done = true;
+                                strbuf_setlen(&c.out, 0);
+                        } else if (k < 0 && errno != EAGAIN && errno != EINTR)
                                 fail(&c, strerror(errno));
                 }
                 if (!c.done && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))

@@ -224,6 +224,8 @@ static struct agent_exec *chan_find(struct link *k, uint32_t id) {
 static void chan_end(struct link *k, struct agent_exec *x, const char *error, bool close_guest) {
         if (x->state == CH_DONE)
                 return;
+        if (error && !k->dead)
+                log_warn("agent %s: exec channel %u ends: %s", k->socket, x->id, error);
         if (error && !x->error)
                 x->error = xstrdup(error);
         if (error && x->cfd >= 0 && !x->exited) {
