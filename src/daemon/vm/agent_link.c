@@ -543,9 +543,10 @@ static bool link_round(struct link *k) {
 
 /* Out of the registry (if a death put it there still), users woken. */
 static void link_end(struct link *k) {
-        pthread_mutex_lock(&k->L->mu);
+        struct agent_links *L = k->L;
+        pthread_mutex_lock(&L->mu);
         if (!k->closing) {
-                for (struct link **pp = &k->L->links; *pp; pp = &(*pp)->next)
+                for (struct link **pp = &L->links; *pp; pp = &(*pp)->next)
                         if (*pp == k) {
                                 *pp = k->next;
                                 k->refs--;
@@ -553,13 +554,16 @@ static void link_end(struct link *k) {
                         }
                 k->closing = true;
         }
-        k->L->nthreads--;
-        pthread_cond_broadcast(&k->L->cond);
-        pthread_mutex_unlock(&k->L->mu);
+        pthread_mutex_unlock(&L->mu);
         pthread_mutex_lock(&k->mu);
         pthread_cond_broadcast(&k->cond);
         pthread_mutex_unlock(&k->mu);
-        link_unref(k);
+        link_unref(k); /* may free k */
+        /* last: agent_links_free waits for this count, then frees L */
+        pthread_mutex_lock(&L->mu);
+        L->nthreads--;
+        pthread_cond_broadcast(&L->cond);
+        pthread_mutex_unlock(&L->mu);
 }
 
 static void *link_main(void *arg) {
