@@ -437,8 +437,6 @@ static int ship_agent(struct ship *s, const char *script, int errfd, struct op_e
                 rc = op_fail(e, pr.rc, "%s", op_error_message(&pr.e));
         else if (rc == 0 && status != 0)
                 rc = op_fail(e, -EIO, "the guest's tar and git steps exited with %d", status);
-        if (rc == 1)
-                s->tar = (struct tar) { 0 }; /* nothing went; ssh sends it all */
         op_error_done(&pr.e);
         return rc;
 }
