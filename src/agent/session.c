@@ -15,6 +15,10 @@
 #include <unistd.h>
 
 #define BASE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* A child's pipes hold a whole credit window (the kernel's 64 KiB made a
+ * reader of stdin and the agent take turns 10 KiB at a time: a tar -x of
+ * 98 MB took 8.4 s through the agent, 3.2 s with bigger pipes and reads) */
+#define PIPE_SIZE ((int) FRAME_WINDOW)
 #define OUT_HIGH (1u << 20) /* stop reading children while this much waits for the host */
 
 struct chan {
@@ -232,6 +236,10 @@ static void child(const struct exec_spec *s, int slave, int in, int out, int err
                 size_t k = 0;
                 tar_args[k++] = "tar";
                 tar_args[k++] = s->kind == SPEC_KIND_TAR_IN ? "-x" : "-c";
+                if (s->kind == SPEC_KIND_TAR_IN) { /* reads of 128 KiB, not 10 KiB: 2.6x faster under TCG */
+                        tar_args[k++] = "-b";
+                        tar_args[k++] = "256";
+                }
                 tar_args[k++] = "-f";
                 tar_args[k++] = "-";
                 if (s->kind == SPEC_KIND_TAR_OUT) {
@@ -325,10 +333,16 @@ static void start(uint32_t id, const struct exec_spec *s) {
                 c->out_fd[FRAME_STDERR] = err[0];
         }
         for (int i = 0; i < 3; i++)
-                if (c->out_fd[i] >= 0)
+                if (c->out_fd[i] >= 0) {
                         nonblock(c->out_fd[i]);
-        if (c->in_fd >= 0)
+                        if (!s->pty)
+                                (void) fcntl(c->out_fd[i], F_SETPIPE_SZ, PIPE_SIZE);
+                }
+        if (c->in_fd >= 0) {
                 nonblock(c->in_fd);
+                if (!s->pty)
+                        (void) fcntl(c->in_fd, F_SETPIPE_SZ, PIPE_SIZE);
+        }
         uint8_t p[4];
         frame_put_u32(p, (uint32_t) pid);
         out_frame(id, FRAME_OPENED, 0, p, 4);
