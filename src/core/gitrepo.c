@@ -18,7 +18,8 @@ int git_capture(const char *dir, const char *const *args, char **ret_out, char *
         return git_capture_n(dir, args, ret_out, &len, ret_err);
 }
 
-int git_capture_n(const char *dir, const char *const *args, char **ret_out, size_t *ret_len, char **ret_err) {
+static int git_run(const char *dir, const char *const *args, int in_fd, char **ret_out, size_t *ret_len,
+                   char **ret_err) {
         size_t n = 0;
         while (args[n])
                 n++;
@@ -28,8 +29,9 @@ int git_capture_n(const char *dir, const char *const *args, char **ret_out, size
         argv[2] = (char *) dir;
         for (size_t i = 0; i < n; i++)
                 argv[3 + i] = (char *) args[i];
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 120000,
-                                .max_capture = 256u << 20 };
+        struct spawn_fd_map in = { 0, in_fd };
+        struct spawn_opts o = { .fds = in_fd >= 0 ? &in : NULL, .n_fds = in_fd >= 0 ? 1 : 0, .capture_stdout = true,
+                                .capture_stderr = true, .timeout_ms = 120000, .max_capture = 256u << 20 };
         struct spawn_result res = { 0 };
         int r = spawn_run(argv, &o, &res);
         if (r < 0) {
@@ -48,6 +50,15 @@ int git_capture_n(const char *dir, const char *const *args, char **ret_out, size
         *ret_out = TAKE_PTR(res.out);
         spawn_result_done(&res);
         return 0;
+}
+
+int git_capture_n(const char *dir, const char *const *args, char **ret_out, size_t *ret_len, char **ret_err) {
+        return git_run(dir, args, -1, ret_out, ret_len, ret_err);
+}
+
+int git_capture_in(const char *dir, const char *const *args, int in_fd, char **ret_out, char **ret_err) {
+        size_t len;
+        return git_run(dir, args, in_fd, ret_out, &len, ret_err);
 }
 
 static char *git_opt(const char *dir, const char *const *args) {

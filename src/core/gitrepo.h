@@ -46,6 +46,8 @@ void git_files_free(struct git_file *f, size_t n);
 int git_capture(const char *dir, const char *const *args, char **ret_out, char **ret_err);
 /* The same with the output's length (for -z output). */
 int git_capture_n(const char *dir, const char *const *args, char **ret_out, size_t *ret_len, char **ret_err);
+/* The same with in_fd as git's stdin. */
+int git_capture_in(const char *dir, const char *const *args, int in_fd, char **ret_out, char **ret_err);
 
 /* POSIX shell single-quoting of one word. */
 char *shell_quote(const char *s);

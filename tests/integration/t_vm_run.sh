@@ -166,6 +166,21 @@ branch() {
 }
 t "--branch creates a guest-only branch, --from bases it on REF" branch
 
+shallow_history() {
+        local r="$TMP/long"
+        mkdir -p "$r" && git -C "$r" init -q -b main && git -C "$r" config user.name L && git -C "$r" config user.email l@l || return 1
+        for i in $(seq 12); do
+                echo "v$i" >"$r/f.txt" && printf 'gen %s\n' "$i" >"$r/gen$i.txt" && git -C "$r" add -A && git -C "$r" commit -qm "c$i" || return 1
+        done
+        # depth 10: commits c3..c12 with every blob they name (not only
+        # HEAD's), a clean fsck, and nothing left of the partial fetch
+        local out; out=$(B vm run --rm "${S[@]}" "$r" -- sh -c 'git log --format=%s | wc -l; git show HEAD~9:f.txt; git show HEAD~5:f.txt;
+                cat .git/shallow | wc -l; git fsck --no-dangling 2>&1 | grep -v "^Checking" | wc -l;
+                git config --get-regexp "remote|promisor|partialclone" | grep -v "^remote.origin" | wc -l; ls .git/objects/pack | grep -c promisor; git status --porcelain | wc -l' 2>"$TMP/long.err") || { cat "$TMP/long.err"; return 1; }
+        expect_eq "$(echo $out)" "10 v3 v7 1 0 0 0 0" || { cat "$TMP/long.err"; return 1; }
+}
+t "a long history arrives 10 commits deep with every blob those commits name; fsck clean; no promisor remains" shallow_history
+
 interrupt_prepare() {
         ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &
         local cli=$!
