@@ -6,9 +6,9 @@
 #    hand to the first successful `ssh true`, and to the agent's first
 #    answer; the --rm delete (CLI wait, then until nothing is left);
 #  - shipping a generated ~100 MB repository with `vm workspace prepare`
-#    (one tar stream through the agent) and with `vm run PATH` (written into
-#    the work disk before boot) against `git archive HEAD | ssh root@guest
-#    tar -x -C /root/repo` to the same VM, and the ratios;
+#    (written into the running VM's repo disk by the host) and with `vm run
+#    PATH` (the same before boot) against `git archive HEAD | ssh root@guest
+#    tar -x -C /root/arch` to the same VM (its work disk), and the ratios;
 #  - 1 GiB through `vm exec -- cat >/dev/null` and back from `vm exec --
 #    head -c 1G /dev/zero`, MB/s next to the same through ssh, with the peak
 #    RSS of bangerd and of the CLI during each.
@@ -139,20 +139,20 @@ SSH=(ssh -i "$(echo "$J" | jq -r .ssh.key)" -o IdentitiesOnly=yes -o StrictHostK
      "root@$(echo "$J" | jq -r .ip)")
 : >"$W/prep"; : >"$W/arch"
 for i in 1 2 3; do
-        t0=$(now); B vm workspace prepare ship "$R" >/dev/null 2>&1; t1=$(now)
+        t0=$(now); B --json vm workspace prepare ship "$R" >"$W/prep.json" 2>/dev/null; t1=$(now)
         echo "$t1 - $t0" | bc >>"$W/prep"
         t0=$(now)
-        git -C "$R" archive HEAD | ip netns exec "$NS" "${SSH[@]}" 'rm -rf /root/repo && mkdir -p /root/repo && tar -x -C /root/repo'
+        git -C "$R" archive HEAD | ip netns exec "$NS" "${SSH[@]}" 'rm -rf /root/arch && mkdir -p /root/arch && tar -x -C /root/arch'
         t1=$(now)
         echo "$t1 - $t0" | bc >>"$W/arch"
 done
-B vm ssh ship -- du -sh /root/repo >&2
+B vm ssh ship -- du -sh /root/repo /root/arch >&2
 prep=$(median <"$W/prep"); arch=$(median <"$W/arch")
-printf 'workspace prepare, %s repo, random bytes (median of 3):  %7.3f s\n' "$(du -sh --exclude=.git "$R" | cut -f1)" "$prep"
+printf 'workspace prepare (%s), %s repo, random bytes (median of 3):  %7.3f s\n' "$(jq -r .method "$W/prep.json")" "$(du -sh --exclude=.git "$R" | cut -f1)" "$prep"
 printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
 printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
 
-# vm run PATH writes the repository into the new VM's work disk before its
+# vm run PATH writes the repository into the new VM's repo disk before its
 # first boot: the create's clone (+ index) and workspace stages, against the
 # same git archive | ssh
 : >"$W/pre"
@@ -161,7 +161,7 @@ for i in 1 2 3; do
         sed -nE 's/^  (clone|workspace) +([0-9.]+)s.*/\2/p' "$W/pre-$i.err" | paste -sd+ | bc >>"$W/pre"
 done
 pre=$(median <"$W/pre")
-printf 'vm run PATH: clone + workspace into the work disk (median of 3): %7.3f s\n' "$pre"
+printf 'vm run PATH: clone + workspace into the repo disk (median of 3): %7.3f s\n' "$pre"
 printf 'ratio to git archive | ssh tar -x:                              %7.2fx\n' "$(echo "$pre / $arch" | bc -l)"
 
 # the same with text (base64), which git packs compress
@@ -174,15 +174,15 @@ done
 git -C "$T" add -A && git -C "$T" commit -qm text
 : >"$W/prep2"; : >"$W/arch2"
 for i in 1 2 3; do
-        t0=$(now); B vm workspace prepare ship "$T" >/dev/null 2>&1; t1=$(now)
+        t0=$(now); B --json vm workspace prepare ship "$T" >"$W/prep.json" 2>/dev/null; t1=$(now)
         echo "$t1 - $t0" | bc >>"$W/prep2"
         t0=$(now)
-        git -C "$T" archive HEAD | ip netns exec "$NS" "${SSH[@]}" 'rm -rf /root/repo && mkdir -p /root/repo && tar -x -C /root/repo'
+        git -C "$T" archive HEAD | ip netns exec "$NS" "${SSH[@]}" 'rm -rf /root/arch && mkdir -p /root/arch && tar -x -C /root/arch'
         t1=$(now)
         echo "$t1 - $t0" | bc >>"$W/arch2"
 done
 prep=$(median <"$W/prep2"); arch=$(median <"$W/arch2")
-printf 'workspace prepare, %s repo, base64 text (median of 3):   %7.3f s\n' "$(du -sh --exclude=.git "$T" | cut -f1)" "$prep"
+printf 'workspace prepare (%s), %s repo, base64 text (median of 3):   %7.3f s\n' "$(jq -r .method "$W/prep.json")" "$(du -sh --exclude=.git "$T" | cut -f1)" "$prep"
 printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
 printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
 # ---- streams: 1 GiB each way, agent vs ssh, peak RSS -----------------------

@@ -30,6 +30,7 @@
 
 #include "../shared/frame.h"
 #include "proto.h"
+#include "repodisk.h"
 #include "session.h"
 #include "sysinfo.h"
 
@@ -162,6 +163,8 @@ static const struct {
         { "ports", agent_ports },
         { "sync", r_synced },
         { "poweroff", r_poweroff },
+        { "repo_detach", agent_repo_detach },
+        { "repo_attach", agent_repo_attach },
 };
 
 static void handle_line(const char *line, size_t len) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "init.h"
+#include "../shared/vdisk.h"
 
 static pid_t start(char *const argv[]) {
         pid_t pid = fork();
@@ -43,6 +44,8 @@ static void shutdown_all(bool reboot_instead) {
         }
         kill(-1, SIGKILL);
         sync();
+        if (umount2(VDISK_REPO_MOUNT, 0) < 0) /* the repo disk first: it sits on /root */
+                umount2(VDISK_REPO_MOUNT, MNT_DETACH);
         umount2("/root", MNT_DETACH);
         mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
         init_poweroff(reboot_instead);

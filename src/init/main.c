@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "init.h"
+#include "../shared/vdisk.h"
 
 #define NEWROOT "/newroot"
 
@@ -75,6 +76,28 @@ static void mount_disk(const char *serial, const char *dst, const char *fstype, 
         init_stage(strcmp(what, "root") == 0 ? "root-mounted" : "work-mounted", "dev=%s", dev);
 }
 
+/* The repo disk holds /root/repo once the host wrote a workspace into it
+ * (its label says it is complete); never fatal: without it the VM boots
+ * with /root/repo on the work disk. */
+static void mount_repo(const char *serial) {
+        char dev[64];
+        if (init_find_disk(serial, dev, sizeof(dev), 1000) < 0) {
+                init_log("warning: repo disk with serial '%s' not found", serial);
+                return;
+        }
+        int r = vdisk_has_label(dev, VDISK_REPO_LABEL);
+        if (r <= 0) {
+                init_stage("repo-empty", "dev=%s", dev);
+                return;
+        }
+        mkdir(NEWROOT VDISK_REPO_MOUNT, 0755);
+        if (mount(dev, NEWROOT VDISK_REPO_MOUNT, "ext4", MS_NOATIME, NULL) < 0) {
+                init_log("warning: cannot mount the repo disk %s on %s: %s", dev, VDISK_REPO_MOUNT, strerror(errno));
+                return;
+        }
+        init_stage("repo-mounted", "dev=%s", dev);
+}
+
 int main(void) {
         struct init_params p;
         char cmdline[4096] = "";
@@ -119,6 +142,8 @@ int main(void) {
         mount_disk(p.root_serial, NEWROOT, p.rootfstype, "root");
         if (p.work_serial[0])
                 mount_disk(p.work_serial, NEWROOT "/root", "ext4", "work");
+        if (p.work_serial[0] && p.repo_serial[0])
+                mount_repo(p.repo_serial);
 
         r = init_apply_config("/banger/root", NEWROOT, &n);
         if (r < 0)

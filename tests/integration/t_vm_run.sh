@@ -181,6 +181,34 @@ shallow_history() {
 }
 t "a long history arrives 10 commits deep with every blob those commits name; fsck clean; no promisor remains" shallow_history
 
+repo_disk() {
+        local dir; dir=$(B --json vm show ws | jq -r .vm_dir) || return 1
+        # a prepare on the running VM writes the repo disk on the host
+        expect_eq "$(B --json vm workspace prepare ws "$REPO" | jq -r .method)" disk || return 1
+        expect_eq "$(B vm exec ws -- sh -c 'grep -c " /root/repo ext4 " /proc/mounts; git status --porcelain | wc -l; ls -A | tr "\n" " "')" \
+                "$(printf '1\n0\n.git .gitignore run.sh sub tracked.txt ')" || return 1
+        # /root/repo in use: the stream through the agent instead, same result
+        ip netns exec "$NS" "$BANGER" vm exec ws -- sh -c 'cd /root/repo && exec sleep 60' >/dev/null 2>&1 &
+        local holder=$!
+        wait_for 20 "a guest process in /root/repo" sh -c "ip netns exec '$NS' '$BANGER' vm exec ws -- sh -c 'ls -l /proc/*/cwd 2>/dev/null' | grep -q ' -> /root/repo$'" || return 1
+        local m; m=$(B --json vm workspace prepare ws "$REPO" 2>"$TMP/busy.err" | jq -r .method)
+        kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+        expect_eq "$m" agent || { cat "$TMP/busy.err"; return 1; }
+        expect_eq "$(B vm exec ws -- sh -c 'git status --porcelain | wc -l; ls -A | tr "\n" " "')" "$(printf '0\n.git .gitignore run.sh sub tracked.txt ')" || return 1
+        # a stop/start keeps it, the host's fsck finds it clean
+        expect_eq "$(B --json vm workspace prepare ws "$REPO" | jq -r .method)" disk || return 1
+        B vm stop ws >/dev/null 2>&1 || return 1
+        e2fsck -fn "$dir/repo.ext4" >"$TMP/fsck.out" 2>&1 || { cat "$TMP/fsck.out"; return 1; }
+        B vm start ws >/dev/null 2>&1 || return 1
+        expect_eq "$(B vm exec ws -- sh -c 'grep -c " /root/repo ext4 " /proc/mounts; git log -1 --format=%s')" "$(printf '1\nthree')" || return 1
+        # a disk the host did not finish (its label says so) is never mounted
+        B vm stop ws >/dev/null 2>&1 && e2label "$dir/repo.ext4" banger-repo-new && B vm start ws >/dev/null 2>&1 || return 1
+        expect_eq "$(B vm exec ws -- sh -c 'grep -c " /root/repo " /proc/mounts; ls -A /root/repo | wc -l')" "$(printf '0\n0')" || return 1
+        grep -q 'stage=repo-empty' "$dir/console.log" || { echo "no repo-empty stage on the console"; return 1; }
+        expect_eq "$(B --json vm workspace prepare ws "$REPO" | jq -r .method)" disk
+}
+t "the repo disk: prepare writes it on the host (method disk), /root/repo in use falls back to the agent's stream, survives stop/start with a clean fsck, a half-written disk is never mounted" repo_disk
+
 interrupt_prepare() {
         ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &
         local cli=$!

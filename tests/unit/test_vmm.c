@@ -61,6 +61,21 @@ static void test_argv(void **state) {
                 }
         }
         assert_true(noreboot);
+        /* no repo disk unless one is given */
+        for (char **a = argv; *a; a++)
+                assert_null(strstr(*a, "repo"));
+        strv_free(argv);
+
+        struct vm_boot repo = base;
+        repo.repo_disk = "/v/repo.ext4";
+        assert_int_equal(vmm_qemu.build_argv(&repo, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-drive", "id=repo,file=/v/repo.ext4,format=raw,if=none,discard=unmap"));
+        assert_true(has(argv, "-device", "virtio-blk-device,drive=repo,serial=repo"));
+        bool key = false;
+        for (char **a = argv; *a; a++)
+                if (strcmp(*a, "-append") == 0)
+                        key = strstr(a[1], " banger.repo=repo") != NULL;
+        assert_true(key);
         strv_free(argv);
 
         struct vm_boot kvm = base;

@@ -18,6 +18,7 @@
 #include "fsutil.h"
 #include "proc_spawn.h"
 #include "strbuf.h"
+#include "vdisk.h"
 #include "vm/workdisk.h"
 
 static char dir[64];
@@ -176,11 +177,58 @@ static void test_copy_across(void **state) {
         free(to);
 }
 
+/* The repo disk: blank at creation (a guest mounts nothing), a new ext4
+ * without lost+found at each reset, in place (the same inode: the VMM keeps
+ * it open), nothing of the last workspace left, complete only once labelled. */
+static void test_repo_disk(void **state) {
+        char *disk = path_join(dir, "repo.ext4"), *src = path_join(dir, "src.txt");
+        struct op_error err = OP_ERROR_INIT;
+        struct workdisk *w = NULL;
+        struct stat st, st2;
+        (void) state;
+        assert_int_equal(repodisk_create(disk, 256ULL << 20, &err), 0);
+        assert_int_equal(repodisk_create(disk, 256ULL << 20, &err), -EEXIST); /* never over an existing one */
+        op_error_done(&err);
+        assert_int_equal(vdisk_has_label(disk, VDISK_REPO_LABEL), 0);
+        assert_int_equal(stat(disk, &st), 0);
+        assert_int_equal(write_file_atomic(src, "old\n", 4, 0644), 0);
+        for (int round = 0; round < 2; round++) {
+                assert_int_equal(repodisk_reset(disk, VDISK_REPO_LABEL_NEW, &err), 0);
+                assert_int_equal(vdisk_has_label(disk, VDISK_REPO_LABEL_NEW), 1);
+                assert_int_equal(vdisk_has_label(disk, VDISK_REPO_LABEL), 0);
+                char *out = debugfs(disk, "ls /");
+                assert_null(strstr(out, "lost+found"));
+                assert_null(strstr(out, "a.txt")); /* the last round's files are gone */
+                free(out);
+                assert_int_equal(workdisk_open(disk, &w, &err), 0);
+                assert_int_equal(workdisk_put(w, round ? "/b.txt" : "/a.txt", src, 0, 0, &err), 0);
+                workdisk_set_label(w, VDISK_REPO_LABEL);
+                assert_int_equal(workdisk_close(w, &err), 0);
+                assert_int_equal(vdisk_has_label(disk, VDISK_REPO_LABEL), 1);
+                assert_fsck_clean(disk);
+        }
+        assert_int_equal(stat(disk, &st2), 0);
+        assert_true(st.st_ino == st2.st_ino && st2.st_size == 256LL << 20);
+        /* not a repo disk: a symlink, or too small */
+        char *link = path_join(dir, "link.ext4"), *tiny = path_join(dir, "tiny.ext4");
+        assert_int_equal(symlink(disk, link), 0);
+        assert_true(repodisk_reset(link, VDISK_REPO_LABEL_NEW, &err) < 0);
+        op_error_done(&err);
+        assert_int_equal(repodisk_create(tiny, 1 << 20, &err), 0);
+        assert_int_equal(repodisk_reset(tiny, VDISK_REPO_LABEL_NEW, &err), -EINVAL);
+        op_error_done(&err);
+        free(disk);
+        free(src);
+        free(link);
+        free(tiny);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_seeded),
                 cmocka_unit_test(test_unseeded),
                 cmocka_unit_test(test_copy_across),
+                cmocka_unit_test(test_repo_disk),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -245,10 +245,10 @@ static int create_build(struct create_work *w, struct op_error *e) {
         if (rc == 0)
                 rc = vms_prepare_disks(w->o->v, &w->row, &w->bf, e);
         if (rc == 0 && w->o->req.workspace) {
-                /* the repository goes into the work disk now: the guest boots with it */
+                /* the repository goes into the repo disk now: the guest boots with it */
                 struct vm_paths p;
                 vm_paths_init(w->o->v, &w->row, &p);
-                rc = workspace_preboot(w->o->v, &w->row, p.work, w->o->req.workspace, &w->pr, e);
+                rc = workspace_preboot(w->o->v, &w->row, p.repo, w->o->req.workspace, &w->pr, e);
                 vm_paths_done(&p);
         }
         test_crash_point("create:disks-made");

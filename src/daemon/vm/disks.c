@@ -101,6 +101,10 @@ static int prepare_work_disk(struct vms *v, const struct vm_row *r, const struct
                 return op_prefix(e, "work disk");
         if ((rc = write_gitconfig(p->work, e)) < 0)
                 return rc;
+        /* blank until a workspace is written into it: the guest mounts it
+         * only then */
+        if ((rc = repodisk_create(p->repo, (uint64_t) r->disk_size_bytes, e)) < 0)
+                return op_prefix(e, "repo disk");
         for (size_t i = 0; i < c->n_file_sync; i++) {
                 const struct file_sync_entry *f = &c->file_sync[i];
                 /* guest paths are under /root/, which is the work disk's / */

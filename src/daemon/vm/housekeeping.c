@@ -124,9 +124,10 @@ static json_t *collect_stats_locked(struct vms *v, const struct vm_row *r, pid_t
         s->host_cpu_ticks = ticks;
         s->at_ms = now;
         json_decref(s->last);
-        s->last = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I}}", "id", r->id, "name", r->name, "collected_at", at,
-                            "guest", guest, "host", host, "disk", "overlay_bytes", (json_int_t) allocated(p.overlay),
-                            "work_bytes", (json_int_t) allocated(p.work));
+        s->last = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I}}", "id", r->id, "name", r->name, "collected_at",
+                            at, "guest", guest, "host", host, "disk", "overlay_bytes", (json_int_t) allocated(p.overlay),
+                            "work_bytes", (json_int_t) allocated(p.work), "repo_bytes",
+                            (json_int_t) (vm_has_repo_disk(&p) ? allocated(p.repo) : 0));
         json_t *copy = json_deep_copy(s->last);
         pthread_mutex_unlock(&v->stats_mu);
         vm_paths_done(&p);

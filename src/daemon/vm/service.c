@@ -8,6 +8,7 @@
 #include <sys/sysinfo.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "clock.h"
@@ -21,6 +22,7 @@ void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         p->run = xasprintf("%s/vms/%s", v->deps.layout->runtime_dir, r->id);
         p->overlay = path_join(p->dir, "root.qcow2");
         p->work = path_join(p->dir, "work.ext4");
+        p->repo = path_join(p->dir, "repo.ext4");
         p->console = path_join(p->dir, "console.log");
         p->console_prev = path_join(p->dir, "console.prev.log");
         p->handles = path_join(p->dir, "handles.json");
@@ -32,11 +34,16 @@ void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
 }
 
 void vm_paths_done(struct vm_paths *p) {
-        char **all[] = { &p->dir,    &p->run,     &p->overlay, &p->work,   &p->console, &p->console_prev,
+        char **all[] = { &p->dir,    &p->run,     &p->overlay, &p->work, &p->repo, &p->console, &p->console_prev,
                          &p->handles, &p->hostkey, &p->cpio,    &p->initrd, &p->qmp,     &p->agent };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 free(*all[i]);
         *p = (struct vm_paths) { 0 };
+}
+
+bool vm_has_repo_disk(const struct vm_paths *p) {
+        struct stat st;
+        return lstat(p->repo, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t) (64u << 20);
 }
 
 char *vm_tap_name(const char *id) {

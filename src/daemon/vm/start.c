@@ -211,6 +211,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
                 .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
                 .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
+                .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL,
                 .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
         };

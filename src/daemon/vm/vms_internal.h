@@ -15,10 +15,13 @@
 
 /* ---- paths (service.c) ---- */
 struct vm_paths {
-        char *dir, *run, *overlay, *work, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp, *agent;
+        char *dir, *run, *overlay, *work, *repo, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp, *agent;
 };
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p);
 void vm_paths_done(struct vm_paths *p);
+/* The VM has a repo disk (made with it since repo disks exist): a regular
+ * file, never a symlink. */
+bool vm_has_repo_disk(const struct vm_paths *p);
 char *known_hosts_path(struct vms *v);
 char *vm_kh_patterns(const struct vm_row *r); /* "<name>.vm,<ip>" for known_hosts */
 char *vm_tap_name(const char *id);            /* bg<first 12 hex digits of the id> */
@@ -99,7 +102,7 @@ _warn_unused_ int vms_with_running(struct vms *v, const char *ref, vms_running_f
 /* workspace.c: a create's workspace, written into the work disk before its
  * first boot (the guest boots with /root/repo there). */
 _warn_unused_ int workspace_preboot_check(const struct workspace_req *q, struct op_error *e);
-_warn_unused_ int workspace_preboot(struct vms *v, const struct vm_row *row, const char *work_disk,
+_warn_unused_ int workspace_preboot(struct vms *v, const struct vm_row *row, const char *repo_disk,
                                     const struct workspace_req *q, const struct progress *pr, struct op_error *e);
 _warn_unused_ int workspace_preboot_finish(struct vms *v, const struct vm_row *row, const struct workspace_req *q,
                                            struct op_error *e);

@@ -276,6 +276,47 @@ int workdisk_close(struct workdisk *w, struct op_error *err) {
         return r;
 }
 
+void workdisk_set_label(struct workdisk *w, const char *label) {
+        memset(w->fs->super->s_volume_name, 0, sizeof(w->fs->super->s_volume_name));
+        size_t n = strlen(label), max = sizeof(w->fs->super->s_volume_name);
+        memcpy(w->fs->super->s_volume_name, label, n < max ? n : max);
+        ext2fs_mark_super_dirty(w->fs);
+}
+
+int repodisk_create(const char *path, uint64_t size_bytes, struct op_error *err) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t) size_bytes) < 0) {
+                int r = op_fail(err, -errno, "cannot create %s: %s", path, strerror(errno));
+                if (fd >= 0)
+                        unlink(path);
+                return r;
+        }
+        return 0;
+}
+
+int repodisk_reset(const char *path, const char *label, struct op_error *err) {
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return op_fail(err, -errno, "%s: %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_size < (off_t) (64u << 20))
+                return op_fail(err, -EINVAL, "%s is not a repo disk (a regular file of 64 MiB or more)", path);
+        /* the same file (the VMM holds it open), every block given back:
+         * nothing of the last workspace survives, and it reads as zeros */
+        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, st.st_size) < 0 &&
+            (ftruncate(fd, 0) < 0 || ftruncate(fd, st.st_size) < 0))
+                return op_fail(err, -errno, "cannot empty %s: %s", path, strerror(errno));
+        /* lazy_journal_init: the journal's blocks read as zeros already; no
+         * lost+found, which would show in the guest's `ls` and `git status` */
+        char *mkfs[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-L", (char *) label,
+                         (char *) "-E", (char *) "root_owner=0:0,nodiscard,lazy_journal_init=1", (char *) "-m",
+                         (char *) "0", (char *) path, NULL };
+        char *rmlf[] = { (char *) "debugfs", (char *) "-w", (char *) "-R", (char *) "rmdir lost+found", (char *) path,
+                         NULL };
+        int r = run(mkfs, err);
+        return r < 0 ? r : run(rmlf, err);
+}
+
 uint64_t workdisk_bytes(const struct workdisk *w) {
         return w->bytes;
 }

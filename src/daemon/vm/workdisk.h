@@ -37,5 +37,16 @@ _warn_unused_ int workdisk_open(const char *image, struct workdisk **ret, struct
 _warn_unused_ int workdisk_put(struct workdisk *w, const char *fs_path, const char *src, uid_t uid, gid_t gid,
                                struct op_error *e);
 uint64_t workdisk_bytes(const struct workdisk *w);
+/* The filesystem's label, written at close. */
+void workdisk_set_label(struct workdisk *w, const char *label);
+
+/*
+ * The repo disk: /root/repo of a VM whose workspace the host wrote (in the
+ * guest: src/shared/vdisk.h). Created sparse and blank with the VM;
+ * repodisk_reset makes it a new empty ext4 labelled label, in place (the
+ * VMM keeps it open), while the guest has it unmounted.
+ */
+_warn_unused_ int repodisk_create(const char *path, uint64_t size_bytes, struct op_error *e);
+_warn_unused_ int repodisk_reset(const char *path, const char *label, struct op_error *e);
 /* Writes the bitmaps and the superblock back; frees w. */
 int workdisk_close(struct workdisk *w, struct op_error *e);

@@ -33,6 +33,8 @@ char *vm_kernel_cmdline(const struct vm_boot *b) {
         strbuf_addf(&sb, " banger.mode=%s banger.root=rootfs banger.hostname=%s", b->init_mode, b->name);
         if (b->work_disk)
                 strbuf_addstr(&sb, " banger.work=work");
+        if (b->work_disk && b->repo_disk)
+                strbuf_addstr(&sb, " banger.repo=repo");
         if (b->ip_cidr)
                 strbuf_addf(&sb, " banger.ip=%s", b->ip_cidr);
         if (b->gateway)
@@ -110,6 +112,11 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 _cleanup_free_ char *work = qopt_escape(b->work_disk);
                 push2(&a, "-drive", xasprintf("id=work,file=%s,format=raw,if=none,discard=unmap", work));
                 push2(&a, "-device", xstrdup("virtio-blk-device,drive=work,serial=work"));
+        }
+        if (b->work_disk && b->repo_disk) {
+                _cleanup_free_ char *repo = qopt_escape(b->repo_disk);
+                push2(&a, "-drive", xasprintf("id=repo,file=%s,format=raw,if=none,discard=unmap", repo));
+                push2(&a, "-device", xstrdup("virtio-blk-device,drive=repo,serial=repo"));
         }
         if (b->net == VM_NET_TAP) {
                 if (b->tap_fd > 2) /* the VMM needs no access to /dev/net/tun */

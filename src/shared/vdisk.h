@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Guest side (banger-init and banger-agent, libc only): virtio disks found
+ * by the serial banger gave them (no udev in a guest: /sys/block/vd* /serial),
+ * and the repo disk's "ready" mark.
+ *
+ * The repo disk (serial "repo") holds /root/repo when a workspace was written
+ * by the host (docs/GUEST.md, "The repo disk"). The host formats it with the
+ * label VDISK_REPO_LABEL_NEW and sets VDISK_REPO_LABEL only once every file is
+ * written, so a guest never mounts a half-written one.
+ */
+
+#include <stddef.h>
+
+#define VDISK_REPO_SERIAL "repo"
+#define VDISK_REPO_LABEL "banger-repo"
+#define VDISK_REPO_LABEL_NEW "banger-repo-new"
+#define VDISK_REPO_MOUNT "/root/repo"
+
+/* "/dev/vdX" of the disk with that serial: 0, or -ENOENT. */
+int vdisk_find(const char *serial, char *ret_dev, size_t n);
+
+/* 1 when dev holds an ext4 (or ext2/3) superblock labelled label, 0 when it
+ * does not, -errno when it cannot be read. */
+int vdisk_has_label(const char *dev, const char *label);
