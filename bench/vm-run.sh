@@ -198,16 +198,16 @@ stream() { # label file-for-cli-peak command...
         local t0; t0=$(now)
         "$@"
         local t1; t1=$(now)
-        printf '%-44s %7.1f MB/s  bangerd peak %6s MiB  CLI peak %6s MiB\n' "$label" "$(mbps "$(echo "$t1 - $t0" | bc)")" \
+        printf '%-44s %7.1f MB/s  bangerd peak %6s MiB  client peak %6s MiB\n' "$label" "$(mbps "$(echo "$t1 - $t0" | bc)")" \
                 "$(peak)" "$(cli_rss "$tf")"
 }
 echo "# streams: 1 GiB each way" >&2
 stream "1 GiB in:  head -c 1G /dev/zero | vm exec cat" "$W/t1" \
         sh -c "head -c 1G /dev/zero | ${TIME[*]} $W/t1 ip netns exec $NS $BANGER vm exec ship -- cat >/dev/null"
 stream "1 GiB in:  the same through ssh" "$W/t2" \
-        sh -c "head -c 1G /dev/zero | ip netns exec $NS ${SSH[*]} 'cat >/dev/null'"
+        sh -c "head -c 1G /dev/zero | ${TIME[*]} $W/t2 ip netns exec $NS ${SSH[*]} 'cat >/dev/null'"
 stream "1 GiB out: vm exec head -c 1G /dev/zero | sha256sum" "$W/t3" \
         sh -c "${TIME[*]} $W/t3 ip netns exec $NS $BANGER vm exec ship -- head -c 1G /dev/zero | sha256sum >/dev/null"
 stream "1 GiB out: the same through ssh" "$W/t4" \
-        sh -c "ip netns exec $NS ${SSH[*]} 'head -c 1G /dev/zero' | sha256sum >/dev/null"
+        sh -c "${TIME[*]} $W/t4 ip netns exec $NS ${SSH[*]} 'head -c 1G /dev/zero' | sha256sum >/dev/null"
 B vm delete ship >/dev/null 2>&1

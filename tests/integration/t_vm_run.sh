@@ -205,9 +205,14 @@ repo_disk() {
         B vm stop ws >/dev/null 2>&1 && e2label "$dir/repo.ext4" banger-repo-new && B vm start ws >/dev/null 2>&1 || return 1
         expect_eq "$(B vm exec ws -- sh -c 'grep -c " /root/repo " /proc/mounts; ls -A /root/repo | wc -l')" "$(printf '0\n0')" || return 1
         grep -q 'stage=repo-empty' "$dir/console.log" || { echo "no repo-empty stage on the console"; return 1; }
-        expect_eq "$(B --json vm workspace prepare ws "$REPO" | jq -r .method)" disk
+        expect_eq "$(B --json vm workspace prepare ws "$REPO" | jq -r .method)" disk || return 1
+        # a daemon that died mid-prepare left its clone: swept at the next start
+        mkdir -p "$dir/.ws-staging-dead/.git" && B daemon stop >/dev/null 2>&1 && B ping >/dev/null 2>&1 || return 1
+        wait_for 10 "the dead prepare's clone to be swept" sh -c "[ ! -e '$dir/.ws-staging-dead' ]" || return 1
+        grep -q "left by a workspace prepare cut short" "$LOG" || { echo "no log line"; return 1; }
+        expect_eq "$(B vm exec ws -- git -C /root/repo log -1 --format=%s)" three
 }
-t "the repo disk: prepare writes it on the host (method disk), /root/repo in use falls back to the agent's stream, survives stop/start with a clean fsck, a half-written disk is never mounted" repo_disk
+t "the repo disk: prepare writes it on the host (method disk), /root/repo in use falls back to the agent's stream, survives stop/start with a clean fsck, a half-written disk is never mounted; a dead prepare's clone is swept at start" repo_disk
 
 interrupt_prepare() {
         ip netns exec "$NS" "$BANGER" vm run --rm "${S[@]}" --name intr "$REPO" -- true >"$TMP/intr.out" 2>&1 &

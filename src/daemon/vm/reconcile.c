@@ -7,6 +7,7 @@
  * VMs are adopted first, so the release of a dead one can tell which TAPs
  * are still in use whatever its handles file says.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -232,6 +233,26 @@ static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pas
         }
 }
 
+/* A daemon that died during a prepare left its local clone (up to the size
+ * of the repository) in the VM's dir: removed, under the workspace lock
+ * alone (never with the VM's), so a prepare already running is waited for. */
+static void sweep_staging(struct vms *v, const struct vm_row *r) {
+        struct vm_lock *l = vms_workspace_lock(v, r->id);
+        _cleanup_(closedirp) DIR *d = opendir(r->vm_dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (strncmp(de->d_name, VM_WS_STAGING_PREFIX, strlen(VM_WS_STAGING_PREFIX)) != 0)
+                        continue;
+                _cleanup_free_ char *path = path_join(r->vm_dir, de->d_name);
+                int rc = rm_rf(path);
+                if (rc < 0)
+                        log_warn("reconcile: vm %s: cannot remove %s: %s", r->name, path, strerror(-rc));
+                else
+                        log_info("reconcile: vm %s: removed %s, left by a workspace prepare cut short", r->name, path);
+        }
+        vms_workspace_unlock(v, l);
+}
+
 void vms_reconcile(struct vms *v) {
         struct vm_row *rows;
         size_t n;
@@ -242,6 +263,9 @@ void vms_reconcile(struct vms *v) {
         }
         reconcile_pass(v, rows, n, 0);
         reconcile_pass(v, rows, n, 1);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(rows[i].state, "deleted") != 0 && rows[i].vm_dir)
+                        sweep_staging(v, &rows[i]);
         /* adopted VMs whose start was cut short: ready them in the background */
         for (size_t i = 0; i < n; i++) {
                 struct vm_row cur;

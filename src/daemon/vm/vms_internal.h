@@ -90,6 +90,8 @@ _warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, stru
 _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
 /* In a VM's dir while its create makes its files. */
 #define VM_CREATING_MARKER ".creating"
+/* <vm_dir>/<prefix><random>: a prepare's local clone (workspace.c), swept at start */
+#define VM_WS_STAGING_PREFIX ".ws-staging-"
 /* A delete was accepted (vm.delete with background): reconcile finishes it. */
 #define VM_DELETING_MARKER ".deleting"
 

@@ -6,12 +6,14 @@
  * slow import (the import then fails with the connection).
  *
  * prepare: a shallow clone of the host's HEAD (made locally with git) gives
- * the guest a real repository; the host's working-tree files ride on top, in
- * one tar stream (libarchive) through the guest agent (SSH for an agent of
- * protocol version 1), with an index built on the host (what the host staged
- * staged in it too) so `git status` in the guest shows the host's changes
- * without re-hashing the tree. A create with a workspace writes the same into
- * the work disk before the first boot instead (workspace_preboot).
+ * the guest a real repository, with the host's working-tree files and an
+ * index built on the host (what the host staged staged in it too) so `git
+ * status` in the guest shows the host's changes without re-hashing the tree.
+ * All of it is written by the host into the VM's repo disk (libext2fs), the
+ * guest holding the disk unmounted meanwhile (ship_disk), or before the first
+ * boot (workspace_preboot). A VM without a repo disk, or whose /root/repo is
+ * in use, gets one tar stream (libarchive) through the guest agent instead
+ * (SSH for an agent of protocol version 1).
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -357,7 +359,7 @@ static int ship_clone(struct ship *s, struct op_error *e) {
         const struct git_repo *repo = s->repo;
         _cleanup_free_ char *rnd = random_hex(4), *url = xasprintf("file://%s", repo->toplevel);
         _cleanup_free_ char *head_ref = xasprintf("refs/heads/%s", repo->branch ? repo->branch : "banger-workspace");
-        s->staging = xasprintf("%s/.ws-staging-%s", s->p->dir, rnd);
+        s->staging = xasprintf("%s/" VM_WS_STAGING_PREFIX "%s", s->p->dir, rnd);
         _cleanup_free_ char *blobs = xasprintf("%s/.git/banger-blobs", s->staging);
         _cleanup_free_ char *pack_base = xasprintf("%s/.git/objects/pack/pack", s->staging);
         const char *tip2 = s->from_sha ? s->from_sha : repo->head;
