@@ -186,7 +186,7 @@ def main():
     ch, t, st, pl = c.next()
     while not (ch == 14 and t == OPENED):
         ch, t, st, pl = c.next()
-    for _ in range(8):  # 64 KiB fill the pipe, then 448 KiB against a 256 KiB window
+    for _ in range(12):  # the pipe takes 256 KiB (sized to the window), the window 256 KiB more, then over
         c.frame(14, DATA, 0, b"x" * 65536)
     ch, t, st, pl = c.next()
     while not (ch == 14 and t == ERROR):
