@@ -133,11 +133,17 @@ static int cmd_vm_workspace_prepare(struct cli_ctx *ctx, struct cli_args *a) {
                 return r;
         if (ctx->json)
                 cli_print_json(res);
-        else
-                printf("shipped %lld files (%lld bytes) from %s to %s:%s at %.12s\n",
+        else {
+                const char *m = str(res, "method");
+                printf("shipped %lld files (%lld bytes) from %s to %s:%s at %.12s%s\n",
                        (long long) json_integer_value(json_object_get(res, "files")),
                        (long long) json_integer_value(json_object_get(res, "bytes")), str(res, "host_path"), a->pos[0],
-                       str(res, "guest_path"), str(res, "head_commit"));
+                       str(res, "guest_path"), str(res, "head_commit"),
+                       strcmp(m, "disk") == 0    ? " (written into its repo disk)"
+                       : strcmp(m, "agent") == 0 ? " (through the agent: /root/repo in use, or no repo disk)"
+                       : strcmp(m, "ssh") == 0   ? " (over ssh: the agent is too old for streams)"
+                                                 : "");
+        }
         skipped_notice(res);
         return 0;
 }
