@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "../shared/frame.h"
+#include "../shared/vdisk.h"
 #include "proto.h"
 #include "repodisk.h"
 #include "session.h"
@@ -74,31 +75,7 @@ size_t out_pending(void) {
 }
 
 static int find_port(char *dev, size_t n) {
-        DIR *d = opendir("/sys/class/virtio-ports");
-        struct dirent *de;
-        int r = -1;
-
-        if (!d)
-                return -1;
-        while ((de = readdir(d))) {
-                char path[300], name[64] = "";
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
-                FILE *f = fopen(path, "re");
-                if (!f)
-                        continue;
-                if (fgets(name, sizeof(name), f))
-                        name[strcspn(name, "\n")] = '\0';
-                fclose(f);
-                if (strcmp(name, PORT_NAME) == 0) {
-                        snprintf(dev, n, "/dev/%s", de->d_name);
-                        r = 0;
-                        break;
-                }
-        }
-        closedir(d);
-        return r;
+        return sysfs_find_dev("/sys/class/virtio-ports", "", "name", PORT_NAME, dev, n);
 }
 
 static void reply(const struct agent_request *req, bool id_known, const char *code, const char *msg,
@@ -224,31 +201,25 @@ static void do_poweroff(int fd, bool in_guest) {
 }
 
 /* Frames in buf[0..*len): handled and consumed; false on a protocol error. */
+static bool host_frame(void *ud, const struct frame *f) {
+        bool *ok = ud;
+        if (f->type == FRAME_CALL) {
+                call_chan = f->chan ? f->chan : 1;
+                handle_line((const char *) f->payload, f->len);
+                call_chan = 0;
+        } else if (f->type == FRAME_BYE) {
+                sess_reset();
+                frames = false; /* what follows is lines again */
+        } else
+                *ok = sess_on_frame(f);
+        return *ok && frames;
+}
+
+/* Frames in buf[0..*len) until a BYE; false at bytes that are not one. */
 static bool take_frames(uint8_t *buf, size_t *len) {
-        size_t used = 0;
         bool ok = true;
-        while (ok && frames) {
-                struct frame f;
-                int k = frame_parse(buf + used, *len - used, &f);
-                if (k == 0)
-                        break;
-                if (k < 0) {
-                        ok = false;
-                        break;
-                }
-                used += (size_t) k;
-                if (f.type == FRAME_CALL) {
-                        call_chan = f.chan ? f.chan : 1;
-                        handle_line((const char *) f.payload, f.len);
-                        call_chan = 0;
-                } else if (f.type == FRAME_BYE) {
-                        sess_reset();
-                        frames = false; /* what follows is lines again */
-                } else
-                        ok = sess_on_frame(&f);
-        }
-        memmove(buf, buf + used, *len - used);
-        *len -= used;
+        if (frame_consume(buf, len, host_frame, &ok) < 0)
+                ok = false;
         return ok;
 }
 

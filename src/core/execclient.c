@@ -133,6 +133,16 @@ static void on_frame(struct client *c, const struct frame *f) {
         }
 }
 
+static bool peer_frame(void *ud, const struct frame *f) {
+        struct client *c = ud;
+        if (f->chan != EXEC_CLIENT_CHAN) {
+                fail(c, "malformed frame from the peer");
+                return false;
+        }
+        on_frame(c, f);
+        return !c->done;
+}
+
 static void read_frames(struct client *c, bool pre_only) {
         if (!pre_only) {
                 ssize_t k = recv(c->fd, c->in + c->in_len, FRAME_HDR + FRAME_MAX_PAYLOAD - c->in_len, MSG_DONTWAIT);
@@ -142,19 +152,8 @@ static void read_frames(struct client *c, bool pre_only) {
                         return;
                 c->in_len += (size_t) k;
         }
-        size_t used = 0;
-        while (!c->done) {
-                struct frame f;
-                int n = frame_parse(c->in + used, c->in_len - used, &f);
-                if (n == 0)
-                        break;
-                if (n < 0 || f.chan != EXEC_CLIENT_CHAN)
-                        return fail(c, "malformed frame from the peer");
-                used += (size_t) n;
-                on_frame(c, &f);
-        }
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
+        if (!c->done && frame_consume(c->in, &c->in_len, peer_frame, c) < 0)
+                fail(c, "malformed frame from the peer");
 }
 
 static void read_stdin(struct client *c) {

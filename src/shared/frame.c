@@ -15,6 +15,25 @@ void frame_put_u32(uint8_t *p, uint32_t v) {
         p[3] = (uint8_t) (v >> 24);
 }
 
+int frame_consume(uint8_t *buf, size_t *len, frame_fn fn, void *ud) {
+        size_t used = 0;
+        int r = 0;
+        for (;;) {
+                struct frame f;
+                int k = frame_parse(buf + used, *len - used, &f);
+                if (k <= 0) {
+                        r = k < 0 ? -1 : 0;
+                        break;
+                }
+                used += (size_t) k;
+                if (!fn(ud, &f))
+                        break;
+        }
+        memmove(buf, buf + used, *len - used);
+        *len -= used;
+        return r;
+}
+
 void frame_header(uint8_t out[FRAME_HDR], uint32_t chan, uint8_t type, uint8_t stream, uint32_t len) {
         frame_put_u32(out, chan);
         out[4] = type;

@@ -65,6 +65,13 @@ struct frame {
  * the limit or of the wrong size for its type). */
 int frame_parse(const uint8_t *buf, size_t len, struct frame *f);
 
+/* Every whole frame at the start of buf[0..*len) to fn, in order, until fn
+ * returns false; what was taken is dropped from buf (a partial frame moves
+ * to the front). 0, or -1 at bytes that are not a frame (the frames before
+ * them are taken, the bad bytes stay at the front). */
+typedef bool (*frame_fn)(void *ud, const struct frame *f);
+int frame_consume(uint8_t *buf, size_t *len, frame_fn fn, void *ud);
+
 void frame_header(uint8_t out[FRAME_HDR], uint32_t chan, uint8_t type, uint8_t stream, uint32_t len);
 uint32_t frame_u32(const uint8_t *p);
 void frame_put_u32(uint8_t *p, uint32_t v);

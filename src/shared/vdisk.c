@@ -9,8 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-int vdisk_find(const char *serial, char *ret_dev, size_t n) {
-        DIR *d = opendir("/sys/block");
+int sysfs_find_dev(const char *class_dir, const char *prefix, const char *attr, const char *value, char *ret_dev,
+                   size_t n) {
+        DIR *d = opendir(class_dir);
         struct dirent *de;
         int r = -ENOENT;
 
@@ -18,9 +19,9 @@ int vdisk_find(const char *serial, char *ret_dev, size_t n) {
                 return -errno;
         while ((de = readdir(d))) {
                 char path[300], buf[64] = "";
-                if (strncmp(de->d_name, "vd", 2) != 0)
+                if (de->d_name[0] == '.' || strncmp(de->d_name, prefix, strlen(prefix)) != 0)
                         continue;
-                snprintf(path, sizeof(path), "/sys/block/%s/serial", de->d_name);
+                snprintf(path, sizeof(path), "%s/%s/%s", class_dir, de->d_name, attr);
                 int fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         continue;
@@ -30,7 +31,7 @@ int vdisk_find(const char *serial, char *ret_dev, size_t n) {
                         continue;
                 buf[k] = '\0';
                 buf[strcspn(buf, "\n")] = '\0';
-                if (strcmp(buf, serial) == 0) {
+                if (strcmp(buf, value) == 0) {
                         snprintf(ret_dev, n, "/dev/%s", de->d_name);
                         r = 0;
                         break;
@@ -38,6 +39,10 @@ int vdisk_find(const char *serial, char *ret_dev, size_t n) {
         }
         closedir(d);
         return r;
+}
+
+int vdisk_find(const char *serial, char *ret_dev, size_t n) {
+        return sysfs_find_dev("/sys/block", "vd", "serial", serial, ret_dev, n);
 }
 
 /* The ext2/3/4 superblock: 1024 bytes in; s_magic at 56 (0xEF53, little

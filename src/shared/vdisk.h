@@ -2,9 +2,10 @@
 #pragma once
 
 /*
- * Guest side (banger-init and banger-agent, libc only): virtio disks found
- * by the serial banger gave them (no udev in a guest: /sys/block/vd* /serial),
- * and the repo disk's "ready" mark.
+ * Guest side (banger-init and banger-agent, libc only): devices found through
+ * sysfs (no udev in a guest): virtio disks by the serial banger gave them
+ * (/sys/block/vd* /serial), the agent's port by its name; and the repo disk's
+ * "ready" mark.
  *
  * The repo disk (serial "repo") holds /root/repo when a workspace was written
  * by the host (docs/GUEST.md, "The repo disk"). The host formats it with the
@@ -18,6 +19,11 @@
 #define VDISK_REPO_LABEL "banger-repo"
 #define VDISK_REPO_LABEL_NEW "banger-repo-new"
 #define VDISK_REPO_MOUNT "/root/repo"
+
+/* "/dev/<entry>" of the entry of class_dir whose name starts with prefix and
+ * whose attr file holds value (one line): 0, -ENOENT, or -errno. */
+int sysfs_find_dev(const char *class_dir, const char *prefix, const char *attr, const char *value, char *ret_dev,
+                   size_t n);
 
 /* "/dev/vdX" of the disk with that serial: 0, or -ENOENT. */
 int vdisk_find(const char *serial, char *ret_dev, size_t n);

@@ -38,6 +38,41 @@ static void test_frames(void **state) {
         assert_int_equal(frame_parse(b, sizeof(b), &f), -1);
 }
 
+static int seen[8], n_seen, stop_at;
+static bool count(void *ud, const struct frame *f) {
+        (void) ud;
+        seen[n_seen++] = (int) f->chan;
+        return n_seen != stop_at;
+}
+
+/* frame_consume: whole frames in order, a partial one kept at the front,
+ * a stop keeps the rest, bad bytes stop it with what came before taken */
+static void test_consume(void **state) {
+        uint8_t buf[4 * FRAME_HDR + 8];
+        size_t len = 0;
+        (void) state;
+        for (uint32_t ch = 1; ch <= 3; ch++, len += FRAME_HDR)
+                frame_header(buf + len, ch, FRAME_EOF, FRAME_STDOUT, 0);
+        memcpy(buf + len, buf, 5); /* the start of a fourth */
+        len += 5;
+        n_seen = 0, stop_at = 2;
+        assert_int_equal(frame_consume(buf, &len, count, NULL), 0);
+        assert_int_equal(n_seen, 2);
+        assert_int_equal(len, FRAME_HDR + 5);
+        stop_at = -1;
+        assert_int_equal(frame_consume(buf, &len, count, NULL), 0);
+        assert_int_equal(n_seen, 3);
+        assert_int_equal(seen[2], 3);
+        assert_int_equal(len, 5); /* the partial frame, at the front */
+        frame_header(buf, 4, FRAME_EOF, FRAME_STDOUT, 0);
+        memset(buf + FRAME_HDR, 0xff, FRAME_HDR);
+        len = 2 * FRAME_HDR;
+        assert_int_equal(frame_consume(buf, &len, count, NULL), -1);
+        assert_int_equal(n_seen, 4);
+        assert_int_equal(len, FRAME_HDR);
+        assert_int_equal(buf[0], 0xff);
+}
+
 static void test_spec_roundtrip(void **state) {
         (void) state;
         static uint8_t b[FRAME_MAX_PAYLOAD];
@@ -106,6 +141,7 @@ static void test_spec_refused(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_frames),
+                cmocka_unit_test(test_consume),
                 cmocka_unit_test(test_spec_roundtrip),
                 cmocka_unit_test(test_spec_refused),
         };

@@ -207,20 +207,15 @@ static void read_agent(struct link *k) {
 }
 
 /* The whole frames in k->in, handled; a partial one stays. */
+static bool agent_frame(void *ud, const struct frame *f) {
+        struct link *k = ud;
+        from_agent(k, f);
+        return !k->dead;
+}
+
 static void parse_agent(struct link *k) {
-        size_t used = 0;
-        while (!k->dead) {
-                struct frame f;
-                int r = frame_parse(k->in + used, k->in_len - used, &f);
-                if (r == 0)
-                        break;
-                if (r < 0)
-                        return link_die(k, "malformed frame from the agent");
-                used += (size_t) r;
-                from_agent(k, &f);
-        }
-        memmove(k->in, k->in + used, k->in_len - used);
-        k->in_len -= used;
+        if (!k->dead && frame_consume(k->in, &k->in_len, agent_frame, k) < 0)
+                link_die(k, "malformed frame from the agent");
 }
 
 static bool link_idle(struct link *k) {

@@ -435,8 +435,7 @@ static int ship_index(struct ship *s, struct op_error *e) {
         _cleanup_free_ char *gd = xasprintf("--git-dir=%s/.git", s->staging);
         _cleanup_free_ char *wt = xasprintf("--work-tree=%s", s->repo->toplevel);
         _cleanup_free_ char *head_ref = xasprintf("refs/heads/%s", s->repo->branch ? s->repo->branch : "banger-workspace");
-        _cleanup_free_ char *changed = NULL, *out = NULL, *msg = NULL;
-        size_t changed_len = 0;
+        _cleanup_free_ char *out = NULL, *msg = NULL;
         int rc;
         if ((rc = git_in(s->staging, (const char *const[]) { gd, wt, "read-tree", head_ref, NULL }, e)) < 0 ||
             (rc = ship_staged(s, gd, wt, e)) < 0 ||
@@ -446,9 +445,18 @@ static int ship_index(struct ship *s, struct op_error *e) {
         /* "needs update" is not an error */
         (void) git_capture(s->staging, (const char *const[]) { gd, wt, "update-index", "-q", "--refresh", NULL }, &out,
                            &msg);
-        free(TAKE_PTR(msg));
-        rc = git_capture_n(s->staging, (const char *const[]) { gd, wt, "diff-files", "--name-only", "-z", NULL },
-                           &changed, &changed_len, &msg);
+        return 0;
+}
+
+/* For the stream only: the files that differ from the index travel, the
+ * rest the guest checks out of the pack (plan_from_pack). */
+static int ship_plan(struct ship *s, struct op_error *e) {
+        _cleanup_free_ char *gd = xasprintf("--git-dir=%s/.git", s->staging);
+        _cleanup_free_ char *wt = xasprintf("--work-tree=%s", s->repo->toplevel);
+        _cleanup_free_ char *changed = NULL, *msg = NULL;
+        size_t changed_len = 0;
+        int rc = git_capture_n(s->staging, (const char *const[]) { gd, wt, "diff-files", "--name-only", "-z", NULL },
+                               &changed, &changed_len, &msg);
         if (rc < 0)
                 return op_take_msg(e, rc, &msg);
         return plan_from_pack(s, changed, changed_len, e);
@@ -579,14 +587,15 @@ static int ship_record(struct ship *s, json_t **ret, struct op_error *e) {
         json_object_set_new(*ret, "bytes", json_integer((json_int_t) s->tar.bytes));
         json_object_set_new(*ret, "skipped_untracked", json_integer((json_int_t) s->skipped));
         json_object_set_new(*ret, "elapsed_ms", json_integer(ms));
-        json_object_set_new(*ret, "method", json_string(s->method ? s->method : "disk"));
+        json_object_set_new(*ret, "method", json_string(s->method));
         log_info("workspace %s -> %s:%s: %zu files (+ .git), %llu bytes in %lld ms (%s)", s->repo->toplevel,
-                 s->row->name, GUEST_REPO, s->n_files, (unsigned long long) s->tar.bytes, (long long) ms,
-                 s->method ? s->method : "disk");
+                 s->row->name, GUEST_REPO, s->n_files, (unsigned long long) s->tar.bytes, (long long) ms, s->method);
         return 0;
 }
 
 static int ship_disk(struct ship *s, struct op_error *e);
+static int guest_branch(struct vms *v, const struct vm_row *row, const char *branch, const char *from_sha,
+                        struct op_error *e);
 
 static int ship(struct ship *s, json_t **ret, struct op_error *e) {
         s->t0 = s->v->deps.mono_ms();
@@ -596,6 +605,8 @@ static int ship(struct ship *s, json_t **ret, struct op_error *e) {
                 rc = ship_clone(s, e);
                 if (rc == 0)
                         rc = ship_index(s, e);
+                if (rc == 0)
+                        rc = ship_plan(s, e);
                 if (rc == 0)
                         rc = ship_stream(s, e);
         }
@@ -802,8 +813,8 @@ static int ship_disk(struct ship *s, struct op_error *e) {
         int rc = disk_write(s, s->p->repo, e);
         if (rc == 0 && (rc = repo_call(s, "repo_attach", "attached", e)) < 0)
                 op_prefix(e, "mounting the repo disk in the guest");
-        if (rc == 0)
-                rc = workspace_preboot_finish(s->v, s->row, s->q, e);
+        if (rc == 0 && s->q->branch)
+                rc = guest_branch(s->v, s->row, s->q->branch, s->from_sha, e);
         return rc;
 }
 
@@ -854,6 +865,25 @@ int workspace_preboot(struct vms *v, const struct vm_row *row, const char *repo_
 
 /* After the boot of a VM whose workspace was written before it: the guest-
  * only branch, through the agent. */
+/* The guest-only branch (at from_sha when given) in a workspace the host
+ * wrote into the repo disk, through the agent. */
+static int guest_branch(struct vms *v, const struct vm_row *row, const char *branch, const char *from_sha,
+                        struct op_error *e) {
+        _cleanup_free_ char *b = shell_quote(branch), *f = from_sha ? shell_quote(from_sha) : NULL;
+        _cleanup_free_ char *script = xasprintf("cd " GUEST_REPO " && git checkout -q -b %s%s%s", b, f ? " " : "",
+                                                f ? f : "");
+        struct vm_paths p;
+        vm_paths_init(v, row, &p);
+        int status = -1;
+        int rc = agent_script(v, &p, script, -1, -1, -1, 60000, &status, e);
+        vm_paths_done(&p);
+        if (rc == 1)
+                return op_fail(e, -EPROTONOSUPPORT, "the guest agent is too old to check out --branch");
+        if (rc == 0 && status != 0)
+                rc = op_fail(e, -EIO, "git checkout -b %s in the guest exited with %d", branch, status);
+        return rc;
+}
+
 int workspace_preboot_finish(struct vms *v, const struct vm_row *row, const struct workspace_req *q,
                              struct op_error *e) {
         if (!q->branch)
@@ -871,19 +901,7 @@ int workspace_preboot_finish(struct vms *v, const struct vm_row *row, const stru
                 if (rc < 0)
                         return rc;
         }
-        _cleanup_free_ char *b = shell_quote(q->branch), *f = from_sha ? shell_quote(from_sha) : NULL;
-        _cleanup_free_ char *script = xasprintf("cd " GUEST_REPO " && git checkout -q -b %s%s%s", b, f ? " " : "",
-                                                f ? f : "");
-        struct vm_paths p;
-        vm_paths_init(v, row, &p);
-        int status = -1;
-        rc = agent_script(v, &p, script, -1, -1, -1, 60000, &status, e);
-        vm_paths_done(&p);
-        if (rc == 1)
-                return op_fail(e, -EPROTONOSUPPORT, "the guest agent is too old to check out --branch");
-        if (rc == 0 && status != 0)
-                rc = op_fail(e, -EIO, "git checkout -b %s in the guest exited with %d", q->branch, status);
-        return rc;
+        return guest_branch(v, row, q->branch, from_sha, e);
 }
 
 /* ---- export --------------------------------------------------------------- */
