@@ -71,6 +71,33 @@ int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len
         return read_open(path, O_NOFOLLOW, max, ret, ret_len);
 }
 
+char *file_last_line(const char *path, size_t max_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        struct stat st;
+        char buf[8192];
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return NULL;
+        off_t at = st.st_size > (off_t) sizeof(buf) ? st.st_size - (off_t) sizeof(buf) : 0;
+        ssize_t n = pread(fd, buf, sizeof(buf), at);
+        if (n <= 0)
+                return NULL;
+        size_t end = (size_t) n;
+        while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == '\r' || buf[end - 1] == ' '))
+                end--;
+        size_t start = end;
+        while (start > 0 && buf[start - 1] != '\n')
+                start--;
+        if (start == end || (start == 0 && at > 0)) /* none, or longer than the window */
+                return NULL;
+        if (end - start > max_len)
+                end = start + max_len;
+        char *line = xstrndup(buf + start, end - start);
+        for (char *c = line; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        *c = '?';
+        return line;
+}
+
 int write_all(int fd, const void *buf, size_t len) {
         const char *p = buf;
 

@@ -23,6 +23,10 @@ _warn_unused_ int read_file(const char *path, size_t max, char **ret, size_t *re
 /* The same, and a symlink as the last component is -ELOOP (files in banger's
  * own directories that a guest or a user could have replaced). */
 _warn_unused_ int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
+/* The last non-empty line of a regular file (read from its last 8 KiB, a
+ * symlink refused), at most max_len bytes, control characters shown as '?'
+ * (what a guest wrote, on its way to a terminal); NULL when there is none. */
+char *file_last_line(const char *path, size_t max_len);
 /* Removes path and everything below it without following symlinks or
  * crossing into another filesystem (whatever is mounted below stays, and
  * so does its mount point). 0 when it was already gone. */

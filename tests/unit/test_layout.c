@@ -114,11 +114,54 @@ static void test_runtime_checks(void **state) {
         rmdir(base);
 }
 
+/* what a guest wrote to its console, on its way into an error message */
+static void test_file_last_line(void **state) {
+        (void) state;
+        char dir[] = "/tmp/test-lastline.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char path[64], link[64];
+        snprintf(path, sizeof(path), "%s/console.log", dir);
+        snprintf(link, sizeof(link), "%s/link", dir);
+        char *l;
+
+        assert_null(file_last_line(path, 100)); /* missing */
+        assert_int_equal(write_file_atomic(path, "", 0, 0600), 0);
+        assert_null(file_last_line(path, 100)); /* empty */
+        const char text[] = "first\r\nbanger-init: stage=agent \x1b[31mred\x1b[0m\r\n\r\n";
+        assert_int_equal(write_file_atomic(path, text, sizeof(text) - 1, 0600), 0);
+        l = file_last_line(path, 100);
+        assert_string_equal(l, "banger-init: stage=agent ?[31mred?[0m"); /* escapes defused */
+        free(l);
+        l = file_last_line(path, 11);
+        assert_string_equal(l, "banger-init");
+        free(l);
+        assert_int_equal(symlink(path, link), 0);
+        assert_null(file_last_line(link, 100)); /* a symlink is refused */
+
+        /* only the last 8 KiB are read: a line longer than that is no line */
+        struct strbuf sb = STRBUF_INIT;
+        strbuf_addstr(&sb, "x\n");
+        for (int i = 0; i < 9000; i++)
+                strbuf_addstr(&sb, "y");
+        assert_int_equal(write_file_atomic(path, sb.buf, sb.len, 0600), 0);
+        assert_null(file_last_line(path, 100));
+        strbuf_addstr(&sb, "\nlast line\n");
+        assert_int_equal(write_file_atomic(path, sb.buf, sb.len, 0600), 0);
+        l = file_last_line(path, 100);
+        assert_string_equal(l, "last line");
+        free(l);
+        strbuf_release(&sb);
+        unlink(link);
+        unlink(path);
+        rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_xdg),
                 cmocka_unit_test(test_runtime_checks),
+                cmocka_unit_test(test_file_last_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,19 +241,13 @@ static int health(struct start *s, int timeout_ms, bool *ret_sshd, struct op_err
 
 /* The last line the VMM wrote to vmm.log (beside the console), if any. */
 static char *vmm_said(const struct vm_paths *p) {
-        _cleanup_free_ char *dir = xstrdup(p->console), *log = NULL, *text = NULL;
-        size_t len;
+        _cleanup_free_ char *dir = xstrdup(p->console), *log = NULL;
         char *slash = strrchr(dir, '/');
         if (!slash)
                 return NULL;
         *slash = '\0';
         log = path_join(dir, "vmm.log");
-        if (read_file_nofollow(log, 1u << 20, &text, &len) < 0)
-                return NULL;
-        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-                text[--len] = '\0';
-        char *last = strrchr(text, '\n');
-        return len ? xstrndup(last ? last + 1 : text, 300) : NULL;
+        return file_last_line(log, 300);
 }
 
 /* The agent answers first; sshd follows (systemd images start it late). */
@@ -290,8 +284,11 @@ static int step_ready(struct start *s, struct op_error *e) {
                         return op_fail(e, -EIO, "%s exited while the guest booted%s%s (console: %s)",
                                        s->vmm->backend->name, said ? ": " : "", strempty(said), s->p.console);
                 }
-                /* op_fail formats before it frees the old message */
-                return op_fail(e, rc, "%s (console: %s)", op_error_message(e), s->p.console);
+                /* op_fail formats before it frees the old message; the guest's
+                 * last word says where its boot stopped */
+                _cleanup_free_ char *said = file_last_line(s->p.console, 200);
+                return op_fail(e, rc, "%s (console: %s%s%s%s)", op_error_message(e), s->p.console,
+                               said ? ", its last line: \"" : "", strempty(said), said ? "\"" : "");
         }
         struct vm_cap_ctx c;
         vms_cap_ctx(s->v, s->r, &s->p, s->tap, &c);
