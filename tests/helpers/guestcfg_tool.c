@@ -17,7 +17,7 @@
 #include "op_error.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
-#include "vm/workdisk.h"
+#include "disk/workdisk.h"
 
 int main(int argc, char **argv) {
         _cleanup_free_ char *pub = NULL, *ak = NULL;

@@ -20,7 +20,7 @@
 #include "op_error.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
-#include "vm/workdisk.h"
+#include "disk/workdisk.h"
 #include "vmm/vmm.h"
 
 static int die(const char *what, const char *err) {

@@ -19,7 +19,7 @@
 #include "proc_spawn.h"
 #include "strbuf.h"
 #include "vdisk.h"
-#include "vm/workdisk.h"
+#include "disk/workdisk.h"
 
 static char dir[64];
 

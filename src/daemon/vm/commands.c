@@ -16,7 +16,7 @@
 #include "log.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
-#include "vm/workdisk.h"
+#include "disk/workdisk.h"
 #include "vms_internal.h"
 
 /* ---- JSON --------------------------------------------------------------- */

@@ -18,7 +18,7 @@
 #include "proc_spawn.h"
 #include "strbuf.h"
 #include "vm/guestcfg.h"
-#include "vm/workdisk.h"
+#include "disk/workdisk.h"
 #include "vms_internal.h"
 
 #define FILE_SYNC_MAX_BYTES (256u << 20)

@@ -41,7 +41,7 @@
 #include "strbuf.h"
 #include "vms_internal.h"
 #include "vdisk.h"
-#include "workdisk.h"
+#include "disk/workdisk.h"
 
 #define GUEST_REPO "/root/repo"
 #define SHALLOW_DEPTH "10"

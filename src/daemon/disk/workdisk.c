@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "workdisk.h"
+#include "disk/workdisk.h"
 
 #include <errno.h>
 #include <ext2fs/ext2fs.h>
