@@ -142,6 +142,19 @@ static void test_unseeded(void **state) {
         char *out = debugfs(disk, "cat /hello");
         assert_string_equal(out, "hi\n");
         free(out);
+
+        /* a symlink (or a file) where a parent directory should be is refused,
+         * never walked through (a guest can make /root/.ssh a symlink) */
+        struct spawn_result r;
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true };
+        char *argv[] = { (char *) "debugfs", (char *) "-w", (char *) "-R", (char *) "symlink /.ssh /etc", disk, NULL };
+        assert_int_equal(spawn_run(argv, &o, &r), 0);
+        spawn_result_done(&r);
+        assert_int_equal(workdisk_write_file(disk, "/.ssh/authorized_keys", "k\n", 2, 0600, 0, 0, &err), -EIO);
+        op_error_done(&err);
+        assert_int_equal(workdisk_write_file(disk, "/hello/x", "k\n", 2, 0600, 0, 0, &err), -EIO);
+        op_error_done(&err);
+        assert_fsck_clean(disk);
         free(disk);
 }
 

@@ -140,6 +140,11 @@ static errcode_t new_file(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2
 static errcode_t subdir_mode(ext2_filsys fs, ext2_ino_t dir, const char *comp, unsigned mode, uid_t uid, gid_t gid,
                              ext2_ino_t *ret) {
         errcode_t e = ext2fs_lookup(fs, dir, comp, (int) strlen(comp), NULL, ret);
+        if (!e) { /* a symlink or a file where a directory should be is never walked through */
+                struct ext2_inode inode;
+                e = ext2fs_read_inode(fs, *ret, &inode);
+                return e ? e : LINUX_S_ISDIR(inode.i_mode) ? 0 : EXT2_ET_NO_DIRECTORY;
+        }
         if (e != EXT2_ET_FILE_NOT_FOUND)
                 return e;
         e = ext2fs_mkdir(fs, dir, 0, comp);
