@@ -254,6 +254,11 @@ static void child(const struct exec_spec *s, int slave, int in, int out, int err
         }
         stage = 4;
         execvpe(argv[0], argv, envp);
+        if (errno == ENOENT && strcmp(argv[0], "bash") == 0) {
+                /* an image without bash (busybox, alpine): its sh, with the same -lc */
+                argv[0] = "sh";
+                execvpe("/bin/sh", argv, envp);
+        }
 fail:;
         uint32_t rep[2] = { stage, (uint32_t) errno };
         ssize_t w = write(3, rep, sizeof(rep));

@@ -137,6 +137,7 @@ int cmd_kernel_import(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_list(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_show(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_pull(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_image_cache(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_delete(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_register(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_promote(struct cli_ctx *ctx, struct cli_args *a);
@@ -162,9 +163,10 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
 /* exec.c: argv in the VM through its agent. 0 with the command's exit status
  * in *ret_code; -EPROTONOSUPPORT (nothing printed) when the agent is too old
- * for it; another -errno after reporting. */
+ * for it; another -errno after reporting. extra (may be NULL): more vm.exec
+ * params ("env", "uid", "gid"). */
 int cli_agent_exec(struct cli_ctx *ctx, const char *vm, char *const *argv, int argc, const char *cwd, bool pty,
-                   int *ret_code);
+                   json_t *extra, int *ret_code);
 /* Until the VM's sshd listens (vm.health), at most timeout_ms; reports why not. */
 int cli_wait_sshd(struct cli_ctx *ctx, const char *vm, int timeout_ms);
 int cmd_vm_workspace(struct cli_ctx *ctx, struct cli_args *a);

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "jsonx.h"
 #include "macro.h"
+#include "parse.h"
 #include "rpc_methods.h"
 #include "strbuf.h"
 
@@ -60,6 +61,16 @@ static void print_image(json_t *im) {
                cli_human_size((uint64_t) json_integer_value(json_object_get(im, "rootfs_size_bytes")), a, sizeof(a)),
                cli_human_size((uint64_t) json_integer_value(json_object_get(im, "disk_usage_bytes")), b, sizeof(b)),
                str(im, "work_seed_path"), str(im, "source"), str(im, "created_at"));
+        json_t *oci = json_object_get(im, "oci"), *cfg = json_object_get(oci, "config");
+        if (!oci)
+                return;
+        printf("oci manifest:  %s\n", str(oci, "manifest_digest"));
+        const char *keys[] = { "entrypoint", "cmd", "env" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                _cleanup_free_ char *v = json_dumps(json_object_get(cfg, keys[i]), JSON_COMPACT | JSON_ENCODE_ANY);
+                printf("%-15s%s\n", keys[i], v ? v : "[]");
+        }
+        printf("working dir:   %s\nuser:          %s\n", str(cfg, "working_dir"), str(cfg, "user"));
 }
 
 int cmd_image_show(struct cli_ctx *ctx, struct cli_args *a) {
@@ -74,12 +85,22 @@ int cmd_image_show(struct cli_ctx *ctx, struct cli_args *a) {
         return 0;
 }
 
-/* A ref that names a local file is sent as an absolute path. */
+/* A ref that names a local file (a bundle, an oci: layout dir) is sent
+ * with an absolute path. */
 static char *resolve_ref(const char *ref) {
         char abs[PATH_MAX];
         if (strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0)
                 return xstrdup(ref);
-        if ((strchr(ref, '/') || strstr(ref, ".tar.zst")) && realpath(ref, abs))
+        if (strncmp(ref, "oci:", 4) == 0) {
+                _cleanup_free_ char *dir = xstrdup(ref + 4);
+                char *colon = strrchr(dir, ':');
+                if (colon)
+                        *colon = '\0';
+                if (!realpath(dir, abs))
+                        return xstrdup(ref);
+                return xasprintf("oci:%s%s%s", abs, colon ? ":" : "", colon ? colon + 1 : "");
+        }
+        if ((ref[0] == '.' || ref[0] == '/' || strstr(ref, ".tar.zst")) && realpath(ref, abs))
                 return xstrdup(abs);
         return xstrdup(ref);
 }
@@ -87,8 +108,15 @@ static char *resolve_ref(const char *ref) {
 int cmd_image_pull(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_free_ char *ref = resolve_ref(a->pos[0]);
         _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "ref", ref);
-        if (cli_flag(a, "name"))
-                json_object_set_new(params, "name", json_string(cli_flag(a, "name")));
+        const char *keys[] = { "name", "kernel-ref", "platform" }, *fields[] = { "name", "kernel_ref", "platform" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (cli_flag(a, keys[i]))
+                        json_object_set_new(params, fields[i], json_string(cli_flag(a, keys[i])));
+        uint64_t size = 0;
+        if (cli_flag(a, "size") && (parse_size(cli_flag(a, "size"), &size) < 0 || size > (1ULL << 42)))
+                return cli_error(ctx, NULL, "--size %s: not a size such as 2G or 512M", cli_flag(a, "size"));
+        if (size)
+                json_object_set_new(params, "size", json_integer((json_int_t) size));
         int r = simple(ctx, RPC_METHOD_IMAGE_PULL, params, &res);
         if (r)
                 return r;
@@ -99,6 +127,23 @@ int cmd_image_pull(struct cli_ctx *ctx, struct cli_args *a) {
         else
                 printf("image %s ready (%s init, kernel %s)\n", str(res, "name"), str(res, "init_mode"),
                        str(res, "kernel_ref"));
+        return 0;
+}
+
+int cmd_image_cache(struct cli_ctx *ctx, struct cli_args *a) {
+        if (strcmp(a->pos[0], "prune") != 0)
+                return cli_error(ctx, NULL, "image cache: the only action is prune");
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:b}", "dry_run", cli_flag(a, "dry-run") != NULL);
+        int r = simple(ctx, RPC_METHOD_IMAGE_CACHE_PRUNE, params, &res);
+        if (r)
+                return r;
+        char sz[32];
+        if (ctx->json)
+                cli_print_json(res);
+        else
+                printf("%s %lld blobs, %s\n", json_is_true(json_object_get(res, "dry_run")) ? "would free" : "freed",
+                       (long long) json_integer_value(json_object_get(res, "blobs")),
+                       cli_human_size((uint64_t) json_integer_value(json_object_get(res, "bytes")), sz, sizeof(sz)));
         return 0;
 }
 

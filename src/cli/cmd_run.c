@@ -43,7 +43,7 @@ static char *remote_command(const char *cwd, char *const *cmd, int n) {
 static int agent_command(struct cli_ctx *ctx, const char *vm, const char *cwd, char *const *cmd, int n, int *ret_code) {
         _cleanup_free_ char *script = guest_script(cwd, cmd, n);
         char *argv[] = { (char *) "bash", (char *) "-lc", script };
-        int r = cli_agent_exec(ctx, vm, argv, 3, NULL, false, ret_code);
+        int r = cli_agent_exec(ctx, vm, argv, 3, NULL, false, NULL, ret_code);
         if (r == -EPROTONOSUPPORT) {
                 fprintf(stderr, "note: the guest agent of %s predates commands through the agent; using ssh\n", vm);
                 return 1;
@@ -406,12 +406,56 @@ static int run_workspace(struct run *r) {
         return 0;
 }
 
+/* An OCI image's run config (image show's "oci"."config"), or NULL. */
+static json_t *image_run_config(struct run *r) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "name", str(r->vm, "image"));
+        if (cli_call(r->ctx, CLI_NO_AUTOSTART, RPC_METHOD_IMAGE_SHOW, params, &res) < 0)
+                return NULL;
+        json_t *cfg = json_object_get(json_object_get(res, "oci"), "config");
+        return json_is_object(cfg) ? json_incref(cfg) : NULL;
+}
+
+/* No command, an OCI image with an entrypoint or a command: that, through
+ * the agent, as `docker run IMAGE` would (its Env, WorkingDir and user).
+ * *ran false when the image has neither (or the agent is too old). */
+static int run_entrypoint(struct run *r, bool *ran) {
+        _cleanup_json_ json_t *cfg = image_run_config(r);
+        json_t *ep = json_object_get(cfg, "entrypoint"), *cmd = json_object_get(cfg, "cmd");
+        size_t n = json_array_size(ep) + json_array_size(cmd), i, k = 0;
+        *ran = false;
+        if (!cfg || n == 0 || n > 256)
+                return 0;
+        _cleanup_free_ char **argv = xcalloc(n + 1, sizeof(char *));
+        json_t *it;
+        json_array_foreach(ep, i, it) argv[k++] = (char *) json_string_value(it);
+        json_array_foreach(cmd, i, it) argv[k++] = (char *) json_string_value(it);
+        for (i = 0; i < k; i++)
+                if (!argv[i])
+                        return 0;
+        _cleanup_json_ json_t *extra = json_pack("{s:O}", "env", json_object_get(cfg, "env"));
+        json_t *uid = json_object_get(cfg, "uid"), *gid = json_object_get(cfg, "gid");
+        if (json_is_integer(uid) && json_is_integer(gid)) {
+                json_object_set(extra, "uid", uid);
+                json_object_set(extra, "gid", gid);
+        }
+        const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
+        int64_t t = mono_ms_now();
+        int code = 0, rc = cli_agent_exec(r->ctx, r->name, argv, (int) k, wd ? wd : r->cwd,
+                                          isatty(STDIN_FILENO) && isatty(STDOUT_FILENO), extra, &code);
+        timed(r, "entrypoint (agent)", t);
+        *ran = rc <= 0;
+        return rc < 0 ? rc : rc > 0 ? 0 : code;
+}
+
 /* The command (or an interactive shell) over ssh. */
 static int run_command(struct run *r) {
         int64_t t = mono_ms_now();
         _cleanup_json_ json_t *res = NULL, *tp = json_pack("{s:s}", "vm", r->name);
         _cleanup_strv_free_ char **argv = NULL;
         int rc;
+        bool ran = false;
+        if (r->ncmd == 0 && !cli_has(r->a, "ssh") && ((rc = run_entrypoint(r, &ran)) != 0 || ran))
+                return rc;
         if (r->ncmd > 0 && !cli_has(r->a, "ssh")) {
                 int code = 0;
                 rc = agent_command(r->ctx, r->name, r->cwd, r->cmd, r->ncmd, &code);
@@ -502,8 +546,9 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         if (cli_has(a, "dry-run"))
                 return local_dry_run(ctx, r.path, cli_has(a, "include-untracked"));
         r.t0 = mono_ms_now();
-        /* a command through the agent needs no sshd: ready once the agent answers */
-        r.no_ssh_wait = r.ncmd > 0 && !cli_has(a, "ssh");
+        /* a command through the agent needs no sshd: ready once the agent answers
+         * (and so is an OCI image's entrypoint; a shell waits for sshd later) */
+        r.no_ssh_wait = !r.detach && !cli_has(a, "ssh");
         if (r.no_ssh_wait)
                 json_object_set_new(params, "wait_ssh", json_false());
         rc = cli_vm_create(ctx, params, true, &r.vm);

@@ -39,7 +39,14 @@ static const struct cli_flag image_list_flags[] = {
         { 0 },
 };
 static const struct cli_flag image_pull_flags[] = {
-        { "name", 0, "NAME", "register under this name (bundles)" },
+        { "name", 0, "NAME", "register under this name (default: from the bundle or the reference)" },
+        { "kernel-ref", 0, "KERNEL", "OCI images: boot with this kernel (default: the default image's)" },
+        { "size", 0, "SIZE", "OCI images: root filesystem size (default: content x 1.5, at least 256M)" },
+        { "platform", 0, "OS/ARCH", "OCI images: the platform to pick from an index (default linux/amd64)" },
+        { 0 },
+};
+static const struct cli_flag image_cache_flags[] = {
+        { "dry-run", 0, NULL, "only say what would be freed" },
         { 0 },
 };
 static const struct cli_flag image_register_flags[] = {
@@ -191,8 +198,11 @@ const struct cli_command cli_commands[] = {
           cmd_kernel_import },
         { "image", "list", "", "list images", image_list_flags, 0, 0, cmd_image_list },
         { "image", "show", "NAME", "show an image", no_flags, 1, 1, cmd_image_show },
-        { "image", "pull", "NAME|BUNDLE|URL", "build a catalog image from Debian, or import a .tar.zst bundle",
-          image_pull_flags, 1, 1, cmd_image_pull },
+        { "image", "pull", "NAME|BUNDLE|URL|OCI-REF|oci:DIR[:TAG]",
+          "build a catalog image, import a .tar.zst bundle, or pull an OCI image", image_pull_flags, 1, 1,
+          cmd_image_pull },
+        { "image", "cache", "prune", "empty the OCI blob cache (pulled images stay)", image_cache_flags, 1, 1,
+          cmd_image_cache },
         { "image", "delete", "NAME", "delete an image no VM uses", no_flags, 1, 1, cmd_image_delete },
         { "image", "register", "", "register an image made elsewhere (files stay in place)", image_register_flags, 0, 0,
           cmd_image_register },

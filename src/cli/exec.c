@@ -66,13 +66,16 @@ static int streams(struct cli_ctx *ctx, const char *vm, bool pty, int *ret_code)
 }
 
 int cli_agent_exec(struct cli_ctx *ctx, const char *vm, char *const *argv, int argc, const char *cwd, bool pty,
-                   int *ret_code) {
-        _cleanup_json_ json_t *params = json_pack("{s:s, s:[]}", "vm", vm, "argv");
+                   json_t *extra, int *ret_code) {
+        _cleanup_json_ json_t *params = json_pack("{s:s, s:[], s:[]}", "vm", vm, "argv", "env");
         json_t *av = json_object_get(params, "argv");
         for (int i = 0; i < argc; i++)
                 json_array_append_new(av, json_string(argv[i]));
         if (cwd)
                 json_object_set_new(params, "cwd", json_string(cwd));
+        if (extra)
+                json_object_update_new(params, json_deep_copy(extra)); /* env, uid, gid */
+        json_t *env = json_object_get(params, "env");
         struct winsize ws = { 0 };
         if (pty) {
                 const char *term = getenv("TERM");
@@ -81,8 +84,8 @@ int cli_agent_exec(struct cli_ctx *ctx, const char *vm, char *const *argv, int a
                         json_object_set_new(params, "rows", json_integer(ws.ws_row));
                         json_object_set_new(params, "cols", json_integer(ws.ws_col));
                 }
-                if (term && *term && strlen(term) < 64 && !strpbrk(term, "\n\r"))
-                        json_object_set_new(params, "env", json_pack("[s+]", "TERM=", term));
+                if (term && *term && strlen(term) < 64 && !strpbrk(term, "\n\r") && json_is_array(env))
+                        json_array_append_new(env, json_pack("s+", "TERM=", term));
         }
         int r = cli_try_connect(ctx);
         if (r < 0)

@@ -117,6 +117,17 @@ static int v_update_url(const struct config *c, const void *v, char **why) {
         return r;
 }
 
+/* "host[:port], ..." (registries banger may reach over plain http). */
+static int v_registries(const struct config *c, const void *v, char **why) {
+        const char *s = *(const char *const *) v;
+        (void) c;
+        if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[], ") != strlen(s)) {
+                *why = xstrdup("must be a comma-separated list of host[:port]");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int v_bridge_name(const struct config *c, const void *v, char **why) {
         const char *s = *(char *const *) v;
         (void) c;
@@ -224,6 +235,8 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
         [CONFIG_DEFAULT_DNS] = { NULL, "default_dns", KIND_STRING, O(default_dns), v_ipv4, "1.1.1.1" },
         [CONFIG_DNS_LISTEN] = { NULL, "dns_listen", KIND_STRING, O(dns_listen), v_listen, "127.0.0.1:42069" },
         [CONFIG_UPDATE_URL] = { NULL, "update_url", KIND_STRING, O(update_url), v_update_url, "" },
+        [CONFIG_INSECURE_REGISTRIES] = { NULL, "insecure_registries", KIND_STRING, O(insecure_registries),
+                                         v_registries, "" },
         [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL },
         [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL },
         [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL },

@@ -30,6 +30,7 @@ enum config_key {
         CONFIG_DEFAULT_DNS,
         CONFIG_DNS_LISTEN,
         CONFIG_UPDATE_URL,
+        CONFIG_INSECURE_REGISTRIES,
         CONFIG_VCPU,
         CONFIG_MEMORY_MIB,
         CONFIG_DISK_SIZE,
@@ -78,6 +79,7 @@ struct config {
         char *default_dns;
         char *dns_listen; /* "127.0.0.1:42069", or "off" */
         char *update_url; /* where `banger update` finds releases (docs/UPDATE.md); "" = not set */
+        char *insecure_registries; /* "host[:port], ...": registries pulled over plain http; "" = none */
         int64_t vcpu;
         int64_t memory_mib;
         uint64_t disk_size_bytes;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "clock.h"
 #include "jsonx.h"
 #include "macro.h"
@@ -331,31 +332,6 @@ const char *release_sums_find(const struct release_sums *s, const char *name) {
 }
 
 /* ---- signature ------------------------------------------------------------ */
-
-/* Strict base64 (line breaks ignored) into a malloc'd buffer. */
-static int base64_decode(const char *in, size_t len, unsigned char **ret, size_t *ret_len) {
-        _cleanup_free_ char *clean = xmalloc(len + 1);
-        size_t n = 0;
-        for (size_t k = 0; k < len; k++)
-                if (in[k] != '\n' && in[k] != '\r')
-                        clean[n++] = in[k];
-        clean[n] = '\0';
-        if (n == 0 || n % 4 != 0 || strspn(clean, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n)
-                return -EINVAL;
-        size_t pad = clean[n - 1] == '=' ? (clean[n - 2] == '=' ? 2 : 1) : 0;
-        const char *eq = strchr(clean, '=');
-        if (eq && eq != clean + n - pad) /* '=' only as the trailing padding */
-                return -EINVAL;
-        unsigned char *out = xmalloc(n / 4 * 3 + 1);
-        int got = EVP_DecodeBlock(out, (const unsigned char *) clean, (int) n);
-        if (got < 0 || (size_t) got < pad) {
-                free(out);
-                return -EINVAL;
-        }
-        *ret = out;
-        *ret_len = (size_t) got - pad;
-        return 0;
-}
 
 static int load_p256(const char *pem, size_t pem_len, EVP_PKEY **ret, char **ret_err) {
         BIO *bio = BIO_new_mem_buf(pem, (int) pem_len);

@@ -21,6 +21,7 @@
 #define RPC_METHOD_IMAGE_PROMOTE "image.promote"
 #define RPC_METHOD_IMAGE_DELETE "image.delete"
 #define RPC_METHOD_IMAGE_EXPORT "image.export"
+#define RPC_METHOD_IMAGE_CACHE_PRUNE "image.cache.prune"
 
 #define RPC_METHOD_VM_CREATE_BEGIN "vm.create.begin"
 #define RPC_METHOD_VM_CREATE_STATUS "vm.create.status"

@@ -55,12 +55,18 @@ char *staging_dir(const char *parent, const char *what) {
         return xasprintf("%s/.staging-%s-%s", parent, what, r);
 }
 
-/* A build cache entry half-filled by a process that is gone ("<key>.tmp-<pid>";
- * the cache may be shared by several daemons). */
+/* A build cache entry or an OCI blob half-filled by a process that is gone
+ * ("<key>.tmp-<pid>", and its download "<key>.tmp-<pid>.part"; the caches
+ * may be shared by several daemons). */
 static bool dead_tmp(const char *name) {
         const char *t = strstr(name, ".tmp-");
         int64_t pid;
-        return t && parse_int_range(t + 5, 1, INT32_MAX, &pid) == 0 && !proc_alive((pid_t) pid);
+        if (!t)
+                return false;
+        _cleanup_free_ char *digits = xstrndup(t + 5, strspn(t + 5, "0123456789"));
+        const char *rest = t + 5 + strlen(digits);
+        return (!*rest || strcmp(rest, ".part") == 0) && parse_int_range(digits, 1, INT32_MAX, &pid) == 0 &&
+               !proc_alive((pid_t) pid);
 }
 
 static bool staging(const char *name) {
@@ -119,6 +125,7 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         *a = (struct artifacts) { .layout = l, .config = c, .store = s, .priv = priv };
         pthread_mutex_init(&a->image_ops_mu, NULL);
         pthread_mutex_init(&a->inflight_mu, NULL);
+        pthread_rwlock_init(&a->oci_cache_lock, NULL);
         pthread_cond_init(&a->inflight_cond, NULL);
         a->init_bin = find_companion("BANGER_INIT", "banger-init");
         a->agent_bin = find_companion("BANGER_AGENT", "banger-agent");
@@ -128,6 +135,9 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         sweep_left(l->images_dir, staging);
         sweep_left(l->kernels_dir, staging);
         sweep_left(a->build_cache_dir, dead_tmp);
+        _cleanup_free_ char *oci = path_join(l->cache_dir, "oci"), *blobs = path_join(oci, "blobs/sha256");
+        sweep_left(oci, staging); /* archives unpacked for a pull */
+        sweep_left(blobs, dead_tmp);
         sweep_orphan_images(a);
         fetch_global_init();
         (void) err;
@@ -141,6 +151,7 @@ void artifacts_done(struct artifacts *a) {
         free(a->build_cache_dir);
         pthread_mutex_destroy(&a->image_ops_mu);
         pthread_mutex_destroy(&a->inflight_mu);
+        pthread_rwlock_destroy(&a->oci_cache_lock);
         pthread_cond_destroy(&a->inflight_cond);
 }
 

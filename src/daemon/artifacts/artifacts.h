@@ -39,6 +39,7 @@ struct artifacts {
 
         pthread_mutex_t image_ops_mu; /* registry mutations; see docs/ARCHITECTURE.md */
         pthread_mutex_t inflight_mu;  /* leaf */
+        pthread_rwlock_t oci_cache_lock; /* pulls read the blob cache, prune empties it; before image_ops_mu */
         pthread_cond_t inflight_cond;
         struct inflight *inflight;
 };
@@ -72,8 +73,10 @@ _warn_unused_ int mirror_verified_release(struct artifacts *a, const char *stagi
 json_t *image_catalog(void);
 _warn_unused_ int image_list(struct artifacts *a, bool available, json_t **ret, struct op_error *err);
 _warn_unused_ int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
-/* ref: a catalog name, a .tar.zst path or an http(s) URL of a bundle. */
-_warn_unused_ int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
+/* ref: a catalog name, a .tar.zst path or an http(s) URL of a bundle, an
+ * OCI reference with a registry, a tag or a digest, or oci:DIR[:tag]. */
+struct oci_pull_opts;
+_warn_unused_ int image_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
                json_t **ret, struct op_error *err);
 _warn_unused_ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err);
 _warn_unused_ int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
@@ -81,6 +84,26 @@ _warn_unused_ int image_promote(struct artifacts *a, const char *name, const str
 _warn_unused_ int image_delete(struct artifacts *a, const char *name, struct op_error *err);
 _warn_unused_ int image_export(struct artifacts *a, const char *name, const char *out_path, const struct progress *p,
                  json_t **ret, struct op_error *err);
+
+/* oci/pull.c: REF is a registry reference ([registry/]repo[:tag|@digest]) or
+ * oci:DIR[:tag] (an OCI image layout). */
+struct oci_pull_opts {
+        const char *name;       /* NULL: from the reference */
+        const char *kernel_ref; /* NULL: the default image's kernel */
+        const char *platform;   /* NULL: linux/amd64 */
+        uint64_t size_bytes;    /* 0: content x 1.5, floor 256 MiB */
+};
+bool oci_source_is_local(const char *ref); /* oci: */
+_warn_unused_ int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
+                           json_t **ret, struct op_error *err);
+/* Empties the blob cache (waits for pulls using it); ret: {"blobs", "bytes", "dry_run"}. */
+_warn_unused_ int oci_cache_prune(struct artifacts *a, bool dry_run, json_t **ret, struct op_error *err);
+
+struct image_row;
+/* images.c, for the pullers */
+_warn_unused_ int image_ensure_kernel(struct artifacts *a, const char *kernel_ref, const struct progress *p,
+                                      struct op_error *err);
+_warn_unused_ int image_commit(struct artifacts *a, const char *staging, struct image_row *row, struct op_error *err);
 
 /* inflight.c: coalescing of concurrent work on one key */
 /* Returns true when the caller leads (must call inflight_end); false when it

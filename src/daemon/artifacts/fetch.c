@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -21,12 +23,62 @@ struct sink {
         uint64_t written;
         uint64_t max;
         int err;            /* -errno from our side */
+        struct strbuf error_body;
 };
+
+void fetch_reply_done(struct fetch_reply *r) {
+        free(r->content_type);
+        free(r->www_authenticate);
+        free(r->docker_content_digest);
+        free(r->error_body);
+        *r = (struct fetch_reply) { 0 };
+}
+
+/* "Name: value\r\n" -> a copy of value when name matches (case-insensitive). */
+static bool header_is(const char *p, size_t len, const char *name, char **ret) {
+        size_t nl = strlen(name);
+        if (len <= nl || strncasecmp(p, name, nl) != 0 || p[nl] != ':')
+                return false;
+        p += nl + 1, len -= nl + 1;
+        while (len && (*p == ' ' || *p == '\t'))
+                p++, len--;
+        while (len && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
+                len--;
+        free(*ret);
+        *ret = xstrndup(p, len < 8192 ? len : 8192);
+        return true;
+}
+
+/* Each response (a redirect's too) starts with its status line: what an
+ * earlier one said is forgotten. */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+        struct sink *s = ud;
+        struct fetch_reply *r = s->o->reply;
+        size_t len = size * n;
+        if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+                const char *sp = memchr(p, ' ', len);
+                fetch_reply_done(r);
+                r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+                strbuf_setlen(&s->error_body, 0);
+                return len;
+        }
+        if (!header_is(p, len, "content-type", &r->content_type) &&
+            !header_is(p, len, "www-authenticate", &r->www_authenticate))
+                (void) header_is(p, len, "docker-content-digest", &r->docker_content_digest);
+        return len;
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
         struct sink *s = ud;
         size_t len = size * n;
 
+        if (s->o->reply && s->o->reply->status >= 400) { /* an error's body: kept apart, short */
+                if (s->error_body.len < 4096)
+                        strbuf_add(&s->error_body, p, len < 4096 - s->error_body.len ? len : 4096 - s->error_body.len);
+                if (s->fd < 0)
+                        strbuf_add(s->mem, p, len < 65536 ? len : 0);
+                return len;
+        }
         if (s->written + len > s->max || (s->o->expect_size && s->written + len > s->o->expect_size)) {
                 s->err = -EFBIG;
                 return 0;
@@ -62,20 +114,40 @@ void fetch_global_init(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+static struct curl_slist *request_headers(const struct fetch_opts *o) {
+        struct curl_slist *h = NULL;
+        for (const char *const *p = o->headers; p && *p; p++)
+                h = curl_slist_append(h, *p);
+        return h;
+}
+
 static int run(struct sink *s, struct op_error *err) {
         const struct fetch_opts *o = s->o;
         char errbuf[CURL_ERROR_SIZE] = "";
         CURL *c = curl_easy_init();
+        struct curl_slist *hdrs = request_headers(o);
         CURLcode cc;
 
-        if (!c)
+        if (!c) {
+                curl_slist_free_all(hdrs);
                 return -ENOMEM;
+        }
         curl_easy_setopt(c, CURLOPT_URL, o->url);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, o->https_only ? "https" : "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, o->https_only ? "https" : "http,https");
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+        curl_easy_setopt(c, CURLOPT_FAILONERROR, o->reply ? 0L : 1L);
+        if (hdrs)
+                curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        if (o->userpwd) {
+                curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+                curl_easy_setopt(c, CURLOPT_USERPWD, o->userpwd);
+        }
+        if (o->reply) {
+                curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+                curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
+        }
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L); /* < 1 KiB/s for 60 s: give up */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
@@ -89,6 +161,12 @@ static int run(struct sink *s, struct op_error *err) {
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         cc = curl_easy_perform(c);
         curl_easy_cleanup(c);
+        curl_slist_free_all(hdrs);
+        if (o->reply && cc == CURLE_OK && o->reply->status >= 400) {
+                o->reply->error_body = strbuf_detach(&s->error_body, NULL);
+                return s->fd >= 0 ? -EREMOTEIO : 0;
+        }
+        strbuf_release(&s->error_body);
         if (s->err == -ECANCELED) {
                 return op_fail(err, -ECANCELED, "download of %s cancelled", o->url);
         }
@@ -117,7 +195,7 @@ static int check_hash(const struct fetch_opts *o, const char *got, struct op_err
 
 int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err) {
         _cleanup_free_ char *tmp = xasprintf("%s.part", dest);
-        struct sink s = { .o = o, .max = o->max_bytes ? o->max_bytes : (64ULL << 30) };
+        struct sink s = { .o = o, .max = o->max_bytes ? o->max_bytes : (64ULL << 30), .error_body = STRBUF_INIT };
         char hex[65];
         int r;
 
@@ -152,7 +230,8 @@ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[
 
 int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err) {
         struct strbuf mem = STRBUF_INIT;
-        struct sink s = { .o = o, .fd = -1, .mem = &mem, .max = o->max_bytes ? o->max_bytes : (256u << 20) };
+        struct sink s = { .o = o, .fd = -1, .mem = &mem, .max = o->max_bytes ? o->max_bytes : (256u << 20),
+                          .error_body = STRBUF_INIT };
         char hex[65];
         int r;
 
@@ -160,7 +239,7 @@ int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len
                 return -ENOMEM;
         r = run(&s, err);
         sha256_final_hex(&s.sha, hex);
-        if (r == 0)
+        if (r == 0 && !(o->reply && o->reply->status >= 400))
                 r = check_hash(o, hex, err);
         if (r < 0) {
                 strbuf_release(&mem);

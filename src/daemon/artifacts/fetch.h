@@ -17,8 +17,26 @@
 typedef void (*fetch_progress_fn)(void *ud, uint64_t done, uint64_t total);
 typedef bool (*fetch_cancel_fn)(void *ud); /* true: stop now */
 
+/* What a server answered, for callers that handle HTTP errors themselves
+ * (a registry's 401 with its WWW-Authenticate challenge, a 429). */
+struct fetch_reply {
+        long status;                 /* of the last response (after redirects) */
+        char *content_type;          /* these three: malloc'd or NULL */
+        char *www_authenticate;
+        char *docker_content_digest;
+        char *error_body;            /* the body of an answer >= 400 (at most 4 KiB) */
+};
+void fetch_reply_done(struct fetch_reply *r);
+
 struct fetch_opts {
         const char *url;
+        const char *const *headers; /* extra request headers "Name: value", NULL-terminated */
+        const char *userpwd;        /* HTTP basic auth "user:password" (never sent to another host on a redirect) */
+        bool https_only;            /* redirects included (else http and https) */
+        struct fetch_reply *reply;  /* non-NULL: an answer >= 400 is not a failure of the
+                                     * transfer: fetch_to_memory returns 0 and the body,
+                                     * fetch_to_file returns -EREMOTEIO and keeps no file;
+                                     * reply->status says which */
         uint64_t max_bytes;        /* 0: 64 GiB */
         const char *expect_sha256; /* NULL: do not check */
         uint64_t expect_size;      /* 0: unknown */
@@ -27,6 +45,7 @@ struct fetch_opts {
         void *ud;
 };
 
+/* Without reply, an answer >= 400 fails the fetch. */
 /* Writes to dest (created 0600, replaced atomically on success; nothing left
  * on failure). ret_sha256 may be NULL. -ECANCELED when cancelled. */
 _warn_unused_ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err);

@@ -62,6 +62,19 @@ int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_er
         if (rc < 0)
                 return op_fail(err, rc, "reading image '%s' failed", name);
         *ret = image_json(&r);
+        /* a pulled OCI image: its source, manifest digest and run config */
+        _cleanup_free_ char *dir = r.managed ? xstrdup(r.rootfs_path) : NULL, *text = NULL;
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        size_t len = 0;
+        if (slash) {
+                *slash = '\0';
+                _cleanup_free_ char *mpath = path_join(dir, "manifest.json");
+                _cleanup_json_ json_t *m = read_file_nofollow(mpath, 1u << 20, &text, &len) == 0
+                                                   ? json_loadb(text, len, 0, NULL) : NULL;
+                json_t *oci = json_object_get(m, "oci");
+                if (json_is_object(oci))
+                        json_object_set(*ret, "oci", oci);
+        }
         image_row_done(&r);
         return 0;
 }
@@ -108,7 +121,7 @@ int image_list(struct artifacts *a, bool available, json_t **ret, struct op_erro
 }
 
 /* The referenced kernel must be present; catalog kernels are pulled. */
-static int ensure_kernel(struct artifacts *a, const char *kernel_ref, const struct progress *p, struct op_error *err) {
+int image_ensure_kernel(struct artifacts *a, const char *kernel_ref, const struct progress *p, struct op_error *err) {
         struct kernel_row kr;
         json_t *k = NULL;
 
@@ -129,7 +142,7 @@ static int ensure_kernel(struct artifacts *a, const char *kernel_ref, const stru
 }
 
 /* Moves a complete staging dir into images/<id> and records the row. */
-static int commit_image(struct artifacts *a, const char *staging, struct image_row *row, struct op_error *err) {
+int image_commit(struct artifacts *a, const char *staging, struct image_row *row, struct op_error *err) {
         _cleanup_free_ char *dir = NULL;
         struct image_row existing;
         int r;
@@ -177,7 +190,7 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         const char *kref = json_string_value(json_object_get(entry, "kernel_ref"));
         int r;
 
-        r = ensure_kernel(a, kref, p, err);
+        r = image_ensure_kernel(a, kref, p, err);
         if (r < 0)
                 return r;
         if (strcmp(kind, "debian") == 0) {
@@ -206,7 +219,7 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
         struct stat st;
         row.rootfs_size_bytes = stat(rootfs, &st) == 0 ? st.st_size : 0;
-        r = commit_image(a, staging, &row, err);
+        r = image_commit(a, staging, &row, err);
         image_row_done(&row);
         return r;
 }
@@ -239,7 +252,7 @@ static int pull_bundle(struct artifacts *a, const char *ref, const char *name_ov
         if (r < 0) /* a bad bundle is the caller's */
                 return r == -ECANCELED ? r : op_recode(err, RPC_BAD_REQUEST);
         const char *name = name_override ? name_override : im.name;
-        r = ensure_kernel(a, im.kernel_ref, p, err);
+        r = image_ensure_kernel(a, im.kernel_ref, p, err);
         if (r == 0) {
                 drop_scratch(staging);
                 _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
@@ -248,7 +261,7 @@ static int pull_bundle(struct artifacts *a, const char *ref, const char *name_ov
                                          .kernel_name = im.kernel_ref ? xstrdup(im.kernel_ref) : NULL,
                                          .init_mode = xstrdup(im.init_mode), .source = xasprintf("bundle:%s", ref),
                                          .rootfs_size_bytes = stat(rootfs, &st) == 0 ? st.st_size : 0 };
-                r = commit_image(a, staging, &row, err);
+                r = image_commit(a, staging, &row, err);
                 image_row_done(&row);
         }
         if (r == 0)
@@ -257,13 +270,28 @@ static int pull_bundle(struct artifacts *a, const char *ref, const char *name_ov
         return r;
 }
 
-int image_pull(struct artifacts *a, const char *ref, const char *name_override, const struct progress *p,
+static bool ends_with(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+        return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Not a bundle, not a catalog name: an OCI source (a bare word is only ever
+ * a catalog name; Docker Hub's images are named with a tag or a path). */
+static bool is_oci(const char *ref) {
+        return oci_source_is_local(ref) || strpbrk(ref, "/:@");
+}
+
+int image_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
                json_t **ret, struct op_error *err) {
         _cleanup_json_ json_t *entry = NULL;
         _cleanup_free_ char *key = NULL, *staging = NULL, *name = NULL;
-        bool bundle = is_url(ref) || strchr(ref, '/') || strstr(ref, ".tar.zst");
+        const char *name_override = o->name;
+        bool bundle = is_url(ref) || ref[0] == '/' || ends_with(ref, ".tar.zst");
         struct image_row row;
         int rc = 0;
+
+        if (!bundle && is_oci(ref))
+                return oci_pull(a, ref, o, p, ret, err);
 
         if (name_override && !string_is_dns_label(name_override))
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", name_override);
@@ -273,8 +301,9 @@ int image_pull(struct artifacts *a, const char *ref, const char *name_override, 
                 if (!entry) {
                         _cleanup_free_ char *names = catalog_names(cat, "images");
                         return op_fail_as(err, RPC_NOT_FOUND, -ENOENT,
-                                        "no image '%s' in the catalog (available: %s; or give a .tar.zst path or URL)",
-                                        ref, names);
+                                        "no image '%s' in the catalog (available: %s; or give a .tar.zst path or "
+                                        "URL, or an OCI image: docker.io/library/%s, %s:latest, oci:DIR)",
+                                        ref, names, ref, ref);
                 }
                 name = xstrdup(name_override ? name_override : ref);
         }

@@ -2,6 +2,7 @@
 #include "disk/workdisk.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <ext2fs/ext2fs.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -79,7 +80,17 @@ int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, str
         return r;
 }
 
+static void ext2_error_table_once(void) {
+        initialize_ext2_error_table();
+}
+
+void ext2_errors_init(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, ext2_error_table_once);
+}
+
 static int fail(struct op_error *err, errcode_t e, const char *what, const char *path) {
+        ext2_errors_init();
         return op_fail(err, -EIO, "%s %s: %s", what, path, error_message(e));
 }
 
@@ -429,5 +440,75 @@ int workdisk_put(struct workdisk *w, const char *fs_path, const char *src, uid_t
                 return r;
         if ((e = copy_contents(w, ino, fd, src)) || (e = set_stat(w->fs, ino, &st, LINUX_S_IFREG, uid, gid)))
                 return fail(err, e, "writing", fs_path);
+        return 0;
+}
+
+/* fs_path split into its parent's inode (made 0755 where missing) and its name. */
+static int parent_of(struct workdisk *w, const char *fs_path, ext2_ino_t *ret_dir, const char **ret_name,
+                     struct op_error *err) {
+        if (fs_path[0] != '/' || !fs_path[1] || strstr(fs_path, "/../") || strstr(fs_path, "/./") ||
+            fs_path[strlen(fs_path) - 1] == '/')
+                return op_fail(err, -EINVAL, "invalid path '%s' in the image", fs_path);
+        _cleanup_free_ char *parent = xstrdup(fs_path);
+        char *slash = strrchr(parent, '/');
+        *ret_name = fs_path + (slash - parent) + 1;
+        slash[slash == parent ? 1 : 0] = '\0';
+        return dir_of(w, parent, 0, 0, ret_dir, err);
+}
+
+int workdisk_mkdir(struct workdisk *w, const char *fs_path, mode_t mode, struct op_error *err) {
+        ext2_ino_t dir, ino;
+        const char *name;
+        int r = parent_of(w, fs_path, &dir, &name, err);
+        if (r < 0)
+                return r;
+        errcode_t e = subdir_mode(w->fs, dir, name, mode & 07777, 0, 0, &ino);
+        return e ? fail(err, e, "making the directory", fs_path) : 0;
+}
+
+int workdisk_put_data(struct workdisk *w, const char *fs_path, const void *data, size_t len, mode_t mode,
+                      struct op_error *err) {
+        ext2_ino_t dir, ino;
+        const char *name;
+        int r = parent_of(w, fs_path, &dir, &name, err);
+        if (r == 0)
+                r = file_inode(w->fs, dir, name, fs_path, &ino, err);
+        if (r < 0)
+                return r;
+        errcode_t e = write_contents(w->fs, ino, data, len);
+        if (!e)
+                e = set_owner(w->fs, ino, mode, LINUX_S_IFREG, 0, 0);
+        if (e)
+                return fail(err, e, "writing", fs_path);
+        w->bytes += len;
+        return 0;
+}
+
+int workdisk_read(struct workdisk *w, const char *fs_path, size_t max, char **ret, size_t *ret_len, struct op_error *err) {
+        ext2_ino_t ino;
+        struct ext2_inode inode;
+        /* namei without following the last component: a symlink is no file */
+        errcode_t e = ext2fs_namei(w->fs, EXT2_ROOT_INO, EXT2_ROOT_INO, fs_path, &ino);
+        if (e)
+                return op_fail(err, -ENOENT, "%s: not in the image", fs_path);
+        if ((e = ext2fs_read_inode(w->fs, ino, &inode)))
+                return fail(err, e, "reading", fs_path);
+        uint64_t size = EXT2_I_SIZE(&inode);
+        if (!LINUX_S_ISREG(inode.i_mode) || size > max)
+                return op_fail(err, -EFBIG, "%s: not a regular file of at most %zu bytes", fs_path, max);
+        ext2_file_t f = NULL;
+        char *buf = xmalloc(size + 1);
+        unsigned got = 0;
+        if (!(e = ext2fs_file_open(w->fs, ino, 0, &f)))
+                e = ext2fs_file_read(f, buf, (unsigned) size, &got);
+        if (f)
+                ext2fs_file_close(f);
+        if (e || got != size) {
+                free(buf);
+                return fail(err, e ? e : EXT2_ET_SHORT_READ, "reading", fs_path);
+        }
+        buf[size] = '\0';
+        *ret = buf;
+        *ret_len = size;
         return 0;
 }

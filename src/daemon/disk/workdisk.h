@@ -16,6 +16,9 @@
 
 #include "op_error.h"
 
+/* error_message() knows libext2fs's codes once this ran (idempotent, thread-safe). */
+void ext2_errors_init(void);
+
 /* seed may be NULL. Refuses a size smaller than the seed. */
 _warn_unused_ int workdisk_create(const char *path, uint64_t size_bytes, const char *seed, struct op_error *e);
 
@@ -36,6 +39,15 @@ _warn_unused_ int workdisk_open(const char *image, struct workdisk **ret, struct
  * made 0755 root-owned. */
 _warn_unused_ int workdisk_put(struct workdisk *w, const char *fs_path, const char *src, uid_t uid, gid_t gid,
                                struct op_error *e);
+/* A directory at fs_path (made with mode, root-owned, when missing; an
+ * existing one is kept as it is). */
+_warn_unused_ int workdisk_mkdir(struct workdisk *w, const char *fs_path, mode_t mode, struct op_error *e);
+/* data as the regular file fs_path (replacing one), root-owned, mode. */
+_warn_unused_ int workdisk_put_data(struct workdisk *w, const char *fs_path, const void *data, size_t len, mode_t mode,
+                                    struct op_error *e);
+/* A regular file of the image (no symlink followed, at most max bytes), NUL-terminated. */
+_warn_unused_ int workdisk_read(struct workdisk *w, const char *fs_path, size_t max, char **ret, size_t *ret_len,
+                                struct op_error *e);
 uint64_t workdisk_bytes(const struct workdisk *w);
 /* The filesystem's label, written at close. */
 void workdisk_set_label(struct workdisk *w, const char *label);

@@ -29,6 +29,9 @@ struct name_params {
         char *ref;
         char *output;
         char *rootfs, *work_seed, *kernel, *initrd, *kernel_ref, *init_mode;
+        char *platform;
+        int64_t size;
+        bool dry_run;
 };
 
 #define F(n, t, f, req) { n, t, offsetof(struct name_params, f), req, JSON_NO_PRESENT, 0, 0 }
@@ -36,8 +39,12 @@ static const struct json_field name_only[] = { F("name", JSON_FIELD_STRING, name
 static const struct json_field name_force[] = { F("name", JSON_FIELD_STRING, name, true),
                                                 F("force", JSON_FIELD_BOOL, force, false) };
 static const struct json_field list_fields[] = { F("available", JSON_FIELD_BOOL, available, false) };
-static const struct json_field pull_fields[] = { F("ref", JSON_FIELD_STRING, ref, true),
-                                                 F("name", JSON_FIELD_STRING, name, false) };
+static const struct json_field pull_fields[] = {
+        F("ref", JSON_FIELD_STRING, ref, true),          F("name", JSON_FIELD_STRING, name, false),
+        F("kernel_ref", JSON_FIELD_STRING, kernel_ref, false), F("platform", JSON_FIELD_STRING, platform, false),
+        F("size", JSON_FIELD_INT, size, false),
+};
+static const struct json_field prune_fields[] = { F("dry_run", JSON_FIELD_BOOL, dry_run, false) };
 static const struct json_field export_fields[] = { F("name", JSON_FIELD_STRING, name, true),
                                                    F("output", JSON_FIELD_STRING, output, true) };
 static const struct json_field register_fields[] = {
@@ -119,9 +126,18 @@ static int h_image_pull(struct rpc_call *call, void *params, json_t **ret, struc
         rpc_call_progress(call, &pr);
 
         op_begin(call, "image.pull", p->name ? p->name : p->ref);
-        int r = image_pull(call->svc->artifacts, p->ref, p->name, &pr, ret, e);
+        if (p->size < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "size must not be negative");
+        struct oci_pull_opts o = { .name = p->name, .kernel_ref = p->kernel_ref, .platform = p->platform,
+                                   .size_bytes = (uint64_t) p->size };
+        int r = image_pull(call->svc->artifacts, p->ref, &o, &pr, ret, e);
         op_end(call, r, e);
         return r;
+}
+
+static int h_image_cache_prune(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct name_params *p = params;
+        return oci_cache_prune(call->svc->artifacts, p->dry_run, ret, e);
 }
 
 static int h_image_register(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -179,6 +195,7 @@ const struct rpc_method rpc_artifact_methods[] = {
         M(RPC_METHOD_IMAGE_PROMOTE, h_image_promote, name_only),
         M(RPC_METHOD_IMAGE_DELETE, h_image_delete, name_only),
         M(RPC_METHOD_IMAGE_EXPORT, h_image_export, export_fields),
+        M(RPC_METHOD_IMAGE_CACHE_PRUNE, h_image_cache_prune, prune_fields),
 };
 #undef M
 const size_t rpc_artifact_methods_n = ELEMENTSOF(rpc_artifact_methods);

@@ -21,7 +21,7 @@ struct vm_params {
         json_t *argv, *env;
         char *cwd;
         bool pty;
-        int64_t rows, cols;
+        int64_t rows, cols, uid, gid;
 };
 
 #define F(n, t, f, req) { n, t, offsetof(struct vm_params, f), req, JSON_NO_PRESENT, 0, 0 }
@@ -81,6 +81,8 @@ static const struct json_field exec_fields[] = {
         F("pty", JSON_FIELD_BOOL, pty, false),
         FR("rows", rows, 0, 65535),
         FR("cols", cols, 0, 65535),
+        FR("uid", uid, 0, 4294967294LL),
+        FR("gid", gid, 0, 4294967294LL),
 };
 #undef F
 #undef FP
@@ -217,7 +219,7 @@ static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct
 static int h_exec(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
         struct vm_exec_req q = { .argv = p->argv, .env = p->env, .cwd = p->cwd, .pty = p->pty, .rows = p->rows,
-                                 .cols = p->cols };
+                                 .cols = p->cols, .uid = (uint32_t) p->uid, .gid = (uint32_t) p->gid };
         struct agent_exec *x;
         uint32_t pid;
         int r = vm_exec_open(call->svc->vms, p->vm, &q, &x, &pid, e);

@@ -115,12 +115,15 @@ static int ensure_image(struct vms *v, const char *ref, const struct progress *p
         int r = store_image_get(v->deps.store, ref, ret);
         if (r == 0)
                 return 0;
-        progress_stage(pr, "pull image", "%s from the image catalog", ref);
+        progress_stage(pr, "pull image", "%s", ref);
         _cleanup_json_ json_t *res = NULL;
-        r = image_pull(v->deps.artifacts, ref, NULL, pr, &res, e);
+        struct oci_pull_opts o = { 0 };
+        r = image_pull(v->deps.artifacts, ref, &o, pr, &res, e);
         if (r < 0)
                 return r;
-        r = store_image_get(v->deps.store, ref, ret);
+        /* an OCI reference gives the image a name of its own */
+        const char *name = json_string_value(json_object_get(res, "name"));
+        r = store_image_get(v->deps.store, name ? name : ref, ret);
         return r < 0 ? op_fail(e, r, "image '%s' vanished after its pull", ref) : 0;
 }
 

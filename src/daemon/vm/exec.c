@@ -51,6 +51,13 @@ static int build_spec(const struct vm_exec_req *q, struct spec_buf *s, struct op
                         return op_bad_request(e, "cwd must be an absolute path");
                 put_str(s, SPEC_CWD, q->cwd);
         }
+        if (q->uid || q->gid) {
+                uint8_t u[4], g[4];
+                frame_put_u32(u, q->uid);
+                frame_put_u32(g, q->gid);
+                s->full |= !spec_put(s->b, sizeof(s->b), &s->n, SPEC_UID, u, 4);
+                s->full |= !spec_put(s->b, sizeof(s->b), &s->n, SPEC_GID, g, 4);
+        }
         if (q->pty) {
                 if (q->rows < 0 || q->rows > 65535 || q->cols < 0 || q->cols > 65535)
                         return op_bad_request(e, "rows and cols must be 0..65535");

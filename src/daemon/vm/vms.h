@@ -208,6 +208,7 @@ struct vm_exec_req {
         const char *cwd; /* absolute, or NULL: /root */
         bool pty;
         int64_t rows, cols;
+        uint32_t uid, gid; /* 0:0 is root */
 };
 /* Starts it and returns the open channel; -EPROTONOSUPPORT (code
  * bad_version) when the agent speaks only version 1. */

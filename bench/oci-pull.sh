@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Measures `banger image pull` of a ~100 MB OCI image (busybox plus about
+# 100 MB of the host's /usr files, in 3 layers) from Debian's docker-registry
+# on loopback, against a baseline measured in the same run: `skopeo copy` of
+# the same image from the same registry into a local directory (downloads and
+# verifies the blobs, builds no filesystem). Median of N, cold caches each
+# time (banger's blob cache pruned, the image deleted, skopeo's dir removed).
+# Also: the same pull from an oci: layout, and a second pull (a no-op).
+#
+#   bench/oci-pull.sh [N]        (root; its own XDG dirs and netns)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-3}"
+BUILD="${BANGER_BUILD:-build}"
+BANGER="$PWD/$BUILD/banger"
+export BANGER_BANGERD="$PWD/$BUILD/bangerd" NO_COLOR=1
+W=$(mktemp -d /tmp/banger-bench.XXXXXX)
+NS="banger-bench$$"
+export HOME="$W/home" XDG_CONFIG_HOME="$W/config" XDG_STATE_HOME="$W/state" XDG_CACHE_HOME="$W/cache" XDG_RUNTIME_DIR="$W/run"
+mkdir -p "$HOME" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+. tests/integration/oci_fixtures.sh
+cleanup() {
+        oci_registry_stop >/dev/null 2>&1 || true
+        "$BANGER" daemon stop >/dev/null 2>&1 || true
+        for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+        ip netns delete "$NS" 2>/dev/null || true
+        rm -rf "$W"
+}
+trap cleanup EXIT
+B() { ip netns exec "$NS" "$BANGER" "$@"; }
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "# kernel (host namespace), the image built with umoci" >&2
+"$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1
+"$BANGER" daemon stop >/dev/null
+L="$W/layout"
+umoci init --layout "$L" >/dev/null
+umoci new --image "$L:big" >/dev/null
+umoci unpack --rootless --image "$L:big" "$W/b" >/dev/null 2>&1
+mkdir -p "$W/b/rootfs/bin" && cp /bin/busybox "$W/b/rootfs/bin/" && ln -s busybox "$W/b/rootfs/bin/sh"
+umoci repack --image "$L:big" "$W/b" >/dev/null
+for part in share/doc lib/x86_64-linux-gnu; do # two more layers of real files
+        mkdir -p "$W/b/rootfs/usr/$part"
+        (cd "/usr/$part" && find . -type f -size -2M | head -4000 | cpio -pdm --quiet "$W/b/rootfs/usr/$part")
+        umoci repack --image "$L:big" "$W/b" >/dev/null
+done
+umoci config --image "$L:big" --config.cmd /bin/sh >/dev/null
+BYTES=$(du -sb "$W/b/rootfs" | cut -f1)
+ip netns add "$NS" && ip netns exec "$NS" ip link set lo up
+oci_registry_start "$NS" "$W/reg" 5000 >/dev/null
+oci_push "$NS" "oci:$L:big" 127.0.0.1:5000/bench/big:1
+BLOBS=$(du -sb "$L/blobs" | cut -f1)
+echo "# image: $((BYTES / 1048576)) MiB of files, $((BLOBS / 1048576)) MiB of blobs, 3 layers" >&2
+B ping >/dev/null
+
+: >"$W/skopeo"; : >"$W/pull"; : >"$W/layout"
+for i in $(seq "$N"); do
+        rm -rf "$W/dir"
+        t0=$(now)
+        ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false docker://127.0.0.1:5000/bench/big:1 "dir:$W/dir"
+        echo "$(now) - $t0" | bc >>"$W/skopeo"
+
+        B image cache prune >/dev/null
+        t0=$(now)
+        B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
+        echo "$(now) - $t0" | bc >>"$W/pull"
+        B image delete big-1 >/dev/null
+
+        B image cache prune >/dev/null
+        t0=$(now)
+        B image pull "oci:$L:big" --name big-layout >/dev/null 2>&1
+        echo "$(now) - $t0" | bc >>"$W/layout"
+        B image delete big-layout >/dev/null
+done
+B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
+t0=$(now)
+B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
+AGAIN=$(echo "$(now) - $t0" | bc)
+
+S=$(median <"$W/skopeo"); P=$(median <"$W/pull"); LO=$(median <"$W/layout")
+printf 'skopeo copy docker:// -> dir:      %6.3f s (median of %d; baseline)\n' "$S" "$N"
+printf 'banger image pull (registry)       %6.3f s  %.2fx\n' "$P" "$(echo "$P / $S" | bc -l)"
+printf 'banger image pull oci:DIR          %6.3f s  %.2fx\n' "$LO" "$(echo "$LO / $S" | bc -l)"
+printf 'banger image pull again (no-op)    %6.3f s\n' "$AGAIN"

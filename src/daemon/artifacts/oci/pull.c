@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT */
+#include "pull.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "artifacts/oci/archive.h"
+#include "artifacts/oci/flatten.h"
+#include "artifacts/oci/registry.h"
+#include "disk/workdisk.h"
+#include "archive_path.h"
+#include "fsutil.h"
+#include "jsonx.h"
+#include "log.h"
+#include "oci.h"
+#include "oci_auth.h"
+#include "parse.h"
+#include "procscan.h"
+#include "sha256.h"
+#include "store/store_artifacts.h"
+#include "strbuf.h"
+
+#define LAYOUT_TAG_KEY "org.opencontainers.image.ref.name"
+
+/* Where the image comes from: a registry's repository or a layout dir
+ * (given, or unpacked from an oci-archive or a docker-archive). */
+struct source {
+        struct oci_ref ref;   /* registry */
+        struct registry *reg; /* registry */
+        char *dir;            /* layout */
+        char *tag;            /* layout: NULL = its only image */
+        char *display;        /* canonical, for messages and the image's source */
+        char *unpacked;       /* an archive's: dir, removed at the end */
+        char *archive;        /* the archive file */
+        json_t *docker;       /* docker-archive: its manifest.json entry */
+        json_t *docker_blobs; /* docker-archive: digest -> path inside dir */
+};
+
+struct pull {
+        struct artifacts *a;
+        const struct oci_pull_opts *o;
+        const struct progress *p;
+        struct source src;
+        char *blob_dir;
+        char *os, *arch, *variant;
+        struct oci_manifest m; /* the image manifest */
+        char digest[72];       /* its digest */
+        struct oci_config cfg;
+        char **layers;         /* cache paths, oldest first */
+        json_t *run;           /* the run config as stored (uid/gid resolved) */
+};
+
+bool oci_source_is_local(const char *ref) {
+        return strncmp(ref, "oci:", 4) == 0 || strncmp(ref, "oci-archive:", 12) == 0 ||
+               strncmp(ref, "docker-archive:", 15) == 0;
+}
+
+static char *blob_dir(const struct artifacts *a) {
+        return xasprintf("%s/oci/blobs/sha256", a->layout->cache_dir);
+}
+
+static void source_done(struct source *s) {
+        if (s->unpacked)
+                (void) rm_rf(s->unpacked);
+        free(s->unpacked);
+        free(s->archive);
+        json_decref(s->docker);
+        json_decref(s->docker_blobs);
+        oci_ref_done(&s->ref);
+        registry_close(s->reg);
+        free(s->dir);
+        free(s->tag);
+        free(s->display);
+}
+
+/* "PATH[:tag]" after the scheme: PATH absolute; a tag has no '/'. */
+static int split_local(const char *ref, const char *spec, char **ret_path, char **ret_tag, struct op_error *e) {
+        const char *colon = strrchr(spec, ':');
+        if (colon && strchr(colon, '/'))
+                colon = NULL;
+        *ret_path = colon ? xstrndup(spec, (size_t) (colon - spec)) : xstrdup(spec);
+        *ret_tag = colon && colon[1] ? xstrdup(colon + 1) : NULL;
+        if ((*ret_path)[0] != '/')
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: the path must be absolute", ref);
+        return 0;
+}
+
+/* "oci:DIR[:tag]": DIR a real directory. */
+static int open_layout(struct pull *q, const char *ref, struct op_error *e) {
+        struct source *s = &q->src;
+        struct stat st;
+        int rc = split_local(ref, ref + 4, &s->dir, &s->tag, e);
+        if (rc < 0)
+                return rc;
+        if (lstat(s->dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return op_fail_as(e, RPC_BAD_REQUEST, -ENOENT, "%s: %s is not a directory", ref, s->dir);
+        s->display = xasprintf("oci:%s%s%s", s->dir, s->tag ? ":" : "", strempty(s->tag));
+        return 0;
+}
+
+/* "oci-archive:FILE[:tag]" and "docker-archive:FILE": unpacked into the cache. */
+static int open_archive(struct pull *q, const char *ref, bool docker, struct op_error *e) {
+        struct source *s = &q->src;
+        int rc = split_local(ref, strchr(ref, ':') + 1, &s->archive, &s->tag, e);
+        if (rc < 0)
+                return rc;
+        if (docker && s->tag)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: a docker-archive is named without a tag", ref);
+        s->display = xasprintf("%s:%s%s%s", docker ? "docker-archive" : "oci-archive", s->archive, s->tag ? ":" : "",
+                               strempty(s->tag));
+        _cleanup_free_ char *parent = path_join(q->a->layout->cache_dir, "oci");
+        s->unpacked = staging_dir(parent, "unpack");
+        s->dir = xstrdup(s->unpacked);
+        if (mkdir_p(s->dir, 0700) < 0)
+                return op_fail(e, -errno, "cannot create %s: %s", s->dir, strerror(errno));
+        progress_stage(q->p, "unpack", "%s", s->archive);
+        return oci_archive_unpack(s->archive, s->dir, q->p, e);
+}
+
+/* The user's registry credentials: $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+static char *docker_creds(const char *registry) {
+        const char *dc = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
+        _cleanup_free_ char *path = dc && *dc ? path_join(dc, "config.json")
+                                              : home && *home ? xasprintf("%s/.docker/config.json", home) : NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        char *userpwd = NULL;
+        if (!path || read_file_nofollow(path, 1u << 20, &text, &len) < 0)
+                return NULL;
+        if (docker_config_auth(text, len, registry, &userpwd) < 0)
+                log_warn("%s: no usable credentials for %s in it", path, registry);
+        return userpwd;
+}
+
+static int open_registry(struct pull *q, const char *ref, struct op_error *e) {
+        char *why = NULL;
+        if (oci_ref_parse(ref, &q->src.ref, &why) < 0) {
+                int rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "'%s' is not an image reference: %s", ref, why);
+                free(why);
+                return rc;
+        }
+        q->src.display = oci_ref_string(&q->src.ref);
+        _cleanup_free_ char *userpwd = docker_creds(q->src.ref.registry);
+        /* insecure_registries: "host[:port], ..." */
+        _cleanup_free_ char *list = xstrdup(strempty(q->a->config->insecure_registries));
+        const char *insecure[65] = { 0 };
+        size_t n = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(list, ", ", &save); t && n < 64; t = strtok_r(NULL, ", ", &save))
+                insecure[n++] = t;
+        struct registry_opts ro = { .insecure = insecure, .userpwd = userpwd, .p = q->p };
+        return registry_open(&q->src.ref, &ro, &q->src.reg, e);
+}
+
+/* ---- the blob cache ------------------------------------------------------------ */
+
+static char *cache_path(const struct pull *q, const char *digest) {
+        return xasprintf("%s/%s", q->blob_dir, digest + 7);
+}
+
+struct blob_progress {
+        const struct pull *q;
+        const char *stage;
+        uint64_t base, total;
+};
+
+static void on_blob_bytes(void *ud, uint64_t done, uint64_t total) {
+        struct blob_progress *b = ud;
+        (void) total;
+        progress_bytes(b->q->p, b->stage, b->base + done, b->total);
+}
+
+/* A file copied into dest (O_NOFOLLOW, regular, exactly size bytes, the
+ * digest checked on the way, progress and cancellation as a download's);
+ * nothing left at dest on failure. */
+static int copy_verified(const char *src, const char *dest, const char *digest, int64_t size, struct blob_progress *bp,
+                         struct op_error *e) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        struct stat st;
+        if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode))
+                return op_fail(e, -ENOENT, "blob %s: %s is missing or not a regular file", digest, src);
+        if (st.st_size != size)
+                return op_fail(e, -EBADMSG, "blob %s: %s has %lld bytes, the manifest says %lld", digest, src,
+                               (long long) st.st_size, (long long) size);
+        _cleanup_close_ int out = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (out < 0)
+                return op_fail(e, -errno, "cannot create %s: %s", dest, strerror(errno));
+        struct sha256 h;
+        if (sha256_init(&h) < 0)
+                return op_fail(e, -ENOMEM, "sha256");
+        char buf[1 << 16], hex[65];
+        ssize_t n;
+        int rc = 0;
+        uint64_t done = 0;
+        while (rc == 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+                sha256_update(&h, buf, (size_t) n);
+                rc = write_all(out, buf, (size_t) n);
+                done += (uint64_t) n;
+                if (bp && rc == 0 && progress_cancelled(bp->q->p))
+                        rc = op_fail(e, -ECANCELED, "cancelled");
+                else if (bp && (done & ((1u << 22) - 1)) < sizeof(buf))
+                        on_blob_bytes(bp, done, (uint64_t) size);
+        }
+        sha256_final_hex(&h, hex);
+        if (rc == 0 && n < 0)
+                rc = -errno;
+        if (rc == 0 && strcmp(hex, digest + 7) != 0)
+                rc = op_fail(e, -EBADMSG, "blob %s: %s has digest sha256:%s", digest, src, hex);
+        else if (rc < 0 && rc != -ECANCELED)
+                rc = op_fail(e, rc, "copying %s: %s", src, strerror(-rc));
+        if (rc < 0)
+                unlink(dest);
+        return rc;
+}
+
+/* Fetches (registry) or copies (layout) one blob into the cache. */
+static int fetch_blob(struct pull *q, const struct oci_descriptor *d, const char *tmp, struct blob_progress *bp,
+                      struct op_error *e) {
+        if (q->src.reg)
+                return registry_blob(q->src.reg, d->digest, d->size, tmp, on_blob_bytes, bp, e);
+        const char *rel = json_string_value(json_object_get(q->src.docker_blobs, d->digest));
+        _cleanup_free_ char *src = rel ? path_join(q->src.dir, rel)
+                                       : xasprintf("%s/blobs/sha256/%s", q->src.dir, d->digest + 7);
+        return copy_verified(src, tmp, d->digest, d->size, bp, e);
+}
+
+/* The blob's path in the cache, fetched unless a verified copy is there;
+ * concurrent pulls of one blob wait for the first. */
+static int cache_blob(struct pull *q, const struct oci_descriptor *d, struct blob_progress *bp, char **ret,
+                      struct op_error *e) {
+        _cleanup_free_ char *path = cache_path(q, d->digest), *key = xasprintf("blob:%s", d->digest);
+        struct stat st;
+        char hex[65];
+        int rc = 0;
+        if (!inflight_begin(q->a, key, q->p, &rc, e)) {
+                if (rc < 0)
+                        return rc;
+        } else {
+                bool have = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == d->size &&
+                            sha256_file_hex(path, hex) == 0 && strcmp(hex, d->digest + 7) == 0;
+                if (!have) {
+                        _cleanup_free_ char *tmp = xasprintf("%s.tmp-%d", path, (int) getpid());
+                        unlink(path);
+                        rc = fetch_blob(q, d, tmp, bp, e);
+                        if (rc == 0 && rename(tmp, path) < 0)
+                                rc = op_fail(e, -errno, "cannot rename %s: %s", tmp, strerror(errno));
+                        if (rc < 0)
+                                unlink(tmp);
+                }
+                inflight_end(q->a, key, rc, e);
+                if (rc < 0)
+                        return rc;
+        }
+        *ret = xstrdup(path);
+        return 0;
+}
+
+/* A small blob (config, index, manifest) read whole from the cache. */
+static int small_blob(struct pull *q, const struct oci_descriptor *d, size_t max, char **ret, size_t *ret_len,
+                      struct op_error *e) {
+        if (d->size < 0 || (uint64_t) d->size > max)
+                return op_fail(e, -EFBIG, "blob %s is too large (%lld bytes)", d->digest, (long long) d->size);
+        struct blob_progress bp = { .q = q, .stage = "metadata" };
+        _cleanup_free_ char *path = NULL;
+        int rc = cache_blob(q, d, &bp, &path, e);
+        if (rc == 0 && read_file_nofollow(path, max, ret, ret_len) < 0)
+                rc = op_fail(e, -EIO, "cannot read %s", path);
+        return rc;
+}
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+/* The layout's index.json entry for the tag (or its only entry). */
+static int layout_entry(struct pull *q, struct oci_descriptor *ret, struct op_error *e) {
+        _cleanup_free_ char *path = path_join(q->src.dir, "index.json"), *text = NULL;
+        size_t len = 0;
+        if (read_file_nofollow(path, OCI_MANIFEST_MAX, &text, &len) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -ENOENT, "%s: no readable index.json (not an OCI image layout)",
+                                  q->src.dir);
+        _cleanup_json_ json_t *j = json_loadb(text, len, 0, NULL);
+        json_t *list = json_object_get(j, "manifests"), *it, *pick = NULL;
+        size_t i, n = json_array_size(list);
+        _cleanup_strbuf_ struct strbuf tags = STRBUF_INIT;
+        json_array_foreach(list, i, it) {
+                const char *t = json_string_value(json_object_get(json_object_get(it, "annotations"), LAYOUT_TAG_KEY));
+                if (t)
+                        strbuf_addf(&tags, "%s%s", tags.len ? ", " : "", t);
+                if ((q->src.tag && t && strcmp(t, q->src.tag) == 0) || (!q->src.tag && n == 1))
+                        pick = it;
+        }
+        if (!pick)
+                return op_fail_as(e, RPC_NOT_FOUND, -ENOENT, "%s: %s (tags: %s)", q->src.dir,
+                                  q->src.tag ? "no image with that tag" : "several images: name one with :TAG",
+                                  tags.len ? tags.buf : "none");
+        const char *mt = json_string_value(json_object_get(pick, "mediaType"));
+        const char *dg = json_string_value(json_object_get(pick, "digest"));
+        json_int_t size = json_integer_value(json_object_get(pick, "size"));
+        if (!mt || !dg || !oci_digest_valid(dg) || size <= 0 || size > OCI_MANIFEST_MAX)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: a malformed entry in index.json", q->src.dir);
+        *ret = (struct oci_descriptor) { .media_type = xstrdup(mt), .digest = xstrdup(dg), .size = size };
+        return 0;
+}
+
+static void descriptor_done(struct oci_descriptor *d) {
+        free(d->media_type);
+        free(d->digest);
+        free(d->os);
+        free(d->architecture);
+        free(d->variant);
+        *d = (struct oci_descriptor) { 0 };
+}
+
+/* One manifest document by digest or tag: its bytes, type and digest. */
+static int get_manifest(struct pull *q, const struct oci_descriptor *d, const char *reference, char **ret,
+                        size_t *ret_len, char **ret_type, char ret_digest[72], struct op_error *e) {
+        if (q->src.reg)
+                return registry_manifest(q->src.reg, d ? d->digest : reference, ret, ret_len, ret_type, ret_digest, e);
+        int rc = small_blob(q, d, OCI_MANIFEST_MAX, ret, ret_len, e);
+        if (rc == 0) {
+                *ret_type = xstrdup(d->media_type);
+                snprintf(ret_digest, 72, "%s", d->digest);
+        }
+        return rc;
+}
+
+static int parse_manifest(const char *text, size_t len, const char *type, const char *what, struct oci_manifest *ret,
+                          struct op_error *e) {
+        char *why = NULL;
+        if (oci_manifest_parse(text, len, type, ret, &why) == 0)
+                return 0;
+        int rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: %s", what, why);
+        free(why);
+        return rc;
+}
+
+/* A file of the unpacked docker-archive as a descriptor (its digest computed). */
+static int docker_file(struct pull *q, json_t *jpath, const char *media_type, struct oci_descriptor *ret,
+                       struct op_error *e) {
+        _cleanup_free_ char *rel = NULL;
+        const char *p = json_string_value(jpath);
+        if (!p || archive_path_normalize(p, &rel) < 0 || !*rel)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: a bad path in manifest.json", q->src.display);
+        _cleanup_free_ char *path = path_join(q->src.dir, rel);
+        struct stat st;
+        char hex[65];
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || sha256_file_hex(path, hex) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -ENOENT, "%s: %s is missing", q->src.display, rel);
+        *ret = (struct oci_descriptor) { .media_type = xstrdup(media_type), .digest = xasprintf("sha256:%s", hex),
+                                         .size = (int64_t) st.st_size };
+        json_object_set_new(q->src.docker_blobs, ret->digest, json_string(rel));
+        return 0;
+}
+
+/* docker-archive: manifest.json [{"Config", "RepoTags", "Layers"}], one image;
+ * its "digest" is the config's (the image ID). */
+static int docker_manifest(struct pull *q, struct op_error *e) {
+        _cleanup_free_ char *path = path_join(q->src.dir, "manifest.json"), *text = NULL;
+        size_t len = 0;
+        if (read_file_nofollow(path, OCI_MANIFEST_MAX, &text, &len) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -ENOENT, "%s: no manifest.json (not a docker-archive)",
+                                  q->src.display);
+        _cleanup_json_ json_t *j = json_loadb(text, len, 0, NULL);
+        json_t *m = json_array_get(j, 0), *layers = json_object_get(m, "Layers"), *it;
+        size_t n = json_array_size(layers), i;
+        if (json_array_size(j) != 1 || n == 0 || n > OCI_MAX_LAYERS)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: manifest.json must describe one image with 1..%u layers",
+                                  q->src.display, OCI_MAX_LAYERS);
+        q->src.docker = json_incref(m);
+        q->src.docker_blobs = json_object();
+        q->m = (struct oci_manifest) { .kind = OCI_KIND_MANIFEST, .media_type = xstrdup(DOCKER_MT_MANIFEST),
+                                       .layers = xcalloc(n, sizeof(struct oci_descriptor)) };
+        int rc = docker_file(q, json_object_get(m, "Config"), DOCKER_MT_CONFIG, &q->m.config, e);
+        json_array_foreach(layers, i, it) {
+                if (rc == 0)
+                        rc = docker_file(q, it, "application/vnd.docker.image.rootfs.diff.tar", &q->m.layers[i], e);
+                q->m.n_layers = rc == 0 ? i + 1 : q->m.n_layers;
+        }
+        if (rc == 0)
+                snprintf(q->digest, sizeof(q->digest), "%s", q->m.config.digest);
+        return rc;
+}
+
+/* The image manifest for the platform: the reference's, or an index's pick. */
+static int resolve(struct pull *q, struct op_error *e) {
+        if (q->src.docker_blobs || strncmp(q->src.display, "docker-archive:", 15) == 0)
+                return docker_manifest(q, e);
+        struct oci_descriptor entry = { 0 };
+        _cleanup_free_ char *text = NULL, *type = NULL;
+        size_t len = 0;
+        int rc = 0;
+        if (!q->src.reg)
+                rc = layout_entry(q, &entry, e);
+        const char *reference = q->src.ref.digest ? q->src.ref.digest : q->src.ref.tag;
+        if (rc == 0)
+                rc = get_manifest(q, q->src.reg ? NULL : &entry, reference, &text, &len, &type, q->digest, e);
+        if (rc == 0)
+                rc = parse_manifest(text, len, type, q->src.display, &q->m, e);
+        descriptor_done(&entry);
+        if (rc < 0 || q->m.kind == OCI_KIND_MANIFEST)
+                return rc;
+        const struct oci_descriptor *d = oci_index_pick(&q->m, q->os, q->arch, q->variant);
+        if (!d) {
+                _cleanup_free_ char *have = oci_index_platforms(&q->m);
+                return op_fail_as(e, RPC_NOT_FOUND, -ENOENT, "%s has no image for %s/%s%s%s (it has: %s)",
+                                  q->src.display, q->os, q->arch, q->variant ? "/" : "", strempty(q->variant), have);
+        }
+        struct oci_descriptor pick = { .media_type = xstrdup(d->media_type), .digest = xstrdup(d->digest),
+                                       .size = d->size };
+        free(text);
+        free(type);
+        text = type = NULL;
+        oci_manifest_done(&q->m);
+        rc = get_manifest(q, &pick, NULL, &text, &len, &type, q->digest, e);
+        if (rc == 0)
+                rc = parse_manifest(text, len, type, q->src.display, &q->m, e);
+        if (rc == 0 && q->m.kind != OCI_KIND_MANIFEST)
+                rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: an index inside an index", q->src.display);
+        descriptor_done(&pick);
+        return rc;
+}
+
+static int read_config(struct pull *q, struct op_error *e) {
+        _cleanup_free_ char *text = NULL, *why = NULL;
+        size_t len = 0;
+        int rc = small_blob(q, &q->m.config, OCI_CONFIG_MAX, &text, &len, e);
+        if (rc < 0)
+                return rc;
+        if (oci_config_parse(text, len, &q->cfg, &why) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: its config: %s", q->src.display, why);
+        if (strcmp(q->cfg.os, q->os) != 0 || strcmp(q->cfg.architecture, q->arch) != 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s is an image for %s/%s, not %s/%s", q->src.display,
+                                  q->cfg.os, q->cfg.architecture, q->os, q->arch);
+        return 0;
+}
+
+static int fetch_layers(struct pull *q, struct op_error *e) {
+        struct blob_progress bp = { .q = q, .stage = "layers" };
+        for (size_t i = 0; i < q->m.n_layers; i++)
+                bp.total += (uint64_t) q->m.layers[i].size;
+        progress_stage(q->p, "layers", "%zu, %.1f MiB", q->m.n_layers, (double) bp.total / (1 << 20));
+        q->layers = xcalloc(q->m.n_layers + 1, sizeof(char *));
+        for (size_t i = 0; i < q->m.n_layers; i++) {
+                int rc = cache_blob(q, &q->m.layers[i], &bp, &q->layers[i], e);
+                if (rc < 0)
+                        return rc;
+                bp.base += (uint64_t) q->m.layers[i].size;
+        }
+        return 0;
+}
+
+/* ---- the image ------------------------------------------------------------------ */
+
+static void on_flatten(void *ud, size_t layer, size_t n_layers, uint64_t done, uint64_t total) {
+        const struct pull *q = ud;
+        (void) layer;
+        (void) n_layers;
+        progress_bytes(q->p, "flatten", done, total);
+}
+
+static bool flatten_cancelled(void *ud) {
+        return progress_cancelled(((const struct pull *) ud)->p);
+}
+
+/* "export K='V'" lines for login shells (Debian's /etc/profile resets PATH). */
+static char *profile_env(const struct oci_config *c) {
+        struct strbuf sb = STRBUF_INIT;
+        strbuf_addstr(&sb, "# the image config's Env, written by banger image pull\n");
+        for (size_t i = 0; i < c->n_env; i++) {
+                const char *eq = strchr(c->env[i], '=');
+                size_t kl = eq ? (size_t) (eq - c->env[i]) : 0;
+                if (!kl || strspn(c->env[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != kl ||
+                    (c->env[i][0] >= '0' && c->env[i][0] <= '9'))
+                        continue;
+                strbuf_addf(&sb, "export %.*s='", (int) kl, c->env[i]);
+                for (const char *v = eq + 1; *v; v++)
+                        if (*v == '\'')
+                                strbuf_addstr(&sb, "'\\''");
+                        else
+                                strbuf_addch(&sb, *v);
+                strbuf_addstr(&sb, "'\n");
+        }
+        return strbuf_detach(&sb, NULL);
+}
+
+/* The id of `name` (a number, or looked up in an /etc/passwd or /etc/group
+ * text: field 3 of "name:x:id:..."); gid_ret: field 4 (passwd only). */
+static int lookup_id(const char *name, const char *table, uint32_t *ret, uint32_t *gid_ret) {
+        int64_t v;
+        if (parse_int_range(name, 0, 4294967294LL, &v) == 0) {
+                *ret = (uint32_t) v;
+                return 0;
+        }
+        size_t nl = strlen(name);
+        for (const char *l = table; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+                if (strncmp(l, name, nl) != 0 || l[nl] != ':')
+                        continue;
+                const char *f = strchr(l + nl + 1, ':'); /* past the password field */
+                char *end;
+                unsigned long id = f ? strtoul(f + 1, &end, 10) : 0;
+                if (!f || end == f + 1 || *end != ':' || id > 4294967294UL)
+                        return -EINVAL;
+                *ret = (uint32_t) id;
+                if (gid_ret) {
+                        unsigned long g = strtoul(end + 1, &end, 10);
+                        *gid_ret = *end == ':' && g <= 4294967294UL ? (uint32_t) g : 0;
+                }
+                return 0;
+        }
+        return -ENOENT;
+}
+
+/* The config's User ("name", "uid", "name:group", "uid:gid") as numbers,
+ * from the image's own /etc/passwd and /etc/group. */
+static int resolve_user(struct workdisk *w, const char *user, json_t *run, struct op_error *e) {
+        _cleanup_free_ char *u = xstrdup(user), *passwd = NULL, *group = NULL;
+        size_t len;
+        char *g = strchr(u, ':');
+        if (g)
+                *g++ = '\0';
+        struct op_error ignore = OP_ERROR_INIT;
+        if (workdisk_read(w, "/etc/passwd", 1u << 20, &passwd, &len, &ignore) < 0) /* numbers only, then */
+                op_error_done(&ignore);
+        if (g && workdisk_read(w, "/etc/group", 1u << 20, &group, &len, &ignore) < 0)
+                op_error_done(&ignore);
+        uint32_t uid = 0, gid = 0;
+        if (lookup_id(u, passwd, &uid, &gid) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "the image's User '%s' is not in its /etc/passwd", user);
+        if (g && lookup_id(g, group, &gid, NULL) < 0)
+                return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "the image's User '%s': no group '%s' in its /etc/group",
+                                  user, g);
+        json_object_set_new(run, "uid", json_integer(uid));
+        json_object_set_new(run, "gid", json_integer(gid));
+        return 0;
+}
+
+#define DEFAULT_PROFILE \
+        "# written by banger image pull: the image had no /etc/profile\n" \
+        "for f in /etc/profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done\nunset f\n"
+
+/* What banger-init's fast mode and the agent need in the image. */
+static int inject(struct pull *q, const char *rootfs, struct op_error *e) {
+        static const char *const dirs[] = { "/proc", "/sys", "/dev", "/run", "/tmp", "/root", "/etc",
+                                            "/etc/profile.d", "/usr", "/usr/local", "/usr/local/bin" };
+        static const mode_t modes[] = { 0555, 0555, 0755, 0755, 01777, 0700, 0755, 0755, 0755, 0755, 0755 };
+        struct workdisk *w = NULL;
+        int rc = workdisk_open(rootfs, &w, e);
+        for (size_t i = 0; rc == 0 && i < ELEMENTSOF(dirs); i++)
+                rc = workdisk_mkdir(w, dirs[i], modes[i], e);
+        if (rc == 0 && !q->a->agent_bin)
+                rc = op_fail(e, -ENOENT, "banger-agent not found beside bangerd: the image would have no agent");
+        if (rc == 0)
+                rc = workdisk_put(w, "/usr/local/bin/banger-agent", q->a->agent_bin, 0, 0, e);
+        if (rc == 0) {
+                _cleanup_free_ char *env = profile_env(&q->cfg);
+                rc = workdisk_put_data(w, "/etc/profile.d/00-banger-image-env.sh", env, strlen(env), 0644, e);
+        }
+        /* an image without /etc/profile (busybox): one that reads profile.d,
+         * so login shells (`vm run -- CMD`) see the Env too */
+        _cleanup_free_ char *prof = NULL;
+        size_t plen = 0;
+        struct op_error none = OP_ERROR_INIT;
+        if (rc == 0 && workdisk_read(w, "/etc/profile", 1u << 20, &prof, &plen, &none) == -ENOENT)
+                rc = workdisk_put_data(w, "/etc/profile", DEFAULT_PROFILE, strlen(DEFAULT_PROFILE), 0644, e);
+        op_error_done(&none);
+        q->run = oci_config_run_json(&q->cfg);
+        if (rc == 0 && q->cfg.user)
+                rc = resolve_user(w, q->cfg.user, q->run, e);
+        int rc2 = workdisk_close(w, rc == 0 ? e : NULL);
+        return rc < 0 ? rc : rc2;
+}
+
+static int write_manifest(struct pull *q, const char *staging, const char *name, const char *kernel,
+                          struct op_error *e) {
+        _cleanup_json_ json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:o}}", "format", 1, "name", name,
+                                             "init_mode", "fast", "kernel_ref", kernel, "oci", "source",
+                                             q->src.display, "manifest_digest", q->digest, "platform",
+                                             q->cfg.architecture, "config", json_incref(q->run));
+        _cleanup_free_ char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS), *path = path_join(staging, "manifest.json");
+        int rc = write_file_atomic(path, text, strlen(text), 0644);
+        return rc < 0 ? op_fail(e, rc, "writing %s: %s", path, strerror(-rc)) : 0;
+}
+
+/* The kernel of the default image's catalog entry (what banger's own images boot). */
+static char *default_kernel(const struct artifacts *a) {
+        _cleanup_json_ json_t *cat = image_catalog();
+        _cleanup_json_ json_t *e = catalog_find(cat, "images", a->config->default_image_name);
+        const char *k = json_string_value(json_object_get(e, "kernel_ref"));
+        return xstrdup(k ? k : "debian-cloud-6.1");
+}
+
+/* The name's image: 1 when it is this very manifest (nothing to do), 0 when
+ * there is none, else the error. */
+static int already_there(struct pull *q, const char *name, struct op_error *e) {
+        struct image_row r;
+        if (store_image_get(q->a->store, name, &r) < 0)
+                return 0;
+        _cleanup_free_ char *dir = xstrdup(r.rootfs_path), *text = NULL;
+        char *slash = strrchr(dir, '/');
+        size_t len = 0;
+        if (slash)
+                *slash = '\0';
+        _cleanup_free_ char *mpath = path_join(dir, "manifest.json");
+        _cleanup_json_ json_t *m = read_file_nofollow(mpath, 1u << 20, &text, &len) == 0 ? json_loadb(text, len, 0, NULL)
+                                                                                        : NULL;
+        const char *have = json_string_value(json_object_get(json_object_get(m, "oci"), "manifest_digest"));
+        bool same = r.managed && have && strcmp(have, q->digest) == 0;
+        image_row_done(&r);
+        if (same)
+                return 1;
+        return op_fail_as(e, RPC_ALREADY_EXISTS, -EEXIST,
+                          "image '%s' already exists%s%s (banger image delete %s, or --name another)", name,
+                          have ? " from manifest " : "", strempty(have), name);
+}
+
+static int build(struct pull *q, const char *staging, const char *name, struct op_error *e) {
+        _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
+        _cleanup_free_ char *kernel = q->o->kernel_ref ? xstrdup(q->o->kernel_ref) : default_kernel(q->a);
+        struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
+                                       .cancel = flatten_cancelled, .ud = q };
+        struct oci_flatten_stats st = { 0 };
+        progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
+        int rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
+        if (rc == 0) {
+                progress_stage(q->p, "inject", "banger-agent, the image's Env");
+                rc = inject(q, rootfs, e);
+        }
+        if (rc == 0)
+                rc = write_manifest(q, staging, name, kernel, e);
+        if (rc == 0)
+                rc = image_ensure_kernel(q->a, kernel, q->p, e);
+        if (rc < 0)
+                return rc;
+        struct image_row row = { .name = xstrdup(name), .managed = true, .kernel_name = xstrdup(kernel),
+                                 .init_mode = xstrdup("fast"), .source = xstrdup(q->src.display),
+                                 .rootfs_size_bytes = (int64_t) st.size_bytes };
+        rc = image_commit(q->a, staging, &row, e);
+        image_row_done(&row);
+        return rc;
+}
+
+static int open_source(struct pull *q, const char *ref, struct op_error *e) {
+        char *why = NULL;
+        const char *plat = q->o->platform ? q->o->platform : "linux/amd64";
+        if (oci_platform_parse(plat, &q->os, &q->arch, &q->variant, &why) < 0) {
+                int rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "--platform %s: %s", plat, why);
+                free(why);
+                return rc;
+        }
+        if (strncmp(ref, "oci:", 4) == 0)
+                return open_layout(q, ref, e);
+        if (strncmp(ref, "oci-archive:", 12) == 0 || strncmp(ref, "docker-archive:", 15) == 0)
+                return open_archive(q, ref, ref[0] == 'd', e);
+        return open_registry(q, ref, e);
+}
+
+/* The image's name: --name, or from the reference (a layout's: its dir's name and tag). */
+static char *image_name(const struct pull *q) {
+        if (q->o->name)
+                return xstrdup(q->o->name);
+        if (q->src.reg)
+                return oci_ref_image_name(&q->src.ref);
+        const char *tag0 = json_string_value(json_array_get(json_object_get(q->src.docker, "RepoTags"), 0));
+        struct oci_ref dref = { 0 };
+        char *dwhy = NULL, *dname = NULL;
+        if (tag0 && oci_ref_parse(tag0, &dref, &dwhy) == 0)
+                dname = oci_ref_image_name(&dref);
+        free(dwhy);
+        oci_ref_done(&dref);
+        if (dname)
+                return dname;
+        _cleanup_free_ char *stem = q->src.archive ? xstrdup(q->src.archive) : NULL;
+        char *dot = stem ? strchr(strrchr(stem, '/'), '.') : NULL;
+        if (dot)
+                *dot = '\0';
+        const char *base = strrchr(stem ? stem : q->src.dir, '/');
+        _cleanup_free_ char *r = xasprintf("localhost/%s:%s", base && base[1] ? base + 1 : "image",
+                                           q->src.tag ? q->src.tag : "latest");
+        for (char *c = r + 10; *c && *c != ':'; c++)
+                *c = (char) (*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : (*c == '.' || *c == '_' || *c == '-' ||
+                                                                       (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))
+                                                                              ? *c : '-');
+        struct oci_ref ref = { 0 };
+        char *why = NULL, *name = NULL;
+        if (oci_ref_parse(r, &ref, &why) == 0)
+                name = oci_ref_image_name(&ref);
+        free(why);
+        oci_ref_done(&ref);
+        return name;
+}
+
+static void pull_done(struct pull *q) {
+        source_done(&q->src);
+        free(q->blob_dir);
+        free(q->os);
+        free(q->arch);
+        free(q->variant);
+        oci_manifest_done(&q->m);
+        oci_config_done(&q->cfg);
+        json_decref(q->run);
+        for (size_t i = 0; q->layers && q->layers[i]; i++)
+                free(q->layers[i]);
+        free(q->layers);
+}
+
+/* The source opened, the manifest resolved, the image's name chosen. */
+static int pull_resolve(struct pull *q, const char *ref, char **ret_name, struct op_error *e) {
+        int rc = open_source(q, ref, e);
+        if (rc == 0 && mkdir_p(q->blob_dir, 0700) < 0)
+                rc = op_fail(e, -errno, "cannot create %s: %s", q->blob_dir, strerror(errno));
+        if (rc == 0) {
+                progress_stage(q->p, "resolve", "%s", q->src.display);
+                rc = resolve(q, e);
+        }
+        if (rc == 0 && !(*ret_name = image_name(q)))
+                rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "no image name from %s: give --name", q->src.display);
+        if (rc == 0 && !string_is_dns_label(*ret_name))
+                rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", *ret_name);
+        return rc;
+}
+
+static int pull_build(struct pull *q, const char *name, struct op_error *e) {
+        _cleanup_free_ char *staging = staging_dir(q->a->layout->images_dir, "oci");
+        int rc = read_config(q, e);
+        if (rc == 0)
+                rc = fetch_layers(q, e);
+        if (rc == 0 && mkdir_p(staging, 0700) < 0)
+                rc = op_fail(e, -errno, "cannot create %s", staging);
+        if (rc == 0)
+                rc = build(q, staging, name, e);
+        (void) rm_rf(staging);
+        return rc;
+}
+
+static int pull_locked(struct pull *q, const char *ref, json_t **ret, struct op_error *e) {
+        _cleanup_free_ char *name = NULL, *key = NULL;
+        int rc = pull_resolve(q, ref, &name, e), there = 0;
+        if (rc < 0)
+                return rc;
+        /* one pull per image name at a time: a second one waits, then finds it */
+        key = xasprintf("image:%s", name);
+        bool leader = inflight_begin(q->a, key, q->p, &rc, e);
+        if (!leader && rc < 0)
+                return rc;
+        there = already_there(q, name, e);
+        if (there == 0)
+                rc = pull_build(q, name, e);
+        if (leader)
+                inflight_end(q->a, key, there < 0 ? there : rc, e);
+        if (there < 0 || rc < 0)
+                return there < 0 ? there : rc;
+        rc = image_show(q->a, name, ret, e);
+        if (rc == 0)
+                json_object_set_new(*ret, "already_pulled", json_boolean(there == 1));
+        return rc;
+}
+
+int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
+             json_t **ret, struct op_error *err) {
+        struct pull q = { .a = a, .o = o, .p = p, .blob_dir = blob_dir(a) };
+        if (o->name && !string_is_dns_label(o->name)) {
+                pull_done(&q);
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", o->name);
+        }
+        pthread_rwlock_rdlock(&a->oci_cache_lock);
+        int rc = pull_locked(&q, ref, ret, err);
+        pthread_rwlock_unlock(&a->oci_cache_lock);
+        pull_done(&q);
+        return rc;
+}
+
+/* Every blob (and any half-written one) goes; pulls in progress are waited for. */
+int oci_cache_prune(struct artifacts *a, bool dry_run, json_t **ret, struct op_error *err) {
+        _cleanup_free_ char *dir = blob_dir(a);
+        uint64_t bytes = 0, blobs = 0;
+        pthread_rwlock_wrlock(&a->oci_cache_lock);
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+        int rc = 0;
+        while (d && (de = readdir(d))) {
+                struct stat st;
+                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (!dry_run && unlinkat(dirfd(d), de->d_name, 0) < 0) {
+                        rc = op_fail(err, -errno, "removing %s/%s: %s", dir, de->d_name, strerror(errno));
+                        break;
+                }
+                bytes += (uint64_t) st.st_blocks * 512;
+                blobs++;
+        }
+        pthread_rwlock_unlock(&a->oci_cache_lock);
+        if (rc == 0)
+                *ret = json_pack("{s:I, s:I, s:b, s:s}", "blobs", (json_int_t) blobs, "bytes", (json_int_t) bytes,
+                                 "dry_run", dry_run, "dir", dir);
+        return rc;
+}
