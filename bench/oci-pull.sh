@@ -34,7 +34,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 echo "# kernel (host namespace), the image built with umoci" >&2
 "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1
 "$BANGER" daemon stop >/dev/null
-L="$W/layout"
+L="$W/oci"
 umoci init --layout "$L" >/dev/null
 umoci new --image "$L:big" >/dev/null
 umoci unpack --rootless --image "$L:big" "$W/b" >/dev/null 2>&1
@@ -42,7 +42,7 @@ mkdir -p "$W/b/rootfs/bin" && cp /bin/busybox "$W/b/rootfs/bin/" && ln -s busybo
 umoci repack --image "$L:big" "$W/b" >/dev/null
 for part in share/doc lib/x86_64-linux-gnu; do # two more layers of real files
         mkdir -p "$W/b/rootfs/usr/$part"
-        (cd "/usr/$part" && find . -type f -size -2M | head -4000 | cpio -pdm --quiet "$W/b/rootfs/usr/$part")
+        (cd "/usr/$part" && find . -type f -size -2M | sort | awk 'NR <= 2500' | tar -cf - -T -) | tar -xf - -C "$W/b/rootfs/usr/$part"
         umoci repack --image "$L:big" "$W/b" >/dev/null
 done
 umoci config --image "$L:big" --config.cmd /bin/sh >/dev/null

@@ -91,14 +91,20 @@ static char *resolve_ref(const char *ref) {
         char abs[PATH_MAX];
         if (strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0)
                 return xstrdup(ref);
-        if (strncmp(ref, "oci:", 4) == 0) {
-                _cleanup_free_ char *dir = xstrdup(ref + 4);
-                char *colon = strrchr(dir, ':');
+        static const char *const schemes[] = { "oci:", "oci-archive:", "docker-archive:" };
+        for (size_t i = 0; i < ELEMENTSOF(schemes); i++) {
+                size_t n = strlen(schemes[i]);
+                if (strncmp(ref, schemes[i], n) != 0)
+                        continue;
+                _cleanup_free_ char *path = xstrdup(ref + n);
+                char *colon = strrchr(path, ':'); /* a tag has no '/' */
+                if (colon && strchr(colon, '/'))
+                        colon = NULL;
                 if (colon)
                         *colon = '\0';
-                if (!realpath(dir, abs))
+                if (!realpath(path, abs))
                         return xstrdup(ref);
-                return xasprintf("oci:%s%s%s", abs, colon ? ":" : "", colon ? colon + 1 : "");
+                return xasprintf("%s%s%s%s", schemes[i], abs, colon ? ":" : "", colon ? colon + 1 : "");
         }
         if ((ref[0] == '.' || ref[0] == '/' || strstr(ref, ".tar.zst")) && realpath(ref, abs))
                 return xstrdup(abs);

@@ -417,34 +417,44 @@ static json_t *image_run_config(struct run *r) {
 
 /* No command, an OCI image with an entrypoint or a command: that, through
  * the agent, as `docker run IMAGE` would (its Env, WorkingDir and user).
- * *ran false when the image has neither (or the agent is too old). */
+ * *ran false when the image has neither. */
 static int run_entrypoint(struct run *r, bool *ran) {
         _cleanup_json_ json_t *cfg = image_run_config(r);
-        json_t *ep = json_object_get(cfg, "entrypoint"), *cmd = json_object_get(cfg, "cmd");
+        json_t *ep = json_object_get(cfg, "entrypoint"), *cmd = json_object_get(cfg, "cmd"), *it;
         size_t n = json_array_size(ep) + json_array_size(cmd), i, k = 0;
         *ran = false;
-        if (!cfg || n == 0 || n > 256)
+        if (!cfg || n == 0)
                 return 0;
+        *ran = true;
+        if (n > 256)
+                return cli_error(r->ctx, NULL, "the image's Entrypoint and Cmd have %zu arguments (at most 256)", n);
         _cleanup_free_ char **argv = xcalloc(n + 1, sizeof(char *));
-        json_t *it;
         json_array_foreach(ep, i, it) argv[k++] = (char *) json_string_value(it);
         json_array_foreach(cmd, i, it) argv[k++] = (char *) json_string_value(it);
         for (i = 0; i < k; i++)
                 if (!argv[i])
-                        return 0;
+                        return cli_error(r->ctx, NULL, "the image's Entrypoint or Cmd is not a list of strings");
+        /* the image's Env, its user (resolved at pull time) and that user's HOME */
         _cleanup_json_ json_t *extra = json_pack("{s:O}", "env", json_object_get(cfg, "env"));
-        json_t *uid = json_object_get(cfg, "uid"), *gid = json_object_get(cfg, "gid");
+        json_t *uid = json_object_get(cfg, "uid"), *gid = json_object_get(cfg, "gid"), *env = json_object_get(extra, "env");
+        const char *home = json_string_value(json_object_get(cfg, "home"));
+        bool has_home = false;
+        json_array_foreach(env, i, it) has_home |= strncmp(strempty(json_string_value(it)), "HOME=", 5) == 0;
+        if (home && !has_home && json_is_array(env))
+                json_array_append_new(env, json_pack("s+", "HOME=", home));
         if (json_is_integer(uid) && json_is_integer(gid)) {
                 json_object_set(extra, "uid", uid);
                 json_object_set(extra, "gid", gid);
         }
+        /* WorkingDir, else the workspace when one was shipped, else / (as docker run) */
         const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
         int64_t t = mono_ms_now();
-        int code = 0, rc = cli_agent_exec(r->ctx, r->name, argv, (int) k, wd ? wd : r->cwd,
+        int code = 0, rc = cli_agent_exec(r->ctx, r->name, argv, (int) k, wd ? wd : r->path ? r->cwd : "/",
                                           isatty(STDIN_FILENO) && isatty(STDOUT_FILENO), extra, &code);
         timed(r, "entrypoint (agent)", t);
-        *ran = rc <= 0;
-        return rc < 0 ? rc : rc > 0 ? 0 : code;
+        if (rc == -EPROTONOSUPPORT)
+                return cli_error(r->ctx, NULL, "the guest agent of %s is too old to run the image's entrypoint", r->name);
+        return rc < 0 ? rc : code;
 }
 
 /* The command (or an interactive shell) over ssh. */
@@ -455,7 +465,7 @@ static int run_command(struct run *r) {
         int rc;
         bool ran = false;
         if (r->ncmd == 0 && !cli_has(r->a, "ssh") && ((rc = run_entrypoint(r, &ran)) != 0 || ran))
-                return rc;
+                return rc; /* the image's entrypoint ran (or could not) */
         if (r->ncmd > 0 && !cli_has(r->a, "ssh")) {
                 int code = 0;
                 rc = agent_command(r->ctx, r->name, r->cwd, r->cmd, r->ncmd, &code);

@@ -37,7 +37,7 @@ pushes() {
 t "images pushed with skopeo" pushes
 
 rows_are() { [ "$(sqlite3 "$DB" 'SELECT count(*) FROM vms')" = "$1" ]; }
-images() { B --json image list | jq -r '.images[].name' | sort | tr '\n' ' '; }
+images() { B --json image list | jq -r '.[].name' | sort | tr '\n' ' '; }
 nothing_left() { # no staging dir, no unpacked archive, no half-written blob
         local left
         left=$(find "$IMAGES" "$XDG_CACHE_HOME/banger/oci" -maxdepth 3 \( -name '.staging-*' -o -name '*.tmp-*' \) 2>/dev/null)
@@ -115,6 +115,32 @@ entry() {
 }
 t "vm run --image <pulled> with no command runs its Entrypoint + Cmd with its Env (docker run semantics)" entry
 
+no_sshd_create() {
+        local before; before=$(grep -c 'GET /v2/banger/multi/manifests' "$TMP/reg/registry.log")
+        # a reference whose image is there: used as it is, the registry not asked
+        B vm create --name oc --image "$REG/banger/multi:1" >"$TMP/oc.out" 2>"$TMP/oc.err" || { cat "$TMP/oc.err"; return 1; }
+        cat "$TMP/oc.out" "$TMP/oc.err" | grep -q 'no sshd in the image' || { cat "$TMP/oc.out" "$TMP/oc.err"; B vm delete oc; return 1; }
+        expect_eq "$(grep -c 'GET /v2/banger/multi/manifests' "$TMP/reg/registry.log")" "$before" || return 1
+        expect_eq "$(B --json vm show oc | jq -r .image)" multi-1 || return 1
+        expect_eq "$(B vm exec oc -- id -u 2>/dev/null)" 0 || return 1
+        B vm stop oc >/dev/null && B vm start oc >/dev/null 2>"$TMP/oc.err" || { cat "$TMP/oc.err"; return 1; }
+        expect_eq "$(B vm exec oc -- cat /etc/os-release 2>/dev/null | head -1)" ID=bangertest || return 1
+        B vm delete oc >/dev/null
+}
+t "vm create --image <reference> of a pulled image without sshd: ready once the agent answers, start and stop too" no_sshd_create
+
+user() {
+        cp -a "$FIX/layout" "$TMP/ulay" &&
+                umoci config --image "$TMP/ulay:multi" --tag appuser --config.user app >/dev/null || return 1
+        B --json image pull "oci:$TMP/ulay:appuser" --name appuser >"$TMP/u.json" 2>"$TMP/u.err" || { cat "$TMP/u.err"; return 1; }
+        expect_eq "$(jq -c '[.oci.config.uid, .oci.config.gid, .oci.config.home]' "$TMP/u.json")" '[1000,1000,"/home/app"]' ||
+                { jq .oci "$TMP/u.json"; grep app "$FIX/build.log" | head -3; return 1; }
+        local out; out=$(B vm run --rm --image appuser 2>"$TMP/u.err") || { cat "$TMP/u.err"; return 1; }
+        expect_eq "$out" "$(printf 'entry-bar\n1000')" || { cat "$TMP/u.err"; return 1; }
+        B image delete appuser >/dev/null
+}
+t "an image whose User is a name: resolved from its /etc/passwd at pull time, its entrypoint runs as that user" user
+
 index() {
         B --json image pull "$REG/banger/multiarch:1" >"$TMP/x.json" 2>"$TMP/x.err" || { cat "$TMP/x.err"; return 1; }
         expect_eq "$(jq -r .oci.manifest_digest "$TMP/x.json")" "$OCI_MULTIARCH_AMD64" || return 1
@@ -161,6 +187,22 @@ auth() {
         grep -q '"user": *"banger"' "$TMP/treg/token.log" || { tail -5 "$TMP/treg/token.log"; return 1; }
 }
 t "token auth: anonymous pulls of public/, unauthorized without credentials or with a wrong password, basic credentials from ~/.docker/config.json" auth
+
+pull_cancelled() {
+        B --json daemon operations | jq -e '.operations | map(select(.kind == "image.pull")) | .[-1].state == "cancelled"' >/dev/null
+}
+cancelled() {
+        python3 "$(dirname "$0")/oci_hostile.py" "$TMP/h-cancel" many >/dev/null || return 1
+        local before; before=$(images)
+        ip netns exec "$NS" "$BANGER" image pull "oci:$TMP/h-cancel:many" --name cancelled >"$TMP/cx.out" 2>&1 &
+        local cli=$!
+        wait_for 60 "the pull to flatten" grep -q 'flatten' "$TMP/cx.out" || { kill $cli; return 1; }
+        kill -TERM $cli; wait $cli 2>/dev/null # (a script's background jobs ignore SIGINT)
+        wait_for 60 "the pull to end as cancelled in the daemon" pull_cancelled || return 1
+        wait_for 30 "the cancelled pull's staging to go" nothing_left || return 1
+        expect_eq "$(images)" "$before"
+}
+t "Ctrl-C during a pull: cancelled in the daemon, staging removed, nothing registered" cancelled
 
 concurrent() {
         ip netns exec "$NS" "$BANGER" --json image pull "$REG/banger/small:1" --name conc >"$TMP/c1.json" 2>"$TMP/c1.err" & local p1=$!

@@ -125,7 +125,11 @@ int artifacts_init(struct artifacts *a, const struct layout *l, const struct con
         *a = (struct artifacts) { .layout = l, .config = c, .store = s, .priv = priv };
         pthread_mutex_init(&a->image_ops_mu, NULL);
         pthread_mutex_init(&a->inflight_mu, NULL);
-        pthread_rwlock_init(&a->oci_cache_lock, NULL);
+        pthread_rwlockattr_t ra; /* a prune waits for the pulls in progress, not for every later one */
+        pthread_rwlockattr_init(&ra);
+        pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&a->oci_cache_lock, &ra);
+        pthread_rwlockattr_destroy(&ra);
         pthread_cond_init(&a->inflight_cond, NULL);
         a->init_bin = find_companion("BANGER_INIT", "banger-init");
         a->agent_bin = find_companion("BANGER_AGENT", "banger-agent");
@@ -155,40 +159,68 @@ void artifacts_done(struct artifacts *a) {
         pthread_cond_destroy(&a->inflight_cond);
 }
 
-bool inflight_begin(struct artifacts *a, const char *key, const struct progress *p, int *ret_rc,
-                    struct op_error *err) {
-        struct inflight *f;
-
-        pthread_mutex_lock(&a->inflight_mu);
-        for (f = a->inflight; f; f = f->next)
-                if (strcmp(f->key, key) == 0)
-                        break;
-        if (!f) {
-                f = xcalloc(1, sizeof(*f));
-                f->key = xstrdup(key);
-                f->next = a->inflight;
-                a->inflight = f;
-                pthread_mutex_unlock(&a->inflight_mu);
-                return true;
-        }
-        f->waiters++;
-        pthread_mutex_unlock(&a->inflight_mu);
-        progress_stage(p, "waiting", "another request is already working on %s", key);
-
-        pthread_mutex_lock(&a->inflight_mu);
-        while (!f->done)
-                pthread_cond_wait(&a->inflight_cond, &a->inflight_mu);
-        *ret_rc = f->rc;
-        if (f->rc < 0) {
-                op_error_copy(err, &f->err);
-        }
-        if (--f->waiters == 0) {
+/* Drops a waiter's hold on f (freed by the last one once done). */
+static void inflight_leave(struct inflight *f) {
+        if (--f->waiters == 0 && f->done) {
                 free(f->key);
                 op_error_done(&f->err);
                 free(f);
         }
-        pthread_mutex_unlock(&a->inflight_mu);
-        return false;
+}
+
+/* Waits for f's leader, in slices that notice our own cancellation. 1 when
+ * the leader is done (its outcome copied), 0 when we were cancelled. */
+static int inflight_wait(struct artifacts *a, struct inflight *f, const struct progress *p, int *ret_rc,
+                         struct op_error *err) {
+        while (!f->done) {
+                if (progress_cancelled(p)) {
+                        inflight_leave(f);
+                        *ret_rc = op_fail(err, -ECANCELED, "cancelled");
+                        return 0;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 250 * 1000 * 1000;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&a->inflight_cond, &a->inflight_mu, &ts);
+        }
+        *ret_rc = f->rc;
+        if (f->rc < 0)
+                op_error_copy(err, &f->err);
+        inflight_leave(f);
+        return 1;
+}
+
+bool inflight_begin(struct artifacts *a, const char *key, const struct progress *p, int *ret_rc,
+                    struct op_error *err) {
+        for (;;) {
+                struct inflight *f;
+                pthread_mutex_lock(&a->inflight_mu);
+                for (f = a->inflight; f; f = f->next)
+                        if (strcmp(f->key, key) == 0)
+                                break;
+                if (!f) {
+                        f = xcalloc(1, sizeof(*f));
+                        f->key = xstrdup(key);
+                        f->next = a->inflight;
+                        a->inflight = f;
+                        pthread_mutex_unlock(&a->inflight_mu);
+                        return true;
+                }
+                f->waiters++;
+                pthread_mutex_unlock(&a->inflight_mu);
+                progress_stage(p, "waiting", "another request is already working on %s", key);
+                pthread_mutex_lock(&a->inflight_mu);
+                int done = inflight_wait(a, f, p, ret_rc, err);
+                pthread_mutex_unlock(&a->inflight_mu);
+                /* the leader was cancelled, we were not: our turn to try */
+                if (done && *ret_rc == -ECANCELED && !progress_cancelled(p)) {
+                        op_error_done(err);
+                        continue;
+                }
+                return false;
+        }
 }
 
 void inflight_end(struct artifacts *a, const char *key, int rc, const struct op_error *err) {

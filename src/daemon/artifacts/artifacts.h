@@ -93,7 +93,11 @@ struct oci_pull_opts {
         const char *platform;   /* NULL: linux/amd64 */
         uint64_t size_bytes;    /* 0: content x 1.5, floor 256 MiB */
 };
-bool oci_source_is_local(const char *ref); /* oci: */
+bool oci_source_is_local(const char *ref); /* oci:, oci-archive:, docker-archive: */
+/* The name a pull of registry reference ref gives its image ("alpine:3.19"
+ * -> "alpine-3-19"); NULL when ref is no registry reference (a bare word is
+ * a catalog name). */
+char *oci_ref_default_name(const char *ref);
 _warn_unused_ int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
                            json_t **ret, struct op_error *err);
 /* Empties the blob cache (waits for pulls using it); ret: {"blobs", "bytes", "dry_run"}. */

@@ -17,6 +17,7 @@
 
 struct sink {
         const struct fetch_opts *o;
+        CURL *curl;
         int fd;             /* -1: memory */
         struct strbuf *mem;
         struct sha256 sha;
@@ -24,61 +25,39 @@ struct sink {
         uint64_t max;
         int err;            /* -errno from our side */
         struct strbuf error_body;
+        bool error_body_full;
 };
+
+#define ERROR_BODY_MAX 4096
 
 void fetch_reply_done(struct fetch_reply *r) {
         free(r->content_type);
         free(r->www_authenticate);
         free(r->docker_content_digest);
         free(r->error_body);
+        free(r->effective_url);
         *r = (struct fetch_reply) { 0 };
 }
 
-/* "Name: value\r\n" -> a copy of value when name matches (case-insensitive). */
-static bool header_is(const char *p, size_t len, const char *name, char **ret) {
-        size_t nl = strlen(name);
-        if (len <= nl || strncasecmp(p, name, nl) != 0 || p[nl] != ':')
-                return false;
-        p += nl + 1, len -= nl + 1;
-        while (len && (*p == ' ' || *p == '\t'))
-                p++, len--;
-        while (len && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
-                len--;
-        free(*ret);
-        *ret = xstrndup(p, len < 8192 ? len : 8192);
-        return true;
-}
-
-/* Each response (a redirect's too) starts with its status line: what an
- * earlier one said is forgotten. */
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-        struct sink *s = ud;
-        struct fetch_reply *r = s->o->reply;
-        size_t len = size * n;
-        if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
-                const char *sp = memchr(p, ' ', len);
-                fetch_reply_done(r);
-                r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-                strbuf_setlen(&s->error_body, 0);
+/* An answer >= 400 when the caller handles those: its body is kept apart,
+ * at most ERROR_BODY_MAX bytes, and the transfer ends there (a server
+ * sending an endless error body costs nothing). */
+static size_t error_body(struct sink *s, const char *p, size_t len) {
+        size_t room = ERROR_BODY_MAX - s->error_body.len;
+        strbuf_add(&s->error_body, p, len < room ? len : room);
+        if (len < room)
                 return len;
-        }
-        if (!header_is(p, len, "content-type", &r->content_type) &&
-            !header_is(p, len, "www-authenticate", &r->www_authenticate))
-                (void) header_is(p, len, "docker-content-digest", &r->docker_content_digest);
-        return len;
+        s->error_body_full = true;
+        return 0;
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
         struct sink *s = ud;
         size_t len = size * n;
+        long status = 0;
 
-        if (s->o->reply && s->o->reply->status >= 400) { /* an error's body: kept apart, short */
-                if (s->error_body.len < 4096)
-                        strbuf_add(&s->error_body, p, len < 4096 - s->error_body.len ? len : 4096 - s->error_body.len);
-                if (s->fd < 0)
-                        strbuf_add(s->mem, p, len < 65536 ? len : 0);
-                return len;
-        }
+        if (s->o->reply && curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 400)
+                return error_body(s, p, len);
         if (s->written + len > s->max || (s->o->expect_size && s->written + len > s->o->expect_size)) {
                 s->err = -EFBIG;
                 return 0;
@@ -94,6 +73,26 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
         sha256_update(&s->sha, p, len);
         s->written += len;
         return len;
+}
+
+/* The last response's header `name` (after redirects), or NULL. */
+static char *last_header(CURL *c, const char *name) {
+        struct curl_header *h = NULL;
+        if (curl_easy_header(c, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value)
+                return NULL;
+        return xstrndup(h->value, 8192);
+}
+
+/* What the caller of a reply wants to know, from curl's own parse. */
+static void fill_reply(CURL *c, struct fetch_reply *r) {
+        const char *ct = NULL, *url = NULL;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+        if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+                r->content_type = xstrndup(ct, 8192);
+        if (curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url)
+                r->effective_url = xstrdup(url);
+        r->www_authenticate = last_header(c, "WWW-Authenticate");
+        r->docker_content_digest = last_header(c, "Docker-Content-Digest");
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
@@ -112,6 +111,28 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 
 void fetch_global_init(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* A transfer's failure as -errno: -EIO for the transient ones (connection,
+ * timeout, a cut transfer), others for what retrying does not change. */
+static int curl_errno(CURLcode cc) {
+        switch (cc) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+                return -EKEYREJECTED;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+        case CURLE_TOO_MANY_REDIRECTS:
+                return -EPROTO;
+        default:
+                return -EIO;
+        }
 }
 
 static struct curl_slist *request_headers(const struct fetch_opts *o) {
@@ -144,10 +165,7 @@ static int run(struct sink *s, struct op_error *err) {
                 curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
                 curl_easy_setopt(c, CURLOPT_USERPWD, o->userpwd);
         }
-        if (o->reply) {
-                curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-                curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
-        }
+        s->curl = c;
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L); /* < 1 KiB/s for 60 s: give up */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
@@ -160,9 +178,13 @@ static int run(struct sink *s, struct op_error *err) {
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         cc = curl_easy_perform(c);
+        if (o->reply) {
+                fetch_reply_done(o->reply);
+                fill_reply(c, o->reply);
+        }
         curl_easy_cleanup(c);
         curl_slist_free_all(hdrs);
-        if (o->reply && cc == CURLE_OK && o->reply->status >= 400) {
+        if (o->reply && o->reply->status >= 400 && (cc == CURLE_OK || (cc == CURLE_WRITE_ERROR && s->error_body_full))) {
                 o->reply->error_body = strbuf_detach(&s->error_body, NULL);
                 return s->fd >= 0 ? -EREMOTEIO : 0;
         }
@@ -176,9 +198,9 @@ static int run(struct sink *s, struct op_error *err) {
         if (s->err < 0) {
                 return op_fail(err, s->err, "writing %s: %s", o->url, strerror(-s->err));
         }
-        if (cc != CURLE_OK) {
-                return op_fail(err, -EIO, "downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        }
+        if (cc != CURLE_OK) /* -EIO only for what another try may cure */
+                return op_fail(err, curl_errno(cc), "downloading %s: %s", o->url,
+                               errbuf[0] ? errbuf : curl_easy_strerror(cc));
         if (o->expect_size && s->written != o->expect_size) {
                 return op_fail(err, -EBADMSG, "%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
                                      (unsigned long long) o->expect_size);

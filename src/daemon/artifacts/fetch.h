@@ -24,7 +24,8 @@ struct fetch_reply {
         char *content_type;          /* these three: malloc'd or NULL */
         char *www_authenticate;
         char *docker_content_digest;
-        char *error_body;            /* the body of an answer >= 400 (at most 4 KiB) */
+        char *error_body;            /* the body of an answer >= 400 (at most 4 KiB; the rest is not read) */
+        char *effective_url;         /* where the last response came from (after redirects) */
 };
 void fetch_reply_done(struct fetch_reply *r);
 
@@ -34,9 +35,9 @@ struct fetch_opts {
         const char *userpwd;        /* HTTP basic auth "user:password" (never sent to another host on a redirect) */
         bool https_only;            /* redirects included (else http and https) */
         struct fetch_reply *reply;  /* non-NULL: an answer >= 400 is not a failure of the
-                                     * transfer: fetch_to_memory returns 0 and the body,
+                                     * transfer: fetch_to_memory returns 0 and no data,
                                      * fetch_to_file returns -EREMOTEIO and keeps no file;
-                                     * reply->status says which */
+                                     * reply->status says which, reply->error_body what */
         uint64_t max_bytes;        /* 0: 64 GiB */
         const char *expect_sha256; /* NULL: do not check */
         uint64_t expect_size;      /* 0: unknown */

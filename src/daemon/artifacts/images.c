@@ -69,7 +69,7 @@ int image_show(struct artifacts *a, const char *name, json_t **ret, struct op_er
         if (slash) {
                 *slash = '\0';
                 _cleanup_free_ char *mpath = path_join(dir, "manifest.json");
-                _cleanup_json_ json_t *m = read_file_nofollow(mpath, 1u << 20, &text, &len) == 0
+                _cleanup_json_ json_t *m = read_file_nofollow(mpath, 16u << 20, &text, &len) == 0
                                                    ? json_loadb(text, len, 0, NULL) : NULL;
                 json_t *oci = json_object_get(m, "oci");
                 if (json_is_object(oci))
@@ -286,7 +286,7 @@ int image_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts 
         _cleanup_json_ json_t *entry = NULL;
         _cleanup_free_ char *key = NULL, *staging = NULL, *name = NULL;
         const char *name_override = o->name;
-        bool bundle = is_url(ref) || ref[0] == '/' || ends_with(ref, ".tar.zst");
+        bool bundle = !oci_source_is_local(ref) && (is_url(ref) || ref[0] == '/' || ends_with(ref, ".tar.zst"));
         struct image_row row;
         int rc = 0;
 

@@ -125,9 +125,9 @@ static int h_image_pull(struct rpc_call *call, void *params, json_t **ret, struc
         struct progress pr;
         rpc_call_progress(call, &pr);
 
-        op_begin(call, "image.pull", p->name ? p->name : p->ref);
         if (p->size < 0)
                 return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "size must not be negative");
+        op_begin(call, "image.pull", p->name ? p->name : p->ref);
         struct oci_pull_opts o = { .name = p->name, .kernel_ref = p->kernel_ref, .platform = p->platform,
                                    .size_bytes = (uint64_t) p->size };
         int r = image_pull(call->svc->artifacts, p->ref, &o, &pr, ret, e);

@@ -115,6 +115,10 @@ static int ensure_image(struct vms *v, const char *ref, const struct progress *p
         int r = store_image_get(v->deps.store, ref, ret);
         if (r == 0)
                 return 0;
+        /* an OCI reference pulled before: its image, without asking the registry */
+        _cleanup_free_ char *oci_name = oci_ref_default_name(ref);
+        if (oci_name && store_image_get(v->deps.store, oci_name, ret) == 0)
+                return 0;
         progress_stage(pr, "pull image", "%s", ref);
         _cleanup_json_ json_t *res = NULL;
         struct oci_pull_opts o = { 0 };
@@ -135,7 +139,8 @@ static bool image_known(struct vms *v, const char *ref) {
         }
         _cleanup_json_ json_t *cat = image_catalog();
         _cleanup_json_ json_t *ent = catalog_find(cat, "images", ref);
-        return ent != NULL;
+        _cleanup_free_ char *oci_name = ent ? NULL : oci_ref_default_name(ref);
+        return ent != NULL || oci_name != NULL; /* a registry reference is pulled if missing */
 }
 
 /* ---- the worker's steps -------------------------------------------------------------- */
@@ -429,8 +434,8 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         if (req->workspace && req->no_start)
                 return op_bad_request(e, "a workspace needs the VM started");
         if (!image_known(v, image))
-                return op_not_found(e, "image '%s' not found locally or in the catalog "
-                                       "(see: banger image list --available)", image);
+                return op_not_found(e, "image '%s' not found locally or in the catalog, and no OCI "
+                                       "reference (see: banger image list --available)", image);
         if (v->stopping)
                 return op_fail(e, -ESHUTDOWN, "the daemon is shutting down");
         pthread_mutex_lock(&v->create_mu);

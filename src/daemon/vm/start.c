@@ -231,11 +231,14 @@ static bool start_cancelled(void *ud) {
         return progress_cancelled(ud);
 }
 
-static int health(struct start *s, int timeout_ms, bool *ret_sshd, struct op_error *e) {
+/* ret_sshd: listening; ret_no_sshd: the image has none (an agent too old
+ * to say counts as having one). */
+static int health(struct start *s, int timeout_ms, bool *ret_sshd, bool *ret_no_sshd, struct op_error *e) {
         struct agent_wait w = { .abort_fd = s->proc.pidfd, .cancelled = start_cancelled, .ud = (void *) s->pr };
         _cleanup_json_ json_t *h = NULL;
         int rc = s->v->deps.agent_call(s->v->deps.agent_ud, s->p.agent, "health", timeout_ms, &w, &h, e);
         *ret_sshd = rc == 0 && json_is_true(json_object_get(h, "sshd_listening"));
+        *ret_no_sshd = rc == 0 && json_is_false(json_object_get(h, "sshd_installed"));
         return rc;
 }
 
@@ -252,7 +255,7 @@ static char *vmm_said(const struct vm_paths *p) {
 
 /* The agent answers first; sshd follows (systemd images start it late). */
 static int step_ready(struct start *s, struct op_error *e) {
-        bool sshd = false;
+        bool sshd = false, no_sshd = false;
         progress_stage(s->pr, "wait for agent", NULL);
         int64_t deadline = s->v->deps.mono_ms() + s->v->deps.agent_boot_timeout_ms;
         /* asked again every 10 s: one answer lost on the way (a guest port
@@ -260,15 +263,17 @@ static int step_ready(struct start *s, struct op_error *e) {
         int rc;
         do {
                 int64_t left = deadline - s->v->deps.mono_ms();
-                rc = health(s, left < 10000 ? (int) (left > 0 ? left : 1) : 10000, &sshd, e);
+                rc = health(s, left < 10000 ? (int) (left > 0 ? left : 1) : 10000, &sshd, &no_sshd, e);
         } while (rc == -ETIMEDOUT && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 0) &&
                  !progress_cancelled(s->pr));
-        if (rc == 0 && !sshd && !s->wait_ssh)
+        if (rc == 0 && !sshd && no_sshd)
+                progress_stage(s->pr, "wait for ssh", "no sshd in the image (commands go through the agent)");
+        else if (rc == 0 && !sshd && !s->wait_ssh)
                 progress_stage(s->pr, "wait for ssh", "not waited for (commands go through the agent)");
         else if (rc == 0 && !sshd) {
                 progress_stage(s->pr, "wait for ssh", NULL);
                 while (rc == 0 && !sshd && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 100))
-                        rc = health(s, 5000, &sshd, e);
+                        rc = health(s, 5000, &sshd, &no_sshd, e);
                 if (rc == 0 && !sshd)
                         rc = op_fail(e, -ETIMEDOUT, "sshd did not start listening in the guest");
         } else if (rc == 0)

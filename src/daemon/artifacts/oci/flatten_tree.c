@@ -507,7 +507,7 @@ void flat_layer_close(struct layer_in *in) {
 int flat_layer_open(struct flat *f, struct layer_in *in) {
         const char *path = f->layers[f->layer - 1];
         f->path[0] = '\0';
-        in->fd = open(path, O_RDONLY | O_CLOEXEC);
+        in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (in->fd < 0)
                 return flat_fail(f, -errno, "cannot open: %s", strerror(errno));
         in->a = archive_read_new();

@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,16 @@ struct pull {
 bool oci_source_is_local(const char *ref) {
         return strncmp(ref, "oci:", 4) == 0 || strncmp(ref, "oci-archive:", 12) == 0 ||
                strncmp(ref, "docker-archive:", 15) == 0;
+}
+
+char *oci_ref_default_name(const char *ref) {
+        struct oci_ref r = { 0 };
+        char *why = NULL, *name = NULL;
+        if (!oci_source_is_local(ref) && strpbrk(ref, "/:@") && oci_ref_parse(ref, &r, &why) == 0)
+                name = oci_ref_image_name(&r);
+        free(why);
+        oci_ref_done(&r);
+        return name;
 }
 
 static char *blob_dir(const struct artifacts *a) {
@@ -242,9 +254,12 @@ static int cache_blob(struct pull *q, const struct oci_descriptor *d, struct blo
                 if (rc < 0)
                         return rc;
         } else {
-                bool have = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == d->size &&
-                            sha256_file_hex(path, hex) == 0 && strcmp(hex, d->digest + 7) == 0;
-                if (!have) {
+                bool have = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && sha256_file_hex(path, hex) == 0 &&
+                            strcmp(hex, d->digest + 7) == 0;
+                if (have && st.st_size != d->size) /* the blob is right, the manifest is not: keep the blob */
+                        rc = op_fail_as(e, RPC_BAD_REQUEST, -EBADMSG, "%s gives blob %s %lld bytes; it has %lld",
+                                        q->src.display, d->digest, (long long) d->size, (long long) st.st_size);
+                else if (!have) {
                         _cleanup_free_ char *tmp = xasprintf("%s.tmp-%d", path, (int) getpid());
                         unlink(path);
                         rc = fetch_blob(q, d, tmp, bp, e);
@@ -446,7 +461,10 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
         progress_stage(q->p, "layers", "%zu, %.1f MiB", q->m.n_layers, (double) bp.total / (1 << 20));
         q->layers = xcalloc(q->m.n_layers + 1, sizeof(char *));
         for (size_t i = 0; i < q->m.n_layers; i++) {
-                int rc = cache_blob(q, &q->m.layers[i], &bp, &q->layers[i], e);
+                const struct oci_descriptor *d = &q->m.layers[i];
+                progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, q->m.n_layers, d->digest,
+                               (double) d->size / (1 << 20));
+                int rc = cache_blob(q, d, &bp, &q->layers[i], e);
                 if (rc < 0)
                         return rc;
                 bp.base += (uint64_t) q->m.layers[i].size;
@@ -488,54 +506,75 @@ static char *profile_env(const struct oci_config *c) {
         return strbuf_detach(&sb, NULL);
 }
 
-/* The id of `name` (a number, or looked up in an /etc/passwd or /etc/group
- * text: field 3 of "name:x:id:..."); gid_ret: field 4 (passwd only). */
-static int lookup_id(const char *name, const char *table, uint32_t *ret, uint32_t *gid_ret) {
-        int64_t v;
-        if (parse_int_range(name, 0, 4294967294LL, &v) == 0) {
-                *ret = (uint32_t) v;
-                return 0;
-        }
-        size_t nl = strlen(name);
-        for (const char *l = table; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-                if (strncmp(l, name, nl) != 0 || l[nl] != ':')
+/* `user` (a name, or a number) in an /etc/passwd text (libc's parser over
+ * the bytes read from the image): uid, primary gid, home. A number not in
+ * the file is that uid with gid 0 and home "/", as Docker has it. */
+static int passwd_lookup(char *text, size_t len, const char *user, uint32_t *uid, uint32_t *gid, char **home) {
+        int64_t num;
+        bool numeric = parse_int_range(user, 0, 4294967294LL, &num) == 0;
+        FILE *f = text ? fmemopen(text, len, "r") : NULL;
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        int rc = numeric ? 0 : -ENOENT;
+        *uid = numeric ? (uint32_t) num : 0, *gid = 0, *home = xstrdup("/");
+        while (f && fgetpwent_r(f, &pw, buf, sizeof(buf), &res) == 0 && res) {
+                if (numeric ? pw.pw_uid != (uid_t) num : strcmp(pw.pw_name, user) != 0)
                         continue;
-                const char *f = strchr(l + nl + 1, ':'); /* past the password field */
-                char *end;
-                unsigned long id = f ? strtoul(f + 1, &end, 10) : 0;
-                if (!f || end == f + 1 || *end != ':' || id > 4294967294UL)
-                        return -EINVAL;
-                *ret = (uint32_t) id;
-                if (gid_ret) {
-                        unsigned long g = strtoul(end + 1, &end, 10);
-                        *gid_ret = *end == ':' && g <= 4294967294UL ? (uint32_t) g : 0;
-                }
-                return 0;
+                *uid = pw.pw_uid, *gid = pw.pw_gid;
+                free(*home);
+                *home = xstrdup(pw.pw_dir && *pw.pw_dir ? pw.pw_dir : "/");
+                rc = 0;
+                break;
         }
-        return -ENOENT;
+        if (f)
+                fclose(f);
+        return rc;
 }
 
-/* The config's User ("name", "uid", "name:group", "uid:gid") as numbers,
- * from the image's own /etc/passwd and /etc/group. */
+/* `group` (a name, or a number) in an /etc/group text. */
+static int group_lookup(char *text, size_t len, const char *group, uint32_t *gid) {
+        int64_t num;
+        if (parse_int_range(group, 0, 4294967294LL, &num) == 0) {
+                *gid = (uint32_t) num;
+                return 0;
+        }
+        FILE *f = text ? fmemopen(text, len, "r") : NULL;
+        struct group gr, *res = NULL;
+        char buf[8192];
+        int rc = -ENOENT;
+        while (f && fgetgrent_r(f, &gr, buf, sizeof(buf), &res) == 0 && res)
+                if (strcmp(gr.gr_name, group) == 0) {
+                        *gid = gr.gr_gid;
+                        rc = 0;
+                        break;
+                }
+        if (f)
+                fclose(f);
+        return rc;
+}
+
+/* The config's User ("name", "uid", "name:group", "uid:gid") as numbers and
+ * a home, from the image's own /etc/passwd and /etc/group. */
 static int resolve_user(struct workdisk *w, const char *user, json_t *run, struct op_error *e) {
-        _cleanup_free_ char *u = xstrdup(user), *passwd = NULL, *group = NULL;
-        size_t len;
+        _cleanup_free_ char *u = xstrdup(user), *passwd = NULL, *group = NULL, *home = NULL;
+        size_t plen = 0, glen = 0;
         char *g = strchr(u, ':');
         if (g)
                 *g++ = '\0';
         struct op_error ignore = OP_ERROR_INIT;
-        if (workdisk_read(w, "/etc/passwd", 1u << 20, &passwd, &len, &ignore) < 0) /* numbers only, then */
+        if (workdisk_read(w, "/etc/passwd", 1u << 20, &passwd, &plen, &ignore) < 0) /* numbers only, then */
                 op_error_done(&ignore);
-        if (g && workdisk_read(w, "/etc/group", 1u << 20, &group, &len, &ignore) < 0)
+        if (g && workdisk_read(w, "/etc/group", 1u << 20, &group, &glen, &ignore) < 0)
                 op_error_done(&ignore);
         uint32_t uid = 0, gid = 0;
-        if (lookup_id(u, passwd, &uid, &gid) < 0)
+        if (passwd_lookup(passwd, plen, u, &uid, &gid, &home) < 0)
                 return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "the image's User '%s' is not in its /etc/passwd", user);
-        if (g && lookup_id(g, group, &gid, NULL) < 0)
+        if (g && group_lookup(group, glen, g, &gid) < 0)
                 return op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "the image's User '%s': no group '%s' in its /etc/group",
                                   user, g);
         json_object_set_new(run, "uid", json_integer(uid));
         json_object_set_new(run, "gid", json_integer(gid));
+        json_object_set_new(run, "home", json_string(home));
         return 0;
 }
 
@@ -581,7 +620,10 @@ static int write_manifest(struct pull *q, const char *staging, const char *name,
                                              "init_mode", "fast", "kernel_ref", kernel, "oci", "source",
                                              q->src.display, "manifest_digest", q->digest, "platform",
                                              q->cfg.architecture, "config", json_incref(q->run));
-        _cleanup_free_ char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS), *path = path_join(staging, "manifest.json");
+        _cleanup_free_ char *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL,
+                            *path = path_join(staging, "manifest.json");
+        if (!text)
+                return op_fail(e, -ENOMEM, "cannot encode the image's manifest");
         int rc = write_file_atomic(path, text, strlen(text), 0644);
         return rc < 0 ? op_fail(e, rc, "writing %s: %s", path, strerror(-rc)) : 0;
 }
@@ -606,8 +648,8 @@ static int already_there(struct pull *q, const char *name, struct op_error *e) {
         if (slash)
                 *slash = '\0';
         _cleanup_free_ char *mpath = path_join(dir, "manifest.json");
-        _cleanup_json_ json_t *m = read_file_nofollow(mpath, 1u << 20, &text, &len) == 0 ? json_loadb(text, len, 0, NULL)
-                                                                                        : NULL;
+        _cleanup_json_ json_t *m = read_file_nofollow(mpath, 16u << 20, &text, &len) == 0
+                                           ? json_loadb(text, len, 0, NULL) : NULL;
         const char *have = json_string_value(json_object_get(json_object_get(m, "oci"), "manifest_digest"));
         bool same = r.managed && have && strcmp(have, q->digest) == 0;
         image_row_done(&r);
@@ -675,9 +717,12 @@ static char *image_name(const struct pull *q) {
         if (dname)
                 return dname;
         _cleanup_free_ char *stem = q->src.archive ? xstrdup(q->src.archive) : NULL;
-        char *dot = stem ? strchr(strrchr(stem, '/'), '.') : NULL;
-        if (dot)
-                *dot = '\0';
+        static const char *const suffixes[] = { ".tar", ".tar.gz", ".tgz", ".tar.zst" };
+        for (size_t i = 0; stem && i < ELEMENTSOF(suffixes); i++) { /* ubuntu-22.04.tar -> ubuntu-22.04 */
+                size_t n = strlen(stem), k = strlen(suffixes[i]);
+                if (n > k && strcmp(stem + n - k, suffixes[i]) == 0)
+                        stem[n - k] = '\0';
+        }
         const char *base = strrchr(stem ? stem : q->src.dir, '/');
         _cleanup_free_ char *r = xasprintf("localhost/%s:%s", base && base[1] ? base + 1 : "image",
                                            q->src.tag ? q->src.tag : "latest");

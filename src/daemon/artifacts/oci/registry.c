@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include "registry.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jsonx.h"
 #include "sha256.h"
@@ -16,27 +21,100 @@
 #define ATTEMPTS 4
 
 struct registry {
-        char *base;  /* "https://host/v2/<repo>" */
-        char *host;  /* as in the reference, for messages */
+        char *base;        /* "https://host/v2/<repo>" */
+        char *host;        /* as in the reference, for messages */
         char *repo;
         char *userpwd;
         char *auth_header; /* "Authorization: Bearer ..." once a token was given */
+        char **insecure;   /* registries allowed over http, lower case */
         bool https;
         const struct progress *p;
 };
 
-static bool is_loopback(const char *host) {
-        size_t n = strcspn(host, ":");
-        if (host[0] == '[')
-                return strncmp(host, "[::1]", 5) == 0;
-        return (n == 9 && strncmp(host, "localhost", 9) == 0) || strncmp(host, "127.", 4) == 0;
+/* scheme, host (lower case) and port of an http(s) URL, through curl's own
+ * URL parser; the port is the scheme's default when none is written. */
+struct origin {
+        char *scheme, *host, *port;
+};
+
+static void origin_done(struct origin *o) {
+        curl_free(o->scheme);
+        curl_free(o->host);
+        curl_free(o->port);
+        *o = (struct origin) { 0 };
+}
+
+static int origin_of(const char *url, struct origin *ret) {
+        CURLU *u = curl_url();
+        int rc = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+                                 curl_url_get(u, CURLUPART_SCHEME, &ret->scheme, 0) == CURLUE_OK &&
+                                 curl_url_get(u, CURLUPART_HOST, &ret->host, 0) == CURLUE_OK &&
+                                 curl_url_get(u, CURLUPART_PORT, &ret->port, CURLU_DEFAULT_PORT) == CURLUE_OK
+                         ? 0
+                         : -EINVAL;
+        curl_url_cleanup(u);
+        if (rc < 0)
+                origin_done(ret);
+        for (char *c = rc == 0 ? ret->host : NULL; c && *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+        return rc;
+}
+
+static bool same_origin(const char *a, const char *b) {
+        struct origin x = { 0 }, y = { 0 };
+        bool same = origin_of(a, &x) == 0 && origin_of(b, &y) == 0 && strcmp(x.scheme, y.scheme) == 0 &&
+                    strcmp(x.host, y.host) == 0 && strcmp(x.port, y.port) == 0;
+        origin_done(&x);
+        origin_done(&y);
+        return same;
+}
+
+/* localhost, 127.0.0.0/8 or ::1 (host as in a URL: "[::1]" brackets allowed). */
+static bool host_is_loopback(const char *host) {
+        char buf[64];
+        size_t n = strlen(host);
+        if (host[0] == '[' && n > 2 && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+                memcpy(buf, host + 1, n - 2);
+                buf[n - 2] = '\0';
+                host = buf;
+        }
+        struct in_addr v4;
+        struct in6_addr v6;
+        if (inet_pton(AF_INET, host, &v4) == 1)
+                return (ntohl(v4.s_addr) >> 24) == 127;
+        if (inet_pton(AF_INET6, host, &v6) == 1)
+                return IN6_IS_ADDR_LOOPBACK(&v6);
+        return strcasecmp(host, "localhost") == 0;
+}
+
+/* A registry name "host[:port]" (IPv6 in brackets): its host part. */
+static char *registry_host(const char *registry) {
+        if (registry[0] == '[') {
+                const char *close = strchr(registry, ']');
+                return close ? xstrndup(registry, (size_t) (close - registry) + 1) : xstrdup(registry);
+        }
+        return xstrndup(registry, strcspn(registry, ":"));
+}
+
+static bool insecure_ok(const struct registry *r, const char *host_port, const char *host) {
+        if (host_is_loopback(host))
+                return true;
+        for (char **i = r->insecure; i && *i; i++)
+                if (strcasecmp(*i, host_port) == 0 || strcasecmp(*i, host) == 0)
+                        return true;
+        return false;
 }
 
 int registry_open(const struct oci_ref *ref, const struct registry_opts *o, struct registry **ret, struct op_error *e) {
         struct registry *r = xcalloc(1, sizeof(*r));
-        bool insecure = is_loopback(ref->registry);
-        for (const char *const *i = o->insecure; i && *i && !insecure; i++)
-                insecure = strcmp(*i, ref->registry) == 0;
+        size_t n = 0;
+        while (o->insecure && o->insecure[n])
+                n++;
+        r->insecure = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++)
+                r->insecure[i] = xstrdup(o->insecure[i]);
+        _cleanup_free_ char *host = registry_host(ref->registry);
+        bool insecure = insecure_ok(r, ref->registry, host);
         r->https = !insecure;
         r->host = xstrdup(ref->registry);
         r->repo = xstrdup(ref->repository);
@@ -51,6 +129,9 @@ int registry_open(const struct oci_ref *ref, const struct registry_opts *o, stru
 void registry_close(struct registry *r) {
         if (!r)
                 return;
+        for (char **i = r->insecure; i && *i; i++)
+                free(*i);
+        free(r->insecure);
         free(r->base);
         free(r->host);
         free(r->repo);
@@ -82,26 +163,70 @@ static char *registry_says(const char *body) {
         return s;
 }
 
-/* Asks the challenge's realm for a token for pulling this repository. */
-static int get_token(struct registry *r, const struct www_auth *a, struct op_error *e) {
+static bool sleep_backoff(const struct registry *r, int attempt) {
+        for (int i = 0; i < (250 << attempt) / 50; i++) {
+                if (progress_cancelled(r->p))
+                        return false;
+                nanosleep(&(struct timespec) { 0, 50 * 1000 * 1000 }, NULL);
+        }
+        return true;
+}
+
+/* The token endpoint: the challenge's realm with scope and service. Plain
+ * http only where the registry itself may be (loopback, insecure list). */
+static int token_url(const struct registry *r, const struct www_auth *a, const char *scope, char **ret,
+                     struct op_error *e) {
+        struct origin o = { 0 };
+        if (origin_of(a->realm, &o) < 0)
+                return op_fail(e, -EPROTO, "%s sent an unusable token realm", r->host);
+        bool ok = strcmp(o.scheme, "https") == 0 ||
+                  (strcmp(o.scheme, "http") == 0 && insecure_ok(r, o.host, o.host));
+        origin_done(&o);
+        if (!ok)
+                return op_fail(e, -EPROTO, "%s names a token server over plain http (%.200s): refused", r->host,
+                               a->realm);
         CURL *c = curl_easy_init();
         if (!c)
                 return op_fail(e, -ENOMEM, "curl_easy_init failed");
-        _cleanup_free_ char *scope = a->scope ? xstrdup(a->scope) : xasprintf("repository:%s:pull", r->repo);
         char *es = curl_easy_escape(c, scope, 0), *sv = a->service ? curl_easy_escape(c, a->service, 0) : NULL;
-        _cleanup_free_ char *url = xasprintf("%s%sscope=%s%s%s", a->realm, strchr(a->realm, '?') ? "&" : "?", es,
-                                             sv ? "&service=" : "", sv ? sv : "");
+        *ret = xasprintf("%s%sscope=%s%s%s", a->realm, strchr(a->realm, '?') ? "&" : "?", es, sv ? "&service=" : "",
+                         sv ? sv : "");
         curl_free(es);
         curl_free(sv);
         curl_easy_cleanup(c);
-        struct fetch_reply rep = { 0 };
-        struct fetch_opts o = { .url = url, .max_bytes = 1u << 20, .userpwd = r->userpwd, .reply = &rep,
-                                .https_only = r->https, .cancel = cancelled_cb, .ud = (void *) r->p };
-        _cleanup_free_ char *body = NULL;
+        return 0;
+}
+
+/* One GET of the token endpoint, retried as registry requests are. */
+static int token_get(const struct registry *r, const char *url, struct fetch_reply *rep, char **ret, size_t *ret_len,
+                     struct op_error *e) {
+        int rc = 0;
+        for (int i = 0; i < ATTEMPTS; i++) {
+                struct fetch_opts o = { .url = url, .max_bytes = 1u << 20, .userpwd = r->userpwd, .reply = rep,
+                                        .https_only = strncmp(url, "https://", 8) == 0, .cancel = cancelled_cb,
+                                        .ud = (void *) r->p };
+                free(*ret);
+                *ret = NULL;
+                rc = fetch_to_memory(&o, ret, ret_len, e);
+                if ((rc < 0 && rc != -EIO) || (rc == 0 && rep->status != 429 && rep->status < 500))
+                        return rc;
+                if (i + 1 < ATTEMPTS && !sleep_backoff(r, i))
+                        return op_fail(e, -ECANCELED, "cancelled");
+        }
+        return rc;
+}
+
+/* Asks the challenge's realm for a token for pulling this repository. */
+static int get_token(struct registry *r, const struct www_auth *a, struct op_error *e) {
+        _cleanup_free_ char *scope = a->scope ? xstrdup(a->scope) : xasprintf("repository:%s:pull", r->repo);
+        _cleanup_free_ char *url = NULL, *body = NULL;
         size_t len = 0;
-        int rc = fetch_to_memory(&o, &body, &len, e);
+        struct fetch_reply rep = { 0 };
+        int rc = token_url(r, a, scope, &url, e);
+        if (rc == 0)
+                rc = token_get(r, url, &rep, &body, &len, e);
         if (rc == 0 && rep.status != 200) {
-                _cleanup_free_ char *says = registry_says(body);
+                _cleanup_free_ char *says = registry_says(rep.error_body);
                 rc = op_fail_as(e, rep.status == 401 || rep.status == 403 ? RPC_UNAUTHORIZED : RPC_OPERATION_FAILED,
                                 -EACCES, "unauthorized: the token server of %s refused %s (HTTP %ld%s%s)%s", r->host,
                                 scope, rep.status, says ? ": " : "", strempty(says),
@@ -121,11 +246,16 @@ static int get_token(struct registry *r, const struct www_auth *a, struct op_err
         return 0;
 }
 
-/* After a 401: a token, or basic credentials; -EACCES when neither helps. */
+/* After a 401 from the registry itself (never one from a host a redirect
+ * led to: it would get the credentials): a token (a new one when the one we
+ * had expired), or basic credentials; -EACCES when neither helps. */
 static int answer_challenge(struct registry *r, const struct fetch_reply *rep, bool *basic, struct op_error *e) {
-        struct www_auth a = { 0 };
         _cleanup_free_ char *says = registry_says(rep->error_body);
-        if (!rep->www_authenticate || www_auth_parse(rep->www_authenticate, &a) < 0 || r->auth_header || *basic)
+        struct www_auth a = { 0 };
+        if (!rep->effective_url || !same_origin(rep->effective_url, r->base))
+                return op_fail_as(e, RPC_UNAUTHORIZED, -EACCES,
+                                  "unauthorized: %s redirected to a host that asks for credentials: not answered", r->host);
+        if (*basic || !rep->www_authenticate || www_auth_parse(rep->www_authenticate, &a) < 0)
                 return op_fail_as(e, RPC_UNAUTHORIZED, -EACCES, "unauthorized: %s refused %s%s%s%s", r->host,
                                   r->repo, says ? " (" : "", strempty(says), says ? ")" : "");
         int rc;
@@ -140,15 +270,6 @@ static int answer_challenge(struct registry *r, const struct fetch_reply *rep, b
                                 r->host, r->repo);
         www_auth_done(&a);
         return rc;
-}
-
-static bool sleep_backoff(const struct registry *r, int attempt) {
-        for (int i = 0; i < (250 << attempt) / 50; i++) {
-                if (progress_cancelled(r->p))
-                        return false;
-                nanosleep(&(struct timespec) { 0, 50 * 1000 * 1000 }, NULL);
-        }
-        return true;
 }
 
 struct req {
@@ -265,10 +386,22 @@ int registry_manifest(struct registry *r, const char *reference, char **ret_body
         return rc;
 }
 
+#define EMPTY_SHA256 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 int registry_blob(struct registry *r, const char *digest, int64_t size, const char *dest, fetch_progress_fn progress,
                   void *ud, struct op_error *e) {
         if (!oci_digest_valid(digest))
                 return op_fail(e, -EINVAL, "bad digest %s", digest);
+        if (size <= 0) { /* nothing to fetch (and no size to hold a download to) */
+                if (size < 0 || strcmp(digest, EMPTY_SHA256) != 0)
+                        return op_fail(e, -EBADMSG, "blob %s of %s/%s: the manifest gives it %lld bytes", digest, r->host,
+                                       r->repo, (long long) size);
+                int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd < 0)
+                        return op_fail(e, -errno, "cannot create %s: %s", dest, strerror(errno));
+                close(fd);
+                return 0;
+        }
         _cleanup_free_ char *url = xasprintf("%s/blobs/%s", r->base, digest);
         struct req q = { .url = url, .dest = dest, .digest = digest, .size = size, .progress = progress, .ud = ud };
         int rc = request(r, &q, e);
