@@ -10,10 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "disk/workdisk.h"
 #include "flatten_internal.h"
+#include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
 
@@ -182,7 +185,7 @@ static void dirbuf_add(struct flat *f, const char *name, size_t len, ext2_ino_t 
 }
 
 /* Writes len bytes at offset 0 of ino (which has no blocks). */
-static errcode_t write_all(struct flat *f, ext2_ino_t ino, const void *buf, size_t len) {
+static errcode_t write_inode_data(struct flat *f, ext2_ino_t ino, const void *buf, size_t len) {
         ext2_file_t file = NULL;
         unsigned written = 0;
         errcode_t err = ext2fs_file_open(f->fs, ino, EXT2_FILE_WRITE, &file);
@@ -251,7 +254,7 @@ static int write_dir(struct flat *f, const struct node *d) {
         for (size_t i = 0; !err && i < f->dir.blocks; i++)
                 err = ext2fs_dir_block_csum_set(f->fs, d->ino, (struct ext2_dir_entry *) (f->dir.buf + i * BLOCK));
         if (!err)
-                err = write_all(f, d->ino, f->dir.buf, f->dir.blocks * BLOCK);
+                err = write_inode_data(f, d->ino, f->dir.buf, f->dir.blocks * BLOCK);
         return err ? fs_fail(f, err, "writing a directory") : 0;
 }
 
@@ -545,6 +548,131 @@ static int fill(struct flat *f, const char *path) {
         return r;
 }
 
+/* ---- decompressing once ------------------------------------------------------------ */
+
+/* Every compressed layer is decompressed once, into a plain tar beside the
+ * image (both passes then read that: the first skips data with lseek, the
+ * second reads it), by up to one thread per CPU. Only the main thread talks
+ * to the caller (progress, cancel); workers stop on `stop`. */
+struct unpack {
+        struct flat *f;
+        const char *out_path;
+        char **paths;        /* per layer: the plain tar to read (a temp file or the layer itself) */
+        bool *temp;          /* paths[i] is ours to remove */
+        int *rc;             /* per layer */
+        char **why;          /* per layer: the failure */
+        size_t next, running;
+        _Atomic bool stop;
+        pthread_mutex_t mu;
+        pthread_cond_t cond;
+};
+
+static int unpack_one(struct unpack *u, size_t i, char **why) {
+        const char *src = u->f->layers[i];
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (in < 0)
+                return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;
+        struct archive *a = archive_read_new();
+        archive_read_support_filter_gzip(a);
+        archive_read_support_filter_zstd(a);
+        archive_read_support_format_raw(a);
+        archive_read_support_format_empty(a); /* gzip of nothing: a layer without entries */
+        struct archive_entry *ent;
+        int rc = 0, hr = ARCHIVE_FATAL;
+        if (archive_read_open_fd(a, in, 1 << 20) != ARCHIVE_OK ||
+            ((hr = archive_read_next_header(a, &ent)) != ARCHIVE_OK && hr != ARCHIVE_EOF))
+                rc = -EBADMSG, *why = xasprintf("not a tar layer: %s", archive_error_string(a));
+        else if (archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE)
+                u->paths[i] = xstrdup(src); /* plain already */
+        else {
+                u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
+                u->temp[i] = true;
+                _cleanup_close_ int out = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                char buf[1 << 17];
+                la_ssize_t n = 0;
+                if (out < 0)
+                        rc = -errno, *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno));
+                while (rc == 0 && hr == ARCHIVE_OK && !u->stop && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
+                        if ((rc = write_all(out, buf, (size_t) n)) < 0)
+                                *why = xasprintf("writing %s: %s", u->paths[i], strerror(-rc));
+                if (rc == 0 && (u->stop || n < 0))
+                        rc = u->stop ? -ECANCELED : -EBADMSG,
+                        *why = u->stop ? xstrdup("cancelled") : xasprintf("truncated or damaged: %s", archive_error_string(a));
+        }
+        archive_read_free(a);
+        return rc;
+}
+
+static void *unpack_worker(void *arg) {
+        struct unpack *u = arg;
+        pthread_mutex_lock(&u->mu);
+        while (u->next < u->f->n_layers && !u->stop) {
+                size_t i = u->next++;
+                pthread_mutex_unlock(&u->mu);
+                char *why = NULL;
+                int rc = unpack_one(u, i, &why);
+                pthread_mutex_lock(&u->mu);
+                u->rc[i] = rc, u->why[i] = why;
+                if (rc < 0)
+                        u->stop = true;
+        }
+        u->running--;
+        pthread_cond_broadcast(&u->cond);
+        pthread_mutex_unlock(&u->mu);
+        return NULL;
+}
+
+/* Runs the workers; the first failing layer's error (in layer order). */
+static int unpack_layers(struct unpack *u) {
+        struct flat *f = u->f;
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t want = f->n_layers < (size_t) (ncpu > 0 ? ncpu : 1) ? f->n_layers : (size_t) (ncpu > 0 ? ncpu : 1);
+        pthread_mutex_lock(&u->mu);
+        for (size_t k = 0; k < want; k++) {
+                pthread_t t;
+                if (pthread_create(&t, NULL, unpack_worker, u) != 0)
+                        break;
+                pthread_detach(t);
+                u->running++;
+        }
+        while (u->running > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 100 * 1000 * 1000;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&u->cond, &u->mu, &ts);
+                if (!u->stop && flat_cancelled(f))
+                        u->stop = true;
+        }
+        bool none = want > 0 && u->next == 0;
+        pthread_mutex_unlock(&u->mu);
+        if (none)
+                return op_fail(f->e, -EAGAIN, "cannot start a thread to decompress the layers");
+        for (size_t i = 0; i < f->n_layers; i++)
+                if (u->rc[i] < 0 && u->rc[i] != -ECANCELED) {
+                        f->layer = i + 1;
+                        f->path[0] = '\0';
+                        return flat_fail(f, u->rc[i], "%s", u->why[i]);
+                }
+        return u->stop ? op_fail(f->e, -ECANCELED, "flattening cancelled") : 0;
+}
+
+static void unpack_done(struct unpack *u) {
+        for (size_t i = 0; u->paths && i < u->f->n_layers; i++) {
+                if (u->temp[i])
+                        unlink(u->paths[i]);
+                free(u->paths[i]);
+                free(u->why[i]);
+        }
+        free(u->paths);
+        free(u->temp);
+        free(u->rc);
+        free(u->why);
+        pthread_mutex_destroy(&u->mu);
+        pthread_cond_destroy(&u->cond);
+}
+
 static void flat_done(struct flat *f) {
         flat_tree_free(f);
         free(f->ibuf);
@@ -568,11 +696,23 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
                 return op_fail(e, -EEXIST, "%s exists already", out_path);
         if (errno != ENOENT)
                 return op_fail(e, -errno, "%s: %s", out_path, strerror(errno));
-        r = flat_tree_build(&f, &size);
+        size_t n = n_layers;
+        struct unpack u = { .f = &f, .out_path = out_path, .paths = xcalloc(n, sizeof(char *)),
+                            .temp = xcalloc(n, sizeof(bool)), .rc = xcalloc(n, sizeof(int)),
+                            .why = xcalloc(n, sizeof(char *)) };
+        pthread_mutex_init(&u.mu, NULL);
+        pthread_cond_init(&u.cond, NULL);
+        r = unpack_layers(&u);
+        if (r == 0) {
+                f.layers = (const char *const *) u.paths; /* both passes read the plain tars */
+                r = flat_tree_build(&f, &size);
+        }
         if (r == 0)
                 r = make_fs(&f, out_path, size, &created);
         if (r == 0)
                 r = fill(&f, out_path);
+        unpack_done(&u);
+        f.layers = layers;
         if (r < 0) {
                 if (created)
                         unlink(out_path);
