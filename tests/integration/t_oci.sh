@@ -137,7 +137,7 @@ user() {
                 { jq .oci "$TMP/u.json"; grep app "$FIX/build.log" | head -3; return 1; }
         local out; out=$(B vm run --rm --image appuser 2>"$TMP/u.err") || { cat "$TMP/u.err"; return 1; }
         expect_eq "$out" "$(printf 'entry-bar\n1000')" || { cat "$TMP/u.err"; return 1; }
-        B image delete appuser >/dev/null
+        wait_for 30 "the --rm VM to be deleted in the daemon" rows_are 0 && B image delete appuser >/dev/null
 }
 t "an image whose User is a name: resolved from its /etc/passwd at pull time, its entrypoint runs as that user" user
 
@@ -296,5 +296,6 @@ bad_refs() {
 }
 t "bad references and names: clear errors" bad_refs
 
-t "image delete of a pulled image" B image delete multi-1
+final_delete() { wait_for 30 "the --rm VMs to be deleted" rows_are 0 && B image delete multi-1; }
+t "image delete of a pulled image" final_delete
 finish
