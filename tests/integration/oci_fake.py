@@ -24,6 +24,9 @@ Every connection is logged to --log as one JSON line, flushed at once:
              401 with the same challenge). Serves the image --tag of the OCI
              layout --layout: its manifest under any repository and tag (and
              by digest), its blobs. Logs "issued" for every token.
+  flaky      no auth; serves the layout's --tag (as expiring does), but the
+             first GET of every path answers 503 and the second 429
+             (Retry-After: 0): only a client that retries gets the image.
   zerosize   no auth; the manifest of /v2/<repo>/manifests/<any tag> is the
              layout's --tag with its layers replaced by one layer that says
              "size": 0 but whose digest is that of ZERO_BLOB (non-empty, also
@@ -214,6 +217,17 @@ class Handler(BaseHTTPRequestHandler):
                               token=tok)
         self.serve_layout(self.server.layout.manifest, self.server.layout.media_type, token=tok)
 
+    def mode_flaky(self):
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            n = self.server.seen.get(path, 0)
+            self.server.seen[path] = n + 1
+        if n == 0:
+            return self.error(503, "UNAVAILABLE", "try again")
+        if n == 1:
+            return self.error(429, "TOOMANYREQUESTS", "slow down", headers=[("Retry-After", "0")])
+        self.serve_layout(self.server.layout.manifest, self.server.layout.media_type)
+
     def mode_zerosize(self):
         lay = self.server.layout
         m = json.loads(lay.manifest)
@@ -246,6 +260,7 @@ class Server(ThreadingHTTPServer):
         self.args = args
         self.lock = threading.Lock()
         self.tokens = set()
+        self.seen = {}  # flaky: GETs per path
         self.layout = Layout(args.layout, args.tag) if args.layout else None
         self.logf = open(args.log, "a", buffering=1)
         super().__init__((args.addr, args.port), Handler)
@@ -260,7 +275,7 @@ class Server(ThreadingHTTPServer):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", required=True,
-                   choices=["huge", "redirect", "challenge", "log", "expiring", "zerosize"])
+                   choices=["huge", "redirect", "challenge", "log", "expiring", "flaky", "zerosize"])
     p.add_argument("--addr", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)

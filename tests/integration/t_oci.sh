@@ -287,6 +287,21 @@ many() {
 }
 t "a 100,000-entry layer flattens (and e2fsck finds it clean)" many
 
+kernel_size() {
+        local before; before=$(images)
+        ! B image pull "oci:$FIX/layout:small" --name ks --kernel-ref no-such-kernel >"$TMP/k.err" 2>&1 || return 1
+        grep -q "needs kernel 'no-such-kernel', which is neither present nor in the catalog" "$TMP/k.err" || { cat "$TMP/k.err"; return 1; }
+        ! grep -q '==> flatten' "$TMP/k.err" || { echo "flattened before the kernel was checked"; return 1; }
+        ! B image pull "oci:$FIX/layout:small" --name ks --size 1M >"$TMP/k.err" 2>&1 || return 1
+        grep -q 'is smaller than its content' "$TMP/k.err" || { cat "$TMP/k.err"; return 1; }
+        expect_eq "$(images)" "$before" && nothing_left || return 1
+        B --json image pull "oci:$FIX/layout:small" --name ks --kernel-ref debian-cloud-6.1 --size 300M >"$TMP/k.json" 2>"$TMP/k.err" ||
+                { cat "$TMP/k.err"; return 1; }
+        expect_eq "$(jq -r .kernel_ref "$TMP/k.json")" debian-cloud-6.1 &&
+                expect_eq "$(stat -c %s "$(jq -r .rootfs_path "$TMP/k.json")")" $((300 << 20)) && B image delete ks >/dev/null
+}
+t "--kernel-ref checked before any work (a missing kernel: a clear error), --size sets the root filesystem (too small: refused)" kernel_size
+
 bad_refs() {
         ! B image pull 'Upper/Case:1' >"$TMP/b.err" 2>&1 && grep -q 'is not an image reference' "$TMP/b.err" || { cat "$TMP/b.err"; return 1; }
         ! B image pull "oci:$TMP/nope:x" >"$TMP/b.err" 2>&1 && grep -q 'is not a directory' "$TMP/b.err" || { cat "$TMP/b.err"; return 1; }

@@ -35,6 +35,7 @@ TOKENS=127.0.0.3:5303       # logs what it gets (nothing, we hope)
 SNIFF=5304                  # every address: logs what it gets (TLS handshakes too)
 EXPIRING=127.0.0.1:5305     # bearer auth, a token serves one request
 ZERO=127.0.0.1:5306         # a manifest with a layer of "size": 0
+FLAKY=plain.example.invalid:5307 # 503, then 429, then the image; listed in insecure_registries
 
 t "kernel and slim image pulled (host namespace)" vm_prepare
 t "fixtures: OCI layouts and archives built with umoci" oci_build_images "$FIX"
@@ -60,20 +61,23 @@ fake tokens "${TOKENS%:*}" "${TOKENS#*:}" log
 fake sniff 0.0.0.0 "$SNIFF" log
 fake expiring "${EXPIRING%:*}" "${EXPIRING#*:}" expiring --layout "$FIX/layout" --tag small
 fake zero "${ZERO%:*}" "${ZERO#*:}" zerosize --layout "$FIX/layout" --tag small
+fake flaky 127.0.0.5 "${FLAKY#*:}" flaky --layout "$FIX/layout" --tag small
+# a registry that is not loopback, pulled over plain http because config.toml says so
+echo "insecure_registries = \"other.example.invalid, ${FLAKY^^}\"" >>"$CONF"
 fakes_up() {
         local p
-        for p in 5300 5301 5302 5303 5304 5305 5306; do
+        for p in 5300 5301 5302 5303 5304 5305 5306 5307; do
                 wait_for 10 "a fake server on port $p" listening "$p" || { tail -n 5 "$F"/*.out; return 1; }
         done
         for p in "${FAKE_PIDS[@]}"; do alive "$p" || { echo "fake server $p died"; tail -n 5 "$F"/*.out; return 1; }; done
 }
-t "seven fake registries listening in the namespace" fakes_up
+t "eight fake registries listening in the namespace" fakes_up
 
 # bangerd in the namespace, with an /etc/hosts of its own (every `ip netns
 # exec` makes a private mount namespace; the daemon inherits it): there
 # loop.example.invalid is 127.0.0.4, where the sniffing fake listens.
 daemon_hosts() {
-        { cat /etc/hosts; echo "127.0.0.4 loop.example.invalid"; } >"$TMP/hosts"
+        { cat /etc/hosts; echo "127.0.0.4 loop.example.invalid"; echo "127.0.0.5 plain.example.invalid"; } >"$TMP/hosts"
         # shellcheck disable=SC2016 # for the inner shell
         ip netns exec "$NS" sh -c 'mount --bind "$1" /etc/hosts && exec "$2" daemon start' sh "$TMP/hosts" "$BANGER" \
                 >"$TMP/ds.out" 2>&1 || { cat "$TMP/ds.out"; return 1; }
@@ -185,6 +189,19 @@ zero_size() {
         expect_eq "$(images)" "$before" && nothing_left
 }
 t "a layer of \"size\": 0 that is not the empty blob: refused, never downloaded, nothing left" zero_size
+
+flaky() {
+        B image cache prune >/dev/null || return 1
+        B --json image pull "$FLAKY/flaky/img:1" --name flaky >"$TMP/f.json" 2>"$TMP/f.err" || { cat "$TMP/f.err"; return 1; }
+        expect_eq "$(jq -r .oci.manifest_digest "$TMP/f.json")" "$OCI_SMALL_MANIFEST" || return 1
+        # every path: 503, 429, then 200 (and over plain http: the fake speaks nothing else)
+        jq -se '[.[] | select(.path | test("^/v2/")) | .status] | (map(select(. == 503)) | length) >= 3 and
+                (map(select(. == 429)) | length) >= 3 and (map(select(. == 200)) | length) >= 3' "$F/flaky.log" >/dev/null ||
+                { jq -c '[.path, .status]' "$F/flaky.log"; return 1; }
+        ! jq -se 'any(.tls == true)' "$F/flaky.log" >/dev/null || { echo "a TLS handshake reached the plain registry"; return 1; }
+        B image delete flaky >/dev/null
+}
+t "a registry listed in insecure_registries (not loopback) answers 503, then 429: pulled over plain http after the retries" flaky
 
 fakes_alive() { local p; for p in "${FAKE_PIDS[@]}"; do alive "$p" || { echo "fake server $p died"; return 1; }; done; }
 t "the fake servers lived through it all" fakes_alive

@@ -666,16 +666,17 @@ static int build(struct pull *q, const char *staging, const char *name, struct o
         struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
                                        .cancel = flatten_cancelled, .ud = q };
         struct oci_flatten_stats st = { 0 };
-        progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
-        int rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
+        int rc = image_ensure_kernel(q->a, kernel, q->p, e); /* before the long work: a bad --kernel-ref fails at once */
+        if (rc == 0) {
+                progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
+                rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
+        }
         if (rc == 0) {
                 progress_stage(q->p, "inject", "banger-agent, the image's Env");
                 rc = inject(q, rootfs, e);
         }
         if (rc == 0)
                 rc = write_manifest(q, staging, name, kernel, e);
-        if (rc == 0)
-                rc = image_ensure_kernel(q->a, kernel, q->p, e);
         if (rc < 0)
                 return rc;
         struct image_row row = { .name = xstrdup(name), .managed = true, .kernel_name = xstrdup(kernel),
