@@ -101,6 +101,16 @@ typedef int (*vms_running_fn)(struct vms *v, const struct vm_row *r, const struc
                               struct op_error *e);
 _warn_unused_ int vms_with_running(struct vms *v, const char *ref, vms_running_fn fn, void *ud, struct op_error *e);
 
+/* workspace.c: the guest's side of workspaces (prepare there, export in
+ * workspace_export.c). */
+#define GUEST_REPO "/root/repo"
+/* ssh argv to the VM as root with banger's key and pinned host key. */
+char **workspace_ssh_argv(struct vms *v, const struct vm_row *r, const char *remote);
+/* A guest shell script through the agent (bash -c, as over ssh), with our
+ * fds. 1 when the agent is too old for it (the caller uses ssh). */
+_warn_unused_ int workspace_agent_script(struct vms *v, const struct vm_paths *p, const char *script, int in_fd,
+                                         int out_fd, int err_fd, int timeout_ms, int *ret_status, struct op_error *e);
+
 /* workspace.c: a create's workspace, written into the work disk before its
  * first boot (the guest boots with /root/repo there). */
 _warn_unused_ int workspace_preboot_check(const struct workspace_req *q, struct op_error *e);
