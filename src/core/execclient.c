@@ -121,11 +121,8 @@ static void on_frame(struct client *c, const struct frame *f) {
                 return;
         }
         case FRAME_ERROR: {
-                _cleanup_free_ char *m = xstrndup((const char *) f->payload, f->len);
                 /* never let a peer's text drive the terminal */
-                for (char *p = m; *p; p++)
-                        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                                *p = ' ';
+                _cleanup_free_ char *m = str_defuse(xstrndup((const char *) f->payload, f->len), ' ');
                 return fail(c, m);
         }
         default:

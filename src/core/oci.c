@@ -21,10 +21,7 @@ _printf_(2, 3) static int fail(char **ret_err, const char *fmt, ...) {
         va_start(ap, fmt);
         strbuf_vaddf(&sb, fmt, ap);
         va_end(ap);
-        for (size_t k = 0; k < sb.len; k++)
-                if ((unsigned char) sb.buf[k] < 0x20 || sb.buf[k] == 0x7f)
-                        sb.buf[k] = '?';
-        *ret_err = strbuf_detach(&sb, NULL);
+        *ret_err = str_defuse(strbuf_detach(&sb, NULL), '?');
         return -EINVAL;
 }
 
@@ -389,7 +386,7 @@ static bool platform_word_valid(const char *s) {
                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-static void descriptor_done(struct oci_descriptor *d) {
+void oci_descriptor_done(struct oci_descriptor *d) {
         free(d->media_type);
         free(d->digest);
         free(d->os);
@@ -400,7 +397,7 @@ static void descriptor_done(struct oci_descriptor *d) {
 
 static void descriptors_free(struct oci_descriptor *v, size_t n) {
         for (size_t k = 0; v && k < n; k++)
-                descriptor_done(&v[k]);
+                oci_descriptor_done(&v[k]);
         free(v);
 }
 
@@ -510,7 +507,7 @@ static int manifest_config(json_t *v, struct oci_descriptor *ret, char **ret_err
                 return fail(ret_err, "config: %s", why);
         if (strcmp(d.media_type, OCI_MT_CONFIG) != 0 && strcmp(d.media_type, DOCKER_MT_CONFIG) != 0) {
                 int r = fail(ret_err, "config: the media type '%.100s' is not an image config", d.media_type);
-                descriptor_done(&d);
+                oci_descriptor_done(&d);
                 return r;
         }
         *ret = d;
@@ -560,7 +557,7 @@ void oci_manifest_done(struct oci_manifest *m) {
         if (!m)
                 return;
         free(m->media_type);
-        descriptor_done(&m->config);
+        oci_descriptor_done(&m->config);
         descriptors_free(m->layers, m->n_layers);
         descriptors_free(m->manifests, m->n_manifests);
         *m = (struct oci_manifest) { 0 };

@@ -74,6 +74,9 @@ bool oci_digest_valid(const char *d);
 
 /* ---- manifests and indexes ------------------------------------------------ */
 
+struct oci_descriptor;
+void oci_descriptor_done(struct oci_descriptor *d); /* frees the fields, zeroes d */
+
 struct oci_descriptor {
         char *media_type;   /* owned */
         char *digest;       /* owned, valid (oci_digest_valid) */

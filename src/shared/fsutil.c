@@ -91,11 +91,7 @@ char *file_last_line(const char *path, size_t max_len) {
                 return NULL;
         if (end - start > max_len)
                 end = start + max_len;
-        char *line = xstrndup(buf + start, end - start);
-        for (char *c = line; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = '?';
-        return line;
+        return str_defuse(xstrndup(buf + start, end - start), '?');
 }
 
 int write_all(int fd, const void *buf, size_t len) {

@@ -162,3 +162,10 @@ void strbuf_rtrim(struct strbuf *sb) {
                 n--;
         strbuf_setlen(sb, n);
 }
+
+char *str_defuse(char *s, char with) {
+        for (char *c = s; c && *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        *c = with;
+        return s;
+}

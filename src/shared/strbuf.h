@@ -48,5 +48,8 @@ char *xasprintf(const char *fmt, ...) _printf_(1, 2);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 void *xmalloc(size_t n);
+/* Control characters (and DEL) in s replaced by `with`: text a peer, a guest
+ * or a registry wrote, on its way to a terminal or a log. Returns s. */
+char *str_defuse(char *s, char with);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

@@ -89,10 +89,7 @@ static void from_agent(struct link *k, const struct frame *f) {
                 return;
         case FRAME_ERROR: {
                 /* the guest's words: no control bytes reach a log or a terminal */
-                _cleanup_free_ char *m = xstrndup((const char *) f->payload, f->len > 512 ? 512 : f->len);
-                for (char *c = m; *c; c++)
-                        if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                                *c = ' ';
+                _cleanup_free_ char *m = str_defuse(xstrndup((const char *) f->payload, f->len > 512 ? 512 : f->len), ' ');
                 return chan_end(k, x, m, false);
         }
         case FRAME_DATA:

@@ -322,15 +322,6 @@ static int layout_entry(struct pull *q, struct oci_descriptor *ret, struct op_er
         return 0;
 }
 
-static void descriptor_done(struct oci_descriptor *d) {
-        free(d->media_type);
-        free(d->digest);
-        free(d->os);
-        free(d->architecture);
-        free(d->variant);
-        *d = (struct oci_descriptor) { 0 };
-}
-
 /* One manifest document by digest or tag: its bytes, type and digest. */
 static int get_manifest(struct pull *q, const struct oci_descriptor *d, const char *reference, char **ret,
                         size_t *ret_len, char **ret_type, char ret_digest[72], struct op_error *e) {
@@ -416,7 +407,7 @@ static int resolve(struct pull *q, struct op_error *e) {
                 rc = get_manifest(q, q->src.reg ? NULL : &entry, reference, &text, &len, &type, q->digest, e);
         if (rc == 0)
                 rc = parse_manifest(text, len, type, q->src.display, &q->m, e);
-        descriptor_done(&entry);
+        oci_descriptor_done(&entry);
         if (rc < 0 || q->m.kind == OCI_KIND_MANIFEST)
                 return rc;
         const struct oci_descriptor *d = oci_index_pick(&q->m, q->os, q->arch, q->variant);
@@ -436,7 +427,7 @@ static int resolve(struct pull *q, struct op_error *e) {
                 rc = parse_manifest(text, len, type, q->src.display, &q->m, e);
         if (rc == 0 && q->m.kind != OCI_KIND_MANIFEST)
                 rc = op_fail_as(e, RPC_BAD_REQUEST, -EINVAL, "%s: an index inside an index", q->src.display);
-        descriptor_done(&pick);
+        oci_descriptor_done(&pick);
         return rc;
 }
 

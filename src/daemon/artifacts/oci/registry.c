@@ -155,9 +155,7 @@ static char *registry_says(const char *body) {
         if (!code && !msg)
                 return NULL;
         char *s = xasprintf("%s%s%s", code ? code : "", code && msg ? ": " : "", msg ? msg : "");
-        for (char *c = s; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = '?';
+        str_defuse(s, '?');
         if (strlen(s) > 300)
                 s[300] = '\0';
         return s;
