@@ -239,6 +239,28 @@ bad_index() {
 }
 t "an index that does not match the signed Release is refused" bad_index
 
+# A mirror that stumbles: the first GET of the index answers 503 (tried
+# again, 1 s later, and served); the .deb is missing (404: not tried again).
+flaky_mirror() {
+        local m="$TMP/mirror3" d="debian/dists/bookworm"; mkdir -p "$m/$d/main/binary-amd64"
+        curl -fsS -o "$m/$d/InRelease" "http://deb.debian.org/$d/InRelease" &&
+        curl -fsS -o "$m/$d/main/binary-amd64/Packages.xz" "http://deb.debian.org/$d/main/binary-amd64/Packages.xz" || return 1
+        python3 "$(dirname "$0")/flaky_http.py" --dir "$m" --log "$TMP/flaky.log" --flaky /Packages.xz >"$TMP/flaky.out" 2>&1 &
+        HTTP_PID=$!
+        wait_for 5 "the flaky mirror's port" grep -q 'port [0-9]' "$TMP/flaky.out" || return 1
+        printf 'debian_mirror = "http://127.0.0.1:%s/debian"\n' "$(sed -n 's/port //p' "$TMP/flaky.out")" >"$CONF"
+        "$BANGER" daemon stop >/dev/null
+        local rc=0; "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/fm" 2>&1 || rc=$?
+        end_mirror
+        expect_eq "$rc" 1 || { cat "$TMP/fm"; return 1; }
+        grep -q '/pool/.*\.deb.*404' "$TMP/fm" || { echo "failed for another reason:"; cat "$TMP/fm"; return 1; }
+        expect_eq "$(grep -c 'Packages.xz 503$' "$TMP/flaky.log")" 1 &&
+        expect_eq "$(grep -c 'Packages.xz 200$' "$TMP/flaky.log")" 1 &&
+        expect_eq "$(grep -c '\.deb 404$' "$TMP/flaky.log")" 1 || { cat "$TMP/flaky.log"; return 1; }
+        [ -f "$KDIR/vmlinux" ] && no_staging
+}
+t "a mirror's 503 is tried again, its 404 is not; the installed kernel is kept" flaky_mirror
+
 cancel_build() {
         "$BANGER" image delete debian-bookworm-slim >/dev/null || return 1
         "$BANGER" daemon stop >/dev/null

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -24,6 +25,7 @@ struct sink {
         uint64_t written;
         uint64_t max;
         int err;            /* -errno from our side */
+        bool transient;     /* the failure may pass: another try is worth it */
         struct strbuf error_body;
         bool error_body_full;
 };
@@ -147,7 +149,9 @@ static int run(struct sink *s, struct op_error *err) {
         char errbuf[CURL_ERROR_SIZE] = "";
         CURL *c = curl_easy_init();
         struct curl_slist *hdrs = request_headers(o);
+        long status = 0;
         CURLcode cc;
+        int r;
 
         if (!c) {
                 curl_slist_free_all(hdrs);
@@ -178,6 +182,7 @@ static int run(struct sink *s, struct op_error *err) {
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (o->reply) {
                 fetch_reply_done(o->reply);
                 fill_reply(c, o->reply);
@@ -198,9 +203,11 @@ static int run(struct sink *s, struct op_error *err) {
         if (s->err < 0) {
                 return op_fail(err, s->err, "writing %s: %s", o->url, strerror(-s->err));
         }
-        if (cc != CURLE_OK) /* -EIO only for what another try may cure */
-                return op_fail(err, curl_errno(cc), "downloading %s: %s", o->url,
-                               errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        if (cc != CURLE_OK) { /* -EIO only for what another try may cure */
+                r = curl_errno(cc);
+                s->transient = r == -EIO && (cc != CURLE_HTTP_RETURNED_ERROR || status == 429 || status >= 500);
+                return op_fail(err, r, "downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        }
         if (o->expect_size && s->written != o->expect_size) {
                 return op_fail(err, -EBADMSG, "%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
                                      (unsigned long long) o->expect_size);
@@ -215,7 +222,8 @@ static int check_hash(const struct fetch_opts *o, const char *got, struct op_err
         return 0;
 }
 
-int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err) {
+static int file_once(const struct fetch_opts *o, const char *dest, char ret_sha256[65], bool *transient,
+                     struct op_error *err) {
         _cleanup_free_ char *tmp = xasprintf("%s.part", dest);
         struct sink s = { .o = o, .max = o->max_bytes ? o->max_bytes : (64ULL << 30), .error_body = STRBUF_INIT };
         char hex[65];
@@ -231,6 +239,7 @@ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[
                 return -ENOMEM;
         }
         r = run(&s, err);
+        *transient = s.transient;
         sha256_final_hex(&s.sha, hex);
         if (r == 0)
                 r = check_hash(o, hex, err);
@@ -250,7 +259,8 @@ int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[
         return 0;
 }
 
-int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err) {
+static int memory_once(const struct fetch_opts *o, char **ret_data, size_t *ret_len, bool *transient,
+                       struct op_error *err) {
         struct strbuf mem = STRBUF_INIT;
         struct sink s = { .o = o, .fd = -1, .mem = &mem, .max = o->max_bytes ? o->max_bytes : (256u << 20),
                           .error_body = STRBUF_INIT };
@@ -260,6 +270,7 @@ int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len
         if (sha256_init(&s.sha) < 0)
                 return -ENOMEM;
         r = run(&s, err);
+        *transient = s.transient;
         sha256_final_hex(&s.sha, hex);
         if (r == 0 && !(o->reply && o->reply->status >= 400))
                 r = check_hash(o, hex, err);
@@ -269,4 +280,39 @@ int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len
         }
         *ret_data = strbuf_detach(&mem, ret_len);
         return 0;
+}
+
+/* Transfers the server or the network may cure (a timeout, a cut
+ * connection, a stall, 429, 5xx) are tried FETCH_TRIES times, 1 s then 2 s
+ * apart, unless the caller handles answers itself (reply) or cancels. */
+#define FETCH_TRIES 3
+
+static bool backoff(const struct fetch_opts *o, int attempt) {
+        for (int i = 0; i < 10 << attempt; i++) {
+                if (o->cancel && o->cancel(o->ud))
+                        return false;
+                struct timespec ts = { .tv_nsec = 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        return true;
+}
+
+int fetch_to_file(const struct fetch_opts *o, const char *dest, char ret_sha256[65], struct op_error *err) {
+        for (int attempt = 0;; attempt++) {
+                bool transient = false;
+                int r = file_once(o, dest, ret_sha256, &transient, err);
+                if (r == 0 || !transient || o->reply || attempt + 1 >= FETCH_TRIES || !backoff(o, attempt))
+                        return r < 0 && transient && attempt > 0 ? op_prefix(err, "after %d tries", attempt + 1) : r;
+                op_error_done(err);
+        }
+}
+
+int fetch_to_memory(const struct fetch_opts *o, char **ret_data, size_t *ret_len, struct op_error *err) {
+        for (int attempt = 0;; attempt++) {
+                bool transient = false;
+                int r = memory_once(o, ret_data, ret_len, &transient, err);
+                if (r == 0 || !transient || o->reply || attempt + 1 >= FETCH_TRIES || !backoff(o, attempt))
+                        return r < 0 && transient && attempt > 0 ? op_prefix(err, "after %d tries", attempt + 1) : r;
+                op_error_done(err);
+        }
 }
