@@ -35,7 +35,9 @@ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *pac
                 (char *) "--dpkgopt=path-exclude=/usr/share/doc/*", (char *) "--dpkgopt=path-exclude=/usr/share/man/*",
                 (char *) "--dpkgopt=path-exclude=/usr/share/locale/*",
                 (char *) "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                (char *) "--aptopt=Acquire::Languages \"none\"", (char *) suite, (char *) dir, (char *) mirror, NULL,
+                (char *) "--aptopt=Acquire::Languages \"none\"",
+                (char *) "--aptopt=Acquire::Retries \"3\"", /* a mirror that stumbles once */
+                (char *) suite, (char *) dir, (char *) mirror, NULL,
         };
         struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
                                 .cancel = cancelled, .cancel_ud = cancel_ud,
