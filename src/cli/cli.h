@@ -156,6 +156,8 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_snapshot(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_restore(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_stats(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);

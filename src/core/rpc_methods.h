@@ -41,3 +41,7 @@
 #define RPC_METHOD_WORKSPACE_PREPARE "workspace.prepare"
 #define RPC_METHOD_WORKSPACE_EXPORT "workspace.export"
 #define RPC_METHOD_VM_STATS "vm.stats"
+#define RPC_METHOD_VM_SNAPSHOT "vm.snapshot"
+#define RPC_METHOD_VM_RESTORE "vm.restore"
+#define RPC_METHOD_VM_SNAPSHOT_LIST "vm.snapshot.list"
+#define RPC_METHOD_VM_SNAPSHOT_DELETE "vm.snapshot.delete"

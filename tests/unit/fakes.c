@@ -359,13 +359,13 @@ static int v_unsupported(const struct vm_boot *b, struct op_error *e) {
         return op_fail(e, -EOPNOTSUPP, "fake");
 }
 
-static int v_snapshot(const struct vm_boot *b, const char *dir, struct op_error *e) {
+static int v_snapshot(const struct vm_boot *b, int fd, int timeout_ms, struct op_error *e) {
         return op_fail(e, -EOPNOTSUPP, "fake");
 }
 
 const struct vmm_backend fake_vmm = {
         .name = "fake", .build_argv = v_build_argv, .start = v_start, .stop = v_stop, .kill = v_kill,
-        .owns = v_owns, .pause = v_unsupported, .resume = v_unsupported, .snapshot = v_snapshot,
+        .owns = v_owns, .pause = v_unsupported, .resume = v_unsupported, .snapshot = v_snapshot, .restore = v_snapshot,
 };
 
 int fake_choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e) {

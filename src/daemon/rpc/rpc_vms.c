@@ -45,6 +45,10 @@ static const struct json_field create_fields[] = {
         F("branch", JSON_FIELD_STRING, branch, false),
         F("from", JSON_FIELD_STRING, from, false),
 };
+static const struct json_field snap_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
+                                                 F("name", JSON_FIELD_STRING, name, false) };
+static const struct json_field snap_named_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
+                                                       F("name", JSON_FIELD_STRING, name, true) };
 static const struct json_field kill_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                  FR("signal", signal, 1, 64) };
 static const struct json_field set_fields[] = {
@@ -214,6 +218,30 @@ static int h_ws_export(struct rpc_call *call, void *params, json_t **ret, struct
         return r;
 }
 
+static int h_snapshot(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+        return vm_snapshot_create(call->svc->vms, p->vm, p->name, &pr, ret, e);
+}
+
+static int h_restore(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+        return vm_snapshot_restore(call->svc->vms, p->vm, p->name, &pr, ret, e);
+}
+
+static int h_snapshot_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        return vm_snapshot_list(call->svc->vms, p->vm, ret, e);
+}
+
+static int h_snapshot_delete(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        return vm_snapshot_delete(call->svc->vms, p->vm, p->name, ret, e);
+}
+
 /* The answer goes out here, then the connection carries the exec's frames
  * (docs/PROTOCOL.md) until it ends; nothing more is written after. */
 static int h_exec(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -254,6 +282,10 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_WORKSPACE_PREPARE, h_ws_prepare, prepare_fields),
         M(RPC_METHOD_WORKSPACE_EXPORT, h_ws_export, export_fields),
         M(RPC_METHOD_VM_EXEC, h_exec, exec_fields),
+        M(RPC_METHOD_VM_SNAPSHOT, h_snapshot, snap_fields),
+        M(RPC_METHOD_VM_RESTORE, h_restore, snap_named_fields),
+        M(RPC_METHOD_VM_SNAPSHOT_LIST, h_snapshot_list, vm_only),
+        M(RPC_METHOD_VM_SNAPSHOT_DELETE, h_snapshot_delete, snap_named_fields),
         { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },
 };
 #undef M

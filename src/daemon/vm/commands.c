@@ -102,7 +102,7 @@ int vm_show(struct vms *v, const char *ref, json_t **ret, struct op_error *e) {
 /* ---- lifecycle commands --------------------------------------------------- */
 
 /* Resolves ref, takes the VM's lock, re-reads the row. */
-static int lock_vm(struct vms *v, const char *ref, struct vm_row *row, struct vm_lock **ret_lock, struct op_error *e) {
+int vms_lock_row(struct vms *v, const char *ref, struct vm_row *row, struct vm_lock **ret_lock, struct op_error *e) {
         struct vm_row first;
         int r = vms_get_row(v, ref, &first, e);
         if (r < 0)
@@ -141,7 +141,7 @@ static int lifecycle_ex(struct vms *v, const char *ref, enum lifecycle_op op, bo
                         json_t **ret, struct op_error *e) {
         struct vm_row r;
         struct vm_lock *l;
-        int rc = lock_vm(v, ref, &r, &l, e);
+        int rc = vms_lock_row(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
         rc = lifecycle_check(v, &r, op, e);
@@ -223,7 +223,7 @@ int vm_delete_ex(struct vms *v, const char *ref, bool kill, bool background, con
                 return lifecycle_ex(v, ref, LC_DELETE, kill, p, ret, e);
         struct vm_row r;
         struct vm_lock *l;
-        int rc = lock_vm(v, ref, &r, &l, e);
+        int rc = vms_lock_row(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
         if ((rc = lifecycle_check(v, &r, LC_DELETE, e)) == 0 && (rc = mark_deleting(&r, e)) == 0) {
@@ -260,7 +260,7 @@ static int with_vm(struct vms *v, const char *ref, int (*fn)(struct vms *, struc
                    const void *ud, json_t **ret, struct op_error *e) {
         struct vm_row r;
         struct vm_lock *l;
-        int rc = lock_vm(v, ref, &r, &l, e);
+        int rc = vms_lock_row(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
         rc = fn(v, &r, ud, e);

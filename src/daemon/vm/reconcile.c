@@ -224,10 +224,13 @@ static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pas
                         r->state = xstrdup("deleted"); /* pass 1 and the readying skip it */
                 } else if (strcmp(r->state, "deleted") == 0)
                         ; /* finished in pass 0 */
-                else if (pass == 0 && pid > 0)
+                else if (pass == 0 && pid > 0) {
                         adopt(v, r, &p, &h);
-                else if (pass == 1 && pid <= 0)
+                        vms_snapshots_recover(v, r, true);
+                } else if (pass == 1 && pid <= 0) {
+                        vms_snapshots_recover(v, r, false);
                         release_dead(v, r, &p, &h);
+                }
                 vm_paths_done(&p);
                 vms_unlock(v, l);
         }

@@ -43,6 +43,7 @@ struct start {
         const char *work_disk; /* from the work disk hook */
         struct vm_proc proc;   /* pid 0 until booted */
         bool wait_ssh;
+        int state_fd;          /* >= 0: the guest resumes from this saved state (a snapshot) */
 };
 
 /* ---- boot files of an image ------------------------------------------------ */
@@ -214,10 +215,19 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL,
                 .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
+                .incoming = s->state_fd >= 0,
         };
         if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
                 s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
                 return rc;
+        }
+        if (b.incoming) {
+                progress_stage(s->pr, "restore", "RAM and device state");
+                rc = s->vmm->backend->restore(&b, s->state_fd, VM_STATE_TIMEOUT_MS, e);
+                if (rc == 0)
+                        rc = s->vmm->backend->resume(&b, e);
+                if (rc < 0)
+                        return op_prefix(e, "restoring the saved state");
         }
         struct vm_handles h = { .pid = s->proc.pid };
         snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
@@ -334,7 +344,13 @@ int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr,
 }
 
 int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh, struct op_error *e) {
-        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .wait_ssh = wait_ssh };
+        return vms_start_state_locked(v, r, pr, wait_ssh, -1, e);
+}
+
+int vms_start_state_locked(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh, int state_fd,
+                           struct op_error *e) {
+        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .wait_ssh = wait_ssh,
+                           .state_fd = state_fd };
         vm_paths_init(v, r, &s.p);
         vms_set_state(v, r, "starting", NULL);
         int rc = step_resolve(&s, e);

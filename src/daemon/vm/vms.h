@@ -219,6 +219,15 @@ void vm_exec_finish(struct vms *v, struct agent_exec *x);
 /* Guest CPU/memory (agent), VMM RSS and CPU time, disk usage: the last
  * background sample (taken now if there is none yet). */
 _warn_unused_ int vm_stats(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+/* snapshot.c: a running VM's RAM, device state and disks at one instant
+ * (name NULL: "snap-<UTC time>"); restoring one replaces the VM's running
+ * state (it is started if stopped); list; delete. */
+_warn_unused_ int vm_snapshot_create(struct vms *v, const char *ref, const char *name, const struct progress *p,
+                                     json_t **ret, struct op_error *e);
+_warn_unused_ int vm_snapshot_restore(struct vms *v, const char *ref, const char *name, const struct progress *p,
+                                      json_t **ret, struct op_error *e);
+_warn_unused_ int vm_snapshot_list(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_snapshot_delete(struct vms *v, const char *ref, const char *name, json_t **ret, struct op_error *e);
 /* The TAP pool: how many idle TAPs it keeps, how many it holds now. */
 void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */

@@ -35,6 +35,9 @@ void vms_set_state(struct vms *v, const struct vm_row *r, const char *state, con
 /* ---- the lock sets (lockset.c) ---- */
 struct vm_lock *vms_lock(struct vms *v, const char *id);
 void vms_unlock(struct vms *v, struct vm_lock *l);
+/* Resolves ref, takes the VM's lock, re-reads the row (commands.c). */
+_warn_unused_ int vms_lock_row(struct vms *v, const char *ref, struct vm_row *row, struct vm_lock **ret_lock,
+                               struct op_error *e);
 /* workspace_locks[id]: taken without the VM's lock (never both). */
 struct vm_lock *vms_workspace_lock(struct vms *v, const char *id);
 void vms_workspace_unlock(struct vms *v, struct vm_lock *l);
@@ -84,6 +87,11 @@ _warn_unused_ int vms_start_locked(struct vms *v, struct vm_row *r, const struct
 /* wait_ssh false: running once the agent answers, sshd or not. */
 _warn_unused_ int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh,
                                       struct op_error *e);
+/* state_fd >= 0: the guest resumes from a saved state (snapshot.c) instead of booting. */
+_warn_unused_ int vms_start_state_locked(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh,
+                                         int state_fd, struct op_error *e);
+/* How long saving or loading a guest's state may take. */
+#define VM_STATE_TIMEOUT_MS 300000
 _warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
 _warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
 /* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
@@ -94,6 +102,12 @@ _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, stru
 #define VM_WS_STAGING_PREFIX ".ws-staging-"
 /* A delete was accepted (vm.delete with background): reconcile finishes it. */
 #define VM_DELETING_MARKER ".deleting"
+
+/* ---- snapshots (snapshot.c): <vm_dir>/snapshots/<name>/ ---- */
+/* What a crash left: half-written snapshots (removed), a restore that did
+ * not finish copying (finished: the VM stays stopped), a guest left paused
+ * by a snapshot in progress (resumed). Called by reconcile. */
+void vms_snapshots_recover(struct vms *v, const struct vm_row *r, bool running);
 
 /* fn on a running VM (its row and paths); then its activity is recorded, or
  * the error is prefixed with its name. */

@@ -99,6 +99,10 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
         push(&a, xstrdup("-no-user-config"));
         push(&a, xstrdup("-nographic"));
         push(&a, xstrdup("-no-reboot"));
+        if (b->incoming) { /* paused, waiting for a state: qemu_restore, then resume */
+                push(&a, xstrdup("-S"));
+                push2(&a, "-incoming", xstrdup("defer"));
+        }
         push2(&a, "-kernel", xstrdup(b->kernel));
         push2(&a, "-initrd", xstrdup(b->initrd));
         push2(&a, "-append", vm_kernel_cmdline(b));
@@ -249,11 +253,6 @@ static bool qemu_owns(pid_t pid, const char *bin, const char *id) {
         return false;
 }
 
-static int unsupported(const struct vm_boot *b, struct op_error *e) {
-        (void) b;
-        return op_fail(e, -EOPNOTSUPP, "not implemented yet for qemu");
-}
-
 static int qemu_pause(const struct vm_boot *b, struct op_error *e) {
         _cleanup_free_ char *out = NULL;
         return qmp_command(b->qmp_socket, "stop", 5000, &out, e);
@@ -264,9 +263,14 @@ static int qemu_resume(const struct vm_boot *b, struct op_error *e) {
         return qmp_command(b->qmp_socket, "cont", 5000, &out, e);
 }
 
-static int qemu_snapshot(const struct vm_boot *b, const char *dir, struct op_error *e) {
-        (void) dir;
-        return unsupported(b, e);
+static int qemu_snapshot(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e) {
+        return qmp_save_state(b->qmp_socket, state_fd, timeout_ms, e);
+}
+
+static int qemu_restore(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e) {
+        if (!b->incoming)
+                return op_fail(e, -EINVAL, "the VMM was not started to receive a state");
+        return qmp_load_state(b->qmp_socket, state_fd, timeout_ms, e);
 }
 
 const struct vmm_backend vmm_qemu = {
@@ -279,6 +283,7 @@ const struct vmm_backend vmm_qemu = {
         .pause = qemu_pause,
         .resume = qemu_resume,
         .snapshot = qemu_snapshot,
+        .restore = qemu_restore,
 };
 
 int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e) {
@@ -287,64 +292,4 @@ int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_by
                          (char *) "-F", (char *) "raw", (char *) "-b", (char *) backing, (char *) overlay, size, NULL };
         _cleanup_free_ char *msg = NULL;
         return op_take_msg(e, spawn_run_checked(argv, 60000, 0, "apt-get install qemu-utils", &msg), &msg);
-}
-
-/* One QMP round trip: greeting, qmp_capabilities, the command. Events are
- * skipped. No half-close (QEMU takes it for a disconnect). */
-int qmp_command(const char *socket_path, const char *command, int timeout_ms, char **ret_json, struct op_error *e) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
-        struct rpc_line_reader lr;
-        int r = 0;
-
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                return op_fail(e, -errno, "cannot reach QMP at %s: %s", socket_path, strerror(errno));
-        }
-        rpc_line_reader_init(&lr, fd, 1u << 20);
-        const char *steps[] = { NULL, "qmp_capabilities", command };
-        for (size_t i = 0; i < 3 && r == 0; i++) {
-                if (steps[i]) {
-                        _cleanup_json_ json_t *req = json_pack("{s:s}", "execute", steps[i]);
-                        _cleanup_free_ char *line = json_dump_compact(req);
-                        if ((r = rpc_write_line(fd, line)) < 0)
-                                break;
-                }
-                for (;;) {
-                        char *l;
-                        size_t n;
-                        r = rpc_line_reader_next(&lr, timeout_ms, &l, &n);
-                        if (r <= 0) {
-                                r = r == 0 ? -ECONNRESET : r;
-                                break;
-                        }
-                        r = 0;
-                        _cleanup_json_ json_t *j = json_loadb(l, n, 0, NULL);
-                        if (!j || json_object_get(j, "event"))
-                                continue;
-                        if (i == 0 && json_object_get(j, "QMP"))
-                                break;
-                        json_t *err = json_object_get(j, "error");
-                        if (err) {
-                                r = op_fail(e, -EIO, "QMP %s: %s", steps[i],
-                                                     strempty(json_string_value(json_object_get(err, "desc"))));
-                                break;
-                        }
-                        if (json_object_get(j, "return")) {
-                                if (i == 2)
-                                        *ret_json = json_dump_compact(json_object_get(j, "return"));
-                                break;
-                        }
-                }
-        }
-        rpc_line_reader_done(&lr);
-        /* `quit` closes the socket before answering sometimes: that is success */
-        if (r == -ECONNRESET && strcmp(command, "quit") == 0)
-                return 0;
-        if (r < 0 && !op_error_is_set(e))
-                op_fail(e, r, "QMP %s at %s: %s", command, socket_path, strerror(-r));
-        return r;
 }

@@ -49,6 +49,7 @@ struct vm_boot {
         const char *qmp_socket;
         const char *agent_socket;
         const char *console_log;
+        bool incoming;           /* started paused, waiting for a saved state (the backend's restore) */
 };
 
 struct vm_proc {
@@ -66,10 +67,14 @@ struct vmm_backend {
         int (*kill)(const struct vm_proc *p, int sig);
         /* Is pid the VMM of VM id? (reconcile) */
         bool (*owns)(pid_t pid, const char *bin, const char *id);
-        /* Hooks for later issues. */
         int (*pause)(const struct vm_boot *b, struct op_error *e);
         int (*resume)(const struct vm_boot *b, struct op_error *e);
-        int (*snapshot)(const struct vm_boot *b, const char *dir, struct op_error *e);
+        /* Pauses the guest and writes its RAM and device state to fd; the
+         * guest stays paused (its disks flushed: copy them now, then resume). */
+        int (*snapshot)(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e);
+        /* A VMM started with b->incoming loads what snapshot wrote; the guest
+         * stays paused until resume. */
+        int (*restore)(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e);
 };
 
 extern const struct vmm_backend vmm_qemu;
@@ -80,5 +85,23 @@ char *vm_kernel_cmdline(const struct vm_boot *b);
 /* qcow2 overlay with `backing` (raw, read-only) of virtual size bytes. */
 _warn_unused_ int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e);
 
-/* QMP: one command, its "return" in *ret_json (malloc'd JSON text). */
+/* ---- QMP (qmp.c) ---- */
+#include <jansson.h>
+#include "rpc.h"
+struct qmp {
+        int fd;
+        struct rpc_line_reader lr;
+};
+/* Connects, reads the greeting, negotiates capabilities. */
+_warn_unused_ int qmp_open(struct qmp *q, const char *socket, int timeout_ms, struct op_error *e);
+/* One command with optional arguments (not stolen) and an fd passed along
+ * (SCM_RIGHTS; -1: none); its "return" in *ret (may be NULL). */
+_warn_unused_ int qmp_exec(struct qmp *q, const char *command, json_t *args, int pass_fd, int timeout_ms, json_t **ret,
+                           struct op_error *e);
+void qmp_close(struct qmp *q);
+/* One command on a connection of its own, its "return" in *ret_json (malloc'd JSON text). */
 _warn_unused_ int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, struct op_error *e);
+/* stop, then the state to fd (migration); the guest stays paused. */
+_warn_unused_ int qmp_save_state(const char *socket, int fd, int timeout_ms, struct op_error *e);
+/* A VMM started with `-incoming defer` loads the state from fd. */
+_warn_unused_ int qmp_load_state(const char *socket, int fd, int timeout_ms, struct op_error *e);
