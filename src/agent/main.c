@@ -7,6 +7,7 @@
  *   banger-agent --port P   serve on the given device
  *   banger-agent --stdio    serve stdin/stdout (for tests on the host)
  *   banger-agent --protocol 1 ...   refuse the upgrade, as an agent of version 1 (tests)
+ *   banger-agent --identify ...     give a restored guest its identity (identity.c; run by the host)
  *
  * The port is non-blocking: a write while no host is connected would block,
  * and output for a host that went away is dropped. While no host is
@@ -30,6 +31,7 @@
 
 #include "../shared/frame.h"
 #include "../shared/vdisk.h"
+#include "identity.h"
 #include "proto.h"
 #include "repodisk.h"
 #include "session.h"
@@ -396,6 +398,8 @@ int main(int argc, char **argv) {
                 printf("banger-agent %s (protocols 1 and 2)\n", BANGER_AGENT_VERSION);
                 return 0;
         }
+        if (argc > 1 && strcmp(argv[1], "--identify") == 0)
+                return agent_identify_main(argc, argv);
         if (argc > 2 && strcmp(argv[1], "--protocol") == 0 && strcmp(argv[2], "1") == 0) {
                 /* behave as an agent of version 1 (tests of the host's fallback) */
                 v1_only = true;

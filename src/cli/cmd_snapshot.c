@@ -104,3 +104,58 @@ int cmd_vm_restore(struct cli_ctx *ctx, struct cli_args *a) {
                 printf("restored vm %s from snapshot %s (%s)\n", str(res, "name"), a->pos[1], str(res, "state"));
         return 0;
 }
+
+/* ---- templates (warm start) ------------------------------------------------ */
+
+int cmd_template_list(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_TEMPLATE_LIST, NULL, &res);
+        json_t *list = json_object_get(res, "templates"), *t;
+        size_t i;
+        (void) a;
+        if (r)
+                return r;
+        if (ctx->json) {
+                cli_print_json(list);
+                return 0;
+        }
+        if (!json_array_size(list)) {
+                printf("no templates (the first cold start of a kind of VM builds one)\n");
+                return 0;
+        }
+        printf("%-12s  %-8s  %-24s  %4s  %8s  %10s  %10s  %s\n", "KEY", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "SIZE",
+               "BUILT IN");
+        json_array_foreach(list, i, t) {
+                char m[32], d[32], b[32];
+                printf("%-12.12s  %-8s  %-24s  %4lld  %8s  %10s  %10s  %.1f s\n", str(t, "key"), str(t, "state"),
+                       str(t, "image"), num(t, "vcpu"),
+                       cli_human_size((uint64_t) num(t, "memory_mib") << 20, m, sizeof(m)),
+                       cli_human_size((uint64_t) num(t, "disk_size_bytes"), d, sizeof(d)),
+                       cli_human_size((uint64_t) num(t, "bytes"), b, sizeof(b)), (double) num(t, "build_ms") / 1000);
+        }
+        return 0;
+}
+
+static int template_rm(struct cli_ctx *ctx, json_t *params) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_TEMPLATE_RM, params, &res);
+        char sz[32];
+        if (r)
+                return r;
+        if (ctx->json)
+                cli_print_json(res);
+        else
+                printf("removed %zu template(s), freed %s\n", json_array_size(json_object_get(res, "removed")),
+                       cli_human_size((uint64_t) num(res, "bytes_freed"), sz, sizeof(sz)));
+        return 0;
+}
+
+int cmd_template_rm(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *params = json_pack("{s:s}", "key", a->pos[0]);
+        return template_rm(ctx, params);
+}
+
+int cmd_template_prune(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *params = json_pack("{s:b}", "all", cli_has(a, "all"));
+        return template_rm(ctx, params);
+}

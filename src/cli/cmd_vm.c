@@ -89,6 +89,8 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
                 return cli_usage_error(a->cmd, "--isolate and --no-isolate exclude each other");
         if (cli_has(a, "isolate") || cli_has(a, "no-isolate"))
                 json_object_set_new(params, "isolate", json_boolean(cli_has(a, "isolate")));
+        if (cli_has(a, "cold"))
+                json_object_set_new(params, "cold", json_true());
         return 0;
 }
 

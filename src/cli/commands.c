@@ -74,6 +74,7 @@ static const struct cli_flag vm_create_flags[] = {
         { "nat", 0, NULL, "give the VM outbound network access (NAT)" },
         { "isolate", 0, NULL, "no traffic between this VM and other guests on the bridge" },
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
+        { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
         { 0 },
 };
 static const struct cli_flag vm_list_flags[] = {
@@ -107,6 +108,10 @@ static const struct cli_flag vm_prune_flags[] = {
         { "force", 'f', NULL, "do not ask for confirmation" },
         { 0 },
 };
+static const struct cli_flag template_prune_flags[] = {
+        { "all", 0, NULL, "every template, not only those whose image or kernel changed" },
+        { 0 },
+};
 static const struct cli_flag vm_run_flags[] = {
         { "name", 0, "NAME", "VM name (default: generated)" },
         { "image", 0, "IMAGE", "image (default: config default_image_name; pulled if missing)" },
@@ -124,6 +129,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap" },
         { "timings", 0, NULL, "print each stage's duration at the end" },
         { "ssh", 0, NULL, "run the command over ssh instead of the agent (waits for sshd)" },
+        { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
         { 0 },
 };
 static const struct cli_flag vm_exec_flags[] = {
@@ -237,6 +243,11 @@ const struct cli_command cli_commands[] = {
           cmd_vm_snapshot },
         { "vm", "restore", "VM NAME", "put a VM back to a snapshot (its running state is replaced)", no_flags, 2, 2,
           cmd_vm_restore },
+        { "template", "list", "", "list the warm-start templates", no_flags, 0, 0, cmd_template_list },
+        { "template", "rm", "KEY", "remove a warm-start template (a unique key prefix)", no_flags, 1, 1,
+          cmd_template_rm },
+        { "template", "prune", "", "remove stale warm-start templates (--all: every one)", template_prune_flags, 0, 0,
+          cmd_template_prune },
         { "vm", "prune", "", "delete every VM that is not running", vm_prune_flags, 0, 0, cmd_vm_prune },
         { NULL, "ssh-config", "", "write banger's ssh config for <name>.vm (and include it)", ssh_config_flags, 0, 0,
           cmd_ssh_config },

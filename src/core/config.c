@@ -117,6 +117,16 @@ static int v_update_url(const struct config *c, const void *v, char **why) {
         return r;
 }
 
+static int v_onoff(const struct config *c, const void *v, char **why) {
+        const char *s = *(const char *const *) v;
+        (void) c;
+        if (strcmp(s, "on") != 0 && strcmp(s, "off") != 0) {
+                *why = xstrdup("must be \"on\" or \"off\"");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 /* "host[:port], ..." (registries banger may reach over plain http). */
 static int v_registries(const struct config *c, const void *v, char **why) {
         const char *s = *(const char *const *) v;
@@ -237,6 +247,7 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
         [CONFIG_UPDATE_URL] = { NULL, "update_url", KIND_STRING, O(update_url), v_update_url, "" },
         [CONFIG_INSECURE_REGISTRIES] = { NULL, "insecure_registries", KIND_STRING, O(insecure_registries),
                                          v_registries, "" },
+        [CONFIG_WARM_START] = { NULL, "warm_start", KIND_STRING, O(warm_start), v_onoff, "on" },
         [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL },
         [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL },
         [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL },

@@ -31,6 +31,7 @@ enum config_key {
         CONFIG_DNS_LISTEN,
         CONFIG_UPDATE_URL,
         CONFIG_INSECURE_REGISTRIES,
+        CONFIG_WARM_START,
         CONFIG_VCPU,
         CONFIG_MEMORY_MIB,
         CONFIG_DISK_SIZE,
@@ -80,6 +81,7 @@ struct config {
         char *dns_listen; /* "127.0.0.1:42069", or "off" */
         char *update_url; /* where `banger update` finds releases (docs/UPDATE.md); "" = not set */
         char *insecure_registries; /* "host[:port], ...": registries pulled over plain http; "" = none */
+        char *warm_start;          /* "on" | "off": new VMs resume from a template (docs/ARCHITECTURE.md, "Warm start") */
         int64_t vcpu;
         int64_t memory_mib;
         uint64_t disk_size_bytes;

@@ -45,3 +45,5 @@
 #define RPC_METHOD_VM_RESTORE "vm.restore"
 #define RPC_METHOD_VM_SNAPSHOT_LIST "vm.snapshot.list"
 #define RPC_METHOD_VM_SNAPSHOT_DELETE "vm.snapshot.delete"
+#define RPC_METHOD_TEMPLATE_LIST "template.list"
+#define RPC_METHOD_TEMPLATE_RM "template.rm"

@@ -40,9 +40,6 @@ int init_mkdir_p(const char *path, unsigned mode);
 /* modules.c */
 int init_load_modules(const char *order_file, int *ret_loaded);
 
-/* net.c: over rtnetlink */
-int init_net_up(const char *iface, const char *ip_cidr, const char *gw);
-int init_lo_up(void);
 
 /* disk.c */
 int init_find_disk(const char *serial, char *ret_dev, size_t n, int timeout_ms);

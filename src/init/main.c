@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "init.h"
+#include "../shared/guestnet.h"
 #include "../shared/vdisk.h"
 
 #define NEWROOT "/newroot"
@@ -128,10 +129,10 @@ int main(void) {
                 init_fatal("loading modules failed: %s", strerror(-r));
         init_stage("modules-loaded", "count=%d", n);
 
-        if (init_lo_up() < 0)
+        if (guestnet_lo_up() < 0)
                 init_log("warning: cannot bring lo up");
         if (p.ip[0]) {
-                r = init_net_up(p.iface, p.ip, p.gw);
+                r = guestnet_up(p.iface, p.ip, p.gw);
                 if (r < 0)
                         init_fatal("configuring %s as %s via %s failed: %s", p.iface, p.ip, p.gw, strerror(-r));
                 init_stage("network", "iface=%s ip=%s gw=%s", p.iface, p.ip, p.gw[0] ? p.gw : "-");

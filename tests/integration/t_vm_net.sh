@@ -290,7 +290,7 @@ stats_have_rates() { B --json vm stats dev | jq -e '(.guest.cpu_percent | type) 
 stats_and_stale() {
         B vm delete natvm >/dev/null 2>&1 || { echo "delete natvm failed"; return 1; }
         B daemon stop >/dev/null || { echo "daemon stop failed"; return 1; }
-        printf 'accel = "tcg"\nstats_poll_interval = "1s"\nauto_stop_stale_after = "5s"\n' >"$CONF"
+        printf 'accel = "tcg"\nwarm_start = "off"\nstats_poll_interval = "1s"\nauto_stop_stale_after = "5s"\n' >"$CONF"
         B vm restart dev >"$TMP/start.out" 2>&1 || { echo "restart failed"; cat "$TMP/start.out"; return 1; }
         # two samples (1 s apart) give rates
         wait_for 15 "a second stats sample" stats_have_rates || return 1
@@ -308,7 +308,7 @@ pool_idle() { [ "$(B --json ping | jq -r .tap_pool.idle)" = "$1" ]; }
 pool_taps() { ip netns exec "$NS" ip -o link show master br-fc | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^tap-pool-' | sort; }
 tap_pool() {
         B daemon stop >/dev/null || return 1
-        printf 'accel = "tcg"\ntap_pool_size = 2\n' >"$CONF"
+        printf 'accel = "tcg"\nwarm_start = "off"\ntap_pool_size = 2\n' >"$CONF"
         B ping >/dev/null || return 1
         wait_for 10 "two idle TAPs" pool_idle 2 || return 1
         expect_eq "$(pool_taps | tr '\n' ' ')" "tap-pool-0 tap-pool-1 " || return 1

@@ -17,7 +17,8 @@ struct vm_params {
         bool vcpu_set, memory_set, nat, nat_set, isolate, isolate_set, no_start, wait_ssh, wait_ssh_set;
         char *path, *branch, *from, *base_commit, *output;
         bool include_untracked, dry_run;
-        bool kill, background;
+        bool kill, background, cold, all;
+        char *key;
         json_t *argv, *env;
         char *cwd;
         bool pty;
@@ -39,6 +40,7 @@ static const struct json_field create_fields[] = {
         F("no_start", JSON_FIELD_BOOL, no_start, false),
         F("nat", JSON_FIELD_BOOL, nat, false),
         F("isolate", JSON_FIELD_BOOL, isolate, false),
+        F("cold", JSON_FIELD_BOOL, cold, false),
         FP("wait_ssh", JSON_FIELD_BOOL, wait_ssh, wait_ssh_set),
         F("workspace_path", JSON_FIELD_STRING, path, false),
         F("include_untracked", JSON_FIELD_BOOL, include_untracked, false),
@@ -49,6 +51,8 @@ static const struct json_field snap_fields[] = { F("vm", JSON_FIELD_STRING, vm, 
                                                  F("name", JSON_FIELD_STRING, name, false) };
 static const struct json_field snap_named_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                        F("name", JSON_FIELD_STRING, name, true) };
+static const struct json_field tpl_rm_fields[] = { F("key", JSON_FIELD_STRING, key, false),
+                                                   F("all", JSON_FIELD_BOOL, all, false) };
 static const struct json_field kill_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                  FR("signal", signal, 1, 64) };
 static const struct json_field set_fields[] = {
@@ -98,7 +102,7 @@ static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, str
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
-                .isolate = p->isolate, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh,
+                .isolate = p->isolate, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh, .cold = p->cold,
         };
         struct workspace_req ws = { .host_path = p->path, .include_untracked = p->include_untracked,
                                     .branch = p->branch, .from = p->from };
@@ -242,6 +246,19 @@ static int h_snapshot_delete(struct rpc_call *call, void *params, json_t **ret, 
         return vm_snapshot_delete(call->svc->vms, p->vm, p->name, ret, e);
 }
 
+static int h_template_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        (void) params;
+        return vm_template_list(call->svc->vms, ret, e);
+}
+
+/* {key}: that one; {}: the stale ones; {all: true}: every one. */
+static int h_template_rm(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        if (p->key && p->all)
+                return op_bad_request(e, "key and all exclude each other");
+        return vm_template_rm(call->svc->vms, p->key, !p->key && !p->all, ret, e);
+}
+
 /* The answer goes out here, then the connection carries the exec's frames
  * (docs/PROTOCOL.md) until it ends; nothing more is written after. */
 static int h_exec(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -286,6 +303,8 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_RESTORE, h_restore, snap_named_fields),
         M(RPC_METHOD_VM_SNAPSHOT_LIST, h_snapshot_list, vm_only),
         M(RPC_METHOD_VM_SNAPSHOT_DELETE, h_snapshot_delete, snap_named_fields),
+        { RPC_METHOD_TEMPLATE_LIST, h_template_list, 0, NULL, 0, sizeof(struct vm_params) },
+        M(RPC_METHOD_TEMPLATE_RM, h_template_rm, tpl_rm_fields),
         { RPC_METHOD_VM_TOUCH, h_touch, RPC_FLAG_QUIET, vm_only, 1, sizeof(struct vm_params) },
 };
 #undef M

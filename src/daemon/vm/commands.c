@@ -25,6 +25,22 @@ static void json_set_str_or_null(json_t *j, const char *key, const char *value) 
         json_object_set_new(j, key, value ? json_string(value) : json_null());
 }
 
+/* How its last boot went (start.c writes it): "cold", "restored", or "warm"
+ * with the template's key. A file in the state dir: checked, not trusted. */
+static void boot_json(const struct vm_row *r, json_t *j) {
+        _cleanup_free_ char *f = path_join(r->vm_dir, "boot"), *text = NULL;
+        size_t len;
+        char kind[16] = "", key[65] = "";
+        if (read_file_nofollow(f, 128, &text, &len) < 0 || sscanf(text, "%15s %64s", kind, key) < 1)
+                return;
+        if (strcmp(kind, "cold") == 0 || strcmp(kind, "restored") == 0)
+                json_object_set_new(j, "boot", json_string(kind));
+        else if (strcmp(kind, "warm") == 0 && strlen(key) == 64 && strspn(key, "0123456789abcdef") == 64) {
+                json_object_set_new(j, "boot", json_string(kind));
+                json_object_set_new(j, "template", json_string(key));
+        }
+}
+
 static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         struct image_row img = { 0 };
         struct vm_handles h;
@@ -48,6 +64,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_t *ws = r->workspace_json ? json_loads(r->workspace_json, 0, NULL) : NULL;
         json_object_set_new(j, "workspace", ws ? ws : json_null());
         json_object_set_new(j, "console_log", json_string(console));
+        boot_json(r, j);
         if (handle_get(v, r->id, &h) && h.pid > 0) {
                 json_object_set_new(j, "pid", json_integer(h.pid));
                 json_object_set_new(j, "tap", json_string(h.tap));

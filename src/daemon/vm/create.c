@@ -265,7 +265,9 @@ static int create_build(struct create_work *w, struct op_error *e) {
         if (rc == 0 && progress_cancelled(&w->pr))
                 rc = op_fail(e, -ECANCELED, "cancelled");
         if (rc == 0 && !w->o->req.no_start) {
-                rc = vms_start_locked_ex(w->o->v, &w->row, &w->pr, !w->o->req.no_ssh_wait, e);
+                struct vm_start_opts so = { .wait_ssh = !w->o->req.no_ssh_wait, .state_fd = -1, .fresh = true,
+                                            .cold = w->o->req.cold };
+                rc = vms_start_opts_locked(w->o->v, &w->row, &w->pr, &so, e);
                 if (rc < 0 && progress_cancelled(&w->pr))
                         rc = op_fail(e, -ECANCELED, "cancelled");
                 if (rc == 0 && w->o->req.workspace)

@@ -14,8 +14,24 @@
 #include "proc_spawn.h"
 #include "strbuf.h"
 
-int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e) {
-        _cleanup_free_ char *priv = NULL, *pub = NULL, *hostname = NULL, *hosts = NULL, *resolv = NULL;
+/* The files of a VM's guest configuration (paths relative to /), their
+ * contents in f->bufs (freed by files_done). */
+struct gfiles {
+        struct cpio_entry e[8];
+        size_t n;
+        char *bufs[6];
+};
+
+static void files_done(struct gfiles *f) {
+        for (size_t i = 0; i < ELEMENTSOF(f->bufs); i++)
+                free(f->bufs[i]);
+}
+
+static void add(struct gfiles *f, const char *path, const char *data, size_t len, unsigned mode) {
+        f->e[f->n++] = (struct cpio_entry) { .path = path, .data = data, .len = len, .mode = mode };
+}
+
+static int files(const struct guestcfg *g, struct gfiles *f, struct op_error *e) {
         _cleanup_free_ char *kp = path_join(g->host_key_dir, "ssh_host_ed25519_key");
         _cleanup_free_ char *kpub = xasprintf("%s.pub", kp);
         size_t priv_len, pub_len;
@@ -24,28 +40,60 @@ int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e
         if (!string_is_dns_label(g->hostname)) {
                 return op_fail(e, -EINVAL, "'%s' is not a DNS label", g->hostname);
         }
-        if ((r = read_file(kp, 1u << 16, &priv, &priv_len)) < 0 || (r = read_file(kpub, 1u << 16, &pub, &pub_len)) < 0) {
+        if ((r = read_file(kp, 1u << 16, &f->bufs[0], &priv_len)) < 0 ||
+            (r = read_file(kpub, 1u << 16, &f->bufs[1], &pub_len)) < 0) {
                 return op_fail(e, r, "reading the VM's host key in %s: %s", g->host_key_dir, strerror(-r));
         }
-        hostname = xasprintf("%s\n", g->hostname);
+        f->bufs[2] = xasprintf("%s\n", g->hostname);
         struct strbuf hb = STRBUF_INIT;
         strbuf_addf(&hb, "127.0.0.1 localhost\n127.0.1.1 %s\n", g->hostname);
         if (g->ip)
                 strbuf_addf(&hb, "%s %s.vm %s\n", g->ip, g->hostname, g->hostname);
         strbuf_addstr(&hb, "::1 localhost ip6-localhost ip6-loopback\n");
-        hosts = strbuf_detach(&hb, NULL);
-        resolv = xasprintf("nameserver %s\n", g->dns ? g->dns : "1.1.1.1");
+        f->bufs[3] = strbuf_detach(&hb, NULL);
+        f->bufs[4] = xasprintf("nameserver %s\n", g->dns ? g->dns : "1.1.1.1");
         const char *ak = g->authorized_keys ? g->authorized_keys : "";
-        struct cpio_entry ents[] = {
-                { .path = "banger/root/etc/hostname", .data = hostname, .len = strlen(hostname), .mode = 0644 },
-                { .path = "banger/root/etc/hosts", .data = hosts, .len = strlen(hosts), .mode = 0644 },
-                { .path = "banger/root/etc/resolv.conf", .data = resolv, .len = strlen(resolv), .mode = 0644 },
-                { .path = "banger/root/etc/ssh/ssh_host_ed25519_key", .data = priv, .len = priv_len, .mode = 0600 },
-                { .path = "banger/root/etc/ssh/ssh_host_ed25519_key.pub", .data = pub, .len = pub_len, .mode = 0644 },
-                { .path = "banger/root/root/.ssh/authorized_keys", .data = ak, .len = strlen(ak), .mode = 0600 },
-                { .path = "banger/root/etc/fstab", .data = g->fstab, .len = g->fstab ? strlen(g->fstab) : 0, .mode = 0644 },
-        };
-        return cpio_write(out, ents, g->fstab ? ELEMENTSOF(ents) : ELEMENTSOF(ents) - 1, false, e);
+        add(f, "etc/hostname", f->bufs[2], strlen(f->bufs[2]), 0644);
+        add(f, "etc/hosts", f->bufs[3], strlen(f->bufs[3]), 0644);
+        add(f, "etc/resolv.conf", f->bufs[4], strlen(f->bufs[4]), 0644);
+        add(f, "etc/ssh/ssh_host_ed25519_key", f->bufs[0], priv_len, 0600);
+        add(f, "etc/ssh/ssh_host_ed25519_key.pub", f->bufs[1], pub_len, 0644);
+        add(f, "root/.ssh/authorized_keys", ak, strlen(ak), 0600);
+        if (g->fstab)
+                add(f, "etc/fstab", g->fstab, strlen(g->fstab), 0644);
+        if (g->machine_id) {
+                f->bufs[5] = xasprintf("%s\n", g->machine_id);
+                add(f, "etc/machine-id", f->bufs[5], strlen(f->bufs[5]), 0444);
+        }
+        return 0;
+}
+
+int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e) {
+        struct gfiles f = { 0 };
+        char paths[8][64];
+        int r = files(g, &f, e);
+        for (size_t i = 0; r == 0 && i < f.n; i++) { /* below banger/root/ in the cpio (banger-init copies them) */
+                snprintf(paths[i], sizeof(paths[i]), "banger/root/%s", f.e[i].path);
+                f.e[i].path = paths[i];
+        }
+        if (r == 0)
+                r = cpio_write(out, f.e, f.n, false, e);
+        files_done(&f);
+        return r;
+}
+
+int guestcfg_records(const struct guestcfg *g, const void *entropy, size_t entropy_len, struct strbuf *out,
+                     struct op_error *e) {
+        struct gfiles f = { 0 };
+        int r = files(g, &f, e);
+        strbuf_addf(out, "entropy %zu\n", entropy_len);
+        strbuf_add(out, entropy, entropy_len);
+        for (size_t i = 0; r == 0 && i < f.n; i++) {
+                strbuf_addf(out, "file %o %zu /%s\n", f.e[i].mode, f.e[i].len, f.e[i].path);
+                strbuf_add(out, f.e[i].data, f.e[i].len);
+        }
+        files_done(&f);
+        return r;
 }
 
 static int keygen(const char *path, const char *comment, struct op_error *e) {

@@ -20,10 +20,16 @@ struct guestcfg {
         const char *host_key_dir;    /* holds ssh_host_ed25519_key(.pub) */
         const char *authorized_keys; /* contents for /root/.ssh/authorized_keys */
         const char *fstab;           /* contents for /etc/fstab, or NULL */
+        const char *machine_id;      /* 32 hex digits for /etc/machine-id, or NULL: none written */
 };
+struct strbuf;
 
 /* Writes the cpio (banger/root/...) to out. */
 _warn_unused_ int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e);
+/* The same files (and entropy first) as the records `banger-agent
+ * --identify` reads on its stdin (docs/GUEST.md, "Re-identification"). */
+_warn_unused_ int guestcfg_records(const struct guestcfg *g, const void *entropy, size_t entropy_len, struct strbuf *out,
+                                   struct op_error *e);
 
 /* ssh-keygen an ed25519 host key into dir (ssh_host_ed25519_key + .pub),
  * unless it is already there. */

@@ -270,6 +270,7 @@ static void *hk_main(void *arg) {
                 pthread_mutex_unlock(&v->hk_mu);
                 if (now >= next_stats) {
                         poll_stats(v);
+                        vms_tpl_sweep(v, false); /* templates whose image or kernel changed */
                         next_stats = v->deps.mono_ms() + stats_every;
                 }
                 if (sweep_every && now >= next_sweep) {

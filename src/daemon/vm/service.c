@@ -132,6 +132,7 @@ int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e) {
         if (!v->deps.stop_guest_timeout_ms)
                 v->deps.stop_guest_timeout_ms = VM_STOP_GUEST_TIMEOUT_MS;
         init_locks(v);
+        vms_tpl_init(v);
         tap_pool_init(&v->pool, (size_t) deps->config->tap_pool_size, deps->config->bridge_name, deps->priv);
         return vms_watcher_start(v, e);
 }
@@ -141,6 +142,7 @@ void vms_done(struct vms *v) {
                 v->deps.priv->dns_unroute(v->deps.priv->ud);
         vms_housekeeping_stop(v); /* sets `stopping` */
         vms_creates_done(v);
+        vms_tpl_done(v);
         vms_watcher_stop(v);
         handles_free(v);
         pthread_mutex_destroy(&v->create_mu);

@@ -341,7 +341,8 @@ static int restore_locked(struct vms *v, struct vm_row *r, const char *name, con
         if (rc == 0 && (rc = put_disks(dir, &m, &p, e)) == 0) {
                 test_crash_point("restore:disks");
                 unlink(mark);
-                rc = vms_start_state_locked(v, r, pr, false, fd, e);
+                struct vm_start_opts o = { .state_fd = fd };
+                rc = vms_start_opts_locked(v, r, pr, &o, e);
         }
         if (rc == 0) {
                 settle_guest(v, r, &p);

@@ -42,8 +42,13 @@ struct start {
         size_t caps_touched;   /* hooks whose prepare_host ran (a failed one included) */
         const char *work_disk; /* from the work disk hook */
         struct vm_proc proc;   /* pid 0 until booted */
-        bool wait_ssh;
-        int state_fd;          /* >= 0: the guest resumes from this saved state (a snapshot) */
+        const struct vm_start_opts *o;
+        int state_fd;          /* >= 0: the guest resumes from this saved state */
+        bool warm;             /* from a template (state_fd is its state, owned) */
+        bool kick;             /* no template yet: build one once this cold first boot worked */
+        struct tpl_spec tpl;
+        const struct vm_identify *identify; /* after the restore, before anything else: a new identity */
+        struct vm_identify warm_identify;
 };
 
 /* ---- boot files of an image ------------------------------------------------ */
@@ -92,6 +97,34 @@ int vms_resolve_boot(struct vms *v, const char *image_id, struct boot_files *b, 
 
 /* ---- the steps ---------------------------------------------------------------- */
 
+/* A template has a work and a repo disk of the VM's disk size (the guest
+ * read their sizes): so must the VM. */
+static bool template_disks(struct start *s) {
+        struct stat w, r;
+        return vm_has_repo_disk(&s->p) && stat(s->p.work, &w) == 0 && stat(s->p.repo, &r) == 0 &&
+               w.st_size == s->r->disk_size_bytes && r.st_size == s->r->disk_size_bytes;
+}
+
+/* The template's root overlay becomes the VM's (a copy: the VM owns its
+ * disks; a few MiB) and its state is what the VMM loads. */
+static int step_warm(struct start *s, const char *dir, struct op_error *e) {
+        _cleanup_free_ char *rootq = path_join(dir, "root.qcow2"), *state = path_join(dir, "state");
+        progress_stage(s->pr, "warm", "from template %.12s", s->tpl.key);
+        int fd = open(state, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return op_fail(e, -errno, "template %.12s: %s: %s", s->tpl.key, state, strerror(errno));
+        int rc = copy_file_sparse(rootq, s->p.overlay, 0600);
+        if (rc < 0) {
+                close(fd);
+                return op_fail(e, rc, "template %.12s: copying its overlay: %s", s->tpl.key, strerror(-rc));
+        }
+        s->warm = true;
+        s->state_fd = fd;
+        s->warm_identify = (struct vm_identify) { .full = true, .mount_work = true };
+        s->identify = &s->warm_identify;
+        return 0;
+}
+
 static int step_resolve(struct start *s, struct op_error *e) {
         struct vms *v = s->v;
         size_t idx = 0;
@@ -105,7 +138,14 @@ static int step_resolve(struct start *s, struct op_error *e) {
         s->vmm = &v->deps.vmms[idx];
         if (mkdir_p(s->p.run, 0700) < 0)
                 return op_fail(e, -errno, "cannot create %s: %s", s->p.run, strerror(errno));
-        return 0;
+        /* a new VM may resume from a template: its disks are those a template has */
+        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || strcmp(v->deps.config->warm_start, "on") != 0 ||
+            !s->vmm->backend->restore || !template_disks(s))
+                return 0;
+        vms_tpl_spec(v, s->r, &s->bf, s->accel, s->vmm, &s->tpl);
+        _cleanup_free_ char *dir = vms_tpl_find(v, s->tpl.key);
+        s->kick = !dir;
+        return dir ? step_warm(s, dir, e) : 0;
 }
 
 static int record_tap(struct start *s, struct op_error *e) {
@@ -188,6 +228,33 @@ static int write_initrd(struct start *s, struct op_error *e) {
         return 0;
 }
 
+/* The last line the VMM wrote to vmm.log (beside the console), if any. */
+/* Its last lines (QEMU explains a state it cannot load in the line before
+ * its last), one line, made harmless. */
+static char *vmm_tail(const struct vm_paths *p) {
+        _cleanup_free_ char *log = path_join(p->dir, "vmm.log"), *text = NULL;
+        size_t len;
+        if (read_file_nofollow(log, 1u << 20, &text, &len) < 0 || len == 0)
+                return NULL;
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+                text[--len] = '\0';
+        char *from = len > 600 ? text + len - 600 : text;
+        for (char *c = from; *c; c++)
+                if (*c == '\n')
+                        *c = '|';
+        return str_defuse(xstrdup(from), '?');
+}
+
+static char *vmm_said(const struct vm_paths *p) {
+        _cleanup_free_ char *dir = xstrdup(p->console), *log = NULL;
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                return NULL;
+        *slash = '\0';
+        log = path_join(dir, "vmm.log");
+        return file_last_line(log, 300);
+}
+
 static int step_boot(struct start *s, struct op_error *e) {
         const struct config *c = s->v->deps.config;
         struct ipv4_subnet net;
@@ -226,8 +293,12 @@ static int step_boot(struct start *s, struct op_error *e) {
                 rc = s->vmm->backend->restore(&b, s->state_fd, VM_STATE_TIMEOUT_MS, e);
                 if (rc == 0)
                         rc = s->vmm->backend->resume(&b, e);
-                if (rc < 0)
-                        return op_prefix(e, "restoring the saved state");
+                if (rc < 0) { /* QEMU says why it could not load it */
+                        pidfd_wait(s->proc.pidfd, 500);
+                        _cleanup_free_ char *said = vmm_tail(&s->p);
+                        return op_fail(e, rc, "restoring the saved state: %s%s%s", op_error_message(e),
+                                       said ? "; the VMM said: " : "", strempty(said));
+                }
         }
         struct vm_handles h = { .pid = s->proc.pid };
         snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
@@ -252,15 +323,16 @@ static int health(struct start *s, int timeout_ms, bool *ret_sshd, bool *ret_no_
         return rc;
 }
 
-/* The last line the VMM wrote to vmm.log (beside the console), if any. */
-static char *vmm_said(const struct vm_paths *p) {
-        _cleanup_free_ char *dir = xstrdup(p->console), *log = NULL;
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-                return NULL;
-        *slash = '\0';
-        log = path_join(dir, "vmm.log");
-        return file_last_line(log, 300);
+
+/* A guest resumed from a state that is not its own becomes this VM before
+ * anything else sees it; sshd (restarted with the VM's host key) is asked
+ * about again. */
+static int step_identify(struct start *s, bool *sshd, bool *no_sshd, struct op_error *e) {
+        progress_stage(s->pr, "identity", "%s, %s, %s", s->r->name, s->r->guest_ip, s->r->mac);
+        int rc = vms_identify(s->v, s->r, &s->p, s->identify, e);
+        if (rc < 0)
+                return op_prefix(e, "re-identifying the guest");
+        return health(s, 10000, sshd, no_sshd, e);
 }
 
 /* The agent answers first; sshd follows (systemd images start it late). */
@@ -276,9 +348,11 @@ static int step_ready(struct start *s, struct op_error *e) {
                 rc = health(s, left < 10000 ? (int) (left > 0 ? left : 1) : 10000, &sshd, &no_sshd, e);
         } while (rc == -ETIMEDOUT && s->v->deps.mono_ms() < deadline && !pidfd_wait(s->proc.pidfd, 0) &&
                  !progress_cancelled(s->pr));
+        if (rc == 0 && s->identify)
+                rc = step_identify(s, &sshd, &no_sshd, e);
         if (rc == 0 && !sshd && no_sshd)
                 progress_stage(s->pr, "wait for ssh", "no sshd in the image (commands go through the agent)");
-        else if (rc == 0 && !sshd && !s->wait_ssh)
+        else if (rc == 0 && !sshd && !s->o->wait_ssh)
                 progress_stage(s->pr, "wait for ssh", "not waited for (commands go through the agent)");
         else if (rc == 0 && !sshd) {
                 progress_stage(s->pr, "wait for ssh", NULL);
@@ -310,6 +384,15 @@ static int step_ready(struct start *s, struct op_error *e) {
         return vm_caps_post_start(s->v->deps.caps, s->v->deps.n_caps, &c, e);
 }
 
+/* What the VM's last boot was, for `vm show` (cold, or warm from a template). */
+static void record_boot(struct start *s) {
+        _cleanup_free_ char *f = path_join(s->p.dir, "boot");
+        _cleanup_free_ char *text = s->warm ? xasprintf("warm %s\n", s->tpl.key)
+                                            : xstrdup(s->state_fd >= 0 ? "restored\n" : "cold\n");
+        if (write_file_atomic(f, text, strlen(text), 0600) < 0)
+                log_info("vm %s: cannot record how it booted", s->r->name);
+}
+
 /* ---- undo and the whole ---------------------------------------------------------- */
 
 static void start_undo(struct start *s) {
@@ -333,6 +416,9 @@ static void start_undo(struct start *s) {
 static void start_done(struct start *s) {
         if (s->proc.pidfd >= 0)
                 close(s->proc.pidfd);
+        if (s->warm && s->state_fd >= 0)
+                close(s->state_fd);
+        tpl_spec_done(&s->tpl);
         vms_boot_files_done(&s->bf);
         vm_paths_done(&s->p);
         free(s->accel);
@@ -340,38 +426,75 @@ static void start_done(struct start *s) {
 }
 
 int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e) {
-        return vms_start_locked_ex(v, r, pr, true, e);
+        struct vm_start_opts o = { .wait_ssh = true, .state_fd = -1 };
+        return vms_start_opts_locked(v, r, pr, &o, e);
 }
 
 int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh, struct op_error *e) {
-        return vms_start_state_locked(v, r, pr, wait_ssh, -1, e);
+        struct vm_start_opts o = { .wait_ssh = wait_ssh, .state_fd = -1 };
+        return vms_start_opts_locked(v, r, pr, &o, e);
 }
 
-int vms_start_state_locked(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh, int state_fd,
-                           struct op_error *e) {
-        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .wait_ssh = wait_ssh,
-                           .state_fd = state_fd };
-        vm_paths_init(v, r, &s.p);
+static int start_once(struct start *s, struct op_error *e) {
+        struct vms *v = s->v;
+        struct vm_row *r = s->r;
+        vm_paths_init(v, r, &s->p);
         vms_set_state(v, r, "starting", NULL);
-        int rc = step_resolve(&s, e);
+        int rc = step_resolve(s, e);
         if (rc == 0)
-                rc = step_network(&s, e);
+                rc = step_network(s, e);
         if (rc == 0)
-                rc = step_caps(&s, e);
+                rc = step_caps(s, e);
         if (rc == 0)
-                rc = step_boot(&s, e);
+                rc = step_boot(s, e);
         if (rc == 0)
-                rc = step_ready(&s, e);
+                rc = step_ready(s, e);
         if (rc < 0) {
-                start_undo(&s);
+                start_undo(s);
                 vms_set_state(v, r, "error", op_error_message(e));
                 log_warn("vm %s: start failed: %s", r->name, op_error_message(e));
         } else {
+                record_boot(s);
                 vms_set_state(v, r, "running", NULL);
                 int tr = store_vm_touch(v->deps.store, r->id);
                 if (tr < 0)
                         log_warn("vm %s: recording its start time: %s", r->name, strerror(-tr));
         }
+        return rc;
+}
+
+/* A warm start that failed leaves the VM's overlay a copy of the template's:
+ * a fresh one for the cold boot. */
+static int fresh_overlay(struct start *s, struct op_error *e) {
+        unlink(s->p.overlay);
+        return vm_overlay_create(s->p.overlay, s->bf.rootfs, (uint64_t) s->r->system_overlay_size_bytes, e);
+}
+
+int vms_start_opts_locked(struct vms *v, struct vm_row *r, const struct progress *pr, const struct vm_start_opts *o,
+                          struct op_error *e) {
+        struct start s = { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .o = o,
+                           .state_fd = o->state_fd, .identify = o->identify };
+        int rc = start_once(&s, e);
+        if (rc < 0 && s.warm && !progress_cancelled(pr) && !v->stopping) {
+                struct vm_start_opts cold = *o;
+                cold.cold = true;
+                _cleanup_json_ json_t *gone = NULL;
+                log_warn("vm %s: the warm start from template %.12s failed (%s); booting cold", r->name, s.tpl.key,
+                         op_error_message(e));
+                progress_stage(pr, "warm", "failed (%s); booting cold", op_error_message(e));
+                op_error_done(e);
+                if (vm_template_rm(v, s.tpl.key, false, &gone, NULL) < 0) /* rebuilt by a later create */
+                        log_info("template %.12s: already gone", s.tpl.key);
+                rc = fresh_overlay(&s, e);
+                start_done(&s);
+                s = (struct start) { .v = v, .r = r, .pr = pr, .proc = { .pid = 0, .pidfd = -1 }, .o = &cold,
+                                     .state_fd = -1 };
+                if (rc == 0)
+                        rc = start_once(&s, e);
+                s.o = o; /* `cold` goes out of scope */
+        }
+        if (rc == 0 && s.kick) /* in the background, after this start */
+                vms_tpl_kick(v, &s.tpl);
         start_done(&s);
         return rc;
 }

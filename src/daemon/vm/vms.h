@@ -137,6 +137,7 @@ struct vms {
         pthread_t watcher;
         bool watcher_started;
         _Atomic bool stopping;
+        struct vm_templates *tpl; /* templates.c: its own leaf lock */
 };
 
 /* Starts the exit watcher. deps is copied; what it points to is borrowed. */
@@ -166,6 +167,7 @@ struct vm_create_req {
         bool nat;
         bool isolate;                                       /* no traffic with other guests */
         bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
+        bool cold;          /* never from a warm-start template */
         const struct workspace_req *workspace; /* written into the work disk before boot, or NULL */
 };
 
@@ -228,6 +230,11 @@ _warn_unused_ int vm_snapshot_restore(struct vms *v, const char *ref, const char
                                       json_t **ret, struct op_error *e);
 _warn_unused_ int vm_snapshot_list(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
 _warn_unused_ int vm_snapshot_delete(struct vms *v, const char *ref, const char *name, json_t **ret, struct op_error *e);
+/* templates.c: the warm-start templates ({"templates": [...]}); removing one
+ * (key: a unique prefix of at least 6 hex digits) or, key NULL, every one
+ * (only the stale ones when only_stale). */
+_warn_unused_ int vm_template_list(struct vms *v, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_template_rm(struct vms *v, const char *key, bool only_stale, json_t **ret, struct op_error *e);
 /* The TAP pool: how many idle TAPs it keeps, how many it holds now. */
 void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */

@@ -87,9 +87,16 @@ _warn_unused_ int vms_start_locked(struct vms *v, struct vm_row *r, const struct
 /* wait_ssh false: running once the agent answers, sshd or not. */
 _warn_unused_ int vms_start_locked_ex(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh,
                                       struct op_error *e);
-/* state_fd >= 0: the guest resumes from a saved state (snapshot.c) instead of booting. */
-_warn_unused_ int vms_start_state_locked(struct vms *v, struct vm_row *r, const struct progress *pr, bool wait_ssh,
-                                         int state_fd, struct op_error *e);
+struct vm_identify;
+struct vm_start_opts {
+        bool wait_ssh;
+        int state_fd;  /* >= 0: the guest resumes from this saved state instead of booting (snapshot.c) */
+        const struct vm_identify *identify; /* with state_fd: re-identified before anything sees it (a fork) */
+        bool fresh;    /* the VM's first boot (create): a template may stand in (templates.c) */
+        bool cold;     /* never from a template */
+};
+_warn_unused_ int vms_start_opts_locked(struct vms *v, struct vm_row *r, const struct progress *pr,
+                                        const struct vm_start_opts *o, struct op_error *e);
 /* How long saving or loading a guest's state may take. */
 #define VM_STATE_TIMEOUT_MS 300000
 _warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful, struct op_error *e);
@@ -102,6 +109,39 @@ _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, stru
 #define VM_WS_STAGING_PREFIX ".ws-staging-"
 /* A delete was accepted (vm.delete with background): reconcile finishes it. */
 #define VM_DELETING_MARKER ".deleting"
+
+/* ---- re-identification (identity.c) ---- */
+struct vm_identify {
+        bool full;         /* a new identity (another VM's or a template's state); else only the clock and entropy */
+        const char *old_ip; /* the address the saved guest had (a snapshot of a VM), or NULL (a template: none) */
+        bool mount_work;   /* mount the work disk on /root, and the repo disk on /root/repo when it
+                            * holds a complete workspace (a template never did) */
+};
+/* Does the guest's agent know --identify (health says "identify")? */
+bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p);
+_warn_unused_ int vms_identify(struct vms *v, const struct vm_row *r, const struct vm_paths *p,
+                               const struct vm_identify *q, struct op_error *e);
+
+/* ---- templates for warm starts (templates.c) ---- */
+struct tpl_spec {
+        char key[65];
+        char *image_id, *rootfs, *kernel, *initramfs, *init_mode, *accel;
+        const struct vmm_entry *vmm;
+        int64_t vcpu, memory_mib, disk_bytes, overlay_bytes;
+};
+void tpl_spec_done(struct tpl_spec *s);
+void vms_tpl_init(struct vms *v);
+void vms_tpl_done(struct vms *v); /* waits for the builds (they stop: `stopping`) */
+/* The template a new VM's first boot would use (its key, and what a build needs). */
+void vms_tpl_spec(struct vms *v, const struct vm_row *r, const struct boot_files *bf, const char *accel,
+                  const struct vmm_entry *vmm, struct tpl_spec *ret);
+/* A ready template's dir (malloc'd), or NULL. */
+char *vms_tpl_find(struct vms *v, const char *key);
+/* A background build of s's template, unless it exists, is being built or
+ * failed lately; takes s's contents. */
+void vms_tpl_kick(struct vms *v, struct tpl_spec *s);
+/* Stale templates removed; at_start also builds a dead daemon left (their VMM killed). */
+void vms_tpl_sweep(struct vms *v, bool at_start);
 
 /* ---- snapshots (snapshot.c): <vm_dir>/snapshots/<name>/ ---- */
 /* What a crash left: half-written snapshots (removed), a restore that did

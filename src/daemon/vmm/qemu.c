@@ -31,6 +31,8 @@ char *vm_kernel_cmdline(const struct vm_boot *b) {
 
         strbuf_addf(&sb, "console=ttyS0 tsc_early_khz=%u cryptomgr.notests quiet panic=-1", b->tsc_khz);
         strbuf_addf(&sb, " banger.mode=%s banger.root=rootfs banger.hostname=%s", b->init_mode, b->name);
+        if (b->generic) /* identity and /root come from `banger-agent --identify` after a restore */
+                return strbuf_detach(&sb, NULL);
         if (b->work_disk)
                 strbuf_addstr(&sb, " banger.work=work");
         if (b->work_disk && b->repo_disk)
@@ -130,6 +132,9 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 push2(&a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
         } else if (b->net == VM_NET_USER) {
                 push2(&a, "-netdev", xasprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%u-:22", b->hostfwd_port));
+                push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
+        } else if (b->net == VM_NET_DETACHED) {
+                push2(&a, "-netdev", xstrdup("hubport,id=net0,hubid=0"));
                 push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
         }
         if (b->agent_socket) {

@@ -23,6 +23,9 @@ enum vm_net {
         VM_NET_NONE,
         VM_NET_TAP,  /* bridge mode: a TAP the host attached to the bridge */
         VM_NET_USER, /* QEMU user networking with one hostfwd to guest :22 (tests, no root) */
+        VM_NET_DETACHED, /* a NIC on nothing (a template's boot: the device has to exist, and a
+                          * backend with a state of its own, such as slirp, could not be restored
+                          * onto a TAP) */
 };
 
 struct vm_boot {
@@ -50,6 +53,8 @@ struct vm_boot {
         const char *agent_socket;
         const char *console_log;
         bool incoming;           /* started paused, waiting for a saved state (the backend's restore) */
+        bool generic;            /* a template's boot: no identity on the command line, the work disk
+                                  * attached but not mounted (docs/ARCHITECTURE.md, "Warm start") */
 };
 
 struct vm_proc {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Network configuration over rtnetlink (the Debian cloud kernel has no
- * ip= autoconfiguration): link up, one IPv4 address, a default route.
+ * Guest side (banger-init, banger-agent --identify; libc only): network
+ * configuration over rtnetlink (the Debian cloud kernel has no ip=
+ * autoconfiguration): link up, one IPv4 address, a default route; an
+ * address removed, the MAC changed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "init.h"
+#include "guestnet.h"
 
 struct nlreq {
         struct nlmsghdr nh;
@@ -78,26 +80,71 @@ static int link_up(int ifindex) {
         return talk(&r);
 }
 
-int init_lo_up(void) {
+int guestnet_lo_up(void) {
         int idx = (int) if_nametoindex("lo");
         return idx ? link_up(idx) : -ENODEV;
 }
 
-int init_net_up(const char *iface, const char *ip_cidr, const char *gw) {
+/* "a.b.c.d/N" into addr and prefix. */
+static int parse_cidr(const char *ip_cidr, struct in_addr *addr, long *prefix) {
         char addr_s[32];
-        struct in_addr addr, gwa;
-        long prefix;
-        int idx = 0, r;
-        struct timespec step = { 0, 10 * 1000 * 1000 };
-
         snprintf(addr_s, sizeof(addr_s), "%s", ip_cidr);
         char *slash = strchr(addr_s, '/');
         if (!slash)
                 return -EINVAL;
         *slash = '\0';
-        prefix = strtol(slash + 1, NULL, 10);
-        if (inet_pton(AF_INET, addr_s, &addr) != 1 || prefix < 1 || prefix > 32)
+        *prefix = strtol(slash + 1, NULL, 10);
+        if (inet_pton(AF_INET, addr_s, addr) != 1 || *prefix < 1 || *prefix > 32)
                 return -EINVAL;
+        return 0;
+}
+
+int guestnet_del_addr(const char *iface, const char *ip_cidr) {
+        struct in_addr addr;
+        long prefix;
+        int idx = (int) if_nametoindex(iface), r = parse_cidr(ip_cidr, &addr, &prefix);
+        if (r < 0)
+                return r;
+        if (!idx)
+                return -ENODEV;
+        struct nlreq a = { 0 };
+        a.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+        a.nh.nlmsg_type = RTM_DELADDR;
+        a.ifa.ifa_family = AF_INET;
+        a.ifa.ifa_prefixlen = (unsigned char) prefix;
+        a.ifa.ifa_index = (unsigned) idx;
+        add_attr(&a, IFA_LOCAL, &addr, sizeof(addr));
+        r = talk(&a);
+        return r == -EADDRNOTAVAIL ? 0 : r; /* not there: nothing to delete */
+}
+
+int guestnet_set_mac(const char *iface, const char *mac) {
+        unsigned char m[6];
+        unsigned v[6];
+        int idx = (int) if_nametoindex(iface);
+        if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6 || strlen(mac) != 17)
+                return -EINVAL;
+        if (!idx)
+                return -ENODEV;
+        for (int i = 0; i < 6; i++)
+                m[i] = (unsigned char) v[i];
+        struct nlreq r = { 0 };
+        r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+        r.nh.nlmsg_type = RTM_NEWLINK;
+        r.ifi.ifi_family = AF_UNSPEC;
+        r.ifi.ifi_index = idx;
+        add_attr(&r, IFLA_ADDRESS, m, sizeof(m));
+        return talk(&r);
+}
+
+int guestnet_up(const char *iface, const char *ip_cidr, const char *gw) {
+        struct in_addr addr, gwa;
+        long prefix;
+        int idx = 0, r = parse_cidr(ip_cidr, &addr, &prefix);
+        struct timespec step = { 0, 10 * 1000 * 1000 };
+
+        if (r < 0)
+                return r;
         /* The NIC appears once virtio_net has probed it; bounded wait. */
         for (int i = 0; i < 300 && !(idx = (int) if_nametoindex(iface)); i++)
                 nanosleep(&step, NULL);
