@@ -224,18 +224,26 @@ static int mount_disk(const char *serial, const char *dir, const char *label) {
         return r < 0 ? r : 0;
 }
 
-static int run(char *const argv[]) {
+/* argv, its stdio on /dev/null; waited for unless background (an orphan
+ * once we exit: PID 1 reaps it). */
+static int run(char *const argv[], bool background) {
         pid_t pid = fork();
         int st;
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
                 int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (nul >= 0)
+                if (nul >= 0) {
                         dup2(nul, 0);
+                        dup2(nul, 1);
+                        dup2(nul, 2);
+                }
+                setsid();
                 execv(argv[0], argv);
                 _exit(127);
         }
+        if (background)
+                return 0;
         while (waitpid(pid, &st, 0) < 0)
                 if (errno != EINTR)
                         return -errno;
@@ -281,15 +289,15 @@ static int sshd_refresh(void) {
                 char *reset[] = { (char *) "/bin/systemctl", (char *) "reset-failed", (char *) "ssh.service", NULL };
                 char *restart[] = { (char *) "/bin/systemctl", (char *) "restart", (char *) "--no-block",
                                     (char *) "ssh.service", NULL };
-                (void) run(reset);
-                return run(restart);
+                (void) run(reset, false);
+                return run(restart, false);
         }
         pid_t pid = sshd_pid();
         if (pid > 0)
                 return kill(pid, SIGHUP) < 0 ? -errno : 0;
         mkdir("/run/sshd", 0755);
         char *start[] = { (char *) "/usr/sbin/sshd", NULL };
-        return run(start);
+        return run(start, true); /* the host asks the agent when it listens */
 }
 
 static int parse_opts(int argc, char **argv, struct id_opts *o) {

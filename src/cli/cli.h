@@ -18,7 +18,7 @@
 #include "layout.h"
 #include "rpc.h"
 
-#define CLI_MAX_FLAGS 16
+#define CLI_MAX_FLAGS 32 /* per command (find_flag never looks past it; vm run has 17) */
 
 struct cli_flag {
         const char *name;  /* long name without "--" */

@@ -117,7 +117,7 @@ const char *cli_socket_path(const struct cli_ctx *ctx) {
 }
 
 static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *arg, int *ret_idx) {
-        for (int i = 0; flags[i].name; i++) {
+        for (int i = 0; flags[i].name && i < CLI_MAX_FLAGS; i++) {
                 bool match = arg[1] == '-' ? strcmp(arg + 2, flags[i].name) == 0
                                            : (flags[i].short_name && arg[1] == flags[i].short_name && !arg[2]);
                 if (match) {

@@ -11,6 +11,22 @@ t "agent --stdio answers health on the host" sh -c \
 t "protocol 2 over --stdio: execs, streams, signals, PTY, credit, CLOSE, reset, BYE" \
         python3 "$(dirname "$0")/../helpers/agent_v2.py" stdio "${BANGER_AGENT:-$BANGER_BUILD/banger-agent}"
 
+# --identify checks every record before it applies anything: these are all
+# refused without a change (they run on the host, as root)
+identify_refuses() {
+        local a="${BANGER_AGENT:-$BANGER_BUILD/banger-agent}" rc in
+        for in in 'file 644 3 /tmp/x\nabc' 'file 644 3 /etc/../tmp/x\nabc' 'file 644 9 /etc/banger-test-x\nabc' \
+                'entropy 4096\nabc' 'nonsense\n' 'file 99999 1 /etc/banger-test-x\na' 'file 644 1 relative\na'; do
+                rc=0; printf "$in" | "$a" --identify --hostname "not applied" 2>"$TMP/id.err" || rc=$?
+                expect_eq "$rc" 1 || return 1
+                grep -q '^banger-agent --identify: ' "$TMP/id.err" || { cat "$TMP/id.err"; return 1; }
+        done
+        [ ! -e /etc/banger-test-x ] && [ "$(hostname)" != "not applied" ] &&
+        # options that do not parse, and --ip without --mac
+        ! "$a" --identify --bogus </dev/null 2>/dev/null && ! "$a" --identify --ip 10.0.0.2/24 </dev/null 2>/dev/null
+}
+t "agent --identify refuses malformed records and options before applying anything" identify_refuses
+
 prepare() {
         "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>&1 &&
         "$BANGER" --json image pull debian-bookworm-slim >"$TMP/img.json" 2>"$TMP/img.err" || { cat "$TMP/img.err"; return 1; }

@@ -103,10 +103,41 @@ static void test_cpio(void **state) {
         free(out);
 }
 
+static bool has_text(const struct strbuf *sb, const char *t) {
+        return memmem(sb->buf, sb->len, t, strlen(t)) != NULL;
+}
+
+/* The records `banger-agent --identify` reads: entropy first, then the same
+ * files as the cpio but those on the work disk, and a machine-id. */
+static void test_records(void **state) {
+        char *keys = path_join(dir, "hostkey2");
+        struct op_error err = OP_ERROR_INIT;
+        struct strbuf sb = STRBUF_INIT;
+        (void) state;
+        assert_int_equal(ssh_host_key_ensure(keys, "banger-vm-r", &err), 0);
+        struct guestcfg g = { .hostname = "r1", .ip = "172.16.0.7", .dns = "9.9.9.9", .host_key_dir = keys,
+                              .authorized_keys = "ssh-ed25519 USERKEY me\n",
+                              .machine_id = "0123456789abcdef0123456789abcdef" };
+        assert_int_equal(guestcfg_records(&g, "0123456789", 10, &sb, &err), 0);
+        assert_true(sb.len > 21 && memcmp(sb.buf, "entropy 10\n0123456789", 21) == 0);
+        assert_true(has_text(&sb, "file 644 3 /etc/hostname\nr1\n"));
+        assert_true(has_text(&sb, "file 444 33 /etc/machine-id\n0123456789abcdef0123456789abcdef\n"));
+        assert_true(has_text(&sb, "file 600 ")); /* the private host key */
+        assert_true(has_text(&sb, " /etc/ssh/ssh_host_ed25519_key\n-----BEGIN OPENSSH PRIVATE KEY"));
+        assert_false(has_text(&sb, "/root/"));
+        strbuf_release(&sb);
+        g.hostname = "Bad Name";
+        assert_int_equal(guestcfg_records(&g, "x", 1, &sb, &err), -EINVAL);
+        op_error_done(&err);
+        strbuf_release(&sb);
+        free(keys);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_known_hosts),
                 cmocka_unit_test(test_cpio),
+                cmocka_unit_test(test_records),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -36,7 +36,8 @@ static void test_argv(void **state) {
         (void) state;
         assert_int_equal(vmm_qemu.build_argv(&base, "/usr/bin/qemu-system-x86_64", &argv, &err), 0);
         assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
-        assert_true(has(argv, "-M", "microvm"));
+        assert_true(has(argv, "-M", "microvm,memory-backend=mem"));
+        assert_true(has(argv, "-object", "memory-backend-ram,id=mem,size=1024M"));
         assert_true(has(argv, "-accel", "tcg,tb-size=128"));
         assert_true(has(argv, "-name", "banger-0123abcd,process=banger-0123abcd"));
         assert_true(has(argv, "-smp", "2") && has(argv, "-m", "1024"));
@@ -93,6 +94,46 @@ static void test_argv(void **state) {
         assert_int_equal(vmm_qemu.build_argv(&byfd, "qemu-system-x86_64", &argv, &err), 0);
         assert_true(has(argv, "-netdev", "tap,id=net0,fd=3"));
         strv_free(argv);
+
+        /* a template's boot: no identity on the command line, RAM in a shared
+         * file, a NIC on a hub; a VM resumed from it: paused, incoming, the
+         * file mapped privately */
+        struct vm_boot tpl = base;
+        tpl.generic = true;
+        tpl.net = VM_NET_DETACHED;
+        tpl.ram_file = "/t/ram";
+        tpl.ram_file_shared = true;
+        tpl.repo_disk = "/t/repo.img";
+        assert_int_equal(vmm_qemu.build_argv(&tpl, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-object", "memory-backend-file,id=mem,size=1024M,mem-path=/t/ram,share=on"));
+        assert_true(has(argv, "-netdev", "hubport,id=net0,hubid=0"));
+        assert_true(has(argv, "-device", "virtio-net-device,netdev=net0"));
+        assert_true(has(argv, "-device", "virtio-blk-device,drive=work,serial=work"));
+        assert_true(has(argv, "-device", "virtio-blk-device,drive=repo,serial=repo"));
+        for (char **a = argv; *a; a++) {
+                assert_string_not_equal(*a, "-incoming");
+                if (strcmp(*a, "-append") == 0) {
+                        assert_non_null(strstr(a[1], "banger.hostname=dev"));
+                        assert_null(strstr(a[1], "banger.work"));
+                        assert_null(strstr(a[1], "banger.repo"));
+                        assert_null(strstr(a[1], "banger.ip"));
+                }
+        }
+        strv_free(argv);
+        struct vm_boot warm = base;
+        warm.incoming = true;
+        warm.ram_file = "/t/ram";
+        assert_int_equal(vmm_qemu.build_argv(&warm, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-object", "memory-backend-file,id=mem,size=1024M,mem-path=/t/ram,share=off"));
+        assert_true(has(argv, "-incoming", "defer"));
+        bool paused = false;
+        for (char **a = argv; *a; a++)
+                paused |= strcmp(*a, "-S") == 0;
+        assert_true(paused);
+        strv_free(argv);
+        /* restoring needs a VMM started for it */
+        assert_int_equal(vmm_qemu.restore(&base, 0, 1000, &err), -EINVAL);
+        op_error_done(&err);
 
         struct vm_boot bad[] = { base, base, base, base };
         bad[0].vcpu = 0;

@@ -89,6 +89,8 @@ int guestcfg_records(const struct guestcfg *g, const void *entropy, size_t entro
         strbuf_addf(out, "entropy %zu\n", entropy_len);
         strbuf_add(out, entropy, entropy_len);
         for (size_t i = 0; r == 0 && i < f.n; i++) {
+                if (strncmp(f.e[i].path, "root/", 5) == 0)
+                        continue; /* the work disk's: the host wrote them into it before */
                 strbuf_addf(out, "file %o %zu /%s\n", f.e[i].mode, f.e[i].len, f.e[i].path);
                 strbuf_add(out, f.e[i].data, f.e[i].len);
         }

@@ -27,7 +27,8 @@ struct strbuf;
 /* Writes the cpio (banger/root/...) to out. */
 _warn_unused_ int guestcfg_write(const struct guestcfg *g, const char *out, struct op_error *e);
 /* The same files (and entropy first) as the records `banger-agent
- * --identify` reads on its stdin (docs/GUEST.md, "Re-identification"). */
+ * --identify` reads on its stdin (docs/GUEST.md, "Re-identification"),
+ * except those on the work disk (/root: the host wrote them into it). */
 _warn_unused_ int guestcfg_records(const struct guestcfg *g, const void *entropy, size_t entropy_len, struct strbuf *out,
                                    struct op_error *e);
 

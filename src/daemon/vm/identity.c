@@ -4,9 +4,9 @@
  * (a template shared by many VMs, another VM's snapshot), before anything
  * else can see it: `banger-agent --identify` through the agent's exec
  * channel (docs/GUEST.md, "Re-identification"). The hostname, MAC, address
- * and route go on its command line; the files (host key, authorized_keys,
- * /etc/hostname, hosts, resolv.conf, machine-id) and host entropy on its
- * stdin, never on a command line.
+ * and route go on its command line; the files (host key, /etc/hostname,
+ * hosts, resolv.conf, machine-id) and host entropy on its stdin, never on a
+ * command line. authorized_keys is on the work disk already.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,13 +66,8 @@ static int build_input(struct vms *v, const struct vm_row *r, const struct vm_pa
         for (size_t i = 0; i < sizeof(mid); i++)
                 snprintf(mid_hex + 2 * i, 3, "%02x", mid[i]);
         const struct config *c = v->deps.config;
-        _cleanup_free_ char *ak = NULL, *pubpath = xasprintf("%s.pub", c->ssh_key_path);
-        size_t len;
-        int rc = read_file(pubpath, 1 << 16, &ak, &len);
-        if (rc < 0)
-                return op_fail(e, rc, "cannot read %s: %s", pubpath, strerror(-rc));
-        struct guestcfg g = { .hostname = r->name, .ip = r->guest_ip, .dns = c->default_dns,
-                              .host_key_dir = p->hostkey, .authorized_keys = ak, .machine_id = mid_hex };
+        struct guestcfg g = { .hostname = r->name, .ip = r->guest_ip, .dns = c->default_dns, .host_key_dir = p->hostkey,
+                              .machine_id = mid_hex };
         return guestcfg_records(&g, seed, sizeof(seed), in, e);
 }
 

@@ -283,12 +283,20 @@ static int snap_files_check(const char *dir, const struct snap_meta *m, const st
 }
 
 /* After a restore: the clock from the host (the guest's stood still since
- * the snapshot), fresh host entropy mixed into its RNG (two restores of one
- * snapshot must not share a random future). Failures are logged. */
+ * the snapshot), fresh host entropy credited to its RNG and the CRNG
+ * reseeded (two restores of one snapshot must not share a random future).
+ * Agents older than --identify get the clock through a shell and the
+ * entropy mixed in, uncredited. Failures are logged. */
 static void settle_guest(struct vms *v, const struct vm_row *r, const struct vm_paths *p) {
         uint8_t seed[64];
         int pfd[2], status = 0;
         _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
+        if (vms_agent_can_identify(v, p)) {
+                struct vm_identify q = { .full = false };
+                if (vms_identify(v, r, p, &q, &err) < 0)
+                        log_warn("vm %s: setting the restored guest's clock: %s", r->name, op_error_message(&err));
+                return;
+        }
         if (getrandom(seed, sizeof(seed), 0) != (ssize_t) sizeof(seed) || pipe2(pfd, O_CLOEXEC) < 0) {
                 log_warn("vm %s: no entropy or pipe for the restored guest", r->name);
                 return;

@@ -45,6 +45,7 @@ struct start {
         const struct vm_start_opts *o;
         int state_fd;          /* >= 0: the guest resumes from this saved state */
         bool warm;             /* from a template (state_fd is its state, owned) */
+        char *ram_file;        /* warm: the template's RAM, mapped privately */
         bool kick;             /* no template yet: build one once this cold first boot worked */
         struct tpl_spec tpl;
         const struct vm_identify *identify; /* after the restore, before anything else: a new identity */
@@ -120,6 +121,7 @@ static int step_warm(struct start *s, const char *dir, struct op_error *e) {
         }
         s->warm = true;
         s->state_fd = fd;
+        s->ram_file = path_join(dir, "ram");
         s->warm_identify = (struct vm_identify) { .full = true, .mount_work = true };
         s->identify = &s->warm_identify;
         return 0;
@@ -282,7 +284,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL,
                 .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
-                .incoming = s->state_fd >= 0,
+                .incoming = s->state_fd >= 0, .ram_file = s->ram_file,
         };
         if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
                 s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
@@ -419,6 +421,7 @@ static void start_done(struct start *s) {
         if (s->warm && s->state_fd >= 0)
                 close(s->state_fd);
         tpl_spec_done(&s->tpl);
+        free(s->ram_file);
         vms_boot_files_done(&s->bf);
         vm_paths_done(&s->p);
         free(s->accel);

@@ -2,9 +2,13 @@
 /*
  * Templates for warm starts (docs/ARCHITECTURE.md, "Warm start"): a guest
  * booted without any identity (no address, no hostname, no host key, the
- * work and repo disks attached, blank and never mounted), paused once its agent answers, its
- * RAM and device state and its root overlay saved under
- *   <state>/templates/<key>/         state, root.qcow2, meta.json, console.log
+ * work and repo disks attached, blank and never mounted), paused once its
+ * agent answers, its device state, RAM and root overlay saved under
+ *   <state>/templates/<key>/         state, ram, root.qcow2, meta.json, console.log
+ * Its RAM is a file (`ram`, mapped shared while it runs, so the saved state
+ * leaves it out); a VM resumed from it maps that file privately (pages are
+ * read when the guest touches them and copied when it writes them: a
+ * restore moves no RAM, and warm VMs share the pages they only read).
  *   <state>/templates/.building-<key>/   while one is built (pid: its VMM)
  * The key hashes everything the saved state depends on: the image (id, rootfs
  * size and mtime), kernel and initramfs (path, mtime: banger-init's build is
@@ -117,7 +121,7 @@ static char *resolve_bin(const char *name) {
 static void key_of(struct vms *v, const struct tpl_spec *s, char out[65]) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
         _cleanup_free_ char *bin = resolve_bin(s->vmm->bin);
-        strbuf_addf(&sb, "banger-template 1\nimage=%s\n", s->image_id);
+        strbuf_addf(&sb, "banger-template 2\nimage=%s\n", s->image_id);
         stamp(&sb, "rootfs", s->rootfs);
         stamp(&sb, "kernel", s->kernel);
         stamp(&sb, "initramfs", s->initramfs);
@@ -144,10 +148,10 @@ void vms_tpl_spec(struct vms *v, const struct vm_row *r, const struct boot_files
 char *vms_tpl_find(struct vms *v, const char *key) {
         _cleanup_free_ char *root = tpl_root(v), *dir = path_join(root, key);
         _cleanup_free_ char *state = path_join(dir, "state"), *rootq = path_join(dir, "root.qcow2");
-        _cleanup_free_ char *meta = path_join(dir, "meta.json");
-        struct stat a, b, c;
-        if (lstat(state, &a) < 0 || lstat(rootq, &b) < 0 || lstat(meta, &c) < 0 || !S_ISREG(a.st_mode) ||
-            !S_ISREG(b.st_mode) || !S_ISREG(c.st_mode) || a.st_size == 0)
+        _cleanup_free_ char *meta = path_join(dir, "meta.json"), *ram = path_join(dir, "ram");
+        struct stat a, b, c, d;
+        if (lstat(state, &a) < 0 || lstat(rootq, &b) < 0 || lstat(meta, &c) < 0 || lstat(ram, &d) < 0 ||
+            !S_ISREG(a.st_mode) || !S_ISREG(b.st_mode) || !S_ISREG(c.st_mode) || !S_ISREG(d.st_mode) || a.st_size == 0)
                 return NULL;
         return TAKE_PTR(dir);
 }
@@ -200,7 +204,7 @@ static int build_boot(struct build *t, struct op_error *e) {
                 .id = t->id, .name = "banger", .vcpu = (int) t->s.vcpu, .memory_mib = (int) t->s.memory_mib,
                 .accel = t->s.accel, .tsc_khz = t->v->deps.tsc_khz, .kernel = t->s.kernel, .initrd = t->s.initramfs,
                 .init_mode = t->s.init_mode, .root_disk = path_join(t->stage, "root.qcow2"), .work_disk = t->work,
-                .repo_disk = t->repo,
+                .repo_disk = t->repo, .ram_file = path_join(t->stage, "ram"), .ram_file_shared = true,
                 .net = VM_NET_DETACHED, .qmp_socket = path_join(t->run, "qmp.sock"),
                 .agent_socket = path_join(t->run, "agent.sock"), .console_log = path_join(t->stage, "console.log"),
                 .generic = true,
@@ -283,6 +287,7 @@ static void build_free(struct build *t) {
         if (t->run)
                 rm_rf(t->run);
         free((char *) t->b.root_disk);
+        free((char *) t->b.ram_file);
         free((char *) t->b.qmp_socket);
         free((char *) t->b.agent_socket);
         free((char *) t->b.console_log);

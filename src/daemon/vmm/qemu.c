@@ -93,7 +93,15 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
 
         push(&a, xstrdup(bin));
         push2(&a, "-name", xasprintf("banger-%s,process=banger-%s", b->id, b->id)); /* identity for reconcile */
-        push2(&a, "-M", xstrdup("microvm"));
+        /* RAM is always the backend "mem" (its name is in a saved state):
+         * anonymous, or mapped from a template's file */
+        push2(&a, "-M", xstrdup("microvm,memory-backend=mem"));
+        if (b->ram_file) {
+                _cleanup_free_ char *rf = qopt_escape(b->ram_file);
+                push2(&a, "-object", xasprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", b->memory_mib,
+                                               rf, b->ram_file_shared ? "on" : "off"));
+        } else
+                push2(&a, "-object", xasprintf("memory-backend-ram,id=mem,size=%dM", b->memory_mib));
         push2(&a, "-accel", xstrdup(strcmp(b->accel, "kvm") == 0 ? "kvm" : "tcg,tb-size=128"));
         push2(&a, "-smp", xasprintf("%d", b->vcpu));
         push2(&a, "-m", xasprintf("%d", b->memory_mib));
@@ -269,13 +277,13 @@ static int qemu_resume(const struct vm_boot *b, struct op_error *e) {
 }
 
 static int qemu_snapshot(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e) {
-        return qmp_save_state(b->qmp_socket, state_fd, timeout_ms, e);
+        return qmp_save_state(b->qmp_socket, state_fd, b->ram_file && b->ram_file_shared, timeout_ms, e);
 }
 
 static int qemu_restore(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e) {
         if (!b->incoming)
                 return op_fail(e, -EINVAL, "the VMM was not started to receive a state");
-        return qmp_load_state(b->qmp_socket, state_fd, timeout_ms, e);
+        return qmp_load_state(b->qmp_socket, state_fd, b->ram_file != NULL, timeout_ms, e);
 }
 
 const struct vmm_backend vmm_qemu = {

@@ -173,7 +173,12 @@ static int migrate_fd(struct qmp *q, const char *cmd, int fd, int timeout_ms, st
         return r < 0 ? r : migration_wait(q, timeout_ms, e);
 }
 
-int qmp_save_state(const char *socket_path, int fd, int timeout_ms, struct op_error *e) {
+static int ignore_shared_on(struct qmp *q, struct op_error *e) {
+        _cleanup_json_ json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared", "state", 1);
+        return qmp_exec(q, "migrate-set-capabilities", caps, -1, 5000, NULL, e);
+}
+
+int qmp_save_state(const char *socket_path, int fd, bool ignore_shared, int timeout_ms, struct op_error *e) {
         struct qmp q;
         /* the default cap (128 MiB/s) is for live migration over a network */
         _cleanup_json_ json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t) 1 << 40);
@@ -183,18 +188,23 @@ int qmp_save_state(const char *socket_path, int fd, int timeout_ms, struct op_er
         r = qmp_exec(&q, "stop", NULL, -1, 5000, NULL, e);
         if (r == 0)
                 r = qmp_exec(&q, "migrate-set-parameters", bw, -1, 5000, NULL, e);
+        if (r == 0 && ignore_shared)
+                r = ignore_shared_on(&q, e);
         if (r == 0)
                 r = migrate_fd(&q, "migrate", fd, timeout_ms, e);
         qmp_close(&q);
         return r;
 }
 
-int qmp_load_state(const char *socket_path, int fd, int timeout_ms, struct op_error *e) {
+int qmp_load_state(const char *socket_path, int fd, bool ignore_shared, int timeout_ms, struct op_error *e) {
         struct qmp q;
         int r = qmp_open(&q, socket_path, 5000, e);
         if (r < 0)
                 return r;
-        r = migrate_fd(&q, "migrate-incoming", fd, timeout_ms, e);
+        if (ignore_shared) /* the stream's layout says so: both ends must know */
+                r = ignore_shared_on(&q, e);
+        if (r == 0)
+                r = migrate_fd(&q, "migrate-incoming", fd, timeout_ms, e);
         qmp_close(&q);
         return r;
 }

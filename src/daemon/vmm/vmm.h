@@ -53,6 +53,10 @@ struct vm_boot {
         const char *agent_socket;
         const char *console_log;
         bool incoming;           /* started paused, waiting for a saved state (the backend's restore) */
+        const char *ram_file;    /* guest RAM mapped from this file (templates.c): shared by a template's
+                                  * own boot (its RAM is the file, left out of the saved state), private
+                                  * (copy-on-write) for a VM resumed from it; NULL: anonymous RAM */
+        bool ram_file_shared;
         bool generic;            /* a template's boot: no identity on the command line, the work disk
                                   * attached but not mounted (docs/ARCHITECTURE.md, "Warm start") */
 };
@@ -106,7 +110,9 @@ _warn_unused_ int qmp_exec(struct qmp *q, const char *command, json_t *args, int
 void qmp_close(struct qmp *q);
 /* One command on a connection of its own, its "return" in *ret_json (malloc'd JSON text). */
 _warn_unused_ int qmp_command(const char *socket, const char *command, int timeout_ms, char **ret_json, struct op_error *e);
-/* stop, then the state to fd (migration); the guest stays paused. */
-_warn_unused_ int qmp_save_state(const char *socket, int fd, int timeout_ms, struct op_error *e);
-/* A VMM started with `-incoming defer` loads the state from fd. */
-_warn_unused_ int qmp_load_state(const char *socket, int fd, int timeout_ms, struct op_error *e);
+/* stop, then the state to fd (migration); the guest stays paused.
+ * ignore_shared: RAM in a shared file is left out (x-ignore-shared). */
+_warn_unused_ int qmp_save_state(const char *socket, int fd, bool ignore_shared, int timeout_ms, struct op_error *e);
+/* A VMM started with `-incoming defer` loads the state from fd (saved with
+ * ignore_shared: the RAM is already there, mapped from its file). */
+_warn_unused_ int qmp_load_state(const char *socket, int fd, bool ignore_shared, int timeout_ms, struct op_error *e);
