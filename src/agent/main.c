@@ -8,6 +8,7 @@
  *   banger-agent --stdio    serve stdin/stdout (for tests on the host)
  *   banger-agent --protocol 1 ...   refuse the upgrade, as an agent of version 1 (tests)
  *   banger-agent --identify ...     give a restored guest its identity (identity.c; run by the host)
+ *   banger-agent --freeze           filesystems frozen until stdin ends (freeze.c; a snapshot)
  *
  * The port is non-blocking: a write while no host is connected would block,
  * and output for a host that went away is dropped. While no host is
@@ -400,6 +401,8 @@ int main(int argc, char **argv) {
         }
         if (argc > 1 && strcmp(argv[1], "--identify") == 0)
                 return agent_identify_main(argc, argv);
+        if (argc > 1 && strcmp(argv[1], "--freeze") == 0)
+                return agent_freeze_main(argc, argv);
         if (argc > 2 && strcmp(argv[1], "--protocol") == 0 && strcmp(argv[2], "1") == 0) {
                 /* behave as an agent of version 1 (tests of the host's fallback) */
                 v1_only = true;

@@ -176,7 +176,7 @@ bool agent_health(char *buf, size_t n, size_t *pos) {
         gethostname(host, sizeof(host) - 1);
         snprintf(tmp, sizeof(tmp),
                  "{\"protocol\":%d,\"version\":\"%s\",\"uptime_s\":%.2f,\"load\":[%.2f,%.2f,%.2f],\"sshd_listening\":%s,"
-                 "\"sshd_installed\":%s,\"identify\":true,\"hostname\":",
+                 "\"sshd_installed\":%s,\"identify\":true,\"freeze\":true,\"hostname\":",
                  AGENT_PROTOCOL, BANGER_AGENT_VERSION, up, l1, l5, l15, agent_sshd_listening() ? "true" : "false",
                  access("/usr/sbin/sshd", X_OK) == 0 ? "true" : "false");
         return json_put_raw(buf, n, pos, tmp) && json_put_string(buf, n, pos, host) && json_put_raw(buf, n, pos, "}");

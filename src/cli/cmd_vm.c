@@ -170,6 +170,8 @@ int cmd_vm_create(struct cli_ctx *ctx, struct cli_args *a) {
                 json_object_set_new(params, "image", json_string(v));
         if (cli_has(a, "no-start"))
                 json_object_set_new(params, "no_start", json_true());
+        if ((v = cli_flag(a, "from-snapshot")))
+                json_object_set_new(params, "from_snapshot", json_string(v));
         int r = cli_spec_params(a, params);
         if (r)
                 return r;

@@ -75,6 +75,7 @@ static const struct cli_flag vm_create_flags[] = {
         { "isolate", 0, NULL, "no traffic between this VM and other guests on the bridge" },
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
+        { "from-snapshot", 0, "VM:NAME", "a fork: another VM's snapshot (disks and memory) with a new identity" },
         { 0 },
 };
 static const struct cli_flag vm_list_flags[] = {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # kill -9 of bangerd at every named stage of vm create, start, stop and delete,
+# of a snapshot, a restore and a template build,
 # of a bundle image pull and a kernel pull, and while mmdebstrap builds an
 # image (a build with -Dtest_hooks=true kills itself where
 # $BANGER_TEST_CRASH_AT says). After each crash the next daemon must leave the
@@ -244,6 +245,50 @@ print(pid, flush=True); time.sleep(60)' >"$TMP/zombie.pid" &
         return $rc
 }
 t "a dead builder not yet reaped (a zombie) counts as dead: its work dir and mount are swept at start" zombie_builder
+
+# ---- snapshots, restores, template builds -------------------------------------------
+crash_snapshot() {
+        crash_at snapshot:paused B vm snapshot keep cs1 || return 1
+        restart || return 1
+        local dir; dir="$STATE/vms/$(vm_id keep)/snapshots"
+        [ -z "$(ls -A "$dir" 2>/dev/null)" ] || { echo "left in $dir: $(ls -A "$dir")"; return 1; }
+        # resumed and thawed: a write reaches its disk
+        timeout 60 ip netns exec "$NS" "$BANGER" vm exec keep -- sh -c 'echo x >/root/after-crash && sync' ||
+                { echo "keep does not write after the crash"; return 1; }
+        settled
+}
+tf "snapshot, kill -9 with the guest paused and frozen: no half snapshot; the guest resumed, thawed, writing" crash_snapshot
+
+crash_restore() {
+        B vm create --name rs "${SPEC[@]}" >/dev/null 2>&1 && B vm exec rs -- sh -c 'echo one >/root/f; sync' &&
+        B vm snapshot rs r1 >/dev/null 2>&1 && B vm exec rs -- sh -c 'echo two >/root/f; sync' || return 1
+        crash_at restore:disks B vm restore rs r1 || return 1
+        restart || return 1
+        [ ! -e "$STATE/vms/$(vm_id rs)/snapshots/.restoring" ] || { echo "the restore marker is left"; return 1; }
+        # stopped, its disks the snapshot's (the copy finished): a cold boot sees them
+        restartable rs || return 1
+        B vm start rs >/dev/null 2>&1 && expect_eq "$(B vm exec rs -- cat /root/f)" one &&
+        B vm delete rs >/dev/null && settled
+}
+tf "restore, kill -9 with the disks half copied back: the next start finishes the copy; the VM starts with them" crash_restore
+
+crash_template() {
+        "$BANGER" daemon stop >/dev/null 2>&1 || true
+        printf 'accel = "tcg"\nwarm_start = "on"\n' >"$CONF"
+        local before; before=$(crashes template:saved)
+        BANGER_TEST_CRASH_AT=template:saved B vm create --name tw "${SPEC[@]}" >"$TMP/crash.out" 2>&1 ||
+                { cat "$TMP/crash.out"; return 1; }
+        wait_for 120 "the daemon to crash at 'template:saved' in the background build" crashed_since template:saved "${before:-0}" ||
+                return 1
+        local pid; pid=$(cat "$STATE/bangerd.lock" 2>/dev/null)
+        wait_for 10 "the crashed bangerd ($pid) to be gone" not alive "$pid" || return 1
+        printf 'accel = "tcg"\nwarm_start = "off"\n' >"$CONF"
+        restart || return 1
+        [ -z "$(ls -A "$STATE/templates" 2>/dev/null)" ] || { echo "left: $(ls -A "$STATE/templates")"; return 1; }
+        ! ps -eo args | grep -q '[p]rocess=banger-tpl-' || { echo "a template VMM runs"; return 1; }
+        B vm delete tw >/dev/null && settled
+}
+tf "template build, kill -9 once its state is saved: its VMM and files are gone at the next start" crash_template
 
 final() {
         local vms; vms=$(B vm list -q | tr '\n' ' ')

@@ -2,8 +2,8 @@
 # A user's snapshots of a running VM on real VMs: RAM, device state and
 # disks at one instant (a file in RAM, on the root disk and on the work disk
 # agree after a restore); restore of a running and of a stopped VM; the
-# guest's clock set from the host; listing, removal, clear refusals; the
-# snapshots go with their VM.
+# guest's clock set from the host; listing, removal, clear refusals; a fork
+# (a new VM from a snapshot, re-identified); the snapshots go with their VM.
 . "$(dirname "$0")/lib.sh"
 begin
 vm_begin
@@ -83,6 +83,34 @@ named() {
         grep -q "^removed snapshot $name of vm sn (freed " "$TMP/rm.out" && [ ! -e "$VMDIR/snapshots/$name" ]
 }
 t "vm snapshot without a name: snap-<UTC time>; list; rm frees it" named
+
+Y() { local vm="$1"; shift; B vm exec "$vm" -- sh -c "$1" 2>>"$TMP/exec.err"; }
+forked() {
+        B vm create --name fk --from-snapshot sn:s1 >"$TMP/fk.out" 2>&1 || { cat "$TMP/fk.out"; tail -20 "$LOG"; return 1; }
+        grep -q 'fork' "$TMP/fk.out" && grep -q 'identity' "$TMP/fk.out" || { cat "$TMP/fk.out"; return 1; }
+        # the snapshot's RAM and disks, its own identity
+        expect_eq "$(Y fk 'cat /dev/shm/mark /root/work-file /etc/root-file; hostname')" "$(printf 'ram-1\nwork-1\nroot-1\nfk')" ||
+                { cat "$TMP/exec.err"; return 1; }
+        local ip mac; ip=$(B --json vm show fk | jq -r .ip) mac=$(B --json vm show fk | jq -r .mac)
+        expect_eq "$(Y fk 'ip -4 -o addr show eth0 | awk "{print \$4}"')" "$ip/24" &&
+        expect_eq "$(Y fk 'cat /sys/class/net/eth0/address')" "$mac" || return 1
+        [ "$(Y fk 'cat /etc/ssh/ssh_host_ed25519_key.pub')" != "$(Y sn 'cat /etc/ssh/ssh_host_ed25519_key.pub')" ] &&
+        [ "$(Y fk 'cat /etc/machine-id')" != "$(Y sn 'cat /etc/machine-id' 2>/dev/null)" ] || { echo "fk shares sn's identity"; return 1; }
+        # the source runs on, as itself; the two reach each other; ssh with the fork's pinned key
+        expect_eq "$(Y sn hostname)" sn &&
+        Y fk "timeout 5 bash -c 'echo > /dev/tcp/$(B --json vm show sn | jq -r .ip)/22'" &&
+        Y sn "timeout 5 bash -c 'echo > /dev/tcp/$ip/22'" || { echo "no way between sn and fk"; return 1; }
+        expect_eq "$(B vm ssh fk -- hostname 2>"$TMP/ssh.err")" fk || { cat "$TMP/ssh.err"; return 1; }
+        local rc=0
+        B vm create --name fk2 --from-snapshot sn:s1 --memory 1G >"$TMP/f1" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "bad_request: a fork (--from-snapshot) takes the snapshot's image" "$TMP/f1" || { cat "$TMP/f1"; return 1; }
+        rc=0; B vm create --name fk2 --from-snapshot sn >"$TMP/f2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "wants VM:NAME" "$TMP/f2" || { cat "$TMP/f2"; return 1; }
+        rc=0; B vm create --name fk2 --from-snapshot sn:nope >"$TMP/f3" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "not_found: vm sn has no snapshot 'nope'" "$TMP/f3" || { cat "$TMP/f3"; return 1; }
+        B vm delete fk >/dev/null 2>&1 && expect_eq "$(B --json vm list | jq length)" 1
+}
+t "vm create --from-snapshot (a fork): the snapshot's RAM and disks, its own hostname, address, MAC, host key" forked
 
 gone() {
         B vm delete sn >/dev/null 2>&1 || return 1

@@ -18,7 +18,7 @@ struct vm_params {
         char *path, *branch, *from, *base_commit, *output;
         bool include_untracked, dry_run;
         bool kill, background, cold, all;
-        char *key;
+        char *key, *from_snapshot;
         json_t *argv, *env;
         char *cwd;
         bool pty;
@@ -41,6 +41,7 @@ static const struct json_field create_fields[] = {
         F("nat", JSON_FIELD_BOOL, nat, false),
         F("isolate", JSON_FIELD_BOOL, isolate, false),
         F("cold", JSON_FIELD_BOOL, cold, false),
+        F("from_snapshot", JSON_FIELD_STRING, from_snapshot, false),
         FP("wait_ssh", JSON_FIELD_BOOL, wait_ssh, wait_ssh_set),
         F("workspace_path", JSON_FIELD_STRING, path, false),
         F("include_untracked", JSON_FIELD_BOOL, include_untracked, false),
@@ -103,6 +104,7 @@ static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, str
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
                 .isolate = p->isolate, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh, .cold = p->cold,
+                .from_snapshot = p->from_snapshot,
         };
         struct workspace_req ws = { .host_path = p->path, .include_untracked = p->include_untracked,
                                     .branch = p->branch, .from = p->from };

@@ -7,6 +7,7 @@
  * what it ran) so `vm logs` can show why.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct create_op {
         char *vm_id, *vm_name;
         struct vm_create_req req; /* strings owned */
         struct workspace_req ws;  /* req.workspace points here; strings owned */
+        struct vm_fork fork;      /* --from-snapshot: dir set */
         struct {
                 char *name, *detail;
                 int64_t start_ms, end_ms;
@@ -64,6 +66,7 @@ static void create_op_free(struct create_op *o) {
         free((char *) o->ws.host_path);
         free((char *) o->ws.branch);
         free((char *) o->ws.from);
+        vm_fork_done(&o->fork);
         for (size_t i = 0; i < o->n_stages; i++) {
                 free(o->stages[i].name);
                 free(o->stages[i].detail);
@@ -247,10 +250,30 @@ static int mark_creating(const struct vm_row *r, bool on, struct op_error *e) {
         return rc < 0 ? op_fail(e, rc, "cannot create %s: %s", m, strerror(-rc)) : 0;
 }
 
+/* The first start: from a template when one fits (start.c), or, for a fork,
+ * from the snapshot's state with a new identity. */
+static int create_start(struct create_work *w, struct op_error *e) {
+        const struct vm_fork *f = &w->o->fork;
+        struct vm_identify id = { .full = true, .old_ip = f->ip };
+        struct vm_start_opts so = { .wait_ssh = !w->o->req.no_ssh_wait, .state_fd = -1, .fresh = true,
+                                    .cold = w->o->req.cold };
+        _cleanup_free_ char *state = f->dir ? path_join(f->dir, "state") : NULL;
+        _cleanup_close_ int fd = state ? open(state, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (state && fd < 0)
+                return op_fail(e, -errno, "cannot open %s: %s", state, strerror(errno));
+        if (f->dir) {
+                so = (struct vm_start_opts) { .wait_ssh = so.wait_ssh, .state_fd = fd, .identify = &id };
+                progress_stage(&w->pr, "fork", "from %s", f->dir);
+        }
+        return vms_start_opts_locked(w->o->v, &w->row, &w->pr, &so, e);
+}
+
 static int create_build(struct create_work *w, struct op_error *e) {
         progress_stage(&w->pr, "prepare disks", "%s overlay on %s, work disk", w->img.name, w->row.guest_ip);
         int rc = mark_creating(&w->row, true, e);
-        if (rc == 0)
+        if (rc == 0 && w->o->fork.dir)
+                rc = vms_fork_disks(w->o->v, &w->row, &w->o->fork, e);
+        else if (rc == 0)
                 rc = vms_prepare_disks(w->o->v, &w->row, &w->bf, e);
         if (rc == 0 && w->o->req.workspace) {
                 /* the repository goes into the repo disk now: the guest boots with it */
@@ -265,9 +288,7 @@ static int create_build(struct create_work *w, struct op_error *e) {
         if (rc == 0 && progress_cancelled(&w->pr))
                 rc = op_fail(e, -ECANCELED, "cancelled");
         if (rc == 0 && !w->o->req.no_start) {
-                struct vm_start_opts so = { .wait_ssh = !w->o->req.no_ssh_wait, .state_fd = -1, .fresh = true,
-                                            .cold = w->o->req.cold };
-                rc = vms_start_opts_locked(w->o->v, &w->row, &w->pr, &so, e);
+                rc = create_start(w, e);
                 if (rc < 0 && progress_cancelled(&w->pr))
                         rc = op_fail(e, -ECANCELED, "cancelled");
                 if (rc == 0 && w->o->req.workspace)
@@ -420,8 +441,47 @@ static json_t *begin_json(struct vms *v, const struct create_op *o) {
         return j;
 }
 
-int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, json_t **ret,
+static int create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, struct vm_fork *fork,
+                        json_t **ret, struct op_error *e);
+
+/* --from-snapshot: the spec is the snapshot's; nothing else may be asked. */
+static int fork_req(struct vms *v, const struct vm_create_req *req, struct vm_fork *f, struct vm_create_req *ret,
                     struct op_error *e) {
+        if (req->image || req->vcpu_set || req->memory_set || req->disk_size_bytes || req->system_overlay_size_bytes ||
+            req->workspace || req->no_start || req->cold)
+                return op_bad_request(e, "a fork (--from-snapshot) takes the snapshot's image, size and disks, and "
+                                         "starts at once: no --image, --vcpu, --memory, --disk-size, "
+                                         "--system-overlay-size, workspace, --no-start or --cold");
+        int rc = vms_fork_resolve(v, req->from_snapshot, f, e);
+        if (rc < 0)
+                return rc;
+        *ret = *req;
+        ret->image = f->image_id;
+        ret->vcpu = f->vcpu;
+        ret->memory_mib = f->memory_mib;
+        ret->vcpu_set = ret->memory_set = true;
+        ret->disk_size_bytes = f->disk_bytes;
+        ret->system_overlay_size_bytes = f->overlay_bytes;
+        return 0;
+}
+
+int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req0, json_t **ret,
+                    struct op_error *e) {
+        struct vm_fork fork = { 0 };
+        struct vm_create_req forked;
+        const struct vm_create_req *req = req0;
+        int rc = req0->from_snapshot ? fork_req(v, req0, &fork, &forked, e) : 0;
+        if (rc < 0)
+                return rc;
+        if (req0->from_snapshot)
+                req = &forked;
+        rc = create_begin(v, op_id, req, &fork, ret, e);
+        vm_fork_done(&fork);
+        return rc;
+}
+
+static int create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, struct vm_fork *fork,
+                        json_t **ret, struct op_error *e) {
         _cleanup_free_ char *name = NULL, *image = default_image(v, req->image);
         int rc = vm_spec_check(req, e);
         if (rc < 0)
@@ -446,6 +506,9 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         if (rc < 0)
                 return rc;
         struct create_op *o = new_op(v, op_id, req, TAKE_PTR(name), image);
+        o->fork = *fork; /* moved */
+        *fork = (struct vm_fork) { 0 };
+        o->req.from_snapshot = NULL;
         opstate_begin(v->deps.ops, op_id, "vm.create", o->vm_name);
         pthread_mutex_lock(&v->creates_mu);
         o->next = v->creates;

@@ -115,7 +115,7 @@ static int prepare_work_disk(struct vms *v, const struct vm_row *r, const struct
 }
 
 /* The VM's host key, pinned in banger's known_hosts before the first boot. */
-static int pin_host_key(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct op_error *e) {
+int vms_pin_host_key(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct op_error *e) {
         _cleanup_free_ char *kh = known_hosts_path(v), *patterns = vm_kh_patterns(r), *hostpub = NULL;
         _cleanup_free_ char *hostpub_path = path_join(p->hostkey, "ssh_host_ed25519_key.pub");
         size_t len;
@@ -139,7 +139,7 @@ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_f
         else if ((rc = vm_overlay_create(p.overlay, bf->rootfs, (uint64_t) r->system_overlay_size_bytes, e)) < 0)
                 op_prefix(e, "system overlay");
         else if ((rc = prepare_work_disk(v, r, &p, bf, e)) == 0)
-                rc = pin_host_key(v, r, &p, e);
+                rc = vms_pin_host_key(v, r, &p, e);
         vm_paths_done(&p);
         return rc;
 }

@@ -44,11 +44,28 @@ static void arg2(struct spec *s, const char *a, const char *b) {
         arg(s, b);
 }
 
-bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p) {
+bool vms_agent_has(struct vms *v, const struct vm_paths *p, const char *feature) {
         _cleanup_json_ json_t *h = NULL;
         struct agent_wait w = { .abort_fd = -1 };
         return v->deps.agent_call(v->deps.agent_ud, p->agent, "health", 10000, &w, &h, NULL) == 0 &&
-               json_is_true(json_object_get(h, "identify"));
+               json_is_true(json_object_get(h, feature));
+}
+
+bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p) {
+        return vms_agent_has(v, p, "identify");
+}
+
+int vms_agent_run(struct vms *v, const struct vm_paths *p, const char *const *argv, int in_fd, int out_fd,
+                  int err_fd, int timeout_ms, int *ret_status, struct op_error *e) {
+        struct spec s = { 0 };
+        for (const char *const *a = argv; *a; a++)
+                arg(&s, *a);
+        if (s.full)
+                return op_fail(e, -E2BIG, "the command does not fit in one request");
+        if (!v->deps.agent_exec)
+                return op_fail(e, -EOPNOTSUPP, "no exec channel to the guest agent");
+        struct agent_wait w = { .abort_fd = -1, .timeout_ms = timeout_ms };
+        return v->deps.agent_exec->fds(v->deps.agent_ud, p->agent, s.b, s.n, in_fd, out_fd, err_fd, &w, ret_status, e);
 }
 
 /* The records on stdin: entropy, and for a new identity the guest files. */

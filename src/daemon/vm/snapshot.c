@@ -15,9 +15,12 @@
  * back, a VMM started paused loads the state and resumes; the guest's clock
  * is then set from the host and host entropy mixed into its RNG.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "store/store_artifacts.h"
 #include "jsonx.h"
 #include "log.h"
 #include "testhook.h"
@@ -53,8 +57,8 @@ static size_t snap_disks(const struct vm_paths *p, struct snap_disk out[3]) {
 }
 
 struct snap_meta {
-        char *name, *image_id;
-        int64_t created_at, vcpu, memory_mib, pause_ms;
+        char *name, *image_id, *ip; /* ip: the guest's address then (a fork removes it) */
+        int64_t created_at, vcpu, memory_mib, pause_ms, disk_bytes, overlay_bytes;
         bool repo;
         uint64_t state_bytes, bytes;
 };
@@ -62,15 +66,20 @@ struct snap_meta {
 static void snap_meta_done(struct snap_meta *m) {
         free(m->name);
         free(m->image_id);
+        free(m->ip);
         *m = (struct snap_meta) { 0 };
 }
 
 static json_t *snap_meta_json(const struct snap_meta *m) {
-        return json_pack("{s:s, s:I, s:I, s:I, s:s, s:b, s:I, s:I, s:I}", "name", m->name, "created_at",
-                         (json_int_t) m->created_at, "vcpu", (json_int_t) m->vcpu, "memory_mib",
-                         (json_int_t) m->memory_mib, "image_id", m->image_id, "repo_disk", m->repo, "state_bytes",
-                         (json_int_t) m->state_bytes, "bytes", (json_int_t) m->bytes, "pause_ms",
-                         (json_int_t) m->pause_ms);
+        json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "name", m->name, "created_at",
+                              (json_int_t) m->created_at, "vcpu", (json_int_t) m->vcpu, "memory_mib",
+                              (json_int_t) m->memory_mib, "image_id", m->image_id, "repo_disk", m->repo, "state_bytes",
+                              (json_int_t) m->state_bytes, "bytes", (json_int_t) m->bytes, "pause_ms",
+                              (json_int_t) m->pause_ms, "disk_size_bytes", (json_int_t) m->disk_bytes,
+                              "system_overlay_size_bytes", (json_int_t) m->overlay_bytes);
+        if (m->ip)
+                json_object_set_new(j, "ip", json_string(m->ip));
+        return j;
 }
 
 static char *snap_root(const struct vm_row *r) {
@@ -108,7 +117,13 @@ static int snap_meta_read(const char *dir, const char *name, struct snap_meta *m
                 .vcpu = json_integer_value(fields[1]), .memory_mib = json_integer_value(fields[2]),
                 .state_bytes = (uint64_t) json_integer_value(fields[3]), .bytes = (uint64_t) json_integer_value(fields[4]),
                 .pause_ms = json_integer_value(fields[5]), .repo = json_is_true(json_object_get(j, "repo_disk")),
+                .disk_bytes = json_integer_value(json_object_get(j, "disk_size_bytes")),
+                .overlay_bytes = json_integer_value(json_object_get(j, "system_overlay_size_bytes")),
         };
+        const char *ip = json_string_value(json_object_get(j, "ip"));
+        struct in_addr a;
+        if (ip && inet_pton(AF_INET, ip, &a) == 1) /* written by us, still checked */
+                m->ip = xstrdup(ip);
         return 0;
 }
 
@@ -145,6 +160,60 @@ static int take_disks(struct take *t, struct op_error *e) {
         return 0;
 }
 
+/* The guest's filesystems frozen (banger-agent --freeze) for as long as the
+ * snapshot runs: no write and no block I/O in flight while it is paused and
+ * its disks are copied (clean filesystems in the copies, too). The freeze
+ * ends when its stdin is closed; the agent thaws on its own if we die. */
+struct freeze {
+        struct vms *v;
+        const struct vm_paths *p;
+        int in[2], out[2];
+        pthread_t th;
+        int rc, status;
+        bool on;
+};
+
+static void *freeze_main(void *arg) {
+        struct freeze *f = arg;
+        static const char *const argv[] = { "/usr/local/bin/banger-agent", "--freeze", NULL };
+        f->rc = vms_agent_run(f->v, f->p, argv, f->in[0], f->out[1], -1, 0, &f->status, NULL);
+        close(f->out[1]); /* the reader sees the end */
+        return NULL;
+}
+
+static void freeze_end(struct freeze *f) {
+        if (!f->on)
+                return;
+        close(f->in[1]); /* EOF: the guest thaws */
+        pthread_join(f->th, NULL);
+        close(f->in[0]);
+        close(f->out[0]);
+        f->on = false;
+}
+
+/* true once "frozen" came back (at most 10 s); else nothing stays frozen. */
+static bool freeze_begin(struct vms *v, const struct vm_paths *p, struct freeze *f) {
+        char line[64] = "";
+        *f = (struct freeze) { .v = v, .p = p, .in = { -1, -1 }, .out = { -1, -1 } };
+        if (!v->deps.agent_exec || !vms_agent_has(v, p, "freeze"))
+                return false;
+        if (pipe2(f->in, O_CLOEXEC) < 0 || pipe2(f->out, O_CLOEXEC) < 0 ||
+            pthread_create(&f->th, NULL, freeze_main, f) != 0) {
+                int fds[] = { f->in[0], f->in[1], f->out[0], f->out[1] };
+                for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                        if (fds[i] >= 0)
+                                close(fds[i]);
+                return false;
+        }
+        f->on = true;
+        struct pollfd pf = { .fd = f->out[0], .events = POLLIN };
+        ssize_t n = poll(&pf, 1, 10000) > 0 ? read(f->out[0], line, sizeof(line) - 1) : -1;
+        if (n > 0 && strncmp(line, "frozen", 6) == 0)
+                return true;
+        freeze_end(f);
+        return false;
+}
+
 /* Pause, state, disks, resume (always, once paused). */
 static int take_paused(struct take *t, const struct vmm_entry *m, struct op_error *e) {
         _cleanup_free_ char *state = path_join(t->stage, "state");
@@ -152,6 +221,10 @@ static int take_paused(struct take *t, const struct vmm_entry *m, struct op_erro
         if (fd < 0)
                 return op_fail(e, -errno, "cannot create %s: %s", state, strerror(errno));
         struct vm_boot b = { .id = t->r->id, .qmp_socket = t->p->qmp };
+        struct freeze fz;
+        progress_stage(t->pr, "freeze", "the guest's filesystems");
+        if (!freeze_begin(t->v, t->p, &fz))
+                log_info("vm %s: its filesystems are not frozen for the snapshot (an older agent?)", t->r->name);
         int64_t t0 = t->v->deps.mono_ms();
         progress_stage(t->pr, "pause", "saving RAM and device state");
         int rc = m->backend->snapshot(&b, fd, VM_STATE_TIMEOUT_MS, e);
@@ -167,6 +240,7 @@ static int take_paused(struct take *t, const struct vmm_entry *m, struct op_erro
                         rc = op_fail(e, -EIO, "resuming the guest: %s", op_error_message(&re));
         }
         t->m.pause_ms = t->v->deps.mono_ms() - t0;
+        freeze_end(&fz);
         struct stat st;
         t->m.state_bytes = stat(state, &st) == 0 ? (uint64_t) st.st_size : 0;
         return rc;
@@ -198,6 +272,9 @@ static int take_locked(struct vms *v, const struct vm_row *r, const char *name, 
                 t.m.created_at = v->deps.wall_ms() / 1000;
                 t.m.vcpu = r->vcpu;
                 t.m.memory_mib = r->memory_mib;
+                t.m.disk_bytes = r->disk_size_bytes;
+                t.m.overlay_bytes = r->system_overlay_size_bytes;
+                t.m.ip = r->guest_ip ? xstrdup(r->guest_ip) : NULL;
                 t.m.bytes = dir_size(stage, true);
                 _cleanup_json_ json_t *j = snap_meta_json(&t.m);
                 _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2)), *mp = path_join(stage, "meta.json");
@@ -451,6 +528,63 @@ int vm_snapshot_delete(struct vms *v, const char *ref, const char *name, json_t 
         }
         vms_unlock(v, l);
         vm_row_done(&r);
+        return rc;
+}
+
+/* ---- a fork: a new VM from another's snapshot ------------------------------------ */
+
+void vm_fork_done(struct vm_fork *f) {
+        free(f->dir);
+        free(f->image_id);
+        free(f->ip);
+        *f = (struct vm_fork) { 0 };
+}
+
+int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struct op_error *e) {
+        const char *colon = strrchr(spec, ':');
+        if (!colon || colon == spec || !colon[1])
+                return op_bad_request(e, "--from-snapshot wants VM:NAME, not '%s'", spec);
+        _cleanup_free_ char *ref = xstrndup(spec, (size_t) (colon - spec));
+        const char *name = colon + 1;
+        struct vm_row r;
+        struct snap_meta m = { 0 };
+        struct image_row img = { 0 };
+        int rc = snap_name_check(name, e);
+        if (rc < 0 || (rc = vms_get_row(v, ref, &r, e)) < 0)
+                return rc;
+        _cleanup_free_ char *root = snap_root(&r), *dir = path_join(root, name);
+        struct vm_paths p;
+        struct stat st;
+        vm_paths_init(v, &r, &p);
+        rc = lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)
+                     ? op_not_found(e, "vm %s has no snapshot '%s' (banger vm snapshot list %s)", r.name, name, r.name)
+                     : snap_meta_read(dir, name, &m, e);
+        if (rc == 0)
+                rc = snap_files_check(dir, &m, &p, e);
+        if (rc == 0 && (!m.ip || m.disk_bytes <= 0 || m.overlay_bytes <= 0))
+                rc = op_bad_request(e, "snapshot '%s' of vm %s predates forks (take a new one)", name, r.name);
+        if (rc == 0 && store_image_get(v->deps.store, m.image_id, &img) < 0)
+                rc = op_not_found(e, "the image of snapshot '%s' of vm %s is gone", name, r.name);
+        if (rc == 0)
+                *ret = (struct vm_fork) { .dir = TAKE_PTR(dir), .image_id = xstrdup(m.image_id), .ip = xstrdup(m.ip),
+                                          .vcpu = m.vcpu, .memory_mib = m.memory_mib, .disk_bytes = m.disk_bytes,
+                                          .overlay_bytes = m.overlay_bytes, .repo = m.repo };
+        image_row_done(&img);
+        snap_meta_done(&m);
+        vm_paths_done(&p);
+        vm_row_done(&r);
+        return rc;
+}
+
+int vms_fork_disks(struct vms *v, const struct vm_row *r, const struct vm_fork *f, struct op_error *e) {
+        struct snap_meta m = { .name = (char *) "fork", .repo = f->repo };
+        struct vm_paths p;
+        vm_paths_init(v, r, &p);
+        int rc = mkdir_p(p.dir, 0700) < 0 ? op_fail(e, -errno, "cannot create %s: %s", p.dir, strerror(errno))
+                                          : put_disks(f->dir, &m, &p, e);
+        if (rc == 0)
+                rc = vms_pin_host_key(v, r, &p, e);
+        vm_paths_done(&p);
         return rc;
 }
 

@@ -168,6 +168,8 @@ struct vm_create_req {
         bool isolate;                                       /* no traffic with other guests */
         bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
         bool cold;          /* never from a warm-start template */
+        const char *from_snapshot; /* "VM:NAME": a fork (its spec, disks and state); nothing above but
+                                    * name, nat, isolate, wait_ssh may be set */
         const struct workspace_req *workspace; /* written into the work disk before boot, or NULL */
 };
 

@@ -117,8 +117,12 @@ struct vm_identify {
         bool mount_work;   /* mount the work disk on /root, and the repo disk on /root/repo when it
                             * holds a complete workspace (a template never did) */
 };
-/* Does the guest's agent know --identify (health says "identify")? */
+/* Does the guest's agent know --identify (health says "identify")? Or another feature its health names? */
 bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p);
+bool vms_agent_has(struct vms *v, const struct vm_paths *p, const char *feature);
+/* argv (NULL-terminated) run as root through the agent, to its exit. */
+_warn_unused_ int vms_agent_run(struct vms *v, const struct vm_paths *p, const char *const *argv, int in_fd, int out_fd,
+                                int err_fd, int timeout_ms, int *ret_status, struct op_error *e);
 _warn_unused_ int vms_identify(struct vms *v, const struct vm_row *r, const struct vm_paths *p,
                                const struct vm_identify *q, struct op_error *e);
 
@@ -148,6 +152,18 @@ void vms_tpl_sweep(struct vms *v, bool at_start);
  * not finish copying (finished: the VM stays stopped), a guest left paused
  * by a snapshot in progress (resumed). Called by reconcile. */
 void vms_snapshots_recover(struct vms *v, const struct vm_row *r, bool running);
+/* `vm create --from-snapshot VM:NAME`: what the new VM takes from the snapshot */
+struct vm_fork {
+        char *dir, *image_id, *ip; /* ip: the source's address in the saved state */
+        int64_t vcpu, memory_mib, disk_bytes, overlay_bytes;
+        bool repo;
+};
+void vm_fork_done(struct vm_fork *f);
+_warn_unused_ int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struct op_error *e);
+/* The new VM's disks: copies of the snapshot's; its own host key, pinned. */
+_warn_unused_ int vms_fork_disks(struct vms *v, const struct vm_row *r, const struct vm_fork *f, struct op_error *e);
+/* disks.c: the VM's SSH host key made and pinned in banger's known_hosts. */
+_warn_unused_ int vms_pin_host_key(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct op_error *e);
 
 /* fn on a running VM (its row and paths); then its activity is recorded, or
  * the error is prefixed with its name. */
