@@ -290,6 +290,24 @@ crash_template() {
 }
 tf "template build, kill -9 once its state is saved: its VMM and files are gone at the next start" crash_template
 
+crash_identity() {
+        "$BANGER" daemon stop >/dev/null 2>&1 || true
+        printf 'accel = "tcg"\nwarm_start = "on"\n' >"$CONF"
+        B vm create --name tw2 "${SPEC[@]}" >/dev/null 2>&1 || return 1
+        wait_for 180 "a template" sh -c "[ \"\$('$BANGER' --json template list 2>/dev/null | jq '[.[] | select(.state == \"ready\")] | length')\" = 1 ]" ||
+                return 1
+        crash_at identity:done B vm create --name wi "${SPEC[@]}" || return 1
+        local id; id=$(created_id)
+        printf 'accel = "tcg"\nwarm_start = "off"\n' >"$CONF"
+        restart || return 1
+        # its VMM killed, not adopted; stopped; a cold start from a fresh overlay works
+        [ -z "$(vmm_of "$id")" ] || { echo "the half-identified VMM runs"; return 1; }
+        [ ! -e "$STATE/vms/$id/.identifying" ] || { echo "the marker is left"; return 1; }
+        restartable wi || return 1
+        B vm delete wi tw2 >/dev/null && B template prune --all >/dev/null && settled
+}
+tf "warm create, kill -9 with the guest re-identified but the marker still there: killed, not adopted; starts cold" crash_identity
+
 final() {
         local vms; vms=$(B vm list -q | tr '\n' ' ')
         [ -z "$vms" ] || B vm delete $vms >/dev/null || return 1

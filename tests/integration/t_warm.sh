@@ -81,6 +81,19 @@ workdisk() {
 }
 t "/root is each VM's own work disk" workdisk
 
+# vm run PATH: the workspace is written into the repo disk before the start
+# (as for a cold boot); the warm guest mounts it during its identity
+warm_workspace() {
+        local repo="$TMP/repo"
+        mkdir -p "$repo" && cd "$repo" && git init -q -b main && git config user.name T && git config user.email t@t &&
+                echo hello >a.txt && git add -A && git commit -qm one || return 1
+        local out; out=$(B vm run --rm "${S[@]}" "$repo" -- sh -c 'cat a.txt; git status --porcelain | wc -l; pwd' 2>"$TMP/ws.err") ||
+                { cat "$TMP/ws.err"; return 1; }
+        grep -q 'warm .*from template' "$TMP/ws.err" || { cat "$TMP/ws.err"; return 1; }
+        expect_eq "$out" "$(printf 'hello\n0\n/root/repo')"
+}
+t "vm run PATH warm: the repository is in /root/repo, its status clean" warm_workspace
+
 cold_flag() {
         B vm create --cold --name k1 "${S[@]}" >"$TMP/k1.out" 2>&1 || { cat "$TMP/k1.out"; return 1; }
         boot_is k1 cold && ! grep -q 'warm' "$TMP/k1.out" || { cat "$TMP/k1.out"; return 1; }

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -210,6 +212,41 @@ static bool deleting(struct vms *v, const struct vm_row *r, const struct vm_path
         return true;
 }
 
+/* A VMM whose guest the daemon died re-identifying (from a template or a
+ * fork): never adopted (it would run with another's identity, or none). It
+ * is killed and its runtime released; the VM is stopped (a fork's disks are
+ * the snapshot's and boot cold; a warm VM gets a fresh overlay instead of the
+ * template's copy: it never ran anything of its own). */
+static bool unidentified(struct vms *v, struct vm_row *r, const struct vm_paths *p, pid_t pid, struct vm_handles *h) {
+        _cleanup_free_ char *m = path_join(p->dir, VM_IDENTIFYING_MARKER), *what = NULL;
+        size_t len;
+        if (access(m, F_OK) < 0)
+                return false;
+        bool warm = read_file_nofollow(m, 64, &what, &len) == 0 && strncmp(what, "warm", 4) == 0;
+        if (pid > 0) {
+                const struct vmm_entry *e = vms_vmm_by_name(v, h->vmm);
+                _cleanup_close_ int pidfd = (int) pidfd_open(pid, 0);
+                struct vm_proc proc = { .pid = pid, .pidfd = pidfd };
+                e->backend->kill(&proc, SIGKILL);
+                pidfd_wait(pidfd, VM_KILL_WAIT_MS);
+                pidfd_reap(pidfd);
+        }
+        vms_release_runtime(v, r, p, h->tap);
+        struct boot_files bf = { 0 };
+        _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
+        bool fresh = warm && vms_resolve_boot(v, r->image_id, &bf, &err) == 0 &&
+                     (unlink(p->overlay), vm_overlay_create(p->overlay, bf.rootfs, (uint64_t) r->system_overlay_size_bytes,
+                                                            &err) == 0);
+        vms_boot_files_done(&bf);
+        unlink(m);
+        vms_set_state(v, r, "stopped", NULL);
+        log_info("reconcile: vm %s was being re-identified when the daemon died: its VMM killed, it is stopped%s%s",
+                 r->name, fresh ? " (a fresh overlay)" : warm ? "; " : "", fresh || !warm ? "" : op_error_message(&err));
+        free(r->state);
+        r->state = xstrdup("stopped");
+        return true;
+}
+
 /* pass 0 adopts the live, pass 1 releases the dead */
 static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pass) {
         for (size_t i = 0; i < n; i++) {
@@ -224,6 +261,8 @@ static void reconcile_pass(struct vms *v, struct vm_row *rows, size_t n, int pas
                         r->state = xstrdup("deleted"); /* pass 1 and the readying skip it */
                 } else if (strcmp(r->state, "deleted") == 0)
                         ; /* finished in pass 0 */
+                else if (pass == 0 && unidentified(v, r, &p, pid, &h))
+                        ; /* not adopted */
                 else if (pass == 0 && pid > 0) {
                         adopt(v, r, &p, &h);
                         vms_snapshots_recover(v, r, true);

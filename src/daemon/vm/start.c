@@ -26,6 +26,7 @@
 #include "log.h"
 #include "store/store_artifacts.h"
 #include "strbuf.h"
+#include "testhook.h"
 #include "vm/guestcfg.h"
 #include "vms_internal.h"
 
@@ -257,6 +258,15 @@ static char *vmm_said(const struct vm_paths *p) {
         return file_last_line(log, 300);
 }
 
+/* While it exists, the VM's guest is not (yet) itself: a daemon that dies
+ * then leaves a VMM reconcile must not adopt (reconcile.c). */
+static int identifying(struct start *s, bool on, struct op_error *e) {
+        _cleanup_free_ char *m = path_join(s->p.dir, VM_IDENTIFYING_MARKER);
+        const char *what = s->warm ? "warm\n" : "fork\n";
+        int rc = on ? write_file_atomic(m, what, strlen(what), 0600) : (unlink(m) < 0 && errno != ENOENT ? -errno : 0);
+        return rc < 0 ? op_fail(e, rc, "%s: %s", m, strerror(-rc)) : 0;
+}
+
 static int step_boot(struct start *s, struct op_error *e) {
         const struct config *c = s->v->deps.config;
         struct ipv4_subnet net;
@@ -286,6 +296,8 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
                 .incoming = s->state_fd >= 0, .ram_file = s->ram_file,
         };
+        if (s->identify && (rc = identifying(s, true, e)) < 0)
+                return rc;
         if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
                 s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
                 return rc;
@@ -334,6 +346,9 @@ static int step_identify(struct start *s, bool *sshd, bool *no_sshd, struct op_e
         int rc = vms_identify(s->v, s->r, &s->p, s->identify, e);
         if (rc < 0)
                 return op_prefix(e, "re-identifying the guest");
+        test_crash_point("identity:done");
+        if ((rc = identifying(s, false, e)) < 0)
+                return rc;
         return health(s, 10000, sshd, no_sshd, e);
 }
 
@@ -399,6 +414,8 @@ static void record_boot(struct start *s) {
 
 static void start_undo(struct start *s) {
         struct vms *v = s->v;
+        _cleanup_free_ char *m = path_join(s->p.dir, VM_IDENTIFYING_MARKER);
+        unlink(m);
         if (s->proc.pid > 0) {
                 s->vmm->backend->kill(&s->proc, SIGKILL);
                 pidfd_wait(s->proc.pidfd, VM_KILL_WAIT_MS);

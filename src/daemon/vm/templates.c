@@ -235,7 +235,20 @@ static int build_wait(struct build *t, struct op_error *e) {
                         return op_fail(e, -EOPNOTSUPP, "the image's agent cannot re-identify a guest (pull it again)");
         } while (rc == -ETIMEDOUT && t->v->deps.mono_ms() < deadline && !pidfd_wait(t->proc.pidfd, 0) &&
                  !t->v->stopping);
-        return rc < 0 ? op_prefix(e, "waiting for the template's agent") : 0;
+        if (rc < 0)
+                return op_prefix(e, "waiting for the template's agent");
+        if (strcmp(t->s.init_mode, "systemd") != 0)
+                return 0;
+        /* systemd boots on after the agent answers: a template of a settled
+         * system leaves warm VMs nothing to finish ("degraded" is fine: sshd
+         * cannot start without a host key) */
+        static const char *const settle[] = { "/bin/systemctl", "is-system-running", "--wait", NULL };
+        struct vm_paths p = { .agent = (char *) t->b.agent_socket };
+        int status = 0;
+        _cleanup_op_error_ struct op_error se = OP_ERROR_INIT;
+        if (vms_agent_run(t->v, &p, settle, -1, -1, -1, 300000, &status, &se) < 0)
+                log_info("template %.12s: systemd did not say it settled: %s", t->s.key, op_error_message(&se));
+        return 0;
 }
 
 static int build_save(struct build *t, struct op_error *e) {

@@ -109,6 +109,9 @@ _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, stru
 #define VM_WS_STAGING_PREFIX ".ws-staging-"
 /* A delete was accepted (vm.delete with background): reconcile finishes it. */
 #define VM_DELETING_MARKER ".deleting"
+/* A guest resumed from a state not its own is being re-identified (start.c):
+ * a VMM found running with it is killed by reconcile, never adopted. */
+#define VM_IDENTIFYING_MARKER ".identifying"
 
 /* ---- re-identification (identity.c) ---- */
 struct vm_identify {
