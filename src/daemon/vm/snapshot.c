@@ -176,7 +176,9 @@ struct freeze {
 static void *freeze_main(void *arg) {
         struct freeze *f = arg;
         static const char *const argv[] = { "/usr/local/bin/banger-agent", "--freeze", NULL };
-        f->rc = vms_agent_run(f->v, f->p, argv, f->in[0], f->out[1], -1, 0, &f->status, NULL);
+        /* bounded: a guest that stops answering cannot keep the VM's lock (its
+         * watchdog thaws it at 60 s anyway) */
+        f->rc = vms_agent_run(f->v, f->p, argv, f->in[0], f->out[1], -1, VM_STATE_TIMEOUT_MS + 60000, &f->status, NULL);
         close(f->out[1]); /* the reader sees the end */
         return NULL;
 }
