@@ -66,10 +66,12 @@ clocks() {
 }
 t "their clocks are the host's (within 2 s)" clocks
 
+# (sshd starts in the background after the identity: slow under a sanitized daemon)
+tcp_ok() { X "$1" "timeout 5 bash -c 'echo > /dev/tcp/$2/22'"; }
 reach() {
-        local ip2; ip2=$(B --json vm show w2 | jq -r .ip)
-        X w1 "timeout 5 bash -c 'echo > /dev/tcp/$ip2/22'" || { echo "w1 cannot reach w2 ($ip2:22)"; return 1; }
-        X w2 "timeout 5 bash -c 'echo > /dev/tcp/$(B --json vm show w1 | jq -r .ip)/22'" || return 1
+        local ip1 ip2; ip1=$(B --json vm show w1 | jq -r .ip) ip2=$(B --json vm show w2 | jq -r .ip)
+        wait_for 60 "w1 to reach w2 ($ip2:22)" tcp_ok w1 "$ip2" || { cat "$TMP/exec.err"; return 1; }
+        wait_for 60 "w2 to reach w1 ($ip1:22)" tcp_ok w2 "$ip1" || return 1
         expect_eq "$(B vm ssh w2 -- hostname 2>"$TMP/ssh.err")" w2 || { cat "$TMP/ssh.err"; return 1; }
 }
 t "they reach each other; vm ssh works with the pinned host key" reach
