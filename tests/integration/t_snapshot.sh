@@ -88,6 +88,7 @@ Y() { local vm="$1"; shift; B vm exec "$vm" -- sh -c "$1" 2>>"$TMP/exec.err"; }
 forked() {
         B vm create --name fk --from-snapshot sn:s1 >"$TMP/fk.out" 2>&1 || { cat "$TMP/fk.out"; tail -20 "$LOG"; return 1; }
         grep -q 'fork' "$TMP/fk.out" && grep -q 'identity' "$TMP/fk.out" || { cat "$TMP/fk.out"; return 1; }
+        expect_eq "$(B --json vm show fk | jq -r .boot)" forked || return 1
         # the snapshot's RAM and disks, its own identity
         expect_eq "$(Y fk 'cat /dev/shm/mark /root/work-file /etc/root-file; hostname')" "$(printf 'ram-1\nwork-1\nroot-1\nfk')" ||
                 { cat "$TMP/exec.err"; return 1; }

@@ -25,7 +25,8 @@ static void json_set_str_or_null(json_t *j, const char *key, const char *value) 
         json_object_set_new(j, key, value ? json_string(value) : json_null());
 }
 
-/* How its last boot went (start.c writes it): "cold", "restored", or "warm"
+/* How its last boot went (start.c writes it): "cold", "restored", "forked" (from
+ * another VM's snapshot), or "warm"
  * with the template's key. A file in the state dir: checked, not trusted. */
 static void boot_json(const struct vm_row *r, json_t *j) {
         _cleanup_free_ char *f = path_join(r->vm_dir, "boot"), *text = NULL;
@@ -33,7 +34,7 @@ static void boot_json(const struct vm_row *r, json_t *j) {
         char kind[16] = "", key[65] = "";
         if (read_file_nofollow(f, 128, &text, &len) < 0 || sscanf(text, "%15s %64s", kind, key) < 1)
                 return;
-        if (strcmp(kind, "cold") == 0 || strcmp(kind, "restored") == 0)
+        if (strcmp(kind, "cold") == 0 || strcmp(kind, "restored") == 0 || strcmp(kind, "forked") == 0)
                 json_object_set_new(j, "boot", json_string(kind));
         else if (strcmp(kind, "warm") == 0 && strlen(key) == 64 && strspn(key, "0123456789abcdef") == 64) {
                 json_object_set_new(j, "boot", json_string(kind));

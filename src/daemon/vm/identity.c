@@ -51,10 +51,6 @@ bool vms_agent_has(struct vms *v, const struct vm_paths *p, const char *feature)
                json_is_true(json_object_get(h, feature));
 }
 
-bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p) {
-        return vms_agent_has(v, p, "identify");
-}
-
 int vms_agent_run(struct vms *v, const struct vm_paths *p, const char *const *argv, int in_fd, int out_fd,
                   int err_fd, int timeout_ms, int *ret_status, struct op_error *e) {
         struct spec s = { 0 };

@@ -370,7 +370,7 @@ static void settle_guest(struct vms *v, const struct vm_row *r, const struct vm_
         uint8_t seed[64];
         int pfd[2], status = 0;
         _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
-        if (vms_agent_can_identify(v, p)) {
+        if (vms_agent_has(v, p, "identify")) {
                 struct vm_identify q = { .full = false };
                 if (vms_identify(v, r, p, &q, &err) < 0)
                         log_warn("vm %s: setting the restored guest's clock: %s", r->name, op_error_message(&err));

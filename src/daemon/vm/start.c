@@ -404,8 +404,9 @@ static int step_ready(struct start *s, struct op_error *e) {
 /* What the VM's last boot was, for `vm show` (cold, or warm from a template). */
 static void record_boot(struct start *s) {
         _cleanup_free_ char *f = path_join(s->p.dir, "boot");
-        _cleanup_free_ char *text = s->warm ? xasprintf("warm %s\n", s->tpl.key)
-                                            : xstrdup(s->state_fd >= 0 ? "restored\n" : "cold\n");
+        _cleanup_free_ char *text = s->warm       ? xasprintf("warm %s\n", s->tpl.key)
+                                    : s->identify ? xstrdup("forked\n")
+                                                  : xstrdup(s->state_fd >= 0 ? "restored\n" : "cold\n");
         if (write_file_atomic(f, text, strlen(text), 0600) < 0)
                 log_info("vm %s: cannot record how it booted", s->r->name);
 }

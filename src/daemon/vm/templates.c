@@ -452,7 +452,7 @@ static bool stale(struct vms *v, const char *dir, const char *name, json_t **ret
         return st;
 }
 
-static void remove_dir(struct vms *v, const char *root, const char *name, const char *why) {
+static void remove_dir(const char *root, const char *name, const char *why) {
         /* renamed first: a create about to use it sees it gone at once */
         _cleanup_free_ char *dir = path_join(root, name), *tmp = xasprintf("%s/.removing-%s", root, name);
         int rc = rename(dir, tmp) < 0 ? -errno : rm_rf(tmp);
@@ -460,7 +460,6 @@ static void remove_dir(struct vms *v, const char *root, const char *name, const 
                 log_warn("template %.12s: cannot remove it: %s", name, strerror(-rc));
         else
                 log_info("template %.12s: removed (%s)", name, why);
-        (void) v;
 }
 
 /* A build the daemon died in: its VMM (re-identified by its command line) is killed. */
@@ -493,7 +492,7 @@ void vms_tpl_sweep(struct vms *v, bool at_start) {
                         _cleanup_free_ char *p = path_join(root, de->d_name);
                         rm_rf(p);
                 } else if (is_key(de->d_name) && stale(v, dir, de->d_name, &m))
-                        remove_dir(v, root, de->d_name, "its image or kernel changed or is gone");
+                        remove_dir(root, de->d_name, "its image or kernel changed or is gone");
                 json_decref(m);
         }
 }
@@ -562,7 +561,7 @@ int vm_template_rm(struct vms *v, const char *prefix, bool only_stale, json_t **
         size_t i;
         json_t *k;
         json_array_foreach(gone, i, k)
-                remove_dir(v, root, json_string_value(k), prefix ? "banger template rm" : "banger template prune");
+                remove_dir(root, json_string_value(k), prefix ? "banger template rm" : "banger template prune");
         *ret = json_pack("{s:o, s:I}", "removed", gone, "bytes_freed", (json_int_t) bytes);
         return 0;
 }

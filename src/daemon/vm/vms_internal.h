@@ -120,8 +120,7 @@ struct vm_identify {
         bool mount_work;   /* mount the work disk on /root, and the repo disk on /root/repo when it
                             * holds a complete workspace (a template never did) */
 };
-/* Does the guest's agent know --identify (health says "identify")? Or another feature its health names? */
-bool vms_agent_can_identify(struct vms *v, const struct vm_paths *p);
+/* Does the guest's agent have a feature its health names ("identify", "freeze")? */
 bool vms_agent_has(struct vms *v, const struct vm_paths *p, const char *feature);
 /* argv (NULL-terminated) run as root through the agent, to its exit. */
 _warn_unused_ int vms_agent_run(struct vms *v, const struct vm_paths *p, const char *const *argv, int in_fd, int out_fd,
