@@ -104,7 +104,12 @@ ip netns exec "$NS" ip link delete benchtap
 
 echo "# banger vm run --rm -- true; $N runs (and the --rm delete: CLI wait, then until nothing is left)" >&2
 : >"$W/runs.txt"; : >"$W/rm-cli"; : >"$W/rm-gone"
-gone() { [ "$(B vm list -q | wc -l)" = 0 ] && ! pgrep -f 'process=banger-' >/dev/null; }
+ns_vmm() { # a VMM of this run's daemon (its netns), not another run's
+        local p
+        for p in $(ip netns pids "$NS" 2>/dev/null); do grep -qa 'process=banger-' "/proc/$p/cmdline" 2>/dev/null && return 0; done
+        return 1
+}
+gone() { [ "$(B vm list -q | wc -l)" = 0 ] && ! ns_vmm; }
 for i in $(seq "$N"); do
         t0=$(now)
         B vm run --rm --timings "${S[@]}" -- true 2>"$W/run-$i.err"
@@ -186,7 +191,7 @@ printf 'workspace prepare (%s), %s repo, base64 text (median of 3):   %7.3f s\n'
 printf 'git archive HEAD | ssh tar -x, same VM (median of 3):     %7.3f s\n' "$arch"
 printf 'ratio:                                                     %7.2fx\n' "$(echo "$prep / $arch" | bc -l)"
 # ---- streams: 1 GiB each way, agent vs ssh, peak RSS -----------------------
-DPID=$(pgrep -n -x bangerd)
+DPID=$(B --json ping | jq -r .pid) # this run's daemon, not the newest on the machine
 peak_reset() { echo 5 >"/proc/$DPID/clear_refs"; }
 peak() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$DPID/status"; }
 mbps() { echo "1024 / $1" | bc -l | xargs printf '%.1f'; }
