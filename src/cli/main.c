@@ -162,6 +162,8 @@ static void print_help(FILE *f, const char *group) {
                                                    g->arg ? g->arg : "");
                 fprintf(f, "  %-28s %s\n", g->short_name ? n : n + 1, g->help);
         }
+        if (!group)
+                fputs("\nmore: 'banger help GROUP [COMMAND]', man banger\n", f);
 }
 
 int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
@@ -304,6 +306,8 @@ static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
         }
         if (!p.cmd) { /* `banger`, `banger vm`, `banger --help` */
                 print_help(p.want_help ? stdout : stderr, p.nwords ? p.words[0] : NULL);
+                if (p.want_help && p.nwords)
+                        cli_help_examples(stdout, p.words[0]);
                 return p.want_help ? 0 : CLI_EXIT_USAGE;
         }
         if (p.want_help) {

@@ -132,6 +132,8 @@ static void doc_command(struct doc *d, const struct cli_command *c) {
         else
                 fputs(c->summary, d->f);
         fputc('\n', d->f);
+        if (d->fmt == DOC_TEXT && c->flags[0].name && !c->flags[0].hidden)
+                fputc('\n', d->f);
         for (const struct cli_flag *fl = c->flags; fl->name; fl++)
                 if (!fl->hidden)
                         doc_flag(d, fl);
