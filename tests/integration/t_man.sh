@@ -8,7 +8,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 PAGES="banger.1 bangerd.8 banger-config.5"
 
 # a page as man shows it: plain ASCII, no overstrikes, 80 columns
-render() { MANWIDTH=80 LC_ALL=C.UTF-8 man -E ascii -l "$1" 2>"$TMP/man.err" | col -bx; }
+render() { MANWIDTH=80 LC_ALL=C.UTF-8 man -E ascii -l "$1" 2>"$TMP/man.err"; } # piped: no overstrikes
 
 built() {
         local p
