@@ -345,7 +345,9 @@ static void config_key(struct doc *d, enum config_key k) {
         doc_text(d, kd.type);
         if (kd.default_str) {
                 doc_text(d, ", default ");
-                _cleanup_free_ char *q = xasprintf("\"%s\"", kd.default_str);
+                /* as it would be written in the file */
+                bool bare = strcmp(kd.type, "integer") == 0;
+                _cleanup_free_ char *q = xasprintf(bare ? "%s" : "\"%s\"", kd.default_str);
                 doc_text(d, q);
         }
         doc_text(d, ")\n");

@@ -78,7 +78,7 @@ every_key() {
         for k in $keys; do
                 grep -q "^$k (" "$TMP/c5" || { echo "no key $k"; return 1; }
         done
-        grep -qx 'cidr (integer, default "24")' "$TMP/c5" && grep -q 'prefix length of the guest network' "$TMP/c5"
+        grep -qx 'cidr (integer, default 24)' "$TMP/c5" && grep -qx 'warm_start (string, default "on")' "$TMP/c5" && grep -q 'prefix length of the guest network' "$TMP/c5"
 }
 t "banger-config(5) has every config key with type, default and description" every_key
 
