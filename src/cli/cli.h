@@ -77,8 +77,16 @@ struct cli_ctx {
         uint64_t progress_last_done;
 };
 
+/* A command group (NULL: the top-level commands): its man page section's
+ * examples, also shown by `banger help GROUP`. Every group has one. */
+struct cli_group {
+        const char *group;
+        const char *examples; /* shell lines, '\n'-separated */
+};
+
 extern const struct cli_command cli_commands[];
 extern const struct cli_flag cli_global_flags[];
+extern const struct cli_group cli_groups[]; /* terminated by { NULL, NULL } */
 
 const char *cli_flag(const struct cli_args *a, const char *name); /* value, "" if boolean set, NULL */
 bool cli_has(const struct cli_args *a, const char *name);
@@ -200,3 +208,11 @@ int cmd_config_show(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_completion(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_help(struct cli_ctx *ctx, struct cli_args *a);
+
+/* man.c: one text for each command, rendered as roff for the man pages and
+ * as plain text for `banger help GROUP COMMAND`. */
+void cli_help_command(FILE *f, const struct cli_command *cmd);
+void cli_help_examples(FILE *f, const char *group); /* "examples:" block; nothing when none */
+/* `banger __man 1|5|8`: the page in roff on f; 0, or CLI_EXIT_USAGE for
+ * another section, CLI_EXIT_FAILURE when the tables are inconsistent. */
+int cli_man(FILE *f, const char *section);

@@ -256,3 +256,30 @@ const struct cli_command cli_commands[] = {
           cmd_config_show },
         { 0 },
 };
+
+const struct cli_group cli_groups[] = {
+        { NULL, "banger doctor\n"
+                "banger completion bash > ~/.local/share/bash-completion/completions/banger\n"
+                "banger help vm create\n"
+                "banger ssh-config --install" },
+        { "daemon", "banger daemon status\n"
+                    "banger --json daemon operations --running" },
+        { "system", "sudo banger system install --owner \"$USER\"\n"
+                    "banger system status\n"
+                    "sudo banger system uninstall --purge" },
+        { "kernel", "banger kernel list --available\n"
+                    "banger kernel import mykernel --from ./out" },
+        { "image", "banger image pull debian-bookworm\n"
+                   "banger image pull docker.io/library/alpine:3.20 --name alpine\n"
+                   "banger image export alpine -o alpine.tar.zst" },
+        { "vm", "banger vm run . -- make test\n"
+                "banger vm create --name dev --memory 4G --nat\n"
+                "banger vm ssh dev\n"
+                "banger vm snapshot dev before-upgrade\n"
+                "banger vm delete dev" },
+        { "template", "banger template list\n"
+                      "banger template prune --all" },
+        { "config", "banger config show\n"
+                    "banger --json config show" },
+        { NULL, NULL },
+};

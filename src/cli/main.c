@@ -162,6 +162,8 @@ static void print_help(FILE *f, const char *group) {
                                                    g->arg ? g->arg : "");
                 fprintf(f, "  %-28s %s\n", g->short_name ? n : n + 1, g->help);
         }
+        if (!group)
+                fputs("\nmore: 'banger help GROUP [COMMAND]', man banger\n", f);
 }
 
 int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
@@ -172,18 +174,14 @@ int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
         }
         if (a->npos == 1 && is_group(a->pos[0])) {
                 print_help(stdout, a->pos[0]);
+                cli_help_examples(stdout, a->pos[0]);
                 return 0;
         }
         const struct cli_command *c = a->npos == 2 ? find_command(a->pos[0], a->pos[1]) : find_command(NULL, a->pos[0]);
         if (!c)
                 return cli_usage_error(a->cmd, "unknown command '%s%s%s'", a->pos[0], a->npos == 2 ? " " : "",
                                        a->npos == 2 ? a->pos[1] : "");
-        cli_print_usage_line(stdout, c);
-        printf("\n%s\n", c->summary);
-        for (const struct cli_flag *fl = c->flags; fl->name; fl++)
-                if (!fl->hidden)
-                        printf("  --%s%s%-*s %s\n", fl->name, fl->arg ? " " : "", (int) (24 - strlen(fl->name)),
-                               fl->arg ? fl->arg : "", fl->help);
+        cli_help_command(stdout, c);
         return 0;
 }
 
@@ -308,6 +306,8 @@ static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
         }
         if (!p.cmd) { /* `banger`, `banger vm`, `banger --help` */
                 print_help(p.want_help ? stdout : stderr, p.nwords ? p.words[0] : NULL);
+                if (p.want_help && p.nwords)
+                        cli_help_examples(stdout, p.words[0]);
                 return p.want_help ? 0 : CLI_EXIT_USAGE;
         }
         if (p.want_help) {
@@ -327,6 +327,10 @@ int main(int argc, char **argv) {
         const char *no_color = getenv("NO_COLOR");
         int r;
 
+        /* the build's man page generator (no HOME needed); not a command:
+         * neither in help nor in completion */
+        if (argc >= 2 && strcmp(argv[1], "__man") == 0)
+                return argc == 3 ? cli_man(stdout, argv[2]) : cli_usage_error(NULL, "__man needs 1, 5 or 8");
         signal(SIGPIPE, SIG_IGN);
         log_setup(-1, LOG_LEVEL_WARN, true);
         ctx.color_out = isatty(STDOUT_FILENO) && !(no_color && *no_color);

@@ -34,6 +34,7 @@ struct key_spec {
         size_t offset;
         validate_fn validate;
         const char *default_str; /* parsed like a file value when not NULL */
+        const char *help;        /* banger-config(5); says where a NULL default comes from */
 };
 
 static int v_one_of(const char *s, char **why, const char *const *allowed) {
@@ -223,37 +224,68 @@ static int v_poll(const struct config *c, const void *v, char **why) {
 
 #define O(f) offsetof(struct config, f)
 static const struct key_spec specs[_CONFIG_KEY_MAX] = {
-        [CONFIG_LOG_LEVEL] = { NULL, "log_level", KIND_STRING, O(log_level), v_log_level, "info" },
-        [CONFIG_VMM] = { NULL, "vmm", KIND_STRING, O(vmm), v_vmm, "auto" },
-        [CONFIG_QEMU_BIN] = { NULL, "qemu_bin", KIND_STRING, O(qemu_bin), v_nonempty, "qemu-system-x86_64" },
+        [CONFIG_LOG_LEVEL] = { NULL, "log_level", KIND_STRING, O(log_level), v_log_level, "info",
+                "the daemon's log level: error, warn, info or debug" },
+        [CONFIG_VMM] = { NULL, "vmm", KIND_STRING, O(vmm), v_vmm, "auto",
+                "the virtual machine monitor: auto (firecracker if installed and KVM proven, else qemu), "
+                "qemu or firecracker" },
+        [CONFIG_QEMU_BIN] = { NULL, "qemu_bin", KIND_STRING, O(qemu_bin), v_nonempty, "qemu-system-x86_64",
+                "the QEMU binary (a name looked up in PATH, or a path)" },
         [CONFIG_FIRECRACKER_BIN] = { NULL, "firecracker_bin", KIND_STRING, O(firecracker_bin), v_nonempty,
-                                     "firecracker" },
-        [CONFIG_JAILER_BIN] = { NULL, "jailer_bin", KIND_STRING, O(jailer_bin), v_nonempty, "/usr/bin/jailer" },
-        [CONFIG_ACCEL] = { NULL, "accel", KIND_STRING, O(accel), v_accel, "auto" },
-        [CONFIG_SSH_KEY_PATH] = { NULL, "ssh_key_path", KIND_STRING, O(ssh_key_path), v_abs_path, NULL },
+                                     "firecracker",
+                "the Firecracker binary" },
+        [CONFIG_JAILER_BIN] = { NULL, "jailer_bin", KIND_STRING, O(jailer_bin), v_nonempty, "/usr/bin/jailer",
+                "Firecracker's jailer binary" },
+        [CONFIG_ACCEL] = { NULL, "accel", KIND_STRING, O(accel), v_accel, "auto",
+                "the accelerator: auto (KVM when usable, else TCG), kvm or tcg" },
+        [CONFIG_SSH_KEY_PATH] = { NULL, "ssh_key_path", KIND_STRING, O(ssh_key_path), v_abs_path, NULL,
+                "the private key banger uses to ssh into guests "
+                "(default: <state>/ssh/id_ed25519, made when missing)" },
         [CONFIG_DEFAULT_IMAGE_NAME] = { NULL, "default_image_name", KIND_STRING, O(default_image_name),
-                                        v_dns_label, "debian-bookworm" },
-        [CONFIG_DEBIAN_MIRROR] = { NULL, "debian_mirror", KIND_STRING, O(debian_mirror), v_url, NULL },
+                                        v_dns_label, "debian-bookworm",
+                "the image a VM boots when no --image is given (pulled when missing)" },
+        [CONFIG_DEBIAN_MIRROR] = { NULL, "debian_mirror", KIND_STRING, O(debian_mirror), v_url, NULL,
+                "the Debian mirror for kernels and image builds (default: read from /etc/apt sources, "
+                "else http://deb.debian.org/debian)" },
         [CONFIG_AUTO_STOP_STALE_AFTER] = { NULL, "auto_stop_stale_after", KIND_DURATION,
-                                           O(auto_stop_stale_after_ms), NULL, "0" },
+                                           O(auto_stop_stale_after_ms), NULL, "0",
+                "stop VMs idle (no ssh, exec or RPC) this long, e.g. 30m or 2h; 0 turns it off" },
         [CONFIG_STATS_POLL_INTERVAL] = { NULL, "stats_poll_interval", KIND_DURATION, O(stats_poll_interval_ms),
-                                         v_poll, "10s" },
-        [CONFIG_BRIDGE_NAME] = { NULL, "bridge_name", KIND_STRING, O(bridge_name), v_bridge_name, "br-fc" },
-        [CONFIG_BRIDGE_IP] = { NULL, "bridge_ip", KIND_STRING, O(bridge_ip), v_ipv4, "172.16.0.1" },
-        [CONFIG_CIDR] = { NULL, "cidr", KIND_INT, O(cidr), v_cidr, "24" },
-        [CONFIG_TAP_POOL_SIZE] = { NULL, "tap_pool_size", KIND_INT, O(tap_pool_size), v_tap_pool, "0" },
-        [CONFIG_DEFAULT_DNS] = { NULL, "default_dns", KIND_STRING, O(default_dns), v_ipv4, "1.1.1.1" },
-        [CONFIG_DNS_LISTEN] = { NULL, "dns_listen", KIND_STRING, O(dns_listen), v_listen, "127.0.0.1:42069" },
-        [CONFIG_UPDATE_URL] = { NULL, "update_url", KIND_STRING, O(update_url), v_update_url, "" },
+                                         v_poll, "10s",
+                "how often the daemon samples VM statistics" },
+        [CONFIG_BRIDGE_NAME] = { NULL, "bridge_name", KIND_STRING, O(bridge_name), v_bridge_name, "br-fc",
+                "the host bridge the guests' TAP devices join (br-fc or br-fc-*)" },
+        [CONFIG_BRIDGE_IP] = { NULL, "bridge_ip", KIND_STRING, O(bridge_ip), v_ipv4, "172.16.0.1",
+                "the bridge's address: the guests' gateway" },
+        [CONFIG_CIDR] = { NULL, "cidr", KIND_INT, O(cidr), v_cidr, "24",
+                "the prefix length of the guest network (8 to 30)" },
+        [CONFIG_TAP_POOL_SIZE] = { NULL, "tap_pool_size", KIND_INT, O(tap_pool_size), v_tap_pool, "0",
+                "idle TAP devices kept on the bridge for faster starts" },
+        [CONFIG_DEFAULT_DNS] = { NULL, "default_dns", KIND_STRING, O(default_dns), v_ipv4, "1.1.1.1",
+                "the name server in the guests' resolv.conf" },
+        [CONFIG_DNS_LISTEN] = { NULL, "dns_listen", KIND_STRING, O(dns_listen), v_listen, "127.0.0.1:42069",
+                "where bangerd answers DNS for <name>.vm (address:port), or off" },
+        [CONFIG_UPDATE_URL] = { NULL, "update_url", KIND_STRING, O(update_url), v_update_url, "",
+                "where banger update finds releases; empty: not configured" },
         [CONFIG_INSECURE_REGISTRIES] = { NULL, "insecure_registries", KIND_STRING, O(insecure_registries),
-                                         v_registries, "" },
-        [CONFIG_WARM_START] = { NULL, "warm_start", KIND_STRING, O(warm_start), v_onoff, "on" },
-        [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL },
-        [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL },
-        [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL },
+                                         v_registries, "",
+                "OCI registries pulled over plain http, as \"host[:port], ...\" (loopback always is)" },
+        [CONFIG_WARM_START] = { NULL, "warm_start", KIND_STRING, O(warm_start), v_onoff, "on",
+                "on: new VMs resume from a warm-start template when one fits; off: always boot cold" },
+        [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL,
+                "virtual CPUs of a new VM (default: host CPUs/4 capped at 4, at least 2)" },
+        [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL,
+                "memory of a new VM, in MiB or with a unit such as 4G (default: host RAM/8 capped at 8 GiB, "
+                "at least 2048 MiB)" },
+        [CONFIG_DISK_SIZE] = { "vm_defaults", "disk_size", KIND_SIZE, O(disk_size_bytes), v_disk, NULL,
+                "size of a new VM's work disk, /root (default: 8G)" },
         [CONFIG_SYSTEM_OVERLAY_SIZE] = { "vm_defaults", "system_overlay_size", KIND_SIZE,
-                                         O(system_overlay_size_bytes), v_disk, NULL },
-        [CONFIG_FILE_SYNC] = { NULL, "file_sync", KIND_STRING, 0, NULL, NULL }, /* handled apart */
+                                         O(system_overlay_size_bytes), v_disk, NULL,
+                "virtual size of a new VM's copy-on-write root overlay (default: 8G)" },
+        [CONFIG_FILE_SYNC] = { NULL, "file_sync", KIND_STRING, 0, NULL, NULL,
+                "host files or directories copied onto a new VM's /root work disk: each [[file_sync]] "
+                "table has host (a path, ~/ allowed), guest (under /root/ or ~/, no ..) and mode "
+                "(octal, as a string, e.g. \"0600\")" }, /* handled apart */
 };
 #undef O
 
@@ -264,6 +296,18 @@ static const char *const source_names[_CONFIG_SOURCE_MAX] = {
 
 const char *config_key_name(enum config_key k) {
         return k < _CONFIG_KEY_MAX ? specs[k].name : "unknown";
+}
+
+void config_key_doc(enum config_key k, struct config_key_doc *ret) {
+        static const char *const kinds[] = {
+                [KIND_STRING] = "string", [KIND_INT] = "integer", [KIND_SIZE] = "size",
+                [KIND_MIB] = "size", [KIND_DURATION] = "duration",
+        };
+        const struct key_spec *s = &specs[k < _CONFIG_KEY_MAX ? k : 0];
+        *ret = (struct config_key_doc) {
+                .table = s->table, .name = s->name, .default_str = s->default_str, .help = s->help,
+                .type = k == CONFIG_FILE_SYNC ? "array of tables" : kinds[s->kind],
+        };
 }
 
 const char *config_source_to_string(enum config_source s) {

@@ -124,6 +124,16 @@ void config_free(struct config *c);
 void config_error_done(struct config_error *e);
 
 const char *config_key_name(enum config_key k);
+
+/* What banger-config(5) says about a key (all strings static). */
+struct config_key_doc {
+        const char *table;       /* NULL: top level */
+        const char *name;
+        const char *type;        /* "string", "integer", "size", "duration", "array of tables" */
+        const char *default_str; /* NULL: computed; help says how */
+        const char *help;
+};
+void config_key_doc(enum config_key k, struct config_key_doc *ret);
 const char *config_source_to_string(enum config_source s);
 
 /* {"key": {"value": v, "source": s[, "line": n]}, ..., "warnings": [...]} */
