@@ -4,6 +4,7 @@
  *
  * An install is: the binaries in <prefix>/bin (banger, bangerd,
  * bangerd-root) and <prefix>/lib/banger (banger-agent, banger-init), root's;
+ * the man pages in <prefix>/share/man (banger.1, banger-config.5, bangerd.8);
  * /etc/banger/install.toml saying who owns it and where things live; and
  * two services, the root helper (bangerd-root, as root) and the daemon
  * (bangerd, as the owner). With systemd as PID 1 they are units in
@@ -274,6 +275,34 @@ int system_copy_binaries(struct cli_ctx *ctx, const char *from_dir, const struct
         return 0;
 }
 
+/* The three pages, as the installed banger renders them (`banger __man N`),
+ * so that an update's pages are the new version's. */
+static const struct {
+        const char *section, *name;
+} man_pages[] = { { "1", "banger.1" }, { "5", "banger-config.5" }, { "8", "bangerd.8" } };
+
+int system_write_man_pages(struct cli_ctx *ctx, const struct install_info *i) {
+        _cleanup_free_ char *banger = system_bin(i, "banger");
+        for (size_t k = 0; k < ELEMENTSOF(man_pages); k++) {
+                _cleanup_free_ char *dir = xasprintf("%s/share/man/man%s", i->prefix, man_pages[k].section);
+                _cleanup_free_ char *dst = path_join(dir, man_pages[k].name);
+                char *argv[] = { banger, (char *) "__man", (char *) man_pages[k].section, NULL };
+                struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30000 };
+                struct spawn_result res = { 0 };
+                int r = spawn_run(argv, &o, &res);
+                if (r == 0 && (res.exit_code != 0 || res.out_len == 0))
+                        r = -EIO;
+                if (r == 0)
+                        r = mkdir_p(dir, 0755) < 0 ? -errno : 0;
+                if (r == 0)
+                        r = write_file_atomic(dst, res.out, res.out_len, 0644);
+                spawn_result_done(&res);
+                if (r < 0)
+                        return cli_fail(ctx, r, "installing the man page %s: %s", dst, strerror(-r));
+        }
+        return 0;
+}
+
 static char *self_dir(void) {
         char self[4096];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -427,7 +456,8 @@ int cmd_system_install(struct cli_ctx *ctx, struct cli_args *a) {
         if (ctx->system && !ctx->socket_override && strcmp(file, system_install_file()) == 0 &&
             (r = stop_services(ctx, &ctx->install)) < 0) /* a reinstall: the old ones go first */
                 return r;
-        if ((r = system_copy_binaries(ctx, from, &i)) < 0 || (r = system_write_install(ctx, &i, file)) < 0 ||
+        if ((r = system_copy_binaries(ctx, from, &i)) < 0 || (r = system_write_man_pages(ctx, &i)) < 0 ||
+            (r = system_write_install(ctx, &i, file)) < 0 ||
             (r = write_units(ctx, &i, file, units)) < 0 || (r = make_dirs(ctx, &i)) < 0)
                 return r;
         warn_kvm(&i);
@@ -640,6 +670,11 @@ static void remove_files(const struct install_info *i, const char *file) {
         }
         _cleanup_free_ char *lib = path_join(i->prefix, "lib/banger");
         (void) rmdir(lib);
+        for (size_t k = 0; k < ELEMENTSOF(man_pages); k++) {
+                _cleanup_free_ char *page = xasprintf("%s/share/man/man%s/%s", i->prefix, man_pages[k].section,
+                                                      man_pages[k].name);
+                (void) unlink(page);
+        }
         if (install_uses_systemd(i)) {
                 (void) unlink("/etc/systemd/system/bangerd.service");
                 (void) unlink("/etc/systemd/system/bangerd-root.service");

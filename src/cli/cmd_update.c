@@ -849,6 +849,10 @@ static int apply(struct update *u) {
         if (r < 0)
                 return rollback(u, r);
         drop_previous(u);
+        /* the new version's man pages; a failure here is reported, not rolled back */
+        if (system_write_man_pages(u->ctx, &u->ctx->install) < 0)
+                fprintf(stderr, "banger: warning: the man pages in %s/share/man were not refreshed\n",
+                        u->ctx->install.prefix);
         if (u->ctx->json) {
                 _cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "from", u->current, "to", u->target, "commit",
                                                      u->commit, "built_at", u->built_at);

@@ -24,6 +24,9 @@ pid_t system_helper_pid(const struct install_info *i);
  * banger-init into <prefix>/lib/banger, each replaced atomically, taken from
  * from_dir (or from_dir/../lib/banger). */
 int system_copy_binaries(struct cli_ctx *ctx, const char *from_dir, const struct install_info *i);
+/* banger(1), banger-config(5), bangerd(8) into <prefix>/share/man/manN, as
+ * the installed <prefix>/bin/banger renders them; 0644, each atomically. */
+int system_write_man_pages(struct cli_ctx *ctx, const struct install_info *i);
 int system_write_install(struct cli_ctx *ctx, const struct install_info *i, const char *file);
 /* Stops (restart) and starts the two services, whichever their manager. */
 int system_restart_services(struct cli_ctx *ctx, const struct install_info *i, const char *file);

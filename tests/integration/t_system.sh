@@ -108,9 +108,9 @@ meson_set() {
                 "$(cd "$R/usr/local" && find . -type f | sort | xargs)"
 }
 if [ -x "$BANGER_BUILD/banger-agent" ]; then
-        t "meson install installs the same five files as system install" meson_set
+        t "meson install installs the same files as system install (five programs, three man pages)" meson_set
 else
-        skip "meson install installs the same five files as system install" "no guest programs in this build (sanitizers)"
+        skip "meson install installs the same files as system install (five programs, three man pages)" "no guest programs in this build (sanitizers)"
 fi
 
 third_user() {
@@ -295,7 +295,7 @@ uninstall() {
         local rc=0; SYS system uninstall >"$TMP/un" 2>&1 || rc=$?
         expect_eq "$rc" 1 && grep -q 'VMs are running (sysvm)' "$TMP/un" || { cat "$TMP/un"; return 1; }
         SYS system uninstall --force >"$TMP/un" 2>&1 || { cat "$TMP/un"; return 1; }
-        [ ! -e "$IFILE" ] && [ ! -e "$R/usr/local/bin/bangerd" ] && [ ! -e "$R/usr/local/lib/banger" ] &&
+        [ ! -e "$IFILE" ] && [ -z "$(find "$R/usr/local" -type f)" ] && [ ! -e "$R/usr/local/lib/banger" ] &&
         [ ! -e "$R/etc/systemd/system/bangerd.service" ] && [ ! -e "$HSOCK" ] && [ ! -e "$DSOCK" ] || { find "$R" -maxdepth 4; return 1; }
         not pgrep -f "^$R/usr/local/bin/bangerd" >/dev/null || { echo "a service still runs"; return 1; }
         [ -z "$(ns_vmms)" ] || { echo "a VMM still runs"; return 1; }
@@ -303,6 +303,6 @@ uninstall() {
         ! ip netns exec "$NS" nft list table inet banger 2>/dev/null | grep -q 'banger-vm:' || { echo "NAT rules left"; return 1; }
         [ -d "$R/var/lib/banger/vms" ] && grep -q -- '--purge removes them' "$TMP/un"
 }
-t "uninstall refuses while a VM runs; --force stops it and leaves no service, VMM, TAP, rule or binary (state kept)" uninstall
+t "uninstall refuses while a VM runs; --force stops it and leaves no service, VMM, TAP, rule, binary or man page (state kept)" uninstall
 
 finish

@@ -202,12 +202,15 @@ real() {
         done
         U ping | grep -q "^bangerd v$NEW " || { U ping; return 1; }
         pgrep -f "^$R/usr/local/bin/bangerd-root " >/dev/null || { echo "no helper"; return 1; }
+        for p in man1/banger.1 man5/banger-config.5 man8/bangerd.8; do
+                grep -q "^\.TH .* \"banger $NEW\"" "$R/usr/local/share/man/$p" || { echo "$p is not v$NEW's"; return 1; }
+        done
         grep -q "^version = \"$NEW\"" "$IFILE" && grep -q "^built_at = \"$("$B2/banger" --json version | jq -r .built_at)\"" "$IFILE" &&
         grep -q "^user = \"$OWNER\"" "$IFILE" && grep -q "^$before$" "$IFILE" || { cat "$IFILE"; return 1; }
         [ ! -e "$STAGING" ] || { echo "staging left"; return 1; }
         none_kept || { echo ".previous left"; return 1; }
         expect_eq "$(U update --check)" "banger $NEW is up to date"
 }
-t "update to v$NEW: all five programs replaced, both services restarted, v$NEW answers, install.toml updated, nothing left over" real
+t "update to v$NEW: all five programs and the man pages replaced, both services restarted, v$NEW answers, install.toml updated, nothing left over" real
 
 finish
