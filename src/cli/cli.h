@@ -198,6 +198,7 @@ int cmd_ping(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_status(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_start(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_stop(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_daemon_reload(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_daemon_operations(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_system_install(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_system_status(struct cli_ctx *ctx, struct cli_args *a);

@@ -115,6 +115,46 @@ int cmd_daemon_stop(struct cli_ctx *ctx, struct cli_args *a) {
         return 0;
 }
 
+static void print_diff_list(json_t *list, const char *what) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(list, i, c) {
+                _cleanup_free_ char *from = json_dump_compact(json_object_get(c, "running"));
+                _cleanup_free_ char *to = json_dump_compact(json_object_get(c, "file"));
+                printf("  %-26s %s -> %s%s\n", json_string_value(json_object_get(c, "key")), from, to, what);
+        }
+}
+
+/* daemon.reload (what SIGHUP does): config.toml again. A file that does not
+ * load is an error and the daemon keeps its config. */
+int cmd_daemon_reload(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL;
+        (void) a;
+        if (cli_try_connect(ctx) < 0)
+                return cli_fail(ctx, -ECONNREFUSED, "bangerd is not running (it reads %s when it starts)",
+                                ctx->layout.config_file);
+        int r = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_DAEMON_RELOAD, NULL, &res);
+        if (r)
+                return r;
+        if (ctx->json) {
+                cli_print_json(res);
+                return 0;
+        }
+        json_t *changed = json_object_get(res, "changed"), *restart = json_object_get(res, "needs_restart");
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(res, "warnings"), i, w)
+                fprintf(stderr, "banger: warning: %s\n", json_string_value(w));
+        if (!json_array_size(changed) && !json_array_size(restart)) {
+                printf("reloaded %s: nothing changed\n", json_string_value(json_object_get(res, "path")));
+                return 0;
+        }
+        printf("reloaded %s\n", json_string_value(json_object_get(res, "path")));
+        print_diff_list(changed, "");
+        print_diff_list(restart, "  (needs a restart: banger daemon stop && banger daemon start)");
+        return 0;
+}
+
 int cmd_daemon_operations(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:b}", "running_only", cli_has(a, "running"));
         size_t i;

@@ -184,6 +184,9 @@ const struct cli_command cli_commands[] = {
         { "daemon", "status", "", "show whether bangerd runs, and its version", no_flags, 0, 0, cmd_daemon_status },
         { "daemon", "start", "", "start bangerd if it is not running", no_flags, 0, 0, cmd_daemon_start },
         { "daemon", "stop", "", "stop bangerd (running VMs keep running)", no_flags, 0, 0, cmd_daemon_stop },
+        { "daemon", "reload", "", "re-read config.toml (as SIGHUP does): log level, intervals and VM defaults "
+          "change now; the bridge, VMM, TAP pool, DNS listener and ssh key wait for a restart; a file that does "
+          "not load changes nothing", no_flags, 0, 0, cmd_daemon_reload },
         { "daemon", "operations", "", "list in-flight and recent operations", ops_flags, 0, 0,
           cmd_daemon_operations },
         { "system", "install", "", "install banger system-wide: a root helper and a daemon that runs as --owner",

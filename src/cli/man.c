@@ -326,8 +326,13 @@ static void man_bangerd(struct doc *d) {
         for (const struct cli_flag *fl = bangerd_flags; fl->name; fl++)
                 doc_flag(d, fl);
         put(d, ".SH SIGNALS\n"
-               ".TP\n.BR SIGTERM \", \" SIGINT \", \" SIGHUP\n"
+               ".TP\n.BR SIGTERM \", \" SIGINT\n"
                "stop serving and exit 0; running VMs keep running\n"
+               ".TP\n.B SIGHUP\n"
+               "re-read the config file, as \\fBbanger daemon reload\\fR does: the log level, the housekeeping "
+               "intervals and the defaults of new VMs change at once; the VMM, the bridge, the TAP pool, the DNS "
+               "listener and the ssh key keep their running values until a restart; a file that does not load is "
+               "logged and changes nothing\n"
                ".SH \"EXIT STATUS\"\n"
                "0 after a clean stop, 1 when it could not start, 2 on a usage error or an unreadable install "
                "record; \\fB\\-\\-check\\-migrations\\fR as above.\n");

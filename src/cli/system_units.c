@@ -38,6 +38,7 @@ char *system_unit_daemon(const struct install_info *i, const char *install_file)
                     "Type=simple\n"
                     "User=%s\n"
                     "ExecStart=%s/bin/bangerd --system --install %s --foreground\n"
+                    "ExecReload=/bin/kill -HUP $MAINPID\n"
                     "Restart=on-failure\n"
                     "RestartSec=1\n"
                     "KillMode=process\n",

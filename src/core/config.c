@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "jsonx.h"
 #include "ipnet.h"
 #include "macro.h"
 #include "parse.h"
@@ -737,4 +739,103 @@ json_t *config_to_json(const struct config *c) {
                 json_array_append_new(w, json_string(*x));
         json_object_set_new(o, "warnings", w);
         return o;
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+/* What the daemon reads once at start (the VMM, the bridge and its
+ * addresses, the TAP pool, the DNS listener, the guests' ssh key): a new
+ * value waits for a restart. Everything else is read where it is used. */
+bool config_key_needs_restart(enum config_key k) {
+        switch (k) {
+        case CONFIG_VMM:
+        case CONFIG_QEMU_BIN:
+        case CONFIG_FIRECRACKER_BIN:
+        case CONFIG_JAILER_BIN:
+        case CONFIG_ACCEL:
+        case CONFIG_SSH_KEY_PATH:
+        case CONFIG_BRIDGE_NAME:
+        case CONFIG_BRIDGE_IP:
+        case CONFIG_CIDR:
+        case CONFIG_TAP_POOL_SIZE:
+        case CONFIG_DNS_LISTEN:
+                return true;
+        default:
+                return false;
+        }
+}
+
+char *config_key_path(enum config_key k) {
+        const struct key_spec *s = &specs[k < _CONFIG_KEY_MAX ? k : 0];
+        return s->table ? xasprintf("%s.%s", s->table, s->name) : xstrdup(s->name);
+}
+
+/* next's value of k becomes cur's (a key that needs a restart keeps its
+ * running value until then). */
+static void carry(struct config *next, const struct config *cur, enum config_key k) {
+        const struct key_spec *s = &specs[k];
+        void *dst = (char *) next + s->offset;
+        const void *src = (const char *) cur + s->offset;
+        switch (s->kind) {
+        case KIND_STRING:
+                free(*(char **) dst);
+                *(char **) dst = xstrdup(*(char *const *) src);
+                break;
+        case KIND_INT:
+        case KIND_MIB:
+                *(int64_t *) dst = *(const int64_t *) src;
+                break;
+        case KIND_SIZE:
+        case KIND_DURATION:
+                *(uint64_t *) dst = *(const uint64_t *) src;
+                break;
+        }
+        next->prov[k] = cur->prov[k];
+}
+
+json_t *config_diff(const struct config *cur, struct config *next, bool keep_restart_keys) {
+        json_t *changed = json_array(), *restart = json_array();
+        for (int k = 0; k < _CONFIG_KEY_MAX; k++) {
+                _cleanup_json_ json_t *a = value_json(cur, (enum config_key) k);
+                _cleanup_json_ json_t *b = value_json(next, (enum config_key) k);
+                if (json_equal(a, b))
+                        continue;
+                _cleanup_free_ char *key = config_key_path((enum config_key) k);
+                bool wait = config_key_needs_restart((enum config_key) k);
+                json_array_append_new(wait ? restart : changed,
+                                      json_pack("{s:s, s:O, s:O}", "key", key, "running", a, "file", b));
+                if (wait && keep_restart_keys)
+                        carry(next, cur, (enum config_key) k);
+        }
+        return json_pack("{s:o, s:o}", "changed", changed, "needs_restart", restart);
+}
+
+/* ---- the live snapshot ------------------------------------------------------- */
+
+void config_live_init(struct config_live *l, struct config *c) {
+        atomic_store_explicit(&l->cur, c, memory_order_release);
+        pthread_mutex_init(&l->lock, NULL);
+        l->retired = NULL;
+        l->n_retired = 0;
+}
+
+const struct config *config_live_get(struct config_live *l) {
+        return atomic_load_explicit(&l->cur, memory_order_acquire);
+}
+
+void config_live_publish(struct config_live *l, struct config *next) {
+        struct config *old = atomic_exchange_explicit(&l->cur, next, memory_order_acq_rel);
+        /* readers may still hold old: it lives until config_live_done */
+        l->retired = xrealloc(l->retired, (l->n_retired + 1) * sizeof(*l->retired));
+        l->retired[l->n_retired++] = old;
+}
+
+void config_live_done(struct config_live *l) {
+        config_free(atomic_exchange_explicit(&l->cur, NULL, memory_order_acq_rel));
+        for (size_t k = 0; k < l->n_retired; k++)
+                config_free(l->retired[k]);
+        free(l->retired);
+        l->retired = NULL;
+        l->n_retired = 0;
+        pthread_mutex_destroy(&l->lock);
 }

@@ -8,6 +8,9 @@
  */
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,3 +141,30 @@ const char *config_source_to_string(enum config_source s);
 
 /* {"key": {"value": v, "source": s[, "line": n]}, ..., "warnings": [...]} */
 json_t *config_to_json(const struct config *c);
+
+/* ---- reload (SIGHUP, `banger daemon reload`) ---- */
+
+/* Read once at start (VMM, bridge, TAP pool, DNS listener, ssh key): a
+ * changed value waits for a restart. */
+bool config_key_needs_restart(enum config_key k);
+/* "log_level", "vm_defaults.vcpu" (malloc'd). */
+char *config_key_path(enum config_key k);
+/* {"changed": [{key, running, file}], "needs_restart": [{key, running, file}]}:
+ * what differs between the running config and next. With keep_restart_keys,
+ * next takes the running value of each key that needs a restart. */
+json_t *config_diff(const struct config *cur, struct config *next, bool keep_restart_keys);
+
+/* The daemon's config: one immutable snapshot at a time. Readers take
+ * config_live_get() (an acquire load) where they use a value; a reload
+ * publishes a whole new snapshot. A replaced snapshot is kept until
+ * config_live_done (a reader may still hold it): a few KiB per reload. */
+struct config_live {
+        _Atomic(struct config *) cur;
+        pthread_mutex_t lock; /* serialises reloads (taken by the daemon) */
+        struct config **retired;
+        size_t n_retired;
+};
+void config_live_init(struct config_live *l, struct config *c); /* takes c */
+const struct config *config_live_get(struct config_live *l);
+void config_live_publish(struct config_live *l, struct config *next); /* takes next; under l->lock */
+void config_live_done(struct config_live *l);

@@ -7,6 +7,7 @@
 #define RPC_METHOD_CONFIG_SHOW "config.show"
 #define RPC_METHOD_DAEMON_OPERATIONS_LIST "daemon.operations.list"
 #define RPC_METHOD_DAEMON_SHUTDOWN "daemon.shutdown"
+#define RPC_METHOD_DAEMON_RELOAD "daemon.reload"
 
 #define RPC_METHOD_KERNEL_LIST "kernel.list"
 #define RPC_METHOD_KERNEL_SHOW "kernel.show"

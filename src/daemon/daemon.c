@@ -80,7 +80,7 @@ static int setup_signals(struct daemon *d, struct op_error *e) {
 
 static void set_choice(struct daemon *d, int probe, const char *detail) {
         struct vmm_choice c;
-        hostinfo_choose_vmm(d->config, &d->qemu, &d->firecracker, &d->kvm, probe, detail, &c);
+        hostinfo_choose_vmm(config_live_get(&d->config), &d->qemu, &d->firecracker, &d->kvm, probe, detail, &c);
         log_info("vmm=%s (%s) accel=%s (%s)", c.vmm, c.vmm_reason, c.accel, c.accel_reason);
         pthread_mutex_lock(&d->accel_mu);
         vmm_choice_done(&d->vmm);
@@ -169,7 +169,7 @@ static void accel_refresh(void *ud) {
         _cleanup_free_ char *vmlinux = NULL, *initramfs = NULL;
         struct accel_verdict v;
 
-        if (strcmp(d->config->accel, "auto") != 0 || !d->kvm.create_vm || !d->qemu.path) {
+        if (strcmp(config_live_get(&d->config)->accel, "auto") != 0 || !d->kvm.create_vm || !d->qemu.path) {
                 set_choice(d, -1, NULL);
                 return;
         }
@@ -201,8 +201,8 @@ static void accel_refresh(void *ud) {
 static void probe_host(struct daemon *d) {
         if (accel_kill_stale_probe(d->layout.cache_dir))
                 log_info("start-up sweep: killed the KVM probe a previous daemon left");
-        hostinfo_tool(d->config->qemu_bin, &d->qemu);
-        hostinfo_tool(d->config->firecracker_bin, &d->firecracker);
+        hostinfo_tool(config_live_get(&d->config)->qemu_bin, &d->qemu);
+        hostinfo_tool(config_live_get(&d->config)->firecracker_bin, &d->firecracker);
         hostinfo_kvm(&d->kvm);
         set_choice(d, -1, NULL);
 }
@@ -233,6 +233,55 @@ static const struct vms_agent_exec_ops agent_exec_ops = {
         .lost = exec_lost_fn,
 };
 
+/* SIGHUP and daemon.reload: config.toml is read again. A file that does not
+ * load leaves the running config as it is; otherwise the new snapshot is
+ * published whole, keys read only at start keeping their running values
+ * (reported as needing a restart), and the log level and housekeeping
+ * intervals take effect now. */
+static int reload_config(void *ud, json_t **ret, struct op_error *e) {
+        struct daemon *d = ud;
+        _cleanup_free_ char *msg = NULL;
+        struct config *next = NULL;
+        pthread_mutex_lock(&d->config.lock);
+        int r = hostinfo_load_config(&d->layout, &next, &msg);
+        if (r < 0) {
+                pthread_mutex_unlock(&d->config.lock);
+                log_warn("reload: %s; the running config is kept", msg);
+                return op_fail(e, -EINVAL, "%s; the running config is kept", msg);
+        }
+        const struct config *cur = config_live_get(&d->config);
+        json_t *diff = config_diff(cur, next, true);
+        int level = log_level_from_string(next->log_level);
+        json_t *warnings = json_array();
+        for (char **w = next->warnings; w && *w; w++) {
+                log_warn("config %s: %s", d->layout.config_file, *w);
+                json_array_append_new(warnings, json_string(*w));
+        }
+        config_live_publish(&d->config, next);
+        pthread_mutex_unlock(&d->config.lock);
+        if (!d->log_level_forced && level >= 0)
+                log_set_level((enum log_level) level);
+        if (d->vms_ready)
+                vms_config_changed(&d->vms);
+        size_t k;
+        json_t *c;
+        json_array_foreach(json_object_get(diff, "changed"), k, c) {
+                _cleanup_free_ char *from = json_dump_compact(json_object_get(c, "running"));
+                _cleanup_free_ char *to = json_dump_compact(json_object_get(c, "file"));
+                log_info("reload: %s %s -> %s", json_string_value(json_object_get(c, "key")), from, to);
+        }
+        json_array_foreach(json_object_get(diff, "needs_restart"), k, c) {
+                _cleanup_free_ char *to = json_dump_compact(json_object_get(c, "file"));
+                log_warn("reload: %s = %s needs a restart of bangerd", json_string_value(json_object_get(c, "key")), to);
+        }
+        log_info("reloaded %s: %zu changed, %zu need a restart", d->layout.config_file,
+                 json_array_size(json_object_get(diff, "changed")), json_array_size(json_object_get(diff, "needs_restart")));
+        json_object_set_new(diff, "path", json_string(d->layout.config_file));
+        json_object_set_new(diff, "warnings", warnings);
+        *ret = diff;
+        return 0;
+}
+
 static void request_stop(void *ud) {
         struct daemon *d = ud;
         uint64_t one = 1;
@@ -249,20 +298,25 @@ static int open_base(struct daemon *d, const struct daemon_options *opts, struct
                 install_layout(opts->install, &d->layout);
         else
                 r = layout_resolve(&d->layout, env_get, d->uid, &msg);
-        if (r < 0 || (r = hostinfo_load_config(&d->layout, &d->config, &msg)) < 0 ||
-            (r = layout_prepare_state(&d->layout, &msg)) < 0 ||
+        struct config *c = NULL;
+        if (r < 0 || (r = hostinfo_load_config(&d->layout, &c, &msg)) < 0)
+                return op_take_msg(e, r, &msg);
+        config_live_init(&d->config, c);
+        d->config_ready = true;
+        if ((r = layout_prepare_state(&d->layout, &msg)) < 0 ||
             (r = layout_prepare_runtime(&d->layout, d->uid, &msg)) < 0)
                 return op_take_msg(e, r, &msg);
         d->log_fd = open(d->layout.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (d->log_fd < 0)
                 return op_fail(e, -errno, "cannot open log %s: %s", d->layout.log_path, strerror(errno));
-        int level = log_level_from_string(opts->log_level ? opts->log_level : d->config->log_level);
+        d->log_level_forced = opts->log_level != NULL;
+        int level = log_level_from_string(opts->log_level ? opts->log_level : c->log_level);
         log_setup(d->log_fd, level < 0 ? LOG_LEVEL_INFO : (enum log_level) level, opts->foreground);
         if ((r = take_lock(d, e)) < 0)
                 return r;
         log_info("bangerd %s (commit %s) starting in %s mode; state=%s runtime=%s", banger_version(), banger_commit(),
                  opts->install ? "system" : "user", d->layout.state_dir, d->layout.runtime_dir);
-        for (char **w = d->config->warnings; w && *w; w++)
+        for (char **w = c->warnings; w && *w; w++)
                 log_warn("config %s: %s", d->layout.config_file, *w);
         return 0;
 }
@@ -270,9 +324,9 @@ static int open_base(struct daemon *d, const struct daemon_options *opts, struct
 static struct vms_deps vms_deps_of(struct daemon *d) {
         size_t n_caps;
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
-        d->vmms[0] = (struct vmm_entry) { &vmm_qemu, d->config->qemu_bin };
+        d->vmms[0] = (struct vmm_entry) { &vmm_qemu, config_live_get(&d->config)->qemu_bin };
         return (struct vms_deps) {
-                .layout = &d->layout, .config = d->config, .store = d->store, .artifacts = &d->artifacts,
+                .layout = &d->layout, .config = &d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
                 .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .agent_exec = &agent_exec_ops, .agent_ud = d->links, .mono_ms = mono_ms_now,
                 .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps,
@@ -290,7 +344,8 @@ static int open_priv(struct daemon *d, const struct daemon_options *opts, struct
                 return 0;
         }
         _cleanup_free_ char *agent = find_companion("BANGER_AGENT", "banger-agent");
-        int r = priv_local_new(d->config->bridge_name, d->config->bridge_ip, (int) d->config->cidr, roots, agent,
+        const struct config *c = config_live_get(&d->config);
+        int r = priv_local_new(c->bridge_name, c->bridge_ip, (int) c->cidr, roots, agent,
                                &d->priv, e);
         if (r == 0)
                 d->priv_ops = priv_local_ops(d->priv);
@@ -302,7 +357,7 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
         int r;
         if ((r = store_open(d->layout.db_path, 0, d->layout.vms_dir, &d->store, e)) < 0 ||
             (r = open_priv(d, opts, e)) < 0 ||
-            (r = artifacts_init(&d->artifacts, &d->layout, d->config, d->store, d->priv_ops, e)) < 0)
+            (r = artifacts_init(&d->artifacts, &d->layout, &d->config, d->store, d->priv_ops, e)) < 0)
                 return r;
         d->artifacts_ready = true;
         if ((r = setup_signals(d, e)) < 0)
@@ -319,21 +374,22 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
 
 static void open_dns(struct daemon *d) {
         _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
-        if (strcmp(d->config->dns_listen, "off") == 0)
+        if (strcmp(config_live_get(&d->config)->dns_listen, "off") == 0)
                 d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
-        else if (dnsd_start(&d->dns, d->config->dns_listen, vms_dns_lookup, &d->vms, &de) < 0) {
+        else if (dnsd_start(&d->dns, config_live_get(&d->config)->dns_listen, vms_dns_lookup, &d->vms, &de) < 0) {
                 d->dns_error = xstrdup(op_error_message(&de));
                 log_warn("%s; <name>.vm names will not resolve", d->dns_error);
         } else
-                log_info("serving the vm zone on %s (udp, tcp)", d->config->dns_listen);
+                log_info("serving the vm zone on %s (udp, tcp)", config_live_get(&d->config)->dns_listen);
 }
 
 static void fill_services(struct daemon *d) {
         d->services = (struct rpc_services) {
-                .layout = &d->layout, .config = d->config, .ops = &d->ops, .artifacts = &d->artifacts,
+                .layout = &d->layout, .config = &d->config, .ops = &d->ops, .artifacts = &d->artifacts,
                 .vms = &d->vms, .reported_commit = d->reported_commit, .started_mono_ms = d->started_mono_ms,
-                .dns_listen = d->config->dns_listen, .dns_serving = d->dns.started, .dns_error = d->dns_error,
+                .dns_listen = config_live_get(&d->config)->dns_listen, .dns_serving = d->dns.started, .dns_error = d->dns_error,
                 .ud = d, .vmm_choice = copy_choice, .accel_refresh = accel_refresh, .request_stop = request_stop,
+                .reload = reload_config,
         };
 }
 
@@ -386,8 +442,13 @@ int daemon_serve(struct daemon *d) {
                 if (r <= 0)
                         continue;
                 if (p[1].revents & POLLIN) {
-                        struct signalfd_siginfo si;
-                        if (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+                        struct signalfd_siginfo si = { 0 };
+                        if (read(d->signal_fd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGHUP) {
+                                _cleanup_op_error_ struct op_error re = OP_ERROR_INIT;
+                                _cleanup_json_ json_t *res = NULL;
+                                log_info("received SIGHUP: reloading %s", d->layout.config_file);
+                                (void) reload_config(d, &res, &re); /* it logs what happened */
+                        } else if (si.ssi_signo) {
                                 log_info("received %s, stopping (running VMs are left running)",
                                          strsignal((int) si.ssi_signo));
                                 return 0;
@@ -442,7 +503,8 @@ void daemon_close(struct daemon *d) {
         tool_info_done(&d->firecracker);
         kvm_state_done(&d->kvm);
         close_fds(d);
-        config_free(d->config);
+        if (d->config_ready)
+                config_live_done(&d->config);
         layout_done(&d->layout);
         pthread_mutex_destroy(&d->accel_mu);
         log_setup(-1, LOG_LEVEL_INFO, true);

@@ -42,7 +42,9 @@ struct daemon_options {
 
 struct daemon {
         struct layout layout;   /* owned */
-        struct config *config;  /* owned */
+        struct config_live config; /* owned: the running snapshot; reload swaps it */
+        bool config_ready;
+        bool log_level_forced; /* bangerd --log-level: a reload keeps it */
         struct store *store;    /* owned */
         struct opstate_registry ops;
         struct priv_local *priv;   /* owned: the privileged operations in-process (user mode) */

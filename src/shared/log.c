@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -21,7 +22,7 @@ static const char *const level_names[_LOG_LEVEL_MAX] = {
 /* Written once at start-up before threads exist; read-only afterwards. */
 static int log_fd = -1;
 static bool log_stderr = true;
-static enum log_level log_max = LOG_LEVEL_INFO;
+static _Atomic enum log_level log_max = LOG_LEVEL_INFO; /* a reload changes it */
 static pthread_mutex_t log_write_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf */
 
 static _Thread_local char op_id_buf[32];

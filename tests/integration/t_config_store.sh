@@ -31,6 +31,55 @@ TOML
 }
 t "config show reports values with their provenance and warns on unknown keys" config_show
 
+reload() {
+        # the daemon runs the config above (debug, cidr 20, vcpu 3); the file changes under it
+        cat >"$CONF" <<'TOML'
+log_level = "warn"
+cidr = 22
+stats_poll_interval = "2s"
+
+[vm_defaults]
+vcpu = 2
+TOML
+        "$BANGER" --json config show >"$TMP/pre.json" || return 1
+        jq -e '.config.log_level.value == "debug" and (.file_differs | length) == 4 and
+               (.file_differs[] | select(.key == "cidr") | .needs_restart and .file == 22 and .running == 20) and
+               (.file_differs[] | select(.key == "vm_defaults.vcpu") | (.needs_restart | not) and .file == 2)' \
+                "$TMP/pre.json" >/dev/null || { cat "$TMP/pre.json"; return 1; }
+        "$BANGER" config show 2>"$TMP/pre.err" | grep -Eq '^log_level +"debug" .*\* file: "warn" \(banger daemon reload\)$' &&
+        "$BANGER" config show 2>/dev/null | grep -Eq '^cidr +20 .*\* file: 22 \(needs a restart\)$' &&
+        grep -q "4 value(s) differ from the file" "$TMP/pre.err" || { "$BANGER" config show; return 1; }
+        local pid; pid=$("$BANGER" --json ping | jq .pid)
+        "$BANGER" daemon reload >"$TMP/rl.out" 2>&1 || { cat "$TMP/rl.out"; return 1; }
+        grep -Eq '^  log_level +"debug" -> "warn"$' "$TMP/rl.out" && grep -Eq '^  vm_defaults.vcpu +3 -> 2$' "$TMP/rl.out" &&
+        grep -Eq '^  stats_poll_interval +"10s" -> "2s"$' "$TMP/rl.out" &&
+        grep -Eq '^  cidr +20 -> 22  \(needs a restart' "$TMP/rl.out" || { cat "$TMP/rl.out"; return 1; }
+        "$BANGER" --json config show >"$TMP/post.json" || return 1
+        jq -e '.config.log_level.value == "warn" and .config.vm_defaults.vcpu.value == 2 and .config.cidr.value == 20 and
+               .file_differs == [{"key":"cidr","running":20,"file":22,"needs_restart":true}]' "$TMP/post.json" >/dev/null ||
+                { cat "$TMP/post.json"; return 1; }
+        grep -q "reload: cidr = 22 needs a restart of bangerd" "$LOG" || return 1
+        # a file that does not load changes nothing
+        printf 'log_level = "error"\n\n[vm_defaults]\nmemory_mib = "lots"\n' >"$CONF"
+        local rc=0; "$BANGER" daemon reload >"$TMP/bad.out" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q 'config.toml:4: vm_defaults.memory_mib: must be a size.*the running config is kept' "$TMP/bad.out" ||
+                { cat "$TMP/bad.out"; return 1; }
+        "$BANGER" --json config show | jq -e '.config.log_level.value == "warn" and (.file_error | test("memory_mib"))' >/dev/null &&
+        "$BANGER" config show 2>&1 >/dev/null | grep -q "the file does not load, the daemon runs the config above" || return 1
+        # SIGHUP reloads (it no longer stops the daemon)
+        printf 'log_level = "debug"\n' >"$CONF"
+        kill -HUP "$pid"
+        local i
+        for i in $(seq 50); do
+                [ "$("$BANGER" --json config show | jq -r .config.log_level.value)" = debug ] && break
+                sleep 0.1
+        done
+        expect_eq "$("$BANGER" --json config show | jq -r .config.log_level.value)" debug &&
+        expect_eq "$("$BANGER" --json ping | jq .pid)" "$pid" &&
+        grep -q 'reload: log_level "warn" -> "debug"' "$LOG" # logged at the new level
+}
+t "daemon reload and SIGHUP apply live keys, keep restart-only keys (config show marks them) and keep the config when the file is bad" reload
+
 t "--check-migrations after start is up to date (exit 0)" expect_eq "$(check_migrations_rc)" 0
 
 check_json() {
@@ -45,6 +94,12 @@ schema() {
         sqlite3 "$DB" '.tables' | grep -q vms
 }
 t "the store is WAL with numbered migrations recorded" schema
+
+reload_down() {
+        local rc=0; "$BANGER" daemon reload >"$TMP/rd.out" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "bangerd is not running" "$TMP/rd.out" && [ ! -e "$SOCK" ]
+}
+t "daemon reload with no daemon says so (exit 1) and starts none" reload_down
 
 bad_config() {
         printf 'log_level = "debug"\n\n[vm_defaults]\nmemory_mib = "lots"\n' >"$CONF"

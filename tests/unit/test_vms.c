@@ -36,6 +36,7 @@
 static char T[64];
 static struct layout layout;
 static struct config *config;
+static struct config_live live;
 static struct store *store;
 static struct artifacts arts;
 static struct opstate_registry ops;
@@ -79,7 +80,7 @@ static void service_start(void) {
         size_t n_caps;
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
         struct vms_deps deps = {
-                .layout = &layout, .config = config, .store = store, .artifacts = &arts, .ops = &ops,
+                .layout = &layout, .config = &live, .store = store, .artifacts = &arts, .ops = &ops,
                 .priv = fake_priv(), .vmms = vmm_tab, .n_vmms = 1, .choose_vmm = fake_choose_vmm,
                 .agent_call = fake_agent_call, .tsc_khz = 1000000, .caps = caps, .n_caps = n_caps,
                 .agent_boot_timeout_ms = 2000, .stop_guest_timeout_ms = 2000,
@@ -108,10 +109,11 @@ static int setup(void **state) {
         write_text(layout.config_file, "dns_listen = \"off\"\nwarm_start = \"off\"\n[vm_defaults]\nvcpu = 1\nmemory_mib = 256\n"
                                        "disk_size = \"64M\"\nsystem_overlay_size = \"64M\"\n");
         assert_int_equal(hostinfo_load_config(&layout, &config, &msg), 0);
+        config_live_init(&live, config);
         assert_int_equal(store_open(layout.db_path, 0, layout.vms_dir, &store, &e), 0);
         const char *roots[] = { layout.state_dir, layout.cache_dir, layout.runtime_dir, NULL };
         fake_init(config->bridge_name, config->bridge_ip, (int) config->cidr, roots);
-        assert_int_equal(artifacts_init(&arts, &layout, config, store, fake_priv(), &e), 0);
+        assert_int_equal(artifacts_init(&arts, &layout, &live, store, fake_priv(), &e), 0);
         opstate_init(&ops, 600000);
         make_image();
         service_start();
@@ -125,7 +127,7 @@ static int teardown(void **state) {
         artifacts_done(&arts);
         opstate_done(&ops);
         store_close(store);
-        config_free(config);
+        config_live_done(&live);
         layout_done(&layout);
         rm_rf(T);
         return 0;

@@ -117,7 +117,7 @@ static void sweep_orphan_images(struct artifacts *a) {
         free(rows);
 }
 
-int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
+int artifacts_init(struct artifacts *a, const struct layout *l, struct config_live *c, struct store *s,
                    const struct priv_ops *priv, struct op_error *err) {
         const char *kr = getenv("BANGER_DEBIAN_KEYRING");
         const char *bc = getenv("BANGER_IMAGE_CACHE");

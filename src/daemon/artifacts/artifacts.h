@@ -29,7 +29,7 @@ struct inflight;
 
 struct artifacts {
         const struct layout *layout; /* borrowed */
-        const struct config *config; /* borrowed */
+        struct config_live *config; /* borrowed: config_live_get() where a value is used */
         struct store *store;         /* borrowed */
         const struct priv_ops *priv; /* borrowed: mmdebstrap, mkfs, unmounts */
         char *init_bin;              /* owned: banger-init for initramfs builds */
@@ -44,7 +44,7 @@ struct artifacts {
         struct inflight *inflight;
 };
 
-_warn_unused_ int artifacts_init(struct artifacts *a, const struct layout *l, const struct config *c, struct store *s,
+_warn_unused_ int artifacts_init(struct artifacts *a, const struct layout *l, struct config_live *c, struct store *s,
                    const struct priv_ops *priv, struct op_error *err);
 void artifacts_done(struct artifacts *a);
 

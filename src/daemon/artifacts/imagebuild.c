@@ -23,7 +23,7 @@ static char *cache_key(struct artifacts *a, json_t *recipe, const char *release_
         if (a->agent_bin && sha256_file_hex(a->agent_bin, agent_sha) < 0)
                 snprintf(agent_sha, sizeof(agent_sha), "unreadable"); /* no cache hit can match it */
         _cleanup_free_ char *material = xasprintf("banger-image-build-v1\n%s\n%s\n%s\n%s\n", canon, agent_sha,
-                                                  a->config->debian_mirror, release_sha);
+                                                  config_live_get(a->config)->debian_mirror, release_sha);
         sha256_buf_hex(material, strlen(material), key);
         return xstrdup(key);
 }
@@ -90,7 +90,7 @@ static char *in(const struct build *b, const char *file) {
 /* The signed Release names the mirror snapshot the build sees; with the
  * recipe and the agent it keys the build cache. 1 on a cache hit. */
 static int build_lookup(struct build *b, json_t **ret_manifest, struct op_error *err) {
-        const char *mirror = b->a->config->debian_mirror;
+        const char *mirror = config_live_get(b->a->config)->debian_mirror;
         struct release rel = { 0 };
         progress_stage(b->p, "release", "%s/dists/%s/InRelease", mirror, b->suite);
         int r = mirror_verified_release(b->a, b->dest_dir, mirror, b->suite, b->p, &rel, b->release_sha, err);
@@ -119,8 +119,8 @@ static int build_images(struct build *b, struct op_error *err) {
         for (size_t i = 0; i < np; i++)
                 pkgs[i] = json_string_value(json_array_get(list, i));
         progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s, %s init, mkfs", b->suite, np,
-                       b->a->config->debian_mirror, b->init_mode);
-        struct priv_debian_build q = { .suite = b->suite, .mirror = b->a->config->debian_mirror, .packages = pkgs,
+                       config_live_get(b->a->config)->debian_mirror, b->init_mode);
+        struct priv_debian_build q = { .suite = b->suite, .mirror = config_live_get(b->a->config)->debian_mirror, .packages = pkgs,
                                        .init_mode = b->init_mode, .out_dir = b->dest_dir };
         return b->a->priv->build_debian(b->a->priv->ud, &q, build_cancelled, (void *) b->p, &b->rootfs_size, err);
 }
@@ -135,7 +135,7 @@ static int build_manifest(struct build *b, json_t **ret_manifest, struct op_erro
         json_t *m = json_pack("{s:i, s:s, s:s, s:O, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:O}", "format", 1, "name",
                               b->name, "init_mode", b->init_mode, "kernel_ref", json_object_get(b->recipe, "kernel_ref"),
                               "rootfs_sha256", rsha, "rootfs_size_bytes", (json_int_t) b->rootfs_size,
-                              "work_seed_sha256", ssha, "built_at", now, "mirror", b->a->config->debian_mirror,
+                              "work_seed_sha256", ssha, "built_at", now, "mirror", config_live_get(b->a->config)->debian_mirror,
                               "release_date", b->release_date, "release_sha256", b->release_sha, "recipe", b->recipe);
         _cleanup_free_ char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
         if ((r = write_file_atomic(mpath, text, strlen(text), 0644)) < 0) {

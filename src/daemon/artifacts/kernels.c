@@ -470,7 +470,7 @@ struct pull {
 
 /* Signed Release -> Packages -> the meta package's linux-image-* dependency. */
 static int pull_resolve(struct pull *k, struct op_error *err) {
-        const char *mirror = k->a->config->debian_mirror;
+        const char *mirror = config_live_get(k->a->config)->debian_mirror;
         const char *suite = json_string_value(json_object_get(k->entry, "suite"));
         const char *component = json_string_value(json_object_get(k->entry, "component"));
         const char *meta = json_string_value(json_object_get(k->entry, "meta_package"));
@@ -499,7 +499,7 @@ static int pull_resolve(struct pull *k, struct op_error *err) {
 static int pull_package(struct pull *k, struct op_error *err) {
         _cleanup_free_ char *deb = path_join(k->staging, "package.deb");
         int nwritten;
-        k->deb_url = xasprintf("%s/%s", k->a->config->debian_mirror, k->imgp.filename);
+        k->deb_url = xasprintf("%s/%s", config_live_get(k->a->config)->debian_mirror, k->imgp.filename);
         progress_stage(k->p, "download", "%s %s (%llu MiB)", k->image_pkg, k->imgp.version,
                        (unsigned long long) (k->imgp.size >> 20));
         k->pc.stage = "download";

@@ -32,7 +32,7 @@ struct rpc_vmm_choice {
 /* What handlers may use; every pointer is borrowed. */
 struct rpc_services {
         const struct layout *layout;
-        const struct config *config;
+        struct config_live *config;
         struct opstate_registry *ops;
         struct artifacts *artifacts;
         struct vms *vms;
@@ -46,6 +46,8 @@ struct rpc_services {
         void (*vmm_choice)(void *ud, struct rpc_vmm_choice *ret);
         void (*accel_refresh)(void *ud); /* a kernel was pulled or imported */
         void (*request_stop)(void *ud);  /* daemon.shutdown */
+        /* daemon.reload: config.toml again; *ret {path, changed, needs_restart, warnings} */
+        int (*reload)(void *ud, json_t **ret, struct op_error *e);
 };
 
 void rpc_vmm_choice_done(struct rpc_vmm_choice *c);

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* RPC handlers about the daemon itself: ping, config.show,
- * daemon.operations.list, daemon.shutdown. */
+ * daemon.operations.list, daemon.shutdown, daemon.reload. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "dispatch.h"
+#include "hostinfo.h"
 #include "log.h"
 #include "macro.h"
 #include "rpc_methods.h"
@@ -36,11 +37,32 @@ static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct
         return 0;
 }
 
+/* The running config, and how config.toml as it is now differs from it:
+ * "file_differs" [{key, running, file, needs_restart}] (edits a reload would
+ * apply, or keys that wait for a restart), or "file_error" when it does not load. */
 static int handle_config_show(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        const struct config *cur = config_live_get(call->svc->config);
+        _cleanup_free_ char *msg = NULL;
+        struct config *file = NULL;
         (void) params;
         (void) e;
-        *ret = json_pack("{s:s, s:o}", "path", call->svc->layout->config_file, "config",
-                         config_to_json(call->svc->config));
+        *ret = json_pack("{s:s, s:o}", "path", call->svc->layout->config_file, "config", config_to_json(cur));
+        if (hostinfo_load_config(call->svc->layout, &file, &msg) < 0) {
+                json_object_set_new(*ret, "file_error", json_string(msg));
+                return 0;
+        }
+        _cleanup_json_ json_t *diff = config_diff(cur, file, false);
+        json_t *out = json_array(), *d;
+        size_t k;
+        const char *const lists[] = { "changed", "needs_restart" };
+        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+                json_array_foreach(json_object_get(diff, lists[l]), k, d) {
+                        json_t *x = json_deep_copy(d);
+                        json_object_set_new(x, "needs_restart", json_boolean(l == 1));
+                        json_array_append_new(out, x);
+                }
+        json_object_set_new(*ret, "file_differs", out);
+        config_free(file);
         return 0;
 }
 
@@ -84,11 +106,18 @@ static int handle_shutdown(struct rpc_call *call, void *params, json_t **ret, st
         return 0;
 }
 
+static int handle_reload(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        (void) params;
+        log_info("config reload requested over rpc by uid=%u pid=%d", (unsigned) call->peer_uid, (int) call->peer_pid);
+        return call->svc->reload(call->svc->ud, ret, e);
+}
+
 const struct rpc_method rpc_daemon_methods[] = {
         { RPC_METHOD_PING, handle_ping, RPC_FLAG_QUIET, NULL, 0, 0 },
         { RPC_METHOD_CONFIG_SHOW, handle_config_show, 0, NULL, 0, 0 },
         { RPC_METHOD_DAEMON_OPERATIONS_LIST, handle_ops_list, 0, ops_list_fields, ELEMENTSOF(ops_list_fields),
           sizeof(struct ops_list_params) },
         { RPC_METHOD_DAEMON_SHUTDOWN, handle_shutdown, 0, NULL, 0, 0 },
+        { RPC_METHOD_DAEMON_RELOAD, handle_reload, 0, NULL, 0, 0 },
 };
 const size_t rpc_daemon_methods_n = ELEMENTSOF(rpc_daemon_methods);

@@ -79,7 +79,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
                 json_set_str_or_null(j, "agent_error", lost);
         }
         json_object_set_new(j, "ssh", json_pack("{s:s, s:s, s:s, s:s}", "user", "root", "host",
-                                                r->guest_ip ? r->guest_ip : "", "key", v->deps.config->ssh_key_path,
+                                                r->guest_ip ? r->guest_ip : "", "key", config_live_get(v->deps.config)->ssh_key_path,
                                                 "known_hosts", kh));
         return j;
 }

@@ -108,7 +108,7 @@ static bool op_cancelled(void *ud) {
 /* ---- images ---------------------------------------------------------------------- */
 
 static char *default_image(struct vms *v, const char *requested) {
-        return xstrdup(requested && *requested ? requested : v->deps.config->default_image_name);
+        return xstrdup(requested && *requested ? requested : config_live_get(v->deps.config)->default_image_name);
 }
 
 /* The image row for `ref`, pulling it from the catalog when it is a catalog
@@ -158,7 +158,7 @@ static int create_resolve(struct create_work *w, struct op_error *e) {
         if (progress_cancelled(&w->pr))
                 return op_fail(e, -ECANCELED, "cancelled");
         w->overlay_bytes = q->system_overlay_size_bytes ? (uint64_t) q->system_overlay_size_bytes
-                                                        : v->deps.config->system_overlay_size_bytes;
+                                                        : config_live_get(v->deps.config)->system_overlay_size_bytes;
         if (w->overlay_bytes >= w->bf.rootfs_size)
                 return 0;
         if (q->system_overlay_size_bytes)
@@ -171,7 +171,7 @@ static int create_resolve(struct create_work *w, struct op_error *e) {
 
 /* The lowest free guest address of the bridge's network. */
 static int pick_address(struct vms *v, char ip[static 16], char mac[static 18], struct op_error *e) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         struct vm_row *rows = NULL;
         size_t n = 0;
         int rc = store_vm_list(v->deps.store, &rows, &n);
@@ -199,7 +199,7 @@ static int pick_address(struct vms *v, char ip[static 16], char mac[static 18], 
 static int reserve_locked(struct create_work *w, struct op_error *e) {
         struct create_op *o = w->o;
         struct vms *v = o->v;
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         struct vm_row other;
         char ip[16], mac[18];
         if (store_vm_get(v->deps.store, o->vm_name, &other) == 0) {
@@ -431,7 +431,7 @@ static int spawn_worker(struct vms *v, struct create_op *o, struct op_error *e) 
 }
 
 static json_t *begin_json(struct vms *v, const struct create_op *o) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         const struct vm_create_req *q = &o->req;
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "op_id", o->op_id, "id", o->vm_id, "name",
                               q->name, "vcpu", (json_int_t) (q->vcpu ? q->vcpu : c->vcpu), "memory_mib",

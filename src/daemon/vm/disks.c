@@ -88,7 +88,7 @@ static int write_gitconfig(const char *work, struct op_error *e) {
 
 static int prepare_work_disk(struct vms *v, const struct vm_row *r, const struct vm_paths *p,
                              const struct boot_files *bf, struct op_error *e) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         _cleanup_free_ char *ak = NULL, *pubpath = xasprintf("%s.pub", c->ssh_key_path);
         size_t len;
         int rc;

@@ -202,7 +202,7 @@ static void poll_stats(struct vms *v) {
 /* Stops running VMs idle (no SSH/exec/RPC activity, no start) for longer
  * than auto_stop_stale_after. */
 static void sweep_stale(struct vms *v) {
-        uint64_t limit = v->deps.config->auto_stop_stale_after_ms;
+        uint64_t limit = config_live_get(v->deps.config)->auto_stop_stale_after_ms;
         struct vm_row *rows;
         size_t n;
         if (!limit || store_vm_list(v->deps.store, &rows, &n) < 0)
@@ -231,18 +231,34 @@ static void sweep_stale(struct vms *v) {
         vm_rows_free(rows, n);
 }
 
+static int64_t sweep_period(int64_t limit) {
+        return limit ? (limit / 3 < 1000 ? 1000 : limit / 3 > 60000 ? 60000 : limit / 3) : 0;
+}
+
 static void *hk_main(void *arg) {
         struct vms *v = arg;
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         int64_t stats_every = (int64_t) c->stats_poll_interval_ms;
         int64_t limit = (int64_t) c->auto_stop_stale_after_ms;
-        int64_t sweep_every = limit ? (limit / 3 < 1000 ? 1000 : limit / 3 > 60000 ? 60000 : limit / 3) : 0;
+        int64_t sweep_every = sweep_period(limit);
         int64_t next_stats = v->deps.mono_ms() + stats_every, next_sweep = v->deps.mono_ms() + sweep_every;
         int64_t next_refill_retry = 0;
         log_set_op_id("housekeeping");
         pthread_mutex_lock(&v->hk_mu);
         v->hk_kicked = v->pool.target > 0;
         while (!v->stopping) {
+                /* a reload may have changed the intervals (vms_config_changed wakes us) */
+                c = config_live_get(v->deps.config);
+                if ((int64_t) c->stats_poll_interval_ms != stats_every ||
+                    (int64_t) c->auto_stop_stale_after_ms != limit) {
+                        stats_every = (int64_t) c->stats_poll_interval_ms;
+                        limit = (int64_t) c->auto_stop_stale_after_ms;
+                        sweep_every = sweep_period(limit);
+                        next_stats = v->deps.mono_ms() + stats_every;
+                        next_sweep = v->deps.mono_ms() + sweep_every;
+                        log_info("housekeeping: stats every %lld ms, idle stop %s", (long long) stats_every,
+                                 limit ? "on" : "off");
+                }
                 if (v->hk_kicked) {
                         v->hk_kicked = false;
                         pthread_mutex_unlock(&v->hk_mu);
@@ -283,8 +299,14 @@ static void *hk_main(void *arg) {
         return NULL;
 }
 
+void vms_config_changed(struct vms *v) {
+        pthread_mutex_lock(&v->hk_mu);
+        pthread_cond_broadcast(&v->hk_cond);
+        pthread_mutex_unlock(&v->hk_mu);
+}
+
 int vms_start_housekeeping(struct vms *v, struct op_error *e) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         const struct priv_ops *priv = v->deps.priv;
         tap_pool_seed(&v->pool, vms_tap_in_use, v);
         /* VMs adopted by reconcile resolve through systemd-resolved again */

@@ -78,7 +78,7 @@ static int build_input(struct vms *v, const struct vm_row *r, const struct vm_pa
         }
         for (size_t i = 0; i < sizeof(mid); i++)
                 snprintf(mid_hex + 2 * i, 3, "%02x", mid[i]);
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         struct guestcfg g = { .hostname = r->name, .ip = r->guest_ip, .dns = c->default_dns, .host_key_dir = p->hostkey,
                               .machine_id = mid_hex };
         return guestcfg_records(&g, seed, sizeof(seed), in, e);
@@ -86,7 +86,7 @@ static int build_input(struct vms *v, const struct vm_row *r, const struct vm_pa
 
 static int build_spec(struct vms *v, const struct vm_row *r, const struct vm_identify *q, struct spec *s,
                       struct op_error *e) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         struct ipv4_subnet net;
         _cleanup_free_ char *msg = NULL;
         int64_t now = v->deps.wall_ms();

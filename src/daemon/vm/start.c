@@ -142,7 +142,7 @@ static int step_resolve(struct start *s, struct op_error *e) {
         if (mkdir_p(s->p.run, 0700) < 0)
                 return op_fail(e, -errno, "cannot create %s: %s", s->p.run, strerror(errno));
         /* a new VM may resume from a template: its disks are those a template has */
-        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || strcmp(v->deps.config->warm_start, "on") != 0 ||
+        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || strcmp(config_live_get(v->deps.config)->warm_start, "on") != 0 ||
             !s->vmm->backend->restore || !template_disks(s))
                 return 0;
         vms_tpl_spec(v, s->r, &s->bf, s->accel, s->vmm, &s->tpl);
@@ -163,7 +163,7 @@ static int record_tap(struct start *s, struct op_error *e) {
 static int step_network(struct start *s, struct op_error *e) {
         struct vms *v = s->v;
         const struct priv_ops *priv = v->deps.priv;
-        const char *bridge = v->deps.config->bridge_name;
+        const char *bridge = config_live_get(v->deps.config)->bridge_name;
         progress_stage(s->pr, "network", "bridge %s, TAP for %s", bridge, s->r->guest_ip);
         int rc = priv->bridge_ensure(priv->ud, bridge, e);
         if (rc < 0)
@@ -216,7 +216,7 @@ static int concat_files(const char *a, const char *b, const char *out) {
 
 /* The per-VM configuration cpio appended to the kernel's initramfs. */
 static int write_initrd(struct start *s, struct op_error *e) {
-        const struct config *c = s->v->deps.config;
+        const struct config *c = config_live_get(s->v->deps.config);
         _cleanup_free_ char *ak = NULL, *pubpath = xasprintf("%s.pub", c->ssh_key_path);
         size_t len;
         int rc = read_file(pubpath, 1 << 16, &ak, &len);
@@ -268,7 +268,7 @@ static int identifying(struct start *s, bool on, struct op_error *e) {
 }
 
 static int step_boot(struct start *s, struct op_error *e) {
-        const struct config *c = s->v->deps.config;
+        const struct config *c = config_live_get(s->v->deps.config);
         struct ipv4_subnet net;
         _cleanup_free_ char *msg = NULL;
         progress_stage(s->pr, "boot", "%s, %s", s->vmm->backend->name, s->accel);

@@ -23,7 +23,7 @@
 
 void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap,
                  struct vm_cap_ctx *ret) {
-        const struct config *c = v->deps.config;
+        const struct config *c = config_live_get(v->deps.config);
         *ret = (struct vm_cap_ctx) {
                 .priv = v->deps.priv, .vm_id = r->id, .vm_name = r->name, .ip = r->guest_ip, .tap = tap,
                 .bridge = c->bridge_name, .nat = r->nat, .isolate = r->isolate, .mac = r->mac, .work_disk = p->work,

@@ -73,7 +73,7 @@ struct vms_agent_exec_ops {
 
 struct vms_deps {
         const struct layout *layout;  /* borrowed: vms, runtime and ssh dirs */
-        const struct config *config;  /* borrowed */
+        struct config_live *config;   /* borrowed: config_live_get() where a value is used (reload swaps it) */
         struct store *store;          /* borrowed */
         struct artifacts *artifacts;  /* borrowed: images and kernels a VM boots */
         struct opstate_registry *ops; /* borrowed: creates are listed there */
@@ -144,6 +144,8 @@ struct vms {
 _warn_unused_ int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e);
 /* Reconcile at daemon start: adopt live VMMs, clean up after dead ones. */
 void vms_reconcile(struct vms *v);
+/* A reload published a new config: housekeeping picks up its intervals now. */
+void vms_config_changed(struct vms *v);
 /* Starts the housekeeping thread (after reconcile). */
 _warn_unused_ int vms_start_housekeeping(struct vms *v, struct op_error *e);
 /* Cancels creates in flight, waits for them, stops the threads. Running

@@ -56,7 +56,7 @@ char **workspace_ssh_argv(struct vms *v, const struct vm_row *r, const char *rem
         size_t n = 0;
         a[n++] = xstrdup("ssh");
         a[n++] = xstrdup("-i");
-        a[n++] = xstrdup(v->deps.config->ssh_key_path);
+        a[n++] = xstrdup(config_live_get(v->deps.config)->ssh_key_path);
         for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
                 a[n++] = xstrdup("-o");
                 a[n++] = xstrdup(opts[i]);

@@ -160,7 +160,7 @@ static int open_registry(struct pull *q, const char *ref, struct op_error *e) {
         q->src.display = oci_ref_string(&q->src.ref);
         _cleanup_free_ char *userpwd = docker_creds(q->src.ref.registry);
         /* insecure_registries: "host[:port], ..." */
-        _cleanup_free_ char *list = xstrdup(strempty(q->a->config->insecure_registries));
+        _cleanup_free_ char *list = xstrdup(strempty(config_live_get(q->a->config)->insecure_registries));
         const char *insecure[65] = { 0 };
         size_t n = 0;
         char *save = NULL;
@@ -622,7 +622,7 @@ static int write_manifest(struct pull *q, const char *staging, const char *name,
 /* The kernel of the default image's catalog entry (what banger's own images boot). */
 static char *default_kernel(const struct artifacts *a) {
         _cleanup_json_ json_t *cat = image_catalog();
-        _cleanup_json_ json_t *e = catalog_find(cat, "images", a->config->default_image_name);
+        _cleanup_json_ json_t *e = catalog_find(cat, "images", config_live_get(a->config)->default_image_name);
         const char *k = json_string_value(json_object_get(e, "kernel_ref"));
         return xstrdup(k ? k : "debian-cloud-6.1");
 }
