@@ -89,7 +89,8 @@ daemon_options() {
                 grep -q -- "^\(-., \)\{0,1\}$o\b" "$TMP/d8" || { echo "no option $o"; return 1; }
         done
         render "$BANGER_BUILD/bangerd.8" >"$TMP/d8.txt"
-        grep -q 'SIGTERM, SIGINT, SIGHUP' "$TMP/d8.txt" && grep -q '^SIGNALS' "$TMP/d8.txt" &&
+        grep -q 'SIGTERM, SIGINT' "$TMP/d8.txt" && grep -A1 'SIGHUP' "$TMP/d8.txt" | grep -q 're-read the config file' &&
+                grep -q '^SIGNALS' "$TMP/d8.txt" &&
                 grep -q '^FILES' "$TMP/d8.txt" && grep -q 'bangerd.sock' "$TMP/d8.txt"
 }
 t "bangerd(8) has every option of 'bangerd --help', SIGNALS and FILES" daemon_options
