@@ -51,7 +51,7 @@ struct cli_progress {
         char detail[160];
         int64_t stage_t0_ms;
         uint64_t done, total, bytes_t0;
-        int64_t bytes_t0_ms;
+        int64_t bytes_t0_ms, bytes_last_ms; /* the first and the latest counter */
         int64_t last_draw_ms;
         unsigned spin;
         struct progress_gate gate; /* PLAIN: when a byte counter is due */

@@ -67,9 +67,11 @@ static void cut_utf8(char *s, size_t max) {
 }
 
 /* "10.0 MiB / 25.3 MiB  40%  3.2 MiB/s  ETA 4.7s" (what is known of it) */
-static void bytes_text(const struct cli_progress *p, int64_t now, char *buf, size_t n) {
+static void bytes_text(const struct cli_progress *p, char *buf, size_t n) {
         char d[32], t[32], r[32], e[32];
-        double rate = progress_rate(p->done - p->bytes_t0, now - p->bytes_t0_ms);
+        /* up to the last counter: a silent daemon (a stall, or work after the
+         * download) does not make the figure decay */
+        double rate = progress_rate(p->done - p->bytes_t0, p->bytes_last_ms - p->bytes_t0_ms);
         int pct = progress_percent(p->done, p->total);
         int64_t eta = progress_eta_ms(p->done, p->total, rate);
 
@@ -93,7 +95,7 @@ static void draw(struct cli_ctx *ctx, bool force) {
                 return;
         p->last_draw_ms = now;
         if (p->bytes)
-                bytes_text(p, now, what, sizeof(what));
+                bytes_text(p, what, sizeof(what));
         else
                 snprintf(what, sizeof(what), "%s", p->detail);
         snprintf(line, sizeof(line), "%c %s%s%s  %s", spinner[p->spin++ % 4], p->stage, *what ? ": " : "", what,
@@ -147,6 +149,7 @@ static void start_stage(struct cli_ctx *ctx, const char *stage, const char *deta
         snprintf(p->detail, sizeof(p->detail), "%s", detail ? detail : "");
         p->active = true;
         p->bytes = false;
+        p->done = p->total = 0;
         p->stage_t0_ms = mono_ms_now() - (elapsed_ms > 0 ? elapsed_ms : 0);
         p->gate = (struct progress_gate) { 0 };
 }
@@ -180,14 +183,16 @@ static void on_bytes(struct cli_ctx *ctx, const char *stage, uint64_t done, uint
         if (!p->bytes) {
                 p->bytes = true;
                 p->bytes_t0 = done;
-                p->bytes_t0_ms = now;
+                p->bytes_t0_ms = p->bytes_last_ms = now;
         }
         if (done < p->bytes_t0) /* a retry started over */
                 p->bytes_t0 = done;
+        if (done != p->done) /* the daemon repeats the final count */
+                p->bytes_last_ms = now;
         p->done = done;
         p->total = total;
         if (p->mode == CLI_PROGRESS_PLAIN && progress_gate_due(&p->gate, done, total, now)) {
-                bytes_text(p, now, what, sizeof(what));
+                bytes_text(p, what, sizeof(what));
                 fprintf(stderr, "    %s: %s\n", p->stage, what);
         }
         draw(ctx, done == total);
