@@ -24,6 +24,11 @@ on_tty() { # file cmd...
         local f="$1"; shift
         script -qec "$(printf '%q ' "$@") >/dev/null" /dev/null >"$f" </dev/null
 }
+# the same with stdout on the terminal too
+on_tty_all() { # file cmd...
+        local f="$1"; shift
+        script -qec "$(printf '%q ' "$@")" /dev/null >"$f" </dev/null
+}
 # \r other than the terminal's own \r\n
 redraws() { sed "s/$CR\$//" "$1" | grep -q "$CR"; }
 
@@ -111,5 +116,39 @@ flags() {
         expect_eq "$("$BANGER" vm list -q)" "" && "$BANGER" vm list | grep -q '^ID '
 }
 t "--progress takes auto|plain|tty; --quiet and --progress in --help; vm list -q is still ids only" flags
+
+# ---- a kernel download and vm create (--no-start: no boot) ------------------
+# The kernel comes from the Debian mirror, as in t_artifacts.sh.
+kernel_tty() {
+        on_tty "$TMP/k.out" "$BANGER" --progress=tty kernel pull debian-cloud-6.1 || { cat -A "$TMP/k.out"; return 1; }
+        grep -aEq "${CR}[-|/\\\\] download: [0-9.]+ [KMG]?i?B / [0-9.]+ MiB  [0-9]{1,3}%" "$TMP/k.out" &&
+        grep -aEq "(^|$ESC\\[K)==> download: linux-image-.* \\([0-9.]+ MiB in [0-9.]+s\\)" "$TMP/k.out" &&
+        grep -aEq "(^|$ESC\\[K)==> extract: .* \\([0-9.]+s\\)" "$TMP/k.out" || { cat -A "$TMP/k.out" | tail -20; return 1; }
+}
+t "kernel pull on a terminal: the download with percent, each stage left with its duration" kernel_tty
+
+register() {
+        "$BANGER" image register --name reg --rootfs "$TMP/bundle/rootfs.ext4" --kernel-ref debian-cloud-6.1 \
+                --init-mode fast >/dev/null
+}
+t "an image on that kernel" register
+
+create_tty() {
+        on_tty_all "$TMP/c.out" "$BANGER" --progress=tty vm create --no-start --image reg --name live || { cat -A "$TMP/c.out"; return 1; }
+        # the running stage live (spinner, detail, elapsed), then its line with the time
+        grep -aEq "${CR}[-|/\\\\] prepare disks: reg overlay .*  [0-9]+\\.[0-9]s$ESC\\[K" "$TMP/c.out" &&
+        grep -aEq "(^|$ESC\\[K)  prepare disks +[0-9.]+s  reg overlay" "$TMP/c.out" || { cat -A "$TMP/c.out"; return 1; }
+}
+t "vm create on a terminal: the running stage live, finished ones as lines" create_tty
+
+create_plain() {
+        "$BANGER" vm create --no-start --image reg --name plain >"$TMP/cp.out" 2>"$TMP/cp.err" || { cat "$TMP/cp.err"; return 1; }
+        ! grep -q "$CR\|$ESC" "$TMP/cp.out" "$TMP/cp.err" && grep -q '^  prepare disks ' "$TMP/cp.out" ||
+                { cat -A "$TMP/cp.out" "$TMP/cp.err"; return 1; }
+        "$BANGER" --quiet vm create --no-start --image reg --name quiet >"$TMP/cq.out" 2>"$TMP/cq.err" || { cat "$TMP/cq.err"; return 1; }
+        [ ! -s "$TMP/cq.err" ] && [ "$(wc -l <"$TMP/cq.out")" -eq 1 ] && grep -q '^vm quiet is created at ' "$TMP/cq.out" ||
+                { cat "$TMP/cq.out" "$TMP/cq.err"; return 1; }
+}
+t "vm create without a terminal: plain lines; --quiet: only the result line" create_plain
 
 finish
