@@ -172,6 +172,9 @@ void cli_progress_tick(struct cli_ctx *ctx);
 void cli_progress_clear(struct cli_ctx *ctx);
 /* Ends the current stage: on a TTY left as a line with its duration when ok, else cleared. */
 void cli_progress_end(struct cli_ctx *ctx, bool ok);
+/* A stage line ("==> stage: detail") in every mode but OFF, never live: for
+ * steps between which other programs write to the terminal (banger update). */
+void cli_progress_note(struct cli_ctx *ctx, const char *stage, const char *detail);
 /* TTY mode with a stage current: waits should wake for ticks. */
 bool cli_progress_ticking(const struct cli_ctx *ctx);
 #define CLI_PROGRESS_TICK_MS 100

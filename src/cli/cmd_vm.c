@@ -154,6 +154,7 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
                 _cleanup_json_ json_t *st = NULL;
                 if (interrupted && !cancel_sent) {
                         _cleanup_json_ json_t *cr = NULL;
+                        cli_progress_clear(ctx);
                         fprintf(stderr, "cancelling: undoing what was done so far...\n");
                         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_CANCEL, q, &cr);
                         cancel_sent = true;

@@ -225,3 +225,10 @@ void cli_progress_live(struct cli_ctx *ctx, const char *name, const char *detail
                 snprintf(p->detail, sizeof(p->detail), "%s", detail ? detail : "");
         draw(ctx, false);
 }
+
+void cli_progress_note(struct cli_ctx *ctx, const char *stage, const char *detail) {
+        if (ctx->progress.mode == CLI_PROGRESS_OFF)
+                return;
+        cli_progress_end(ctx, true);
+        stage_line(ctx, stage, detail ? detail : "", "");
+}
