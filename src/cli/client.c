@@ -65,7 +65,7 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                 *ret_err = xasprintf("cannot send to daemon: %s", strerror(-r));
                 return r == -ECONNRESET ? -EPIPE : r;
         }
-        int64_t deadline = mono_ms_now() + CALL_TIMEOUT_MS;
+        int64_t deadline = mono_ms_now() + CALL_TIMEOUT_MS; /* for the next line */
         bool got_progress = false; /* only this call's stages are this call's to end */
         for (;;) {
                 /* a live progress line wakes up to move its spinner */
@@ -90,6 +90,7 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                         if (!ctx->no_progress)
                                 cli_progress(ctx, prog);
                         got_progress = true;
+                        deadline = mono_ms_now() + CALL_TIMEOUT_MS;
                         continue;
                 }
                 r = rpc_response_decode(line, len, ret, ret_err);
