@@ -16,6 +16,7 @@
 
 #include "install.h"
 #include "layout.h"
+#include "progress_fmt.h"
 #include "rpc.h"
 
 #define CLI_MAX_FLAGS 32 /* per command (find_flag never looks past it; vm run has 17) */
@@ -30,6 +31,31 @@ struct cli_flag {
 
 struct cli_args;
 struct cli_ctx;
+
+/* --progress=MODE; --quiet is OFF. cli_progress_init resolves AUTO. */
+enum cli_progress_mode {
+        CLI_PROGRESS_AUTO,
+        CLI_PROGRESS_PLAIN, /* a line per stage, byte counters now and then, no escape codes */
+        CLI_PROGRESS_TTY,   /* the current stage redrawn in place, finished stages left as lines */
+        CLI_PROGRESS_OFF,
+        CLI_PROGRESS_MAX,
+};
+
+/* What progress.c shows (one stage at a time). */
+struct cli_progress {
+        enum cli_progress_mode mode;
+        bool active;    /* a stage is current */
+        bool line_open; /* TTY: the live line is on screen */
+        bool bytes;     /* the stage reported a byte counter */
+        char stage[48];
+        char detail[160];
+        int64_t stage_t0_ms;
+        uint64_t done, total, bytes_t0;
+        int64_t bytes_t0_ms, bytes_last_ms; /* the first and the latest counter */
+        int64_t last_draw_ms;
+        unsigned spin;
+        struct progress_gate gate; /* PLAIN: when a byte counter is due */
+};
 
 struct cli_command {
         const char *group; /* NULL for a top-level command */
@@ -70,11 +96,8 @@ struct cli_ctx {
         bool no_progress; /* concurrent fan-out: report results only */
         bool silent;      /* errors are the caller's to report (a probe that may fail) */
         const volatile sig_atomic_t *interrupt; /* set: a signal ends waits for the daemon */
-        bool progress_line_open;
-        char progress_stage[32];
-        int64_t progress_t0_ms;
-        uint64_t progress_t0_bytes;
-        uint64_t progress_last_done;
+        enum cli_progress_mode progress_mode; /* as asked: --progress, --quiet */
+        struct cli_progress progress;
 };
 
 /* A command group (NULL: the top-level commands): its man page section's
@@ -131,10 +154,30 @@ void cli_disconnect(struct cli_ctx *ctx);
 /* bangerd: $BANGER_BANGERD, else next to this binary, else PATH. */
 char *cli_find_bangerd(void);
 
-/* progress.c: renders {"stage","detail"} and {"stage","done","total"} */
+/*
+ * progress.c: renders {"stage","detail"} and {"stage","done","total"} on
+ * stderr in the mode cli_progress_init resolved (AUTO: TTY when stderr is a
+ * terminal, TERM is not dumb and NO_COLOR is unset; else PLAIN).
+ */
+const char *cli_progress_mode_to_string(enum cli_progress_mode m);
+enum cli_progress_mode cli_progress_mode_from_string(const char *s); /* _MAX when unknown */
+void cli_progress_init(struct cli_ctx *ctx);
 void cli_progress(struct cli_ctx *ctx, json_t *progress);
-void cli_progress_end(struct cli_ctx *ctx);
-const char *cli_human_size(uint64_t bytes, char *buf, size_t n);
+/* The current stage is name (elapsed_ms so far, -1: starting now); shown
+ * live on a TTY only (the caller prints finished stages itself). */
+void cli_progress_live(struct cli_ctx *ctx, const char *name, const char *detail, int64_t elapsed_ms);
+/* TTY: redraws the live line when due (the spinner moves while the daemon is silent). */
+void cli_progress_tick(struct cli_ctx *ctx);
+/* Takes the live line off the screen before other output (it comes back on the next tick). */
+void cli_progress_clear(struct cli_ctx *ctx);
+/* Ends the current stage: on a TTY left as a line with its duration when ok, else cleared. */
+void cli_progress_end(struct cli_ctx *ctx, bool ok);
+/* A stage line ("==> stage: detail") in every mode but OFF, never live: for
+ * steps between which other programs write to the terminal (banger update). */
+void cli_progress_note(struct cli_ctx *ctx, const char *stage, const char *detail);
+/* TTY mode with a stage current: waits should wake for ticks. */
+bool cli_progress_ticking(const struct cli_ctx *ctx);
+#define CLI_PROGRESS_TICK_MS 100
 
 /* commands */
 int cmd_kernel_list(struct cli_ctx *ctx, struct cli_args *a);

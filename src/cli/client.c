@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "jsonx.h"
 #include "macro.h"
@@ -64,10 +65,20 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                 *ret_err = xasprintf("cannot send to daemon: %s", strerror(-r));
                 return r == -ECONNRESET ? -EPIPE : r;
         }
+        int64_t deadline = mono_ms_now() + CALL_TIMEOUT_MS; /* for the next line */
+        bool got_progress = false; /* only this call's stages are this call's to end */
         for (;;) {
-                r = rpc_line_reader_next(&ctx->lr, CALL_TIMEOUT_MS, &line, &len);
+                /* a live progress line wakes up to move its spinner */
+                int64_t left = deadline - mono_ms_now();
+                int wait = cli_progress_ticking(ctx) && left > CLI_PROGRESS_TICK_MS ? CLI_PROGRESS_TICK_MS : (int) left;
+                r = rpc_line_reader_next(&ctx->lr, wait > 0 ? wait : 0, &line, &len);
+                if (r == -ETIMEDOUT && mono_ms_now() < deadline) {
+                        cli_progress_tick(ctx);
+                        continue;
+                }
                 if (r <= 0) {
-                        cli_progress_end(ctx);
+                        if (got_progress)
+                                cli_progress_end(ctx, false);
                         *ret_err = r == 0 ? xstrdup("daemon closed the connection (see its log)")
                                           : xasprintf("reading daemon response: %s", strerror(-r));
                         return r == 0 ? -ECONNRESET : r;
@@ -78,10 +89,14 @@ static int roundtrip(struct cli_ctx *ctx, const char *method, json_t *params, st
                 if (prog) {
                         if (!ctx->no_progress)
                                 cli_progress(ctx, prog);
+                        got_progress = true;
+                        deadline = mono_ms_now() + CALL_TIMEOUT_MS;
                         continue;
                 }
-                cli_progress_end(ctx);
-                return rpc_response_decode(line, len, ret, ret_err);
+                r = rpc_response_decode(line, len, ret, ret_err);
+                if (got_progress)
+                        cli_progress_end(ctx, r == 0 && !ret->is_error);
+                return r;
         }
 }
 

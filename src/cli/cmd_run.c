@@ -397,9 +397,10 @@ static int run_workspace(struct run *r) {
                         return rc;
                 timed(r, "workspace prepare", t);
         }
-        fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
-                (long long) json_integer_value(json_object_get(res, "files")),
-                (long long) json_integer_value(json_object_get(res, "bytes")), r->name);
+        if (r->ctx->progress.mode != CLI_PROGRESS_OFF)
+                fprintf(stderr, "shipped %lld files (%lld bytes) to %s:/root/repo\n",
+                        (long long) json_integer_value(json_object_get(res, "files")),
+                        (long long) json_integer_value(json_object_get(res, "bytes")), r->name);
         skipped_notice(res);
         r->cwd = "/root/repo";
         run_bootstrap(r);

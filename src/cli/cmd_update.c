@@ -94,8 +94,7 @@ _printf_(3, 4) static void step(struct update *u, const char *stage, const char 
         va_start(ap, fmt);
         strbuf_vaddf(&sb, fmt, ap);
         va_end(ap);
-        _cleanup_json_ json_t *p = json_pack("{s:s, s:s}", "stage", stage, "detail", sb.buf);
-        cli_progress(u->ctx, p);
+        cli_progress_note(u->ctx, stage, sb.buf);
 }
 
 /* Failures after the swap are reported once, with the rollback's outcome. */

@@ -96,6 +96,34 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
 
 /* ---- create ------------------------------------------------------------- */
 
+/* Finished stages as lines with their times (on out); the running one live
+ * on a TTY. --quiet: neither. */
+static void show_stages(struct cli_ctx *ctx, FILE *out, json_t *stages, bool all_done, size_t *printed) {
+        if (ctx->progress.mode == CLI_PROGRESS_OFF)
+                return;
+        for (; *printed < json_array_size(stages); (*printed)++) {
+                json_t *s = json_array_get(stages, *printed);
+                if (!json_is_true(json_object_get(s, "done")) && !all_done)
+                        break;
+                cli_progress_end(ctx, false); /* the live line gives way to the finished one */
+                fprintf(out, "  %-16s %6.2fs  %s\n", str(s, "name"), (double) num(s, "elapsed_ms") / 1000.0,
+                        json_object_get(s, "detail") ? str(s, "detail") : "");
+        }
+        fflush(out);
+        json_t *cur = json_array_get(stages, *printed);
+        if (cur && !all_done)
+                cli_progress_live(ctx, str(cur, "name"), json_object_get(cur, "detail") ? str(cur, "detail") : "",
+                                  num(cur, "elapsed_ms"));
+}
+
+/* Sleeps ms, redrawing the live line meanwhile. */
+static void sleep_ticking(struct cli_ctx *ctx, int ms) {
+        for (int left = ms; left > 0; left -= CLI_PROGRESS_TICK_MS) {
+                sleep_ms(left < CLI_PROGRESS_TICK_MS ? left : CLI_PROGRESS_TICK_MS);
+                cli_progress_tick(ctx);
+        }
+}
+
 int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm) {
         _cleanup_json_ json_t *begin = NULL;
         char sz[32];
@@ -103,10 +131,15 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
         if (r)
                 return r;
         FILE *out = ctx->json || quiet ? stderr : stdout;
-        fprintf(out, "spec: %lld vcpu \xc2\xb7 %lld MiB \xc2\xb7 %s disk\n", (long long) num(begin, "vcpu"),
-                (long long) num(begin, "memory_mib"), short_size((uint64_t) num(begin, "disk_size_bytes"), sz, sizeof(sz)));
-        fprintf(out, "creating vm %s (%s) from image %s\n", str(begin, "name"), str(begin, "id"), str(begin, "image"));
-        fflush(out);
+        bool silent = ctx->progress.mode == CLI_PROGRESS_OFF; /* --quiet: the result line on stdout only */
+        if (!silent) {
+                fprintf(out, "spec: %lld vcpu \xc2\xb7 %lld MiB \xc2\xb7 %s disk\n", (long long) num(begin, "vcpu"),
+                        (long long) num(begin, "memory_mib"),
+                        short_size((uint64_t) num(begin, "disk_size_bytes"), sz, sizeof(sz)));
+                fprintf(out, "creating vm %s (%s) from image %s\n", str(begin, "name"), str(begin, "id"),
+                        str(begin, "image"));
+                fflush(out);
+        }
 
         struct sigaction sa = { .sa_handler = on_sigint }, old_int, old_term;
         sigemptyset(&sa.sa_mask);
@@ -121,31 +154,26 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
                 _cleanup_json_ json_t *st = NULL;
                 if (interrupted && !cancel_sent) {
                         _cleanup_json_ json_t *cr = NULL;
+                        cli_progress_clear(ctx);
                         fprintf(stderr, "cancelling: undoing what was done so far...\n");
                         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_CANCEL, q, &cr);
                         cancel_sent = true;
                 }
                 if ((rc = cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_CREATE_STATUS, q, &st)) < 0)
                         break;
-                json_t *stages = json_object_get(st, "stages");
                 bool done = json_is_true(json_object_get(st, "done"));
-                for (; printed < json_array_size(stages); printed++) {
-                        json_t *s = json_array_get(stages, printed);
-                        if (!json_is_true(json_object_get(s, "done")) && !done)
-                                break;
-                        fprintf(out, "  %-16s %6.2fs  %s\n", str(s, "name"), (double) num(s, "elapsed_ms") / 1000.0,
-                                json_object_get(s, "detail") ? str(s, "detail") : "");
-                }
-                fflush(out);
+                show_stages(ctx, out, json_object_get(st, "stages"), done, &printed);
                 if (!done) {
-                        sleep_ms(150);
+                        sleep_ticking(ctx, 150);
                         continue;
                 }
                 const char *state = str(st, "state");
                 if (strcmp(state, "done") == 0) {
                         json_t *vm = json_object_get(st, "vm");
-                        fprintf(out, "vm %s is %s at %s (%.1fs); connect with: banger vm ssh %s\n", str(vm, "name"),
-                                str(vm, "state"), str(vm, "ip"), (double) num(st, "elapsed_ms") / 1000.0, str(vm, "name"));
+                        if (!silent || out == stdout)
+                                fprintf(out, "vm %s is %s at %s (%.1fs); connect with: banger vm ssh %s\n",
+                                        str(vm, "name"), str(vm, "state"), str(vm, "ip"),
+                                        (double) num(st, "elapsed_ms") / 1000.0, str(vm, "name"));
                         if (ret_vm)
                                 *ret_vm = json_incref(vm);
                         rc = 0;
@@ -299,7 +327,8 @@ static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, 
                 fans[i] = (struct fan) { .ref = a->pos[i], .method = method, .extra = extra };
                 fans[i].ctx = (struct cli_ctx) { .json = ctx->json, .color_err = ctx->color_err, .fd = -1, .next_id = 1,
                                                  .socket_override = ctx->socket_override, .layout = ctx->layout,
-                                                 .version_checked = true, .no_progress = n > 1 };
+                                                 .version_checked = true, .no_progress = n > 1,
+                                                 .progress = { .mode = ctx->progress.mode } };
                 if (pthread_create(&th[i], NULL, fan_main, &fans[i]) == 0)
                         started[i] = true;
                 else

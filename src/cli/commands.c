@@ -9,6 +9,8 @@ const struct cli_flag cli_global_flags[] = {
         { "json", 0, NULL, "machine-readable JSON output" },
         { "socket", 0, "PATH", "talk to the daemon on PATH (no auto-start)" },
         { "verbose", 'v', NULL, "more detail" },
+        { "quiet", 'q', NULL, "no progress output (errors still go to stderr)" },
+        { "progress", 0, "MODE", "auto (live on a terminal), plain (a line per stage) or tty" },
         { "version", 0, NULL, "print the version line and exit" },
         { "help", 'h', NULL, "show help" },
         { 0 },

@@ -51,7 +51,7 @@ int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) {
         if (cmd)
                 cli_print_usage_line(stderr, cmd);
         else
-                fputs("usage: banger [--json] [--socket PATH] [-v] COMMAND ... (see 'banger help')\n", stderr);
+                fputs("usage: banger [--json] [--socket PATH] [-v] [-q] [--progress MODE] COMMAND ... (see 'banger help')\n", stderr);
         return CLI_EXIT_USAGE;
 }
 
@@ -60,6 +60,7 @@ _printf_(3, 0) static void vreport(struct cli_ctx *ctx, const char *op_id, const
 
         if (ctx->silent)
                 return;
+        cli_progress_clear(ctx);
         strbuf_vaddf(&sb, fmt, ap);
         if (ctx->color_err)
                 fprintf(stderr, "\033[1;31mbanger:\033[0m %s", sb.buf);
@@ -146,7 +147,7 @@ static bool is_group(const char *name) {
 
 static void print_help(FILE *f, const char *group) {
         fputs("banger: one-command development sandboxes on microVMs\n\n"
-              "usage: banger [--json] [--socket PATH] [-v] COMMAND [ARGS...]\n\ncommands:\n",
+              "usage: banger [--json] [--socket PATH] [-v] [-q] [--progress MODE] COMMAND [ARGS...]\n\ncommands:\n",
               f);
         for (const struct cli_command *c = cli_commands; c->name; c++) {
                 if (group && (!c->group || strcmp(c->group, group) != 0))
@@ -185,15 +186,36 @@ int cmd_help(struct cli_ctx *ctx, struct cli_args *a) {
         return 0;
 }
 
-/* Global flags may appear anywhere before "--". Returns 1 if consumed. */
-static int parse_global(struct cli_ctx *ctx, char **argv, int argc, int *i, bool *want_version, bool *want_help) {
+static bool has_own_flag(const struct cli_command *cmd, const char *name) {
+        int idx;
+        _cleanup_free_ char *arg = xasprintf("--%s", name);
+        return cmd && find_flag(cmd->flags, arg, &idx);
+}
+
+/* Global flags may appear anywhere before "--" (--quiet only where the
+ * command has no --quiet of its own). Returns 1 if consumed, 0 if not, -1
+ * for a missing --socket PATH, -2 for a bad --progress MODE. */
+static int parse_global(struct cli_ctx *ctx, const struct cli_command *cmd, char **argv, int argc, int *i,
+                        bool *want_version, bool *want_help) {
         const char *s = argv[*i];
+
+        if ((strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0) && has_own_flag(cmd, "quiet"))
+                return 0;
 
         if (strcmp(s, "--json") == 0)
                 ctx->json = true;
         else if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0)
                 ctx->verbose = true;
-        else if (strcmp(s, "--version") == 0)
+        else if (strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0)
+                ctx->progress_mode = CLI_PROGRESS_OFF;
+        else if (strcmp(s, "--progress") == 0 || strncmp(s, "--progress=", 11) == 0) {
+                const char *v = s[10] == '=' ? s + 11 : *i + 1 < argc ? argv[++*i] : NULL;
+                enum cli_progress_mode m = v ? cli_progress_mode_from_string(v) : CLI_PROGRESS_MAX;
+                if (m == CLI_PROGRESS_MAX || m == CLI_PROGRESS_OFF)
+                        return -2;
+                if (ctx->progress_mode != CLI_PROGRESS_OFF) /* --quiet wins */
+                        ctx->progress_mode = m;
+        } else if (strcmp(s, "--version") == 0)
                 *want_version = true;
         else if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0)
                 *want_help = true;
@@ -228,7 +250,9 @@ static int parse_words(struct cli_ctx *ctx, int argc, char **argv, struct pass1 
                         continue;
                 }
                 if (!dashdash) {
-                        int g = parse_global(ctx, argv, argc, &i, &p->want_version, &p->want_help);
+                        int g = parse_global(ctx, p->cmd, argv, argc, &i, &p->want_version, &p->want_help);
+                        if (g == -2)
+                                return cli_usage_error(NULL, "--progress needs auto, plain or tty");
                         if (g < 0)
                                 return cli_usage_error(NULL, "--socket needs a PATH");
                         if (g > 0)
@@ -318,7 +342,12 @@ static int parse_and_run(struct cli_ctx *ctx, int argc, char **argv) {
         struct cli_args a = { .cmd = p.cmd, .pos = pos, .dashdash = -1 };
         if ((r = parse_args(p.cmd, p.rest, p.nrest, &a)))
                 return r;
-        return p.cmd->run(ctx, &a);
+        if (has_own_flag(p.cmd, "quiet") && cli_has(&a, "quiet"))
+                ctx->progress_mode = CLI_PROGRESS_OFF; /* vm list -q: ids only, nothing else */
+        cli_progress_init(ctx);
+        r = p.cmd->run(ctx, &a);
+        cli_progress_end(ctx, r == 0);
+        return r;
 }
 
 int main(int argc, char **argv) {
@@ -333,8 +362,10 @@ int main(int argc, char **argv) {
                 return argc == 3 ? cli_man(stdout, argv[2]) : cli_usage_error(NULL, "__man needs 1, 5 or 8");
         signal(SIGPIPE, SIG_IGN);
         log_setup(-1, LOG_LEVEL_WARN, true);
-        ctx.color_out = isatty(STDOUT_FILENO) && !(no_color && *no_color);
-        ctx.color_err = isatty(STDERR_FILENO) && !(no_color && *no_color);
+        const char *term = getenv("TERM");
+        bool plain = (no_color && *no_color) || (term && strcmp(term, "dumb") == 0);
+        ctx.color_out = isatty(STDOUT_FILENO) && !plain;
+        ctx.color_err = isatty(STDERR_FILENO) && !plain;
         if (cli_load_install(&ctx) == 0 && layout_resolve(&ctx.layout, env_get, getuid(), &err) < 0) {
                 fprintf(stderr, "banger: %s\n", err);
                 return 1;
