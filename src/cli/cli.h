@@ -201,6 +201,12 @@ int cmd_vm_start(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_stop(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_restart(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_kill(struct cli_ctx *ctx, struct cli_args *a);
+/* vm kill --signal names (also a number 1-64, or SIGNAME); completion offers them */
+struct cli_signal {
+        const char *name;
+        int sig;
+};
+extern const struct cli_signal cli_signals[]; /* terminated by { NULL, 0 } */
 int cmd_vm_delete(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_set(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a);
@@ -251,6 +257,9 @@ int cmd_update(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_config_show(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_completion(struct cli_ctx *ctx, struct cli_args *a);
+/* `banger __complete WORD...` (cmd_complete.c): the candidates for the last
+ * WORD, one a line, for the completion scripts; always 0, never on stderr. */
+int cli_complete(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_help(struct cli_ctx *ctx, struct cli_args *a);
 
 /* man.c: one text for each command, rendered as roff for the man pages and

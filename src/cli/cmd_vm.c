@@ -371,20 +371,20 @@ int cmd_vm_delete(struct cli_ctx *ctx, struct cli_args *a) {
         return fan_out(ctx, a, RPC_METHOD_VM_DELETE, NULL, "deleted");
 }
 
+const struct cli_signal cli_signals[] = {
+        { "KILL", SIGKILL }, { "TERM", SIGTERM }, { "INT", SIGINT },   { "HUP", SIGHUP },
+        { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { NULL, 0 },
+};
+
 static int parse_signal(const char *s) {
-        static const struct {
-                const char *name;
-                int sig;
-        } sigs[] = { { "KILL", SIGKILL }, { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP },
-                     { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 } };
         int64_t n;
         if (parse_int_range(s, 1, 64, &n) == 0)
                 return (int) n;
         if (strncasecmp(s, "SIG", 3) == 0)
                 s += 3;
-        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-                if (strcasecmp(s, sigs[i].name) == 0)
-                        return sigs[i].sig;
+        for (const struct cli_signal *g = cli_signals; g->name; g++)
+                if (strcasecmp(s, g->name) == 0)
+                        return g->sig;
         return -1;
 }
 

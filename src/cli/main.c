@@ -354,6 +354,7 @@ int main(int argc, char **argv) {
         struct cli_ctx ctx = { .fd = -1, .next_id = 1 };
         _cleanup_free_ char *err = NULL;
         const char *no_color = getenv("NO_COLOR");
+        bool is_complete = argc >= 2 && strcmp(argv[1], "__complete") == 0;
         int r;
 
         /* the build's man page generator (no HOME needed); not a command:
@@ -367,10 +368,15 @@ int main(int argc, char **argv) {
         ctx.color_out = isatty(STDOUT_FILENO) && !plain;
         ctx.color_err = isatty(STDERR_FILENO) && !plain;
         if (cli_load_install(&ctx) == 0 && layout_resolve(&ctx.layout, env_get, getuid(), &err) < 0) {
+                if (is_complete) /* completion never shows an error: static candidates only */
+                        return cli_complete(&ctx, argc - 2, argv + 2);
                 fprintf(stderr, "banger: %s\n", err);
                 return 1;
         }
-        r = parse_and_run(&ctx, argc, argv);
+        if (is_complete) /* the completion scripts' helper, not a command (cmd_complete.c) */
+                r = cli_complete(&ctx, argc - 2, argv + 2);
+        else
+                r = parse_and_run(&ctx, argc, argv);
         cli_disconnect(&ctx);
         layout_done(&ctx.layout);
         install_info_done(&ctx.install);
