@@ -246,6 +246,10 @@ static bool is(const char *a, const char *b) {
         return a && b && strcmp(a, b) == 0;
 }
 
+static bool same_group(const char *a, const char *b) { /* NULL: top level */
+        return a || b ? is(a, b) : true;
+}
+
 /* vm snapshot VM [NAME] | list VM | rm VM NAME; vm workspace prepare VM PATH | export VM */
 static const char *positional_special(const struct cli_command *cmd, char **pos, int npos) {
         if (is(cmd->group, "vm") && is(cmd->name, "snapshot")) {
@@ -271,7 +275,7 @@ static const char *positional_kind(const struct cli_command *cmd, char **pos, in
                 return k;
         for (size_t i = 0; i < ELEMENTSOF(positionals); i++) {
                 const struct positional *p = &positionals[i];
-                if (!is(p->name, cmd->name) || (p->group || cmd->group ? !is(p->group, cmd->group) : false))
+                if (!is(p->name, cmd->name) || !same_group(p->group, cmd->group))
                         continue;
                 for (int j = 0; j < (int) ELEMENTSOF(p->kinds) && p->kinds[j]; j++) {
                         size_t n = strlen(p->kinds[j]);
@@ -295,7 +299,7 @@ static bool is_group(const char *w) {
 
 static const struct cli_command *find_command(const char *group, const char *name) {
         for (const struct cli_command *c = cli_commands; c->name; c++)
-                if (is(c->name, name) && (group ? is(c->group, group) : !c->group))
+                if (is(c->name, name) && same_group(c->group, group))
                         return c;
         return NULL;
 }

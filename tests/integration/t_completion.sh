@@ -37,6 +37,28 @@ live() {
 }
 t "VM, image and kernel names from the daemon (named VMs not offered twice)" live
 
+# The positional table lives apart from the command table: no command that
+# takes a VM (an image, a kernel) first may be missing from it.
+every_ref() {
+        local g c usage want n=0
+        for g in vm image kernel; do
+                for c in $(C "$g" '' | cut -f1); do
+                        usage=$("$BANGER" help "$g" "$c" | head -1 | sed 's/\[-[^]]*\] //g') # flags out
+                        case "$g:$usage" in
+                        "vm:usage: banger vm $c VM"*) want=alpha ;;
+                        "image:usage: banger image $c NAME"*) want=tiny ;;
+                        "kernel:usage: banger kernel $c NAME"*) want=tinyk ;;
+                        *) continue ;;
+                        esac
+                        [ "$g $c" = "kernel import" ] && continue # a new name
+                        C "$g" "$c" '' | cut -f1 | grep -qx "$want" || { echo "$g $c: no $want"; return 1; }
+                        n=$((n + 1))
+                done
+        done
+        [ "$n" -ge 20 ] || { echo "only $n commands checked"; return 1; }
+}
+t "every command whose first argument is a VM, image or kernel completes its names" every_ref
+
 table() {
         C '' | words >"$TMP/top" &&
         for w in vm image kernel daemon system template config version ping doctor completion help update ssh-config; do
