@@ -38,6 +38,8 @@ static const char bash_script[] =
         "        :dirs) compopt -o filenames 2>/dev/null\n"
         "            while IFS= read -r line; do COMPREPLY+=(\"$line\"); done < <(compgen -d -- \"$cur\") ;;\n"
         "    esac\n"
+        "    # VM: of --from-snapshot VM:NAME goes on with the NAME, no space\n"
+        "    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *: ]]; then compopt -o nospace 2>/dev/null; fi\n"
         "    if declare -F __ltrim_colon_completions >/dev/null; then __ltrim_colon_completions \"$cur\"; fi\n"
         "}\n"
         "complete -F _banger banger\n";

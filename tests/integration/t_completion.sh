@@ -141,6 +141,26 @@ bash_script() {
 }
 t "bash: _banger with COMP_WORDS/COMP_CWORD completes VM and image names, commands and files" bash_script
 
+# With the bash-completion package the script reads the words with
+# _get_comp_words_by_ref (VM:NAME stays one word) from COMP_LINE.
+bash_completion_pkg() {
+        local line="$1"
+        bash -c '. /usr/share/bash-completion/bash_completion; . "$1"; COMP_LINE=$2; COMP_POINT=${#2}
+                 read -ra COMP_WORDS <<<"$2"; COMP_CWORD=${#COMP_WORDS[@]}
+                 [[ $2 == *" " ]] && COMP_WORDS+=(""); [[ $2 == *" " ]] || COMP_CWORD=$((COMP_CWORD - 1))
+                 _banger; printf "%s\n" "${COMPREPLY[@]}"' _ "$TMP/comp.bash" "$line" | sort | tr '\n' ' ' | sed 's/ $//'
+}
+bash_pkg_checks() {
+        expect_eq "$(bash_completion_pkg "banger vm stop ")" "alpha beta" &&
+        expect_eq "$(bash_completion_pkg "banger vm create --from-snapshot al")" "alpha:" &&
+        expect_eq "$(bash_completion_pkg "banger vm create --im")" "--image"
+}
+if [ -f /usr/share/bash-completion/bash_completion ]; then
+        t "bash with bash-completion loaded: the same candidates" bash_pkg_checks
+else
+        skip "bash with bash-completion" "bash-completion not installed"
+fi
+
 zsh_script() {
         # compadd and _files stubbed: what the script hands to zsh
         zsh -fc 'compdef() { :; }; _files() { print -r -- "FILES$*"; }
