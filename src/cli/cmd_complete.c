@@ -121,15 +121,15 @@ static bool in(const char *w, char **words, int n) {
         return false;
 }
 
-/* The "name" of each element of result[key], with a prefix ("vm:"), but
- * not one of skip[] (the VMs a `vm stop a b` already names). */
-static void emit_names_but(struct complete *c, const char *method, json_t *params, const char *key,
-                           const char *prefix, char **skip, int n_skip) {
+/* The field (mostly "name") of each element of result[key], with a prefix
+ * ("vm:"), but not one of skip[] (the VMs a `vm stop a b` already names). */
+static void emit_field_but(struct complete *c, const char *method, json_t *params, const char *key,
+                           const char *field, const char *prefix, char **skip, int n_skip) {
         _cleanup_json_ json_t *res = daemon_call(c, method, params);
         json_t *e;
         size_t i;
         json_array_foreach(json_object_get(res, key), i, e) {
-                const char *name = json_string_value(json_object_get(e, "name"));
+                const char *name = json_string_value(json_object_get(e, field));
                 if (!name || !*name || in(name, skip, n_skip))
                         continue;
                 _cleanup_free_ char *w = xasprintf("%s%s", prefix, name);
@@ -138,7 +138,7 @@ static void emit_names_but(struct complete *c, const char *method, json_t *param
 }
 
 static void emit_names(struct complete *c, const char *method, json_t *params, const char *key, const char *prefix) {
-        emit_names_but(c, method, params, key, prefix, NULL, 0);
+        emit_field_but(c, method, params, key, "name", prefix, NULL, 0);
 }
 
 static void emit_snapshots(struct complete *c, const char *vm, const char *prefix) {
@@ -172,6 +172,7 @@ static void emit_vm_snapshots(struct complete *c) {
  * Value kinds, for flag values and positional arguments:
  *   vm image kernel            names the daemon has
  *   signal                     vm kill's signal names (cli_signals)
+ *   template                   warm-start template keys
  *   catalog-image/-kernel      every name `list --available` shows
  *   snapshot                   a snapshot of the VM in the previous argument
  *   vm:snapshot                VM:NAME (--from-snapshot)
@@ -240,6 +241,7 @@ static const struct positional positionals[] = {
         { "vm", "ports", { "vm" } },
         { "vm", "stats", { "vm" } },
         { "vm", "restore", { "vm", "snapshot" } },
+        { "template", "rm", { "template" } },
 };
 
 static bool is(const char *a, const char *b) {
@@ -354,7 +356,9 @@ static void emit_kind(struct complete *c, const char *kind, char **pos, int npos
         else if (is(kind, "vm"))
                 emit_names(c, RPC_METHOD_VM_LIST, NULL, "vms", "");
         else if (is(kind, "vm..."))
-                emit_names_but(c, RPC_METHOD_VM_LIST, NULL, "vms", "", pos, npos);
+                emit_field_but(c, RPC_METHOD_VM_LIST, NULL, "vms", "name", "", pos, npos);
+        else if (is(kind, "template"))
+                emit_field_but(c, RPC_METHOD_TEMPLATE_LIST, NULL, "templates", "key", "", NULL, 0);
         else if (is(kind, "image"))
                 emit_names(c, RPC_METHOD_IMAGE_LIST, NULL, "images", "");
         else if (is(kind, "kernel"))

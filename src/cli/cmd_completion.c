@@ -65,7 +65,9 @@ static const char zsh_script[] =
         "            descs+=(\"$line\")\n"
         "        fi\n"
         "    done\n"
-        "    (( $#cands )) && compadd -l -d descs -- \"${cands[@]}\"\n"
+        "    local -a nospace # VM: of --from-snapshot VM:NAME goes on with the NAME\n"
+        "    [[ $#cands -eq 1 && $cands[1] == *: ]] && nospace=(-S '')\n"
+        "    (( $#cands )) && compadd \"${nospace[@]}\" -l -d descs -- \"${cands[@]}\"\n"
         "}\n"
         "if [ \"$funcstack[1]\" = _banger ]; then _banger \"$@\"; else compdef _banger banger; fi\n";
 

@@ -77,6 +77,7 @@ table() {
         expect_eq "$(C completion '' | words)" "bash fish powershell zsh" &&
         expect_eq "$(C help vm st | words)" "start stats stop" &&
         expect_eq "$(C nosuch '' | words)" "" &&
+        expect_eq "$(C template rm '' | words)" "" && # no templates without a boot
         expect_eq "$(C vm exec alpha -- '' | words)" ""
 }
 t "groups, commands and flags from the table; enum flag values; nothing for unknown words or after --" table
@@ -173,7 +174,8 @@ zsh_checks() {
         expect_eq "$(zsh_script vm stop '')" "alpha beta" &&
         expect_eq "$(zsh_script vm create --image '')" "tiny" &&
         expect_eq "$(zsh_script image register --rootfs '')" "FILES" &&
-        expect_eq "$(zsh_script kernel import k --from '')" "FILES-/"
+        expect_eq "$(zsh_script kernel import k --from '')" "FILES-/" &&
+        expect_eq "$(zsh_script vm create --from-snapshot al)" "alpha:"
 }
 if command -v zsh >/dev/null; then
         t "zsh: zsh -n; _banger hands VM and image names to compadd, files to _files" zsh_checks
