@@ -338,40 +338,55 @@ static void emit_flags(const struct complete *c, const struct cli_command *cmd) 
         }
 }
 
+/* Kinds whose values are a field of what a list method returns. */
+static const struct live_kind {
+        const char *kind;
+        const char *method, *key, *field;
+        bool available; /* {"available": true}: the catalog's names too */
+} live_kinds[] = {
+        { "vm", RPC_METHOD_VM_LIST, "vms", "name", false },
+        { "image", RPC_METHOD_IMAGE_LIST, "images", "name", false },
+        { "kernel", RPC_METHOD_KERNEL_LIST, "kernels", "name", false },
+        { "catalog-image", RPC_METHOD_IMAGE_LIST, "images", "name", true },
+        { "catalog-kernel", RPC_METHOD_KERNEL_LIST, "kernels", "name", true },
+        { "template", RPC_METHOD_TEMPLATE_LIST, "templates", "key", false },
+};
+
+static bool emit_live(struct complete *c, const char *kind, char **pos, int npos) {
+        size_t n = strlen(kind);
+        bool repeats = n > 3 && strcmp(kind + n - 3, "...") == 0; /* vm...: not those named already */
+        size_t m = repeats ? n - 3 : n;
+        for (size_t i = 0; i < ELEMENTSOF(live_kinds); i++) {
+                const struct live_kind *l = &live_kinds[i];
+                if (strlen(l->kind) != m || strncmp(l->kind, kind, m) != 0)
+                        continue;
+                _cleanup_json_ json_t *params = l->available ? json_pack("{s:b}", "available", true) : NULL;
+                emit_field_but(c, l->method, params, l->key, l->field, "", repeats ? pos : NULL, repeats ? npos : 0);
+                return true;
+        }
+        return false;
+}
+
 static void emit_kind(struct complete *c, const char *kind, char **pos, int npos) {
         const char *plus = kind ? strchr(kind, '+') : NULL;
-        if (!kind)
+        if (!kind || emit_live(c, kind, pos, npos))
                 return;
         if (plus) { /* "vm+=list rm": both */
                 _cleanup_free_ char *first = xstrndup(kind, (size_t) (plus - kind));
                 emit_kind(c, plus + 1, pos, npos);
                 emit_kind(c, first, pos, npos);
-        } else if (kind[0] == '=')
+        } else if (kind[0] == '=') {
                 emit_words(c, kind + 1);
-        else if (is(kind, "signal"))
+        } else if (is(kind, "signal")) {
                 for (const struct cli_signal *g = cli_signals; g->name; g++)
                         emit(c, g->name, NULL);
-        else if (is(kind, "files") || is(kind, "dirs"))
+        } else if (is(kind, "files") || is(kind, "dirs")) {
                 printf(":%s\n", kind);
-        else if (is(kind, "vm"))
-                emit_names(c, RPC_METHOD_VM_LIST, NULL, "vms", "");
-        else if (is(kind, "vm..."))
-                emit_field_but(c, RPC_METHOD_VM_LIST, NULL, "vms", "name", "", pos, npos);
-        else if (is(kind, "template"))
-                emit_field_but(c, RPC_METHOD_TEMPLATE_LIST, NULL, "templates", "key", "", NULL, 0);
-        else if (is(kind, "image"))
-                emit_names(c, RPC_METHOD_IMAGE_LIST, NULL, "images", "");
-        else if (is(kind, "kernel"))
-                emit_names(c, RPC_METHOD_KERNEL_LIST, NULL, "kernels", "");
-        else if (is(kind, "catalog-image") || is(kind, "catalog-kernel")) {
-                _cleanup_json_ json_t *params = json_pack("{s:b}", "available", true);
-                bool image = is(kind, "catalog-image");
-                emit_names(c, image ? RPC_METHOD_IMAGE_LIST : RPC_METHOD_KERNEL_LIST, params,
-                           image ? "images" : "kernels", "");
-        } else if (is(kind, "snapshot") && npos > 0)
+        } else if (is(kind, "snapshot") && npos > 0) {
                 emit_snapshots(c, pos[npos - 1], "");
-        else if (is(kind, "vm:snapshot"))
+        } else if (is(kind, "vm:snapshot")) {
                 emit_vm_snapshots(c);
+        }
 }
 
 /* The global flag (or the command's) named by w, or NULL. */
