@@ -481,7 +481,7 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
         return r;
 }
 
-static int collect_ko(const char *dir, const char *dst);
+static int collect_ko(const char *dir, const char *dst, bool link_them);
 
 /* One kernel pull, step by step, into its staging dir. */
 struct pull {
@@ -563,7 +563,7 @@ static int pull_modules(struct pull *k, struct op_error *err) {
                                k->want.version);
         _cleanup_free_ char *tree = xasprintf("%s/lib/modules/%s", root, rel);
         progress_stage(k->p, "modules", "resolving dependencies");
-        int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(tree, all);
+        int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(tree, all, true);
         if (r < 0)
                 return op_fail(err, r, "collecting the modules: %s", strerror(-r));
         r = select_modules(all, mods, order, json_object_get(k->entry, "modules"), true, &k->mod_order, err);
@@ -665,7 +665,9 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
 
 /* ---- import -------------------------------------------------------------- */
 
-static int collect_ko(const char *dir, const char *dst) {
+/* Every .ko below dir into dst (flat); `link`: hard links (dir is ours, on
+ * the same filesystem), else copies. */
+static int collect_ko(const char *dir, const char *dst, bool link_them) {
         DIR *d = opendir(dir);
         struct dirent *de;
         int r = 0;
@@ -680,10 +682,10 @@ static int collect_ko(const char *dir, const char *dst) {
                 if (lstat(p, &st) < 0)
                         continue;
                 if (S_ISDIR(st.st_mode))
-                        r = collect_ko(p, dst);
+                        r = collect_ko(p, dst, link_them);
                 else if (S_ISREG(st.st_mode) && fnmatch("*.ko", de->d_name, 0) == 0) {
                         _cleanup_free_ char *to = path_join(dst, de->d_name);
-                        r = copy_file_sparse(p, to, 0644);
+                        r = link_them && link(p, to) == 0 ? 0 : copy_file_sparse(p, to, 0644);
                 }
         }
         closedir(d);
@@ -766,7 +768,7 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                         rc = op_fail(err, r, "copying %s: %s", files[i][0], strerror(-r));
         }
         if (rc == 0 && stat(moddir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(moddir, all);
+                int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(moddir, all, false);
                 if (r < 0)
                         rc = op_fail(err, r, "copying modules: %s", strerror(-r));
         }
