@@ -139,6 +139,7 @@ static void check_tools(struct report *rep) {
                 { "qemu-img", true, "qemu-utils" },   { "ssh", true, "openssh-client" },
                 { "ssh-keygen", true, "openssh-client" }, { "git", true, "git" },
                 { "ip", true, "iproute2" },           { "mkfs.ext4", true, "e2fsprogs" },
+                { "depmod", true, "kmod" }, /* the modules disk of a kernel pull */
                 { "gpgv", false, "gpgv" },            { "mmdebstrap", false, "mmdebstrap" },
         };
         _cleanup_strbuf_ struct strbuf missing_req = STRBUF_INIT, missing_opt = STRBUF_INIT, pkgs = STRBUF_INIT;
@@ -158,7 +159,7 @@ static void check_tools(struct report *rep) {
         else if (missing_opt.len)
                 add(rep, WARN, "host tools", hint, "optional missing (image builds need them): %s", missing_opt.buf);
         else
-                add(rep, PASS, "host tools", NULL, "qemu-img, ssh, ssh-keygen, git, ip, mkfs.ext4, gpgv, mmdebstrap");
+                add(rep, PASS, "host tools", NULL, "qemu-img, ssh, ssh-keygen, git, ip, mkfs.ext4, depmod, gpgv, mmdebstrap");
 }
 
 static void check_dir(struct report *rep, const struct cli_ctx *ctx, const char *check, const char *path,

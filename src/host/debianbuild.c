@@ -67,6 +67,23 @@ static int write_at(const char *root, const char *rel, const char *data, unsigne
         return r < 0 ? op_fail(e, r, "writing %s: %s", p, strerror(-r)) : 0;
 }
 
+/* Daemons that have a socket unit start on first use, not at boot: dockerd
+ * and containerd take tens of seconds to start under TCG, and a unit that is
+ * still starting holds multi-user.target (and every boot and warm-start
+ * template) back. `docker` reaches /run/docker.sock, and systemd starts
+ * docker.service (and with it containerd.service) then. */
+static void socket_activate_only(const char *root) {
+        static const char *const units[][2] = { { "docker.socket", "docker.service" },
+                                                { "docker.socket", "containerd.service" } };
+        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                _cleanup_free_ char *sock = xasprintf("%s/etc/systemd/system/sockets.target.wants/%s", root, units[i][0]);
+                _cleanup_free_ char *svc = xasprintf("%s/etc/systemd/system/multi-user.target.wants/%s", root, units[i][1]);
+                struct stat st;
+                if (lstat(sock, &st) == 0)
+                        unlink(svc);
+        }
+}
+
 static int enable_agent_unit(const char *root, struct op_error *e) {
         int r = write_at(root, "etc/systemd/system/banger-agent.service", agent_unit, 0644, e);
         if (r < 0)
@@ -102,7 +119,10 @@ static int customize(const char *root, const char *init_mode, const char *agent_
                 return op_fail(e, -errno, "cannot create %s: %s", bin_dir, strerror(errno));
         if ((r = copy_file_sparse(agent_bin, agent, 0755)) < 0)
                 return op_fail(e, r, "installing %s: %s", agent_bin, strerror(-r));
-        return strcmp(init_mode, "systemd") == 0 ? enable_agent_unit(root, e) : 0;
+        if (strcmp(init_mode, "systemd") != 0)
+                return 0;
+        socket_activate_only(root);
+        return enable_agent_unit(root, e);
 }
 
 /* A new file in the output directory, the owner's from the start. */

@@ -21,7 +21,7 @@ int init_parse_cmdline(const char *cmdline, struct init_params *p) {
         } keys[] = {
 #define K(k, f) { k, offsetof(struct init_params, f), sizeof(((struct init_params *) 0)->f) }
                 K("banger.hostname", hostname), K("banger.root", root_serial), K("banger.work", work_serial),
-                K("banger.repo", repo_serial),
+                K("banger.repo", repo_serial), K("banger.modules", modules_serial),
                 K("banger.rootfstype", rootfstype), K("banger.mode", mode), K("banger.init", init),
                 K("banger.iface", iface), K("banger.ip", ip), K("banger.gw", gw),
 #undef K

@@ -18,6 +18,7 @@ struct init_params {
         char root_serial[32];  /* banger.root (virtio serial), default "rootfs" */
         char work_serial[32];  /* banger.work, empty: no work disk */
         char repo_serial[32];  /* banger.repo, empty: no repo disk */
+        char modules_serial[32]; /* banger.modules, empty: no modules disk */
         char rootfstype[16];
         char mode[16];         /* "systemd" or "fast" */
         char init[INIT_MAX_PARAM];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "init.h"
@@ -99,6 +100,34 @@ static void mount_repo(const char *serial) {
         init_stage("repo-mounted", "dev=%s", dev);
 }
 
+/* The kernel's module tree (a read-only disk the host built at kernel pull)
+ * on /lib/modules/<release>, so that modprobe works in any image; mounted
+ * after switch_root, so that a /lib symlink resolves in the new root. Never
+ * fatal: without it the VM boots with the initramfs's modules only. */
+static void mount_modules(const char *serial) {
+        struct utsname u;
+        char dev[64], dst[sizeof(u.release) + 16];
+        if (init_find_disk(serial, dev, sizeof(dev), 1000) < 0) {
+                init_log("warning: modules disk with serial '%s' not found", serial);
+                return;
+        }
+        if (uname(&u) < 0 || !u.release[0] || strchr(u.release, '/') || u.release[0] == '.') {
+                init_log("warning: no usable kernel release for the modules disk");
+                return;
+        }
+        snprintf(dst, sizeof(dst), "/lib/modules/%s", u.release);
+        int r = init_mkdir_p(dst, 0755);
+        if (r < 0) {
+                init_log("warning: cannot create %s: %s", dst, strerror(-r));
+                return;
+        }
+        if (mount(dev, dst, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0) {
+                init_log("warning: cannot mount the modules disk %s on %s: %s", dev, dst, strerror(errno));
+                return;
+        }
+        init_stage("modules-mounted", "dev=%s release=%s", dev, u.release);
+}
+
 int main(void) {
         struct init_params p;
         char cmdline[4096] = "";
@@ -152,6 +181,8 @@ int main(void) {
         init_stage("config-applied", "files=%d", n);
 
         switch_root();
+        if (p.modules_serial[0])
+                mount_modules(p.modules_serial);
         if (strcmp(p.mode, "fast") == 0)
                 init_fast_main(&p);
 

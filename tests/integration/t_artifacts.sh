@@ -23,6 +23,23 @@ kernel_pull() {
 }
 t "kernel pull: signed index, verified .deb, modules in order, PVH vmlinux, initramfs" kernel_pull
 
+# The modules disk: the whole lib/modules/<release> tree with depmod's
+# indexes at its root, labelled, no journal; the staging tree is gone.
+modules_disk() {
+        local d rel; d=$(jq -r .modules_disk "$TMP/k.json") && rel=$(jq -r .modules_release "$KDIR/manifest.json") || return 1
+        expect_eq "$d" "$KDIR/modules.ext4" && [ -f "$d" ] && [ ! -e "$KDIR/modroot" ] && [ ! -e "$KDIR/all-modules" ] || return 1
+        expect_match "$rel" '^6\.1\.[0-9]+-[0-9]+-cloud-amd64$' || return 1
+        expect_eq "$(e2label "$d")" banger-modules && ! dumpe2fs -h "$d" 2>/dev/null | grep -q has_journal || return 1
+        local ls; ls=$(debugfs -R 'ls -p /' "$d" 2>/dev/null) || return 1
+        local f; for f in modules.dep modules.dep.bin modules.alias.bin modules.order modules.builtin kernel; do
+                grep -q "/$f/" <<<"$ls" || { echo "no $f on the disk"; return 1; }
+        done
+        debugfs -R 'stat /kernel/fs/overlayfs/overlay.ko' "$d" 2>/dev/null | grep -q 'Type: regular' &&
+                debugfs -R 'cat /modules.dep' "$d" 2>/dev/null | grep -q '^kernel/drivers/net/veth.ko:' &&
+                jq -e '.files["modules.ext4"] | test("^[0-9a-f]{64}$")' "$KDIR/manifest.json" >/dev/null
+}
+t "kernel pull makes the modules disk (the whole tree, depmod's indexes, read-only ext4)" modules_disk
+
 probe_settled() {
         case "$("$BANGER" --json ping | jq -r .accel_reason)" in *"probe running"*|*"no kernel pulled"*) return 1 ;; esac
 }
@@ -181,12 +198,15 @@ kernel_import() {
         cp "$KDIR/vmlinuz" "$src/" && cp "$KDIR"/modules/*.ko "$src/modules/kernel/" || return 1
         "$BANGER" --json kernel import my-kernel --from "$src" >"$TMP/ki.json" 2>/dev/null || return 1
         jq -e '.pvh == true and (.modules | length) >= 10 and (.source | startswith("import:")) and
-               (.vmlinux | endswith("/vmlinux"))' "$TMP/ki.json" >/dev/null || return 1
+               (.vmlinux | endswith("/vmlinux")) and (.modules_disk | endswith("/my-kernel/modules.ext4"))' \
+                "$TMP/ki.json" >/dev/null || return 1
+        debugfs -R 'cat /modules.dep' "$(jq -r .modules_disk "$TMP/ki.json")" 2>/dev/null | grep -q '^kernel/virtio_blk.ko:' ||
+                return 1
         local rc=0; "$BANGER" kernel import my-kernel --from "$src" >"$TMP/ki2" 2>&1 || rc=$?
         expect_eq "$rc" 1 && grep -q 'already_exists' "$TMP/ki2" || return 1
         "$BANGER" kernel rm my-kernel >/dev/null && [ ! -e "$STATE/kernels/my-kernel" ]
 }
-t "kernel import from a directory (vmlinuz + modules/), refuses a duplicate, rm works" kernel_import
+t "kernel import from a directory (vmlinuz + modules/): its modules disk; refuses a duplicate, rm works" kernel_import
 
 not_found() {
         local rc=0; "$BANGER" kernel pull no-such-kernel >"$TMP/nf" 2>&1 || rc=$?

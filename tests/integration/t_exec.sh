@@ -45,6 +45,18 @@ t "workspace through the agent: the guest's git status is the host's, staged cha
 
 t "a VM for the rest" B vm create --name ex "${S[@]}"
 
+# The kernel's whole module tree is the read-only modules disk, mounted by
+# banger-init on /lib/modules/<release>: modprobe resolves names and
+# dependencies (depmod's indexes, made at kernel pull).
+modprobe_works() {
+        local out; out=$(B vm exec ex -- sh -c 'd=/lib/modules/$(uname -r); test -s $d/modules.dep.bin &&
+                grep -Eq " (/usr)?$d ext4 ro," /proc/mounts && modprobe overlay && modprobe veth && modprobe br_netfilter &&
+                grep -q "^overlay " /proc/modules && grep -q "^veth " /proc/modules && grep -qw overlay /proc/filesystems &&
+                echo ok' 2>&1) || { echo "$out"; B vm exec ex -- cat /proc/mounts; return 1; }
+        expect_eq "$out" ok
+}
+t "modprobe overlay, veth, br_netfilter from the modules disk (mounted read-only on /lib/modules/\$(uname -r))" modprobe_works
+
 stdin_in() {
         expect_eq "$(echo hi | B vm run --rm "${S[@]}" -- cat 2>/dev/null)" hi || return 1
         expect_eq "$(printf 'a\nb\n' | B vm exec ex -- wc -l 2>/dev/null)" 2

@@ -45,11 +45,14 @@ static void test_image_catalog(void **state) {
                                         json_string_value(json_object_get(e, "kernel_ref"))) == 0;
                 assert_true(found);
                 assert_string_equal(json_string_value(json_object_get(e, "kind")), "debian");
+                bool kmod = false; /* modprobe, on the kernel's modules disk */
                 json_array_foreach(json_object_get(e, "packages"), j, pkg) {
                         const char *p = json_string_value(pkg);
                         assert_non_null(p);
                         assert_int_equal(strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789+-."), strlen(p));
+                        kmod |= strcmp(p, "kmod") == 0;
                 }
+                assert_true(kmod);
                 if (strcmp(mode, "systemd") == 0) { /* a systemd image must ship systemd and sshd */
                         bool sd = false, ssh = false;
                         json_array_foreach(json_object_get(e, "packages"), j, pkg) {

@@ -62,9 +62,11 @@ static void test_argv(void **state) {
                 }
         }
         assert_true(noreboot);
-        /* no repo disk unless one is given */
+        /* no repo or modules disk unless one is given */
         for (char **a = argv; *a; a++)
                 assert_null(strstr(*a, "repo"));
+        for (char **a = argv; *a; a++)
+                assert_null(strstr(*a, "modules"));
         strv_free(argv);
 
         struct vm_boot repo = base;
@@ -77,6 +79,27 @@ static void test_argv(void **state) {
                 if (strcmp(*a, "-append") == 0)
                         key = strstr(a[1], " banger.repo=repo") != NULL;
         assert_true(key);
+        strv_free(argv);
+
+        /* the kernel's modules disk: read-only, the last device (the others
+         * keep their slots), named on the command line (templates too) */
+        struct vm_boot mods = base;
+        mods.modules_disk = "/k/modules.ext4";
+        assert_int_equal(vmm_qemu.build_argv(&mods, "qemu-system-x86_64", &argv, &err), 0);
+        assert_true(has(argv, "-drive", "id=modules,file=/k/modules.ext4,format=raw,if=none,readonly=on"));
+        size_t last = 0;
+        while (argv[last + 1])
+                last++;
+        assert_string_equal(argv[last], "virtio-blk-device,drive=modules,serial=modules");
+        for (char **a = argv; *a; a++)
+                if (strcmp(*a, "-append") == 0)
+                        assert_non_null(strstr(a[1], " banger.modules=modules"));
+        strv_free(argv);
+        mods.generic = true;
+        assert_int_equal(vmm_qemu.build_argv(&mods, "qemu-system-x86_64", &argv, &err), 0);
+        for (char **a = argv; *a; a++)
+                if (strcmp(*a, "-append") == 0)
+                        assert_non_null(strstr(a[1], " banger.modules=modules"));
         strv_free(argv);
 
         struct vm_boot kvm = base;

@@ -2,7 +2,8 @@
 /*
  * The kernel store: <state>/kernels/<name>/ holds vmlinuz, vmlinux (PVH ELF
  * when the bzImage payload could be unpacked), config, modules/ (only what
- * banger-init loads, plus their dependencies), modules.order and
+ * banger-init loads, plus their dependencies), modules.order, modules.ext4
+ * (the whole module tree for the guests' /lib/modules: modulesdisk.h) and
  * manifest.json. Catalog kernels are resolved from the Debian mirror at pull
  * time: InRelease (gpgv) -> Packages (SHA256 from Release) -> the versioned
  * linux-image .deb (SHA256 from Packages) -> libarchive.
@@ -32,6 +33,7 @@
 #include "macro.h"
 #include "modinfo.h"
 #include "modorder.h"
+#include "modulesdisk.h"
 #include "proc_spawn.h"
 #include "sha256.h"
 #include "store/store_artifacts.h"
@@ -76,6 +78,8 @@ static json_t *kernel_json(struct artifacts *a, const struct kernel_row *r) {
                 if (access(p, R_OK) == 0)
                         json_object_set_new(j, boot_files[i], json_string(p));
         }
+        _cleanup_free_ char *mods = path_join(r->dir, MODULES_DISK_FILE);
+        json_object_set_new(j, "modules_disk", access(mods, R_OK) == 0 ? json_string(mods) : json_null());
         if (m) {
                 json_object_set(j, "pvh", json_object_get(m, "pvh") ? json_object_get(m, "pvh") : json_false());
                 json_object_set(j, "modules", json_object_get(m, "modules_order"));
@@ -237,8 +241,21 @@ static int fetch_packages(const struct release *rel, const char *mirror, const c
 }
 
 struct want_ctx {
-        char *version; /* from boot/vmlinuz-<version> */
+        char *version;     /* from boot/vmlinuz-<version> */
+        char *mod_release; /* the one lib/modules/<release>/ of the package */
+        bool mixed;        /* more than one release under lib/modules */
 };
+
+/* What the modules disk keeps of lib/modules/<release>/: the modules and the
+ * lists depmod reads (regular files in every linux-image package; anything
+ * else, such as the build/source links of a self-built kernel, stays out). */
+static bool module_tree_file(const char *rest) {
+        const char *base = strrchr(rest, '/') ? strrchr(rest, '/') + 1 : rest;
+        if (strncmp(rest, "kernel/", 7) == 0)
+                return fnmatch("*.ko", base, 0) == 0;
+        return strcmp(rest, "modules.order") == 0 || strcmp(rest, "modules.builtin") == 0 ||
+               strcmp(rest, "modules.builtin.modinfo") == 0;
+}
 
 /* p is "<prefix><name>" with no further '/' in name. */
 static bool directly_in(const char *p, const char *prefix) {
@@ -253,7 +270,6 @@ static bool directly_in(const char *p, const char *prefix) {
 
 static char *want_kernel_file(const char *p, void *ud) {
         struct want_ctx *w = ud;
-        const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
 
         if (directly_in(p, "boot/vmlinuz-")) {
                 free(w->version);
@@ -262,8 +278,21 @@ static char *want_kernel_file(const char *p, void *ud) {
         }
         if (directly_in(p, "boot/config-"))
                 return xstrdup("config");
-        if (strncmp(p, "lib/modules/", 12) == 0 && fnmatch("*.ko", base, 0) == 0 && strstr(p, "/kernel/"))
-                return xasprintf("all-modules/%s", base);
+        if (strncmp(p, "lib/modules/", 12) == 0) {
+                const char *rel = p + 12, *slash = strchr(rel, '/');
+                if (!slash || !module_tree_file(slash + 1))
+                        return NULL;
+                _cleanup_free_ char *release = xstrndup(rel, (size_t) (slash - rel));
+                if (!w->mod_release)
+                        w->mod_release = TAKE_PTR(release);
+                else if (strcmp(w->mod_release, release) != 0) {
+                        w->mixed = true;
+                        return NULL;
+                }
+                if (!modules_release_valid(w->mod_release))
+                        return NULL;
+                return xasprintf("modroot/%s", p);
+        }
         return NULL;
 }
 
@@ -452,6 +481,8 @@ static int commit_kernel(struct artifacts *a, const char *name, const char *stag
         return r;
 }
 
+static int collect_ko(const char *dir, const char *dst, bool link_them);
+
 /* One kernel pull, step by step, into its staging dir. */
 struct pull {
         struct artifacts *a;
@@ -520,12 +551,33 @@ static int pull_package(struct pull *k, struct op_error *err) {
         return 0;
 }
 
-static int pull_boot_files(struct pull *k, struct op_error *err) {
+/* The package's lib/modules/<release>/ (in modroot/) becomes modules.ext4;
+ * the initramfs's modules are copied out of it first. */
+static int pull_modules(struct pull *k, struct op_error *err) {
         _cleanup_free_ char *all = path_join(k->staging, "all-modules"), *mods = path_join(k->staging, "modules");
-        _cleanup_free_ char *order = path_join(k->staging, "modules.order");
+        _cleanup_free_ char *order = path_join(k->staging, "modules.order"), *root = path_join(k->staging, "modroot");
+        _cleanup_free_ char *disk = path_join(k->staging, MODULES_DISK_FILE);
+        const char *rel = k->want.mod_release;
+        if (k->want.mixed || !rel || !modules_release_valid(rel) || strcmp(rel, k->want.version) != 0)
+                return op_fail(err, -EBADMSG, "%s: its modules are not one lib/modules/%s tree", k->imgp.filename,
+                               k->want.version);
+        _cleanup_free_ char *tree = xasprintf("%s/lib/modules/%s", root, rel);
         progress_stage(k->p, "modules", "resolving dependencies");
-        int r = select_modules(all, mods, order, json_object_get(k->entry, "modules"), true, &k->mod_order, err);
+        int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(tree, all, true);
+        if (r < 0)
+                return op_fail(err, r, "collecting the modules: %s", strerror(-r));
+        r = select_modules(all, mods, order, json_object_get(k->entry, "modules"), true, &k->mod_order, err);
         rm_rf(all);
+        if (r < 0)
+                return r;
+        progress_stage(k->p, "modules disk", "depmod and mkfs.ext4 of lib/modules/%s", rel);
+        r = modules_disk_build(root, rel, disk, err);
+        rm_rf(root);
+        return r;
+}
+
+static int pull_boot_files(struct pull *k, struct op_error *err) {
+        int r = pull_modules(k, err);
         if (r < 0)
                 return r;
         progress_stage(k->p, "vmlinux", "unpacking the bzImage payload for PVH boot");
@@ -536,11 +588,12 @@ static int pull_commit(struct pull *k, struct op_error *err) {
         const char *distro = json_string_value(json_object_get(k->entry, "distro"));
         _cleanup_free_ char *now = now_rfc3339(), *source = xasprintf("debian:%s", k->deb_url);
         _cleanup_free_ char *final_dir = kdir(k->a, k->name);
-        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b}", "name", k->name, "distro",
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:s}", "name", k->name, "distro",
                               distro, "arch", "x86_64", "kernel_version", k->want.version, "package", k->image_pkg,
                               "package_version", k->imgp.version, "source", source, "release_date",
                               k->rel.date ? k->rel.date : "", "imported_at", now, "modules_order",
-                              TAKE_PTR(k->mod_order), "pvh", k->pvh);
+                              TAKE_PTR(k->mod_order), "pvh", k->pvh, "modules_disk", MODULES_DISK_FILE,
+                              "modules_release", k->want.mod_release);
         int r = write_manifest(k->staging, m, err);
         json_decref(m);
         if (r < 0)
@@ -570,6 +623,7 @@ static int do_pull(struct artifacts *a, const char *name, json_t *entry, const s
         deb_package_done(&k.metap);
         deb_package_done(&k.imgp);
         free(k.want.version);
+        free(k.want.mod_release);
         free(k.image_pkg);
         free(k.deb_url);
         free(k.staging);
@@ -611,7 +665,9 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
 
 /* ---- import -------------------------------------------------------------- */
 
-static int collect_ko(const char *dir, const char *dst) {
+/* Every .ko below dir into dst (flat); `link`: hard links (dir is ours, on
+ * the same filesystem), else copies. */
+static int collect_ko(const char *dir, const char *dst, bool link_them) {
         DIR *d = opendir(dir);
         struct dirent *de;
         int r = 0;
@@ -626,13 +682,67 @@ static int collect_ko(const char *dir, const char *dst) {
                 if (lstat(p, &st) < 0)
                         continue;
                 if (S_ISDIR(st.st_mode))
-                        r = collect_ko(p, dst);
+                        r = collect_ko(p, dst, link_them);
                 else if (S_ISREG(st.st_mode) && fnmatch("*.ko", de->d_name, 0) == 0) {
                         _cleanup_free_ char *to = path_join(dst, de->d_name);
-                        r = copy_file_sparse(p, to, 0644);
+                        r = link_them && link(p, to) == 0 ? 0 : copy_file_sparse(p, to, 0644);
                 }
         }
         closedir(d);
+        return r;
+}
+
+/* dir's directories and regular files into dst (symlinks and anything else
+ * stay out: the tree goes into every guest of the kernel). */
+static int copy_tree(const char *dir, const char *dst, int depth) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int r = depth > 16 ? -ELOOP : mkdir_p(dst, 0755) < 0 ? -errno : 0;
+
+        if (!d)
+                return -errno;
+        while (r == 0 && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *p = path_join(dir, de->d_name), *to = path_join(dst, de->d_name);
+                struct stat st;
+                if (lstat(p, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        r = copy_tree(p, to, depth + 1);
+                else if (S_ISREG(st.st_mode))
+                        r = copy_file_sparse(p, to, 0644);
+        }
+        closedir(d);
+        return r;
+}
+
+/* An imported modules/ dir (lib/modules/<release> of the kernel's build)
+ * becomes the modules disk, named by the release its modules were built for. */
+static int import_modules_disk(const char *moddir, const char *all, const char *staging, struct op_error *err) {
+        _cleanup_free_ char *root = path_join(staging, "modroot"), *disk = path_join(staging, MODULES_DISK_FILE);
+        _cleanup_free_ char *release = NULL, *first = NULL;
+        DIR *d = opendir(all);
+        struct dirent *de;
+        while (d && !first && (de = readdir(d)))
+                if (fnmatch("*.ko", de->d_name, 0) == 0)
+                        first = path_join(all, de->d_name);
+        if (d)
+                closedir(d);
+        if (!first) /* no modules: everything is built in */
+                return 0;
+        int r = modinfo_release(first, &release, err);
+        if (r < 0)
+                return r;
+        if (!modules_release_valid(release))
+                return op_fail(err, -EBADMSG, "%s names no usable kernel release ('%s')", first, release);
+        _cleanup_free_ char *tree = xasprintf("%s/lib/modules/%s", root, release);
+        r = copy_tree(moddir, tree, 0);
+        if (r < 0)
+                r = op_fail(err, r, "copying the module tree: %s", strerror(-r));
+        else
+                r = modules_disk_build(root, release, disk, err);
+        rm_rf(root);
         return r;
 }
 
@@ -658,10 +768,12 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                         rc = op_fail(err, r, "copying %s: %s", files[i][0], strerror(-r));
         }
         if (rc == 0 && stat(moddir, &st) == 0 && S_ISDIR(st.st_mode)) {
-                int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(moddir, all);
+                int r = mkdir_p(all, 0755) < 0 ? -errno : collect_ko(moddir, all, false);
                 if (r < 0)
                         rc = op_fail(err, r, "copying modules: %s", strerror(-r));
         }
+        if (rc == 0)
+                rc = import_modules_disk(moddir, all, staging, err);
         if (rc == 0) {
                 _cleanup_json_ json_t *cat = kernel_catalog();
                 json_t *wanted = json_object_get(json_array_get(json_object_get(cat, "kernels"), 0), "modules");

@@ -12,7 +12,10 @@
 #include "op_error.h"
 #include "strbuf.h"
 
-int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *err) {
+/* The value of `key=` in the module's .modinfo ("" when the section has
+ * none), malloc'd. */
+static int modinfo_field(const char *ko_path, const char *key, char **ret_value, struct op_error *err) {
+        size_t klen = strlen(key);
         _cleanup_close_ int fd = open(ko_path, O_RDONLY | O_CLOEXEC);
         Elf *elf;
         Elf_Scn *scn = NULL;
@@ -43,15 +46,15 @@ int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *er
                 const char *p = d->d_buf, *end = p + d->d_size;
                 while (p < end) {
                         size_t len = strnlen(p, (size_t) (end - p));
-                        if (len > 8 && strncmp(p, "depends=", 8) == 0) {
-                                *ret_depends = xstrndup(p + 8, len - 8);
+                        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+                                *ret_value = xstrndup(p + klen + 1, len - klen - 1);
                                 r = 0;
                                 break;
                         }
                         p += len + 1;
                 }
-                if (r < 0) { /* .modinfo without depends=: no deps */
-                        *ret_depends = xstrdup("");
+                if (r < 0) { /* .modinfo without the key: no deps, no vermagic */
+                        *ret_value = xstrdup("");
                         r = 0;
                 }
                 break;
@@ -59,5 +62,18 @@ int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *er
         elf_end(elf);
         if (r < 0)
                 return op_fail(err, r, "%s has no .modinfo section", ko_path);
+        return 0;
+}
+
+int modinfo_depends(const char *ko_path, char **ret_depends, struct op_error *err) {
+        return modinfo_field(ko_path, "depends", ret_depends, err);
+}
+
+int modinfo_release(const char *ko_path, char **ret_release, struct op_error *err) {
+        _cleanup_free_ char *vermagic = NULL;
+        int r = modinfo_field(ko_path, "vermagic", &vermagic, err);
+        if (r < 0)
+                return r;
+        *ret_release = xstrndup(vermagic, strcspn(vermagic, " "));
         return 0;
 }

@@ -27,6 +27,7 @@
 #include "store/store_artifacts.h"
 #include "strbuf.h"
 #include "testhook.h"
+#include "artifacts/modulesdisk.h"
 #include "vm/guestcfg.h"
 #include "vms_internal.h"
 
@@ -61,6 +62,7 @@ void vms_boot_files_done(struct boot_files *b) {
         free(b->rootfs);
         free(b->work_seed);
         free(b->init_mode);
+        free(b->modules_disk);
         *b = (struct boot_files) { 0 };
 }
 
@@ -71,7 +73,9 @@ static int kernel_files(struct vms *v, const struct image_row *img, struct boot_
                 return op_fail_as(e, RPC_NOT_FOUND, r, "kernel '%s' of image '%s' is not installed (banger kernel pull %s)",
                                   img->kernel_name, img->name, img->kernel_name);
         _cleanup_free_ char *x = path_join(k.dir, "vmlinux"), *z = path_join(k.dir, "vmlinuz");
+        _cleanup_free_ char *m = path_join(k.dir, MODULES_DISK_FILE);
         b->kernel = xstrdup(access(x, R_OK) == 0 ? x : z);
+        b->modules_disk = access(m, R_OK) == 0 ? TAKE_PTR(m) : NULL;
         kernel_row_done(&k);
         return kernel_initramfs(v->deps.artifacts, img->kernel_name, &b->initramfs, e);
 }
@@ -291,7 +295,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
                 .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
                 .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
-                .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL,
+                .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL, .modules_disk = s->bf.modules_disk,
                 .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
                 .incoming = s->state_fd >= 0, .ram_file = s->ram_file,

@@ -89,6 +89,7 @@ void tpl_spec_done(struct tpl_spec *s) {
         free(s->rootfs);
         free(s->kernel);
         free(s->initramfs);
+        free(s->modules_disk);
         free(s->init_mode);
         free(s->accel);
         *s = (struct tpl_spec) { 0 };
@@ -125,6 +126,7 @@ static void key_of(struct vms *v, const struct tpl_spec *s, char out[65]) {
         stamp(&sb, "rootfs", s->rootfs);
         stamp(&sb, "kernel", s->kernel);
         stamp(&sb, "initramfs", s->initramfs);
+        stamp(&sb, "modules", s->modules_disk); /* the guest mounted it */
         stamp(&sb, "vmm", bin);
         strbuf_addf(&sb, "init=%s\nvcpu=%lld\nmemory=%lld\ndisk=%lld\noverlay=%lld\naccel=%s\nbackend=%s\ntsc=%u\n"
                          "banger=%s %s\n",
@@ -138,6 +140,7 @@ void vms_tpl_spec(struct vms *v, const struct vm_row *r, const struct boot_files
                   const struct vmm_entry *vmm, struct tpl_spec *s) {
         *s = (struct tpl_spec) { .image_id = xstrdup(r->image_id), .rootfs = xstrdup(bf->rootfs),
                                  .kernel = xstrdup(bf->kernel), .initramfs = xstrdup(bf->initramfs),
+                                 .modules_disk = bf->modules_disk ? xstrdup(bf->modules_disk) : NULL,
                                  .init_mode = xstrdup(bf->init_mode), .accel = xstrdup(accel), .vmm = vmm,
                                  .vcpu = r->vcpu, .memory_mib = r->memory_mib, .disk_bytes = r->disk_size_bytes,
                                  .overlay_bytes = r->system_overlay_size_bytes };
@@ -203,7 +206,7 @@ static int build_boot(struct build *t, struct op_error *e) {
         t->b = (struct vm_boot) {
                 .id = t->id, .name = "banger", .vcpu = (int) t->s.vcpu, .memory_mib = (int) t->s.memory_mib,
                 .accel = t->s.accel, .tsc_khz = t->v->deps.tsc_khz, .kernel = t->s.kernel, .initrd = t->s.initramfs,
-                .init_mode = t->s.init_mode, .root_disk = path_join(t->stage, "root.qcow2"), .work_disk = t->work,
+                .modules_disk = t->s.modules_disk, .init_mode = t->s.init_mode, .root_disk = path_join(t->stage, "root.qcow2"), .work_disk = t->work,
                 .repo_disk = t->repo, .ram_file = path_join(t->stage, "ram"), .ram_file_shared = true,
                 .net = VM_NET_DETACHED, .qmp_socket = path_join(t->run, "qmp.sock"),
                 .agent_socket = path_join(t->run, "agent.sock"), .console_log = path_join(t->stage, "console.log"),
@@ -269,13 +272,14 @@ static int build_save(struct build *t, struct op_error *e) {
         t->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
         struct stat st;
         _cleanup_json_ json_t *m = json_pack(
-                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "key", t->s.key, "image_id",
+                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:s}", "key", t->s.key, "image_id",
                 t->s.image_id, "rootfs", t->s.rootfs, "kernel", t->s.kernel, "initramfs", t->s.initramfs, "init_mode",
                 t->s.init_mode, "vcpu", (json_int_t) t->s.vcpu, "memory_mib", (json_int_t) t->s.memory_mib,
                 "disk_size_bytes", (json_int_t) t->s.disk_bytes, "system_overlay_size_bytes",
                 (json_int_t) t->s.overlay_bytes, "accel", t->s.accel, "backend", t->s.vmm->backend->name, "created_at",
                 (json_int_t) (t->v->deps.wall_ms() / 1000), "build_ms", (json_int_t) (t->v->deps.mono_ms() - t->t0),
-                "state_bytes", (json_int_t) (stat(state, &st) == 0 ? st.st_size : 0));
+                "state_bytes", (json_int_t) (stat(state, &st) == 0 ? st.st_size : 0), "modules_disk",
+                strempty(t->s.modules_disk));
         _cleanup_free_ char *text = json_dumps(m, JSON_INDENT(2));
         unlink(t->work);
         unlink(t->repo);
@@ -429,6 +433,8 @@ static int meta_spec(struct vms *v, const char *dir, struct tpl_spec *s, json_t 
                                  .vmm = vms_vmm_by_name(v, json_string_value(json_object_get(m, "backend"))),
                                  .vcpu = I("vcpu"), .memory_mib = I("memory_mib"), .disk_bytes = I("disk_size_bytes"),
                                  .overlay_bytes = I("system_overlay_size_bytes") };
+        const char *mods = json_string_value(json_object_get(m, "modules_disk"));
+        s->modules_disk = mods && *mods ? xstrdup(mods) : NULL;
 #undef S
 #undef I
         snprintf(s->key, sizeof(s->key), "%s", json_string_value(json_object_get(m, "key")));

@@ -76,6 +76,7 @@ void pidfd_reap(int pidfd);
 /* ---- boot files (start.c) ---- */
 struct boot_files {
         char *kernel, *initramfs, *rootfs, *work_seed, *init_mode;
+        char *modules_disk; /* the kernel's modules.ext4, or NULL (none, or the image names its own kernel) */
         uint64_t rootfs_size;
 };
 void vms_boot_files_done(struct boot_files *b);
@@ -132,6 +133,7 @@ _warn_unused_ int vms_identify(struct vms *v, const struct vm_row *r, const stru
 struct tpl_spec {
         char key[65];
         char *image_id, *rootfs, *kernel, *initramfs, *init_mode, *accel;
+        char *modules_disk; /* NULL: none */
         const struct vmm_entry *vmm;
         int64_t vcpu, memory_mib, disk_bytes, overlay_bytes;
 };

@@ -31,6 +31,8 @@ char *vm_kernel_cmdline(const struct vm_boot *b) {
 
         strbuf_addf(&sb, "console=ttyS0 tsc_early_khz=%u cryptomgr.notests quiet panic=-1", b->tsc_khz);
         strbuf_addf(&sb, " banger.mode=%s banger.root=rootfs banger.hostname=%s", b->init_mode, b->name);
+        if (b->modules_disk) /* no identity in it: a template's guest mounts it too */
+                strbuf_addstr(&sb, " banger.modules=modules");
         if (b->generic) /* identity and /root come from `banger-agent --identify` after a restore */
                 return strbuf_detach(&sb, NULL);
         if (b->work_disk)
@@ -150,6 +152,12 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 push2(&a, "-device", xstrdup("virtio-serial-device"));
                 push2(&a, "-chardev", xasprintf("socket,id=agent,path=%s,server=on,wait=off", agent));
                 push2(&a, "-device", xstrdup("virtserialport,chardev=agent,name=org.banger.agent"));
+        }
+        /* last: the devices before it keep their virtio-mmio slots */
+        if (b->modules_disk) {
+                _cleanup_free_ char *mods = qopt_escape(b->modules_disk);
+                push2(&a, "-drive", xasprintf("id=modules,file=%s,format=raw,if=none,readonly=on", mods));
+                push2(&a, "-device", xstrdup("virtio-blk-device,drive=modules,serial=modules"));
         }
         *ret = a.v;
         return 0;

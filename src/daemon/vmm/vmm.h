@@ -41,6 +41,7 @@ struct vm_boot {
         const char *root_disk;   /* qcow2 overlay */
         const char *work_disk;   /* raw ext4, or NULL */
         const char *repo_disk;   /* raw, /root/repo once a workspace is in it (vdisk.h); NULL: none */
+        const char *modules_disk; /* the kernel's read-only module tree (docs/GUEST.md); NULL: none */
         enum vm_net net;
         const char *tap;         /* VM_NET_TAP */
         int tap_fd;              /* VM_NET_TAP: an open queue of tap (> 2; the VMM gets it as fd 3), or
