@@ -69,6 +69,13 @@ struct cli_ctx {
         /* progress display (progress.c) */
         bool no_progress; /* concurrent fan-out: report results only */
         bool silent;      /* errors are the caller's to report (a probe that may fail) */
+        /* capture (a concurrent fan-out): the first failure is kept below
+         * instead of printed, so the caller reports every ref in order */
+        bool capture;
+        char *err_code;    /* owned; the RPC code, "unavailable" for a transport failure */
+        char *err_message; /* owned; as the daemon said it */
+        char *err_line;    /* owned; what would have been printed (without "banger: ") */
+        char *err_op_id;   /* owned; may be NULL */
         const volatile sig_atomic_t *interrupt; /* set: a signal ends waits for the daemon */
         bool progress_line_open;
         char progress_stage[32];
@@ -107,6 +114,8 @@ int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) __at
 /* The same with the errno to return. */
 int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cli_print_json(const json_t *j);
+/* Frees what capture kept. */
+void cli_error_clear(struct cli_ctx *ctx);
 const char *cli_socket_path(const struct cli_ctx *ctx);
 int cli_load_install(struct cli_ctx *ctx);
 
