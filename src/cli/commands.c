@@ -127,7 +127,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "dry-run", 0, NULL, "list the files that would be shipped, then exit (no VM)" },
         { "branch", 0, "NAME", "create and check out a guest-only branch" },
         { "from", 0, "REF", "base --branch on REF" },
-        { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap" },
+        { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap (a mise project without --nat needs it)" },
         { "timings", 0, NULL, "print each stage's duration at the end" },
         { "ssh", 0, NULL, "run the command over ssh instead of the agent (waits for sshd)" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
