@@ -200,15 +200,16 @@ static int list(struct cli_ctx *ctx, struct cli_args *a, bool running_only) {
                 json_array_foreach(shown, i, vm)
                         printf("%s\n", str(vm, "id"));
         } else {
-                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %s\n", "ID", "NAME", "STATE", "IMAGE", "IP",
-                       "DNS", "VCPU", "MEM", "DISK", "CREATED");
+                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %-20s  %s\n", "ID", "NAME", "STATE", "IMAGE",
+                       "IP", "DNS", "VCPU", "MEM", "DISK", "CREATED", "WORKSPACE");
                 json_array_foreach(shown, i, vm) {
                         char sz[32], mem[32];
                         snprintf(mem, sizeof(mem), "%lld MiB", (long long) num(vm, "memory_mib"));
-                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %s\n", str(vm, "id"),
+                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %-20s  %s\n", str(vm, "id"),
                                str(vm, "name"), str(vm, "state"), str(vm, "image"), str(vm, "ip"), str(vm, "dns_name"),
                                (long long) num(vm, "vcpu"), mem,
-                               short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"));
+                               short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"),
+                               str(vm, "workspace_path"));
                 }
         }
         json_decref(shown);
@@ -237,8 +238,8 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
                str(res, "state"));
         if (json_is_string(json_object_get(res, "last_error")))
                 printf("last error:   %s\n", str(res, "last_error"));
-        printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\n", str(res, "image"),
-               str(res, "ip"), str(res, "dns_name"), str(res, "mac"));
+        printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\nworkspace:    %s\n",
+               str(res, "image"), str(res, "ip"), str(res, "dns_name"), str(res, "mac"), str(res, "workspace_path"));
         printf("spec:         %lld vcpu, %lld MiB, %s work disk, %s system overlay, nat %s, isolate %s\n",
                (long long) num(res, "vcpu"), (long long) num(res, "memory_mib"),
                short_size((uint64_t) num(res, "disk_size_bytes"), sz, sizeof(sz)),

@@ -163,6 +163,18 @@ exec_cwd() {
 }
 t "vm exec: cwd is --guest-path, else the workspace, else /root; exit code kept; HEAD drift warned, --auto-prepare re-ships" exec_cwd
 
+list_workspace() {
+        local repo; repo=$(cd "$REPO" && pwd -P)
+        B vm list >"$TMP/list.out" || return 1
+        head -1 "$TMP/list.out" | grep -Eq ' CREATED +WORKSPACE$' || { cat "$TMP/list.out"; return 1; }
+        grep -E '^[0-9a-f]{8}  ws ' "$TMP/list.out" | grep -q " $repo\$" || { cat "$TMP/list.out"; return 1; }
+        grep -E '^[0-9a-f]{8}  plain ' "$TMP/list.out" | grep -q ' -$' || { cat "$TMP/list.out"; return 1; }
+        B --json vm list >"$TMP/list.json" || return 1
+        expect_eq "$(jq -r '.[] | select(.name == "ws") | .workspace_path' "$TMP/list.json")" "$repo" || return 1
+        expect_eq "$(jq -r '.[] | select(.name == "plain") | .workspace_path' "$TMP/list.json")" null
+}
+t "vm list: WORKSPACE is the host repo a VM was made from, else '-' (workspace_path in --json)" list_workspace
+
 branch() {
         local h1; h1=$(git -C "$REPO" rev-parse HEAD~1)
         B vm workspace prepare ws "$REPO" --branch feature --from HEAD~1 >/dev/null 2>&1 || return 1
