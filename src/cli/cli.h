@@ -181,6 +181,7 @@ int cmd_template_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_stats(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_proxy(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
 /* exec.c: argv in the VM through its agent. 0 with the command's exit status

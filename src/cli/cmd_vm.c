@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "fsutil.h"
+#include "gitrepo.h"
 #include "jsonx.h"
 #include "macro.h"
 #include "parse.h"
@@ -690,6 +691,14 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
                 return cli_error(ctx, NULL, "the daemon did not report ssh_key_path");
         _cleanup_free_ char *kh = path_join(ctx->layout.ssh_dir, "known_hosts");
         _cleanup_free_ char *file = path_join(ctx->layout.config_dir, "ssh_config");
+        _cleanup_free_ char *self = realpath("/proc/self/exe", NULL), *qself = NULL;
+        if (!self)
+                return cli_error(ctx, NULL, "cannot find this banger binary: %s", strerror(errno));
+        if (strpbrk(self, "%\n"))
+                return cli_error(ctx, NULL, "the path of this banger binary (%s) cannot go into an ssh config", self);
+        qself = shell_quote(self);
+        /* The proxy reaches the VM without host DNS for the vm zone; the host
+         * key is still checked against the pin, under the name <name>.vm. */
         _cleanup_free_ char *body = xasprintf("# written by banger: ssh to <name>.vm as root with banger's key\n"
                                               "Host *.vm\n"
                                               "    User root\n"
@@ -697,8 +706,9 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
                                               "    IdentitiesOnly yes\n"
                                               "    UserKnownHostsFile %s\n"
                                               "    StrictHostKeyChecking yes\n"
-                                              "    CheckHostIP no\n",
-                                              key, kh);
+                                              "    CheckHostIP no\n"
+                                              "    ProxyCommand %s vm proxy %%h %%p\n",
+                                              key, kh, qself);
         if (mkdir_p(ctx->layout.config_dir, 0700) < 0 || write_file_atomic(file, body, strlen(body), 0644) < 0)
                 return cli_error(ctx, NULL, "cannot write %s: %s", file, strerror(errno));
         _cleanup_free_ char *sshdir = path_join(home, ".ssh"), *user_cfg = path_join(sshdir, "config");
