@@ -315,9 +315,9 @@ static void fan_start(struct fan *f, pthread_t *th, bool *started) {
                 f->rc = cli_error(&f->ctx, NULL, "cannot start a thread for %s", f->ref);
 }
 
-/* Runs `method` for every distinct ref concurrently; reports every ref in
- * the order given (a repeated ref reports its first run's outcome), with
- * --json one array entry per ref. Returns 0 when every one succeeded. */
+/* Runs `method` for every distinct ref concurrently; reports each in the
+ * order given (a repeated ref once, where it first appears), with --json
+ * one array entry per distinct ref. Returns 0 when every one succeeded. */
 static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, json_t *extra, const char *verb) {
         _cleanup_json_ json_t *ping = NULL;
         int n = a->npos, rc = 0;
@@ -342,17 +342,16 @@ static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, 
         }
         json_t *all = json_array();
         for (int i = 0; i < n; i++) {
-                struct fan *f = fans[i].dup_of >= 0 ? &fans[fans[i].dup_of] : &fans[i];
-                if (fans[i].dup_of < 0 && started[i])
+                struct fan *f = &fans[i];
+                if (f->dup_of >= 0)
+                        continue;
+                if (started[i])
                         pthread_join(th[i], NULL);
                 if (f->rc)
                         rc = rc ? rc : f->rc;
                 fan_report(ctx, f, verb);
-                if (ctx->json) {
-                        json_t *e = fan_entry(f);
-                        json_object_set_new(e, "ref", json_string(a->pos[i]));
-                        json_array_append_new(all, e);
-                }
+                if (ctx->json)
+                        json_array_append_new(all, fan_entry(f));
         }
         if (ctx->json)
                 cli_print_json(all);
