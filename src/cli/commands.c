@@ -31,6 +31,8 @@ static const struct cli_flag force_flags[] = {
 static const struct cli_flag kernel_import_flags[] = {
         { "from", 0, "DIR", "directory with vmlinux or vmlinuz, optional initrd.img and modules/" },
         { "force", 0, NULL, "replace an existing kernel of that name" },
+        { "distro", 0, "NAME", "the distribution it comes from, recorded and shown (e.g. debian, ubuntu-24.04)" },
+        { "arch", 0, "ARCH", "its architecture, recorded and shown: x86_64 (default) or aarch64 (amd64, arm64 too)" },
         { 0 },
 };
 
@@ -56,6 +58,9 @@ static const struct cli_flag image_register_flags[] = {
         { "kernel", 0, "FILE", "kernel image (vmlinux or bzImage)" },
         { "initrd", 0, "FILE", "initrd for --kernel" },
         { "kernel-ref", 0, "NAME", "a pulled or imported kernel instead of --kernel" },
+        { "modules", 0, "DIR", "with --kernel: its module tree (e.g. lib/modules/VERSION); the kernel and the "
+                               "modules are imported as a kernel named like the image (kernel import does the same "
+                               "with DIR/modules) and VMs boot banger's initramfs with the modules they need" },
         { "init-mode", 0, "MODE", "systemd (default) or fast" },
         { 0 },
 };
@@ -273,7 +278,7 @@ const struct cli_group cli_groups[] = {
                     "banger system status\n"
                     "sudo banger system uninstall --purge" },
         { "kernel", "banger kernel list --available\n"
-                    "banger kernel import mykernel --from ./out" },
+                    "banger kernel import mykernel --from ./out --distro ubuntu-24.04 --arch x86_64" },
         { "image", "banger image pull debian-bookworm\n"
                    "banger image pull docker.io/library/alpine:3.20 --name alpine\n"
                    "banger image export alpine -o alpine.tar.zst" },
