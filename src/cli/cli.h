@@ -95,6 +95,13 @@ struct cli_ctx {
         /* progress display (progress.c) */
         bool no_progress; /* concurrent fan-out: report results only */
         bool silent;      /* errors are the caller's to report (a probe that may fail) */
+        /* capture (a concurrent fan-out): the first failure is kept below
+         * instead of printed, so the caller reports every ref in order */
+        bool capture;
+        char *err_code;    /* owned; the RPC code, "unavailable" for a transport failure */
+        char *err_message; /* owned; as the daemon said it */
+        char *err_line;    /* owned; what would have been printed (without "banger: ") */
+        char *err_op_id;   /* owned; may be NULL */
         const volatile sig_atomic_t *interrupt; /* set: a signal ends waits for the daemon */
         enum cli_progress_mode progress_mode; /* as asked: --progress, --quiet */
         struct cli_progress progress;
@@ -130,6 +137,8 @@ int cli_error(struct cli_ctx *ctx, const char *op_id, const char *fmt, ...) __at
 /* The same with the errno to return. */
 int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cli_print_json(const json_t *j);
+/* Frees what capture kept. */
+void cli_error_clear(struct cli_ctx *ctx);
 const char *cli_socket_path(const struct cli_ctx *ctx);
 int cli_load_install(struct cli_ctx *ctx);
 
@@ -221,6 +230,7 @@ int cmd_template_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_stats(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_proxy(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_exec(struct cli_ctx *ctx, struct cli_args *a);
 /* exec.c: argv in the VM through its agent. 0 with the command's exit status

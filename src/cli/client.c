@@ -304,6 +304,10 @@ int cli_call(struct cli_ctx *ctx, enum cli_connect_mode mode, const char *method
         if (r < 0)
                 return cli_fail(ctx, r, "%s", err);
         if (resp.is_error) {
+                if (ctx->capture && !ctx->err_line) {
+                        ctx->err_code = xstrdup(resp.code_str ? resp.code_str : rpc_code_to_string(resp.code));
+                        ctx->err_message = xstrdup(resp.message ? resp.message : "");
+                }
                 if (resp.code == RPC_OPERATION_FAILED)
                         cli_error(ctx, resp.op_id, "%s", resp.message);
                 else

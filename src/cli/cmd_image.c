@@ -189,6 +189,12 @@ int cmd_image_register(struct cli_ctx *ctx, struct cli_args *a) {
         if ((r = abs_flag(ctx, a, "rootfs", params, "rootfs")) || (r = abs_flag(ctx, a, "work-seed", params, "work_seed")) ||
             (r = abs_flag(ctx, a, "kernel", params, "kernel")) || (r = abs_flag(ctx, a, "initrd", params, "initrd")))
                 return r;
+        if (cli_flag(a, "modules") && !cli_flag(a, "kernel"))
+                return cli_usage_error(a->cmd, "--modules goes with --kernel (a --kernel-ref kernel has its own modules)");
+        if (cli_flag(a, "modules") && cli_flag(a, "initrd"))
+                return cli_usage_error(a->cmd, "--modules and --initrd exclude each other (--modules builds banger's initramfs)");
+        if ((r = abs_flag(ctx, a, "modules", params, "modules")))
+                return r;
         if (cli_flag(a, "kernel-ref"))
                 json_object_set_new(params, "kernel_ref", json_string(cli_flag(a, "kernel-ref")));
         if (cli_flag(a, "init-mode"))
@@ -199,7 +205,8 @@ int cmd_image_register(struct cli_ctx *ctx, struct cli_args *a) {
         if (ctx->json)
                 cli_print_json(res);
         else
-                printf("registered image %s (files stay where they are)\n", str(res, "name"));
+                printf("registered image %s (files stay where they are)%s\n", str(res, "name"),
+                       cli_flag(a, "modules") ? "; its kernel and modules were imported as kernel of the same name" : "");
         return 0;
 }
 

@@ -53,11 +53,13 @@ int cmd_kernel_list(struct cli_ctx *ctx, struct cli_args *a) {
                 printf("no kernels (try 'banger kernel list --available')\n");
                 return 0;
         }
-        printf("%-20s  %-9s  %-24s  %10s  %s\n", "NAME", "STATE", "VERSION", "SIZE", "SOURCE");
+        printf("%-20s  %-9s  %-12s  %-8s  %-24s  %10s  %s\n", "NAME", "STATE", "DISTRO", "ARCH", "VERSION", "SIZE",
+               "SOURCE");
         json_array_foreach(ks, i, k) {
                 char sz[32];
                 const char *state = str(k, "state");
-                printf("%-20s  %-9s  %-24s  %10s  %s\n", str(k, "name"), state, str(k, "kernel_version"),
+                printf("%-20s  %-9s  %-12s  %-8s  %-24s  %10s  %s\n", str(k, "name"), state, str(k, "distro"),
+                       str(k, "arch"), str(k, "kernel_version"),
                        cli_human_size((uint64_t) json_integer_value(json_object_get(k, "size_bytes")), sz, sizeof(sz)),
                        strcmp(state, "available") == 0 ? str(k, "description") : str(k, "source"));
         }
@@ -115,6 +117,10 @@ int cmd_kernel_import(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *res = NULL,
                               *params = json_pack("{s:s, s:s, s:b}", "name", a->pos[0], "from", abs, "force",
                                                   cli_has(a, "force"));
+        if (cli_flag(a, "distro"))
+                json_object_set_new(params, "distro", json_string(cli_flag(a, "distro")));
+        if (cli_flag(a, "arch"))
+                json_object_set_new(params, "arch", json_string(cli_flag(a, "arch")));
         int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_KERNEL_IMPORT, params, &res);
         if (r)
                 return r;

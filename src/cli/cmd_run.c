@@ -280,6 +280,7 @@ struct run {
         struct cli_ctx *ctx;
         struct cli_args *a;
         const char *path; /* the repository to ship, or NULL */
+        char *toplevel;   /* owned: its work tree root, or NULL */
         char **cmd;       /* after "--", or NULL */
         int ncmd;
         bool rm, detach, nat;
@@ -347,8 +348,32 @@ static int run_params(struct run *r, json_t *params) {
         _cleanup_free_ char *err = NULL;
         if ((rc = git_repo_inspect(r->path, &repo, &err)) < 0)
                 return cli_fail(r->ctx, rc, "%s", err);
+        r->toplevel = TAKE_PTR(repo.toplevel);
         git_repo_done(&repo);
         return 0;
+}
+
+/* The file that makes the repository a mise project (at its root, which is
+ * what /root/repo holds), or NULL. */
+static const char *mise_file(const char *toplevel) {
+        static const char *const names[] = { "mise.toml", ".mise.toml", ".tool-versions" };
+        for (size_t i = 0; toplevel && i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = path_join(toplevel, names[i]);
+                if (access(p, F_OK) == 0)
+                        return names[i];
+        }
+        return NULL;
+}
+
+/* The bootstrap needs the internet: refused before a VM exists (spec §6). */
+static int run_check_bootstrap(struct run *r) {
+        const char *f = cli_has(r->a, "no-bootstrap") ? NULL : mise_file(r->toplevel);
+        if (!f || r->nat)
+                return 0;
+        return cli_error(r->ctx, NULL,
+                         "%s/%s makes this a mise project, and its tooling bootstrap needs outbound network access: "
+                         "pass --nat, or --no-bootstrap to skip the bootstrap (no VM was created)",
+                         r->toplevel, f);
 }
 
 static volatile sig_atomic_t run_interrupted;
@@ -357,16 +382,10 @@ static void on_run_signal(int sig) {
         run_interrupted = 1;
 }
 
-/* mise, when the project has it and the VM can reach the internet. */
+/* mise, when the project has it (run_check_bootstrap made sure of NAT). */
 static void run_bootstrap(struct run *r) {
-        _cleanup_free_ char *mise = path_join(r->path, ".mise.toml"), *tv = path_join(r->path, ".tool-versions");
-        if (cli_has(r->a, "no-bootstrap") || (access(mise, F_OK) < 0 && access(tv, F_OK) < 0))
+        if (cli_has(r->a, "no-bootstrap") || !mise_file(r->toplevel) || !r->nat)
                 return;
-        if (!r->nat) {
-                fprintf(stderr, "note: tooling bootstrap (mise) skipped: the VM has no NAT "
-                                "(--nat enables it, --no-bootstrap silences this)\n");
-                return;
-        }
         int64_t t = mono_ms_now();
         char *boot[] = { (char *) "sh", (char *) "-c",
                          (char *) "mkdir -p /root/.cache/banger; if command -v mise >/dev/null; then "
@@ -553,9 +572,13 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *params = json_object();
         int rc;
         if ((rc = run_check(&r)) || (rc = run_params(&r, params)))
-                return rc;
-        if (cli_has(a, "dry-run"))
-                return local_dry_run(ctx, r.path, cli_has(a, "include-untracked"));
+                goto out;
+        if (cli_has(a, "dry-run")) {
+                rc = local_dry_run(ctx, r.path, cli_has(a, "include-untracked"));
+                goto out;
+        }
+        if ((rc = run_check_bootstrap(&r)))
+                goto out;
         r.t0 = mono_ms_now();
         /* a command through the agent needs no sshd: ready once the agent answers
          * (and so is an OCI image's entrypoint; a shell waits for sshd later) */
@@ -565,12 +588,14 @@ int cmd_vm_run(struct cli_ctx *ctx, struct cli_args *a) {
         rc = cli_vm_create(ctx, params, true, &r.vm);
         timed(&r, r.no_ssh_wait ? "create + boot + agent ready" : "create + boot + ssh ready", r.t0);
         if (rc)
-                return rc; /* a failed create keeps its VM (state error) for `vm logs` */
+                goto out; /* a failed create keeps its VM (state error) for `vm logs` */
         r.name = xstrdup(str(r.vm, "name"));
         rc = run_in_vm(&r);
         if (cli_has(a, "timings"))
                 run_timings(&r);
+out:
         json_decref(r.vm);
         free(r.name);
+        free(r.toplevel);
         return rc;
 }

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "fsutil.h"
+#include "gitrepo.h"
 #include "jsonx.h"
 #include "macro.h"
 #include "parse.h"
@@ -228,15 +229,16 @@ static int list(struct cli_ctx *ctx, struct cli_args *a, bool running_only) {
                 json_array_foreach(shown, i, vm)
                         printf("%s\n", str(vm, "id"));
         } else {
-                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %s\n", "ID", "NAME", "STATE", "IMAGE", "IP",
-                       "DNS", "VCPU", "MEM", "DISK", "CREATED");
+                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %-20s  %s\n", "ID", "NAME", "STATE", "IMAGE",
+                       "IP", "DNS", "VCPU", "MEM", "DISK", "CREATED", "WORKSPACE");
                 json_array_foreach(shown, i, vm) {
                         char sz[32], mem[32];
                         snprintf(mem, sizeof(mem), "%lld MiB", (long long) num(vm, "memory_mib"));
-                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %s\n", str(vm, "id"),
+                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %-20s  %s\n", str(vm, "id"),
                                str(vm, "name"), str(vm, "state"), str(vm, "image"), str(vm, "ip"), str(vm, "dns_name"),
                                (long long) num(vm, "vcpu"), mem,
-                               short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"));
+                               short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"),
+                               str(vm, "workspace_path"));
                 }
         }
         json_decref(shown);
@@ -265,8 +267,8 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
                str(res, "state"));
         if (json_is_string(json_object_get(res, "last_error")))
                 printf("last error:   %s\n", str(res, "last_error"));
-        printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\n", str(res, "image"),
-               str(res, "ip"), str(res, "dns_name"), str(res, "mac"));
+        printf("image:        %s\nip:           %s\ndns name:     %s\nmac:          %s\nworkspace:    %s\n",
+               str(res, "image"), str(res, "ip"), str(res, "dns_name"), str(res, "mac"), str(res, "workspace_path"));
         printf("spec:         %lld vcpu, %lld MiB, %s work disk, %s system overlay, nat %s, isolate %s\n",
                (long long) num(res, "vcpu"), (long long) num(res, "memory_mib"),
                short_size((uint64_t) num(res, "disk_size_bytes"), sz, sizeof(sz)),
@@ -283,13 +285,13 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
 /* ---- fan-out lifecycle ------------------------------------------------------ */
 
 struct fan {
-        struct cli_ctx ctx;
+        struct cli_ctx ctx; /* capture: its failure is kept, reported in order */
         const char *ref;
         const char *method;
         json_t *extra;
-        json_t *result;
+        json_t *result; /* owned */
         int rc;
-        char *err; /* captured stderr of the call */
+        int dup_of; /* index of the same ref given earlier, or -1 */
 };
 
 static void *fan_main(void *arg) {
@@ -302,56 +304,91 @@ static void *fan_main(void *arg) {
         return NULL;
 }
 
-/* Runs `method` for every distinct ref concurrently; reports in the order
- * given. Returns 0 when every one succeeded. */
+/* {"ref", "ok": true, ...result} or {"ref", "ok": false, "error": {code, message[, op_id]}} */
+static json_t *fan_entry(const struct fan *f) {
+        json_t *e = json_pack("{s:s, s:b}", "ref", f->ref, "ok", f->rc == 0);
+        if (f->rc == 0) {
+                json_t *v;
+                const char *k;
+                json_object_foreach(f->result, k, v)
+                        if (strcmp(k, "ref") != 0 && strcmp(k, "ok") != 0)
+                                json_object_set(e, k, v);
+                return e;
+        }
+        json_t *err = json_pack("{s:s, s:s}", "code", f->ctx.err_code ? f->ctx.err_code : "unavailable", "message",
+                                f->ctx.err_message ? f->ctx.err_message : "failed");
+        if (f->ctx.err_op_id)
+                json_object_set_new(err, "op_id", json_string(f->ctx.err_op_id));
+        json_object_set_new(e, "error", err);
+        return e;
+}
+
+/* One ref's outcome, on stdout (success) or stderr (failure), flushed so
+ * the two streams keep the order the refs were given. */
+static void fan_report(struct cli_ctx *ctx, struct fan *f, const char *verb) {
+        if (f->rc == 0) {
+                if (!ctx->json)
+                        printf("%s %s\n", verb, str(f->result, "name"));
+                fflush(stdout);
+                return;
+        }
+        fflush(stdout);
+        cli_error(ctx, f->ctx.err_op_id, "%s", f->ctx.err_line ? f->ctx.err_line : "failed");
+        fflush(stderr);
+}
+
+static void fan_start(struct fan *f, pthread_t *th, bool *started) {
+        *started = pthread_create(th, NULL, fan_main, f) == 0;
+        if (!*started)
+                f->rc = cli_error(&f->ctx, NULL, "cannot start a thread for %s", f->ref);
+}
+
+/* Runs `method` for every distinct ref concurrently; reports each in the
+ * order given (a repeated ref once, where it first appears), with --json
+ * one array entry per distinct ref. Returns 0 when every one succeeded. */
 static int fan_out(struct cli_ctx *ctx, struct cli_args *a, const char *method, json_t *extra, const char *verb) {
         _cleanup_json_ json_t *ping = NULL;
         int n = a->npos, rc = 0;
+
+        /* one auto-start (and version check) before the fan-out */
+        if ((rc = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_PING, NULL, &ping)) < 0)
+                return rc;
         struct fan *fans = xcalloc((size_t) n, sizeof(*fans));
         pthread_t *th = xcalloc((size_t) n, sizeof(*th));
         bool *started = xcalloc((size_t) n, sizeof(bool));
-
-        /* one auto-start (and version check) before the fan-out */
-        if ((rc = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_PING, NULL, &ping)) < 0) {
-                free(fans);
-                free(th);
-                free(started);
-                return rc;
-        }
         for (int i = 0; i < n; i++) {
-                bool dup = false;
-                for (int j = 0; j < i; j++)
-                        dup |= strcmp(a->pos[i], a->pos[j]) == 0;
-                if (dup)
+                fans[i] = (struct fan) { .ref = a->pos[i], .method = method, .extra = extra, .dup_of = -1 };
+                for (int j = 0; j < i && fans[i].dup_of < 0; j++)
+                        if (strcmp(a->pos[i], a->pos[j]) == 0)
+                                fans[i].dup_of = j;
+                if (fans[i].dup_of >= 0)
                         continue;
-                fans[i] = (struct fan) { .ref = a->pos[i], .method = method, .extra = extra };
                 fans[i].ctx = (struct cli_ctx) { .json = ctx->json, .color_err = ctx->color_err, .fd = -1, .next_id = 1,
                                                  .socket_override = ctx->socket_override, .layout = ctx->layout,
-                                                 .version_checked = true, .no_progress = n > 1,
+                                                 .version_checked = true, .no_progress = n > 1, .capture = true,
                                                  .progress = { .mode = ctx->progress.mode } };
-                if (pthread_create(&th[i], NULL, fan_main, &fans[i]) == 0)
-                        started[i] = true;
-                else
-                        fans[i].rc = cli_error(ctx, NULL, "cannot start a thread for %s", a->pos[i]);
+                fan_start(&fans[i], &th[i], &started[i]);
         }
         json_t *all = json_array();
         for (int i = 0; i < n; i++) {
-                if (!started[i])
+                struct fan *f = &fans[i];
+                if (f->dup_of >= 0)
                         continue;
-                pthread_join(th[i], NULL);
-                if (fans[i].rc) {
-                        rc = rc ? rc : fans[i].rc; /* reported by its thread */
-                        continue;
-                }
+                if (started[i])
+                        pthread_join(th[i], NULL);
+                if (f->rc)
+                        rc = rc ? rc : f->rc;
+                fan_report(ctx, f, verb);
                 if (ctx->json)
-                        json_array_append(all, fans[i].result);
-                else
-                        printf("%s %s\n", verb, str(fans[i].result, "name"));
-                json_decref(fans[i].result);
+                        json_array_append_new(all, fan_entry(f));
         }
         if (ctx->json)
                 cli_print_json(all);
         json_decref(all);
+        for (int i = 0; i < n; i++) {
+                json_decref(fans[i].result);
+                cli_error_clear(&fans[i].ctx);
+        }
         free(fans);
         free(th);
         free(started);
@@ -420,7 +457,7 @@ int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a) {
         if (r)
                 return r;
         _cleanup_strv_free_ char **refs = NULL;
-        size_t n = 0;
+        size_t n = 0, total = json_array_size(json_object_get(res, "vms"));
         json_array_foreach(json_object_get(res, "vms"), i, vm) {
                 const char *st = str(vm, "state");
                 if (strcmp(st, "running") == 0 || strcmp(st, "starting") == 0 || strcmp(st, "stopping") == 0)
@@ -434,6 +471,8 @@ int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a) {
         if (n == 0) {
                 if (ctx->json)
                         cli_print_json(json_array());
+                else if (total == 0)
+                        printf("no VMs\n");
                 else
                         printf("nothing to prune: every VM is running\n");
                 return 0;
@@ -680,6 +719,14 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
                 return cli_error(ctx, NULL, "the daemon did not report ssh_key_path");
         _cleanup_free_ char *kh = path_join(ctx->layout.ssh_dir, "known_hosts");
         _cleanup_free_ char *file = path_join(ctx->layout.config_dir, "ssh_config");
+        _cleanup_free_ char *self = realpath("/proc/self/exe", NULL), *qself = NULL;
+        if (!self)
+                return cli_error(ctx, NULL, "cannot find this banger binary: %s", strerror(errno));
+        if (strpbrk(self, "%\n"))
+                return cli_error(ctx, NULL, "the path of this banger binary (%s) cannot go into an ssh config", self);
+        qself = shell_quote(self);
+        /* The proxy reaches the VM without host DNS for the vm zone; the host
+         * key is still checked against the pin, under the name <name>.vm. */
         _cleanup_free_ char *body = xasprintf("# written by banger: ssh to <name>.vm as root with banger's key\n"
                                               "Host *.vm\n"
                                               "    User root\n"
@@ -687,8 +734,9 @@ int cmd_ssh_config(struct cli_ctx *ctx, struct cli_args *a) {
                                               "    IdentitiesOnly yes\n"
                                               "    UserKnownHostsFile %s\n"
                                               "    StrictHostKeyChecking yes\n"
-                                              "    CheckHostIP no\n",
-                                              key, kh);
+                                              "    CheckHostIP no\n"
+                                              "    ProxyCommand %s vm proxy %%h %%p\n",
+                                              key, kh, qself);
         if (mkdir_p(ctx->layout.config_dir, 0700) < 0 || write_file_atomic(file, body, strlen(body), 0644) < 0)
                 return cli_error(ctx, NULL, "cannot write %s: %s", file, strerror(errno));
         _cleanup_free_ char *sshdir = path_join(home, ".ssh"), *user_cfg = path_join(sshdir, "config");

@@ -33,6 +33,8 @@ static const struct cli_flag force_flags[] = {
 static const struct cli_flag kernel_import_flags[] = {
         { "from", 0, "DIR", "directory with vmlinux or vmlinuz, optional initrd.img and modules/" },
         { "force", 0, NULL, "replace an existing kernel of that name" },
+        { "distro", 0, "NAME", "the distribution it comes from, recorded and shown (e.g. debian, ubuntu-24.04)" },
+        { "arch", 0, "ARCH", "its architecture, recorded and shown: x86_64 (default) or aarch64 (amd64, arm64 too)" },
         { 0 },
 };
 
@@ -58,6 +60,9 @@ static const struct cli_flag image_register_flags[] = {
         { "kernel", 0, "FILE", "kernel image (vmlinux or bzImage)" },
         { "initrd", 0, "FILE", "initrd for --kernel" },
         { "kernel-ref", 0, "NAME", "a pulled or imported kernel instead of --kernel" },
+        { "modules", 0, "DIR", "with --kernel: its module tree (e.g. lib/modules/VERSION); the kernel and the "
+                               "modules are imported as a kernel named like the image (kernel import does the same "
+                               "with DIR/modules) and VMs boot banger's initramfs with the modules they need" },
         { "init-mode", 0, "MODE", "systemd (default) or fast" },
         { 0 },
 };
@@ -129,7 +134,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "dry-run", 0, NULL, "list the files that would be shipped, then exit (no VM)" },
         { "branch", 0, "NAME", "create and check out a guest-only branch" },
         { "from", 0, "REF", "base --branch on REF" },
-        { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap" },
+        { "no-bootstrap", 0, NULL, "skip the mise tooling bootstrap (a mise project without --nat needs it)" },
         { "timings", 0, NULL, "print each stage's duration at the end" },
         { "ssh", 0, NULL, "run the command over ssh instead of the agent (waits for sshd)" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
@@ -241,6 +246,8 @@ const struct cli_command cli_commands[] = {
           cmd_vm_delete },
         { "vm", "set", "VM...", "change stopped VMs' vcpu, memory, disk size or NAT", vm_set_flags, 1, 64, cmd_vm_set },
         { "vm", "ssh", "VM [-- SSH-ARGS...]", "ssh into a VM as root", no_flags, 1, 256, cmd_vm_ssh },
+        { "vm", "proxy", "VM PORT", "join stdin/stdout to a running VM's TCP port (ssh's ProxyCommand; VM may be NAME.vm)",
+          no_flags, 2, 2, cmd_vm_proxy },
         { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
         { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
         { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
@@ -257,8 +264,8 @@ const struct cli_command cli_commands[] = {
         { "template", "prune", "", "remove stale warm-start templates (--all: every one)", template_prune_flags, 0, 0,
           cmd_template_prune },
         { "vm", "prune", "", "delete every VM that is not running", vm_prune_flags, 0, 0, cmd_vm_prune },
-        { NULL, "ssh-config", "", "write banger's ssh config for <name>.vm (and include it)", ssh_config_flags, 0, 0,
-          cmd_ssh_config },
+        { NULL, "ssh-config", "", "write banger's ssh config for <name>.vm, reached through 'banger vm proxy' (and include it)",
+          ssh_config_flags, 0, 0, cmd_ssh_config },
         { "config", "show", "", "show the resolved configuration and where each value came from", no_flags, 0, 0,
           cmd_config_show },
         { 0 },
@@ -275,7 +282,7 @@ const struct cli_group cli_groups[] = {
                     "banger system status\n"
                     "sudo banger system uninstall --purge" },
         { "kernel", "banger kernel list --available\n"
-                    "banger kernel import mykernel --from ./out" },
+                    "banger kernel import mykernel --from ./out --distro ubuntu-24.04 --arch x86_64" },
         { "image", "banger image pull debian-bookworm\n"
                    "banger image pull docker.io/library/alpine:3.20 --name alpine\n"
                    "banger image export alpine -o alpine.tar.zst" },

@@ -62,6 +62,18 @@ _printf_(3, 0) static void vreport(struct cli_ctx *ctx, const char *op_id, const
                 return;
         cli_progress_clear(ctx);
         strbuf_vaddf(&sb, fmt, ap);
+        if (ctx->capture) {
+                if (ctx->err_line)
+                        return; /* the first failure is the one to report */
+                ctx->err_line = strbuf_detach(&sb, NULL);
+                if (!ctx->err_message)
+                        ctx->err_message = xstrdup(ctx->err_line);
+                if (!ctx->err_code)
+                        ctx->err_code = xstrdup("unavailable");
+                if (op_id && *op_id && !ctx->err_op_id)
+                        ctx->err_op_id = xstrdup(op_id);
+                return;
+        }
         if (ctx->color_err)
                 fprintf(stderr, "\033[1;31mbanger:\033[0m %s", sb.buf);
         else
@@ -85,6 +97,13 @@ int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...) {
         vreport(ctx, NULL, fmt, ap);
         va_end(ap);
         return err < 0 ? err : -EIO;
+}
+
+void cli_error_clear(struct cli_ctx *ctx) {
+        free(TAKE_PTR(ctx->err_code));
+        free(TAKE_PTR(ctx->err_message));
+        free(TAKE_PTR(ctx->err_line));
+        free(TAKE_PTR(ctx->err_op_id));
 }
 
 void cli_print_json(const json_t *j) {

@@ -208,6 +208,51 @@ kernel_import() {
 }
 t "kernel import from a directory (vmlinuz + modules/): its modules disk; refuses a duplicate, rm works" kernel_import
 
+kernel_import_meta() {
+        local src="$TMP/kimport" rc
+        "$BANGER" --json kernel import meta-kernel --from "$src" --distro ubuntu-24.04 --arch amd64 >"$TMP/km.json" || return 1
+        jq -e '.distro == "ubuntu-24.04" and .arch == "x86_64"' "$TMP/km.json" >/dev/null || { cat "$TMP/km.json"; return 1; }
+        "$BANGER" kernel show meta-kernel | grep -q '^distro/arch: *ubuntu-24.04/x86_64$' || return 1
+        "$BANGER" kernel list | grep -Eq '^meta-kernel +pulled +ubuntu-24.04 +x86_64 ' || { "$BANGER" kernel list; return 1; }
+        "$BANGER" --json kernel list | jq -e '.[] | select(.name == "meta-kernel" and .arch == "x86_64")' >/dev/null || return 1
+        "$BANGER" kernel rm meta-kernel >/dev/null || return 1
+        rc=0; "$BANGER" kernel import bad-meta --from "$src" --arch sparc >"$TMP/km2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "bad_request: --arch 'sparc' is not one of x86_64, aarch64" "$TMP/km2" || { cat "$TMP/km2"; return 1; }
+        rc=0; "$BANGER" kernel import bad-meta --from "$src" --distro 'De bian' >"$TMP/km2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "bad_request: --distro 'De bian' is not a distribution name" "$TMP/km2" || return 1
+        ! "$BANGER" kernel show bad-meta >/dev/null 2>&1 && [ ! -e "$STATE/kernels/bad-meta" ] && no_staging
+}
+t "kernel import --distro --arch: recorded and shown by show and list (amd64 is x86_64); bad values refused, nothing left" kernel_import_meta
+
+register_modules() {
+        local src="$TMP/kimport" rc
+        "$BANGER" --json image register --name reg-mods --rootfs "$ROOTFS" --kernel "$src/vmlinuz" --modules "$src/modules" \
+                --init-mode fast >"$TMP/rm.json" || return 1
+        jq -e '.kernel_ref == "reg-mods" and .kernel_path == null and .initrd_path == null' "$TMP/rm.json" >/dev/null ||
+                { cat "$TMP/rm.json"; return 1; }
+        "$BANGER" --json kernel show reg-mods >"$TMP/rmk.json" || return 1
+        jq -e '(.modules | index("virtio_blk.ko")) != null and (.source | startswith("register:"))' "$TMP/rmk.json" >/dev/null ||
+                { cat "$TMP/rmk.json"; return 1; }
+        # a name taken, a tree that is not a directory: refused, no kernel made
+        rc=0; "$BANGER" image register --name reg-mods --rootfs "$ROOTFS" --kernel "$src/vmlinuz" --modules "$src/modules" >"$TMP/rm2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "already_exists: image 'reg-mods' already exists" "$TMP/rm2" || { cat "$TMP/rm2"; return 1; }
+        rc=0; "$BANGER" image register --name reg-mods2 --rootfs "$ROOTFS" --kernel "$src/vmlinuz" --modules "$src/vmlinuz" >"$TMP/rm2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "modules must be an existing directory" "$TMP/rm2" || { cat "$TMP/rm2"; return 1; }
+        ! "$BANGER" kernel show reg-mods2 >/dev/null 2>&1 && [ ! -e "$STATE/kernels/reg-mods2" ] || return 1
+        rc=0; "$BANGER" image register --name reg-mods2 --rootfs "$ROOTFS" --kernel "$src/vmlinuz" --initrd "$src/vmlinuz" --modules "$src/modules" >"$TMP/rm2" 2>&1 || rc=$?
+        expect_eq "$rc" 2 && grep -q -- "--modules and --initrd exclude each other" "$TMP/rm2" || return 1
+        rc=0; "$BANGER" image register --name reg-mods2 --rootfs "$ROOTFS" --kernel-ref reg-mods --modules "$src/modules" >"$TMP/rm2" 2>&1 || rc=$?
+        expect_eq "$rc" 2 || return 1
+        # a kernel already has the image's name: refused before anything is made, that kernel kept
+        "$BANGER" kernel import clash --from "$src" >/dev/null || return 1
+        rc=0; "$BANGER" image register --name clash --rootfs "$ROOTFS" --kernel "$src/vmlinuz" --modules "$src/modules" >"$TMP/rm2" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q "a kernel named 'clash' exists" "$TMP/rm2" || { cat "$TMP/rm2"; return 1; }
+        ! "$BANGER" image show clash >/dev/null 2>&1 && "$BANGER" kernel show clash >/dev/null || return 1
+        "$BANGER" kernel rm clash >/dev/null &&
+        "$BANGER" image delete reg-mods >/dev/null && "$BANGER" kernel rm reg-mods >/dev/null && no_staging
+}
+t "image register --kernel --modules imports them as a kernel named like the image; refusals leave no kernel" register_modules
+
 not_found() {
         local rc=0; "$BANGER" kernel pull no-such-kernel >"$TMP/nf" 2>&1 || rc=$?
         expect_eq "$rc" 1 && grep -q "not_found: no kernel 'no-such-kernel' in the catalog (available: debian-cloud-6.1)" "$TMP/nf" || return 1

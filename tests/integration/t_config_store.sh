@@ -87,6 +87,35 @@ check_json() {
 }
 t "--check-migrations --json has state, pending, latest" check_json
 
+check_system() { # a system install's database, found through its install record
+        local root="$TMP/sysmig"
+        mkdir -p "$root/state" && sqlite3 "$DB" ".backup '$root/state/state.db'" || return 1
+        cat >"$root/install.toml" <<TOML
+[owner]
+user = "nobody"
+uid = 65534
+gid = 65534
+home = "/nonexistent"
+
+[paths]
+prefix = "$root/usr"
+config = "$root/config.toml"
+state = "$root/state"
+cache = "$root/cache"
+runtime = "$root/run"
+helper_runtime = "$root/run-root"
+TOML
+        "$BANGERD" --check-migrations --system --install "$root/install.toml" --json >"$TMP/sysmig.json" ||
+                { cat "$TMP/sysmig.json"; return 1; }
+        jq -e --arg db "$root/state/state.db" '.state == "up_to_date" and .db == $db' "$TMP/sysmig.json" >/dev/null || return 1
+        local rc=0; BANGER_INSTALL_FILE="$root/install.toml" "$BANGERD" --check-migrations --system >/dev/null 2>&1 || rc=$?
+        expect_eq "$rc" 0 || return 1
+        rm "$root/state/state.db"*; rc=0
+        "$BANGERD" --check-migrations --system --install "$root/install.toml" >/dev/null 2>&1 || rc=$?
+        expect_eq "$rc" 1 && [ ! -e "$root/run" ] && [ ! -e "$root/cache" ] # read-only: nothing made
+}
+t "--check-migrations --system reads the install's database (read-only; exit 0, then 1 once it is gone)" check_system
+
 schema() {
         "$BANGER" daemon stop >/dev/null
         expect_eq "$(sqlite3 "$DB" 'PRAGMA journal_mode')" wal &&

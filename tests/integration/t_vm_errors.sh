@@ -88,6 +88,35 @@ cancel() {
 }
 t "Ctrl-C (SIGTERM) during create cancels it and undoes everything" cancel
 
+ordered() { # 20 runs: every ref reported once, in the order given, exit 1
+        local gen; gen=$(jq -r .name "$TMP/gen.json")
+        local refs=(nope-a one nope-b "$gen" nope-c one nope-d) want=(nope-a one nope-b "$gen" nope-c nope-d)
+        for run in $(seq 20); do
+                if B vm stop "${refs[@]}" >"$TMP/o.out" 2>&1; then echo "run $run: exit 0"; return 1; fi
+                local got=() line
+                while IFS= read -r line; do
+                        case "$line" in
+                        *nope-a*) got+=(nope-a) ;; *nope-b*) got+=(nope-b) ;; *nope-c*) got+=(nope-c) ;;
+                        *nope-d*) got+=(nope-d) ;; *"$gen"*) got+=("$gen") ;; *one*) got+=(one) ;;
+                        *) echo "run $run: unexpected line: $line"; return 1 ;;
+                        esac
+                done <"$TMP/o.out"
+                expect_eq "${got[*]}" "${want[*]}" || { cat "$TMP/o.out"; return 1; }
+        done
+}
+t "vm stop with missing and existing refs reports each once, in the order given (20 runs)" ordered
+
+ordered_json() {
+        local gen; gen=$(jq -r .name "$TMP/gen.json")
+        ! B --json vm stop nope-a one nope-b "$gen" one >"$TMP/o.json" 2>/dev/null || return 1
+        expect_eq "$(jq -r '[.[].ref] | join(" ")' "$TMP/o.json")" "nope-a one nope-b $gen" || return 1
+        expect_eq "$(jq -r '[.[].ok] | join(" ")' "$TMP/o.json")" "false true false true" || { cat "$TMP/o.json"; return 1; }
+        expect_eq "$(jq -r '.[0].error.code' "$TMP/o.json")" not_found || return 1
+        jq -e '.[0].error.message | test("nope-a")' "$TMP/o.json" >/dev/null || { cat "$TMP/o.json"; return 1; }
+        expect_eq "$(jq -r '.[1].name' "$TMP/o.json")" one
+}
+t "vm stop --json: one entry per ref, failures with their error" ordered_json
+
 prune() {
         ! B vm prune </dev/null >/dev/null 2>&1 || { echo "prune without -f on a non-tty must refuse"; return 1; }
         expect_eq "$(B --json vm list | jq length)" 2 || return 1
@@ -95,6 +124,10 @@ prune() {
         nothing_left 0
 }
 t "vm prune needs -f off a terminal, then deletes every non-running VM" prune
+prune_none() {
+        expect_eq "$(B vm prune -f)" "no VMs"
+}
+t "vm prune -f with no VMs at all says so" prune_none
 
 ssh_config() {
         mkdir -p "$HOME/.ssh" && printf 'Host other\n    User me\n' >"$HOME/.ssh/config"

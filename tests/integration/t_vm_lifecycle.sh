@@ -35,6 +35,33 @@ identity() {
 }
 t "address, dns name, VMM by pid+cmdline, TAP on the bridge inside the namespace, pinned host key" identity
 
+proxy() {
+        # the banner of the guest's sshd through stdin/stdout; NAME.vm is NAME
+        expect_eq "$(B vm proxy dev.vm 22 </dev/null | head -c 4)" SSH- || return 1
+        local rc=0; B vm proxy nope 22 </dev/null >"$TMP/px.out" 2>"$TMP/px.err" || rc=$?
+        expect_eq "$rc" 1 && grep -q "vm 'nope' not found" "$TMP/px.err" && [ ! -s "$TMP/px.out" ] || return 1
+        rc=0; B vm proxy dev 70000 </dev/null 2>/dev/null || rc=$?
+        expect_eq "$rc" 2
+}
+t "vm proxy VM PORT joins stdin/stdout to the guest's port (NAME.vm accepted); unknown VM and bad port refused" proxy
+
+ssh_dot_vm() {
+        # plain OpenSSH with this test's HOME ($HOME/.ssh/config, read through -F:
+        # ssh takes ~ from the password database) and no DNS for the vm zone
+        B ssh-config --install >/dev/null || return 1
+        grep -qF "ProxyCommand '$(realpath "$BANGER")' vm proxy %h %p" "$XDG_CONFIG_HOME/banger/ssh_config" ||
+                { cat "$XDG_CONFIG_HOME/banger/ssh_config"; return 1; }
+        ip netns exec "$NS" getent hosts dev.vm >/dev/null && echo "# note: dev.vm resolves here anyway"
+        local o=(-F "$HOME/.ssh/config" -o BatchMode=yes -o ConnectTimeout=30)
+        expect_eq "$(ip netns exec "$NS" ssh "${o[@]}" dev.vm cat /etc/hostname 2>"$TMP/sshvm.err")" dev ||
+                { cat "$TMP/sshvm.err"; return 1; }
+        # the pinned host key is still what is checked: with no pin, no login
+        ! ip netns exec "$NS" ssh "${o[@]}" -o UserKnownHostsFile=/dev/null dev.vm true 2>"$TMP/sshvm.err" || return 1
+        grep -q 'Host key verification failed' "$TMP/sshvm.err" || { cat "$TMP/sshvm.err"; return 1; }
+        B ssh-config --uninstall >/dev/null
+}
+t "ssh NAME.vm after ssh-config --install: OpenSSH through 'banger vm proxy', host key checked against the pin" ssh_dot_vm
+
 persist() {
         B vm ssh dev -- 'echo kept > /root/persist.txt' || return 1
         B vm stop dev >"$TMP/stop.out" 2>&1 || { cat "$TMP/stop.out"; return 1; }

@@ -51,14 +51,23 @@ interactive() {
 t "bare vm run: an interactive shell; disconnecting leaves the VM running" interactive
 
 bootstrap() {
-        local r="$TMP/misrepo"
-        mkdir -p "$r" && git -C "$r" init -q && echo 'tools = {}' >"$r/.mise.toml" && git -C "$r" add -A &&
+        local r="$TMP/misrepo" f rc
+        mkdir -p "$r/sub" && git -C "$r" init -q && echo x >"$r/sub/x" && git -C "$r" add -A &&
                 git -C "$r" -c user.name=a -c user.email=a@a commit -qm m || return 1
-        B vm run --rm "${S[@]}" "$r" -- true 2>"$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
-        grep -q 'tooling bootstrap (mise) skipped: the VM has no NAT' "$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
-        B vm run --rm --no-bootstrap "${S[@]}" "$r" -- true 2>"$TMP/boot2.err" && ! grep -q 'bootstrap' "$TMP/boot2.err"
+        for f in mise.toml .mise.toml .tool-versions; do
+                rm -f "$r/mise.toml" "$r/.mise.toml" "$r/.tool-versions" && echo '' >"$r/$f"
+                # a subdirectory of the project: the root's file counts
+                B vm run --rm "${S[@]}" "$r/sub" -- true >"$TMP/boot.out" 2>"$TMP/boot.err"; rc=$?
+                expect_eq "$rc" 1 || { cat "$TMP/boot.err"; return 1; }
+                grep -qF "$f makes this a mise project" "$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
+                grep -qF -- "pass --nat, or --no-bootstrap" "$TMP/boot.err" || { cat "$TMP/boot.err"; return 1; }
+                grep -q 'creating vm' "$TMP/boot.out" "$TMP/boot.err" && { echo "a VM was started"; return 1; }
+                left_nothing || return 1
+        done
+        B vm run --rm --no-bootstrap "${S[@]}" "$r" -- true 2>"$TMP/boot2.err" || { cat "$TMP/boot2.err"; return 1; }
+        ! grep -q 'bootstrap' "$TMP/boot2.err" && left_nothing
 }
-t "a repo with .mise.toml and no NAT: one-line notice; --no-bootstrap silences it" bootstrap
+t "a mise project (mise.toml, .mise.toml, .tool-versions) without --nat is refused before any VM; --no-bootstrap runs" bootstrap
 
 exit_codes() {
         B vm run --rm "${S[@]}" -- sh -c 'exit 42' 2>/dev/null; local rc=$?
@@ -153,6 +162,18 @@ exec_cwd() {
         expect_eq "$(B vm exec plain -- pwd)" /root
 }
 t "vm exec: cwd is --guest-path, else the workspace, else /root; exit code kept; HEAD drift warned, --auto-prepare re-ships" exec_cwd
+
+list_workspace() {
+        local repo; repo=$(cd "$REPO" && pwd -P)
+        B vm list >"$TMP/list.out" || return 1
+        head -1 "$TMP/list.out" | grep -Eq ' CREATED +WORKSPACE$' || { cat "$TMP/list.out"; return 1; }
+        grep -E '^[0-9a-f]{8}  ws ' "$TMP/list.out" | grep -q " $repo\$" || { cat "$TMP/list.out"; return 1; }
+        grep -E '^[0-9a-f]{8}  plain ' "$TMP/list.out" | grep -q ' -$' || { cat "$TMP/list.out"; return 1; }
+        B --json vm list >"$TMP/list.json" || return 1
+        expect_eq "$(jq -r '.[] | select(.name == "ws") | .workspace_path' "$TMP/list.json")" "$repo" || return 1
+        expect_eq "$(jq -r '.[] | select(.name == "plain") | .workspace_path' "$TMP/list.json")" null
+}
+t "vm list: WORKSPACE is the host repo a VM was made from, else '-' (workspace_path in --json)" list_workspace
 
 branch() {
         local h1; h1=$(git -C "$REPO" rev-parse HEAD~1)

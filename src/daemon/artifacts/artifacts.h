@@ -54,8 +54,18 @@ _warn_unused_ int kernel_list(struct artifacts *a, bool available, json_t **ret,
 _warn_unused_ int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
 _warn_unused_ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
                 struct op_error *err);
-_warn_unused_ int kernel_import(struct artifacts *a, const char *name, const char *from_dir, bool force, json_t **ret,
+struct kernel_import_opts {
+        const char *from;   /* absolute dir: vmlinux or vmlinuz, [initrd.img], [modules/ (a module tree)] */
+        const char *distro; /* recorded; NULL: none */
+        const char *arch;   /* recorded; NULL: x86_64 */
+        bool force;         /* replace a kernel of that name */
+};
+_warn_unused_ int kernel_import(struct artifacts *a, const char *name, const struct kernel_import_opts *o, json_t **ret,
                   struct op_error *err);
+/* A new kernel `name` from one kernel file and a module tree, as kernel_import
+ * does with a directory (image register --modules); never replaces one. */
+_warn_unused_ int kernel_import_file(struct artifacts *a, const char *name, const char *kernel, const char *moddir,
+                                     struct op_error *err);
 _warn_unused_ int kernel_delete(struct artifacts *a, const char *name, struct op_error *err);
 /* The per-kernel initramfs for the current banger-init (built on first use). */
 _warn_unused_ int kernel_initramfs(struct artifacts *a, const char *name, char **ret_path, struct op_error *err);

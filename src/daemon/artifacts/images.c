@@ -358,7 +358,9 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_
         const char *initrd = json_string_value(json_object_get(params, "initrd"));
         const char *kref = json_string_value(json_object_get(params, "kernel_ref"));
         const char *mode = json_string_value(json_object_get(params, "init_mode"));
+        const char *modules = json_string_value(json_object_get(params, "modules"));
         struct kernel_row kr;
+        struct image_row old;
         struct stat st;
         int r;
 
@@ -368,6 +370,12 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "give exactly one of --kernel or --kernel-ref");
         if (initrd && !kernel)
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--initrd goes with --kernel");
+        if (modules && !kernel)
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL,
+                                  "--modules goes with --kernel (a --kernel-ref kernel has its own modules)");
+        if (modules && initrd)
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL,
+                                  "--modules builds banger's initramfs from the module tree: leave out --initrd");
         if (mode && strcmp(mode, "systemd") != 0 && strcmp(mode, "fast") != 0)
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--init-mode must be systemd or fast");
         if ((r = check_file("--rootfs", rootfs, err)) < 0 || (r = check_file("--work-seed", seed, err)) < 0 ||
@@ -381,6 +389,18 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_
                                         "kernel '%s' is not present (banger kernel pull/import it first)", kref);
                 kernel_row_done(&kr);
         }
+        if (store_image_get(a->store, name, &old) == 0) {
+                image_row_done(&old);
+                return op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "image '%s' already exists", name);
+        }
+        if (modules) {
+                /* the file and the tree become a kernel named after the image,
+                 * booted like an imported one (banger's initramfs) */
+                if ((r = kernel_import_file(a, name, kernel, modules, err)) < 0)
+                        return op_prefix(err, "image '%s'", name);
+                kref = name;
+                kernel = NULL;
+        }
         _cleanup_free_ char *id = random_hex(8), *now = now_rfc3339();
         struct image_row row = { .id = id, .name = (char *) name, .managed = false, .rootfs_path = (char *) rootfs,
                                  .work_seed_path = (char *) seed, .kernel_name = (char *) kref,
@@ -391,6 +411,8 @@ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_
         pthread_mutex_lock(&a->image_ops_mu);
         r = store_image_insert(a->store, &row);
         pthread_mutex_unlock(&a->image_ops_mu);
+        if (r < 0 && modules && kernel_delete(a, name, NULL) < 0)
+                log_warn("image register: cannot remove kernel '%s' made for it", name);
         if (r == -EEXIST)
                 return op_fail_as(err, RPC_ALREADY_EXISTS, r, "image '%s' already exists", name);
         if (r < 0)

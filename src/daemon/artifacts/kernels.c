@@ -12,6 +12,7 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,12 +747,19 @@ static int import_modules_disk(const char *moddir, const char *all, const char *
         return r;
 }
 
-static int do_import(struct artifacts *a, const char *name, const char *from, const char *moddir,
+/* What an import records: where it came from, its distribution and
+ * architecture (NULL: "" and x86_64). */
+struct import_meta {
+        const char *source, *distro, *arch;
+};
+
+static int do_import(struct artifacts *a, const char *name, const struct import_meta *im, const char *moddir,
                      const char *const files[][2], size_t n_files, struct op_error *err) {
         _cleanup_free_ char *staging = staging_dir(a->layout->kernels_dir, name);
         _cleanup_free_ char *all = path_join(staging, "all-modules"), *mods = path_join(staging, "modules");
         _cleanup_free_ char *order = path_join(staging, "modules.order"), *xp = path_join(staging, "vmlinux");
-        _cleanup_free_ char *now = now_rfc3339(), *source = xasprintf("import:%s", from), *final_dir = kdir(a, name);
+        _cleanup_free_ char *now = now_rfc3339(), *final_dir = kdir(a, name);
+        const char *distro = im->distro ? im->distro : "", *arch = im->arch ? im->arch : "x86_64";
         _cleanup_json_ json_t *mod_order = NULL;
         struct stat st;
         bool pvh = false;
@@ -789,15 +797,15 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
                         pvh = elf_has_pvh_note((unsigned char *) elf, len);
         }
         if (rc == 0) {
-                json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b}", "name", name, "distro", "", "arch",
-                                      "x86_64", "kernel_version", "", "source", source, "imported_at", now,
+                json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b}", "name", name, "distro", distro, "arch",
+                                      arch, "kernel_version", "", "source", im->source, "imported_at", now,
                                       "modules_order", mod_order ? mod_order : json_array(), "pvh", pvh);
                 rc = write_manifest(staging, m, err);
                 json_decref(m);
         }
         if (rc == 0) {
-                struct kernel_row row = { (char *) name, (char *) "", (char *) "x86_64", (char *) "", final_dir, source,
-                                          now };
+                struct kernel_row row = { (char *) name, (char *) distro, (char *) arch, (char *) "", final_dir,
+                                          (char *) im->source, now };
                 rc = commit_kernel(a, name, staging, &row, err);
         }
         if (rc < 0)
@@ -805,25 +813,43 @@ static int do_import(struct artifacts *a, const char *name, const char *from, co
         return rc;
 }
 
-int kernel_import(struct artifacts *a, const char *name, const char *from, bool force, json_t **ret,
-                  struct op_error *err) {
-        _cleanup_free_ char *vmlinux = NULL, *vmlinuz = NULL, *initrd = NULL, *moddir = NULL;
+/* A distribution name as recorded ("debian", "ubuntu-24.04"): 1-32 of
+ * [a-z0-9._-], starting with a letter or digit. */
+static bool distro_valid(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > 32 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/* The architectures banger knows by name (Debian's spelling is an alias). */
+static const char *arch_canonical(const char *s) {
+        static const char *const names[][2] = { { "x86_64", "x86_64" }, { "amd64", "x86_64" },
+                                                 { "aarch64", "aarch64" }, { "arm64", "aarch64" } };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcmp(s, names[i][0]) == 0)
+                        return names[i][1];
+        return NULL;
+}
+
+/* Checks --distro and --arch; *ret_arch: the canonical name (NULL when arch is). */
+static int import_check_meta(const char *distro, const char *arch, const char **ret_arch, struct op_error *err) {
+        if (distro && !distro_valid(distro))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL,
+                                  "--distro '%s' is not a distribution name (1-32 of a-z 0-9 . _ -)", distro);
+        if (arch && !arch_canonical(arch))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--arch '%s' is not one of x86_64, aarch64 (or amd64, arm64)",
+                                  arch);
+        *ret_arch = arch ? arch_canonical(arch) : NULL;
+        return 0;
+}
+
+/* Claims `name`, refuses an existing kernel unless force, imports. */
+static int import_claimed(struct artifacts *a, const char *name, const struct import_meta *im, const char *moddir,
+                          const char *const files[][2], size_t n_files, bool force, struct op_error *err) {
         _cleanup_free_ char *key = xasprintf("kernel:%s", name);
         struct kernel_row row;
-        struct stat st;
         int rc = 0;
-
-        if (!kernel_name_valid(name))
-                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "invalid kernel name '%s' (use A-Z a-z 0-9 . _ -)",
-                                name);
-        if (!from || from[0] != '/' || stat(from, &st) < 0 || !S_ISDIR(st.st_mode))
-                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--from must be an existing directory (absolute path)");
-        vmlinux = path_join(from, "vmlinux");
-        vmlinuz = path_join(from, "vmlinuz");
-        initrd = path_join(from, "initrd.img");
-        moddir = path_join(from, "modules");
-        if (access(vmlinux, R_OK) < 0 && access(vmlinuz, R_OK) < 0)
-                return op_fail_as(err, RPC_BAD_REQUEST, -ENOENT, "%s has neither vmlinux nor vmlinuz", from);
         if (!inflight_begin(a, key, NULL, &rc, err))
                 return rc < 0 ? rc : op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "kernel '%s' was just created", name);
         if (store_kernel_get(a->store, name, &row) == 0) {
@@ -831,11 +857,67 @@ int kernel_import(struct artifacts *a, const char *name, const char *from, bool 
                 if (!force)
                         rc = op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST, "kernel '%s' exists (use --force to replace it)", name);
         }
-        const char *const files[][2] = { { vmlinux, "vmlinux" }, { vmlinuz, "vmlinuz" }, { initrd, "initrd.img" } };
         if (rc == 0)
-                rc = do_import(a, name, from, moddir, files, ELEMENTSOF(files), err);
+                rc = do_import(a, name, im, moddir, files, n_files, err);
         inflight_end(a, key, rc, err);
+        return rc;
+}
+
+int kernel_import(struct artifacts *a, const char *name, const struct kernel_import_opts *o, json_t **ret,
+                  struct op_error *err) {
+        _cleanup_free_ char *vmlinux = NULL, *vmlinuz = NULL, *initrd = NULL, *moddir = NULL, *source = NULL;
+        const char *from = o->from, *arch = NULL;
+        struct stat st;
+        int rc;
+
+        if (!kernel_name_valid(name))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "invalid kernel name '%s' (use A-Z a-z 0-9 . _ -)",
+                                name);
+        if ((rc = import_check_meta(o->distro, o->arch, &arch, err)) < 0)
+                return rc;
+        if (!from || from[0] != '/' || stat(from, &st) < 0 || !S_ISDIR(st.st_mode))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--from must be an existing directory (absolute path)");
+        vmlinux = path_join(from, "vmlinux");
+        vmlinuz = path_join(from, "vmlinuz");
+        initrd = path_join(from, "initrd.img");
+        moddir = path_join(from, "modules");
+        source = xasprintf("import:%s", from);
+        if (access(vmlinux, R_OK) < 0 && access(vmlinuz, R_OK) < 0)
+                return op_fail_as(err, RPC_BAD_REQUEST, -ENOENT, "%s has neither vmlinux nor vmlinuz", from);
+        const char *const files[][2] = { { vmlinux, "vmlinux" }, { vmlinuz, "vmlinuz" }, { initrd, "initrd.img" } };
+        struct import_meta im = { source, o->distro, arch };
+        rc = import_claimed(a, name, &im, moddir, files, ELEMENTSOF(files), o->force, err);
         return rc < 0 ? rc : with_initramfs(a, name, ret, err);
+}
+
+/* An ELF vmlinux or (anything else) a bzImage: the name the kernel dir gives it. */
+static const char *kernel_file_kind(const char *path) {
+        unsigned char magic[4] = { 0 };
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t k = fd >= 0 ? read(fd, magic, sizeof(magic)) : -1;
+        if (fd >= 0)
+                close(fd);
+        return k == 4 && memcmp(magic, "\x7f" "ELF", 4) == 0 ? "vmlinux" : "vmlinuz";
+}
+
+int kernel_import_file(struct artifacts *a, const char *name, const char *kernel, const char *moddir,
+                       struct op_error *err) {
+        struct stat st;
+        if (!kernel_name_valid(name))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "invalid kernel name '%s'", name);
+        if (!moddir || moddir[0] != '/' || stat(moddir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "--modules must be an existing directory (absolute path)");
+        struct kernel_row row;
+        if (store_kernel_get(a->store, name, &row) == 0) {
+                kernel_row_done(&row);
+                return op_fail_as(err, RPC_ALREADY_EXISTS, -EEXIST,
+                                  "a kernel named '%s' exists, and --modules makes one named like the image (pick "
+                                  "another image name, or --kernel-ref %s)", name, name);
+        }
+        _cleanup_free_ char *source = xasprintf("register:%s", kernel);
+        const char *const files[][2] = { { kernel, kernel_file_kind(kernel) } };
+        struct import_meta im = { source, NULL, NULL };
+        return import_claimed(a, name, &im, moddir, files, ELEMENTSOF(files), false, err);
 }
 
 int kernel_delete(struct artifacts *a, const char *name, struct op_error *err) {

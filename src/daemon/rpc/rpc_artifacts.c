@@ -30,6 +30,7 @@ struct name_params {
         char *output;
         char *rootfs, *work_seed, *kernel, *initrd, *kernel_ref, *init_mode;
         char *platform;
+        char *distro, *arch, *modules;
         int64_t size;
         bool dry_run;
 };
@@ -51,11 +52,13 @@ static const struct json_field register_fields[] = {
         F("name", JSON_FIELD_STRING, name, true),          F("rootfs", JSON_FIELD_STRING, rootfs, true),
         F("work_seed", JSON_FIELD_STRING, work_seed, false), F("kernel", JSON_FIELD_STRING, kernel, false),
         F("initrd", JSON_FIELD_STRING, initrd, false),     F("kernel_ref", JSON_FIELD_STRING, kernel_ref, false),
-        F("init_mode", JSON_FIELD_STRING, init_mode, false),
+        F("init_mode", JSON_FIELD_STRING, init_mode, false), F("modules", JSON_FIELD_STRING, modules, false),
 };
 static const struct json_field import_fields[] = { F("name", JSON_FIELD_STRING, name, true),
                                                    F("from", JSON_FIELD_STRING, from, true),
-                                                   F("force", JSON_FIELD_BOOL, force, false) };
+                                                   F("force", JSON_FIELD_BOOL, force, false),
+                                                   F("distro", JSON_FIELD_STRING, distro, false),
+                                                   F("arch", JSON_FIELD_STRING, arch, false) };
 #undef F
 
 static int h_kernel_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -89,7 +92,8 @@ static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, stru
 
 static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
-        int r = kernel_import(call->svc->artifacts, p->name, p->from, p->force, ret, e);
+        struct kernel_import_opts o = { .from = p->from, .distro = p->distro, .arch = p->arch, .force = p->force };
+        int r = kernel_import(call->svc->artifacts, p->name, &o, ret, e);
         if (r == 0)
                 call->svc->accel_refresh(call->svc->ud);
         return r;
@@ -143,8 +147,9 @@ static int h_image_cache_prune(struct rpc_call *call, void *params, json_t **ret
 static int h_image_register(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
         _cleanup_json_ json_t *j = json_object();
-        const char *keys[] = { "name", "rootfs", "work_seed", "kernel", "initrd", "kernel_ref", "init_mode" };
-        const char *vals[] = { p->name, p->rootfs, p->work_seed, p->kernel, p->initrd, p->kernel_ref, p->init_mode };
+        const char *keys[] = { "name", "rootfs", "work_seed", "kernel", "initrd", "kernel_ref", "init_mode", "modules" };
+        const char *vals[] = { p->name,      p->rootfs,     p->work_seed, p->kernel,
+                               p->initrd,    p->kernel_ref, p->init_mode, p->modules };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (vals[i])
                         json_object_set_new(j, keys[i], json_string(vals[i]));

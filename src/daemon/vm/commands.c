@@ -63,6 +63,9 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_set_str_or_null(j, "last_error", r->last_error);
         json_object_set_new(j, "vm_dir", json_string(r->vm_dir));
         json_t *ws = r->workspace_json ? json_loads(r->workspace_json, 0, NULL) : NULL;
+        /* the host repository it was made from (vm run PATH, vm workspace prepare) */
+        const char *host = json_string_value(json_object_get(ws, "host_path"));
+        json_set_str_or_null(j, "workspace_path", host && *host ? host : NULL);
         json_object_set_new(j, "workspace", ws ? ws : json_null());
         json_object_set_new(j, "console_log", json_string(console));
         boot_json(r, j);
