@@ -236,6 +236,7 @@ static const struct positional positionals[] = {
         { "vm", "delete", { "vm..." } },
         { "vm", "set", { "vm..." } },
         { "vm", "ssh", { "vm" } },
+        { "vm", "proxy", { "vm" } },
         { "vm", "logs", { "vm" } },
         { "vm", "health", { "vm" } },
         { "vm", "ports", { "vm" } },

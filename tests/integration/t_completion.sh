@@ -71,7 +71,7 @@ table() {
                 grep -qw -- "$f" "$TMP/flags" || { echo "$f missing: $(cat "$TMP/flags")"; return 1; }
         done
         # descriptions after a TAB, help texts with apostrophes as they are
-        C ssh | grep -qxF "ssh-config	write banger's ssh config for <name>.vm (and include it)" &&
+        C ssh | grep -qxF "ssh-config	write banger's ssh config for <name>.vm, reached through 'banger vm proxy' (and include it)" &&
         ! C update -- | grep -q 'manifest-url\|pubkey-file' &&
         expect_eq "$(C vm kill --signal '' | words)" "HUP INT KILL QUIT TERM USR1 USR2" &&
         expect_eq "$(C completion '' | words)" "bash fish powershell zsh" &&
