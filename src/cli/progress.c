@@ -215,15 +215,18 @@ void cli_progress(struct cli_ctx *ctx, json_t *j) {
 void cli_progress_live(struct cli_ctx *ctx, const char *name, const char *detail, int64_t elapsed_ms) {
         struct cli_progress *p = &ctx->progress;
 
+        bool fresh;
+
         if (p->mode != CLI_PROGRESS_TTY)
                 return;
-        if (!is_current(p, name)) {
+        fresh = !is_current(p, name);
+        if (fresh) {
                 /* the caller prints finished stages: this one leaves no line */
                 cli_progress_end(ctx, false);
                 start_stage(ctx, name, detail, elapsed_ms);
         } else
                 snprintf(p->detail, sizeof(p->detail), "%s", detail ? detail : "");
-        draw(ctx, false);
+        draw(ctx, fresh); /* a stage that starts is shown at once, however short it is */
 }
 
 void cli_progress_note(struct cli_ctx *ctx, const char *stage, const char *detail) {

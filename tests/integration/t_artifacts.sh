@@ -70,19 +70,20 @@ coalesce() {
         "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/c2" 2>&1 & local p2=$!
         wait $p1 && wait $p2 || { cat "$TMP/c1" "$TMP/c2"; return 1; }
         grep -q 'waiting: another request is already working on kernel:debian-cloud-6.1' "$TMP/c1" "$TMP/c2" &&
-        [ "$(grep -c 'download: ' "$TMP/c1" "$TMP/c2" | awk -F: '{s+=$2} END {print s}')" = 1 ] && no_staging
+        # one download stage between them (plain byte counters are indented lines of their own)
+        [ "$(grep -c '^==> download: ' "$TMP/c1" "$TMP/c2" | awk -F: '{s+=$2} END {print s}')" = 1 ] && no_staging
 }
 t "two concurrent pulls of one kernel coalesce into one download" coalesce
 
 tty_progress() {
         script -qec "'$BANGER' kernel pull --force debian-cloud-6.1" /dev/null >"$TMP/tty.out" 2>&1 || return 1
-        # a live byte counter (done / total, rate) on a terminal...
-        grep -aEq $'\r''    download [0-9.]+ [KMG]iB / 25\.[0-9] MiB  [0-9.]+ [KMG]?i?B/s' "$TMP/tty.out" ||
+        # a live byte counter (spinner, done / total, percent) on a terminal...
+        grep -aEq $'\r''[-|/\\] download: [0-9.]+ [KMG]?i?B / 25\.[0-9] MiB  [0-9]{1,3}%' "$TMP/tty.out" ||
                 { cat -v "$TMP/tty.out" | tail -5; return 1; }
         # ...and none when stderr is not one
         "$BANGER" kernel pull --force debian-cloud-6.1 2>"$TMP/notty.err" >/dev/null && ! grep -q $'\r' "$TMP/notty.err"
 }
-t "download progress (bytes/total, rate) only on a terminal" tty_progress
+t "download progress (bytes/total, percent) only on a terminal" tty_progress
 
 image_pull() {
         local t0=$SECONDS

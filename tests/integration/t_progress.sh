@@ -135,8 +135,9 @@ t "an image on that kernel" register
 
 create_tty() {
         on_tty_all "$TMP/c.out" "$BANGER" --progress=tty vm create --no-start --image reg --name live || { cat -A "$TMP/c.out"; return 1; }
-        # the running stage live (spinner, detail, elapsed), then its line with the time
-        grep -aEq "${CR}[-|/\\\\] prepare disks: reg overlay .*  [0-9]+\\.[0-9]s$ESC\\[K" "$TMP/c.out" &&
+        # a running stage live (spinner, detail, elapsed; which one depends on how fast the
+        # stages go: at most ten redraws a second), then each finished one as a line with its time
+        grep -aEq "${CR}[-|/\\\\] (resolve image|prepare disks): reg.*  [0-9]+\\.[0-9]s$ESC\\[K" "$TMP/c.out" &&
         grep -aEq "(^|$ESC\\[K)  prepare disks +[0-9.]+s  reg overlay" "$TMP/c.out" || { cat -A "$TMP/c.out"; return 1; }
 }
 t "vm create on a terminal: the running stage live, finished ones as lines" create_tty
