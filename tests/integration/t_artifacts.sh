@@ -76,7 +76,8 @@ coalesce() {
 t "two concurrent pulls of one kernel coalesce into one download" coalesce
 
 tty_progress() {
-        script -qec "'$BANGER' kernel pull --force debian-cloud-6.1" /dev/null >"$TMP/tty.out" 2>&1 || return 1
+        # auto mode (lib.sh sets NO_COLOR, which means plain lines)
+        script -qec "env -u NO_COLOR TERM=xterm '$BANGER' kernel pull --force debian-cloud-6.1" /dev/null >"$TMP/tty.out" 2>&1 || return 1
         # a live byte counter (spinner, done / total, percent) on a terminal...
         grep -aEq $'\r''[-|/\\] download: [0-9.]+ [KMG]?i?B / 25\.[0-9] MiB  [0-9]{1,3}%' "$TMP/tty.out" ||
                 { cat -v "$TMP/tty.out" | tail -5; return 1; }
