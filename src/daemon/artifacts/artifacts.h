@@ -119,6 +119,26 @@ _warn_unused_ int image_ensure_kernel(struct artifacts *a, const char *kernel_re
                                       struct op_error *err);
 _warn_unused_ int image_commit(struct artifacts *a, const char *staging, struct image_row *row, struct op_error *err);
 
+/* kernels.c, the steps a pull and an import (kernel_import.c) share */
+struct kernel_row;
+char *kernel_dir(struct artifacts *a, const char *name); /* <kernels>/<name> */
+/* kernel_show's answer, with the initramfs made (the kernel is in the store). */
+_warn_unused_ int kernel_with_initramfs(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
+/* Every .ko below dir into dst, flat; link_them: hard links, else copies. */
+_warn_unused_ int kernel_collect_ko(const char *dir, const char *dst, bool link_them);
+/* The modules banger-init loads (wanted + their dependencies) from src_dir to
+ * dst_dir, in load order (order_path, *ret_order); a missing wanted module is
+ * an error only when strict. */
+_warn_unused_ int kernel_select_modules(const char *src_dir, const char *dst_dir, const char *order_path, json_t *wanted,
+                                        bool strict, json_t **ret_order, struct op_error *err);
+/* staging/vmlinux from staging/vmlinuz where the payload allows; *ret_pvh: PVH boot. */
+_warn_unused_ int kernel_unpack_vmlinux(const char *staging, bool *ret_pvh, struct op_error *err);
+/* m plus the files' hashes as staging/manifest.json. */
+_warn_unused_ int kernel_write_manifest(const char *staging, json_t *m, struct op_error *err);
+/* staging into place and row into the store (an old kernel of that name replaced). */
+_warn_unused_ int kernel_commit(struct artifacts *a, const char *name, const char *staging, const struct kernel_row *row,
+                                struct op_error *err);
+
 /* inflight.c: coalescing of concurrent work on one key */
 /* Returns true when the caller leads (must call inflight_end); false when it
  * waited for a leader, with that leader's outcome in *ret_rc / err. */
