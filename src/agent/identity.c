@@ -260,29 +260,11 @@ static bool pid1_is_systemd(void) {
         return n > 0 && strncmp(comm, "systemd", 7) == 0;
 }
 
-/* The pid of a running sshd listener (its pid file), or 0. */
-static pid_t sshd_pid(void) {
-        char buf[32] = "", comm[32] = "", path[64];
-        int fd = open("/run/sshd.pid", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return 0;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
-        if (pid <= 1)
-                return 0;
-        snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-                return 0;
-        n = read(fd, comm, sizeof(comm) - 1);
-        close(fd);
-        return n > 0 && strncmp(comm, "sshd", 4) == 0 ? (pid_t) pid : 0;
-}
-
 /* sshd with the VM's host key: systemd restarts its unit (in a child we do
- * not wait for); otherwise a running listener re-executes itself on SIGHUP
- * (new keys), or one is started (it daemonizes; PID 1 reaps it). The host
- * asks the agent when sshd listens. */
+ * not wait for); in fast images banger-init, PID 1, owns sshd and restarts
+ * it on SIGUSR1 (a listener of the template still starting at the pause,
+ * or failed for want of a key, is replaced; never a second one beside it).
+ * The host asks the agent when sshd listens. */
 static int sshd_refresh(void) {
         if (access("/usr/sbin/sshd", X_OK) < 0)
                 return 0; /* no sshd in this image */
@@ -299,12 +281,7 @@ static int sshd_refresh(void) {
                 (void) run(reset, false);
                 _exit(run(restart, false) < 0 ? 1 : 0);
         }
-        pid_t pid = sshd_pid();
-        if (pid > 0)
-                return kill(pid, SIGHUP) < 0 ? -errno : 0;
-        mkdir("/run/sshd", 0755);
-        char *start[] = { (char *) "/usr/sbin/sshd", NULL };
-        return run(start, true); /* the host asks the agent when it listens */
+        return kill(1, SIGUSR1) < 0 ? -errno : 0;
 }
 
 static int parse_opts(int argc, char **argv, struct id_opts *o) {

@@ -96,7 +96,7 @@ _report() { # status description [diagnostics-file]
         else
                 _failed=$((_failed + 1))
                 echo "not ok $_n - $2"
-                if [ -n "${3:-}" ] && [ -s "$3" ]; then sed 's/^/#   /' "$3" | head -40; fi
+                if [ -n "${3:-}" ] && [ -s "$3" ]; then sed 's/^/#   /' "$3" | head -"${BANGER_TEST_DIAG_LINES:-40}"; fi
         fi
 }
 

@@ -67,12 +67,22 @@ clocks() {
 t "their clocks are the host's (within 2 s)" clocks
 
 # (sshd starts in the background after the identity: slow under a sanitized daemon)
+why_no_sshd() {
+        B vm logs "$1" 2>&1 | tail -15
+        X "$1" 'ps -eo pid,ppid,stat,args; ls -l /run/sshd.pid /etc/ssh/ssh_host_*; cat /run/sshd.pid; ss -ltnp'
+}
 tcp_ok() { X "$1" "timeout 5 bash -c 'echo > /dev/tcp/$2/22'"; }
 reach() {
         local ip1 ip2; ip1=$(B --json vm show w1 | jq -r .ip) ip2=$(B --json vm show w2 | jq -r .ip)
-        wait_for 60 "w1 to reach w2 ($ip2:22)" tcp_ok w1 "$ip2" || { cat "$TMP/exec.err"; return 1; }
-        wait_for 60 "w2 to reach w1 ($ip1:22)" tcp_ok w2 "$ip1" || return 1
+        wait_for 60 "w1 to reach w2 ($ip2:22)" tcp_ok w1 "$ip2" || { tail -2 "$TMP/exec.err"; why_no_sshd w2; return 1; }
+        wait_for 60 "w2 to reach w1 ($ip1:22)" tcp_ok w2 "$ip1" || { tail -2 "$TMP/exec.err"; why_no_sshd w1; return 1; }
         expect_eq "$(B vm ssh w2 -- hostname 2>"$TMP/ssh.err")" w2 || { cat "$TMP/ssh.err"; return 1; }
+        # one listener, banger-init's (restarted by it for the new host key), on IPv4 and IPv6
+        local n; for n in w1 w2; do
+                expect_eq "$(X "$n" 'pgrep -P 1 -c -x sshd; ps -o args= -p "$(pgrep -P 1 -x sshd | head -1)" | cut -c1-26;
+                        ss -Hltn "sport = :22" | awk "{print \$4}" | sort | tr "\n" " "')" \
+                        "$(printf '1\nsshd: /usr/sbin/sshd -D -e\n0.0.0.0:22 [::]:22 ')" || return 1
+        done
 }
 t "they reach each other; vm ssh works with the pinned host key" reach
 
