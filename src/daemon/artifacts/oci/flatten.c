@@ -16,6 +16,7 @@
 
 #include "disk/workdisk.h"
 #include "flatten_internal.h"
+#include "gunzip.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
@@ -567,11 +568,39 @@ struct unpack {
         pthread_cond_t cond;
 };
 
+/* The temp file of layer i, for its plain tar. */
+static int unpack_out(struct unpack *u, size_t i, int *ret_fd, char **why) {
+        u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
+        u->temp[i] = true;
+        *ret_fd = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (*ret_fd < 0)
+                return *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno)), -errno;
+        return 0;
+}
+
+#ifdef HAVE_ISAL
+/* gzip (the usual layer) through igzip; the rest through libarchive. */
+static bool is_gzip(int fd) {
+        unsigned char magic[2];
+        return pread(fd, magic, sizeof(magic), 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+static int unpack_gzip(struct unpack *u, size_t i, int in, char **why) {
+        _cleanup_close_ int out = -1;
+        int rc = unpack_out(u, i, &out, why);
+        return rc < 0 ? rc : oci_gunzip(in, out, &u->stop, why);
+}
+#endif
+
 static int unpack_one(struct unpack *u, size_t i, char **why) {
         const char *src = u->f->layers[i];
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (in < 0)
                 return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;
+#ifdef HAVE_ISAL
+        if (is_gzip(in))
+                return unpack_gzip(u, i, in, why);
+#endif
         struct archive *a = archive_read_new();
         archive_read_support_filter_gzip(a);
         archive_read_support_filter_zstd(a);
@@ -585,13 +614,10 @@ static int unpack_one(struct unpack *u, size_t i, char **why) {
         else if (archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE)
                 u->paths[i] = xstrdup(src); /* plain already */
         else {
-                u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
-                u->temp[i] = true;
-                _cleanup_close_ int out = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                _cleanup_close_ int out = -1;
                 char buf[1 << 17];
                 la_ssize_t n = 0;
-                if (out < 0)
-                        rc = -errno, *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno));
+                rc = unpack_out(u, i, &out, why);
                 while (rc == 0 && hr == ARCHIVE_OK && !u->stop && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
                         if ((rc = write_all(out, buf, (size_t) n)) < 0)
                                 *why = xasprintf("writing %s: %s", u->paths[i], strerror(-rc));
