@@ -718,6 +718,14 @@ static void test_gzip_members(void **state) {
         assert_int_equal(flatten(&gz, 1, out, NULL, &fst, &err), 0);
         assert_int_equal(fst.entries, 3);
         assert_fsck_clean(out);
+        ext2_filsys fs = img_open(out);
+        struct ext2_inode_large in;
+        char *back = xmalloc(n);
+        assert_int_equal(img_read(fs, img_must(fs, "r", &in), 0, back, (unsigned) n), n);
+        assert_memory_equal(back, rnd, n);
+        assert_content(fs, "z", "z");
+        ext2fs_close_free(&fs);
+        free(back);
         unlink(out);
 
         /* one member; then its trailer damaged: the CRC32, then the size

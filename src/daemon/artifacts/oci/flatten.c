@@ -273,11 +273,16 @@ static int write_dirs(struct flat *f) {
 /* ---- pass 2: the entries that won ------------------------------------------------- */
 
 /* Where a file's data goes: whole zero blocks stay holes, also when the tar
- * hands a block over in pieces (its data blocks need not be block-aligned). */
+ * hands a block over in pieces (its data blocks need not be block-aligned).
+ * Blocks are allocated a run at a time (ext2fs_fallocate, initialised
+ * extents) and written with one I/O per physically contiguous piece:
+ * ext2fs_file_write would allocate, map and write every 4 KiB block on its
+ * own. */
 struct sink {
-        ext2_file_t file;
-        uint64_t size;    /* the file's; a staged last block is written up to it */
-        uint64_t base;    /* the staged block's offset */
+        ext2_filsys fs;   /* borrowed */
+        ext2_ino_t ino;
+        uint64_t size;    /* the file's: no data past it */
+        uint64_t base;    /* the staged block's offset (zero past the data: written whole) */
         bool pending;
         char blk[BLOCK];
 };
@@ -286,13 +291,31 @@ static bool zero_block(const char *p) {
         return p[0] == 0 && memcmp(p, p + 1, BLOCK - 1) == 0;
 }
 
+/* len bytes (whole blocks) at the block-aligned off: allocated, then
+ * written extent by extent. */
 static errcode_t sink_write(struct sink *s, uint64_t off, const char *p, size_t len) {
-        unsigned got = 0;
-        errcode_t err = ext2fs_file_llseek(s->file, off, EXT2_SEEK_SET, NULL);
+        blk64_t lblk = off / BLOCK, n = len / BLOCK;
+        ext2_extent_handle_t h = NULL;
+        errcode_t err = ext2fs_fallocate(s->fs, EXT2_FALLOCATE_FORCE_INIT | EXT2_FALLOCATE_INIT_BEYOND_EOF, s->ino,
+                                         NULL, ~UINT64_C(0), lblk, n);
         if (!err)
-                err = ext2fs_file_write(s->file, p, (unsigned) len, &got);
-        if (!err && got != len)
-                err = EXT2_ET_SHORT_READ;
+                err = ext2fs_extent_open(s->fs, s->ino, &h);
+        for (blk64_t i = 0; !err && i < n;) {
+                struct ext2fs_extent ex;
+                err = ext2fs_extent_goto(h, lblk + i);
+                if (!err)
+                        err = ext2fs_extent_get(h, EXT2_EXTENT_CURRENT, &ex);
+                if (!err && (ex.e_lblk > lblk + i || ex.e_lblk + ex.e_len <= lblk + i ||
+                             (ex.e_flags & EXT2_EXTENT_FLAGS_UNINIT)))
+                        err = EXT2_ET_EXTENT_NOT_FOUND;
+                if (err)
+                        break;
+                blk64_t skip = lblk + i - ex.e_lblk, run = ex.e_len - skip < n - i ? ex.e_len - skip : n - i;
+                err = io_channel_write_blk64(s->fs->io, ex.e_pblk + skip, (int) run, p + i * BLOCK);
+                i += run;
+        }
+        if (h)
+                ext2fs_extent_free(h);
         return err;
 }
 
@@ -302,7 +325,7 @@ static errcode_t sink_flush(struct sink *s) {
         s->pending = false;
         if (zero_block(s->blk))
                 return 0;
-        return sink_write(s, s->base, s->blk, s->size - s->base < BLOCK ? (size_t) (s->size - s->base) : BLOCK);
+        return sink_write(s, s->base, s->blk, BLOCK);
 }
 
 /* n bytes of whole blocks at an aligned off: the runs of non-zero blocks. */
@@ -381,25 +404,19 @@ static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
         }
 }
 
-/* The file's data from the tar (or, for a long symlink, its target). */
+/* The file's data from the tar (or, for a long symlink, its target); the
+ * inode is written already, with its size. */
 static int write_data(struct flat *f, struct archive *a, ext2_ino_t ino, const struct meta *m, uint64_t size) {
         struct sink *s = f->sink;
         int r = 0;
-        *s = (struct sink) { .size = size };
-        errcode_t err = ext2fs_file_open(f->fs, ino, EXT2_FILE_WRITE, &s->file);
-        if (!err)
-                err = ext2fs_file_set_size2(s->file, size); /* first: no growing on each write */
-        if (!err && m->target)
+        *s = (struct sink) { .fs = f->fs, .ino = ino, .size = size };
+        errcode_t err = 0;
+        if (m->target)
                 err = sink_put(s, 0, m->target, (size_t) size);
-        else if (!err)
+        else
                 r = copy_data(f, a, s);
         if (!err && r == 0)
                 err = sink_flush(s);
-        if (s->file) {
-                errcode_t err2 = ext2fs_file_close(s->file);
-                if (!err)
-                        err = err2;
-        }
         if (r == 0 && err)
                 r = fs_fail(f, err, "writing");
         return r;
@@ -450,6 +467,8 @@ static int write_inode(struct flat *f, struct archive *a, const struct rec *r, c
                 in->i_size = (uint32_t) tlen;
         }
         if (data)
+                err = ext2fs_inode_size_set(f->fs, (struct ext2_inode *) in, m->target ? tlen : r->size);
+        if (data && !err)
                 err = inode_extents(f, r->ino);
         if (!err)
                 err = inode_write(f, r->ino);
