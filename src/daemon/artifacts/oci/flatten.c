@@ -379,6 +379,10 @@ static int report(struct flat *f, size_t n) {
         if (f->done < f->next_report)
                 return 0;
         f->next_report = f->done + REPORT_EVERY;
+        /* the disk writes what is there already, on another CPU, while the
+         * rest is filled: the fsync of the close then waits for the tail */
+        if (f->wb_fd >= 0)
+                (void) sync_file_range(f->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         if (f->o->progress)
                 f->o->progress(f->o->ud, f->layer, f->n_layers, f->done, f->data);
         return flat_cancelled(f) ? op_fail(f->e, -ECANCELED, "flattening cancelled") : 0;
@@ -548,6 +552,8 @@ static int fs_open(struct flat *f, const char *path) {
 
 static int fill(struct flat *f, const char *path) {
         size_t cursor = 0;
+        _cleanup_close_ int wb_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        f->wb_fd = wb_fd;
         int r = fs_open(f, path);
         if (r == 0)
                 r = assign_inodes(f);
@@ -565,6 +571,7 @@ static int fill(struct flat *f, const char *path) {
         if (f->fs) /* failed: the file goes anyway, nothing to flush */
                 ext2fs_free(f->fs);
         f->fs = NULL;
+        f->wb_fd = -1;
         return r;
 }
 
@@ -728,7 +735,8 @@ static void flat_done(struct flat *f) {
 int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path, const struct oci_flatten_opts *o,
                 struct oci_flatten_stats *ret, struct op_error *e) {
         static const struct oci_flatten_opts defaults = { 0 };
-        _cleanup_(flat_done) struct flat f = { .layers = layers, .n_layers = n_layers, .o = o ? o : &defaults, .e = e };
+        _cleanup_(flat_done) struct flat f = { .layers = layers, .n_layers = n_layers, .o = o ? o : &defaults, .e = e,
+                                              .wb_fd = -1 };
         struct stat st;
         uint64_t size = 0;
         bool created = false;
