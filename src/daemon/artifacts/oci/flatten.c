@@ -16,6 +16,7 @@
 
 #include "disk/workdisk.h"
 #include "flatten_internal.h"
+#include "gunzip.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
@@ -272,11 +273,16 @@ static int write_dirs(struct flat *f) {
 /* ---- pass 2: the entries that won ------------------------------------------------- */
 
 /* Where a file's data goes: whole zero blocks stay holes, also when the tar
- * hands a block over in pieces (its data blocks need not be block-aligned). */
+ * hands a block over in pieces (its data blocks need not be block-aligned).
+ * Blocks are allocated a run at a time (ext2fs_fallocate, initialised
+ * extents) and written with one I/O per physically contiguous piece:
+ * ext2fs_file_write would allocate, map and write every 4 KiB block on its
+ * own. */
 struct sink {
-        ext2_file_t file;
-        uint64_t size;    /* the file's; a staged last block is written up to it */
-        uint64_t base;    /* the staged block's offset */
+        ext2_filsys fs;   /* borrowed */
+        ext2_ino_t ino;
+        uint64_t size;    /* the file's: no data past it */
+        uint64_t base;    /* the staged block's offset (zero past the data: written whole) */
         bool pending;
         char blk[BLOCK];
 };
@@ -285,13 +291,31 @@ static bool zero_block(const char *p) {
         return p[0] == 0 && memcmp(p, p + 1, BLOCK - 1) == 0;
 }
 
+/* len bytes (whole blocks) at the block-aligned off: allocated, then
+ * written extent by extent. */
 static errcode_t sink_write(struct sink *s, uint64_t off, const char *p, size_t len) {
-        unsigned got = 0;
-        errcode_t err = ext2fs_file_llseek(s->file, off, EXT2_SEEK_SET, NULL);
+        blk64_t lblk = off / BLOCK, n = len / BLOCK;
+        ext2_extent_handle_t h = NULL;
+        errcode_t err = ext2fs_fallocate(s->fs, EXT2_FALLOCATE_FORCE_INIT | EXT2_FALLOCATE_INIT_BEYOND_EOF, s->ino,
+                                         NULL, ~UINT64_C(0), lblk, n);
         if (!err)
-                err = ext2fs_file_write(s->file, p, (unsigned) len, &got);
-        if (!err && got != len)
-                err = EXT2_ET_SHORT_READ;
+                err = ext2fs_extent_open(s->fs, s->ino, &h);
+        for (blk64_t i = 0; !err && i < n;) {
+                struct ext2fs_extent ex;
+                err = ext2fs_extent_goto(h, lblk + i);
+                if (!err)
+                        err = ext2fs_extent_get(h, EXT2_EXTENT_CURRENT, &ex);
+                if (!err && (ex.e_lblk > lblk + i || ex.e_lblk + ex.e_len <= lblk + i ||
+                             (ex.e_flags & EXT2_EXTENT_FLAGS_UNINIT)))
+                        err = EXT2_ET_EXTENT_NOT_FOUND;
+                if (err)
+                        break;
+                blk64_t skip = lblk + i - ex.e_lblk, run = ex.e_len - skip < n - i ? ex.e_len - skip : n - i;
+                err = io_channel_write_blk64(s->fs->io, ex.e_pblk + skip, (int) run, p + i * BLOCK);
+                i += run;
+        }
+        if (h)
+                ext2fs_extent_free(h);
         return err;
 }
 
@@ -301,7 +325,7 @@ static errcode_t sink_flush(struct sink *s) {
         s->pending = false;
         if (zero_block(s->blk))
                 return 0;
-        return sink_write(s, s->base, s->blk, s->size - s->base < BLOCK ? (size_t) (s->size - s->base) : BLOCK);
+        return sink_write(s, s->base, s->blk, BLOCK);
 }
 
 /* n bytes of whole blocks at an aligned off: the runs of non-zero blocks. */
@@ -355,6 +379,10 @@ static int report(struct flat *f, size_t n) {
         if (f->done < f->next_report)
                 return 0;
         f->next_report = f->done + REPORT_EVERY;
+        /* the disk writes what is there already, on another CPU, while the
+         * rest is filled: the fsync of the close then waits for the tail */
+        if (f->wb_fd >= 0)
+                (void) sync_file_range(f->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         if (f->o->progress)
                 f->o->progress(f->o->ud, f->layer, f->n_layers, f->done, f->data);
         return flat_cancelled(f) ? op_fail(f->e, -ECANCELED, "flattening cancelled") : 0;
@@ -380,25 +408,19 @@ static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
         }
 }
 
-/* The file's data from the tar (or, for a long symlink, its target). */
+/* The file's data from the tar (or, for a long symlink, its target); the
+ * inode is written already, with its size. */
 static int write_data(struct flat *f, struct archive *a, ext2_ino_t ino, const struct meta *m, uint64_t size) {
         struct sink *s = f->sink;
         int r = 0;
-        *s = (struct sink) { .size = size };
-        errcode_t err = ext2fs_file_open(f->fs, ino, EXT2_FILE_WRITE, &s->file);
-        if (!err)
-                err = ext2fs_file_set_size2(s->file, size); /* first: no growing on each write */
-        if (!err && m->target)
+        *s = (struct sink) { .fs = f->fs, .ino = ino, .size = size };
+        errcode_t err = 0;
+        if (m->target)
                 err = sink_put(s, 0, m->target, (size_t) size);
-        else if (!err)
+        else
                 r = copy_data(f, a, s);
         if (!err && r == 0)
                 err = sink_flush(s);
-        if (s->file) {
-                errcode_t err2 = ext2fs_file_close(s->file);
-                if (!err)
-                        err = err2;
-        }
         if (r == 0 && err)
                 r = fs_fail(f, err, "writing");
         return r;
@@ -449,6 +471,8 @@ static int write_inode(struct flat *f, struct archive *a, const struct rec *r, c
                 in->i_size = (uint32_t) tlen;
         }
         if (data)
+                err = ext2fs_inode_size_set(f->fs, (struct ext2_inode *) in, m->target ? tlen : r->size);
+        if (data && !err)
                 err = inode_extents(f, r->ino);
         if (!err)
                 err = inode_write(f, r->ino);
@@ -528,6 +552,8 @@ static int fs_open(struct flat *f, const char *path) {
 
 static int fill(struct flat *f, const char *path) {
         size_t cursor = 0;
+        _cleanup_close_ int wb_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        f->wb_fd = wb_fd;
         int r = fs_open(f, path);
         if (r == 0)
                 r = assign_inodes(f);
@@ -545,6 +571,7 @@ static int fill(struct flat *f, const char *path) {
         if (f->fs) /* failed: the file goes anyway, nothing to flush */
                 ext2fs_free(f->fs);
         f->fs = NULL;
+        f->wb_fd = -1;
         return r;
 }
 
@@ -567,11 +594,39 @@ struct unpack {
         pthread_cond_t cond;
 };
 
+/* The temp file of layer i, for its plain tar. */
+static int unpack_out(struct unpack *u, size_t i, int *ret_fd, char **why) {
+        u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
+        u->temp[i] = true;
+        *ret_fd = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (*ret_fd < 0)
+                return *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno)), -errno;
+        return 0;
+}
+
+#ifdef HAVE_ISAL
+/* gzip (the usual layer) through igzip; the rest through libarchive. */
+static bool is_gzip(int fd) {
+        unsigned char magic[2];
+        return pread(fd, magic, sizeof(magic), 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+static int unpack_gzip(struct unpack *u, size_t i, int in, char **why) {
+        _cleanup_close_ int out = -1;
+        int rc = unpack_out(u, i, &out, why);
+        return rc < 0 ? rc : oci_gunzip(in, out, &u->stop, why);
+}
+#endif
+
 static int unpack_one(struct unpack *u, size_t i, char **why) {
         const char *src = u->f->layers[i];
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (in < 0)
                 return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;
+#ifdef HAVE_ISAL
+        if (is_gzip(in))
+                return unpack_gzip(u, i, in, why);
+#endif
         struct archive *a = archive_read_new();
         archive_read_support_filter_gzip(a);
         archive_read_support_filter_zstd(a);
@@ -585,13 +640,10 @@ static int unpack_one(struct unpack *u, size_t i, char **why) {
         else if (archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE)
                 u->paths[i] = xstrdup(src); /* plain already */
         else {
-                u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
-                u->temp[i] = true;
-                _cleanup_close_ int out = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                _cleanup_close_ int out = -1;
                 char buf[1 << 17];
                 la_ssize_t n = 0;
-                if (out < 0)
-                        rc = -errno, *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno));
+                rc = unpack_out(u, i, &out, why);
                 while (rc == 0 && hr == ARCHIVE_OK && !u->stop && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
                         if ((rc = write_all(out, buf, (size_t) n)) < 0)
                                 *why = xasprintf("writing %s: %s", u->paths[i], strerror(-rc));
@@ -683,7 +735,8 @@ static void flat_done(struct flat *f) {
 int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path, const struct oci_flatten_opts *o,
                 struct oci_flatten_stats *ret, struct op_error *e) {
         static const struct oci_flatten_opts defaults = { 0 };
-        _cleanup_(flat_done) struct flat f = { .layers = layers, .n_layers = n_layers, .o = o ? o : &defaults, .e = e };
+        _cleanup_(flat_done) struct flat f = { .layers = layers, .n_layers = n_layers, .o = o ? o : &defaults, .e = e,
+                                              .wb_fd = -1 };
         struct stat st;
         uint64_t size = 0;
         bool created = false;

@@ -7,9 +7,10 @@
  * symlink in a layer is data, never followed; a device is an inode, never
  * opened).
  *
- * Layers are tar files (plain, gzip or zstd: libarchive tells the filter;
- * any other filter or archive format is refused; a layer that is empty once
- * decompressed has no entries), applied oldest first with the OCI whiteout
+ * Layers are tar files (plain, gzip or zstd: gzip through ISA-L's igzip
+ * where the build has it, gunzip.h; the rest through libarchive, which tells
+ * the filter; any other filter or archive format is refused; a layer that is
+ * empty once decompressed has no entries), applied oldest first with the OCI whiteout
  * rules: ".wh.NAME" hides NAME (and all under it) of the layers below;
  * ".wh..wh..opq" in a directory hides what the layers below put in it
  * (entries of its own layer stay, in whatever order they come). Whiteouts

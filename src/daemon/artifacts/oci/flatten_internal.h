@@ -90,6 +90,7 @@ struct flat {
         ext2_ino_t lost_found;
         struct dirbuf dir;
         uint64_t done, next_report;
+        int wb_fd;                /* the image, to start its writeback early; -1: none */
 };
 
 /* What an entry sets on its inode. */

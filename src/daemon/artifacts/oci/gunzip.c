@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+#include "gunzip.h"
+
+#include <errno.h>
+#include <isa-l/igzip_lib.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "strbuf.h"
+
+#define IN_BYTES (1u << 20)
+#define OUT_BYTES (4u << 20)
+
+struct gz {
+        struct inflate_state st;
+        uint8_t *in, *out; /* owned */
+        bool eof;
+};
+
+static void gz_done(struct gz *g) {
+        free(g->in);
+        free(g->out);
+}
+
+static const char *isal_why(int r) {
+        switch (r) {
+        case ISAL_INVALID_BLOCK:
+                return "an invalid deflate block";
+        case ISAL_INVALID_SYMBOL:
+                return "an invalid deflate symbol";
+        case ISAL_INVALID_LOOKBACK:
+                return "an invalid lookback distance";
+        case ISAL_INVALID_WRAPPER:
+                return "not a gzip header";
+        case ISAL_UNSUPPORTED_METHOD:
+                return "a compression method other than deflate";
+        case ISAL_INCORRECT_CHECKSUM:
+                return "the CRC32 or the size in the trailer does not match";
+        default:
+                return "cannot be decompressed";
+        }
+}
+
+/* At least `want` bytes at next_in unless the file ends first: what is left
+ * moves to the buffer's start, the rest is read. */
+static int refill(struct gz *g, int fd, uint32_t want) {
+        while (!g->eof && g->st.avail_in < want) {
+                memmove(g->in, g->st.next_in, g->st.avail_in);
+                g->st.next_in = g->in;
+                ssize_t n = read(fd, g->in + g->st.avail_in, IN_BYTES - g->st.avail_in);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                g->eof = n == 0;
+                g->st.avail_in += (uint32_t) n;
+        }
+        return 0;
+}
+
+/* After a member: 1 when another one follows (the state reset for it). */
+static int next_member(struct gz *g, int fd) {
+        int r = refill(g, fd, 2);
+        if (r < 0)
+                return r;
+        if (g->st.avail_in < 2 || g->st.next_in[0] != 0x1f || g->st.next_in[1] != 0x8b)
+                return 0;
+        uint8_t *next_in = g->st.next_in;
+        uint32_t avail_in = g->st.avail_in;
+        isal_inflate_reset(&g->st);
+        g->st.crc_flag = ISAL_GZIP;
+        g->st.next_in = next_in;
+        g->st.avail_in = avail_in;
+        return 1;
+}
+
+static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char **ret_why) {
+        for (;;) {
+                int r = refill(g, in, 1);
+                if (r < 0)
+                        return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
+                uint32_t had_in = g->st.avail_in;
+                g->st.next_out = g->out;
+                g->st.avail_out = OUT_BYTES;
+                int ir = isal_inflate(&g->st);
+                if (ir < 0)
+                        return *ret_why = xasprintf("truncated or damaged: gzip: %s", isal_why(ir)), -EBADMSG;
+                size_t n = OUT_BYTES - g->st.avail_out;
+                if (n && (r = write_all(out, g->out, n)) < 0)
+                        return *ret_why = xasprintf("writing: %s", strerror(-r)), r;
+                if (*stop)
+                        return *ret_why = xstrdup("cancelled"), -ECANCELED;
+                if (g->st.block_state == ISAL_BLOCK_FINISH) { /* the trailer is checked */
+                        if ((r = next_member(g, in)) < 0)
+                                return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
+                        if (r == 0)
+                                return 0;
+                } else if (g->eof && n == 0 && g->st.avail_in == had_in) {
+                        return *ret_why = xstrdup("truncated or damaged: truncated gzip input"), -EBADMSG;
+                }
+        }
+}
+
+int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why) {
+        _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .out = xmalloc(OUT_BYTES) };
+        isal_inflate_init(&g.st);
+        g.st.crc_flag = ISAL_GZIP;
+        g.st.next_in = g.in;
+        return gunzip(&g, in, out, stop, ret_why);
+}
