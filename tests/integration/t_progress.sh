@@ -133,12 +133,22 @@ register() {
 }
 t "an image on that kernel" register
 
-create_tty() {
-        on_tty_all "$TMP/c.out" "$BANGER" --progress=tty vm create --no-start --image reg --name live || { cat -A "$TMP/c.out"; return 1; }
+create_tty_once() {
+        on_tty_all "$TMP/c.out" "$BANGER" --progress=tty vm create --no-start --image reg --name "$1" || { cat -A "$TMP/c.out"; return 1; }
         # a running stage live (spinner, detail, elapsed; which one depends on how fast the
         # stages go: at most ten redraws a second), then each finished one as a line with its time
         grep -aEq "${CR}[-|/\\\\] (resolve image|prepare disks): reg.*  [0-9]+\\.[0-9]s$ESC\\[K" "$TMP/c.out" &&
-        grep -aEq "(^|$ESC\\[K)  prepare disks +[0-9.]+s  reg overlay" "$TMP/c.out" || { cat -A "$TMP/c.out"; return 1; }
+        grep -aEq "(^|$ESC\\[K)  prepare disks +[0-9.]+s  reg overlay" "$TMP/c.out"
+}
+create_tty() {
+        # A --no-start create takes ~0.1 s: the CLI's first status poll can come after
+        # it finished (a loaded machine), and then nothing was running to show. Three
+        # tries; a CLI that never draws the running stage fails all three.
+        local n; for n in live live2 live3; do
+                create_tty_once "$n" && return 0
+                "$BANGER" vm delete "$n" >/dev/null 2>&1 || return 1
+        done
+        cat -A "$TMP/c.out"; return 1
 }
 t "vm create on a terminal: the running stage live, finished ones as lines" create_tty
 
