@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "identity.h"
+#include "../shared/guestinit.h"
 #include "../shared/guestnet.h"
 #include "../shared/vdisk.h"
 
@@ -260,12 +261,62 @@ static bool pid1_is_systemd(void) {
         return n > 0 && strncmp(comm, "systemd", 7) == 0;
 }
 
+/* The pid of a running sshd listener (its pid file), or 0. */
+static pid_t sshd_pid(void) {
+        char buf[32] = "", comm[32] = "", path[64];
+        int fd = open("/run/sshd.pid", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        if (pid <= 1)
+                return 0;
+        snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+                return 0;
+        n = read(fd, comm, sizeof(comm) - 1);
+        close(fd);
+        return n > 0 && strncmp(comm, "sshd", 4) == 0 ? (pid_t) pid : 0;
+}
+
+/* The generation in GUEST_INIT_SSHD_FILE; -ENOENT: PID 1 is not banger-init
+ * in fast mode. */
+static int fast_init_sshd_gen(unsigned long *ret) {
+        char buf[48] = "";
+        int fd = open(GUEST_INIT_SSHD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        char *end;
+        errno = 0;
+        *ret = n > 0 ? strtoul(buf, &end, 10) : 0;
+        return n > 0 && errno == 0 && end != buf && *end == ' ' ? 0 : -EBADMSG;
+}
+
+/* banger-init restarts its sshd (SIGUSR1); back when the old listener is
+ * gone and the new one started (the host asks the agent when it listens). */
+static int fast_init_restart_sshd(unsigned long gen) {
+        if (kill(1, SIGUSR1) < 0)
+                return -errno;
+        for (int i = 0; i < 600; i++) { /* up to 6 s: init kills a listener that takes 3 s */
+                unsigned long now;
+                if (fast_init_sshd_gen(&now) == 0 && now != gen)
+                        return 0;
+                usleep(10000);
+        }
+        return -ETIMEDOUT;
+}
+
 /* sshd with the VM's host key: systemd restarts its unit (in a child we do
- * not wait for); in fast images banger-init, PID 1, owns sshd and restarts
- * it on SIGUSR1 (a listener of the template still starting at the pause,
- * or failed for want of a key, is replaced; never a second one beside it).
- * The host asks the agent when sshd listens. */
+ * not wait for); banger-init in fast mode, the one owner of its sshd,
+ * restarts it (a listener of the template still starting at the pause, or
+ * failed for want of a key, is replaced, never raced by a second one);
+ * under another init a running listener re-executes itself on SIGHUP (new
+ * keys), or one is started (it daemonizes; PID 1 reaps it). */
 static int sshd_refresh(void) {
+        unsigned long gen;
         if (access("/usr/sbin/sshd", X_OK) < 0)
                 return 0; /* no sshd in this image */
         if (pid1_is_systemd()) { /* two systemctl calls take seconds under TCG: not waited for */
@@ -281,7 +332,14 @@ static int sshd_refresh(void) {
                 (void) run(reset, false);
                 _exit(run(restart, false) < 0 ? 1 : 0);
         }
-        return kill(1, SIGUSR1) < 0 ? -errno : 0;
+        if (fast_init_sshd_gen(&gen) == 0)
+                return fast_init_restart_sshd(gen);
+        pid_t pid = sshd_pid();
+        if (pid > 0)
+                return kill(pid, SIGHUP) < 0 ? -errno : 0;
+        mkdir("/run/sshd", 0755);
+        char *start[] = { (char *) "/usr/sbin/sshd", NULL };
+        return run(start, true); /* the host asks the agent when it listens */
 }
 
 static int parse_opts(int argc, char **argv, struct id_opts *o) {
