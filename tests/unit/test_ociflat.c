@@ -860,10 +860,44 @@ static void test_too_many(void **state) {
         free(path);
 }
 
+/* A header whose size no ext4 file can have (17 TiB, base-256 in the tar
+ * header): refused in pass 1, before any data is read. */
+static void test_too_big(void **state) {
+        (void) state;
+        char *path = path_join(dir, "toobig.tar");
+        struct archive *a = layer_begin(path, NULL);
+        struct ent en = { .path = "huge", .type = AE_IFREG, .data = "x" };
+        put(a, &en);
+        layer_end(a);
+        FILE *fp = fopen(path, "r+b");
+        unsigned char h[512];
+        long at = -1;
+        assert_non_null(fp);
+        for (long off = 0; at < 0 && fread(h, 1, sizeof(h), fp) == sizeof(h); off += 512)
+                if (memcmp(h, "huge", 5) == 0)
+                        at = off;
+        assert_true(at >= 0);
+        uint64_t size = UINT64_C(17) << 40;
+        memset(h + 124, 0, 12);
+        h[124] = 0x80; /* base-256 */
+        for (int i = 0; i < 8; i++)
+                h[135 - i] = (unsigned char) (size >> (8 * i));
+        memset(h + 148, ' ', 8);
+        unsigned sum = 0;
+        for (size_t i = 0; i < sizeof(h); i++)
+                sum += h[i];
+        snprintf((char *) h + 148, 8, "%06o", sum);
+        assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+        assert_int_equal(fwrite(h, 1, sizeof(h), fp), sizeof(h));
+        fclose(fp);
+        assert_refused(&path, 1, NULL, -EFBIG, "more than ext4 holds");
+        free(path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_whiteouts),   cmocka_unit_test(test_special_files),
-                cmocka_unit_test(test_sparse),      cmocka_unit_test(test_size_rules),
+                cmocka_unit_test(test_sparse), cmocka_unit_test(test_too_big),      cmocka_unit_test(test_size_rules),
                 cmocka_unit_test(test_hostile),     cmocka_unit_test(test_hostile_layers),
                 cmocka_unit_test(test_gzip_members),
                 cmocka_unit_test(test_cancel),      cmocka_unit_test(test_many_entries),

@@ -389,6 +389,7 @@ static int report(struct flat *f, size_t n) {
 }
 
 static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
+        uint64_t next = 0; /* a sparse map goes forward: a block written whole is never revisited */
         for (;;) {
                 const void *buf;
                 size_t len;
@@ -400,6 +401,9 @@ static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
                         return flat_fail(f, -EBADMSG, "truncated: %s", archive_error_string(a));
                 if (off < 0 || (uint64_t) off > s->size || len > s->size - (uint64_t) off || len > UINT32_MAX)
                         return flat_fail(f, -EBADMSG, "data past the end of the file");
+                if ((uint64_t) off < next)
+                        return flat_fail(f, -EBADMSG, "sparse data out of order");
+                next = (uint64_t) off + len;
                 errcode_t err = sink_put(s, (uint64_t) off, buf, len);
                 if (err)
                         return fs_fail(f, err, "writing");

@@ -339,6 +339,11 @@ int flat_entry_meta(struct flat *f, struct archive_entry *e, int ft, struct meta
                              .mtime = archive_entry_mtime(e), .nsec = archive_entry_mtime_nsec(e) };
         if (m->nsec < 0 || m->nsec > 999999999)
                 m->nsec = 0;
+        /* extents address 32-bit logical blocks (a sparse file may claim any size) */
+        if (ft == EXT2_FT_REG_FILE && (archive_entry_size(e) < 0 ||
+                                       (uint64_t) archive_entry_size(e) > UINT64_C(0xffffffff) * BLOCK))
+                return flat_fail(f, -EFBIG, "a file of %lld bytes: more than ext4 holds",
+                                 (long long) archive_entry_size(e));
         if (ft == EXT2_FT_CHRDEV || ft == EXT2_FT_BLKDEV) {
                 uint64_t ma = archive_entry_rdevmajor(e), mi = archive_entry_rdevminor(e);
                 if (ma > 0xfff || mi > 0xfffff)

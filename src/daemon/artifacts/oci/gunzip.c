@@ -77,8 +77,9 @@ static int next_member(struct gz *g, int fd) {
 }
 
 static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char **ret_why) {
+        uint32_t want = 1; /* more than it has when a call made no progress: never a spin */
         for (;;) {
-                int r = refill(g, in, 1);
+                int r = refill(g, in, want);
                 if (r < 0)
                         return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
                 uint32_t had_in = g->st.avail_in;
@@ -97,9 +98,12 @@ static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char 
                                 return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
                         if (r == 0)
                                 return 0;
-                } else if (g->eof && n == 0 && g->st.avail_in == had_in) {
-                        return *ret_why = xstrdup("truncated or damaged: truncated gzip input"), -EBADMSG;
-                }
+                } else if (n == 0 && g->st.avail_in == had_in) {
+                        if (g->eof || had_in >= IN_BYTES)
+                                return *ret_why = xstrdup("truncated or damaged: truncated gzip input"), -EBADMSG;
+                        want = had_in + 1;
+                } else
+                        want = 1;
         }
 }
 
