@@ -291,6 +291,8 @@ static char *kernel_dir_with(const char *name, const char *files_json) {
         char *kdir = xasprintf("%s/%s", dir, name);
         put_text(kdir, "vmlinuz", "the kernel");
         put_text(kdir, "modules/virtio_blk.ko", "a module");
+        put_text(kdir, "modules.ext4", "a disk");
+        put_text(kdir, "modules.order", "virtio_blk.ko");
         char *m = xasprintf("{\"kernel_version\": \"6.1.0-1-cloud-amd64\", \"modules_release\": "
                             "\"6.1.0-1-cloud-amd64\", \"pvh\": true, \"modules_order\": [\"virtio_blk.ko\"], "
                             "\"files\": %s}", files_json);
@@ -309,10 +311,13 @@ static bool same_text(const char *path, const char *want) {
 
 static void test_kernel_cache(void **state) {
         (void) state;
-        char h1[65], h2[65];
+        char h1[65], h2[65], h3[65], h4[65];
         sha256_buf_hex("the kernel", 10, h1);
         sha256_buf_hex("a module", 8, h2);
-        char *files = xasprintf("{\"vmlinuz\": \"%s\", \"modules/virtio_blk.ko\": \"%s\"}", h1, h2);
+        sha256_buf_hex("a disk", 6, h3);
+        sha256_buf_hex("virtio_blk.ko", 13, h4);
+        char *files = xasprintf("{\"vmlinuz\": \"%s\", \"modules/virtio_blk.ko\": \"%s\", \"modules.ext4\": \"%s\", "
+                                "\"modules.order\": \"%s\"}", h1, h2, h3, h4);
         char *kdir = kernel_dir_with("k1", files);
         struct artifacts a = { .kernel_cache_dir = xasprintf("%s/kernel-pulls", dir) };
         json_t *e1 = json_pack("{s:s}", "meta_package", "linux-image-cloud-amd64");

@@ -8,12 +8,17 @@
  *   <cache>/kernel-pulls/<name>-<key>/manifest.json   the pull's manifest
  *   <cache>/kernel-pulls/<name>-<key>/<files>         as its "files" name them
  *
- * Files are hard links where the cache and the state dir share a
- * filesystem, so a kernel's files and its cache entry may be one inode:
- * every file is checked against the manifest's digest on the way out, and
- * an entry that does not match is removed (a miss, never a wrong kernel).
- * One entry per kernel name; a half-written entry is a dead ".tmp-<pid>"
- * that the next start sweeps.
+ * The key also names the build that derived the files (version, commit,
+ * build time), so a changed module selection or modules disk is never
+ * served from an older build's entry. Files are hard links where the cache
+ * and the state dir share a filesystem, so a kernel's files and its cache
+ * entry may be one inode: every file is checked against the manifest's
+ * digest on the way out, only the names a pull makes are taken (vmlinux is
+ * unpacked again, so whether it boots PVH is never read from here), and an
+ * entry that does not match is removed (a miss, never a wrong kernel). The
+ * cache dir must be private (ours, 0700), else it is not used. One entry
+ * per kernel name; a half-written entry is a dead ".tmp-<pid>" that the
+ * next start sweeps.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,13 +31,15 @@
 #include "log.h"
 #include "macro.h"
 #include "sha256.h"
+#include "version.h"
 #include "jsonx.h"
 
 #define KCACHE_FORMAT "banger-kernel-pull-v1"
 
 char *kernel_cache_key(json_t *entry, const char *deb_sha256) {
         _cleanup_free_ char *canon = json_dumps(entry, JSON_COMPACT | JSON_SORT_KEYS);
-        _cleanup_free_ char *material = xasprintf(KCACHE_FORMAT "\n%s\n%s\n", canon ? canon : "", deb_sha256);
+        _cleanup_free_ char *material = xasprintf(KCACHE_FORMAT "\n%s\n%s\n%s %s %s\n", canon ? canon : "", deb_sha256,
+                                                  banger_version(), banger_commit(), banger_built_at());
         char key[65];
         sha256_buf_hex(material, strlen(material), key);
         return xstrndup(key, 16);
@@ -52,6 +59,44 @@ static bool rel_ok(const char *rel) {
                       strchr("._+-/", *c)))
                         return false;
         return !strstr(rel, "//") && !strstr(rel, "/.") && rel[0] != '.' && rel[strlen(rel) - 1] != '/';
+}
+
+/* The names a pull leaves (vmlinux aside: unpacked again on a hit). */
+static bool pull_file(const char *rel) {
+        size_t n = strlen(rel);
+        if (strcmp(rel, "vmlinuz") == 0 || strcmp(rel, "config") == 0 || strcmp(rel, "modules.ext4") == 0 ||
+            strcmp(rel, "modules.order") == 0)
+                return true;
+        return strncmp(rel, "modules/", 8) == 0 && !strchr(rel + 8, '/') && n > 11 && strcmp(rel + n - 3, ".ko") == 0;
+}
+
+/* What a hit needs: the boot and module files, and a module order that
+ * names only modules the entry has. */
+static bool entry_complete(json_t *m) {
+        json_t *files = json_object_get(m, "files"), *v;
+        size_t i;
+        if (!json_object_get(files, "vmlinuz") || !json_object_get(files, "modules.ext4") ||
+            !json_object_get(files, "modules.order"))
+                return false;
+        json_array_foreach(json_object_get(m, "modules_order"), i, v) {
+                const char *name = json_string_value(v);
+                _cleanup_free_ char *rel = name ? xasprintf("modules/%s", name) : NULL;
+                if (!rel || !rel_ok(rel) || !pull_file(rel) || !json_object_get(files, rel))
+                        return false;
+        }
+        return true;
+}
+
+/* The cache dir: ours and private, made when missing. */
+static bool cache_usable(const struct artifacts *a) {
+        _cleanup_free_ char *why = NULL;
+        int r = mkdir_p(a->kernel_cache_dir, 0700);
+        if (r < 0)
+                log_debug("kernel cache: cannot create %s: %s", a->kernel_cache_dir, strerror(-r));
+        if (ensure_private_dir(a->kernel_cache_dir, geteuid(), true, &why) == 0)
+                return true;
+        log_warn("kernel cache: not used: %s", why ? why : a->kernel_cache_dir);
+        return false;
 }
 
 static int link_or_copy(const char *from, const char *to, mode_t mode) {
@@ -89,16 +134,22 @@ static json_t *entry_manifest(const char *dir) {
 
 int kernel_cache_get(struct artifacts *a, const char *name, const char *key, const char *staging, json_t **ret) {
         _cleanup_free_ char *dir = entry_dir(a, name, key);
+        if (!cache_usable(a))
+                return 0;
         json_t *m = entry_manifest(dir);
         const char *rel;
         json_t *v;
         int r = m ? 0 : -ENOENT;
         if (r < 0 && access(dir, F_OK) == 0)
                 r = -EBADMSG;
+        if (r == 0 && !entry_complete(m))
+                r = -EBADMSG;
         json_object_foreach(r == 0 ? json_object_get(m, "files") : NULL, rel, v) {
                 char hex[65];
                 _cleanup_free_ char *got = path_join(staging, rel);
-                if (!rel_ok(rel) || !json_is_string(v))
+                if (strcmp(rel, "vmlinux") == 0)
+                        continue;
+                if (!rel_ok(rel) || !pull_file(rel) || !json_is_string(v))
                         r = -EBADMSG;
                 else if ((r = put_file(dir, staging, rel)) == 0 && (r = sha256_file_hex(got, hex)) == 0 &&
                          strcmp(hex, json_string_value(v)) != 0)
@@ -138,11 +189,23 @@ void kernel_cache_put(struct artifacts *a, const char *name, const char *key, co
         _cleanup_json_ json_t *m = entry_manifest(kdir);
         const char *rel;
         json_t *v;
-        int r = m ? mkdir_p(a->kernel_cache_dir, 0700) : -EBADMSG;
-        if (r == 0 && (r = mkdir_p(tmp, 0700)) == 0)
+        if (!cache_usable(a))
+                return;
+        int r = m && entry_complete(m) ? 0 : -EBADMSG;
+        if (r == 0 && mkdir(tmp, 0700) < 0 && errno == EEXIST) /* a dead daemon's of our pid */
+                rm_rf(tmp);
+        if (r == 0 && access(tmp, F_OK) < 0 && mkdir(tmp, 0700) < 0)
+                r = -errno;
+        if (r == 0)
                 r = copy_file_sparse(from, to, 0644);
         json_object_foreach(r == 0 ? json_object_get(m, "files") : NULL, rel, v) {
-                if (!rel_ok(rel) || (r = put_file(kdir, tmp, rel)) < 0)
+                if (strcmp(rel, "vmlinux") == 0)
+                        continue;
+                if (!rel_ok(rel) || !pull_file(rel))
+                        r = -EBADMSG;
+                else
+                        r = put_file(kdir, tmp, rel);
+                if (r < 0)
                         break;
         }
         if (r == 0) {

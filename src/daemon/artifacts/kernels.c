@@ -641,12 +641,12 @@ static int pull_cached(struct pull *k, const char *ckey, struct op_error *err) {
                 k->deb_url = xasprintf("%s/%s", config_live_get(k->a->config)->debian_mirror, k->imgp.filename);
                 k->want.version = xstrdup(json_string_value(json_object_get(m, "kernel_version")));
                 k->want.mod_release = xstrdup(rel);
-                k->pvh = json_is_true(json_object_get(m, "pvh"));
                 k->mod_order = json_incref(json_object_get(m, "modules_order"));
                 if (modules_release_valid(rel) && strcmp(rel, k->want.version) == 0) {
                         progress_stage(k->p, "cache", "%s %s: the files of an earlier pull of this package (%s)",
                                        k->image_pkg, k->imgp.version, ckey);
-                        return 1;
+                        progress_stage(k->p, "vmlinux", "unpacking the bzImage payload for PVH boot");
+                        return kernel_unpack_vmlinux(k->staging, &k->pvh, err) < 0 ? -EIO : 1;
                 }
                 free(TAKE_PTR(k->deb_url));
                 free(TAKE_PTR(k->want.version));
