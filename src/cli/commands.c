@@ -27,7 +27,7 @@ static const struct cli_flag kernel_list_flags[] = {
         { 0 },
 };
 static const struct cli_flag force_flags[] = {
-        { "force", 0, NULL, "pull again even when present" },
+        { "force", 0, NULL, "pull again even when present, from the mirror (never from the cache of earlier pulls)" },
         { 0 },
 };
 static const struct cli_flag kernel_import_flags[] = {

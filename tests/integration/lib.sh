@@ -185,6 +185,8 @@ http_serve() {
 # stopped.
 vm_begin() {
         export BANGER_IMAGE_CACHE="${BANGER_TEST_IMAGE_CACHE:-$TMP/image-builds}"
+        # finished kernel pulls, kept beside the image builds (kernel_cache.c)
+        export BANGER_KERNEL_CACHE="$(dirname "$BANGER_IMAGE_CACHE")/kernel-pulls"
         NS="banger-t$$"
         # The KVM boot probe is tested elsewhere (t_artifacts); here it would
         # only burn a core for 10 s per fresh daemon on hosts where KVM hangs.

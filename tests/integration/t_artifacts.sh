@@ -65,6 +65,29 @@ t "the accelerator comes from a KVM boot probe, cached and shown by ping and doc
 t "kernel pull again reports it is already pulled" sh -c \
   "'$BANGER' --json kernel pull debian-cloud-6.1 2>/dev/null | jq -e '.already_pulled == true' >/dev/null"
 
+# A pull of an unchanged package takes the files of the last pull, each
+# checked against its digest (no download, no depmod); a damaged cache entry
+# is removed and the package pulled for real; --force never uses the cache.
+kernel_cache() {
+        local e; e=$(ls -d "$XDG_CACHE_HOME"/banger/kernel-pulls/debian-cloud-6.1-* 2>/dev/null)
+        [ -n "$e" ] && [ "$(echo "$e" | wc -l)" = 1 ] && [ -f "$e/manifest.json" ] || { echo "cache entries: $e"; return 1; }
+        jq -S .files "$KDIR/manifest.json" >"$TMP/files.before" || return 1
+        "$BANGER" kernel rm debian-cloud-6.1 >/dev/null || return 1
+        "$BANGER" --json kernel pull debian-cloud-6.1 >"$TMP/kc.json" 2>"$TMP/kc.err" || { cat "$TMP/kc.err"; return 1; }
+        grep -q '^==> cache: linux-image-' "$TMP/kc.err" && ! grep -q '^==> download:' "$TMP/kc.err" || { cat "$TMP/kc.err"; return 1; }
+        jq -e '.pvh == true and (.modules | index("virtio_blk.ko")) != null' "$TMP/kc.json" >/dev/null &&
+                jq -S .files "$KDIR/manifest.json" | diff - "$TMP/files.before" && no_staging || return 1
+        # one byte of the cached vmlinuz changed (after kernel rm it is the cache's only link)
+        "$BANGER" kernel rm debian-cloud-6.1 >/dev/null && printf X | dd of="$e/vmlinuz" bs=1 seek=4096 conv=notrunc 2>/dev/null || return 1
+        "$BANGER" kernel pull debian-cloud-6.1 >/dev/null 2>"$TMP/kd.err" || { cat "$TMP/kd.err"; return 1; }
+        grep -q '^==> download: linux-image-' "$TMP/kd.err" && ! grep -q '^==> cache:' "$TMP/kd.err" || { cat "$TMP/kd.err"; return 1; }
+        grep -q 'kernel cache: .* does not match its manifest' "$LOG" || { echo "no warning in the log"; return 1; }
+        expect_eq "$(jq -r .files.vmlinuz "$KDIR/manifest.json")" "$(jq -r .vmlinuz "$TMP/files.before")" &&
+                expect_eq "$(sha256sum <"$e/vmlinuz" | cut -d' ' -f1)" "$(jq -r .vmlinuz "$TMP/files.before")" || return 1
+        "$BANGER" kernel pull --force debian-cloud-6.1 >/dev/null 2>"$TMP/kf.err" && grep -q '^==> download: ' "$TMP/kf.err" && no_staging
+}
+t "kernel pull of an unchanged package reuses the last pull's files (digests checked); a damaged entry is pulled again" kernel_cache
+
 coalesce() {
         "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/c1" 2>&1 & local p1=$!
         "$BANGER" kernel pull --force debian-cloud-6.1 >"$TMP/c2" 2>&1 & local p2=$!

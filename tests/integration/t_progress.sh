@@ -120,7 +120,7 @@ t "--progress takes auto|plain|tty; --quiet and --progress in --help; vm list -q
 # ---- a kernel download and vm create (--no-start: no boot) ------------------
 # The kernel comes from the Debian mirror, as in t_artifacts.sh.
 kernel_tty() {
-        on_tty "$TMP/k.out" "$BANGER" --progress=tty kernel pull debian-cloud-6.1 || { cat -A "$TMP/k.out"; return 1; }
+        on_tty "$TMP/k.out" "$BANGER" --progress=tty kernel pull --force debian-cloud-6.1 || { cat -A "$TMP/k.out"; return 1; }
         grep -aEq "${CR}[-|/\\\\] download: [0-9.]+ [KMG]?i?B / [0-9.]+ MiB  [0-9]{1,3}%" "$TMP/k.out" &&
         grep -aEq "(^|$ESC\\[K)==> download: linux-image-.* \\([0-9.]+ MiB in [0-9.]+s\\)" "$TMP/k.out" &&
         grep -aEq "(^|$ESC\\[K)==> extract: .* \\([0-9.]+s\\)" "$TMP/k.out" || { cat -A "$TMP/k.out" | tail -20; return 1; }

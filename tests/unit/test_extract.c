@@ -274,11 +274,110 @@ static void test_bzimage_rejects(void **state) {
         assert_false(elf_has_pvh_note(img, sizeof(img)));
 }
 
+/* ---- the cache of finished kernel pulls (kernel_cache.c) ---- */
+
+static void put_text(const char *d, const char *rel, const char *text) {
+        char *p = path_join(d, rel);
+        char *slash = strrchr(p, '/');
+        *slash = '\0';
+        assert_int_equal(mkdir_p(p, 0755), 0);
+        *slash = '/';
+        assert_int_equal(write_file_atomic(p, text, strlen(text), 0644), 0);
+        free(p);
+}
+
+/* A committed kernel dir: two files and the manifest naming them. */
+static char *kernel_dir_with(const char *name, const char *files_json) {
+        char *kdir = xasprintf("%s/%s", dir, name);
+        put_text(kdir, "vmlinuz", "the kernel");
+        put_text(kdir, "modules/virtio_blk.ko", "a module");
+        put_text(kdir, "modules.ext4", "a disk");
+        put_text(kdir, "modules.order", "virtio_blk.ko");
+        char *m = xasprintf("{\"kernel_version\": \"6.1.0-1-cloud-amd64\", \"modules_release\": "
+                            "\"6.1.0-1-cloud-amd64\", \"pvh\": true, \"modules_order\": [\"virtio_blk.ko\"], "
+                            "\"files\": %s}", files_json);
+        put_text(kdir, "manifest.json", m);
+        free(m);
+        return kdir;
+}
+
+static bool same_text(const char *path, const char *want) {
+        char *text = NULL;
+        size_t len = 0;
+        bool same = read_file(path, 1024, &text, &len) == 0 && strcmp(text, want) == 0;
+        free(text);
+        return same;
+}
+
+static void test_kernel_cache(void **state) {
+        (void) state;
+        char h1[65], h2[65], h3[65], h4[65];
+        sha256_buf_hex("the kernel", 10, h1);
+        sha256_buf_hex("a module", 8, h2);
+        sha256_buf_hex("a disk", 6, h3);
+        sha256_buf_hex("virtio_blk.ko", 13, h4);
+        char *files = xasprintf("{\"vmlinuz\": \"%s\", \"modules/virtio_blk.ko\": \"%s\", \"modules.ext4\": \"%s\", "
+                                "\"modules.order\": \"%s\"}", h1, h2, h3, h4);
+        char *kdir = kernel_dir_with("k1", files);
+        struct artifacts a = { .kernel_cache_dir = xasprintf("%s/kernel-pulls", dir) };
+        json_t *e1 = json_pack("{s:s}", "meta_package", "linux-image-cloud-amd64");
+        char *key = kernel_cache_key(e1, "aa"), *key2 = kernel_cache_key(e1, "bb");
+        assert_string_not_equal(key, key2);
+
+        /* a miss, then put and get: the files back, each checked */
+        char *staging = xasprintf("%s/staging", dir);
+        json_t *m = NULL;
+        assert_int_equal(mkdir_p(staging, 0755), 0);
+        assert_int_equal(kernel_cache_get(&a, "deb", key, staging, &m), 0);
+        kernel_cache_put(&a, "deb", key, kdir);
+        assert_int_equal(kernel_cache_get(&a, "deb", key, staging, &m), 1);
+        char *got = path_join(staging, "modules/virtio_blk.ko");
+        assert_true(same_text(got, "a module"));
+        assert_true(json_is_true(json_object_get(m, "pvh")));
+        json_decref(m);
+
+        /* a damaged entry is a miss, and is gone */
+        char *entry = xasprintf("%s/deb-%s", a.kernel_cache_dir, key), *cached = path_join(entry, "vmlinuz");
+        rm_rf(staging);
+        assert_int_equal(mkdir_p(staging, 0755), 0);
+        assert_int_equal(unlink(cached), 0); /* (a hard link to the kernel's: replaced, not written through) */
+        put_text(entry, "vmlinuz", "the kernel, changed");
+        assert_int_equal(kernel_cache_get(&a, "deb", key, staging, &m), 0);
+        assert_int_equal(access(entry, F_OK), -1);
+
+        /* a manifest naming a file outside the entry: a miss, nothing outside staging */
+        kernel_cache_put(&a, "deb", key, kdir);
+        char *evil = xasprintf("{\"../escaped\": \"%s\"}", h1);
+        char *kbad = kernel_dir_with("k2", evil);
+        put_text(entry, "manifest.json", "");
+        char *mtext = NULL;
+        size_t mlen;
+        char *kbad_m = path_join(kbad, "manifest.json"), *entry_m = path_join(entry, "manifest.json");
+        assert_int_equal(read_file(kbad_m, 4096, &mtext, &mlen), 0);
+        assert_int_equal(write_file_atomic(entry_m, mtext, mlen, 0644), 0);
+        assert_int_equal(kernel_cache_get(&a, "deb", key, staging, &m), 0);
+        char *escaped = xasprintf("%s/escaped", dir);
+        assert_int_equal(access(escaped, F_OK), -1);
+        assert_int_equal(access(entry, F_OK), -1);
+
+        /* one entry per name: a newer package's pull replaces the older one */
+        kernel_cache_put(&a, "deb", key, kdir);
+        kernel_cache_put(&a, "deb", key2, kdir);
+        char *entry2 = xasprintf("%s/deb-%s", a.kernel_cache_dir, key2);
+        assert_int_equal(access(entry, F_OK), -1);
+        assert_int_equal(access(entry2, F_OK), 0);
+
+        json_decref(e1);
+        free(files), free(kdir), free(a.kernel_cache_dir), free(key), free(key2), free(staging), free(got);
+        free(entry), free(cached), free(evil), free(kbad), free(mtext), free(kbad_m), free(entry_m), free(escaped);
+        free(entry2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_deb_ok),         cmocka_unit_test(test_deb_hostile),
                 cmocka_unit_test(test_bundles),        cmocka_unit_test(test_cpio_roundtrip),
-                cmocka_unit_test(test_bzimage_rejects),
+                cmocka_unit_test(test_bzimage_rejects), cmocka_unit_test(test_kernel_cache),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -121,6 +121,7 @@ int artifacts_init(struct artifacts *a, const struct layout *l, struct config_li
                    const struct priv_ops *priv, struct op_error *err) {
         const char *kr = getenv("BANGER_DEBIAN_KEYRING");
         const char *bc = getenv("BANGER_IMAGE_CACHE");
+        const char *kc = getenv("BANGER_KERNEL_CACHE");
 
         *a = (struct artifacts) { .layout = l, .config = c, .store = s, .priv = priv };
         pthread_mutex_init(&a->image_ops_mu, NULL);
@@ -135,10 +136,12 @@ int artifacts_init(struct artifacts *a, const struct layout *l, struct config_li
         a->agent_bin = find_companion("BANGER_AGENT", "banger-agent");
         a->keyring = xstrdup(kr && *kr ? kr : "/usr/share/keyrings/debian-archive-keyring.gpg");
         a->build_cache_dir = bc && bc[0] == '/' ? xstrdup(bc) : path_join(l->cache_dir, "image-builds");
+        a->kernel_cache_dir = kc && kc[0] == '/' ? xstrdup(kc) : path_join(l->cache_dir, "kernel-pulls");
         /* only one daemon runs per state dir (the lock is held): nothing here is in use */
         sweep_left(l->images_dir, staging);
         sweep_left(l->kernels_dir, staging);
         sweep_left(a->build_cache_dir, dead_tmp);
+        sweep_left(a->kernel_cache_dir, dead_tmp);
         _cleanup_free_ char *oci = path_join(l->cache_dir, "oci"), *blobs = path_join(oci, "blobs/sha256");
         sweep_left(oci, staging); /* archives unpacked for a pull */
         sweep_left(blobs, dead_tmp);
@@ -153,6 +156,7 @@ void artifacts_done(struct artifacts *a) {
         free(a->agent_bin);
         free(a->keyring);
         free(a->build_cache_dir);
+        free(a->kernel_cache_dir);
         pthread_mutex_destroy(&a->image_ops_mu);
         pthread_mutex_destroy(&a->inflight_mu);
         pthread_rwlock_destroy(&a->oci_cache_lock);

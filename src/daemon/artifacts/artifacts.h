@@ -36,6 +36,7 @@ struct artifacts {
         char *agent_bin;             /* owned: banger-agent for image builds */
         char *keyring;               /* owned: Debian archive keyring for gpgv */
         char *build_cache_dir;       /* owned: cache of built images */
+        char *kernel_cache_dir;      /* owned: cache of finished kernel pulls (kernel_cache.c) */
 
         pthread_mutex_t image_ops_mu; /* registry mutations; see docs/ARCHITECTURE.md */
         pthread_mutex_t inflight_mu;  /* leaf */
@@ -134,6 +135,13 @@ _warn_unused_ int kernel_select_modules(const char *src_dir, const char *dst_dir
 /* staging/vmlinux from staging/vmlinuz where the payload allows; *ret_pvh: PVH boot. */
 _warn_unused_ int kernel_unpack_vmlinux(const char *staging, bool *ret_pvh, struct op_error *err);
 /* m plus the files' hashes as staging/manifest.json. */
+/* kernel_cache.c: finished pulls by catalog entry and .deb digest. get: 1 and
+ * the cached manifest with its files in staging (each checked against its
+ * digest), or 0 (a miss; staging may hold some files). put: best effort,
+ * from a committed kernel dir. */
+char *kernel_cache_key(json_t *entry, const char *deb_sha256);
+int kernel_cache_get(struct artifacts *a, const char *name, const char *key, const char *staging, json_t **ret);
+void kernel_cache_put(struct artifacts *a, const char *name, const char *key, const char *kdir);
 _warn_unused_ int kernel_write_manifest(const char *staging, json_t *m, struct op_error *err);
 /* staging into place and row into the store (an old kernel of that name replaced). */
 _warn_unused_ int kernel_commit(struct artifacts *a, const char *name, const char *staging, const struct kernel_row *row,

@@ -631,19 +631,55 @@ static int pull_commit(struct pull *k, struct op_error *err) {
         return kernel_commit(k->a, k->name, k->staging, &row, err);
 }
 
-static int do_pull(struct artifacts *a, const char *name, json_t *entry, const struct progress *p,
+/* The package's files from the cache of finished pulls (kernel_cache.c):
+ * 1 on a hit, with what the manifest says about them; 0 with an empty
+ * staging dir otherwise. */
+static int pull_cached(struct pull *k, const char *ckey, struct op_error *err) {
+        _cleanup_json_ json_t *m = NULL;
+        if (kernel_cache_get(k->a, k->name, ckey, k->staging, &m) == 1) {
+                const char *rel = json_string_value(json_object_get(m, "modules_release"));
+                k->deb_url = xasprintf("%s/%s", config_live_get(k->a->config)->debian_mirror, k->imgp.filename);
+                k->want.version = xstrdup(json_string_value(json_object_get(m, "kernel_version")));
+                k->want.mod_release = xstrdup(rel);
+                k->mod_order = json_incref(json_object_get(m, "modules_order"));
+                if (modules_release_valid(rel) && strcmp(rel, k->want.version) == 0) {
+                        progress_stage(k->p, "cache", "%s %s: the files of an earlier pull of this package (%s)",
+                                       k->image_pkg, k->imgp.version, ckey);
+                        progress_stage(k->p, "vmlinux", "unpacking the bzImage payload for PVH boot");
+                        return kernel_unpack_vmlinux(k->staging, &k->pvh, err) < 0 ? -EIO : 1;
+                }
+                free(TAKE_PTR(k->deb_url));
+                free(TAKE_PTR(k->want.version));
+                free(TAKE_PTR(k->want.mod_release));
+                json_decref(TAKE_PTR(k->mod_order));
+        }
+        rm_rf(k->staging);
+        return mkdir_p(k->staging, 0755) < 0 ? op_fail(err, -errno, "cannot create %s: %s", k->staging, strerror(errno)) : 0;
+}
+
+static int do_pull(struct artifacts *a, const char *name, json_t *entry, bool force, const struct progress *p,
                    struct op_error *err) {
         struct pull k = { .a = a, .name = name, .entry = entry, .p = p, .staging = staging_dir(a->layout->kernels_dir, name),
                           .pc = { a, p, "release" } };
+        _cleanup_free_ char *ckey = NULL;
+        int hit = 0;
         int r = mkdir_p(k.staging, 0755) < 0 ? op_fail(err, -errno, "cannot create %s: %s", k.staging, strerror(errno)) : 0;
         if (r == 0)
                 r = pull_resolve(&k, err);
+        if (r == 0) {
+                ckey = kernel_cache_key(entry, k.imgp.sha256);
+                r = hit = force ? 0 : pull_cached(&k, ckey, err);
+        }
         if (r == 0)
                 r = pull_package(&k, err);
         if (r == 0)
                 r = pull_boot_files(&k, err);
-        if (r == 0)
+        if (r >= 0)
                 r = pull_commit(&k, err);
+        if (r == 0 && !hit) {
+                _cleanup_free_ char *kdir = kernel_dir(a, name);
+                kernel_cache_put(a, name, ckey, kdir);
+        }
         if (r < 0)
                 rm_rf(k.staging);
         json_decref(k.mod_order);
@@ -681,7 +717,7 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
         if (exists)
                 kernel_row_done(&row);
         if (!exists || force)
-                rc = do_pull(a, name, entry, p, err);
+                rc = do_pull(a, name, entry, force, p, err);
         inflight_end(a, key, rc, err);
         if (rc < 0)
                 return rc;
