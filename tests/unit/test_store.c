@@ -327,6 +327,47 @@ static void test_vm_rows(void **state) {
         assert_int_equal(rows[0].vcpu + rows[1].vcpu, 6);
         vm_rows_free(rows, n);
 
+        /* port forwards: a host (proto, address, port) is one VM's */
+        struct port_spec f1, f2, f3, key, *fs;
+        const char *why;
+        char *owner = NULL, **ids;
+        bool any_ip, any_proto;
+        assert_int_equal(port_spec_parse("8080:80", &f1, &why), 0);
+        assert_int_equal(port_spec_parse("0.0.0.0:8080:80", &f2, &why), 0);
+        assert_int_equal(port_spec_parse("8080:53/udp", &f3, &why), 0);
+        assert_int_equal(store_forward_insert(s, "a1b2c3d4e5f60708", &f1, &owner), 0);
+        assert_int_equal(store_forward_insert(s, "a1b2c3d4e5f60708", &f2, NULL), 0);
+        assert_int_equal(store_forward_insert(s, "a1b2ffff00000000", &f1, &owner), -EEXIST);
+        assert_string_equal(owner, "dev");
+        free(owner);
+        assert_int_equal(store_forward_insert(s, "a1b2ffff00000000", &f3, NULL), 0);
+        assert_int_equal(store_forward_insert(s, "no-such-vm", &f3, NULL), -EEXIST); /* taken first */
+        assert_int_equal(store_forward_list(s, NULL, &fs, &ids, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++)
+                free(ids[i]);
+        free(ids);
+        free(fs);
+        assert_int_equal(store_forward_list(s, "a1b2c3d4e5f60708", &fs, NULL, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(fs[0].host_port, 8080);
+        assert_int_equal(fs[0].guest_port, 80);
+        free(fs);
+        /* "8080" matches both addresses of dev, none of web's udp */
+        assert_int_equal(port_key_parse("8080/tcp", &key, &any_ip, &any_proto, &why), 0);
+        assert_int_equal(store_forward_delete(s, "a1b2ffff00000000", &key, any_ip, any_proto, NULL, NULL), -ENOENT);
+        assert_int_equal(store_forward_delete(s, "a1b2c3d4e5f60708", &key, any_ip, any_proto, &fs, &n), 0);
+        assert_int_equal(n, 2);
+        free(fs);
+        assert_int_equal(store_forward_list(s, "a1b2c3d4e5f60708", &fs, NULL, &n), 0);
+        assert_int_equal(n, 0);
+        free(fs);
+        /* a VM's delete takes its forwards along */
+        assert_int_equal(store_vm_delete(s, "a1b2ffff00000000"), 0);
+        assert_int_equal(store_forward_list(s, NULL, &fs, NULL, &n), 0);
+        assert_int_equal(n, 0);
+        free(fs);
+
         assert_int_equal(store_vm_delete(s, "a1b2c3d4e5f60708"), 0);
         assert_int_equal(store_vm_delete(s, "a1b2c3d4e5f60708"), -ENOENT);
         assert_int_equal(store_vm_set_state(s, "a1b2c3d4e5f60708", "running", NULL), -ENOENT);

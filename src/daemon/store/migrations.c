@@ -97,6 +97,20 @@ static const struct migration migrations[] = {
           "CREATE INDEX vms_image ON vms(image_id);" },
         /* `vm create|set --isolate`: no traffic between the VM and other guests. */
         { 4, "vm_isolate", "ALTER TABLE vms ADD COLUMN isolate INTEGER NOT NULL DEFAULT 0 CHECK (isolate IN (0, 1));" },
+        /* `--publish` / `vm forward`: a host port relayed to a guest port. A
+         * host (proto, address, port) belongs to one VM; the VM's delete
+         * takes its forwards along. */
+        { 5, "vm_forwards",
+          "CREATE TABLE vm_forwards ("
+          "  vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
+          "  proto TEXT NOT NULL CHECK (proto IN ('tcp', 'udp')),"
+          "  host_ip TEXT NOT NULL,"
+          "  host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),"
+          "  guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),"
+          "  created_at TEXT NOT NULL,"
+          "  PRIMARY KEY (proto, host_ip, host_port)"
+          ");"
+          "CREATE INDEX vm_forwards_vm ON vm_forwards(vm_id);" },
 };
 
 const struct migration *store_migrations(size_t *ret_n) {

@@ -188,3 +188,129 @@ int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n) {
         *ret_n = n;
         return rc == SQLITE_DONE ? 0 : -EIO;
 }
+
+/* ---- port forwards ---------------------------------------------------------------- */
+
+#define FWD_COLS "proto, host_ip, host_port, guest_port, vm_id"
+
+static void fwd_from(sqlite3_stmt *st, struct port_spec *f) {
+        const char *proto = (const char *) sqlite3_column_text(st, 0), *ip = (const char *) sqlite3_column_text(st, 1);
+        *f = (struct port_spec) { .host_port = (uint16_t) sqlite3_column_int(st, 2),
+                                  .guest_port = (uint16_t) sqlite3_column_int(st, 3) };
+        if (!proto || port_proto_parse(proto, &f->proto) < 0)
+                f->proto = PORT_TCP; /* the CHECK allows nothing else */
+        snprintf(f->host_ip, sizeof(f->host_ip), "%s", ip ? ip : "");
+}
+
+int store_forward_insert(struct store *s, const char *vm_id, const struct port_spec *f, char **ret_owner) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *now = now_rfc3339();
+        if (ret_owner)
+                *ret_owner = NULL;
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO vm_forwards (vm_id, proto, host_ip, host_port, guest_port, created_at)"
+                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        bind_text(st, 1, vm_id);
+        bind_text(st, 2, port_proto_name(f->proto));
+        bind_text(st, 3, f->host_ip);
+        sqlite3_bind_int(st, 4, f->host_port);
+        sqlite3_bind_int(st, 5, f->guest_port);
+        bind_text(st, 6, now);
+        int rc = step_write(s, st);
+        if (rc == -EEXIST && ret_owner) {
+                _cleanup_stmt_ sqlite3_stmt *q = NULL;
+                if (sqlite3_prepare_v2(s->db,
+                                       "SELECT v.name FROM vm_forwards f JOIN vms v ON v.id = f.vm_id"
+                                       " WHERE f.proto = ?1 AND f.host_ip = ?2 AND f.host_port = ?3",
+                                       -1, &q, NULL) == SQLITE_OK) {
+                        bind_text(q, 1, port_proto_name(f->proto));
+                        bind_text(q, 2, f->host_ip);
+                        sqlite3_bind_int(q, 3, f->host_port);
+                        if (sqlite3_step(q) == SQLITE_ROW)
+                                *ret_owner = col(q, 0);
+                }
+        }
+        return rc;
+}
+
+static bool key_matches(const struct port_spec *f, const struct port_spec *key, bool any_ip, bool any_proto) {
+        return f->host_port == key->host_port && (any_ip || strcmp(f->host_ip, key->host_ip) == 0) &&
+               (any_proto || f->proto == key->proto);
+}
+
+int store_forward_delete(struct store *s, const char *vm_id, const struct port_spec *key, bool any_ip, bool any_proto,
+                         struct port_spec **ret_gone, size_t *ret_n) {
+        struct port_spec *all = NULL, *gone = NULL;
+        size_t n = 0, ng = 0;
+        int rc = store_forward_list(s, vm_id, &all, NULL, &n);
+        if (rc < 0)
+                return rc;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+                if (!key_matches(&all[i], key, any_ip, any_proto))
+                        continue;
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                if (sqlite3_prepare_v2(s->db,
+                                       "DELETE FROM vm_forwards WHERE vm_id = ?1 AND proto = ?2 AND host_ip = ?3"
+                                       " AND host_port = ?4",
+                                       -1, &st, NULL) != SQLITE_OK) {
+                        rc = -EIO;
+                        break;
+                }
+                bind_text(st, 1, vm_id);
+                bind_text(st, 2, port_proto_name(all[i].proto));
+                bind_text(st, 3, all[i].host_ip);
+                sqlite3_bind_int(st, 4, all[i].host_port);
+                if ((rc = step_write(s, st)) == 0) {
+                        gone = xrealloc(gone, (ng + 1) * sizeof(*gone));
+                        gone[ng++] = all[i];
+                }
+        }
+        free(all);
+        if (rc == 0 && ng == 0)
+                rc = -ENOENT;
+        if (rc < 0 || !ret_gone)
+                free(gone);
+        else {
+                *ret_gone = gone;
+                *ret_n = ng;
+        }
+        return rc;
+}
+
+int store_forward_list(struct store *s, const char *vm_id, struct port_spec **ret, char ***ret_vm_ids, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct port_spec *fs = NULL;
+        char **ids = NULL;
+        size_t n = 0;
+        int rc;
+        if (sqlite3_prepare_v2(s->db,
+                               vm_id ? "SELECT " FWD_COLS " FROM vm_forwards WHERE vm_id = ?1 ORDER BY host_port, proto, host_ip"
+                                     : "SELECT " FWD_COLS " FROM vm_forwards ORDER BY vm_id, host_port, proto, host_ip",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        if (vm_id)
+                bind_text(st, 1, vm_id);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                fs = xrealloc(fs, (n + 1) * sizeof(*fs));
+                fwd_from(st, &fs[n]);
+                if (ret_vm_ids) {
+                        ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+                        ids[n] = col(st, 4);
+                }
+                n++;
+        }
+        if (rc != SQLITE_DONE) {
+                free(fs);
+                for (size_t i = 0; ids && i < n; i++)
+                        free(ids[i]);
+                free(ids);
+                return -EIO;
+        }
+        *ret = fs;
+        if (ret_vm_ids)
+                *ret_vm_ids = ids;
+        *ret_n = n;
+        return 0;
+}

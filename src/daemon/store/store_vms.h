@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "portspec.h"
 #include "store.h"
 
 struct vm_row {
@@ -39,3 +40,14 @@ _warn_unused_ int store_vm_delete(struct store *s, const char *id);
 /* By exact id, exact name, then unique id prefix. */
 _warn_unused_ int store_vm_get(struct store *s, const char *ref, struct vm_row *ret);
 _warn_unused_ int store_vm_list(struct store *s, struct vm_row **ret, size_t *ret_n);
+
+/* Port forwards of VMs (vm_forwards). Insert: -EEXIST when that host
+ * (proto, address, port) is any VM's already (*ret_owner then names it,
+ * malloc'd, when asked). Delete: every forward of vm_id that matches the
+ * key (any_ip / any_proto widen it); -ENOENT when none did. */
+_warn_unused_ int store_forward_insert(struct store *s, const char *vm_id, const struct port_spec *f, char **ret_owner);
+_warn_unused_ int store_forward_delete(struct store *s, const char *vm_id, const struct port_spec *key, bool any_ip,
+                                       bool any_proto, struct port_spec **ret_gone, size_t *ret_n);
+/* vm_id NULL: every VM's (ret_vm_ids then parallel to ret, malloc'd strings). */
+_warn_unused_ int store_forward_list(struct store *s, const char *vm_id, struct port_spec **ret, char ***ret_vm_ids,
+                                     size_t *ret_n);
