@@ -19,6 +19,7 @@
 #include "progress_fmt.h"
 #include "rpc.h"
 
+#define CLI_MAX_REPEATS 64 /* values of repeatable flags per command line */
 #define CLI_MAX_FLAGS 32 /* per command (find_flag never looks past it; vm run has 17) */
 
 struct cli_flag {
@@ -27,6 +28,7 @@ struct cli_flag {
         const char *arg;   /* value placeholder; NULL for a boolean flag */
         const char *help;
         bool hidden;       /* parsed, but not in help, usage or completion (test-only flags) */
+        bool repeat;       /* may be given more than once (cli_flag_all) */
 };
 
 struct cli_args;
@@ -69,7 +71,12 @@ struct cli_command {
 
 struct cli_args {
         const struct cli_command *cmd;
-        const char *values[CLI_MAX_FLAGS]; /* by flag index; "" for booleans */
+        const char *values[CLI_MAX_FLAGS]; /* by flag index; "" for booleans; a repeated flag: the last */
+        struct {
+                int flag;
+                const char *value;
+        } reps[CLI_MAX_REPEATS]; /* every value of the repeatable flags, in order */
+        int nreps;
         char **pos;
         int npos;
         int dashdash; /* index in pos of the first argument after "--", or -1 */
@@ -119,6 +126,8 @@ extern const struct cli_flag cli_global_flags[];
 extern const struct cli_group cli_groups[]; /* terminated by { NULL, NULL } */
 
 const char *cli_flag(const struct cli_args *a, const char *name); /* value, "" if boolean set, NULL */
+/* Every value of a repeatable flag, in order: how many (NULL-terminated array, malloc'd). */
+size_t cli_flag_all(const struct cli_args *a, const char *name, const char ***ret);
 bool cli_has(const struct cli_args *a, const char *name);
 int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_print_usage_line(FILE *f, const struct cli_command *cmd);
@@ -222,6 +231,7 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_vm_forward(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_snapshot(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_vm_restore(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_template_list(struct cli_ctx *ctx, struct cli_args *a);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "portspec.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "gitrepo.h"
@@ -92,6 +93,24 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
                 json_object_set_new(params, "isolate", json_boolean(cli_has(a, "isolate")));
         if (cli_has(a, "cold"))
                 json_object_set_new(params, "cold", json_true());
+        const char **pub;
+        size_t np = cli_flag_all(a, "publish", &pub);
+        json_t *arr = np ? json_array() : NULL;
+        for (size_t i = 0; i < np; i++) {
+                struct port_spec s;
+                const char *why;
+                if (port_spec_parse(pub[i], &s, &why) < 0) {
+                        int r = cli_usage_error(a->cmd, "--publish '%s': %s (want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])",
+                                                pub[i], why);
+                        json_decref(arr);
+                        free(pub);
+                        return r;
+                }
+                json_array_append_new(arr, json_string(pub[i]));
+        }
+        free(pub);
+        if (arr)
+                json_object_set_new(params, "publish", arr);
         return 0;
 }
 
@@ -253,6 +272,12 @@ int cmd_vm_ps(struct cli_ctx *ctx, struct cli_args *a) {
         return list(ctx, a, !cli_has(a, "all"));
 }
 
+/* A forward's host side: "127.0.0.1:8080", "[::1]:8080". */
+static char *forward_host(json_t *f) {
+        const char *ip = str(f, "host_ip");
+        return xasprintf(strchr(ip, ':') ? "[%s]:%lld" : "%s:%lld", ip, (long long) num(f, "host_port"));
+}
+
 int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
         _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
         char sz[32], sz2[32];
@@ -279,6 +304,13 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
                 printf("vmm pid:      %lld (tap %s)\n", (long long) num(res, "pid"), str(res, "tap"));
         printf("created at:   %s\nlast touched: %s\nvm dir:       %s\nconsole log:  %s\n", str(res, "created_at"),
                str(res, "last_touched_at"), str(res, "vm_dir"), str(res, "console_log"));
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(res, "forwards"), i, f) {
+                _cleanup_free_ char *host = forward_host(f);
+                printf("%s %s %s -> guest port %lld (%s)\n", i == 0 ? "forwards:    " : "             ", str(f, "proto"),
+                       host, (long long) num(f, "guest_port"), json_is_true(json_object_get(f, "open")) ? "open" : "closed");
+        }
         return 0;
 }
 
@@ -571,7 +603,7 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
         if (r)
                 return r;
         const char *dns = str(show, "dns_name");
-        json_t *ports = json_object_get(res, "ports");
+        json_t *ports = json_object_get(res, "ports"), *f;
         json_array_foreach(ports, i, p) {
                 _cleanup_free_ char *ep = xasprintf("%s:%lld", dns, (long long) num(p, "port"));
                 json_object_set_new(p, "endpoint", json_string(ep));
@@ -580,15 +612,31 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
                                                                              ? "https" : "http", ep);
                         json_object_set_new(p, "url", json_string(url));
                 }
+                /* the host ports relayed here (vm forward, --publish) */
+                json_t *from = json_array();
+                size_t k;
+                json_array_foreach(json_object_get(res, "forwards"), k, f)
+                        if (num(f, "guest_port") == num(p, "port") &&
+                            strncmp(str(f, "proto"), str(p, "proto"), 3) == 0) { /* tcp6 takes IPv4 too */
+                                _cleanup_free_ char *h = forward_host(f);
+                                json_array_append_new(from, json_string(h));
+                        }
+                json_object_set_new(p, "forwarded_from", from);
         }
         if (ctx->json) {
                 cli_print_json(ports);
                 return 0;
         }
-        printf("%-5s  %-28s  %-8s  %-16s  %s\n", "PROTO", "ENDPOINT", "PID", "PROCESS", "URL");
-        json_array_foreach(ports, i, p)
-                printf("%-5s  %-28s  %-8lld  %-16s  %s\n", str(p, "proto"), str(p, "endpoint"), (long long) num(p, "pid"),
-                       str(p, "process"), json_object_get(p, "url") ? str(p, "url") : "");
+        printf("%-5s  %-28s  %-8s  %-16s  %-24s  %s\n", "PROTO", "ENDPOINT", "PID", "PROCESS", "URL", "HOST");
+        json_array_foreach(ports, i, p) {
+                _cleanup_strbuf_ struct strbuf from = STRBUF_INIT;
+                size_t k;
+                json_array_foreach(json_object_get(p, "forwarded_from"), k, f)
+                        strbuf_addf(&from, "%s%s", k ? "," : "", json_string_value(f));
+                printf("%-5s  %-28s  %-8lld  %-16s  %-24s  %s\n", str(p, "proto"), str(p, "endpoint"),
+                       (long long) num(p, "pid"), str(p, "process"), json_object_get(p, "url") ? str(p, "url") : "",
+                       from.len ? from.buf : "");
+        }
         return 0;
 }
 

@@ -83,6 +83,10 @@ static const struct cli_flag vm_create_flags[] = {
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
         { "from-snapshot", 0, "VM:NAME", "a fork: another VM's snapshot (disks and memory) with a new identity" },
+        { "publish", 'p', "SPEC",
+          "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]: relay a host port (on 127.0.0.1 unless HOSTIP) to a guest port; "
+          "repeatable",
+          .repeat = true },
         { 0 },
 };
 static const struct cli_flag vm_list_flags[] = {
@@ -138,6 +142,10 @@ static const struct cli_flag vm_run_flags[] = {
         { "timings", 0, NULL, "print each stage's duration at the end" },
         { "ssh", 0, NULL, "run the command over ssh instead of the agent (waits for sshd)" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
+        { "publish", 'p', "SPEC",
+          "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]: relay a host port (on 127.0.0.1 unless HOSTIP) to a guest port; "
+          "repeatable",
+          .repeat = true },
         { 0 },
 };
 static const struct cli_flag vm_exec_flags[] = {
@@ -251,6 +259,9 @@ const struct cli_command cli_commands[] = {
         { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
         { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
         { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
+        { "vm", "forward", "VM SPEC... | VM | list [VM] | rm VM KEY...",
+          "relay host ports to a VM (SPEC [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], KEY [HOSTIP:]HOSTPORT[/PROTO])",
+          no_flags, 1, 64, cmd_vm_forward },
         { "vm", "stats", "VM", "guest CPU/memory, VMM RSS and CPU time, disk usage (JSON)", no_flags, 1, 1,
           cmd_vm_stats },
         { "vm", "snapshot", "VM [NAME] | list VM | rm VM NAME",

@@ -26,6 +26,16 @@ const char *cli_flag(const struct cli_args *a, const char *name) {
         return NULL;
 }
 
+size_t cli_flag_all(const struct cli_args *a, const char *name, const char ***ret) {
+        const char **out = xcalloc((size_t) a->nreps + 1, sizeof(*out));
+        size_t n = 0;
+        for (int i = 0; i < a->nreps; i++)
+                if (strcmp(a->cmd->flags[a->reps[i].flag].name, name) == 0)
+                        out[n++] = a->reps[i].value;
+        *ret = out;
+        return n;
+}
+
 bool cli_has(const struct cli_args *a, const char *name) {
         return cli_flag(a, name) != NULL;
 }
@@ -311,6 +321,12 @@ static int parse_flag(const struct cli_command *cmd, char **rest, int nrest, int
                 a->values[idx] = rest[++*i];
         else
                 return cli_usage_error(cmd, "flag --%s needs a %s", f->name, f->arg);
+        if (f->repeat && f->arg) {
+                if (a->nreps == CLI_MAX_REPEATS)
+                        return cli_usage_error(cmd, "flag --%s: at most %d times", f->name, CLI_MAX_REPEATS);
+                a->reps[a->nreps].flag = idx;
+                a->reps[a->nreps++].value = a->values[idx];
+        }
         return 0;
 }
 

@@ -37,6 +37,9 @@
 #define RPC_METHOD_VM_SET "vm.set"
 #define RPC_METHOD_VM_HEALTH "vm.health"
 #define RPC_METHOD_VM_PORTS "vm.ports"
+#define RPC_METHOD_VM_FORWARD_ADD "vm.forward.add"
+#define RPC_METHOD_VM_FORWARD_REMOVE "vm.forward.remove"
+#define RPC_METHOD_VM_FORWARD_LIST "vm.forward.list"
 #define RPC_METHOD_VM_TOUCH "vm.touch"
 #define RPC_METHOD_VM_EXEC "vm.exec" /* upgrades the connection to exec frames */
 #define RPC_METHOD_WORKSPACE_PREPARE "workspace.prepare"

@@ -329,7 +329,7 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
                 .layout = &d->layout, .config = &d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
                 .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .agent_exec = &agent_exec_ops, .agent_ud = d->links, .mono_ms = mono_ms_now,
-                .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps,
+                .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps, .fwd = d->fwd,
         };
 }
 
@@ -363,6 +363,7 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
         if ((r = setup_signals(d, e)) < 0)
                 return r;
         d->links = agent_links_new();
+        d->fwd = fwd_new();
         /* after the signal mask: the VM service's threads inherit it */
         struct vms_deps deps = vms_deps_of(d);
         if ((r = vms_init(&d->vms, &deps, e)) < 0)
@@ -491,6 +492,7 @@ void daemon_close(struct daemon *d) {
         free(d->dns_error);
         if (d->vms_ready)
                 vms_done(&d->vms); /* cancels creates in flight; running VMs stay */
+        fwd_free(d->fwd); /* their forwards pause until the next daemon adopts them */
         agent_links_free(d->links);
         if (d->artifacts_ready)
                 artifacts_done(&d->artifacts);

@@ -25,6 +25,7 @@
 #include "install.h"
 #include "layout.h"
 #include "net/dnsd.h"
+#include "net/forward.h"
 #include "op_error.h"
 #include "ops/opstate.h"
 #include "priv/priv.h"
@@ -56,6 +57,7 @@ struct daemon {
         bool artifacts_ready;
         struct vmm_entry vmms[1];   /* the VMM backends (QEMU) */
         struct vms vms;             /* the VM service; owns the per-VM locks */
+        struct fwd *fwd;            /* owned: the port forward relay (after vms_done, freed) */
         struct agent_links *links;  /* owned: the multiplexed agent connections */
         bool vms_ready;
         struct dnsd dns;            /* the `vm` zone on dns_listen */

@@ -54,6 +54,110 @@ dns() {
 }
 t "dig @127.0.0.1 -p 42069: <name>.vm is the guest IP while running, NXDOMAIN after stop; AAAA empty, other zones REFUSED" dns
 
+# ---- port forwards: host ports relayed by bangerd to guest ports --------------
+# The guest's echo servers are perl (the slim image has no python or nc):
+# TCP answers each line upper-cased, UDP each datagram.
+guest_echo() {
+        B vm ssh dev -- "nohup perl -MIO::Socket::INET -e '\$s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, ReuseAddr => 1) or die;
+                while (\$c = \$s->accept) { while (<\$c>) { print \$c uc } close \$c }' >/dev/null 2>&1 </dev/null &
+                nohup perl -MIO::Socket::INET -e '\$s = IO::Socket::INET->new(LocalPort => 7001, Proto => \"udp\") or die;
+                while (\$s->recv(\$b, 2048)) { \$s->send(uc \$b) }' >/dev/null 2>&1 </dev/null &" || return 1
+        wait_for 20 "the guest's echo servers" B vm ssh dev -- 'ss -ltn | grep -q :7000 && ss -lun | grep -q :7001'
+}
+# tcp_echo HOST PORT: what the TCP echo says to "hello" (the client half-closes first)
+tcp_echo() {
+        ip netns exec "$NS" "$PY" -c '
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c.sendall(b"hello through\n"); c.shutdown(socket.SHUT_WR)
+out = b""
+while True:
+    d = c.recv(4096)
+    if not d: break
+    out += d
+sys.stdout.write(out.decode())' "$1" "$2" 2>&1
+}
+udp_echo() {
+        ip netns exec "$NS" "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+for _ in range(5):
+    s.sendto(b"ping", (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recv(100).decode()); break
+    except socket.timeout:
+        pass' "$1" "$2" 2>&1
+}
+fwd_rows() { sqlite3 "$DB" "SELECT count(*) FROM vm_forwards"; }
+tcp_listens() { ip netns exec "$NS" ss -Hltn "sport = :$1" | grep -q .; }
+udp_listens() { ip netns exec "$NS" ss -Hlun "sport = :$1" | grep -q .; }
+
+forwards() {
+        guest_echo || return 1
+        B vm forward dev 17000:7000 17001:7001/udp >"$TMP/fwd.out" 2>&1 || { cat "$TMP/fwd.out"; return 1; }
+        grep -q '127.0.0.1:17000 -> guest port 7000 (open)' "$TMP/fwd.out" || { cat "$TMP/fwd.out"; return 1; }
+        expect_eq "$(tcp_echo 127.0.0.1 17000)" "HELLO THROUGH" || return 1
+        expect_eq "$(udp_echo 127.0.0.1 17001)" PING || return 1
+        # 127.0.0.1 by default: nothing on the namespace's other addresses
+        tcp_echo 172.16.0.1 17000 | grep -q 'refused' || { echo "the forward answers on the bridge address"; return 1; }
+        # listed, shown, and next to the guest port it serves
+        B --json vm forward list dev | jq -e 'length == 2 and all(.open) and .[0].vm == "dev"' >/dev/null || return 1
+        B vm show dev | grep -q 'forwards:     tcp 127.0.0.1:17000 -> guest port 7000 (open)' || { B vm show dev; return 1; }
+        B --json vm ports dev | jq -e '.[] | select(.port == 7000 and .proto == "tcp") | .forwarded_from == ["127.0.0.1:17000"]' \
+                >/dev/null || { B --json vm ports dev; return 1; }
+}
+t "vm forward: a host port on 127.0.0.1 relays TCP (both ways, half-close) and UDP to the guest, nowhere else" forwards
+
+forward_refusals() {
+        local ok=0
+        # a host port some VM has already; one another program listens on
+        B vm forward dev 17000:22 >"$TMP/e1" 2>&1 && { echo "a second forward of 17000"; ok=1; }
+        grep -q 'forwarded to vm dev already\|forwards tcp port 17000 on 127.0.0.1 already' "$TMP/e1" || { cat "$TMP/e1"; ok=1; }
+        ip netns exec "$NS" "$PY" -c 'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 17500)); s.listen(1); time.sleep(60)' &
+        local busy=$!
+        wait_for 5 "the other program's listener" tcp_listens 17500 || ok=1
+        B vm forward dev 17500:22 >"$TMP/e2" 2>&1 && { echo "a forward of a port in use"; ok=1; }
+        grep -q 'port 17500 on 127.0.0.1 is in use by another program' "$TMP/e2" || { cat "$TMP/e2"; ok=1; }
+        # --publish is checked before anything exists
+        B vm create --name pubvm --no-start --publish 17500:80 "${S[@]}" >"$TMP/e3" 2>&1 && ok=1
+        grep -q 'in use by another program' "$TMP/e3" || { cat "$TMP/e3"; ok=1; }
+        B vm create --name pubvm --no-start --publish 127.0.0.1:17000:80 "${S[@]}" >"$TMP/e4" 2>&1 && ok=1
+        grep -q 'forwarded to vm dev already' "$TMP/e4" || { cat "$TMP/e4"; ok=1; }
+        B vm create --name pubvm --no-start -p 18080:80 -p 18080:81 "${S[@]}" >"$TMP/e5" 2>&1 && ok=1
+        grep -q 'published twice' "$TMP/e5" || { cat "$TMP/e5"; ok=1; }
+        B vm create --name pubvm --no-start --publish 99999:80 "${S[@]}" >"$TMP/e6" 2>&1
+        expect_eq $? 2 || ok=1
+        B vm forward dev 192.0.2.1:17600:22 >"$TMP/e7" 2>&1 && ok=1
+        grep -q 'not an address of this host' "$TMP/e7" || { cat "$TMP/e7"; ok=1; }
+        kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null
+        expect_eq "$(sqlite3 "$DB" "SELECT count(*) FROM vms WHERE name = 'pubvm'")" 0 || ok=1
+        expect_eq "$(fwd_rows)" 2 || ok=1
+        # a stopped VM keeps its forwards, closed; its delete takes them along
+        B vm create --name pubvm --no-start --publish 18080:80 --publish '[::1]:18081:81' "${S[@]}" >/dev/null 2>&1 || ok=1
+        B --json vm forward list pubvm | jq -e 'length == 2 and (map(.open) | any | not)' >/dev/null || ok=1
+        ! tcp_listens 18080 || { echo "a stopped VM's forward listens"; ok=1; }
+        B vm delete pubvm >/dev/null 2>&1 || ok=1
+        expect_eq "$(fwd_rows)" 2 || ok=1
+        return $ok
+}
+t "forwards refused with a clear error (port another VM's, in use, twice, not a host address; bad spec = usage error); no row left" forward_refusals
+
+forward_restart() {
+        B daemon stop >/dev/null || return 1
+        # the VM runs on; its forwards pause with the daemon ...
+        ! tcp_listens 17000 || { echo "17000 listens with no daemon"; return 1; }
+        B ping >/dev/null || return 1
+        # ... and come back when it adopts the VM
+        wait_for 10 "17000 to listen again" tcp_listens 17000 || return 1
+        expect_eq "$(tcp_echo 127.0.0.1 17000)" "HELLO THROUGH" || return 1
+        B vm forward rm dev 17000 | grep -q 'removed tcp 127.0.0.1:17000' || return 1
+        ! tcp_listens 17000 || { echo "17000 still listens after rm"; return 1; }
+        B vm forward rm dev 17000 >"$TMP/rm.out" 2>&1 && return 1
+        grep -q 'no port forward matching 17000' "$TMP/rm.out" || { cat "$TMP/rm.out"; return 1; }
+        udp_listens 17001 && expect_eq "$(fwd_rows)" 1
+}
+t "forwards pause while the daemon is down and come back when it adopts the VM; vm forward rm closes one" forward_restart
+
 reach() { # vm -> prints what the uplink listener said, or nothing
         B vm ssh "$1" -- 'timeout 5 bash -c "exec 3<>/dev/tcp/10.99.0.2/8080 && cat <&3"' 2>/dev/null
 }
@@ -299,8 +403,11 @@ stats_and_stale() {
                and .host.rss_kib > 10000 and .host.cpu_time_ms > 0 and .disk.overlay_bytes > 0 and .disk.work_bytes > 0' \
                 "$TMP/stats.json" >/dev/null || { cat "$TMP/stats.json"; return 1; }
         # no activity: the sweep stops it (stats do not count as activity)
+        # the forward recorded earlier opened with the start
+        udp_listens 17001 || { echo "dev's recorded forward did not open with its start"; return 1; }
         wait_for 30 "the stale sweep to stop dev" state_is dev stopped || return 1
-        grep -q 'vm dev: idle for [0-9]* s (auto_stop_stale_after is 5 s): stopping it' "$LOG"
+        grep -q 'vm dev: idle for [0-9]* s (auto_stop_stale_after is 5 s): stopping it' "$LOG" || return 1
+        ! udp_listens 17001 || { echo "a stopped VM's forward listens"; return 1; }
 }
 t "vm stats (guest CPU/memory from the agent, VMM RSS/CPU, disks); an idle VM is auto-stopped after auto_stop_stale_after" stats_and_stale
 

@@ -18,8 +18,8 @@ struct vm_params {
         char *path, *branch, *from, *base_commit, *output;
         bool include_untracked, dry_run;
         bool kill, background, cold, all;
-        char *key, *from_snapshot;
-        json_t *argv, *env;
+        char *key, *from_snapshot, *spec;
+        json_t *argv, *env, *publish;
         char *cwd;
         bool pty;
         int64_t rows, cols, uid, gid;
@@ -47,7 +47,13 @@ static const struct json_field create_fields[] = {
         F("include_untracked", JSON_FIELD_BOOL, include_untracked, false),
         F("branch", JSON_FIELD_STRING, branch, false),
         F("from", JSON_FIELD_STRING, from, false),
+        F("publish", JSON_FIELD_JSON, publish, false),
 };
+static const struct json_field fwd_add_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
+                                                    F("spec", JSON_FIELD_STRING, spec, true) };
+static const struct json_field fwd_rm_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
+                                                   F("key", JSON_FIELD_STRING, key, true) };
+static const struct json_field fwd_list_fields[] = { F("vm", JSON_FIELD_STRING, vm, false) };
 static const struct json_field snap_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
                                                  F("name", JSON_FIELD_STRING, name, false) };
 static const struct json_field snap_named_fields[] = { F("vm", JSON_FIELD_STRING, vm, true),
@@ -97,14 +103,43 @@ static const struct json_field exec_fields[] = {
 #undef FP
 #undef FR
 
+#define MAX_PUBLISH 64
+
+/* publish: ["[HOSTIP:]HOSTPORT:GUESTPORT[/proto]", ...] */
+static int publish_parse(json_t *a, struct port_spec *ret, size_t *ret_n, struct op_error *e) {
+        *ret_n = 0;
+        if (!a || json_is_null(a))
+                return 0;
+        if (!json_is_array(a))
+                return op_bad_request(e, "publish: want an array of port forward specs");
+        if (json_array_size(a) > MAX_PUBLISH)
+                return op_bad_request(e, "publish: at most %d forwards", MAX_PUBLISH);
+        size_t i;
+        json_t *x;
+        json_array_foreach(a, i, x) {
+                const char *why = NULL;
+                if (!json_is_string(x))
+                        return op_bad_request(e, "publish[%zu]: want a string", i);
+                if (port_spec_parse(json_string_value(x), &ret[i], &why) < 0)
+                        return op_bad_request(e, "--publish '%s': %s (want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])",
+                                              json_string_value(x), why);
+        }
+        *ret_n = json_array_size(a);
+        return 0;
+}
+
 static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
+        struct port_spec pub[MAX_PUBLISH];
+        size_t n_pub;
+        if (publish_parse(p->publish, pub, &n_pub, e) < 0)
+                return -EINVAL;
         struct vm_create_req req = {
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
                 .isolate = p->isolate, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh, .cold = p->cold,
-                .from_snapshot = p->from_snapshot,
+                .from_snapshot = p->from_snapshot, .publish = pub, .n_publish = n_pub,
         };
         struct workspace_req ws = { .host_path = p->path, .include_untracked = p->include_untracked,
                                     .branch = p->branch, .from = p->from };
@@ -190,7 +225,28 @@ static int h_health(struct rpc_call *call, void *params, json_t **ret, struct op
 static int h_ports(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct vm_params *p = params;
         int r = vm_agent(call->svc->vms, p->vm, "ports", ret, e);
+        json_t *fw = NULL;
+        /* what the host relays to the guest beside what listens there */
+        if (r == 0 && json_is_object(*ret) && vm_forward_list(call->svc->vms, p->vm, &fw, NULL) == 0) {
+                json_object_set(*ret, "forwards", json_object_get(fw, "forwards"));
+                json_decref(fw);
+        }
         return r;
+}
+
+static int h_forward_add(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        return vm_forward_add(call->svc->vms, p->vm, p->spec, ret, e);
+}
+
+static int h_forward_rm(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        return vm_forward_remove(call->svc->vms, p->vm, p->key, ret, e);
+}
+
+static int h_forward_list(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct vm_params *p = params;
+        return vm_forward_list(call->svc->vms, p->vm, ret, e);
 }
 
 static int h_stats(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
@@ -298,6 +354,9 @@ const struct rpc_method rpc_vm_methods[] = {
         M(RPC_METHOD_VM_HEALTH, h_health, vm_only),
         M(RPC_METHOD_VM_PORTS, h_ports, vm_only),
         M(RPC_METHOD_VM_STATS, h_stats, vm_only),
+        M(RPC_METHOD_VM_FORWARD_ADD, h_forward_add, fwd_add_fields),
+        M(RPC_METHOD_VM_FORWARD_REMOVE, h_forward_rm, fwd_rm_fields),
+        M(RPC_METHOD_VM_FORWARD_LIST, h_forward_list, fwd_list_fields),
         M(RPC_METHOD_WORKSPACE_PREPARE, h_ws_prepare, prepare_fields),
         M(RPC_METHOD_WORKSPACE_EXPORT, h_ws_export, export_fields),
         M(RPC_METHOD_VM_EXEC, h_exec, exec_fields),

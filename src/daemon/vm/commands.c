@@ -116,6 +116,7 @@ int vm_show(struct vms *v, const char *ref, json_t **ret, struct op_error *e) {
         if (rc < 0)
                 return rc;
         *ret = vm_json(v, &r);
+        json_object_set_new(*ret, "forwards", vms_forwards_json(v, &r));
         vm_row_done(&r);
         return 0;
 }

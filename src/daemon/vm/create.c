@@ -66,6 +66,7 @@ static void create_op_free(struct create_op *o) {
         free((char *) o->ws.host_path);
         free((char *) o->ws.branch);
         free((char *) o->ws.from);
+        free((struct port_spec *) o->req.publish);
         vm_fork_done(&o->fork);
         for (size_t i = 0; i < o->n_stages; i++) {
                 free(o->stages[i].name);
@@ -224,7 +225,8 @@ static int reserve_locked(struct create_work *w, struct op_error *e) {
         if (rc < 0)
                 return op_fail(e, rc, "storing vm '%s': %s", o->vm_name, strerror(-rc));
         w->inserted = true;
-        return 0;
+        /* the VM's delete (create_undo) takes them along */
+        return vms_forwards_record(v, &w->row, o->req.publish, o->req.n_publish, e);
 }
 
 /* The VM's lock first (the order), then create_mu. The VM's lock is held
@@ -399,6 +401,11 @@ static struct create_op *new_op(struct vms *v, const char *op_id, const struct v
         o->req = *req;
         o->req.name = xstrdup(name);
         o->req.image = xstrdup(image);
+        if (req->n_publish) {
+                struct port_spec *pub = xcalloc(req->n_publish, sizeof(*pub));
+                memcpy(pub, req->publish, req->n_publish * sizeof(*pub));
+                o->req.publish = pub;
+        }
         if (req->workspace) {
                 o->ws = (struct workspace_req) { .host_path = xstrdup(req->workspace->host_path),
                                                  .include_untracked = req->workspace->include_untracked,
@@ -495,6 +502,8 @@ static int create_begin(struct vms *v, const char *op_id, const struct vm_create
                 return rc;
         if (req->workspace && req->no_start)
                 return op_bad_request(e, "a workspace needs the VM started");
+        if ((rc = vms_forwards_validate(v, req->publish, req->n_publish, e)) < 0)
+                return rc;
         if (!image_known(v, image))
                 return op_not_found(e, "image '%s' not found locally or in the catalog, and no OCI "
                                        "reference (see: banger image list --available)", image);

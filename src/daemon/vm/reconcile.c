@@ -159,6 +159,7 @@ static void adopt(struct vms *v, const struct vm_row *r, const struct vm_paths *
         if (rc < 0)
                 log_warn("reconcile: vm %s: rewriting its handles: %s", r->name, strerror(-rc));
         vms_watch(v, r->id, h->pid);
+        vms_forwards_adopt(v, r);
         log_info("reconcile: vm %s is running (pid %d); adopted", r->name, (int) h->pid);
         if (strcmp(r->state, "running") != 0 && strcmp(r->state, "starting") != 0)
                 vms_set_state(v, r, "running", NULL);

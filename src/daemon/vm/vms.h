@@ -90,6 +90,7 @@ struct vms_deps {
         int64_t (*mono_ms)(void);     /* clock.h's clocks */
         int64_t (*wall_ms)(void);
         unsigned tsc_khz;             /* host TSC, for the guest's tsc_early_khz */
+        struct fwd *fwd;              /* borrowed: the port forward relay; NULL: forwards are refused */
         /* The capability hooks (vm_caps_default()), in order. */
         const struct vm_cap *const *caps;
         size_t n_caps;
@@ -170,6 +171,8 @@ struct vm_create_req {
         bool isolate;                                       /* no traffic with other guests */
         bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
         bool cold;          /* never from a warm-start template */
+        const struct port_spec *publish; /* --publish: forwards made with the VM */
+        size_t n_publish;
         const char *from_snapshot; /* "VM:NAME": a fork (its spec, disks and state); nothing above but
                                     * name, nat, isolate, wait_ssh may be set */
         const struct workspace_req *workspace; /* written into the work disk before boot, or NULL */
@@ -239,6 +242,13 @@ _warn_unused_ int vm_snapshot_delete(struct vms *v, const char *ref, const char 
  * (only the stale ones when only_stale). */
 _warn_unused_ int vm_template_list(struct vms *v, json_t **ret, struct op_error *e);
 _warn_unused_ int vm_template_rm(struct vms *v, const char *key, bool only_stale, json_t **ret, struct op_error *e);
+/* forwards.c: a VM's port forwards (`vm forward`): add one (spec
+ * "[HOSTIP:]HOSTPORT:GUESTPORT[/proto]"; open at once when the VM runs),
+ * remove the ones a key "[HOSTIP:]HOSTPORT[/proto]" matches, list one VM's
+ * (ref NULL: every VM's). */
+_warn_unused_ int vm_forward_add(struct vms *v, const char *ref, const char *spec, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_forward_remove(struct vms *v, const char *ref, const char *key, json_t **ret, struct op_error *e);
+_warn_unused_ int vm_forward_list(struct vms *v, const char *ref, json_t **ret, struct op_error *e);
 /* The TAP pool: how many idle TAPs it keeps, how many it holds now. */
 void vms_tap_pool_state(struct vms *v, size_t *ret_target, size_t *ret_idle);
 /* dns_lookup_fn for the zone `vm`: running VMs by exact name (ud: the vms). */

@@ -204,6 +204,20 @@ void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p
 /* ---- disks.c: the files a VM gets before its first boot ---- */
 _warn_unused_ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, struct op_error *e);
 
+/* ---- port forwards (forwards.c) ---- */
+/* vm_cap_ctx.forwards (ud: the vms). */
+int vms_forwards_of(void *ud, const char *vm_id, struct port_spec **ret, size_t *ret_n);
+/* The VM's forwards for `vm show` (open or not, live connections). */
+json_t *vms_forwards_json(struct vms *v, const struct vm_row *r);
+/* --publish before anything exists: no host port twice, none another VM's,
+ * every one free on the host. */
+_warn_unused_ int vms_forwards_validate(struct vms *v, const struct port_spec *fs, size_t n, struct op_error *e);
+/* The rows (create: right after the VM's row; its delete takes them along). */
+_warn_unused_ int vms_forwards_record(struct vms *v, const struct vm_row *r, const struct port_spec *fs, size_t n,
+                                      struct op_error *e);
+/* Reconcile adopted a running VM: its forwards listen again (failures logged). */
+void vms_forwards_adopt(struct vms *v, const struct vm_row *r);
+
 /* ---- JSON (commands.c) ---- */
 json_t *vm_json_by_id(struct vms *v, const char *id);
 

@@ -84,9 +84,56 @@ static int dns_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
 
 const struct vm_cap vm_cap_dns = { .name = "dns", .prepare_host = dns_prepare };
 
+/* ---- port forwards: host ports relayed to the guest ----------------------------------- */
+
+static int forwards_load(const struct vm_cap_ctx *c, struct port_spec **ret, size_t *ret_n, struct op_error *e) {
+        *ret = NULL;
+        *ret_n = 0;
+        if (!c->fwd || !c->forwards)
+                return 0;
+        int r = c->forwards(c->forwards_ud, c->vm_id, ret, ret_n);
+        return r < 0 ? op_fail(e, r, "reading the VM's port forwards: %s", strerror(-r)) : 0;
+}
+
+/* Before boot: every host port is free (a clear error now rather than a
+ * guest booted for nothing). */
+static int forward_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
+        struct port_spec *fs;
+        size_t n;
+        int r = forwards_load(c, &fs, &n, e);
+        for (size_t i = 0; i < n && r == 0; i++)
+                if (!fwd_is_open(c->fwd, c->vm_id, &fs[i]))
+                        r = fwd_check(&fs[i], e);
+        free(fs);
+        return r;
+}
+
+/* Once the guest answers: the listeners (what opened is closed by cleanup
+ * when one fails). */
+static int forward_post_start(const struct vm_cap_ctx *c, struct op_error *e) {
+        struct port_spec *fs;
+        size_t n;
+        int r = forwards_load(c, &fs, &n, e);
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = fwd_open(c->fwd, c->vm_id, &fs[i], c->ip, e);
+        free(fs);
+        return r;
+}
+
+static int forward_cleanup(const struct vm_cap_ctx *c, struct op_error *e) {
+        (void) e;
+        if (c->fwd)
+                fwd_close_owner(c->fwd, c->vm_id);
+        return 0;
+}
+
+const struct vm_cap vm_cap_forward = { .name = "forward", .prepare_host = forward_prepare,
+                                       .post_start = forward_post_start, .cleanup = forward_cleanup };
+
 /* ---- the table ----------------------------------------------------------------------- */
 
-static const struct vm_cap *const default_caps[] = { &vm_cap_workdisk, &vm_cap_guard, &vm_cap_nat, &vm_cap_dns };
+static const struct vm_cap *const default_caps[] = { &vm_cap_workdisk, &vm_cap_guard, &vm_cap_nat, &vm_cap_dns,
+                                                      &vm_cap_forward };
 
 const struct vm_cap *const *vm_caps_default(size_t *ret_n) {
         *ret_n = ELEMENTSOF(default_caps);

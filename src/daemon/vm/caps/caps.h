@@ -25,7 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/forward.h"
 #include "op_error.h"
+#include "portspec.h"
 #include "priv/priv.h"
 
 struct vm_cap_ctx {
@@ -42,6 +44,10 @@ struct vm_cap_ctx {
         const char *dns_listen;  /* config dns_listen, or "off" */
         _Atomic bool *dns_routed; /* daemon-wide: the ~vm route is set up once */
         const char **ret_work_disk; /* prepare_host of the work disk: what to boot with */
+        struct fwd *fwd;         /* the daemon's port forward relay; NULL: none */
+        /* The VM's recorded port forwards (*ret malloc'd). */
+        int (*forwards)(void *ud, const char *vm_id, struct port_spec **ret, size_t *ret_n);
+        void *forwards_ud;
 };
 
 struct vm_cap {
@@ -51,7 +57,7 @@ struct vm_cap {
         int (*cleanup)(const struct vm_cap_ctx *c, struct op_error *e);
 };
 
-extern const struct vm_cap vm_cap_workdisk, vm_cap_guard, vm_cap_nat, vm_cap_dns;
+extern const struct vm_cap vm_cap_workdisk, vm_cap_guard, vm_cap_nat, vm_cap_dns, vm_cap_forward;
 
 /* The table the VM service runs, in order. */
 const struct vm_cap *const *vm_caps_default(size_t *ret_n);
