@@ -240,6 +240,7 @@ static const struct positional positionals[] = {
         { "vm", "logs", { "vm" } },
         { "vm", "health", { "vm" } },
         { "vm", "ports", { "vm" } },
+        { "vm", "forward", { "vm" } },
         { "vm", "stats", { "vm" } },
         { "vm", "restore", { "vm", "snapshot" } },
         { "template", "rm", { "template" } },
@@ -253,7 +254,7 @@ static bool same_group(const char *a, const char *b) { /* NULL: top level */
         return a || b ? is(a, b) : true;
 }
 
-/* vm snapshot VM [NAME] | list VM | rm VM NAME; vm forward; vm workspace prepare VM PATH | export VM */
+/* vm snapshot VM [NAME] | list VM | rm VM NAME; vm workspace prepare VM PATH | export VM */
 static const char *positional_special(const struct cli_command *cmd, char **pos, int npos) {
         if (is(cmd->group, "vm") && is(cmd->name, "snapshot")) {
                 if (npos == 0)
@@ -261,11 +262,6 @@ static const char *positional_special(const struct cli_command *cmd, char **pos,
                 if (npos == 1)
                         return is(pos[0], "list") || is(pos[0], "rm") ? "vm" : NULL;
                 return npos == 2 && is(pos[0], "rm") ? "snapshot" : NULL;
-        }
-        if (is(cmd->group, "vm") && is(cmd->name, "forward")) { /* VM SPEC... | list [VM] | rm VM KEY... */
-                if (npos == 0)
-                        return "vm+=list rm";
-                return npos == 1 && (is(pos[0], "list") || is(pos[0], "rm")) ? "vm" : NULL;
         }
         if (is(cmd->group, "vm") && is(cmd->name, "workspace")) {
                 if (npos == 0)

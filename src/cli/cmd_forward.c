@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* vm forward VM SPEC... | vm forward list [VM] | vm forward rm VM KEY...: host ports relayed to a VM's. */
+/* vm forward VM SPEC... | vm forward [--list] VM | vm forward --list | vm forward --rm VM KEY...:
+ * host ports relayed to a VM's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,13 +78,13 @@ static int forward_rm(struct cli_ctx *ctx, const char *vm, char **keys, int n) {
         return rc;
 }
 
-static int forward_add(struct cli_ctx *ctx, const char *vm, char **specs, int n) {
+static int forward_add(struct cli_ctx *ctx, const struct cli_command *a_cmd, const char *vm, char **specs, int n) {
         for (int k = 0; k < n; k++) { /* all or nothing on bad input */
                 struct port_spec s;
                 const char *why;
                 if (port_spec_parse(specs[k], &s, &why) < 0)
-                        return cli_fail(ctx, -EINVAL, "port forward '%s': %s (want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])",
-                                        specs[k], why);
+                        return cli_usage_error(a_cmd, "port forward '%s': %s (want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])",
+                                               specs[k], why);
         }
         int rc = 0;
         for (int k = 0; k < n; k++) {
@@ -107,14 +108,18 @@ static int forward_add(struct cli_ctx *ctx, const char *vm, char **specs, int n)
 }
 
 int cmd_vm_forward(struct cli_ctx *ctx, struct cli_args *a) {
-        /* the action words win over a VM of that name (address it by id) */
-        if (strcmp(a->pos[0], "list") == 0)
-                return a->npos <= 2 ? forward_list(ctx, a->npos == 2 ? a->pos[1] : NULL)
-                                    : cli_fail(ctx, -EINVAL, "usage: banger vm forward list [VM]");
-        if (strcmp(a->pos[0], "rm") == 0)
-                return a->npos >= 3 ? forward_rm(ctx, a->pos[1], a->pos + 2, a->npos - 2)
-                                    : cli_fail(ctx, -EINVAL, "usage: banger vm forward rm VM [HOSTIP:]HOSTPORT[/PROTO]...");
+        bool list = cli_has(a, "list"), rm = cli_has(a, "rm");
+        if (list && rm)
+                return cli_usage_error(a->cmd, "--list and --rm exclude each other");
+        if (list)
+                return a->npos <= 1 ? forward_list(ctx, a->npos == 1 ? a->pos[0] : NULL)
+                                    : cli_usage_error(a->cmd, "--list takes at most one VM");
+        if (rm)
+                return a->npos >= 2 ? forward_rm(ctx, a->pos[0], a->pos + 1, a->npos - 1)
+                                    : cli_usage_error(a->cmd, "--rm needs a VM and a [HOSTIP:]HOSTPORT[/PROTO]");
+        if (a->npos == 0)
+                return cli_usage_error(a->cmd, "which VM? (--list: every VM's forwards)");
         if (a->npos == 1)
                 return forward_list(ctx, a->pos[0]);
-        return forward_add(ctx, a->pos[0], a->pos + 1, a->npos - 1);
+        return forward_add(ctx, a->cmd, a->pos[0], a->pos + 1, a->npos - 1);
 }

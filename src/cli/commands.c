@@ -148,6 +148,11 @@ static const struct cli_flag vm_run_flags[] = {
           .repeat = true },
         { 0 },
 };
+static const struct cli_flag vm_forward_flags[] = {
+        { "list", 'l', NULL, "list the forwards of VM, or of every VM" },
+        { "rm", 0, NULL, "remove the forwards of VM that each KEY matches (no HOSTIP: any address; no PROTO: both)" },
+        { 0 },
+};
 static const struct cli_flag vm_exec_flags[] = {
         { "guest-path", 0, "DIR", "working directory in the guest" },
         { "auto-prepare", 0, NULL, "ship the workspace again when the host's HEAD moved" },
@@ -259,9 +264,9 @@ const struct cli_command cli_commands[] = {
         { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
         { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
         { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
-        { "vm", "forward", "VM SPEC... | VM | list [VM] | rm VM KEY...",
+        { "vm", "forward", "VM SPEC... | --list [VM] | --rm VM KEY...",
           "relay host ports to a VM (SPEC [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], KEY [HOSTIP:]HOSTPORT[/PROTO])",
-          no_flags, 1, 64, cmd_vm_forward },
+          vm_forward_flags, 0, 64, cmd_vm_forward },
         { "vm", "stats", "VM", "guest CPU/memory, VMM RSS and CPU time, disk usage (JSON)", no_flags, 1, 1,
           cmd_vm_stats },
         { "vm", "snapshot", "VM [NAME] | list VM | rm VM NAME",

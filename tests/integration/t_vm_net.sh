@@ -101,7 +101,8 @@ forwards() {
         # 127.0.0.1 by default: nothing on the namespace's other addresses
         tcp_echo 172.16.0.1 17000 | grep -q 'refused' || { echo "the forward answers on the bridge address"; return 1; }
         # listed, shown, and next to the guest port it serves
-        B --json vm forward list dev | jq -e 'length == 2 and all(.open) and .[0].vm == "dev"' >/dev/null || return 1
+        B --json vm forward --list dev | jq -e 'length == 2 and all(.open) and .[0].vm == "dev"' >/dev/null || return 1
+        B --json vm forward --list | jq -e 'length == 2' >/dev/null || return 1
         B vm show dev | grep -q 'forwards:     tcp 127.0.0.1:17000 -> guest port 7000 (open)' || { B vm show dev; return 1; }
         B --json vm ports dev | jq -e '.[] | select(.port == 7000 and .proto == "tcp") | .forwarded_from == ["127.0.0.1:17000"]' \
                 >/dev/null || { B --json vm ports dev; return 1; }
@@ -134,7 +135,7 @@ forward_refusals() {
         expect_eq "$(fwd_rows)" 2 || ok=1
         # a stopped VM keeps its forwards, closed; its delete takes them along
         B vm create --name pubvm --no-start --publish 18080:80 --publish '[::1]:18081:81' "${S[@]}" >/dev/null 2>&1 || ok=1
-        B --json vm forward list pubvm | jq -e 'length == 2 and (map(.open) | any | not)' >/dev/null || ok=1
+        B --json vm forward -l pubvm | jq -e 'length == 2 and (map(.open) | any | not)' >/dev/null || ok=1
         ! tcp_listens 18080 || { echo "a stopped VM's forward listens"; ok=1; }
         B vm delete pubvm >/dev/null 2>&1 || ok=1
         expect_eq "$(fwd_rows)" 2 || ok=1
@@ -150,13 +151,13 @@ forward_restart() {
         # ... and come back when it adopts the VM
         wait_for 10 "17000 to listen again" tcp_listens 17000 || return 1
         expect_eq "$(tcp_echo 127.0.0.1 17000)" "HELLO THROUGH" || return 1
-        B vm forward rm dev 17000 | grep -q 'removed tcp 127.0.0.1:17000' || return 1
+        B vm forward --rm dev 17000 | grep -q 'removed tcp 127.0.0.1:17000' || return 1
         ! tcp_listens 17000 || { echo "17000 still listens after rm"; return 1; }
-        B vm forward rm dev 17000 >"$TMP/rm.out" 2>&1 && return 1
+        B vm forward --rm dev 17000 >"$TMP/rm.out" 2>&1 && return 1
         grep -q 'no port forward matching 17000' "$TMP/rm.out" || { cat "$TMP/rm.out"; return 1; }
         udp_listens 17001 && expect_eq "$(fwd_rows)" 1
 }
-t "forwards pause while the daemon is down and come back when it adopts the VM; vm forward rm closes one" forward_restart
+t "forwards pause while the daemon is down and come back when it adopts the VM; vm forward --rm closes one" forward_restart
 
 reach() { # vm -> prints what the uplink listener said, or nothing
         B vm ssh "$1" -- 'timeout 5 bash -c "exec 3<>/dev/tcp/10.99.0.2/8080 && cat <&3"' 2>/dev/null

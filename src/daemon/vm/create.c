@@ -401,6 +401,7 @@ static struct create_op *new_op(struct vms *v, const char *op_id, const struct v
         o->req = *req;
         o->req.name = xstrdup(name);
         o->req.image = xstrdup(image);
+        o->req.publish = NULL; /* the caller's: a copy below, or none */
         if (req->n_publish) {
                 struct port_spec *pub = xcalloc(req->n_publish, sizeof(*pub));
                 memcpy(pub, req->publish, req->n_publish * sizeof(*pub));
