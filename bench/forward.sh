@@ -90,4 +90,4 @@ rd=$(median <"$W/rtt-direct"); rf=$(median <"$W/rtt-fwd")
 printf '%-44s %10s %10s\n' "host -> guest (bridge mode, TCG guest)" "direct" "forward"
 printf '%-44s %10.1f %10.1f\n' "throughput, MiB/s (median of $N x $SIZE MiB)" "$(echo "$SIZE / $d" | bc -l)" "$(echo "$SIZE / $f" | bc -l)"
 printf '%-44s %10.2f %10.2f\n' "connect + 1-byte echo, ms (median)" "$(echo "$rd * 1000" | bc -l)" "$(echo "$rf * 1000" | bc -l)"
-printf 'ratio forward / direct: throughput %.2fx, connection setup %.2fx\n' "$(echo "$d / $f" | bc -l)" "$(echo "$rf / $rd" | bc -l)"
+printf "forward / direct: throughput %.2fx, connection setup time %.2fx\n" "$(echo "$d / $f" | bc -l)" "$(echo "$rf / $rd" | bc -l)"
