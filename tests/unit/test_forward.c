@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +292,36 @@ static void test_free_with_live_connection(void **state) {
         echo_stop(&g);
 }
 
+/* A client that resets its connection mid-stream: both directions end, the
+ * connection is forgotten, nothing dies of SIGPIPE. */
+static void test_client_reset(void **state) {
+        (void) state;
+        struct echo g;
+        echo_start(&g, false);
+        struct fwd *F = fwd_new();
+        struct port_spec s = spec("127.0.0.1", free_port(SOCK_STREAM), g.port, PORT_TCP);
+        assert_int_equal(fwd_open(F, "vm1", &s, "127.0.0.1", NULL), 0);
+        int c = dial(&s);
+        char *big = calloc(1, 256 << 10);
+        assert_int_equal(send(c, big, 256 << 10, 0), 256 << 10); /* the echo sends it all back, unread */
+        free(big);
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(c); /* RST */
+        for (int i = 0; i < 200 && fwd_active(F, "vm1", &s) > 0; i++)
+                usleep(10000);
+        assert_int_equal(fwd_active(F, "vm1", &s), 0);
+        /* and the forward serves the next one */
+        c = dial(&s);
+        char b[8] = { 0 };
+        assert_int_equal(send(c, "ok", 2, 0), 2);
+        shutdown(c, SHUT_WR);
+        assert_int_equal(read_all(c, b, sizeof(b)), 2);
+        close(c);
+        fwd_free(F);
+        echo_stop(&g);
+}
+
 /* ---- UDP -------------------------------------------------------------------------------- */
 
 static void test_udp_relay(void **state) {
@@ -327,6 +358,7 @@ static void test_udp_relay(void **state) {
 }
 
 int main(void) {
+        signal(SIGPIPE, SIG_IGN); /* as bangerd: the relay splices into sockets */
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_tcp_relay_half_close),
                 cmocka_unit_test(test_tcp_bulk_both_ways),
@@ -334,6 +366,7 @@ int main(void) {
                 cmocka_unit_test(test_close_cuts_connections),
                 cmocka_unit_test(test_guest_refuses),
                 cmocka_unit_test(test_free_with_live_connection),
+                cmocka_unit_test(test_client_reset),
                 cmocka_unit_test(test_udp_relay),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -153,9 +154,13 @@ static bool write_all(int fd, const char *b, size_t n) {
         return true;
 }
 
-/* One direction until EOF (passed on as a half-close) or an error (which
- * ends both directions). */
-static void relay(int from, int to) {
+static void cut(int from, int to) {
+        shutdown(from, SHUT_RDWR);
+        shutdown(to, SHUT_RDWR);
+}
+
+/* One direction with read/write (where splice does not apply). */
+static void relay_copy(int from, int to) {
         char *buf = xmalloc(RELAY_BUF);
         for (;;) {
                 ssize_t r = recv(from, buf, RELAY_BUF, 0);
@@ -166,12 +171,55 @@ static void relay(int from, int to) {
                         break;
                 }
                 if (r < 0 || !write_all(to, buf, (size_t) r)) {
-                        shutdown(from, SHUT_RDWR);
-                        shutdown(to, SHUT_RDWR);
+                        cut(from, to);
                         break;
                 }
         }
         free(buf);
+}
+
+/* Moves n bytes from the pipe to the socket. */
+static bool drain(int pipe_r, int to, size_t n) {
+        while (n > 0) {
+                ssize_t w = splice(pipe_r, NULL, to, NULL, n, SPLICE_F_MOVE);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return false;
+                n -= (size_t) w;
+        }
+        return true;
+}
+
+/* One direction until EOF (passed on as a half-close) or an error (which
+ * ends both directions). The bytes go socket -> pipe -> socket with
+ * splice, never through this process's memory. */
+static void relay(int from, int to) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                relay_copy(from, to);
+                return;
+        }
+        (void) fcntl(p[1], F_SETPIPE_SZ, RELAY_BUF);
+        for (bool first = true;; first = false) {
+                ssize_t r = splice(from, NULL, p[1], NULL, RELAY_BUF, SPLICE_F_MOVE);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0 && first && (errno == EINVAL || errno == ENOSYS)) {
+                        relay_copy(from, to);
+                        break;
+                }
+                if (r == 0) {
+                        shutdown(to, SHUT_WR);
+                        break;
+                }
+                if (r < 0 || !drain(p[0], to, (size_t) r)) {
+                        cut(from, to);
+                        break;
+                }
+        }
+        close(p[0]);
+        close(p[1]);
 }
 
 static void *back_main(void *arg) {

@@ -17,7 +17,9 @@
  * other); a UDP forward's flows live in its listener's thread. fwd.mu is a
  * leaf lock. Closing a forward closes its listener and cuts its
  * connections; fwd_free() closes every forward (VMs keep running; their
- * forwards come back when the daemon adopts them again).
+ * forwards come back when the daemon adopts them again). TCP bytes move
+ * with splice(2) through a pipe per direction, which has no MSG_NOSIGNAL:
+ * the process must ignore SIGPIPE (bangerd does).
  */
 
 #include <stdbool.h>
