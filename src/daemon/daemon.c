@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -321,6 +322,17 @@ static int open_base(struct daemon *d, const struct daemon_options *opts, struct
         return 0;
 }
 
+/* Port forwards hold 6 fds per connection (net/forward.h): the soft limit
+ * (1024 under systemd) goes up to the hard one. */
+static void raise_nofile(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warn("raising the open file limit: %s", strerror(errno));
+        }
+}
+
 static struct vms_deps vms_deps_of(struct daemon *d) {
         size_t n_caps;
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
@@ -363,6 +375,7 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
         if ((r = setup_signals(d, e)) < 0)
                 return r;
         d->links = agent_links_new();
+        raise_nofile();
         d->fwd = fwd_new();
         /* after the signal mask: the VM service's threads inherit it */
         struct vms_deps deps = vms_deps_of(d);

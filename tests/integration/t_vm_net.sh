@@ -114,6 +114,9 @@ forward_refusals() {
         # a host port some VM has already; one another program listens on
         B vm forward dev 17000:22 >"$TMP/e1" 2>&1 && { echo "a second forward of 17000"; ok=1; }
         grep -q 'forwarded to vm dev already\|forwards tcp port 17000 on 127.0.0.1 already' "$TMP/e1" || { cat "$TMP/e1"; ok=1; }
+        # 0.0.0.0 takes 127.0.0.1 too: the wildcard clashes with dev's udp 17001
+        B vm forward dev 0.0.0.0:17001:9/udp >"$TMP/e0" 2>&1 && { echo "a wildcard over a forwarded port"; ok=1; }
+        grep -q 'vm dev forwards udp port 17001 on 127.0.0.1 already' "$TMP/e0" || { cat "$TMP/e0"; ok=1; }
         ip netns exec "$NS" "$PY" -c 'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 17500)); s.listen(1); time.sleep(60)' &
         local busy=$!
         wait_for 5 "the other program's listener" tcp_listens 17500 || ok=1
@@ -141,7 +144,7 @@ forward_refusals() {
         expect_eq "$(fwd_rows)" 2 || ok=1
         return $ok
 }
-t "forwards refused with a clear error (port another VM's, in use, twice, not a host address; bad spec = usage error); no row left" forward_refusals
+t "forwards refused with a clear error (port a VM's, on its address or the wildcard; in use; twice; not a host address; bad spec = usage error); no row left" forward_refusals
 
 forward_restart() {
         B daemon stop >/dev/null || return 1

@@ -56,6 +56,7 @@ struct fwd {
         pthread_mutex_t mu;
         pthread_cond_t cond; /* a connection thread ended */
         struct listener *ls;
+        size_t n_conns; /* TCP connections of every forward */
 };
 
 struct fwd *fwd_new(void) {
@@ -110,7 +111,9 @@ static int host_socket(const struct port_spec *s, bool listen_too, struct op_err
         socklen_t len;
         if (host_addr(s, &ss, &len) < 0)
                 return op_bad_request(e, "forward: bad host address %s", s->host_ip);
-        int fd = socket(ss.ss_family, (s->proto == PORT_UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+        /* non-blocking: poll may report a connection that is gone by the accept */
+        int fd = socket(ss.ss_family, (s->proto == PORT_UDP ? SOCK_DGRAM : SOCK_STREAM | SOCK_NONBLOCK) | SOCK_CLOEXEC,
+                        0);
         if (fd < 0)
                 return op_fail(e, -errno, "forward: socket: %s", strerror(errno));
         int one = 1;
@@ -239,20 +242,28 @@ static int spawn(pthread_t *t, void *(*fn)(void *), void *arg, bool detached) {
         return -r;
 }
 
-static int guest_connect(const struct listener *l) {
+/* fd is published in c->gfd before it connects, so a close can abort the
+ * connect (shutdown) instead of waiting for its timeout. */
+static int guest_connect(struct conn *c) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
         struct timeval tv = { .tv_sec = FWD_CONNECT_TIMEOUT_S };
         (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, (const struct sockaddr *) &l->guest, sizeof(l->guest)) < 0) {
-                int err = errno;
-                close(fd);
-                return -err;
-        }
+        pthread_mutex_lock(&c->l->F->mu);
+        c->gfd = fd;
+        bool closing = c->l->closing;
+        pthread_mutex_unlock(&c->l->F->mu);
+        if (closing || connect(fd, (const struct sockaddr *) &c->l->guest, sizeof(c->l->guest)) < 0)
+                return closing ? -ECANCELED : -errno;
         struct timeval none = { 0 };
         (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
-        return fd;
+        pthread_mutex_lock(&c->l->F->mu);
+        closing = c->l->closing; /* closed while connecting: the relay must end at once */
+        if (closing)
+                shutdown(fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->l->F->mu);
+        return 0;
 }
 
 static void conn_unlink(struct conn *c) {
@@ -264,55 +275,55 @@ static void conn_unlink(struct conn *c) {
                         break;
                 }
         c->l->n_conns--;
+        F->n_conns--;
         pthread_cond_broadcast(&F->cond);
         pthread_mutex_unlock(&F->mu);
 }
 
 static void *conn_main(void *arg) {
         struct conn *c = arg;
-        int g = guest_connect(c->l);
-        pthread_mutex_lock(&c->l->F->mu);
-        c->gfd = g;
-        if (g >= 0 && c->l->closing) /* closed meanwhile: the client is shut down already */
-                shutdown(g, SHUT_RDWR);
-        pthread_mutex_unlock(&c->l->F->mu);
-        if (g >= 0) {
+        int r = guest_connect(c);
+        if (r == 0) {
                 pthread_t back;
-                bool two = spawn(&back, back_main, c, false) == 0;
-                relay(c->cfd, g);
-                if (two)
+                if (spawn(&back, back_main, c, false) == 0) {
+                        relay(c->cfd, c->gfd);
                         pthread_join(back, NULL);
+                } else
+                        cut(c->cfd, c->gfd); /* half a relay would leave the client hanging */
         } else
                 log_debug("forward %s:%u: guest %s:%u: %s", c->l->spec.host_ip, c->l->spec.host_port,
-                          inet_ntoa(c->l->guest.sin_addr), c->l->spec.guest_port, strerror(-g));
+                          inet_ntoa(c->l->guest.sin_addr), c->l->spec.guest_port, strerror(-r));
         conn_unlink(c);
-        if (g >= 0)
-                close(g);
+        if (c->gfd >= 0)
+                close(c->gfd);
         close(c->cfd);
         free(c);
         return NULL;
 }
 
-static void tcp_accept(struct listener *l) {
+/* false: out of fds or memory (the caller backs off: the connection stays
+ * queued, and poll would report it again at once) */
+static bool tcp_accept(struct listener *l) {
         int cfd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
         if (cfd < 0)
-                return;
+                return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
         int one = 1;
         (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct conn *c = xcalloc(1, sizeof(*c));
         *c = (struct conn) { .l = l, .cfd = cfd, .gfd = -1 };
         pthread_mutex_lock(&l->F->mu);
-        bool room = l->n_conns < FWD_MAX_CONNS;
+        bool room = l->n_conns < FWD_MAX_CONNS && l->F->n_conns < FWD_MAX_CONNS_TOTAL;
         if (room) {
                 c->next = l->conns;
                 l->conns = c;
                 l->n_conns++;
+                l->F->n_conns++;
         }
         pthread_mutex_unlock(&l->F->mu);
         pthread_t t;
         if (!room) {
-                log_warn("forward %s:%u: %d connections already; refusing one", l->spec.host_ip, l->spec.host_port,
-                         FWD_MAX_CONNS);
+                log_warn("forward %s:%u: %d connections on it or %d in all already; refusing one", l->spec.host_ip,
+                         l->spec.host_port, FWD_MAX_CONNS, FWD_MAX_CONNS_TOTAL);
                 close(cfd);
                 free(c);
         } else if (spawn(&t, conn_main, c, true) < 0) {
@@ -320,6 +331,7 @@ static void tcp_accept(struct listener *l) {
                 close(cfd);
                 free(c);
         }
+        return true;
 }
 
 /* ---- UDP ---------------------------------------------------------------------------- */
@@ -427,14 +439,19 @@ static void *listener_main(void *arg) {
                 udp_serve(l);
                 return NULL;
         }
+        bool starved = false;
         for (;;) {
                 struct pollfd p[2] = { { .fd = l->wake_fd, .events = POLLIN }, { .fd = l->fd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                /* out of fds: only the wake-up for a while, then try again */
+                if (poll(p, starved ? 1 : 2, starved ? 200 : -1) < 0 && errno != EINTR)
                         break;
                 if (p[0].revents)
                         break;
-                if (p[1].revents & POLLIN)
-                        tcp_accept(l);
+                bool was = starved;
+                starved = !starved && (p[1].revents & POLLIN) && !tcp_accept(l);
+                if (starved && !was)
+                        log_warn("forward %s:%u: accepting: %s; trying again in 200 ms", l->spec.host_ip,
+                                 l->spec.host_port, strerror(errno));
         }
         return NULL;
 }

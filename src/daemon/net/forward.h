@@ -29,6 +29,7 @@
 #include "portspec.h"
 
 #define FWD_MAX_CONNS 256      /* live TCP connections per forward; more are refused */
+#define FWD_MAX_CONNS_TOTAL 1024 /* ... and of every forward (6 fds each: bangerd raises RLIMIT_NOFILE) */
 #define FWD_UDP_MAX_FLOWS 256  /* UDP clients per forward; the idlest goes first */
 #define FWD_UDP_IDLE_MS 120000 /* a UDP flow without traffic this long is dropped */
 #define FWD_CONNECT_TIMEOUT_S 10

@@ -247,29 +247,30 @@ int store_forward_delete(struct store *s, const char *vm_id, const struct port_s
         int rc = store_forward_list(s, vm_id, &all, NULL, &n);
         if (rc < 0)
                 return rc;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-                if (!key_matches(&all[i], key, any_ip, any_proto))
-                        continue;
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                if (sqlite3_prepare_v2(s->db,
-                                       "DELETE FROM vm_forwards WHERE vm_id = ?1 AND proto = ?2 AND host_ip = ?3"
-                                       " AND host_port = ?4",
-                                       -1, &st, NULL) != SQLITE_OK) {
-                        rc = -EIO;
-                        break;
-                }
-                bind_text(st, 1, vm_id);
-                bind_text(st, 2, port_proto_name(all[i].proto));
-                bind_text(st, 3, all[i].host_ip);
-                sqlite3_bind_int(st, 4, all[i].host_port);
-                if ((rc = step_write(s, st)) == 0) {
+        for (size_t i = 0; i < n; i++)
+                if (key_matches(&all[i], key, any_ip, any_proto)) {
                         gone = xrealloc(gone, (ng + 1) * sizeof(*gone));
                         gone[ng++] = all[i];
                 }
-        }
         free(all);
-        if (rc == 0 && ng == 0)
+        /* one statement: every match goes, or none */
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        if (ng == 0)
                 rc = -ENOENT;
+        else if (sqlite3_prepare_v2(s->db,
+                                    "DELETE FROM vm_forwards WHERE vm_id = ?1 AND host_port = ?2"
+                                    " AND (?3 IS NULL OR host_ip = ?3) AND (?4 IS NULL OR proto = ?4)",
+                                    -1, &st, NULL) != SQLITE_OK)
+                rc = -EIO;
+        else {
+                bind_text(st, 1, vm_id);
+                sqlite3_bind_int(st, 2, key->host_port);
+                if (!any_ip)
+                        bind_text(st, 3, key->host_ip);
+                if (!any_proto)
+                        bind_text(st, 4, port_proto_name(key->proto));
+                rc = step_write(s, st);
+        }
         if (rc < 0 || !ret_gone)
                 free(gone);
         else {

@@ -503,7 +503,7 @@ static int create_begin(struct vms *v, const char *op_id, const struct vm_create
                 return rc;
         if (req->workspace && req->no_start)
                 return op_bad_request(e, "a workspace needs the VM started");
-        if ((rc = vms_forwards_validate(v, req->publish, req->n_publish, e)) < 0)
+        if ((rc = vms_forwards_validate(v, NULL, req->publish, req->n_publish, e)) < 0)
                 return rc;
         if (!image_known(v, image))
                 return op_not_found(e, "image '%s' not found locally or in the catalog, and no OCI "

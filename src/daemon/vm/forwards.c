@@ -17,8 +17,17 @@
 #include "strbuf.h"
 #include "vms_internal.h"
 
-static bool same_key(const struct port_spec *a, const struct port_spec *b) {
-        return a->proto == b->proto && a->host_port == b->host_port && strcmp(a->host_ip, b->host_ip) == 0;
+static bool wildcard(const struct port_spec *f) {
+        return strcmp(f->host_ip, "0.0.0.0") == 0 || strcmp(f->host_ip, "::") == 0;
+}
+
+/* Could a and b not both listen? Same protocol and port, and the same
+ * address or one the wildcard of the other's family (0.0.0.0 takes every
+ * IPv4 address; :: every IPv6 one, as the relay binds it IPV6_V6ONLY). */
+static bool clash(const struct port_spec *a, const struct port_spec *b) {
+        if (a->proto != b->proto || a->host_port != b->host_port || port_spec_is_v6(a) != port_spec_is_v6(b))
+                return false;
+        return strcmp(a->host_ip, b->host_ip) == 0 || wildcard(a) || wildcard(b);
 }
 
 static json_t *forward_json(struct vms *v, const char *vm_id, const struct port_spec *f) {
@@ -48,7 +57,7 @@ json_t *vms_forwards_json(struct vms *v, const struct vm_row *r) {
         return a;
 }
 
-/* Is f's host side some VM's already (not `self`)? Names it. */
+/* Does f clash with a forward some VM has? Names it (self: the VM f is for). */
 static int taken_check(struct vms *v, const char *self, const struct port_spec *f, struct op_error *e) {
         struct port_spec *all = NULL;
         char **ids = NULL;
@@ -57,18 +66,20 @@ static int taken_check(struct vms *v, const char *self, const struct port_spec *
         if (rc < 0)
                 return op_fail(e, rc, "reading port forwards: %s", strerror(-rc));
         for (size_t i = 0; i < n && rc == 0; i++) {
-                if (!same_key(&all[i], f))
+                if (!clash(&all[i], f))
                         continue;
                 struct vm_row o;
                 bool named = store_vm_get(v->deps.store, ids[i], &o) == 0;
                 if (!self || strcmp(ids[i], self) != 0)
-                        rc = op_fail_as(e, RPC_ALREADY_EXISTS, -EEXIST, "%s port %u on %s is forwarded to vm %s already",
-                                        port_proto_name(f->proto), f->host_port, f->host_ip, named ? o.name : ids[i]);
+                        rc = op_fail_as(e, RPC_ALREADY_EXISTS, -EEXIST, "%s port %u on %s is forwarded to vm %s already%s%s",
+                                        port_proto_name(f->proto), f->host_port, f->host_ip, named ? o.name : ids[i],
+                                        strcmp(all[i].host_ip, f->host_ip) ? " on " : "",
+                                        strcmp(all[i].host_ip, f->host_ip) ? all[i].host_ip : "");
                 else
                         rc = op_fail_as(e, RPC_ALREADY_EXISTS, -EEXIST,
                                         "vm %s forwards %s port %u on %s already (to guest port %u)",
-                                        named ? o.name : ids[i], port_proto_name(f->proto), f->host_port, f->host_ip,
-                                        all[i].guest_port);
+                                        named ? o.name : ids[i], port_proto_name(f->proto), f->host_port,
+                                        all[i].host_ip, all[i].guest_port);
                 if (named)
                         vm_row_done(&o);
         }
@@ -79,16 +90,16 @@ static int taken_check(struct vms *v, const char *self, const struct port_spec *
         return rc;
 }
 
-int vms_forwards_validate(struct vms *v, const struct port_spec *fs, size_t n, struct op_error *e) {
+int vms_forwards_validate(struct vms *v, const char *self, const struct port_spec *fs, size_t n, struct op_error *e) {
         if (n > 0 && !v->deps.fwd)
                 return op_bad_request(e, "this daemon does not forward ports");
         for (size_t i = 0; i < n; i++) {
                 char t[PORTSPEC_TEXT_MAX];
                 port_spec_format(&fs[i], t);
                 for (size_t j = 0; j < i; j++)
-                        if (same_key(&fs[i], &fs[j]))
+                        if (clash(&fs[i], &fs[j]))
                                 return op_bad_request(e, "--publish %s: that host port is published twice", t);
-                int rc = taken_check(v, NULL, &fs[i], e);
+                int rc = taken_check(v, self, &fs[i], e);
                 if (rc == 0)
                         rc = fwd_check(&fs[i], e);
                 if (rc < 0)
@@ -127,7 +138,8 @@ void vms_forwards_adopt(struct vms *v, const struct vm_row *r) {
 static bool running(struct vms *v, const struct vm_row *r) {
         struct vm_paths p;
         vm_paths_init(v, r, &p);
-        bool live = strcmp(r->state, "running") == 0 && vms_live_pid(v, r, &p, NULL) > 0;
+        /* (an adopted VM may still be "starting" while it gets ready, unlocked) */
+        bool live = vm_state_active(r->state) && strcmp(r->state, "stopping") != 0 && vms_live_pid(v, r, &p, NULL) > 0;
         vm_paths_done(&p);
         return live;
 }
@@ -144,7 +156,7 @@ int vm_forward_add(struct vms *v, const char *ref, const char *spec, json_t **re
         if (rc < 0)
                 return rc;
         bool live = running(v, &r);
-        rc = vms_forwards_validate(v, &f, 1, e);
+        rc = vms_forwards_validate(v, r.id, &f, 1, e);
         if (rc == 0)
                 rc = vms_forwards_record(v, &r, &f, 1, e);
         if (rc == 0 && live && (rc = fwd_open(v->deps.fwd, r.id, &f, r.guest_ip, e)) < 0 &&

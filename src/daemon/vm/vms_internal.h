@@ -209,9 +209,12 @@ _warn_unused_ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const
 int vms_forwards_of(void *ud, const char *vm_id, struct port_spec **ret, size_t *ret_n);
 /* The VM's forwards for `vm show` (open or not, live connections). */
 json_t *vms_forwards_json(struct vms *v, const struct vm_row *r);
-/* --publish before anything exists: no host port twice, none another VM's,
- * every one free on the host. */
-_warn_unused_ int vms_forwards_validate(struct vms *v, const struct port_spec *fs, size_t n, struct op_error *e);
+/* Before anything is recorded: no host port twice, none clashing with a
+ * forward of any VM (self: the VM they are for, named so in the error;
+ * 0.0.0.0 / :: clash with every address of their family), every one free on
+ * the host. */
+_warn_unused_ int vms_forwards_validate(struct vms *v, const char *self, const struct port_spec *fs, size_t n,
+                                        struct op_error *e);
 /* The rows (create: right after the VM's row; its delete takes them along). */
 _warn_unused_ int vms_forwards_record(struct vms *v, const struct vm_row *r, const struct port_spec *fs, size_t n,
                                       struct op_error *e);
