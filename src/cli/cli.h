@@ -261,6 +261,8 @@ int cli_run_foreground(char *const *argv);
 /* cmd_vm.c, for vm run later: create with progress (0, or a reported -errno);
  * the ssh argv for a VM (from vm.show's JSON). */
 int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_vm);
+/* "10.1.2.3", or "127.0.0.1:PORT (ssh; user-mode networking)" (malloc'd). */
+char *cli_vm_address(json_t *vm);
 char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty);
 int cmd_version(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_ping(struct cli_ctx *ctx, struct cli_args *a);

@@ -32,6 +32,11 @@ static void print_ping(const json_t *r) {
         printf("vmm:   %s (%s)\naccel: %s (%s)\n", json_string_value(json_object_get(r, "vmm")),
                json_string_value(json_object_get(r, "vmm_reason")), json_string_value(json_object_get(r, "accel")),
                json_string_value(json_object_get(r, "accel_reason")));
+        const char *net = json_string_value(json_object_get(r, "default_net"));
+        if (net)
+                printf("net:   %s\n", strcmp(net, "user") == 0
+                                              ? "user-mode (rootless: no CAP_NET_ADMIN and no root helper)"
+                                              : "bridge");
 }
 
 int cmd_ping(struct cli_ctx *ctx, struct cli_args *a) {

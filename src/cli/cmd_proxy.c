@@ -120,6 +120,27 @@ int cmd_vm_proxy(struct cli_ctx *ctx, struct cli_args *a) {
         if (!state || strcmp(state, "running") != 0)
                 return cli_error(ctx, NULL, "vm %s is %s (start it with: banger vm start %s)", name ? name : ref,
                                  state ? state : "unknown", name ? name : ref);
+        /* user-mode networking: the guest's sshd, and forwarded ports, on the host's loopback */
+        if (json_is_string(json_object_get(vm, "net")) && strcmp(json_string_value(json_object_get(vm, "net")), "user") == 0) {
+                json_t *ssh = json_object_get(vm, "ssh"), *f;
+                int64_t mapped = port == 22 ? json_integer_value(json_object_get(ssh, "port")) : 0;
+                ip = "127.0.0.1";
+                size_t i;
+                json_array_foreach(json_object_get(vm, "forwards"), i, f) {
+                        const char *fip = json_string_value(json_object_get(f, "host_ip"));
+                        if (!mapped && json_integer_value(json_object_get(f, "guest_port")) == port && fip &&
+                            strcmp(json_string_value(json_object_get(f, "proto")), "tcp") == 0 && !strchr(fip, ':')) {
+                                mapped = json_integer_value(json_object_get(f, "host_port"));
+                                ip = strcmp(fip, "0.0.0.0") == 0 ? "127.0.0.1" : fip;
+                        }
+                }
+                if (mapped <= 0 || mapped > 65535)
+                        return cli_error(ctx, NULL,
+                                         "vm %s uses user-mode networking: its port %lld is not forwarded (banger vm "
+                                         "forward %s HOSTPORT:%lld)",
+                                         name ? name : ref, (long long) port, name ? name : ref, (long long) port);
+                port = mapped;
+        }
         if (!ip || !*ip)
                 return cli_error(ctx, NULL, "vm %s has no address", name ? name : ref);
         (void) cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t); /* activity, best effort */

@@ -93,6 +93,11 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
                 json_object_set_new(params, "isolate", json_boolean(cli_has(a, "isolate")));
         if (cli_has(a, "cold"))
                 json_object_set_new(params, "cold", json_true());
+        if ((v = cli_flag(a, "net"))) {
+                if (strcmp(v, "bridge") != 0 && strcmp(v, "user") != 0)
+                        return cli_usage_error(a->cmd, "--net: '%s' is not a network mode (bridge or user)", v);
+                json_object_set_new(params, "net", json_string(v));
+        }
         const char **pub;
         size_t np = cli_flag_all(a, "publish", &pub);
         json_t *arr = np ? json_array() : NULL;
@@ -190,9 +195,10 @@ int cli_vm_create(struct cli_ctx *ctx, json_t *params, bool quiet, json_t **ret_
                 const char *state = str(st, "state");
                 if (strcmp(state, "done") == 0) {
                         json_t *vm = json_object_get(st, "vm");
+                        _cleanup_free_ char *at = cli_vm_address(vm);
                         if (!silent || out == stdout)
                                 fprintf(out, "vm %s is %s at %s (%.1fs); connect with: banger vm ssh %s\n",
-                                        str(vm, "name"), str(vm, "state"), str(vm, "ip"),
+                                        str(vm, "name"), str(vm, "state"), at,
                                         (double) num(st, "elapsed_ms") / 1000.0, str(vm, "name"));
                         if (ret_vm)
                                 *ret_vm = json_incref(vm);
@@ -248,13 +254,14 @@ static int list(struct cli_ctx *ctx, struct cli_args *a, bool running_only) {
                 json_array_foreach(shown, i, vm)
                         printf("%s\n", str(vm, "id"));
         } else {
-                printf("%-8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4s  %9s  %5s  %-20s  %s\n", "ID", "NAME", "STATE", "IMAGE",
-                       "IP", "DNS", "VCPU", "MEM", "DISK", "CREATED", "WORKSPACE");
+                printf("%-8s  %-20s  %-8s  %-22s  %-6s  %-15s  %-23s  %4s  %9s  %5s  %-20s  %s\n", "ID", "NAME", "STATE",
+                       "IMAGE", "NET", "IP", "DNS", "VCPU", "MEM", "DISK", "CREATED", "WORKSPACE");
                 json_array_foreach(shown, i, vm) {
                         char sz[32], mem[32];
                         snprintf(mem, sizeof(mem), "%lld MiB", (long long) num(vm, "memory_mib"));
-                        printf("%-8.8s  %-20s  %-8s  %-22s  %-15s  %-23s  %4lld  %9s  %5s  %-20s  %s\n", str(vm, "id"),
-                               str(vm, "name"), str(vm, "state"), str(vm, "image"), str(vm, "ip"), str(vm, "dns_name"),
+                        printf("%-8.8s  %-20s  %-8s  %-22s  %-6s  %-15s  %-23s  %4lld  %9s  %5s  %-20s  %s\n", str(vm, "id"),
+                               str(vm, "name"), str(vm, "state"), str(vm, "image"), str(vm, "net"), str(vm, "ip"),
+                               str(vm, "dns_name"),
                                (long long) num(vm, "vcpu"), mem,
                                short_size((uint64_t) num(vm, "disk_size_bytes"), sz, sizeof(sz)), str(vm, "created_at"),
                                str(vm, "workspace_path"));
@@ -300,7 +307,16 @@ int cmd_vm_show(struct cli_ctx *ctx, struct cli_args *a) {
                short_size((uint64_t) num(res, "system_overlay_size_bytes"), sz2, sizeof(sz2)),
                json_is_true(json_object_get(res, "nat")) ? "on" : "off",
                json_is_true(json_object_get(res, "isolate")) ? "on" : "off");
-        if (json_object_get(res, "pid"))
+        bool user = strcmp(str(res, "net"), "user") == 0;
+        if (user)
+                printf("network:      user-mode (no bridge; the guest is %s, the host %s in it)\n", "10.0.2.15",
+                       "host.banger.internal");
+        else
+                printf("network:      bridge\n");
+        if (json_object_get(res, "pid") && user)
+                printf("vmm pid:      %lld (ssh on 127.0.0.1:%lld)\n", (long long) num(res, "pid"),
+                       (long long) num(json_object_get(res, "ssh"), "port"));
+        else if (json_object_get(res, "pid"))
                 printf("vmm pid:      %lld (tap %s)\n", (long long) num(res, "pid"), str(res, "tap"));
         printf("created at:   %s\nlast touched: %s\nvm dir:       %s\nconsole log:  %s\n", str(res, "created_at"),
                str(res, "last_touched_at"), str(res, "vm_dir"), str(res, "console_log"));
@@ -642,6 +658,15 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
 
 /* ---- ssh ---------------------------------------------------------------- */
 
+/* Where a VM is reached: its bridge address, or (user-mode networking) the
+ * host port of its sshd. */
+char *cli_vm_address(json_t *vm) {
+        json_t *ssh = json_object_get(vm, "ssh");
+        if (strcmp(str(vm, "net"), "user") == 0)
+                return xasprintf("127.0.0.1:%lld (ssh; user-mode networking)", (long long) num(ssh, "port"));
+        return xstrdup(str(vm, "ip"));
+}
+
 /* argv for OpenSSH to a VM as root with banger's key and pinned known_hosts. */
 char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
         json_t *ssh = json_object_get(vm, "ssh");
@@ -662,6 +687,11 @@ char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
         argv[n++] = xasprintf("HostKeyAlias=%s", str(vm, "dns_name"));
         if (tty)
                 argv[n++] = xstrdup("-t");
+        json_int_t port = json_integer_value(json_object_get(ssh, "port"));
+        if (port > 0 && port != 22) { /* user-mode networking: the VMM's port on the host */
+                argv[n++] = xstrdup("-p");
+                argv[n++] = xasprintf("%lld", (long long) port);
+        }
         argv[n++] = xasprintf("root@%s", str(ssh, "host"));
         for (int i = 0; i < n_extra; i++)
                 argv[n++] = xstrdup(extra[i]);

@@ -80,6 +80,8 @@ static const struct cli_flag vm_create_flags[] = {
         { "system-overlay-size", 0, "SIZE", "virtual size of the copy-on-write root overlay" },
         { "nat", 0, NULL, "give the VM outbound network access (NAT)" },
         { "isolate", 0, NULL, "no traffic between this VM and other guests on the bridge" },
+        { "net", 0, "MODE", "bridge (a TAP on banger's bridge; needs root or the system install) or user "
+                            "(user-mode networking, no root; the default of a rootless daemon)" },
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
         { "from-snapshot", 0, "VM:NAME", "a fork: another VM's snapshot (disks and memory) with a new identity" },
@@ -132,6 +134,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "disk-size", 0, "SIZE", "work disk (/root) size" },
         { "nat", 0, NULL, "outbound network access (NAT)" },
         { "isolate", 0, NULL, "no traffic between this VM and other guests" },
+        { "net", 0, "MODE", "bridge or user (user-mode networking, no root)" },
         { "rm", 0, NULL, "delete the VM when the command or session ends" },
         { "detach", 'd', NULL, "create and prepare, then exit" },
         { "include-untracked", 0, NULL, "also ship untracked files that are not ignored" },

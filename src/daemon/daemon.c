@@ -342,11 +342,27 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
                 .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .agent_exec = &agent_exec_ops, .agent_ud = d->links, .mono_ms = mono_ms_now,
                 .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps, .fwd = d->fwd,
+                .rootless = d->rootless,
         };
 }
 
+/* Does this process hold CAP_NET_ADMIN (bridge, TAPs, nftables)? From
+ * /proc/self/status: no libcap for one bit. */
+static bool have_net_admin(void) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file("/proc/self/status", 1 << 16, &text, &len) < 0)
+                return geteuid() == 0;
+        const char *c = strstr(text, "\nCapEff:");
+        unsigned long long eff = 0;
+        if (!c || sscanf(c + 9, "%llx", &eff) != 1)
+                return geteuid() == 0;
+        return (eff >> 12) & 1; /* CAP_NET_ADMIN */
+}
+
 /* In system mode the root helper does what needs root; in user mode this
- * process does, under the same checks. */
+ * process does, under the same checks; rootless (no helper, no
+ * CAP_NET_ADMIN), VMs use user-mode networking and need none of it. */
 static int open_priv(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         const char *roots[] = { d->layout.state_dir, d->layout.cache_dir, d->layout.runtime_dir, NULL };
         if (opts->install) {
@@ -357,6 +373,9 @@ static int open_priv(struct daemon *d, const struct daemon_options *opts, struct
         }
         _cleanup_free_ char *agent = find_companion("BANGER_AGENT", "banger-agent");
         const struct config *c = config_live_get(&d->config);
+        d->rootless = !have_net_admin();
+        if (d->rootless)
+                log_info("rootless: no CAP_NET_ADMIN and no root helper; VMs use user-mode networking");
         int r = priv_local_new(c->bridge_name, c->bridge_ip, (int) c->cidr, roots, agent,
                                &d->priv, e);
         if (r == 0)
@@ -390,6 +409,8 @@ static void open_dns(struct daemon *d) {
         _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
         if (strcmp(config_live_get(&d->config)->dns_listen, "off") == 0)
                 d->dns_error = xstrdup("disabled (dns_listen = \"off\")");
+        else if (d->rootless)
+                d->dns_error = xstrdup("rootless: no bridge to serve the vm zone on");
         else if (dnsd_start(&d->dns, config_live_get(&d->config)->dns_listen, vms_dns_lookup, &d->vms, &de) < 0) {
                 d->dns_error = xstrdup(op_error_message(&de));
                 log_warn("%s; <name>.vm names will not resolve", d->dns_error);
@@ -402,6 +423,7 @@ static void fill_services(struct daemon *d) {
                 .layout = &d->layout, .config = &d->config, .ops = &d->ops, .artifacts = &d->artifacts,
                 .vms = &d->vms, .reported_commit = d->reported_commit, .started_mono_ms = d->started_mono_ms,
                 .dns_listen = config_live_get(&d->config)->dns_listen, .dns_serving = d->dns.started, .dns_error = d->dns_error,
+                .rootless = d->rootless,
                 .ud = d, .vmm_choice = copy_choice, .accel_refresh = accel_refresh, .request_stop = request_stop,
                 .reload = reload_config,
         };

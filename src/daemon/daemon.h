@@ -51,6 +51,7 @@ struct daemon {
         struct priv_local *priv;   /* owned: the privileged operations in-process (user mode) */
         struct priv_remote *helper; /* owned: ... or through the root helper (system mode) */
         const struct priv_ops *priv_ops; /* the one of the two in use */
+        bool rootless;          /* no helper and no CAP_NET_ADMIN: VMs default to user-mode networking */
         struct rpc_server server;
         struct rpc_services services; /* what RPC handlers may use */
         struct artifacts artifacts; /* kernels + images; owns image_ops_mu */

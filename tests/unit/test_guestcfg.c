@@ -58,7 +58,7 @@ static void test_cpio(void **state) {
         (void) state;
         assert_int_equal(ssh_host_key_ensure(keys, "banger-vm-t", &err), 0);
         struct guestcfg g = { .hostname = "t1", .ip = "172.16.0.9", .dns = "9.9.9.9", .host_key_dir = keys,
-                              .authorized_keys = "ssh-ed25519 USERKEY me\n" };
+                              .authorized_keys = "ssh-ed25519 USERKEY me\n", .host_alias_ip = "10.0.2.2" };
         mode_t old = umask(0); /* 0600 whatever the umask: it holds the VM's private host key */
         assert_int_equal(guestcfg_write(&g, out, &err), 0);
         umask(old);
@@ -85,7 +85,10 @@ static void test_cpio(void **state) {
                 if (strcmp(p, "banger/root/etc/hostname") == 0)
                         assert_string_equal(buf, "t1\n");
                 if (strcmp(p, "banger/root/etc/hosts") == 0)
+                {
                         assert_non_null(strstr(buf, "172.16.0.9 t1.vm t1\n"));
+                        assert_non_null(strstr(buf, "10.0.2.2 host.banger.internal\n"));
+                }
                 if (strcmp(p, "banger/root/etc/resolv.conf") == 0)
                         assert_string_equal(buf, "nameserver 9.9.9.9\n");
                 if (strcmp(p, "banger/root/etc/ssh/ssh_host_ed25519_key") == 0) {

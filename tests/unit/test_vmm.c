@@ -108,7 +108,8 @@ static void test_argv(void **state) {
         kvm.hostfwd_port = 2222;
         assert_int_equal(vmm_qemu.build_argv(&kvm, "qemu-system-x86_64", &argv, &err), 0);
         assert_true(has(argv, "-accel", "kvm"));
-        assert_true(has(argv, "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"));
+        assert_true(has(argv, "-netdev", "user,id=net0,net=10.0.2.15/24,host=10.0.2.2,dns=10.0.2.3,ipv6=off,"
+                                          "hostfwd=tcp:127.0.0.1:2222-:22"));
         strv_free(argv);
 
         /* a TAP handed over as an fd: QEMU finds it as fd 3 and never opens /dev/net/tun */

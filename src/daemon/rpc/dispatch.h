@@ -41,6 +41,7 @@ struct rpc_services {
         const char *dns_listen;
         bool dns_serving;
         const char *dns_error;       /* why DNS is not served, or NULL */
+        bool rootless;               /* new VMs default to user-mode networking */
         /* The daemon's own state, through callbacks (ud: the daemon). */
         void *ud;
         void (*vmm_choice)(void *ud, struct rpc_vmm_choice *ret);

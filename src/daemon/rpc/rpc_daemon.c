@@ -30,6 +30,7 @@ static int handle_ping(struct rpc_call *call, void *params, json_t **ret, struct
         if (s->dns_error)
                 json_object_set_new(dns, "error", json_string(s->dns_error));
         json_object_set_new(*ret, "dns", dns);
+        json_object_set_new(*ret, "default_net", json_string(s->rootless ? "user" : "bridge"));
         size_t target, idle;
         vms_tap_pool_state(s->vms, &target, &idle);
         json_object_set_new(*ret, "tap_pool", json_pack("{s:I, s:I}", "target", (json_int_t) target, "idle",

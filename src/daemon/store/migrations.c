@@ -111,6 +111,10 @@ static const struct migration migrations[] = {
           "  PRIMARY KEY (proto, host_ip, host_port)"
           ");"
           "CREATE INDEX vm_forwards_vm ON vm_forwards(vm_id);" },
+        /* `--net bridge|user`: a user-mode VM has no TAP, no bridge address
+         * and no MAC of banger's (guest_ip and mac stay NULL). */
+        { 6, "vm_net",
+          "ALTER TABLE vms ADD COLUMN net TEXT NOT NULL DEFAULT 'bridge' CHECK (net IN ('bridge', 'user'));" },
 };
 
 const struct migration *store_migrations(size_t *ret_n) {

@@ -19,6 +19,7 @@ struct vm_row {
         int64_t disk_size_bytes, system_overlay_size_bytes;
         bool nat;
         bool isolate; /* no traffic with other guests (the guard's) */
+        bool user_net; /* user-mode networking (no TAP; guest_ip and mac NULL) */
         char *guest_ip, *mac, *vm_dir;
         char *teardown_json;  /* what cleanup needs if handles.json is lost */
         char *workspace_json;

@@ -54,6 +54,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
                               (json_int_t) r->system_overlay_size_bytes, "nat", r->nat);
         image_row_done(&img);
         json_set_str_or_null(j, "ip", r->guest_ip);
+        json_object_set_new(j, "net", json_string(r->user_net ? "user" : "bridge"));
         json_object_set_new(j, "dns_name", json_sprintf("%s.vm", r->name));
         json_set_str_or_null(j, "mac", r->mac);
         json_object_set_new(j, "isolate", json_boolean(r->isolate));
@@ -69,9 +70,10 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_object_set_new(j, "workspace", ws ? ws : json_null());
         json_object_set_new(j, "console_log", json_string(console));
         boot_json(r, j);
-        if (handle_get(v, r->id, &h) && h.pid > 0) {
+        bool have_h = handle_get(v, r->id, &h) && h.pid > 0;
+        if (have_h) {
                 json_object_set_new(j, "pid", json_integer(h.pid));
-                json_object_set_new(j, "tap", json_string(h.tap));
+                json_set_str_or_null(j, "tap", *h.tap ? h.tap : NULL);
                 json_object_set_new(j, "vmm", json_string(h.vmm));
                 /* unhealthy: the agent's link died under a running command */
                 struct vm_paths p;
@@ -81,9 +83,13 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
                 json_object_set_new(j, "agent_healthy", json_boolean(!lost));
                 json_set_str_or_null(j, "agent_error", lost);
         }
-        json_object_set_new(j, "ssh", json_pack("{s:s, s:s, s:s, s:s}", "user", "root", "host",
-                                                r->guest_ip ? r->guest_ip : "", "key", config_live_get(v->deps.config)->ssh_key_path,
-                                                "known_hosts", kh));
+        /* user-mode networking: the VMM's port on the host's loopback */
+        bool fwd22 = r->user_net && have_h && h.ssh_port;
+        json_t *ssh = json_pack("{s:s, s:s, s:s, s:s}", "user", "root", "host",
+                                fwd22 ? "127.0.0.1" : r->guest_ip ? r->guest_ip : "", "key",
+                                config_live_get(v->deps.config)->ssh_key_path, "known_hosts", kh);
+        json_object_set_new(ssh, "port", json_integer(fwd22 ? (json_int_t) h.ssh_port : 22));
+        json_object_set_new(j, "ssh", ssh);
         return j;
 }
 

@@ -207,7 +207,8 @@ static int reserve_locked(struct create_work *w, struct op_error *e) {
                 vm_row_done(&other);
                 return op_fail_as(e, RPC_ALREADY_EXISTS, -EEXIST, "vm name '%s' is already in use", o->vm_name);
         }
-        int rc = pick_address(v, ip, mac, e);
+        bool user = strcmp(o->req.net, "user") == 0;
+        int rc = user ? 0 : pick_address(v, ip, mac, e);
         if (rc < 0)
                 return rc;
         w->row = (struct vm_row) {
@@ -216,8 +217,8 @@ static int reserve_locked(struct create_work *w, struct op_error *e) {
                 .memory_mib = o->req.memory_mib ? o->req.memory_mib : c->memory_mib,
                 .disk_size_bytes = o->req.disk_size_bytes ? o->req.disk_size_bytes : (int64_t) c->disk_size_bytes,
                 .system_overlay_size_bytes = (int64_t) w->overlay_bytes, .nat = o->req.nat,
-                .isolate = o->req.isolate, .guest_ip = xstrdup(ip),
-                .mac = xstrdup(mac), .vm_dir = path_join(v->deps.layout->vms_dir, o->vm_id),
+                .isolate = o->req.isolate, .user_net = user, .guest_ip = user ? NULL : xstrdup(ip),
+                .mac = user ? NULL : xstrdup(mac), .vm_dir = path_join(v->deps.layout->vms_dir, o->vm_id),
         };
         rc = store_vm_insert(v->deps.store, &w->row);
         if (rc == -EEXIST)
@@ -401,6 +402,7 @@ static struct create_op *new_op(struct vms *v, const char *op_id, const struct v
         o->req = *req;
         o->req.name = xstrdup(name);
         o->req.image = xstrdup(image);
+        o->req.net = req->net && strcmp(req->net, "user") == 0 ? "user" : "bridge"; /* decided by create_begin */
         o->req.publish = NULL; /* the caller's: a copy below, or none */
         if (req->n_publish) {
                 struct port_spec *pub = xcalloc(req->n_publish, sizeof(*pub));
@@ -446,6 +448,7 @@ static json_t *begin_json(struct vms *v, const struct create_op *o) {
                               (json_int_t) (q->memory_mib ? q->memory_mib : c->memory_mib), "disk_size_bytes",
                               (json_int_t) (q->disk_size_bytes ? q->disk_size_bytes : (int64_t) c->disk_size_bytes),
                               "image", q->image);
+        json_object_set_new(j, "net", json_string(q->net));
         return j;
 }
 
@@ -488,11 +491,30 @@ int vm_create_begin(struct vms *v, const char *op_id, const struct vm_create_req
         return rc;
 }
 
-static int create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req, struct vm_fork *fork,
+/* --net: user-mode unless asked for the bridge when rootless; the bridge
+ * needs what a rootless daemon lacks. A fork resumes a bridge guest's
+ * state (its NIC's backend is part of it). */
+static int choose_net(struct vms *v, const struct vm_create_req *req, const char **ret, struct op_error *e) {
+        const char *net = req->net && *req->net ? req->net : v->deps.rootless ? "user" : "bridge";
+        if (strcmp(net, "user") != 0 && strcmp(net, "bridge") != 0)
+                return op_bad_request(e, "net '%s': want bridge or user", net);
+        if (strcmp(net, "bridge") == 0 && v->deps.rootless)
+                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                                  "bridge networking needs CAP_NET_ADMIN or the root helper (banger system install); "
+                                  "this daemon runs without both: use --net user");
+        if (strcmp(net, "user") == 0 && req->from_snapshot)
+                return op_bad_request(e, "a fork (--from-snapshot) resumes on the bridge: no --net user");
+        *ret = net;
+        return 0;
+}
+
+static int create_begin(struct vms *v, const char *op_id, const struct vm_create_req *req0, struct vm_fork *fork,
                         json_t **ret, struct op_error *e) {
-        _cleanup_free_ char *name = NULL, *image = default_image(v, req->image);
+        _cleanup_free_ char *name = NULL, *image = default_image(v, req0->image);
+        struct vm_create_req netreq = *req0;
+        const struct vm_create_req *req = &netreq;
         int rc = vm_spec_check(req, e);
-        if (rc < 0)
+        if (rc < 0 || (rc = choose_net(v, req0, &netreq.net, e)) < 0)
                 return rc;
         /* a VMM that cannot boot it is refused before any row exists */
         size_t vmm_index;
@@ -503,7 +525,7 @@ static int create_begin(struct vms *v, const char *op_id, const struct vm_create
                 return rc;
         if (req->workspace && req->no_start)
                 return op_bad_request(e, "a workspace needs the VM started");
-        if ((rc = vms_forwards_validate(v, NULL, req->publish, req->n_publish, e)) < 0)
+        if ((rc = vms_forwards_validate(v, NULL, strcmp(netreq.net, "user") == 0, req->publish, req->n_publish, e)) < 0)
                 return rc;
         if (!image_known(v, image))
                 return op_not_found(e, "image '%s' not found locally or in the catalog, and no OCI "

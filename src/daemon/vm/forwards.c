@@ -5,6 +5,11 @@
  * them once the guest answers and closes them when the VMM is gone;
  * reconcile opens them again for the VMs it adopts). `vm forward` adds and
  * removes them on a VM in any state, under the VM's lock.
+ *
+ * Bridge mode: bangerd's relay (net/forward.c) listens and connects to the
+ * guest's address. User-mode networking: the guest has no address the host
+ * reaches, so the VMM forwards (slirp's hostfwd); it keeps them while it
+ * runs, through daemon restarts, and they go with it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,15 +35,20 @@ static bool clash(const struct port_spec *a, const struct port_spec *b) {
         return strcmp(a->host_ip, b->host_ip) == 0 || wildcard(a) || wildcard(b);
 }
 
-static json_t *forward_json(struct vms *v, const char *vm_id, const struct port_spec *f) {
+/* user_live: a running user-mode VM (its VMM holds the forward; no
+ * connection count of ours). */
+static json_t *forward_json(struct vms *v, const char *vm_id, bool user_live, const struct port_spec *f) {
         char t[PORTSPEC_TEXT_MAX];
         port_spec_format(f, t);
-        bool open = v->deps.fwd && fwd_is_open(v->deps.fwd, vm_id, f);
-        return json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:I}", "spec", t, "proto", port_proto_name(f->proto),
+        bool relayed = v->deps.fwd && fwd_is_open(v->deps.fwd, vm_id, f);
+        return json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:I, s:s}", "spec", t, "proto", port_proto_name(f->proto),
                          "host_ip", f->host_ip, "host_port", (int) f->host_port, "guest_port", (int) f->guest_port,
-                         "open", open, "connections",
-                         (json_int_t) (open ? fwd_active(v->deps.fwd, vm_id, f) : 0));
+                         "open", relayed || user_live, "connections",
+                         (json_int_t) (relayed ? fwd_active(v->deps.fwd, vm_id, f) : 0), "by",
+                         user_live ? "vmm" : "bangerd");
 }
+
+static bool running(struct vms *v, const struct vm_row *r);
 
 int vms_forwards_of(void *ud, const char *vm_id, struct port_spec **ret, size_t *ret_n) {
         struct vms *v = ud;
@@ -51,8 +61,9 @@ json_t *vms_forwards_json(struct vms *v, const struct vm_row *r) {
         json_t *a = json_array();
         if (store_forward_list(v->deps.store, r->id, &fs, NULL, &n) < 0)
                 return a;
+        bool user_live = n > 0 && r->user_net && running(v, r);
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(a, forward_json(v, r->id, &fs[i]));
+                json_array_append_new(a, forward_json(v, r->id, user_live, &fs[i]));
         free(fs);
         return a;
 }
@@ -90,12 +101,15 @@ static int taken_check(struct vms *v, const char *self, const struct port_spec *
         return rc;
 }
 
-int vms_forwards_validate(struct vms *v, const char *self, const struct port_spec *fs, size_t n, struct op_error *e) {
+int vms_forwards_validate(struct vms *v, const char *self, bool user_net, const struct port_spec *fs, size_t n,
+                          struct op_error *e) {
         if (n > 0 && !v->deps.fwd)
                 return op_bad_request(e, "this daemon does not forward ports");
         for (size_t i = 0; i < n; i++) {
                 char t[PORTSPEC_TEXT_MAX];
                 port_spec_format(&fs[i], t);
+                if (user_net && port_spec_is_v6(&fs[i]))
+                        return op_bad_request(e, "--publish %s: user-mode networking forwards IPv4 host addresses only", t);
                 for (size_t j = 0; j < i; j++)
                         if (clash(&fs[i], &fs[j]))
                                 return op_bad_request(e, "--publish %s: that host port is published twice", t);
@@ -122,10 +136,48 @@ int vms_forwards_record(struct vms *v, const struct vm_row *r, const struct port
         return 0;
 }
 
+/* The VMM of a user-mode VM asked over its QMP socket. */
+static int hostfwd(struct vms *v, const struct vm_row *r, bool add, const struct port_spec *f, struct op_error *e) {
+        struct vm_paths p;
+        struct vm_handles h = { 0 };
+        vm_paths_init(v, r, &p);
+        (void) handle_get(v, r->id, &h);
+        const struct vmm_entry *vmm = vms_vmm_by_name(v, h.vmm);
+        struct vm_boot b = { .qmp_socket = p.qmp };
+        int rc = vmm && vmm->backend->hostfwd ? vmm->backend->hostfwd(&b, add, f, e)
+                                              : op_fail(e, -EOPNOTSUPP, "the VMM cannot forward ports");
+        vm_paths_done(&p);
+        return rc;
+}
+
+int vms_hostfwd_add(void *ud, const char *vm_id, const struct port_spec *f, struct op_error *e) {
+        struct vms *v = ud;
+        struct vm_row r;
+        if (store_vm_get(v->deps.store, vm_id, &r) < 0)
+                return op_not_found(e, "vm %s not found", vm_id);
+        int rc = hostfwd(v, &r, true, f, e);
+        vm_row_done(&r);
+        return rc;
+}
+
+/* Live forwards: the relay's, or the VMM's. */
+static int forward_open(struct vms *v, const struct vm_row *r, const struct port_spec *f, struct op_error *e) {
+        return r->user_net ? hostfwd(v, r, true, f, e) : fwd_open(v->deps.fwd, r->id, f, r->guest_ip, e);
+}
+
+static void forward_close(struct vms *v, const struct vm_row *r, const struct port_spec *f, bool live) {
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+        if (!r->user_net && v->deps.fwd)
+                fwd_close(v->deps.fwd, r->id, f);
+        else if (r->user_net && live && hostfwd(v, r, false, f, &e) < 0)
+                log_warn("vm %s: %s", r->name, op_error_message(&e));
+}
+
+/* (a user-mode VM's VMM kept its forwards) */
 void vms_forwards_adopt(struct vms *v, const struct vm_row *r) {
         struct port_spec *fs = NULL;
         size_t n = 0;
-        if (!v->deps.fwd || store_forward_list(v->deps.store, r->id, &fs, NULL, &n) < 0)
+        if (!v->deps.fwd || r->user_net || store_forward_list(v->deps.store, r->id, &fs, NULL, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
@@ -156,14 +208,14 @@ int vm_forward_add(struct vms *v, const char *ref, const char *spec, json_t **re
         if (rc < 0)
                 return rc;
         bool live = running(v, &r);
-        rc = vms_forwards_validate(v, r.id, &f, 1, e);
+        rc = vms_forwards_validate(v, r.id, r.user_net, &f, 1, e);
         if (rc == 0)
                 rc = vms_forwards_record(v, &r, &f, 1, e);
-        if (rc == 0 && live && (rc = fwd_open(v->deps.fwd, r.id, &f, r.guest_ip, e)) < 0 &&
+        if (rc == 0 && live && (rc = forward_open(v, &r, &f, e)) < 0 &&
             store_forward_delete(v->deps.store, r.id, &f, false, false, NULL, NULL) < 0)
                 log_warn("vm %s: a forward that did not open stays recorded", r.name);
         if (rc == 0) {
-                *ret = json_pack("{s:s, s:o}", "vm", r.name, "forward", forward_json(v, r.id, &f));
+                *ret = json_pack("{s:s, s:o}", "vm", r.name, "forward", forward_json(v, r.id, live && r.user_net, &f));
                 log_info("vm %s: forward %s", r.name, json_string_value(json_object_get(
                                                                json_object_get(*ret, "forward"), "spec")));
         }
@@ -185,6 +237,7 @@ int vm_forward_remove(struct vms *v, const char *ref, const char *key, json_t **
         int rc = vms_lock_row(v, ref, &r, &l, e);
         if (rc < 0)
                 return rc;
+        bool live = r.user_net && running(v, &r);
         rc = store_forward_delete(v->deps.store, r.id, &k, any_ip, any_proto, &gone, &n);
         if (rc == -ENOENT)
                 rc = op_not_found(e, "vm %s has no port forward matching %s", r.name, key);
@@ -193,9 +246,8 @@ int vm_forward_remove(struct vms *v, const char *ref, const char *key, json_t **
         else {
                 json_t *a = json_array();
                 for (size_t i = 0; i < n; i++) {
-                        if (v->deps.fwd)
-                                fwd_close(v->deps.fwd, r.id, &gone[i]);
-                        json_array_append_new(a, forward_json(v, r.id, &gone[i]));
+                        forward_close(v, &r, &gone[i], live);
+                        json_array_append_new(a, forward_json(v, r.id, false, &gone[i]));
                 }
                 *ret = json_pack("{s:s, s:o}", "vm", r.name, "removed", a);
                 free(gone);

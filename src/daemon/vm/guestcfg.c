@@ -49,6 +49,8 @@ static int files(const struct guestcfg *g, struct gfiles *f, struct op_error *e)
         strbuf_addf(&hb, "127.0.0.1 localhost\n127.0.1.1 %s\n", g->hostname);
         if (g->ip)
                 strbuf_addf(&hb, "%s %s.vm %s\n", g->ip, g->hostname, g->hostname);
+        if (g->host_alias_ip)
+                strbuf_addf(&hb, "%s " GUEST_HOST_NAME "\n", g->host_alias_ip);
         strbuf_addstr(&hb, "::1 localhost ip6-localhost ip6-loopback\n");
         f->bufs[3] = strbuf_detach(&hb, NULL);
         f->bufs[4] = xasprintf("nameserver %s\n", g->dns ? g->dns : "1.1.1.1");

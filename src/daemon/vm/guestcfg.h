@@ -13,6 +13,9 @@
 
 #include "op_error.h"
 
+/* The host's name inside a guest that can reach it (user-mode networking). */
+#define GUEST_HOST_NAME "host.banger.internal"
+
 struct guestcfg {
         const char *hostname;        /* a DNS label */
         const char *ip;              /* the guest's IPv4, or NULL */
@@ -21,6 +24,8 @@ struct guestcfg {
         const char *authorized_keys; /* contents for /root/.ssh/authorized_keys */
         const char *fstab;           /* contents for /etc/fstab, or NULL */
         const char *machine_id;      /* 32 hex digits for /etc/machine-id, or NULL: none written */
+        const char *host_alias_ip;   /* the host as the guest reaches it (user-mode networking), named
+                                      * GUEST_HOST_NAME in /etc/hosts; NULL: none */
 };
 struct strbuf;
 

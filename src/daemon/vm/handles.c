@@ -91,6 +91,8 @@ int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *
         _cleanup_free_ char *now = now_rfc3339();
         _cleanup_json_ json_t *j = json_pack("{s:i, s:s, s:s, s:s}", "pid", (int) h->pid, "tap", h->tap, "vmm", h->vmm,
                                              "started_at", now);
+        if (h->ssh_port)
+                json_object_set_new(j, "ssh_port", json_integer(h->ssh_port));
         _cleanup_free_ char *text = json_dump_compact(j);
         handle_put(v, r->id, h);
         /* the mirror first: enough to clean up when handles.json is lost */
@@ -112,6 +114,9 @@ static bool parse_handles(const char *text, size_t len, struct vm_handles *ret) 
         const char *vmm = json_string_value(json_object_get(j, "vmm"));
         json_int_t n = json_is_integer(pid) ? json_integer_value(pid) : 0;
         ret->pid = n > 1 && n < INT32_MAX ? (pid_t) n : 0;
+        json_t *sp = json_object_get(j, "ssh_port");
+        json_int_t port = json_is_integer(sp) ? json_integer_value(sp) : 0;
+        ret->ssh_port = port > 0 && port < 65536 ? (unsigned) port : 0;
         if (tap && strlen(tap) < sizeof(ret->tap))
                 snprintf(ret->tap, sizeof(ret->tap), "%s", tap);
         if (vmm && strlen(vmm) < sizeof(ret->vmm))

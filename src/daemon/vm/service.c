@@ -133,7 +133,8 @@ int vms_init(struct vms *v, const struct vms_deps *deps, struct op_error *e) {
                 v->deps.stop_guest_timeout_ms = VM_STOP_GUEST_TIMEOUT_MS;
         init_locks(v);
         vms_tpl_init(v);
-        tap_pool_init(&v->pool, (size_t) config_live_get(deps->config)->tap_pool_size, config_live_get(deps->config)->bridge_name, deps->priv);
+        /* rootless: no bridge, no TAPs */
+        tap_pool_init(&v->pool, deps->rootless ? 0 : (size_t) config_live_get(deps->config)->tap_pool_size, config_live_get(deps->config)->bridge_name, deps->priv);
         return vms_watcher_start(v, e);
 }
 

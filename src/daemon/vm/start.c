@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,7 +42,8 @@ struct start {
         struct boot_files bf;
         const struct vmm_entry *vmm;
         char *accel;
-        char *tap;             /* once the network step made or took it */
+        char *tap;             /* once the network step made or took it (bridge mode) */
+        unsigned ssh_port;     /* user-mode networking: the host port of the guest's sshd */
         bool tap_from_pool;
         size_t caps_touched;   /* hooks whose prepare_host ran (a failed one included) */
         const char *work_disk; /* from the work disk hook */
@@ -146,7 +150,8 @@ static int step_resolve(struct start *s, struct op_error *e) {
         if (mkdir_p(s->p.run, 0700) < 0)
                 return op_fail(e, -errno, "cannot create %s: %s", s->p.run, strerror(errno));
         /* a new VM may resume from a template: its disks are those a template has */
-        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || strcmp(config_live_get(v->deps.config)->warm_start, "on") != 0 ||
+        /* (templates boot for the bridge: a user-mode VM boots cold) */
+        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || s->r->user_net || strcmp(config_live_get(v->deps.config)->warm_start, "on") != 0 ||
             !s->vmm->backend->restore || !template_disks(s))
                 return 0;
         vms_tpl_spec(v, s->r, &s->bf, s->accel, s->vmm, &s->tpl);
@@ -156,16 +161,40 @@ static int step_resolve(struct start *s, struct op_error *e) {
 }
 
 static int record_tap(struct start *s, struct op_error *e) {
-        struct vm_handles h = { 0 };
-        snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
+        struct vm_handles h = { .ssh_port = s->ssh_port };
+        snprintf(h.tap, sizeof(h.tap), "%s", strempty(s->tap));
         snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
         /* before the VMM exists: a crash from here on still finds the TAP */
         int rc = handles_write(s->v, s->r, &s->p, &h);
         return rc < 0 ? op_fail(e, rc, "recording the VM's handles: %s", strerror(-rc)) : 0;
 }
 
+/* A free port on 127.0.0.1 for the VMM to forward to the guest's sshd
+ * (the kernel's pick; the VMM binds it a moment later). */
+static int free_loopback_port(unsigned *ret, struct op_error *e) {
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sa);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &len) < 0)
+                return op_fail(e, -errno, "no free port on 127.0.0.1 for the guest's ssh: %s", strerror(errno));
+        *ret = ntohs(sa.sin_port);
+        return 0;
+}
+
+/* User-mode networking: nothing on the host but the VMM's own port for ssh. */
+static int step_user_network(struct start *s, struct op_error *e) {
+        int rc = free_loopback_port(&s->ssh_port, e);
+        if (rc < 0)
+                return rc;
+        progress_stage(s->pr, "network", "user-mode, ssh on 127.0.0.1:%u", s->ssh_port);
+        return record_tap(s, e);
+}
+
 static int step_network(struct start *s, struct op_error *e) {
         struct vms *v = s->v;
+        if (s->r->user_net)
+                return step_user_network(s, e);
         const struct priv_ops *priv = v->deps.priv;
         const char *bridge = config_live_get(v->deps.config)->bridge_name;
         progress_stage(s->pr, "network", "bridge %s, TAP for %s", bridge, s->r->guest_ip);
@@ -226,8 +255,10 @@ static int write_initrd(struct start *s, struct op_error *e) {
         int rc = read_file(pubpath, 1 << 16, &ak, &len);
         if (rc < 0)
                 return op_fail(e, rc, "cannot read %s: %s", pubpath, strerror(-rc));
-        struct guestcfg g = { .hostname = s->r->name, .ip = s->r->guest_ip, .dns = c->default_dns,
-                              .host_key_dir = s->p.hostkey, .authorized_keys = ak };
+        bool user = s->r->user_net;
+        struct guestcfg g = { .hostname = s->r->name, .ip = user ? VM_USER_NET_GUEST : s->r->guest_ip,
+                              .dns = user ? VM_USER_NET_DNS : c->default_dns, .host_key_dir = s->p.hostkey,
+                              .authorized_keys = ak, .host_alias_ip = user ? VM_USER_NET_HOST : NULL };
         if ((rc = guestcfg_write(&g, s->p.cpio, e)) < 0)
                 return op_prefix(e, "guest configuration");
         if ((rc = concat_files(s->bf.initramfs, s->p.cpio, s->p.initrd)) < 0)
@@ -284,19 +315,22 @@ static int step_boot(struct start *s, struct op_error *e) {
         rename(s->p.console, s->p.console_prev);
         unlink(s->p.qmp);
         unlink(s->p.agent);
-        _cleanup_free_ char *ip_cidr = xasprintf("%s/%d", s->r->guest_ip, net.prefix);
+        bool user = s->r->user_net;
+        _cleanup_free_ char *ip_cidr = user ? xasprintf(VM_USER_NET_GUEST "/%d", VM_USER_NET_PREFIX)
+                                            : xasprintf("%s/%d", s->r->guest_ip, net.prefix);
         /* QEMU gets the TAP as an fd: it runs as the daemon's user, who may
          * not open /dev/net/tun */
         _cleanup_close_ int tap_fd = -1;
         const struct priv_ops *priv = s->v->deps.priv;
-        if ((rc = priv->tap_open(priv->ud, s->tap, &tap_fd, e)) < 0)
+        if (!user && (rc = priv->tap_open(priv->ud, s->tap, &tap_fd, e)) < 0)
                 return rc;
         struct vm_boot b = {
                 .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
                 .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
                 .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
                 .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL, .modules_disk = s->bf.modules_disk,
-                .net = VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac, .ip_cidr = ip_cidr, .gateway = c->bridge_ip,
+                .net = user ? VM_NET_USER : VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac,
+                .ip_cidr = ip_cidr, .gateway = user ? VM_USER_NET_HOST : c->bridge_ip, .hostfwd_port = s->ssh_port,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
                 .incoming = s->state_fd >= 0, .ram_file = s->ram_file,
         };
@@ -318,8 +352,8 @@ static int step_boot(struct start *s, struct op_error *e) {
                                        said ? "; the VMM said: " : "", strempty(said));
                 }
         }
-        struct vm_handles h = { .pid = s->proc.pid };
-        snprintf(h.tap, sizeof(h.tap), "%s", s->tap);
+        struct vm_handles h = { .pid = s->proc.pid, .ssh_port = s->ssh_port };
+        snprintf(h.tap, sizeof(h.tap), "%s", strempty(s->tap));
         snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
         vms_watch(s->v, s->r->id, s->proc.pid);
         rc = handles_write(s->v, s->r, &s->p, &h);

@@ -29,6 +29,7 @@ void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p
                 .bridge = c->bridge_name, .nat = r->nat, .isolate = r->isolate, .mac = r->mac, .work_disk = p->work,
                 .work_disk_bytes = (uint64_t) r->disk_size_bytes, .dns_listen = c->dns_listen,
                 .dns_routed = &v->dns_routed, .fwd = v->deps.fwd, .forwards = vms_forwards_of, .forwards_ud = v,
+                .user_net = r->user_net, .hostfwd = vms_hostfwd_add,
         };
 }
 

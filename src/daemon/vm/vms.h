@@ -91,6 +91,7 @@ struct vms_deps {
         int64_t (*wall_ms)(void);
         unsigned tsc_khz;             /* host TSC, for the guest's tsc_early_khz */
         struct fwd *fwd;              /* borrowed: the port forward relay; NULL: forwards are refused */
+        bool rootless;                /* no bridge here: new VMs use user-mode networking, bridge is refused */
         /* The capability hooks (vm_caps_default()), in order. */
         const struct vm_cap *const *caps;
         size_t n_caps;
@@ -169,6 +170,7 @@ struct vm_create_req {
         bool no_start;
         bool nat;
         bool isolate;                                       /* no traffic with other guests */
+        const char *net;    /* "bridge" | "user"; NULL = the daemon's default (user when rootless) */
         bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
         bool cold;          /* never from a warm-start template */
         const struct port_spec *publish; /* --publish: forwards made with the VM */

@@ -47,6 +47,7 @@ struct vm_handles {
         pid_t pid;
         char tap[16];  /* "" when none */
         char vmm[16];  /* backend name, "" when unknown */
+        unsigned ssh_port; /* user-mode networking: 127.0.0.1:<port> reaches the guest's sshd; 0: none */
 };
 bool handle_get(struct vms *v, const char *id, struct vm_handles *ret);
 void handle_put(struct vms *v, const char *id, const struct vm_handles *h);
@@ -213,8 +214,11 @@ json_t *vms_forwards_json(struct vms *v, const struct vm_row *r);
  * forward of any VM (self: the VM they are for, named so in the error;
  * 0.0.0.0 / :: clash with every address of their family), every one free on
  * the host. */
-_warn_unused_ int vms_forwards_validate(struct vms *v, const char *self, const struct port_spec *fs, size_t n,
-                                        struct op_error *e);
+_warn_unused_ int vms_forwards_validate(struct vms *v, const char *self, bool user_net, const struct port_spec *fs,
+                                        size_t n, struct op_error *e);
+/* vm_cap_ctx.hostfwd (ud: the vms): the forward made by the VMM of a
+ * user-mode VM (its lock held). */
+int vms_hostfwd_add(void *ud, const char *vm_id, const struct port_spec *f, struct op_error *e);
 /* The rows (create: right after the VM's row; its delete takes them along). */
 _warn_unused_ int vms_forwards_record(struct vms *v, const struct vm_row *r, const struct port_spec *fs, size_t n,
                                       struct op_error *e);

@@ -65,7 +65,12 @@ char **workspace_ssh_argv(struct vms *v, const struct vm_row *r, const char *rem
         a[n++] = xasprintf("UserKnownHostsFile=%s", kh);
         a[n++] = xstrdup("-o");
         a[n++] = xasprintf("HostKeyAlias=%s.vm", r->name);
-        a[n++] = xasprintf("root@%s", r->guest_ip);
+        struct vm_handles h;
+        if (r->user_net && handle_get(v, r->id, &h) && h.ssh_port) { /* the VMM's port for the guest's sshd */
+                a[n++] = xstrdup("-p");
+                a[n++] = xasprintf("%u", h.ssh_port);
+        }
+        a[n++] = xasprintf("root@%s", r->user_net ? "127.0.0.1" : strempty(r->guest_ip));
         a[n++] = xstrdup(remote);
         a[n] = NULL;
         return a;

@@ -141,7 +141,9 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                         push2(&a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
                 push2(&a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
         } else if (b->net == VM_NET_USER) {
-                push2(&a, "-netdev", xasprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%u-:22", b->hostfwd_port));
+                push2(&a, "-netdev", xasprintf("user,id=net0,net=" VM_USER_NET_GUEST "/%d,host=" VM_USER_NET_HOST
+                                               ",dns=" VM_USER_NET_DNS ",ipv6=off,hostfwd=tcp:127.0.0.1:%u-:22",
+                                               VM_USER_NET_PREFIX, b->hostfwd_port));
                 push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
         } else if (b->net == VM_NET_DETACHED) {
                 push2(&a, "-netdev", xstrdup("hubport,id=net0,hubid=0"));
@@ -294,6 +296,34 @@ static int qemu_restore(const struct vm_boot *b, int state_fd, int timeout_ms, s
         return qmp_load_state(b->qmp_socket, state_fd, b->ram_file != NULL, timeout_ms, e);
 }
 
+/* HMP's hostfwd_add/remove on net0 (QMP has no command of its own for
+ * them); HMP answers "" when it worked, a message when not. slirp's
+ * forwards are IPv4 only. */
+static int qemu_hostfwd(const struct vm_boot *b, bool add, const struct port_spec *f, struct op_error *e) {
+        if (port_spec_is_v6(f))
+                return op_fail(e, -EAFNOSUPPORT, "user-mode networking forwards IPv4 host addresses only");
+        _cleanup_free_ char *cmd = add ? xasprintf("hostfwd_add net0 %s:%s:%u-:%u", port_proto_name(f->proto), f->host_ip,
+                                                   f->host_port, f->guest_port)
+                                       : xasprintf("hostfwd_remove net0 %s:%s:%u", port_proto_name(f->proto), f->host_ip,
+                                                   f->host_port);
+        struct qmp q;
+        _cleanup_json_ json_t *res = NULL, *args = json_pack("{s:s}", "command-line", cmd);
+        int r = qmp_open(&q, b->qmp_socket, 5000, e);
+        if (r < 0)
+                return r;
+        r = qmp_exec(&q, "human-monitor-command", args, -1, 5000, &res, e);
+        qmp_close(&q);
+        if (r < 0)
+                return r;
+        const char *said = json_string_value(res);
+        if (said && *said) {
+                _cleanup_free_ char *one = str_defuse(xstrndup(said, strcspn(said, "\r\n")), '?');
+                return op_fail(e, add ? -EADDRINUSE : -ENOENT, "%s %s port %u on %s: %s", add ? "forwarding" : "unforwarding",
+                               port_proto_name(f->proto), f->host_port, f->host_ip, one);
+        }
+        return 0;
+}
+
 const struct vmm_backend vmm_qemu = {
         .name = "qemu",
         .build_argv = qemu_build_argv,
@@ -305,6 +335,7 @@ const struct vmm_backend vmm_qemu = {
         .resume = qemu_resume,
         .snapshot = qemu_snapshot,
         .restore = qemu_restore,
+        .hostfwd = qemu_hostfwd,
 };
 
 int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e) {

@@ -18,11 +18,19 @@
 #include <sys/types.h>
 
 #include "op_error.h"
+#include "portspec.h"
+
+/* The user-mode network (QEMU's slirp defaults, written out): the guest's
+ * address, the host as the guest sees it (its loopback), the DNS forwarder. */
+#define VM_USER_NET_GUEST "10.0.2.15"
+#define VM_USER_NET_PREFIX 24
+#define VM_USER_NET_HOST "10.0.2.2"
+#define VM_USER_NET_DNS "10.0.2.3"
 
 enum vm_net {
         VM_NET_NONE,
         VM_NET_TAP,  /* bridge mode: a TAP the host attached to the bridge */
-        VM_NET_USER, /* QEMU user networking with one hostfwd to guest :22 (tests, no root) */
+        VM_NET_USER, /* user-mode networking (slirp): no root; hostfwd_port reaches guest :22 */
         VM_NET_DETACHED, /* a NIC on nothing (a template's boot: the device has to exist, and a
                           * backend with a state of its own, such as slirp, could not be restored
                           * onto a TAP) */
@@ -85,6 +93,10 @@ struct vmm_backend {
         /* A VMM started with b->incoming loads what snapshot wrote; the guest
          * stays paused until resume. */
         int (*restore)(const struct vm_boot *b, int state_fd, int timeout_ms, struct op_error *e);
+        /* User-mode networking: a host port of f forwarded to the guest
+         * (add), or no longer (remove; f's guest port unused); the VMM keeps
+         * them for its life. NULL: not supported. */
+        int (*hostfwd)(const struct vm_boot *b, bool add, const struct port_spec *f, struct op_error *e);
 };
 
 extern const struct vmm_backend vmm_qemu;

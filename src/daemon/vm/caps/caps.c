@@ -30,11 +30,15 @@ const struct vm_cap vm_cap_workdisk = { .name = "work disk", .prepare_host = wor
  * reaches the host only with replies; isolated, no other guest ---------------- */
 
 static int guard_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
+        if (c->user_net) /* the VMM's own network: nothing of the host's */
+                return 0;
         int r = c->priv->guard_enable(c->priv->ud, c->vm_id, c->tap, c->ip, c->mac, c->isolate, e);
         return r < 0 ? op_prefix(e, "address guard") : 0;
 }
 
 static int guard_cleanup(const struct vm_cap_ctx *c, struct op_error *e) {
+        if (c->user_net)
+                return 0;
         int r = c->priv->guard_disable(c->priv->ud, c->vm_id, e);
         return r < 0 ? op_prefix(e, "removing the address guard") : 0;
 }
@@ -44,7 +48,7 @@ const struct vm_cap vm_cap_guard = { .name = "guard", .prepare_host = guard_prep
 /* ---- NAT: outbound access for VMs created with --nat ------------------------------ */
 
 static int nat_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
-        if (!c->nat)
+        if (!c->nat || c->user_net) /* user-mode networking always reaches out */
                 return 0;
         int r = c->priv->ip_forward(c->priv->ud, e);
         if (r == 0)
@@ -54,6 +58,8 @@ static int nat_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
 
 /* Always: the VM's setting may have changed since its rules were made. */
 static int nat_cleanup(const struct vm_cap_ctx *c, struct op_error *e) {
+        if (c->user_net)
+                return 0;
         int r = c->priv->nat_disable(c->priv->ud, c->vm_id, e);
         return r < 0 ? op_prefix(e, "removing NAT rules") : 0;
 }
@@ -69,7 +75,7 @@ const struct vm_cap vm_cap_nat = { .name = "nat", .prepare_host = nat_prepare, .
  * never fatal to the start. */
 static int dns_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
         (void) e;
-        if (!c->dns_listen || strcmp(c->dns_listen, "off") == 0 || !c->dns_routed ||
+        if (c->user_net || !c->dns_listen || strcmp(c->dns_listen, "off") == 0 || !c->dns_routed ||
             atomic_exchange(c->dns_routed, true))
                 return 0;
         _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
@@ -109,13 +115,15 @@ static int forward_prepare(const struct vm_cap_ctx *c, struct op_error *e) {
 }
 
 /* Once the guest answers: the listeners (what opened is closed by cleanup
- * when one fails). */
+ * when one fails); with user-mode networking the VMM's forwards (they go
+ * with it). */
 static int forward_post_start(const struct vm_cap_ctx *c, struct op_error *e) {
         struct port_spec *fs;
         size_t n;
         int r = forwards_load(c, &fs, &n, e);
         for (size_t i = 0; i < n && r == 0; i++)
-                r = fwd_open(c->fwd, c->vm_id, &fs[i], c->ip, e);
+                r = c->user_net ? c->hostfwd(c->forwards_ud, c->vm_id, &fs[i], e)
+                                : fwd_open(c->fwd, c->vm_id, &fs[i], c->ip, e);
         free(fs);
         return r;
 }

@@ -35,7 +35,8 @@ struct vm_cap_ctx {
         const char *vm_id, *vm_name;
         const char *ip;          /* guest IPv4; NULL in cleanup after a crash */
         const char *mac;         /* the guest's MAC (the VM row's) */
-        const char *tap;         /* NULL in cleanup */
+        const char *tap;         /* NULL in cleanup, and with user-mode networking */
+        bool user_net;           /* user-mode networking: no TAP, bridge, guard, NAT or ~vm route */
         const char *bridge;
         bool nat;                /* the VM's NAT setting */
         bool isolate;            /* no traffic with other guests (the VM row's) */
@@ -47,6 +48,8 @@ struct vm_cap_ctx {
         struct fwd *fwd;         /* the daemon's port forward relay; NULL: none */
         /* The VM's recorded port forwards (*ret malloc'd). */
         int (*forwards)(void *ud, const char *vm_id, struct port_spec **ret, size_t *ret_n);
+        /* user_net: a forward the VMM itself makes (it keeps it for its life). */
+        int (*hostfwd)(void *ud, const char *vm_id, const struct port_spec *f, struct op_error *e);
         void *forwards_ud;
 };
 
