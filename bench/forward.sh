@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Port forwards in bridge mode: bytes/s host -> guest and connection setup
-# through a forward (bangerd's relay on 127.0.0.1) against the baseline
-# measured in the same run, the same guest reached directly on its bridge
-# address. Medians of N runs, SIZE MiB per transfer. User-mode networking
-# (rootless) does not exist yet: its column is left out.
+# Port forwards: bytes/s host -> guest and connection setup through a
+# forward in bridge mode (bangerd's relay on 127.0.0.1) and in user mode
+# (the VMM's slirp hostfwd, what a rootless daemon gets), against the
+# baseline measured in the same run: the bridge guest reached directly on
+# its address. Medians of N runs, SIZE MiB per transfer, alternating.
 #
 #   bench/forward.sh [N] [SIZE_MIB]   (root; its own XDG dirs and netns)
 set -euo pipefail
@@ -35,15 +35,19 @@ echo "# preparing kernel and image (host namespace)" >&2
 "$BANGER" daemon stop >/dev/null
 ip netns add "$NS" && ip netns exec "$NS" ip link set lo up
 
-echo "# one VM with a sink (7000: reads all, answers the count) and an echo (7001)" >&2
+echo "# two VMs (bridge, user-mode) with a sink (7000: reads all, answers the count) and an echo (7001)" >&2
 B vm create --name fwdbench --image debian-bookworm-slim --vcpu 1 --memory 512 \
         --publish 17000:7000 --publish 17001:7001 >/dev/null
+B vm create --name fwduser --net user --image debian-bookworm-slim --vcpu 1 --memory 512 \
+        --publish 27000:7000 --publish 27001:7001 >/dev/null
 IP=$(B --json vm show fwdbench | jq -r .ip)
-B vm ssh fwdbench -- "nohup perl -MIO::Socket::INET -e '\$s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, ReuseAddr => 1) or die;
+for vm in fwdbench fwduser; do
+B vm ssh "$vm" -- "nohup perl -MIO::Socket::INET -e '\$s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, ReuseAddr => 1) or die;
         while (\$c = \$s->accept) { my (\$t, \$b, \$n) = (0); \$t += \$n while (\$n = sysread(\$c, \$b, 1 << 20)) > 0; print \$c \"\$t\\n\"; close \$c }' >/dev/null 2>&1 </dev/null &
         nohup perl -MIO::Socket::INET -e '\$s = IO::Socket::INET->new(LocalPort => 7001, Listen => 64, ReuseAddr => 1) or die;
         while (\$c = \$s->accept) { sysread(\$c, my \$b, 1); syswrite(\$c, \$b); close \$c }' >/dev/null 2>&1 </dev/null &"
-until B vm ssh fwdbench -- 'ss -ltn | grep -q :7000 && ss -ltn | grep -q :7001' 2>/dev/null; do sleep 0.2; done
+until B vm ssh "$vm" -- 'ss -ltn | grep -q :7000 && ss -ltn | grep -q :7001' 2>/dev/null; do sleep 0.2; done
+done
 
 # send HOST PORT: seconds to push SIZE MiB and hear the guest count them
 send() {
@@ -78,16 +82,21 @@ PY
 }
 
 echo "# $N runs of $SIZE MiB each way, alternating" >&2
-: >"$W/direct"; : >"$W/fwd"; : >"$W/rtt-direct"; : >"$W/rtt-fwd"
+: >"$W/direct"; : >"$W/fwd"; : >"$W/user"; : >"$W/rtt-direct"; : >"$W/rtt-fwd"; : >"$W/rtt-user"
 for i in $(seq "$N"); do
         send "$IP" 7000 >>"$W/direct"
         send 127.0.0.1 17000 >>"$W/fwd"
+        send 127.0.0.1 27000 >>"$W/user"
         rtt "$IP" 7001 >>"$W/rtt-direct"
         rtt 127.0.0.1 17001 >>"$W/rtt-fwd"
+        rtt 127.0.0.1 27001 >>"$W/rtt-user"
 done
-d=$(median <"$W/direct"); f=$(median <"$W/fwd")
-rd=$(median <"$W/rtt-direct"); rf=$(median <"$W/rtt-fwd")
-printf '%-44s %10s %10s\n' "host -> guest (bridge mode, TCG guest)" "direct" "forward"
-printf '%-44s %10.1f %10.1f\n' "throughput, MiB/s (median of $N x $SIZE MiB)" "$(echo "$SIZE / $d" | bc -l)" "$(echo "$SIZE / $f" | bc -l)"
-printf '%-44s %10.2f %10.2f\n' "connect + 1-byte echo, ms (median)" "$(echo "$rd * 1000" | bc -l)" "$(echo "$rf * 1000" | bc -l)"
-printf "forward / direct: throughput %.2fx, connection setup time %.2fx\n" "$(echo "$d / $f" | bc -l)" "$(echo "$rf / $rd" | bc -l)"
+d=$(median <"$W/direct"); f=$(median <"$W/fwd"); u=$(median <"$W/user")
+rd=$(median <"$W/rtt-direct"); rf=$(median <"$W/rtt-fwd"); ru=$(median <"$W/rtt-user")
+printf '%-44s %10s %14s %12s\n' "host -> guest (TCG guest)" "direct" "bridge+relay" "user-mode"
+printf '%-44s %10.1f %14.1f %12.1f\n' "throughput, MiB/s (median of $N x $SIZE MiB)" "$(echo "$SIZE / $d" | bc -l)" \
+        "$(echo "$SIZE / $f" | bc -l)" "$(echo "$SIZE / $u" | bc -l)"
+printf '%-44s %10.2f %14.2f %12.2f\n' "connect + 1-byte echo, ms (median)" "$(echo "$rd * 1000" | bc -l)" \
+        "$(echo "$rf * 1000" | bc -l)" "$(echo "$ru * 1000" | bc -l)"
+printf "bridge forward / direct: throughput %.2fx, connection setup time %.2fx\n" "$(echo "$d / $f" | bc -l)" "$(echo "$rf / $rd" | bc -l)"
+printf "user-mode forward / direct: throughput %.2fx, connection setup time %.2fx\n" "$(echo "$d / $u" | bc -l)" "$(echo "$ru / $rd" | bc -l)"

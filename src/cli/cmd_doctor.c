@@ -122,12 +122,32 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
         tool_info_done(&f);
 }
 
-static void check_tun(struct report *rep) {
+static void check_tun(struct report *rep, bool rootless) {
         struct stat st;
         if (stat("/dev/net/tun", &st) == 0 && S_ISCHR(st.st_mode))
                 add(rep, PASS, "tun", NULL, "/dev/net/tun present");
         else
-                add(rep, FAIL, "tun", "modprobe tun", "/dev/net/tun missing: TAP networking is impossible");
+                add(rep, rootless ? WARN : FAIL, "tun", "modprobe tun",
+                    "/dev/net/tun missing: TAP networking is impossible%s",
+                    rootless ? " (rootless VMs use user-mode networking)" : "");
+}
+
+/* The daemon this CLI starts has this process's capabilities: without
+ * CAP_NET_ADMIN and a system install it is rootless. */
+static bool check_network(struct report *rep, const struct cli_ctx *ctx) {
+        if (ctx->system) {
+                add(rep, PASS, "network", NULL, "bridge mode (the root helper makes TAPs and nftables rules)");
+                return false;
+        }
+        if (hostinfo_net_admin()) {
+                add(rep, PASS, "network", NULL, "bridge mode (this user has CAP_NET_ADMIN)");
+                return false;
+        }
+        add(rep, WARN, "network",
+            "sudo banger system install --owner $USER (bridge mode, <name>.vm and image builds, bangerd still as you)",
+            "rootless: VMs use user-mode networking (outbound access, ssh and --publish through QEMU on 127.0.0.1; "
+            "no bridge, no <name>.vm from the host, no Debian image builds: import bundles or pull OCI images)");
+        return true;
 }
 
 static void check_tools(struct report *rep) {
@@ -499,8 +519,10 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
                 check_vmms(&rep, cfg);
                 check_mirror(&rep, cfg);
         }
-        check_tun(&rep);
-        check_ip_forward(&rep);
+        bool rootless = check_network(&rep, ctx);
+        check_tun(&rep, rootless);
+        if (!rootless)
+                check_ip_forward(&rep);
         if (cfg) {
                 check_dns(&rep, cfg);
                 check_orphans(&rep, ctx, cfg);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -187,4 +188,16 @@ void vmm_choice_done(struct vmm_choice *v) {
         free(v->vmm_reason);
         free(v->accel_reason);
         *v = (struct vmm_choice) { 0 };
+}
+
+bool hostinfo_net_admin(void) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file("/proc/self/status", 1 << 16, &text, &len) < 0)
+                return geteuid() == 0;
+        const char *c = strstr(text, "\nCapEff:");
+        unsigned long long eff = 0;
+        if (!c || sscanf(c + 9, "%llx", &eff) != 1)
+                return geteuid() == 0;
+        return (eff >> 12) & 1; /* CAP_NET_ADMIN */
 }

@@ -28,6 +28,11 @@ struct kvm_state {
 };
 
 int hostinfo_kvm(struct kvm_state *ret);
+
+/* Does this process hold CAP_NET_ADMIN (bridge, TAPs, nftables)? From
+ * /proc/self/status; without it (and without a root helper) bangerd is
+ * rootless: VMs use user-mode networking. */
+bool hostinfo_net_admin(void);
 void kvm_state_done(struct kvm_state *k);
 
 struct tool_info {

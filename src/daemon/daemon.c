@@ -23,6 +23,7 @@
 #include "accel.h"
 #include "clock.h"
 #include "fsutil.h"
+#include "hostinfo.h"
 #include "log.h"
 #include "macro.h"
 #include "store/store_artifacts.h"
@@ -346,20 +347,6 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
         };
 }
 
-/* Does this process hold CAP_NET_ADMIN (bridge, TAPs, nftables)? From
- * /proc/self/status: no libcap for one bit. */
-static bool have_net_admin(void) {
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        if (read_file("/proc/self/status", 1 << 16, &text, &len) < 0)
-                return geteuid() == 0;
-        const char *c = strstr(text, "\nCapEff:");
-        unsigned long long eff = 0;
-        if (!c || sscanf(c + 9, "%llx", &eff) != 1)
-                return geteuid() == 0;
-        return (eff >> 12) & 1; /* CAP_NET_ADMIN */
-}
-
 /* In system mode the root helper does what needs root; in user mode this
  * process does, under the same checks; rootless (no helper, no
  * CAP_NET_ADMIN), VMs use user-mode networking and need none of it. */
@@ -373,7 +360,7 @@ static int open_priv(struct daemon *d, const struct daemon_options *opts, struct
         }
         _cleanup_free_ char *agent = find_companion("BANGER_AGENT", "banger-agent");
         const struct config *c = config_live_get(&d->config);
-        d->rootless = !have_net_admin();
+        d->rootless = !hostinfo_net_admin();
         if (d->rootless)
                 log_info("rootless: no CAP_NET_ADMIN and no root helper; VMs use user-mode networking");
         int r = priv_local_new(c->bridge_name, c->bridge_ip, (int) c->cidr, roots, agent,

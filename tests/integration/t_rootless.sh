@@ -76,7 +76,11 @@ rootless_daemon() {
         # the daemon runs as the user, with no capability at all
         local pid; pid=$(jq -r .pid "$RL/ping.json")
         expect_eq "$(stat -c %U "/proc/$pid")" "$RU" &&
-        expect_eq "$(awk '/^CapEff/ {print $2}' "/proc/$pid/status")" 0000000000000000
+        expect_eq "$(awk '/^CapEff/ {print $2}' "/proc/$pid/status")" 0000000000000000 || return 1
+        # doctor says so, and what a system install would add
+        U --json doctor >"$RL/doc.json"
+        jq -e '.checks[] | select(.check == "network") | .status == "WARN" and (.detail | startswith("rootless: VMs use user-mode networking"))' \
+                "$RL/doc.json" >/dev/null || { jq '.checks[] | select(.check == "network")' "$RL/doc.json"; return 1; }
 }
 t "the user's daemon starts without root: no capability, VMs default to user-mode networking" rootless_daemon
 
@@ -86,6 +90,17 @@ artifacts() {
         U --json image list | jq -e 'any(.[]; .name == "slim")' >/dev/null
 }
 t "the user imports the kernel and the image bundle root exported" artifacts
+
+build_refused() {
+        local rc=0
+        U image pull debian-bookworm-slim >"$RL/b.out" 2>&1 || rc=$?
+        expect_eq "$rc" 1 && grep -q 'building a Debian image needs root' "$RL/b.out" &&
+                grep -q 'image pull FILE.tar.zst' "$RL/b.out" || { cat "$RL/b.out"; return 1; }
+        # (only slim's directory)
+        ! U image show debian-bookworm-slim >/dev/null 2>&1 &&
+        expect_eq "$(ls "$RHOME/.local/state/banger/images" | wc -l)" 1
+}
+t "a Debian image build is refused with what to do instead (no root for mmdebstrap), nothing left" build_refused
 
 run_rm() {
         U vm run --rm "${S[@]}" -- sh -c 'echo rootless-ok; getent hosts host.banger.internal' >"$RL/run.out" 2>&1 ||

@@ -154,6 +154,8 @@ int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir,
                            .name = json_string_value(json_object_get(recipe, "name")),
                            .suite = json_string_value(json_object_get(recipe, "suite")),
                            .init_mode = json_string_value(json_object_get(recipe, "init_mode")) };
+        if (!a->priv->build_debian)
+                return op_fail_as(err, RPC_UNAUTHORIZED, -EPERM, PRIV_NO_BUILDS);
         int r = build_lookup(&b, ret_manifest, err);
         if (r == 0)
                 r = build_images(&b, err);

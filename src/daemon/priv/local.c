@@ -87,6 +87,11 @@ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const 
                 .guard_enable = l_guard_enable, .guard_disable = l_guard_disable, .ip_forward = l_ip_forward,
                 .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .build_debian = l_build_debian,
         };
+        /* mmdebstrap's unshare mode leaves a tree owned by subordinate ids
+         * that only its namespace could finish (banger's files, mkfs): not
+         * built; without root there are no builds (priv.h) */
+        if (geteuid() != 0)
+                l->ops.build_debian = NULL;
         /* as root, builds run here: what a killed one left goes now */
         if (geteuid() == 0)
                 (void) hostop_sweep_builds(&l->policy);

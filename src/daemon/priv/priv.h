@@ -33,6 +33,14 @@ struct priv_debian_build {
         const char *out_dir;         /* exists, below the state dir */
 };
 
+/* Why a daemon without root (and no helper) builds no Debian image, and
+ * what to do instead. */
+#define PRIV_NO_BUILDS                                                                                              \
+        "building a Debian image needs root: run banger as root, or install it once with `sudo banger system "    \
+        "install` (its root helper builds images); without root, import a bundle (`banger image pull "            \
+        "FILE.tar.zst`, written by `banger image export` elsewhere) or pull a container image (`banger image pull " \
+        "docker.io/library/debian:bookworm`)"
+
 struct priv_ops {
         const char *name; /* "local", "fake", ... */
         void *ud;
@@ -62,7 +70,8 @@ struct priv_ops {
         void (*dns_unroute)(void *ud);
 
         /* The trees of a build never touch out_dir: only the three files do
-         * (and a dead builder's work dir is swept where builds run). */
+         * (and a dead builder's work dir is swept where builds run). NULL:
+         * this daemon cannot build (no root and no helper): PRIV_NO_BUILDS. */
         int (*build_debian)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
                             void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e);
 };
