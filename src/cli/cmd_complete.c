@@ -191,6 +191,7 @@ static const struct flag_value flag_values[] = {
         { "kernel-ref", NULL, "kernel" },
         { "signal", NULL, "signal" },
         { "init-mode", NULL, "=systemd fast" },
+        { "net", NULL, "=bridge user" },
         { "platform", NULL, "=linux/amd64 linux/arm64" },
         { "from-snapshot", NULL, "vm:snapshot" },
         { NULL, "FILE", "files" },

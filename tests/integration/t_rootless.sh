@@ -180,6 +180,15 @@ restart() {
 }
 t "a daemon restart: the VM and its forwards live on, ssh and new forwards work after it" restart
 
+snapshot_user() {
+        U vm exec web -- sh -c 'echo before >/root/mark' && U vm snapshot web s1 >"$RL/s" 2>&1 || { cat "$RL/s"; return 1; }
+        U vm exec web -- sh -c 'echo after >/root/mark' && U vm restore web s1 >"$RL/s" 2>&1 || { cat "$RL/s"; rl_diag; return 1; }
+        expect_eq "$(U vm exec web -- cat /root/mark)" before &&
+        # the restored QEMU is a new one: its forwards are made again, ssh has a port of its own
+        banner 22222 && expect_eq "$(U vm ssh web -- echo restored 2>&1)" restored
+}
+t "snapshot and restore of a user-mode VM: its state back, forwards and ssh work on the new QEMU" snapshot_user
+
 bridge_refused() {
         local rc=0
         U vm create --name br --net bridge "${S[@]}" >"$RL/b" 2>&1 || rc=$?
