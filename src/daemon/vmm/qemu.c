@@ -80,6 +80,24 @@ static bool name_ok(const char *s) {
 
 #define QEMU_TAP_FD 3 /* where the VMM finds the TAP queue it was given */
 
+static void push_net(struct argv_builder *a, const struct vm_boot *b) {
+        if (b->net == VM_NET_TAP) {
+                if (b->tap_fd > 2) /* the VMM needs no access to /dev/net/tun */
+                        push2(a, "-netdev", xasprintf("tap,id=net0,fd=%d", QEMU_TAP_FD));
+                else
+                        push2(a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
+                push2(a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
+        } else if (b->net == VM_NET_USER) {
+                push2(a, "-netdev", xasprintf("user,id=net0,net=" VM_USER_NET_GUEST "/%d,host=" VM_USER_NET_HOST
+                                               ",dns=" VM_USER_NET_DNS ",ipv6=off,hostfwd=tcp:127.0.0.1:%u-:22",
+                                               VM_USER_NET_PREFIX, b->hostfwd_port));
+                push2(a, "-device", xstrdup("virtio-net-device,netdev=net0"));
+        } else if (b->net == VM_NET_DETACHED) {
+                push2(a, "-netdev", xstrdup("hubport,id=net0,hubid=0"));
+                push2(a, "-device", xstrdup("virtio-net-device,netdev=net0"));
+        }
+}
+
 static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret, struct op_error *e) {
         struct argv_builder a = { 0 };
 
@@ -134,21 +152,7 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 push2(&a, "-drive", xasprintf("id=repo,file=%s,format=raw,if=none,discard=unmap", repo));
                 push2(&a, "-device", xstrdup("virtio-blk-device,drive=repo,serial=repo"));
         }
-        if (b->net == VM_NET_TAP) {
-                if (b->tap_fd > 2) /* the VMM needs no access to /dev/net/tun */
-                        push2(&a, "-netdev", xasprintf("tap,id=net0,fd=%d", QEMU_TAP_FD));
-                else
-                        push2(&a, "-netdev", xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", b->tap));
-                push2(&a, "-device", xasprintf("virtio-net-device,netdev=net0,mac=%s", b->mac));
-        } else if (b->net == VM_NET_USER) {
-                push2(&a, "-netdev", xasprintf("user,id=net0,net=" VM_USER_NET_GUEST "/%d,host=" VM_USER_NET_HOST
-                                               ",dns=" VM_USER_NET_DNS ",ipv6=off,hostfwd=tcp:127.0.0.1:%u-:22",
-                                               VM_USER_NET_PREFIX, b->hostfwd_port));
-                push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
-        } else if (b->net == VM_NET_DETACHED) {
-                push2(&a, "-netdev", xstrdup("hubport,id=net0,hubid=0"));
-                push2(&a, "-device", xstrdup("virtio-net-device,netdev=net0"));
-        }
+        push_net(&a, b);
         if (b->agent_socket) {
                 _cleanup_free_ char *agent = qopt_escape(b->agent_socket);
                 push2(&a, "-device", xstrdup("virtio-serial-device"));
