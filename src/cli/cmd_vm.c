@@ -619,15 +619,13 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
         if (r)
                 return r;
         const char *dns = str(show, "dns_name");
+        /* user-mode networking: no host address reaches the guest; only forwards do (and its sshd's port) */
+        bool user = strcmp(str(show, "net"), "user") == 0;
         json_t *ports = json_object_get(res, "ports"), *f;
         json_array_foreach(ports, i, p) {
                 _cleanup_free_ char *ep = xasprintf("%s:%lld", dns, (long long) num(p, "port"));
+                bool tcp = strcmp(str(p, "proto"), "tcp") == 0 || strcmp(str(p, "proto"), "tcp6") == 0;
                 json_object_set_new(p, "endpoint", json_string(ep));
-                if (strcmp(str(p, "proto"), "tcp") == 0 && http_like(num(p, "port"))) {
-                        _cleanup_free_ char *url = xasprintf("%s://%s/", num(p, "port") == 443 || num(p, "port") == 8443
-                                                                             ? "https" : "http", ep);
-                        json_object_set_new(p, "url", json_string(url));
-                }
                 /* the host ports relayed here (vm forward, --publish) */
                 json_t *from = json_array();
                 size_t k;
@@ -637,6 +635,14 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
                                 _cleanup_free_ char *h = forward_host(f);
                                 json_array_append_new(from, json_string(h));
                         }
+                if (user && tcp && num(p, "port") == 22 && num(json_object_get(show, "ssh"), "port") != 22)
+                        json_array_append_new(from, json_sprintf("127.0.0.1:%lld", (long long) num(json_object_get(show, "ssh"), "port")));
+                const char *at = !user ? ep : json_array_size(from) ? json_string_value(json_array_get(from, 0)) : NULL;
+                if (strcmp(str(p, "proto"), "tcp") == 0 && http_like(num(p, "port")) && at) {
+                        _cleanup_free_ char *url = xasprintf("%s://%s/", num(p, "port") == 443 || num(p, "port") == 8443
+                                                                             ? "https" : "http", at);
+                        json_object_set_new(p, "url", json_string(url));
+                }
                 json_object_set_new(p, "forwarded_from", from);
         }
         if (ctx->json) {

@@ -126,7 +126,12 @@ create_publish() {
         ip netns exec "$NS" ss -ltnpH "sport = :22222" | grep -q "pid=$vmm," || { ip netns exec "$NS" ss -ltnp; return 1; }
         banner 22222 || { echo "no SSH banner on 127.0.0.1:22222"; return 1; }
         U vm list | grep -E '^[0-9a-f]{8} +web +running +slim +user ' >/dev/null || { U vm list; return 1; }
-        U vm show web | grep -q '^network: *user-mode'
+        U vm show web | grep -q '^network: *user-mode' || return 1
+        # vm ports: the guest's sshd, reached from the host through the two ports QEMU forwards
+        U --json vm ports web >"$RL/ports.json" || return 1
+        jq -e --arg s "127.0.0.1:$(jq -r .ssh.port "$RL/web.json")" \
+                'any(.[]; .port == 22 and (.forwarded_from | index("127.0.0.1:22222") != null and index($s) != null))' \
+                "$RL/ports.json" >/dev/null || { cat "$RL/ports.json"; return 1; }
 }
 t "vm create --publish 127.0.0.1:22222:22: QEMU (the user's) forwards it, the SSH banner answers" create_publish
 
