@@ -668,8 +668,10 @@ int cmd_vm_ports(struct cli_ctx *ctx, struct cli_args *a) {
  * host port of its sshd. */
 char *cli_vm_address(json_t *vm) {
         json_t *ssh = json_object_get(vm, "ssh");
-        if (strcmp(str(vm, "net"), "user") == 0)
+        if (strcmp(str(vm, "net"), "user") == 0 && json_is_integer(json_object_get(ssh, "port")))
                 return xasprintf("127.0.0.1:%lld (ssh; user-mode networking)", (long long) num(ssh, "port"));
+        if (strcmp(str(vm, "net"), "user") == 0)
+                return xstrdup("user-mode networking (not running)");
         return xstrdup(str(vm, "ip"));
 }
 
@@ -694,11 +696,13 @@ char **cli_ssh_argv(json_t *vm, char *const *extra, int n_extra, bool tty) {
         if (tty)
                 argv[n++] = xstrdup("-t");
         json_int_t port = json_integer_value(json_object_get(ssh, "port"));
+        bool user = strcmp(str(vm, "net"), "user") == 0;
         if (port > 0 && port != 22) { /* user-mode networking: the VMM's port on the host */
                 argv[n++] = xstrdup("-p");
                 argv[n++] = xasprintf("%lld", (long long) port);
         }
-        argv[n++] = xasprintf("root@%s", str(ssh, "host"));
+        /* a user-mode VM whose port is unknown is never the host's own sshd */
+        argv[n++] = xasprintf("root@%s", user && port <= 0 ? str(vm, "dns_name") : str(ssh, "host"));
         for (int i = 0; i < n_extra; i++)
                 argv[n++] = xstrdup(extra[i]);
         argv[n] = NULL;
@@ -742,6 +746,9 @@ int cmd_vm_ssh(struct cli_ctx *ctx, struct cli_args *a) {
                                  str(vm, "state"), str(vm, "name"));
         if (a->dashdash < 0 && a->npos > 1)
                 return cli_usage_error(a->cmd, "put ssh arguments after '--'");
+        if (strcmp(str(vm, "net"), "user") == 0 && !json_is_integer(json_object_get(json_object_get(vm, "ssh"), "port")))
+                return cli_error(ctx, NULL, "vm %s: the host port of its sshd is not known (banger vm restart %s)",
+                                 str(vm, "name"), str(vm, "name"));
         if ((r = wait_sshd(ctx, str(vm, "name"), 10000, true)))
                 return r;
         cli_call(ctx, CLI_NO_AUTOSTART, RPC_METHOD_VM_TOUCH, params, &t);

@@ -190,6 +190,8 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         const char *kref = json_string_value(json_object_get(entry, "kernel_ref"));
         int r;
 
+        if (strcmp(kind, "debian") == 0 && !a->priv->build_debian) /* before any download */
+                return op_fail_as(err, RPC_UNAUTHORIZED, -EPERM, PRIV_NO_BUILDS);
         r = image_ensure_kernel(a, kref, p, err);
         if (r < 0)
                 return r;

@@ -88,7 +88,8 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         json_t *ssh = json_pack("{s:s, s:s, s:s, s:s}", "user", "root", "host",
                                 fwd22 ? "127.0.0.1" : r->guest_ip ? r->guest_ip : "", "key",
                                 config_live_get(v->deps.config)->ssh_key_path, "known_hosts", kh);
-        json_object_set_new(ssh, "port", json_integer(fwd22 ? (json_int_t) h.ssh_port : 22));
+        /* (a user-mode VM that is not running has no port yet: null) */
+        json_object_set_new(ssh, "port", fwd22 ? json_integer(h.ssh_port) : r->user_net ? json_null() : json_integer(22));
         json_object_set_new(j, "ssh", ssh);
         return j;
 }

@@ -272,7 +272,8 @@ static int create_start(struct create_work *w, struct op_error *e) {
 }
 
 static int create_build(struct create_work *w, struct op_error *e) {
-        progress_stage(&w->pr, "prepare disks", "%s overlay on %s, work disk", w->img.name, w->row.guest_ip);
+        progress_stage(&w->pr, "prepare disks", "%s overlay on %s, work disk", w->img.name,
+                       w->row.user_net ? "user-mode networking" : w->row.guest_ip);
         int rc = mark_creating(&w->row, true, e);
         if (rc == 0 && w->o->fork.dir)
                 rc = vms_fork_disks(w->o->v, &w->row, &w->o->fork, e);

@@ -37,15 +37,15 @@ static bool clash(const struct port_spec *a, const struct port_spec *b) {
 
 /* user_live: a running user-mode VM (its VMM holds the forward; no
  * connection count of ours). */
-static json_t *forward_json(struct vms *v, const char *vm_id, bool user_live, const struct port_spec *f) {
+static json_t *forward_json(struct vms *v, const struct vm_row *r, bool user_live, const struct port_spec *f) {
         char t[PORTSPEC_TEXT_MAX];
         port_spec_format(f, t);
-        bool relayed = v->deps.fwd && fwd_is_open(v->deps.fwd, vm_id, f);
+        bool relayed = !r->user_net && v->deps.fwd && fwd_is_open(v->deps.fwd, r->id, f);
         return json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:I, s:s}", "spec", t, "proto", port_proto_name(f->proto),
                          "host_ip", f->host_ip, "host_port", (int) f->host_port, "guest_port", (int) f->guest_port,
-                         "open", relayed || user_live, "connections",
-                         (json_int_t) (relayed ? fwd_active(v->deps.fwd, vm_id, f) : 0), "by",
-                         user_live ? "vmm" : "bangerd");
+                         "open", relayed || (r->user_net && user_live), "connections",
+                         (json_int_t) (relayed ? fwd_active(v->deps.fwd, r->id, f) : 0), "by",
+                         r->user_net ? "vmm" : "bangerd");
 }
 
 static bool running(struct vms *v, const struct vm_row *r);
@@ -63,7 +63,7 @@ json_t *vms_forwards_json(struct vms *v, const struct vm_row *r) {
                 return a;
         bool user_live = n > 0 && r->user_net && running(v, r);
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(a, forward_json(v, r->id, user_live, &fs[i]));
+                json_array_append_new(a, forward_json(v, r, user_live, &fs[i]));
         free(fs);
         return a;
 }
@@ -136,16 +136,24 @@ int vms_forwards_record(struct vms *v, const struct vm_row *r, const struct port
         return 0;
 }
 
+enum hostfwd_op { HOSTFWD_ADD, HOSTFWD_REMOVE, HOSTFWD_ENSURE /* added unless there */ };
+
 /* The VMM of a user-mode VM asked over its QMP socket. */
-static int hostfwd(struct vms *v, const struct vm_row *r, bool add, const struct port_spec *f, struct op_error *e) {
+static int hostfwd(struct vms *v, const struct vm_row *r, enum hostfwd_op op, const struct port_spec *f,
+                   struct op_error *e) {
         struct vm_paths p;
         struct vm_handles h = { 0 };
+        bool has = false;
         vm_paths_init(v, r, &p);
         (void) handle_get(v, r->id, &h);
         const struct vmm_entry *vmm = vms_vmm_by_name(v, h.vmm);
         struct vm_boot b = { .qmp_socket = p.qmp };
-        int rc = vmm && vmm->backend->hostfwd ? vmm->backend->hostfwd(&b, add, f, e)
-                                              : op_fail(e, -EOPNOTSUPP, "the VMM cannot forward ports");
+        int rc = vmm && vmm->backend->hostfwd && vmm->backend->hostfwd_has ? 0
+                                                                           : op_fail(e, -EOPNOTSUPP, "the VMM cannot forward ports");
+        if (rc == 0 && op == HOSTFWD_ENSURE)
+                rc = vmm->backend->hostfwd_has(&b, f, &has, e);
+        if (rc == 0 && !has)
+                rc = vmm->backend->hostfwd(&b, op != HOSTFWD_REMOVE, f, e);
         vm_paths_done(&p);
         return rc;
 }
@@ -155,33 +163,35 @@ int vms_hostfwd_add(void *ud, const char *vm_id, const struct port_spec *f, stru
         struct vm_row r;
         if (store_vm_get(v->deps.store, vm_id, &r) < 0)
                 return op_not_found(e, "vm %s not found", vm_id);
-        int rc = hostfwd(v, &r, true, f, e);
+        int rc = hostfwd(v, &r, HOSTFWD_ADD, f, e);
         vm_row_done(&r);
         return rc;
 }
 
 /* Live forwards: the relay's, or the VMM's. */
 static int forward_open(struct vms *v, const struct vm_row *r, const struct port_spec *f, struct op_error *e) {
-        return r->user_net ? hostfwd(v, r, true, f, e) : fwd_open(v->deps.fwd, r->id, f, r->guest_ip, e);
+        return r->user_net ? hostfwd(v, r, HOSTFWD_ADD, f, e) : fwd_open(v->deps.fwd, r->id, f, r->guest_ip, e);
 }
 
 static void forward_close(struct vms *v, const struct vm_row *r, const struct port_spec *f, bool live) {
         _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
         if (!r->user_net && v->deps.fwd)
                 fwd_close(v->deps.fwd, r->id, f);
-        else if (r->user_net && live && hostfwd(v, r, false, f, &e) < 0)
+        else if (r->user_net && live && hostfwd(v, r, HOSTFWD_REMOVE, f, &e) < 0)
                 log_warn("vm %s: %s", r->name, op_error_message(&e));
 }
 
-/* (a user-mode VM's VMM kept its forwards) */
+/* A user-mode VM's VMM kept its forwards, unless the daemon died between
+ * recording one and asking the VMM (a start before its post_start, `vm
+ * forward`): what it lacks is added. */
 void vms_forwards_adopt(struct vms *v, const struct vm_row *r) {
         struct port_spec *fs = NULL;
         size_t n = 0;
-        if (!v->deps.fwd || r->user_net || store_forward_list(v->deps.store, r->id, &fs, NULL, &n) < 0)
+        if (!v->deps.fwd || store_forward_list(v->deps.store, r->id, &fs, NULL, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
-                if (fwd_open(v->deps.fwd, r->id, &fs[i], r->guest_ip, &e) < 0)
+                if ((r->user_net ? hostfwd(v, r, HOSTFWD_ENSURE, &fs[i], &e) : fwd_open(v->deps.fwd, r->id, &fs[i], r->guest_ip, &e)) < 0)
                         log_warn("reconcile: vm %s: %s", r->name, op_error_message(&e));
         }
         free(fs);
@@ -215,7 +225,7 @@ int vm_forward_add(struct vms *v, const char *ref, const char *spec, json_t **re
             store_forward_delete(v->deps.store, r.id, &f, false, false, NULL, NULL) < 0)
                 log_warn("vm %s: a forward that did not open stays recorded", r.name);
         if (rc == 0) {
-                *ret = json_pack("{s:s, s:o}", "vm", r.name, "forward", forward_json(v, r.id, live && r.user_net, &f));
+                *ret = json_pack("{s:s, s:o}", "vm", r.name, "forward", forward_json(v, &r, live, &f));
                 log_info("vm %s: forward %s", r.name, json_string_value(json_object_get(
                                                                json_object_get(*ret, "forward"), "spec")));
         }
@@ -247,7 +257,7 @@ int vm_forward_remove(struct vms *v, const char *ref, const char *key, json_t **
                 json_t *a = json_array();
                 for (size_t i = 0; i < n; i++) {
                         forward_close(v, &r, &gone[i], live);
-                        json_array_append_new(a, forward_json(v, r.id, false, &gone[i]));
+                        json_array_append_new(a, forward_json(v, &r, false, &gone[i]));
                 }
                 *ret = json_pack("{s:s, s:o}", "vm", r.name, "removed", a);
                 free(gone);

@@ -310,7 +310,7 @@ int vms_start_housekeeping(struct vms *v, struct op_error *e) {
         const struct priv_ops *priv = v->deps.priv;
         tap_pool_seed(&v->pool, vms_tap_in_use, v);
         /* VMs adopted by reconcile resolve through systemd-resolved again */
-        if (strcmp(c->dns_listen, "off") != 0 && priv->link_exists(priv->ud, c->bridge_name)) {
+        if (strcmp(c->dns_listen, "off") != 0 && !v->deps.rootless && priv->link_exists(priv->ud, c->bridge_name)) {
                 _cleanup_op_error_ struct op_error de = OP_ERROR_INIT;
                 int dr = priv->dns_route(priv->ud, c->dns_listen, &de);
                 if (dr < 0)

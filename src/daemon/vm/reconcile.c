@@ -148,7 +148,26 @@ static void wait_ready(struct vms *v, const struct vm_row *r) {
         pthread_attr_destroy(&a);
 }
 
+/* The port a user-mode VM's QEMU forwards to its sshd, from its command
+ * line ("hostfwd=tcp:127.0.0.1:PORT-:22"), when handles.json lost it. */
+static unsigned ssh_port_of(pid_t pid) {
+        _cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int) pid), *text = NULL;
+        size_t len;
+        static const char key[] = "hostfwd=tcp:127.0.0.1:";
+        if (read_file(path, 1 << 16, &text, &len) < 0)
+                return 0;
+        for (size_t i = 0; i < len; i++)
+                if (text[i] == '\0')
+                        text[i] = ' ';
+        const char *at = strstr(text, key);
+        char *end;
+        unsigned long port = at ? strtoul(at + strlen(key), &end, 10) : 0;
+        return at && *end == '-' && port > 0 && port < 65536 ? (unsigned) port : 0;
+}
+
 static void adopt(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct vm_handles *h) {
+        if (r->user_net && !h->ssh_port)
+                h->ssh_port = ssh_port_of(h->pid);
         /* a TAP name from the file is kept only when it is this VM's own */
         _cleanup_free_ char *own = vm_tap_name(r->id);
         if (!*h->tap || (strcmp(h->tap, own) != 0 && !tap_pool_is_pool_name(h->tap)))

@@ -563,7 +563,10 @@ int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struc
                      : snap_meta_read(dir, name, &m, e);
         if (rc == 0)
                 rc = snap_files_check(dir, &m, &p, e);
-        if (rc == 0 && (!m.ip || m.disk_bytes <= 0 || m.overlay_bytes <= 0))
+        if (rc == 0 && !m.ip && r.user_net)
+                rc = op_bad_request(e, "snapshot '%s' of vm %s is of a user-mode VM: forks resume on the bridge "
+                                       "(vm restore %s %s puts the VM itself back)", name, r.name, r.name, name);
+        else if (rc == 0 && (!m.ip || m.disk_bytes <= 0 || m.overlay_bytes <= 0))
                 rc = op_bad_request(e, "snapshot '%s' of vm %s predates forks (take a new one)", name, r.name);
         if (rc == 0 && store_image_get(v->deps.store, m.image_id, &img) < 0)
                 rc = op_not_found(e, "the image of snapshot '%s' of vm %s is gone", name, r.name);

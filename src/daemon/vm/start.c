@@ -195,6 +195,11 @@ static int step_network(struct start *s, struct op_error *e) {
         struct vms *v = s->v;
         if (s->r->user_net)
                 return step_user_network(s, e);
+        if (v->deps.rootless)
+                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                                  "vm %s uses bridge networking, which needs CAP_NET_ADMIN or the root helper "
+                                  "(banger system install); this daemon has neither",
+                                  s->r->name);
         const struct priv_ops *priv = v->deps.priv;
         const char *bridge = config_live_get(v->deps.config)->bridge_name;
         progress_stage(s->pr, "network", "bridge %s, TAP for %s", bridge, s->r->guest_ip);
@@ -336,9 +341,19 @@ static int step_boot(struct start *s, struct op_error *e) {
         };
         if (s->identify && (rc = identifying(s, true, e)) < 0)
                 return rc;
-        if ((rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0) {
+        /* user mode: the sshd port was free when picked; taken since, the VMM
+         * says so and gets another */
+        for (int tries = 1; (rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0; tries++) {
                 s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
-                return rc;
+                _cleanup_free_ char *said = user ? vmm_tail(&s->p) : NULL;
+                if (tries == 3 || !said || !strstr(said, "host forwarding rule"))
+                        return rc;
+                op_error_done(e);
+                if ((rc = free_loopback_port(&s->ssh_port, e)) < 0)
+                        return rc;
+                log_info("vm %s: port %u for its ssh was taken meanwhile; trying %u", s->r->name, b.hostfwd_port,
+                         s->ssh_port);
+                b.hostfwd_port = s->ssh_port;
         }
         if (b.incoming) {
                 progress_stage(s->pr, "restore", "RAM and device state");

@@ -301,8 +301,8 @@ static int qemu_restore(const struct vm_boot *b, int state_fd, int timeout_ms, s
 }
 
 /* HMP's hostfwd_add/remove on net0 (QMP has no command of its own for
- * them); HMP answers "" when it worked, a message when not. slirp's
- * forwards are IPv4 only. */
+ * them); what HMP answers says whether it worked. slirp's forwards are IPv4
+ * only. */
 static int qemu_hostfwd(const struct vm_boot *b, bool add, const struct port_spec *f, struct op_error *e) {
         if (port_spec_is_v6(f))
                 return op_fail(e, -EAFNOSUPPORT, "user-mode networking forwards IPv4 host addresses only");
@@ -319,11 +319,38 @@ static int qemu_hostfwd(const struct vm_boot *b, bool add, const struct port_spe
         qmp_close(&q);
         if (r < 0)
                 return r;
+        /* add: silent when it worked; remove: "host forwarding rule for ... removed" */
         const char *said = json_string_value(res);
-        if (said && *said) {
+        if (said && *said && !(!add && strstr(said, "removed"))) {
                 _cleanup_free_ char *one = str_defuse(xstrndup(said, strcspn(said, "\r\n")), '?');
                 return op_fail(e, add ? -EADDRINUSE : -ENOENT, "%s %s port %u on %s: %s", add ? "forwarding" : "unforwarding",
                                port_proto_name(f->proto), f->host_port, f->host_ip, one);
+        }
+        return 0;
+}
+
+/* Is f among the VMM's forwards? HMP `info usernet` lists each as a line
+ * "TCP[HOST_FORWARD]  FD  SRC-ADDR SRC-PORT  DST-ADDR DST-PORT ...". */
+static int qemu_hostfwd_has(const struct vm_boot *b, const struct port_spec *f, bool *ret, struct op_error *e) {
+        struct qmp q;
+        _cleanup_json_ json_t *res = NULL, *args = json_pack("{s:s}", "command-line", "info usernet");
+        *ret = false;
+        int r = qmp_open(&q, b->qmp_socket, 5000, e);
+        if (r < 0)
+                return r;
+        r = qmp_exec(&q, "human-monitor-command", args, -1, 5000, &res, e);
+        qmp_close(&q);
+        const char *text = json_string_value(res);
+        if (r < 0 || !text)
+                return r < 0 ? r : op_fail(e, -EPROTO, "info usernet: no answer");
+        const char *want = f->proto == PORT_UDP ? "UDP[HOST_FORWARD]" : "TCP[HOST_FORWARD]";
+        for (const char *l = text; l && *l && !*ret; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+                char proto[32], addr[64];
+                int fd;
+                unsigned port;
+                if (sscanf(l, " %31s %d %63s %u", proto, &fd, addr, &port) == 4 && strcmp(proto, want) == 0 &&
+                    strcmp(addr, f->host_ip) == 0 && port == f->host_port)
+                        *ret = true;
         }
         return 0;
 }
@@ -340,6 +367,7 @@ const struct vmm_backend vmm_qemu = {
         .snapshot = qemu_snapshot,
         .restore = qemu_restore,
         .hostfwd = qemu_hostfwd,
+        .hostfwd_has = qemu_hostfwd_has,
 };
 
 int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e) {

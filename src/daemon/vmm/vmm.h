@@ -97,6 +97,8 @@ struct vmm_backend {
          * (add), or no longer (remove; f's guest port unused); the VMM keeps
          * them for its life. NULL: not supported. */
         int (*hostfwd)(const struct vm_boot *b, bool add, const struct port_spec *f, struct op_error *e);
+        /* Does the VMM forward f's host side now? */
+        int (*hostfwd_has)(const struct vm_boot *b, const struct port_spec *f, bool *ret, struct op_error *e);
 };
 
 extern const struct vmm_backend vmm_qemu;
