@@ -6,6 +6,8 @@
  *   bangerd --check-migrations [--system [--install FILE]] [--json]
  *                                          exit 0 up to date, 1 pending, 2 newer/unreadable
  *   bangerd --version
+ * (and, started by mmdebstrap as an unshare build's customize hook, that
+ * hook: priv.h)
  *
  * --system: the daemon of a system install (/etc/banger/install.toml). Run
  * as root it makes its directories the owner's and becomes the owner
@@ -255,6 +257,8 @@ static int run(const struct daemon_options *opts) {
 int main(int argc, char **argv) {
         struct args a = { .opts = { .ready_fd = -1 } };
         _cleanup_(install_info_done) struct install_info install = { 0 };
+        if (priv_is_build_hook()) /* a copy of us inside an unshare build (priv.h) */
+                return priv_build_hook_main(argc, argv);
         int r = parse_args(argc, argv, &a);
         if (r >= 0)
                 return r;

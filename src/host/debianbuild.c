@@ -12,17 +12,21 @@
 #include "debianbuild.h"
 
 #include <dirent.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "log.h"
 #include "macro.h"
 #include "parse.h"
+#include "proc_spawn.h"
 #include "procscan.h"
 #include "rpc.h"
 #include "strbuf.h"
@@ -99,8 +103,7 @@ static int enable_agent_unit(const char *root, struct op_error *e) {
         return write_at(root, "etc/machine-id", "", 0444, e);
 }
 
-/* Our guest files on top of the debootstrapped tree. */
-static int customize(const char *root, const char *init_mode, const char *agent_bin, struct op_error *e) {
+int debian_customize(const char *root, const char *init_mode, const char *agent_bin, struct op_error *e) {
         static const char *const host_keys[] = { "ssh_host_rsa_key", "ssh_host_ecdsa_key", "ssh_host_ed25519_key" };
         int r;
         /* Host keys made at package install would be shared by every VM. */
@@ -196,8 +199,19 @@ static bool kill_if_inside(pid_t pid, char *const *argv, int argc, void *ud) {
         return false;
 }
 
+/* Not root: what mmdebstrap's namespace left (owned by subordinate ids)
+ * goes through its --unshare-helper, as the namespace's root. */
 static void remove_work(const char *work) {
+        struct stat st;
         (void) sys_umount_below(work);
+        (void) rm_rf(work);
+        if (geteuid() == 0 || lstat(work, &st) < 0)
+                return;
+        _cleanup_free_ char *tmp = path_join(work, "tmp");
+        char *argv[] = { (char *) "mmdebstrap", (char *) "--unshare-helper", (char *) "rm", (char *) "-rf", tmp, NULL };
+        _cleanup_free_ char *why = NULL;
+        if (spawn_run_checked(argv, 10 * 60 * 1000, 0, "apt-get install mmdebstrap", &why) < 0)
+                log_warn("removing %s: %s", tmp, why);
         (void) rm_rf(work);
 }
 
@@ -218,9 +232,11 @@ static int make_work(const char *base, char **ret, struct op_error *e) {
 static int build_in(const struct debian_build_req *q, const char *work, const int fds[static _OUT_MAX],
                     bool (*cancelled)(void *ud), void *cancel_ud, uint64_t *ret_size, struct op_error *e) {
         _cleanup_free_ char *tree = path_join(work, "tree"), *seed_dir = path_join(work, "seed");
-        int r = sys_mmdebstrap(q->suite, q->mirror, q->packages, tree, fds[OUT_LOG], cancelled, cancel_ud, e);
+        struct mmdebstrap_req m = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages, .dir = tree,
+                                    .tar_fd = -1, .log_fd = fds[OUT_LOG] };
+        int r = sys_mmdebstrap(&m, cancelled, cancel_ud, e);
         if (r == 0)
-                r = customize(tree, q->init_mode, q->agent_bin, e);
+                r = debian_customize(tree, q->init_mode, q->agent_bin, e);
         if (r == 0 && cancelled && cancelled(cancel_ud))
                 r = op_fail(e, -ECANCELED, "image build cancelled");
         if (r == 0)
@@ -272,7 +288,7 @@ int debian_sweep_work(const char *work_base) {
                 struct stat st;
                 _cleanup_free_ char *w = path_join(work_base, de->d_name);
                 if (strncmp(de->d_name, DEBIAN_WORK_PREFIX, strlen(DEBIAN_WORK_PREFIX)) != 0 ||
-                    lstat(w, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) ||
+                    lstat(w, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) ||
                     builder_alive(w))
                         continue;
                 /* mmdebstrap died with its builder; what it started may still run there */
@@ -281,4 +297,165 @@ int debian_sweep_work(const char *work_base) {
                 n++;
         }
         return n;
+}
+
+/* ---- unshare mode: a build without root ------------------------------------------- */
+
+/* A line "<user or uid>:<start>:<count>" of file with count >= 65536 (what
+ * mmdebstrap maps). */
+static bool subid_range(const char *file, const char *user, uid_t uid) {
+        _cleanup_free_ char *text = NULL, *uid_s = xasprintf("%u", (unsigned) uid);
+        size_t len;
+        if (read_file_nofollow(file, 1u << 20, &text, &len) < 0)
+                return false;
+        char *save = NULL;
+        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+                int64_t count;
+                if (!c2)
+                        continue;
+                *c1 = *c2 = '\0';
+                if ((strcmp(l, user) == 0 || strcmp(l, uid_s) == 0) && parse_int_range(c2 + 1, 65536, INT64_MAX, &count) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static bool sysctl_zero(const char *path) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        return read_file_nofollow(path, 64, &text, &len) == 0 && text[0] == '0';
+}
+
+#define UNSHARE_ELSE                                                                                              \
+        "; or import a bundle (`banger image pull FILE.tar.zst`, written by `banger image export` elsewhere) or " \
+        "pull a container image (`banger image pull docker.io/library/debian:bookworm`)"
+
+int debian_unshare_check(struct op_error *e) {
+        static const char *const tools[][2] = { { "mmdebstrap", "mmdebstrap" }, { "newuidmap", "uidmap" },
+                                                { "newgidmap", "uidmap" } };
+        struct passwd *pw = getpwuid(geteuid());
+        const char *user = pw ? pw->pw_name : "?";
+        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
+                _cleanup_free_ char *path = NULL;
+                if (find_executable(tools[i][0], &path) < 0)
+                        return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                                          "building a Debian image without root uses mmdebstrap's unshare mode, which "
+                                          "needs %s (as root: apt-get install %s)" UNSHARE_ELSE,
+                                          tools[i][0], tools[i][1]);
+        }
+        if (!subid_range("/etc/subuid", user, geteuid()) || !subid_range("/etc/subgid", user, geteuid()))
+                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                                  "building a Debian image without root uses mmdebstrap's unshare mode, which needs "
+                                  "65536 subordinate ids for %s in /etc/subuid and /etc/subgid (as root: usermod "
+                                  "--add-subuids 100000-165535 --add-subgids 100000-165535 %s, with a range no "
+                                  "other user has)" UNSHARE_ELSE,
+                                  user, user);
+        if (sysctl_zero("/proc/sys/kernel/unprivileged_userns_clone") || sysctl_zero("/proc/sys/user/max_user_namespaces"))
+                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                                  "building a Debian image without root uses mmdebstrap's unshare mode, which needs user "
+                                  "namespaces, and this kernel allows none to users (sysctl "
+                                  "kernel.unprivileged_userns_clone / user.max_user_namespaces)" UNSHARE_ELSE);
+        return 0;
+}
+
+#define HOOK_ENV "BANGER_CUSTOMIZE_HOOK"
+
+bool debian_is_customize_hook(void) {
+        return getenv(HOOK_ENV) && getenv("MMDEBSTRAP_HOOK");
+}
+
+int debian_customize_hook_main(int argc, char **argv) {
+        const char *mode = getenv("BANGER_INIT_MODE"), *agent = getenv("BANGER_AGENT");
+        struct op_error e = { 0 };
+        if (argc != 2 || !mode || !agent || (strcmp(mode, "fast") != 0 && strcmp(mode, "systemd") != 0)) {
+                fprintf(stderr, "banger: the customize hook takes the tree, BANGER_INIT_MODE and BANGER_AGENT\n");
+                return 2;
+        }
+        if (debian_customize(argv[1], mode, agent, &e) < 0) {
+                fprintf(stderr, "banger: customizing the image: %s\n", e.msg ? e.msg : strerror(-e.err));
+                op_error_done(&e);
+                return 1;
+        }
+        return 0;
+}
+
+/* Ours, with TMPDIR and the hook's variables set (any inherited ones dropped). */
+static char **hook_env(const char *work, const struct debian_build_req *q) {
+        extern char **environ;
+        size_t n = 0, k = 0;
+        for (char **v = environ; *v; v++)
+                n++;
+        char **env = xcalloc(n + 5, sizeof(char *));
+        for (char **v = environ; *v; v++)
+                if (strncmp(*v, "TMPDIR=", 7) != 0 && strncmp(*v, "BANGER_", 7) != 0)
+                        env[k++] = xstrdup(*v);
+        env[k++] = xasprintf("TMPDIR=%s/tmp", work);
+        env[k++] = xstrdup(HOOK_ENV "=1");
+        env[k++] = xasprintf("BANGER_INIT_MODE=%s", q->init_mode);
+        env[k++] = xasprintf("BANGER_AGENT=%s/bin/banger-agent", work);
+        return env;
+}
+
+static void env_free(char **env) {
+        for (char **v = env; v && *v; v++)
+                free(*v);
+        free(env);
+}
+
+/* work reachable by the namespace's root: bin/ with the hook (this program)
+ * and the agent, tmp/ for mmdebstrap's tree. */
+static int stage_work(const char *work, const char *agent_bin, struct op_error *e) {
+        _cleanup_free_ char *tmp = path_join(work, "tmp"), *bin = path_join(work, "bin");
+        _cleanup_free_ char *hook = path_join(bin, "banger-hook"), *agent = path_join(bin, "banger-agent");
+        int r;
+        if (chmod(work, 0755) < 0 || mkdir(tmp, 0700) < 0 || chmod(tmp, 01777) < 0 || mkdir(bin, 0700) < 0 ||
+            chmod(bin, 0755) < 0)
+                return op_fail(e, -errno, "preparing %s: %s", work, strerror(errno));
+        /* (the daemon's umask is 077: the modes are set, not asked for) */
+        if ((r = copy_file_sparse("/proc/self/exe", hook, 0755)) < 0 || (r = chmod(hook, 0755) < 0 ? -errno : 0) < 0)
+                return op_fail(e, r, "copying the customize hook into %s: %s", bin, strerror(-r));
+        if ((r = copy_file_sparse(agent_bin, agent, 0644)) < 0 || (r = chmod(agent, 0644) < 0 ? -errno : 0) < 0)
+                return op_fail(e, r, "copying %s into %s: %s", agent_bin, bin, strerror(-r));
+        return 0;
+}
+
+static int unshare_in(const struct debian_build_req *q, const char *work, int tar_fd, int log_fd,
+                      bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
+        int r = stage_work(work, q->agent_bin, e);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *hook = xasprintf("%s/bin/banger-hook", work);
+        char **env = hook_env(work, q);
+        struct mmdebstrap_req m = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages, .tar_fd = tar_fd,
+                                    .customize_hook = hook, .envp = env, .log_fd = log_fd };
+        r = sys_mmdebstrap(&m, cancelled, cancel_ud, e);
+        env_free(env);
+        return r;
+}
+
+int debian_build_tar(const struct debian_build_req *q, bool (*cancelled)(void *ud), void *cancel_ud,
+                     struct op_error *e) {
+        _cleanup_free_ char *work = NULL;
+        int log_fd = -1, tar_fd = -1;
+        int r = debian_unshare_check(e);
+        if (r < 0 || (r = out_create(q, "build.log", 0600, &log_fd, e)) < 0)
+                return r;
+        if ((r = out_create(q, DEBIAN_TAR, 0600, &tar_fd, e)) < 0) {
+                close(log_fd);
+                (void) unlinkat(q->out_fd, "build.log", 0);
+                return r;
+        }
+        if ((r = make_work(q->work_base, &work, e)) == 0) {
+                r = unshare_in(q, work, tar_fd, log_fd, cancelled, cancel_ud, e);
+                remove_work(work);
+        }
+        close(log_fd);
+        close(tar_fd);
+        if (r < 0) {
+                (void) unlinkat(q->out_fd, DEBIAN_TAR, 0);
+                if (!work)
+                        (void) unlinkat(q->out_fd, "build.log", 0);
+        }
+        return r;
 }

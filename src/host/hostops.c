@@ -324,17 +324,33 @@ static int open_dir_below(const struct host_policy *p, const char *path, int *re
         return 0;
 }
 
+/* The request checked, out_dir opened: the mechanism's request. */
+static int build_req(const struct host_policy *p, const struct hostop_debian_build *q, int *out_fd,
+                     struct debian_build_req *ret, struct op_error *e) {
+        int r = check_build(p, q, e);
+        if (r < 0 || (r = open_dir_below(p, q->out_dir, out_fd, e)) < 0)
+                return r;
+        *ret = (struct debian_build_req) { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
+                                           .init_mode = q->init_mode, .agent_bin = p->agent_bin, .out_fd = *out_fd,
+                                           .work_base = p->work_base ? p->work_base : "/var/tmp",
+                                           .owner_uid = p->owner_uid, .owner_gid = p->owner_gid };
+        return 0;
+}
+
 int hostop_build_debian(const struct host_policy *p, const struct hostop_debian_build *q, bool (*cancelled)(void *ud),
                         void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e) {
         _cleanup_close_ int out_fd = -1;
-        int r = check_build(p, q, e);
-        if (r < 0 || (r = open_dir_below(p, q->out_dir, &out_fd, e)) < 0)
-                return r;
-        struct debian_build_req b = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
-                                      .init_mode = q->init_mode, .agent_bin = p->agent_bin, .out_fd = out_fd,
-                                      .work_base = p->work_base ? p->work_base : "/var/tmp",
-                                      .owner_uid = p->owner_uid, .owner_gid = p->owner_gid };
-        return debian_build(&b, cancelled, cancel_ud, ret_rootfs_size, e);
+        struct debian_build_req b;
+        int r = build_req(p, q, &out_fd, &b, e);
+        return r < 0 ? r : debian_build(&b, cancelled, cancel_ud, ret_rootfs_size, e);
+}
+
+int hostop_build_debian_tar(const struct host_policy *p, const struct hostop_debian_build *q, bool (*cancelled)(void *ud),
+                            void *cancel_ud, struct op_error *e) {
+        _cleanup_close_ int out_fd = -1;
+        struct debian_build_req b;
+        int r = build_req(p, q, &out_fd, &b, e);
+        return r < 0 ? r : debian_build_tar(&b, cancelled, cancel_ud, e);
 }
 
 int hostop_sweep_builds(const struct host_policy *p) {

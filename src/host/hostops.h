@@ -97,6 +97,10 @@ struct hostop_debian_build {
 _warn_unused_ int hostop_build_debian(const struct host_policy *p, const struct hostop_debian_build *req,
                                       bool (*cancelled)(void *ud), void *cancel_ud, uint64_t *ret_rootfs_size,
                                       struct op_error *e);
+/* Without root: mmdebstrap's unshare mode into out_dir's debian.tar and
+ * build.log (debian_build_tar), the same checks. */
+_warn_unused_ int hostop_build_debian_tar(const struct host_policy *p, const struct hostop_debian_build *req,
+                                          bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e);
 /* The work dirs of builds whose builder died (see debianbuild.h): how many
  * were removed. Run where builds run, at start. */
 int hostop_sweep_builds(const struct host_policy *p);

@@ -20,26 +20,38 @@ static char *tail(const char *s, size_t n) {
         return xstrdup(len > n ? s + len - n : s);
 }
 
-int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                   int log_fd, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
+int sys_mmdebstrap(const struct mmdebstrap_req *q, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
         _cleanup_strbuf_ struct strbuf inc = STRBUF_INIT;
         struct spawn_result res = { 0 };
+        bool root = geteuid() == 0;
         int r;
 
-        for (const char *const *p = packages; p && *p; p++)
+        for (const char *const *p = q->packages; p && *p; p++)
                 strbuf_addf(&inc, "%s%s", inc.len ? "," : "", *p); /* names checked by hostops */
         _cleanup_free_ char *inc_arg = xasprintf("--include=%s", inc.buf);
-        const char *mode = geteuid() == 0 ? "--mode=root" : "--mode=unshare";
-        char *argv[] = {
-                (char *) "mmdebstrap", (char *) "--variant=apt", (char *) mode, inc_arg,
-                (char *) "--dpkgopt=path-exclude=/usr/share/doc/*", (char *) "--dpkgopt=path-exclude=/usr/share/man/*",
-                (char *) "--dpkgopt=path-exclude=/usr/share/locale/*",
-                (char *) "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                (char *) "--aptopt=Acquire::Languages \"none\"",
-                (char *) "--aptopt=Acquire::Retries \"3\"", /* a mirror that stumbles once */
-                (char *) suite, (char *) dir, (char *) mirror, NULL,
+        _cleanup_free_ char *hook = q->customize_hook ? xasprintf("--customize-hook=%s", q->customize_hook) : NULL;
+        char *argv[20];
+        size_t n = 0;
+        static const char *const fixed[] = {
+                "mmdebstrap", "--variant=apt", "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--aptopt=Acquire::Languages \"none\"",
+                "--aptopt=Acquire::Retries \"3\"", /* a mirror that stumbles once */
         };
-        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
+        for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
+                argv[n++] = (char *) fixed[i];
+        argv[n++] = (char *) (root ? "--mode=root" : "--mode=unshare");
+        argv[n++] = (char *) (root ? "--format=directory" : "--format=tar");
+        argv[n++] = inc_arg;
+        if (hook)
+                argv[n++] = hook;
+        argv[n++] = (char *) q->suite;
+        argv[n++] = (char *) (root ? q->dir : "-");
+        argv[n++] = (char *) q->mirror;
+        argv[n] = NULL;
+        struct spawn_fd_map out = { .child_fd = 1, .parent_fd = q->tar_fd };
+        struct spawn_opts o = { .capture_stdout = root, .capture_stderr = true, .timeout_ms = 30 * 60 * 1000,
+                                .fds = root ? NULL : &out, .n_fds = root ? 0 : 1, .envp = q->envp,
                                 .cancel = cancelled, .cancel_ud = cancel_ud,
                                 /* apt and dpkg run below it: signal them all; it dies
                                  * with its caller (what it leaves is swept at start) */
@@ -47,7 +59,7 @@ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *pac
         r = spawn_run(argv, &o, &res);
         if (r < 0)
                 return op_fail(e, r, "cannot run mmdebstrap: %s (apt-get install mmdebstrap)", strerror(-r));
-        if (log_fd >= 0 && (write_all(log_fd, res.out, res.out_len) < 0 || write_all(log_fd, res.err, res.err_len) < 0)) {
+        if (q->log_fd >= 0 && (write_all(q->log_fd, res.out, res.out_len) < 0 || write_all(q->log_fd, res.err, res.err_len) < 0)) {
                 /* the build log is a convenience, the outcome is not */
         }
         if (res.cancelled)

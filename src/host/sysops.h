@@ -14,10 +14,23 @@
 
 struct op_error;
 
-/* Debian root filesystem into `dir` (must not exist or be empty); its
- * output goes to log_fd (-1: nowhere). -ECANCELED when cancelled() said so. */
-_warn_unused_ int sys_mmdebstrap(const char *suite, const char *mirror, const char *const *packages, const char *dir,
-                                 int log_fd, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e);
+/* One mmdebstrap run. */
+struct mmdebstrap_req {
+        const char *suite, *mirror;
+        const char *const *packages; /* NULL-terminated; names checked by the caller */
+        /* root mode: the tree into dir (must not exist or be empty);
+         * unshare mode (not root): a tar of it on tar_fd */
+        const char *dir;
+        int tar_fd;
+        const char *customize_hook; /* an executable run as the tree's root with its path; NULL: none */
+        char *const *envp;          /* NULL: inherit */
+        int log_fd;                 /* its messages; -1: nowhere */
+};
+
+/* A Debian root filesystem, root mode as root, unshare mode otherwise.
+ * -ECANCELED when cancelled() said so. */
+_warn_unused_ int sys_mmdebstrap(const struct mmdebstrap_req *q, bool (*cancelled)(void *ud), void *cancel_ud,
+                                 struct op_error *e);
 /* Lazily unmounts every mount point at or below `dir` (deepest first);
  * how many. */
 int sys_umount_below(const char *dir);

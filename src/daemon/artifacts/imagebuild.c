@@ -14,6 +14,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "macro.h"
+#include "oci/flatten.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -110,19 +111,52 @@ static int build_lookup(struct build *b, json_t **ret_manifest, struct op_error 
         return op_fail(err, -EBADMSG, "cached build %s has an unreadable manifest", b->cdir);
 }
 
+/* Unshare mode's tar -> rootfs.ext4 without /root's content, and the work
+ * seed of what was under /root; the tar goes either way. */
+static int images_from_tar(struct build *b, struct op_error *err) {
+        _cleanup_free_ char *tar = in(b, "debian.tar"), *rootfs = in(b, "rootfs.ext4"), *seed = in(b, "work-seed.ext4");
+        const char *layers[] = { tar };
+        struct oci_flatten_opts ro = { .without = "root", .cancel = build_cancelled, .ud = (void *) b->p };
+        struct oci_flatten_opts so = { .subtree = "root", .floor_bytes = 32ULL << 20, .cancel = build_cancelled,
+                                       .ud = (void *) b->p };
+        struct oci_flatten_stats st;
+        progress_stage(b->p, "mkfs", "the root filesystem and the /root seed from the tree (libext2fs)");
+        int r = oci_flatten(layers, 1, rootfs, &ro, &st, err);
+        if (r == 0) {
+                b->rootfs_size = st.size_bytes;
+                if ((r = oci_flatten(layers, 1, seed, &so, NULL, err)) < 0)
+                        unlink(rootfs);
+        }
+        unlink(tar);
+        return r;
+}
+
+int imagebuild_possible(struct artifacts *a, struct op_error *err) {
+        if (a->priv->build_debian)
+                return 0;
+        if (a->priv->build_tar_check)
+                return a->priv->build_tar_check(a->priv->ud, err);
+        return op_fail_as(err, RPC_UNAUTHORIZED, -EPERM, PRIV_NO_BUILDS);
+}
+
 /* mmdebstrap, banger's guest files, /root moved to the work seed, mkfs of
- * both: one privileged operation, whose results belong to us. */
+ * both: one privileged operation, whose results belong to us (or, without
+ * root, mmdebstrap's unshare mode and the images made here). */
 static int build_images(struct build *b, struct op_error *err) {
         json_t *list = json_object_get(b->recipe, "packages");
         size_t np = json_array_size(list);
         _cleanup_free_ const char **pkgs = xcalloc(np + 1, sizeof(char *));
         for (size_t i = 0; i < np; i++)
                 pkgs[i] = json_string_value(json_array_get(list, i));
-        progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s, %s init, mkfs", b->suite, np,
-                       config_live_get(b->a->config)->debian_mirror, b->init_mode);
+        progress_stage(b->p, "debootstrap", "mmdebstrap %s with %zu packages from %s, %s init%s", b->suite, np,
+                       config_live_get(b->a->config)->debian_mirror, b->init_mode,
+                       b->a->priv->build_debian ? ", mkfs" : " (unshare mode: no root)");
         struct priv_debian_build q = { .suite = b->suite, .mirror = config_live_get(b->a->config)->debian_mirror, .packages = pkgs,
                                        .init_mode = b->init_mode, .out_dir = b->dest_dir };
-        return b->a->priv->build_debian(b->a->priv->ud, &q, build_cancelled, (void *) b->p, &b->rootfs_size, err);
+        if (b->a->priv->build_debian)
+                return b->a->priv->build_debian(b->a->priv->ud, &q, build_cancelled, (void *) b->p, &b->rootfs_size, err);
+        int r = b->a->priv->build_debian_tar(b->a->priv->ud, &q, build_cancelled, (void *) b->p, err);
+        return r < 0 ? r : images_from_tar(b, err);
 }
 
 static int build_manifest(struct build *b, json_t **ret_manifest, struct op_error *err) {
@@ -154,9 +188,9 @@ int imagebuild_debian(struct artifacts *a, json_t *recipe, const char *dest_dir,
                            .name = json_string_value(json_object_get(recipe, "name")),
                            .suite = json_string_value(json_object_get(recipe, "suite")),
                            .init_mode = json_string_value(json_object_get(recipe, "init_mode")) };
-        if (!a->priv->build_debian)
-                return op_fail_as(err, RPC_UNAUTHORIZED, -EPERM, PRIV_NO_BUILDS);
-        int r = build_lookup(&b, ret_manifest, err);
+        int r = imagebuild_possible(a, err);
+        if (r == 0)
+                r = build_lookup(&b, ret_manifest, err);
         if (r == 0)
                 r = build_images(&b, err);
         if (r == 0)

@@ -176,7 +176,7 @@ int image_commit(struct artifacts *a, const char *staging, struct image_row *row
 }
 
 static void drop_scratch(const char *staging) {
-        static const char *const scratch[] = { "bundle.tar.zst", "build.log" };
+        static const char *const scratch[] = { "bundle.tar.zst", "build.log", "debian.tar" };
         for (size_t i = 0; i < ELEMENTSOF(scratch); i++) {
                 _cleanup_free_ char *p = path_join(staging, scratch[i]);
                 unlink(p);
@@ -190,8 +190,8 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         const char *kref = json_string_value(json_object_get(entry, "kernel_ref"));
         int r;
 
-        if (strcmp(kind, "debian") == 0 && !a->priv->build_debian) /* before any download */
-                return op_fail_as(err, RPC_UNAUTHORIZED, -EPERM, PRIV_NO_BUILDS);
+        if (strcmp(kind, "debian") == 0 && (r = imagebuild_possible(a, err)) < 0) /* before any download */
+                return r;
         r = image_ensure_kernel(a, kref, p, err);
         if (r < 0)
                 return r;

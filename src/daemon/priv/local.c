@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "debianbuild.h"
 #include "hostops.h"
 #include "macro.h"
 #include "strbuf.h"
@@ -71,6 +72,26 @@ static int l_build_debian(void *ud, const struct priv_debian_build *q, bool (*ca
         return hostop_build_debian(ud, &h, cancelled, cancel_ud, ret_rootfs_size, e);
 }
 
+static int l_build_debian_tar(void *ud, const struct priv_debian_build *q, bool (*cancelled)(void *cud),
+                              void *cancel_ud, struct op_error *e) {
+        struct hostop_debian_build h = { .suite = q->suite, .mirror = q->mirror, .packages = q->packages,
+                                         .init_mode = q->init_mode, .out_dir = q->out_dir };
+        return hostop_build_debian_tar(ud, &h, cancelled, cancel_ud, e);
+}
+
+static int l_build_tar_check(void *ud, struct op_error *e) {
+        (void) ud;
+        return debian_unshare_check(e);
+}
+
+bool priv_is_build_hook(void) {
+        return debian_is_customize_hook();
+}
+
+int priv_build_hook_main(int argc, char **argv) {
+        return debian_customize_hook_main(argc, argv);
+}
+
 int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
                    const char *agent_bin, struct priv_local **ret, struct op_error *e) {
         struct priv_local *l = xcalloc(1, sizeof(*l));
@@ -87,14 +108,15 @@ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const 
                 .guard_enable = l_guard_enable, .guard_disable = l_guard_disable, .ip_forward = l_ip_forward,
                 .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .build_debian = l_build_debian,
         };
-        /* mmdebstrap's unshare mode leaves a tree owned by subordinate ids
-         * that only its namespace could finish (banger's files, mkfs): not
-         * built; without root there are no builds (priv.h) */
-        if (geteuid() != 0)
+        /* without root: mmdebstrap's unshare mode, whose tree (owned by
+         * subordinate ids) only comes out as a tar the daemon makes images of */
+        if (geteuid() != 0) {
                 l->ops.build_debian = NULL;
-        /* as root, builds run here: what a killed one left goes now */
-        if (geteuid() == 0)
-                (void) hostop_sweep_builds(&l->policy);
+                l->ops.build_debian_tar = l_build_debian_tar;
+                l->ops.build_tar_check = l_build_tar_check;
+        }
+        /* builds run here: what a killed one left goes now */
+        (void) hostop_sweep_builds(&l->policy);
         *ret = l;
         return 0;
 }

@@ -74,7 +74,20 @@ struct priv_ops {
          * this daemon cannot build (no root and no helper): PRIV_NO_BUILDS. */
         int (*build_debian)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
                             void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e);
+        /* Without root and helper (build_debian NULL): mmdebstrap's unshare
+         * mode, the customized tree as out_dir's debian.tar of root-owned
+         * entries (and build.log) for the daemon to make the images of.
+         * tar_check says first whether this user can (subordinate ids,
+         * newuidmap) and what to add otherwise. NULL where build_debian is set. */
+        int (*build_debian_tar)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
+                                void *cancel_ud, struct op_error *e);
+        int (*build_tar_check)(void *ud, struct op_error *e);
 };
+
+/* bangerd started as mmdebstrap's customize hook of an unshare build (a
+ * copy of it, run inside the build's user namespace): then its main. */
+bool priv_is_build_hook(void);
+int priv_build_hook_main(int argc, char **argv);
 
 /* The in-process table for user mode. bridge/bridge_ip/prefix, the
  * directories banger owns (NULL-terminated) and the agent built images get

@@ -65,6 +65,14 @@ struct oci_flatten_opts {
          * stops with -ECANCELED. May be NULL. */
         bool (*cancel)(void *ud);
         void *ud; /* borrowed; handed to both callbacks */
+        /* 0: 256 MiB. The least size_bytes 0 makes. */
+        uint64_t floor_bytes;
+        /* A part of the tree only (NULL: all), a relative path such as
+         * "root": subtree takes what is below it, rebased to the image's
+         * root (the directory's own entry gives the root its metadata);
+         * without leaves out what is below it (its own entry stays). A hard
+         * link to a name outside the part is refused. */
+        const char *subtree, *without;
 };
 
 struct oci_flatten_stats {

@@ -273,6 +273,26 @@ int flat_norm_path(const char *raw, char out[PATH_BYTES + 1], const char **why) 
         return 0;
 }
 
+/* o->subtree and o->without on a normalised path (rebased in place): true
+ * when it is not in the part of the tree taken. */
+static bool below(const char *path, const char *dir, bool self) {
+        size_t n = strlen(dir);
+        return strncmp(path, dir, n) == 0 && (path[n] == '/' || (self && !path[n]));
+}
+
+static bool left_out(const struct flat *f, char *path) {
+        const char *sub = f->o->subtree, *without = f->o->without;
+        if (without && below(path, without, false))
+                return true;
+        if (!sub)
+                return false;
+        if (!below(path, sub, true))
+                return true;
+        size_t n = strlen(sub);
+        memmove(path, path + n + (path[n] == '/'), strlen(path + n + (path[n] == '/')) + 1);
+        return false;
+}
+
 void flat_set_raw_path(struct flat *f, const char *raw) {
         snprintf(f->path, sizeof(f->path), "%s", raw ? raw : "");
 }
@@ -425,6 +445,8 @@ static int link_target(struct flat *f, const char *raw, struct rec **ret) {
         int r = flat_norm_path(raw, target, &why);
         if (r < 0)
                 return flat_fail(f, -EPERM, "hard link target '%.200s' outside the image (%s)", raw, why);
+        if (left_out(f, target))
+                return flat_fail(f, -EPERM, "hard link target '%.200s' is outside the part of the tree taken", raw);
         if (!target[0])
                 return flat_fail(f, -EPERM, "hard link to the root directory");
         r = walk_parent(f, target, false, &dir, &base);
@@ -475,6 +497,8 @@ static int scan_entry(struct flat *f, struct archive_entry *e, uint32_t idx) {
                 flat_set_raw_path(f, raw);
                 return flat_fail(f, r, "%s", why);
         }
+        if (left_out(f, f->path))
+                return 0;
         base = strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path;
         if (strncmp(base, ".wh.", 4) == 0)
                 return whiteout(f, base);
@@ -603,8 +627,9 @@ static int image_size(struct flat *f, uint64_t *ret) {
                                (unsigned long long) (size >> 20), (unsigned long long) ((f->content + MIB - 1) >> 20));
         if (!size) {
                 size = f->content + f->content / 2;
-                if (size < FLOOR_BYTES)
-                        size = FLOOR_BYTES;
+                uint64_t floor = f->o->floor_bytes ? f->o->floor_bytes : FLOOR_BYTES;
+                if (size < floor)
+                        size = floor;
                 size = (size + MIB - 1) / MIB * MIB;
         }
         *ret = size;
