@@ -315,6 +315,60 @@ static void test_whiteouts(void **state) {
         free(out);
 }
 
+/* A Debian build's tar split in two (imagebuild.c): the tree without /root's
+ * content, and /root's content as an image of its own. */
+static void test_parts(void **state) {
+        (void) state;
+        const struct ent l1[] = {
+                { .path = "./", .type = AE_IFDIR },
+                { .path = "./etc/", .type = AE_IFDIR },       { .path = "./etc/hostname", .type = AE_IFREG, .data = "b" },
+                { .path = "./root/", .type = AE_IFDIR, .mode = 0700, .mtime = 1111111111 },
+                { .path = "./root/.profile", .type = AE_IFREG, .data = "p" },
+                { .path = "./root/.ssh/", .type = AE_IFDIR, .mode = 0700 },
+                { .path = "./root/.ssh/k", .type = AE_IFREG, .data = "k", .mode = 0600 },
+                { .path = "./rootx", .type = AE_IFREG, .data = "not below root/" },
+                { .path = "./root/hl", .type = HARDLINK, .data = "./root/.profile" },
+        };
+        const struct ent l2[] = { { .path = "./root/bad", .type = HARDLINK, .data = "./etc/hostname" } };
+        char *layers[] = { layer("parts.tar", NULL, l1, ELEMENTSOF(l1)), layer("parts2.tar", NULL, l2, ELEMENTSOF(l2)) };
+        char *out = out_path("parts-root.ext4"), *seed = out_path("parts-seed.ext4");
+        struct op_error err = OP_ERROR_INIT;
+        struct oci_flatten_stats st;
+        struct ext2_inode_large in;
+        struct oci_flatten_opts without = { .without = "root" }, sub = { .subtree = "root", .floor_bytes = 32 * MIB };
+        if (flatten(layers, 1, out, &without, &st, &err) < 0 || flatten(layers, 1, seed, &sub, NULL, &err) < 0)
+                fail_msg("%s", op_error_message(&err));
+        ext2_filsys fs = img_open(out);
+        assert_content(fs, "etc/hostname", "b");
+        assert_content(fs, "rootx", "not below root/");
+        img_must(fs, "root", &in);
+        assert_int_equal(in.i_mode, LINUX_S_IFDIR | 0700);
+        assert_int_equal(in.i_mtime, 1111111111);
+        assert_absent(fs, "root/.profile");
+        assert_absent(fs, "root/.ssh");
+        assert_absent(fs, "root/hl");
+        ext2fs_close_free(&fs);
+        assert_fsck_clean(out);
+        fs = img_open(seed);
+        assert_int_equal((uint64_t) fs->super->s_blocks_count * 4096, 32 * MIB);
+        assert_content(fs, ".profile", "p");
+        assert_content(fs, ".ssh/k", "k");
+        img_must(fs, "hl", &in);
+        assert_int_equal(in.i_links_count, 2);
+        img_must(fs, "", &in);
+        assert_int_equal(in.i_mode, LINUX_S_IFDIR | 0700);
+        assert_int_equal(in.i_mtime, 1111111111);
+        assert_absent(fs, "etc");
+        assert_absent(fs, "rootx");
+        ext2fs_close_free(&fs);
+        assert_fsck_clean(seed);
+        /* a hard link from the part taken to a name outside it */
+        assert_refused(layers, 2, &sub, -EPERM, "outside the part of the tree taken");
+        free_layers(layers, 2);
+        free(out);
+        free(seed);
+}
+
 static void test_special_files(void **state) {
         (void) state;
         static const unsigned char cap[20] = { 0x00, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00 }; /* cap_net_raw */
@@ -896,7 +950,7 @@ static void test_too_big(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_whiteouts),   cmocka_unit_test(test_special_files),
+                cmocka_unit_test(test_whiteouts),   cmocka_unit_test(test_parts),   cmocka_unit_test(test_special_files),
                 cmocka_unit_test(test_sparse), cmocka_unit_test(test_too_big),      cmocka_unit_test(test_size_rules),
                 cmocka_unit_test(test_hostile),     cmocka_unit_test(test_hostile_layers),
                 cmocka_unit_test(test_gzip_members),
