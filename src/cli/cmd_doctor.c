@@ -143,11 +143,25 @@ static bool check_network(struct report *rep, const struct cli_ctx *ctx) {
                 add(rep, PASS, "network", NULL, "bridge mode (this user has CAP_NET_ADMIN)");
                 return false;
         }
-        add(rep, WARN, "network",
-            "sudo banger system install --owner $USER (bridge mode, <name>.vm and image builds, bangerd still as you)",
+        add(rep, WARN, "network", "sudo banger system install --owner $USER (bridge mode and <name>.vm, bangerd still as you)",
             "rootless: VMs use user-mode networking (outbound access, ssh and --publish through QEMU on 127.0.0.1; "
-            "no bridge, no <name>.vm from the host, no Debian image builds: import bundles or pull OCI images)");
+            "no bridge, no <name>.vm from the host)");
         return true;
+}
+
+/* Who builds Debian images: root (here or the helper), else mmdebstrap's
+ * unshare mode as this user. */
+static void check_builds(struct report *rep, const struct cli_ctx *ctx) {
+        _cleanup_free_ char *what = NULL, *how = NULL;
+        if (ctx->system)
+                add(rep, PASS, "image builds", NULL, "as root, by the root helper (mmdebstrap root mode)");
+        else if (geteuid() == 0)
+                add(rep, PASS, "image builds", NULL, "as root (mmdebstrap root mode)");
+        else if (hostinfo_unshare_ready(&what, &how))
+                add(rep, PASS, "image builds", NULL, "without root: mmdebstrap's unshare mode (subordinate ids from /etc/subuid)");
+        else
+                add(rep, WARN, "image builds", how,
+                    "Debian image builds need %s (mmdebstrap's unshare mode); bundles and OCI pulls work without", what);
 }
 
 static void check_tools(struct report *rep) {
@@ -520,6 +534,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
                 check_mirror(&rep, cfg);
         }
         bool rootless = check_network(&rep, ctx);
+        check_builds(&rep, ctx);
         check_tun(&rep, rootless);
         if (!rootless)
                 check_ip_forward(&rep);

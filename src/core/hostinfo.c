@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "aptsources.h"
 #include "fsutil.h"
 #include "macro.h"
+#include "parse.h"
 #include "proc_spawn.h"
 #include "strbuf.h"
 
@@ -200,4 +202,57 @@ bool hostinfo_net_admin(void) {
         if (!c || sscanf(c + 9, "%llx", &eff) != 1)
                 return geteuid() == 0;
         return (eff >> 12) & 1; /* CAP_NET_ADMIN */
+}
+
+/* A line "<user or uid>:<start>:<count>" of file with count >= 65536 (what
+ * mmdebstrap maps). */
+static bool subid_range(const char *file, const char *user, uid_t uid) {
+        _cleanup_free_ char *text = NULL, *uid_s = xasprintf("%u", (unsigned) uid);
+        size_t len;
+        if (read_file_nofollow(file, 1u << 20, &text, &len) < 0)
+                return false;
+        char *save = NULL;
+        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+                int64_t count;
+                if (!c2)
+                        continue;
+                *c1 = *c2 = '\0';
+                if ((strcmp(l, user) == 0 || strcmp(l, uid_s) == 0) && parse_int_range(c2 + 1, 65536, INT64_MAX, &count) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static bool sysctl_zero(const char *path) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        return read_file_nofollow(path, 64, &text, &len) == 0 && text[0] == '0';
+}
+
+bool hostinfo_unshare_ready(char **ret_what, char **ret_how) {
+        static const char *const tools[][2] = { { "mmdebstrap", "mmdebstrap" }, { "newuidmap", "uidmap" },
+                                                { "newgidmap", "uidmap" } };
+        struct passwd *pw = getpwuid(geteuid());
+        const char *user = pw ? pw->pw_name : "$USER";
+        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
+                _cleanup_free_ char *path = NULL;
+                if (find_executable(tools[i][0], &path) < 0) {
+                        *ret_what = xasprintf("%s (not found)", tools[i][0]);
+                        *ret_how = xasprintf("as root: apt-get install %s", tools[i][1]);
+                        return false;
+                }
+        }
+        if (!subid_range("/etc/subuid", user, geteuid()) || !subid_range("/etc/subgid", user, geteuid())) {
+                *ret_what = xasprintf("65536 subordinate ids for %s in /etc/subuid and /etc/subgid", user);
+                *ret_how = xasprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s "
+                                     "(a range no other user has)", user);
+                return false;
+        }
+        if (sysctl_zero("/proc/sys/kernel/unprivileged_userns_clone") || sysctl_zero("/proc/sys/user/max_user_namespaces")) {
+                *ret_what = xstrdup("user namespaces, which this kernel does not allow users");
+                *ret_how = xstrdup("as root: sysctl kernel.unprivileged_userns_clone=1 (and user.max_user_namespaces > 0)");
+                return false;
+        }
+        return true;
 }

@@ -35,6 +35,12 @@ int hostinfo_kvm(struct kvm_state *ret);
 bool hostinfo_net_admin(void);
 void kvm_state_done(struct kvm_state *k);
 
+/* Can this user run mmdebstrap's unshare mode (a Debian image build without
+ * root)? mmdebstrap, newuidmap/newgidmap, 65536 subordinate ids in
+ * /etc/subuid and /etc/subgid, user namespaces allowed. When not: what is
+ * missing (*ret_what) and how to add it (*ret_how), both owned. */
+bool hostinfo_unshare_ready(char **ret_what, char **ret_how);
+
 struct tool_info {
         char *path;    /* owned; NULL when not found */
         char *version; /* owned; first line of --version, may be NULL */

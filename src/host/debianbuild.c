@@ -12,7 +12,6 @@
 #include "debianbuild.h"
 
 #include <dirent.h>
-#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hostinfo.h"
 #include "log.h"
 #include "macro.h"
 #include "parse.h"
@@ -301,62 +301,15 @@ int debian_sweep_work(const char *work_base) {
 
 /* ---- unshare mode: a build without root ------------------------------------------- */
 
-/* A line "<user or uid>:<start>:<count>" of file with count >= 65536 (what
- * mmdebstrap maps). */
-static bool subid_range(const char *file, const char *user, uid_t uid) {
-        _cleanup_free_ char *text = NULL, *uid_s = xasprintf("%u", (unsigned) uid);
-        size_t len;
-        if (read_file_nofollow(file, 1u << 20, &text, &len) < 0)
-                return false;
-        char *save = NULL;
-        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-                int64_t count;
-                if (!c2)
-                        continue;
-                *c1 = *c2 = '\0';
-                if ((strcmp(l, user) == 0 || strcmp(l, uid_s) == 0) && parse_int_range(c2 + 1, 65536, INT64_MAX, &count) == 0)
-                        return true;
-        }
-        return false;
-}
-
-static bool sysctl_zero(const char *path) {
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        return read_file_nofollow(path, 64, &text, &len) == 0 && text[0] == '0';
-}
-
-#define UNSHARE_ELSE                                                                                              \
-        "; or import a bundle (`banger image pull FILE.tar.zst`, written by `banger image export` elsewhere) or " \
-        "pull a container image (`banger image pull docker.io/library/debian:bookworm`)"
-
 int debian_unshare_check(struct op_error *e) {
-        static const char *const tools[][2] = { { "mmdebstrap", "mmdebstrap" }, { "newuidmap", "uidmap" },
-                                                { "newgidmap", "uidmap" } };
-        struct passwd *pw = getpwuid(geteuid());
-        const char *user = pw ? pw->pw_name : "?";
-        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
-                _cleanup_free_ char *path = NULL;
-                if (find_executable(tools[i][0], &path) < 0)
-                        return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
-                                          "building a Debian image without root uses mmdebstrap's unshare mode, which "
-                                          "needs %s (as root: apt-get install %s)" UNSHARE_ELSE,
-                                          tools[i][0], tools[i][1]);
-        }
-        if (!subid_range("/etc/subuid", user, geteuid()) || !subid_range("/etc/subgid", user, geteuid()))
-                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
-                                  "building a Debian image without root uses mmdebstrap's unshare mode, which needs "
-                                  "65536 subordinate ids for %s in /etc/subuid and /etc/subgid (as root: usermod "
-                                  "--add-subuids 100000-165535 --add-subgids 100000-165535 %s, with a range no "
-                                  "other user has)" UNSHARE_ELSE,
-                                  user, user);
-        if (sysctl_zero("/proc/sys/kernel/unprivileged_userns_clone") || sysctl_zero("/proc/sys/user/max_user_namespaces"))
-                return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
-                                  "building a Debian image without root uses mmdebstrap's unshare mode, which needs user "
-                                  "namespaces, and this kernel allows none to users (sysctl "
-                                  "kernel.unprivileged_userns_clone / user.max_user_namespaces)" UNSHARE_ELSE);
-        return 0;
+        _cleanup_free_ char *what = NULL, *how = NULL;
+        if (hostinfo_unshare_ready(&what, &how))
+                return 0;
+        return op_fail_as(e, RPC_UNAUTHORIZED, -EPERM,
+                          "building a Debian image without root uses mmdebstrap's unshare mode, which needs %s (%s); "
+                          "or import a bundle (`banger image pull FILE.tar.zst`, written by `banger image export` "
+                          "elsewhere) or pull a container image (`banger image pull docker.io/library/debian:bookworm`)",
+                          what, how);
 }
 
 #define HOOK_ENV "BANGER_CUSTOMIZE_HOOK"

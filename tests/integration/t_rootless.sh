@@ -14,16 +14,19 @@ t "kernel and slim image pulled (host namespace, as root)" vm_prepare
 RU="bgr$$"
 RL="$TMP/rootless"
 RHOME="$RL/home"
-trap 'rl_stop; vm_cleanup; userdel "$RU" 2>/dev/null; cleanup' EXIT
+trap 'rl_stop; vm_cleanup; userdel "$RU" 2>/dev/null; sed -i "/^$RU:/d" /etc/subuid /etc/subgid; cleanup' EXIT
 S=(--image slim --vcpu 1 --memory 512)
 
-# As the user, in the namespace, with nothing of root's environment (no
-# capability survives setpriv's switch of uid).
+# As the user, in the namespace (UH: in the host's, where the Debian mirror
+# is), with nothing of root's environment (no capability survives setpriv's
+# switch of uid).
+UH() { RL_HOST=1 U "$@"; }
 U() {
-        local asan=()
+        local asan=() ns=(ip netns exec "$NS")
+        [ "${RL_HOST:-0}" = 1 ] && ns=()
         [ -n "${ASAN_OPTIONS:-}" ] && asan=(ASAN_OPTIONS="log_path=$RL/asan:detect_leaks=1:abort_on_error=0"
                 UBSAN_OPTIONS="log_path=$RL/ubsan:print_stacktrace=1:halt_on_error=1")
-        ip netns exec "$NS" setpriv --reuid="$RU" --regid="$RU" --init-groups \
+        "${ns[@]}" setpriv --reuid="$RU" --regid="$RU" --init-groups \
                 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$RHOME" NO_COLOR=1 \
                 XDG_CONFIG_HOME="$RHOME/.config" XDG_STATE_HOME="$RHOME/.local/state" \
                 XDG_CACHE_HOME="$RHOME/.cache" XDG_RUNTIME_DIR="$RL/run" \
@@ -91,16 +94,25 @@ artifacts() {
 }
 t "the user imports the kernel and the image bundle root exported" artifacts
 
+# The user's work dirs of image builds (mmdebstrap's unshare mode) in /var/tmp.
+build_dirs() { find /var/tmp -maxdepth 1 -name 'banger-build-*' -user "$RU" 2>/dev/null; }
 build_refused() {
+        # without subordinate ids there is no unshare mode: refused before any download, with how to add them
+        sed -i "/^$RU:/d" /etc/subuid /etc/subgid
         local rc=0
         U image pull debian-bookworm-slim >"$RL/b.out" 2>&1 || rc=$?
-        expect_eq "$rc" 1 && grep -q 'building a Debian image needs root' "$RL/b.out" &&
-                grep -q 'image pull FILE.tar.zst' "$RL/b.out" || { cat "$RL/b.out"; return 1; }
+        expect_eq "$rc" 1 && grep -q "unshare mode, which needs 65536 subordinate ids for $RU in /etc/subuid and /etc/subgid" "$RL/b.out" &&
+                grep -q "usermod --add-subuids" "$RL/b.out" && grep -q 'image pull FILE.tar.zst' "$RL/b.out" ||
+                { cat "$RL/b.out"; return 1; }
         # (only slim's directory)
         ! U image show debian-bookworm-slim >/dev/null 2>&1 &&
-        expect_eq "$(ls "$RHOME/.local/state/banger/images" | wc -l)" 1
+        expect_eq "$(ls "$RHOME/.local/state/banger/images" | wc -l)" 1 && [ -z "$(build_dirs)" ] || return 1
+        # doctor says the same
+        U --json doctor | jq -e '.checks[] | select(.check == "image builds") | .status == "WARN" and
+                (.detail | test("subordinate ids")) and (.hint | test("usermod --add-subuids"))' >/dev/null ||
+                { U --json doctor | jq '.checks[] | select(.check == "image builds")'; return 1; }
 }
-t "a Debian image build is refused with what to do instead (no root for mmdebstrap), nothing left" build_refused
+t "without subordinate ids a Debian image build is refused with how to add them (and doctor says so), nothing left" build_refused
 
 run_rm() {
         U vm run --rm "${S[@]}" -- sh -c 'echo rootless-ok; getent hosts host.banger.internal' >"$RL/run.out" 2>&1 ||
@@ -223,5 +235,66 @@ delete_clean() {
         ! ls "$RL"/asan.* "$RL"/ubsan.* >/dev/null 2>&1 || { cat "$RL"/asan.* "$RL"/ubsan.* 2>/dev/null | head -40; return 1; }
 }
 t "delete: no process, no listening socket, no VM directory left; the daemon stops clean" delete_clean
+
+# Builds without root: a range of subordinate ids past every other one, the
+# daemon in the host's namespace (the mirror is outside the test's).
+give_subids() {
+        local start
+        start=$(awk -F: 'BEGIN { m = 100000 } { if ($2 + $3 > m) m = $2 + $3 } END { print m }' /etc/subuid /etc/subgid)
+        printf '%s:%s:65536\n' "$RU" "$start" | tee -a /etc/subuid >>/etc/subgid
+}
+t "subordinate ids for the user (past every other range)" give_subids
+
+user_build() {
+        U daemon stop >/dev/null 2>&1
+        UH --json doctor | jq -e '.checks[] | select(.check == "image builds") | .status == "PASS"' >/dev/null || return 1
+        UH image pull debian-bookworm-slim --name built >"$RL/build.out" 2>&1 || { tail -20 "$RL/build.out"; rl_diag; return 1; }
+        grep -q 'unshare mode: no root' "$RL/build.out" || { cat "$RL/build.out"; return 1; }
+        UH --json image show built >"$RL/built.json" || return 1
+        local root seed; root=$(jq -r .rootfs_path "$RL/built.json"); seed=$(jq -r .work_seed_path "$RL/built.json")
+        expect_eq "$(stat -c %U "$root" "$seed" | sort -u)" "$RU" &&
+        [ -z "$(build_dirs)" ] && expect_eq "$(user_live | wc -l)" 1 || { build_dirs; user_procs; return 1; }
+        # what the namespace made is root's in the image (setuid kept), banger's files are in, /root's
+        # content is the work seed's
+        debugfs -R 'stat /usr/bin/passwd' "$root" 2>/dev/null | grep -q 'Mode:  04755' &&
+        debugfs -R 'stat /usr/bin/passwd' "$root" 2>/dev/null | grep -q 'User:     0   Group:     0 ' &&
+        debugfs -R 'ls /usr/local/bin' "$root" 2>/dev/null | grep -q banger-agent &&
+        expect_eq "$(debugfs -R 'ls -p /root' "$root" 2>/dev/null | grep -c .)" 2 &&
+        debugfs -R 'ls -p /' "$seed" 2>/dev/null | grep -q '/100644/0/0/.profile/' ||
+                { debugfs -R 'stat /usr/bin/passwd' "$root"; debugfs -R 'ls -p /root' "$root"; return 1; }
+        UH daemon stop >/dev/null
+        # it boots: banger-init, the agent, the work disk from the seed
+        U vm run --rm --image built --vcpu 1 --memory 512 -- sh -c 'grep ^VERSION_CODENAME /etc/os-release; stat -c "%u %a" /usr/bin/passwd; ls -a /root' \
+                >"$RL/run2.out" 2>&1 || { cat "$RL/run2.out"; rl_diag; return 1; }
+        grep -q '^VERSION_CODENAME=bookworm$' "$RL/run2.out" && grep -q '^0 4755$' "$RL/run2.out" &&
+                grep -q '^\.profile$' "$RL/run2.out" || { cat "$RL/run2.out"; return 1; }
+}
+# (the sanitizers add nothing to an mmdebstrap run: the daemon's side of it is the
+# flattener, which the OCI tests run sanitized)
+if [ "${BANGER_SUITE:-std}" = std ]; then
+        t "with subordinate ids the user builds the slim image (mmdebstrap unshare mode, images by libext2fs) and it boots" user_build
+else
+        skip "the user builds the slim image and it boots" "runs in the normal build only"
+fi
+
+killed_build() {
+        U daemon stop >/dev/null 2>&1
+        rm -rf "$RHOME/.cache/banger/image-builds" # (a build, not the last one's copy)
+        ( UH image pull debian-bookworm-slim --name killed >"$RL/k.out" 2>&1 & )
+        # the namespace's tree exists (owned by a subordinate id): the daemon dies
+        wait_for 120 "mmdebstrap's tree" sh -c "find /var/tmp -maxdepth 3 -path '*/banger-build-*/tmp/mmdebstrap.*' -type d ! -user $RU | grep -q ." ||
+                { cat "$RL/k.out"; return 1; }
+        pkill -9 -u "$RU" -x bangerd
+        wait_for 10 "the daemon gone" daemon_gone && [ -n "$(build_dirs)" ] || return 1
+        # the next start kills what still runs there and removes the tree through mmdebstrap's namespace
+        UH ping >/dev/null || return 1
+        wait_for 30 "the work dir swept" sh -c "[ -z \"\$(find /var/tmp -maxdepth 1 -name 'banger-build-*' -user $RU)\" ]" || { build_dirs; return 1; }
+        ! pgrep -f "banger-build-" >/dev/null || { pgrep -af "banger-build-"; return 1; }
+        ! UH image show killed >/dev/null 2>&1 && [ -z "$(ls -A "$RHOME/.local/state/banger/images" | grep -v '^[0-9a-f]*$')" ] ||
+                { ls -la "$RHOME/.local/state/banger/images"; return 1; }
+        UH daemon stop >/dev/null && wait_for 10 "every process of the user gone" none_live || { user_procs; return 1; }
+        ! ls "$RL"/asan.* "$RL"/ubsan.* >/dev/null 2>&1 || { cat "$RL"/asan.* "$RL"/ubsan.* 2>/dev/null | head -40; return 1; }
+}
+t "a build whose daemon is killed mid-mmdebstrap: the next start removes the namespace's tree and its processes" killed_build
 
 finish
