@@ -215,9 +215,11 @@ static int pull_recipe(struct artifacts *a, const char *name, json_t *entry, con
         if (r < 0)
                 return r;
         drop_scratch(staging);
+        const char *entry_name = json_string_value(json_object_get(entry, "name"));
         struct image_row row = { .name = xstrdup(name), .managed = true, .kernel_name = kref ? xstrdup(kref) : NULL,
                                  .init_mode = xstrdup(json_string_value(json_object_get(entry, "init_mode"))),
-                                 .source = xasprintf("catalog:%s", name) };
+                                 /* the catalog entry's name, whatever --name said */
+                                 .source = xasprintf("catalog:%s", entry_name ? entry_name : name) };
         _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
         struct stat st;
         row.rootfs_size_bytes = stat(rootfs, &st) == 0 ? st.st_size : 0;

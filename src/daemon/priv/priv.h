@@ -33,8 +33,8 @@ struct priv_debian_build {
         const char *out_dir;         /* exists, below the state dir */
 };
 
-/* Why a daemon without root (and no helper) builds no Debian image, and
- * what to do instead. */
+/* Why a daemon that has neither build_debian nor build_debian_tar builds
+ * no Debian image, and what to do instead. */
 #define PRIV_NO_BUILDS                                                                                              \
         "building a Debian image needs root: run banger as root, or install it once with `sudo banger system "    \
         "install` (its root helper builds images); without root, import a bundle (`banger image pull "            \
@@ -70,8 +70,8 @@ struct priv_ops {
         void (*dns_unroute)(void *ud);
 
         /* The trees of a build never touch out_dir: only the three files do
-         * (and a dead builder's work dir is swept where builds run). NULL:
-         * this daemon cannot build (no root and no helper): PRIV_NO_BUILDS. */
+         * (and a dead builder's work dir is swept where builds run). NULL
+         * without root and helper: build_debian_tar. */
         int (*build_debian)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
                             void *cancel_ud, uint64_t *ret_rootfs_size, struct op_error *e);
         /* Without root and helper (build_debian NULL): mmdebstrap's unshare
