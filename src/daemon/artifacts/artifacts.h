@@ -111,6 +111,12 @@ bool oci_source_is_local(const char *ref); /* oci:, oci-archive:, docker-archive
 char *oci_ref_default_name(const char *ref);
 _warn_unused_ int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
                            json_t **ret, struct op_error *err);
+/* A Debian tree as one tar (an unshare build's, root-owned entries) into
+ * the rootfs image (without what is below /root) and the work seed (what
+ * is below /root), both new, with the flattener (oci/flatten.h); neither
+ * exists after a failure. The rootfs image's size in *ret_rootfs_size. */
+_warn_unused_ int oci_tree_tar_images(const char *tar, const char *rootfs, const char *seed, bool (*cancel)(void *ud),
+                                      void *ud, uint64_t *ret_rootfs_size, struct op_error *err);
 /* Empties the blob cache (waits for pulls using it); ret: {"blobs", "bytes", "dry_run"}. */
 _warn_unused_ int oci_cache_prune(struct artifacts *a, bool dry_run, json_t **ret, struct op_error *err);
 

@@ -14,7 +14,6 @@
 #include "jsonx.h"
 #include "log.h"
 #include "macro.h"
-#include "oci/flatten.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -115,18 +114,8 @@ static int build_lookup(struct build *b, json_t **ret_manifest, struct op_error 
  * seed of what was under /root; the tar goes either way. */
 static int images_from_tar(struct build *b, struct op_error *err) {
         _cleanup_free_ char *tar = in(b, "debian.tar"), *rootfs = in(b, "rootfs.ext4"), *seed = in(b, "work-seed.ext4");
-        const char *layers[] = { tar };
-        struct oci_flatten_opts ro = { .without = "root", .cancel = build_cancelled, .ud = (void *) b->p };
-        struct oci_flatten_opts so = { .subtree = "root", .floor_bytes = 32ULL << 20, .cancel = build_cancelled,
-                                       .ud = (void *) b->p };
-        struct oci_flatten_stats st;
         progress_stage(b->p, "mkfs", "the root filesystem and the /root seed from the tree (libext2fs)");
-        int r = oci_flatten(layers, 1, rootfs, &ro, &st, err);
-        if (r == 0) {
-                b->rootfs_size = st.size_bytes;
-                if ((r = oci_flatten(layers, 1, seed, &so, NULL, err)) < 0)
-                        unlink(rootfs);
-        }
+        int r = oci_tree_tar_images(tar, rootfs, seed, build_cancelled, (void *) b->p, &b->rootfs_size, err);
         unlink(tar);
         return r;
 }
