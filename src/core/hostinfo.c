@@ -204,12 +204,12 @@ bool hostinfo_net_admin(void) {
         return (eff >> 12) & 1; /* CAP_NET_ADMIN */
 }
 
-/* A line "<user or uid>:<start>:<count>" of file with count >= 65536 (what
- * mmdebstrap maps). */
-static bool subid_range(const char *file, const char *user, uid_t uid) {
-        _cleanup_free_ char *text = NULL, *uid_s = xasprintf("%u", (unsigned) uid);
+/* The first line "<user>:<start>:<count>" of file for user has count >=
+ * 65536: mmdebstrap reads the first line of the user's name, and maps 65536. */
+static bool subid_range(const char *file, const char *user) {
+        _cleanup_free_ char *text = NULL;
         size_t len;
-        if (read_file_nofollow(file, 1u << 20, &text, &len) < 0)
+        if (read_file(file, 1u << 20, &text, &len) < 0)
                 return false;
         char *save = NULL;
         for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
@@ -218,8 +218,8 @@ static bool subid_range(const char *file, const char *user, uid_t uid) {
                 if (!c2)
                         continue;
                 *c1 = *c2 = '\0';
-                if ((strcmp(l, user) == 0 || strcmp(l, uid_s) == 0) && parse_int_range(c2 + 1, 65536, INT64_MAX, &count) == 0)
-                        return true;
+                if (strcmp(l, user) == 0)
+                        return parse_int_range(c2 + 1, 65536, INT64_MAX, &count) == 0;
         }
         return false;
 }
@@ -233,8 +233,9 @@ static bool sysctl_zero(const char *path) {
 bool hostinfo_unshare_ready(char **ret_what, char **ret_how) {
         static const char *const tools[][2] = { { "mmdebstrap", "mmdebstrap" }, { "newuidmap", "uidmap" },
                                                 { "newgidmap", "uidmap" } };
-        struct passwd *pw = getpwuid(geteuid());
-        const char *user = pw ? pw->pw_name : "$USER";
+        struct passwd pwb, *pw = NULL;
+        char buf[4096];
+        const char *user = getpwuid_r(geteuid(), &pwb, buf, sizeof(buf), &pw) == 0 && pw ? pw->pw_name : "$USER";
         for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
                 _cleanup_free_ char *path = NULL;
                 if (find_executable(tools[i][0], &path) < 0) {
@@ -243,7 +244,7 @@ bool hostinfo_unshare_ready(char **ret_what, char **ret_how) {
                         return false;
                 }
         }
-        if (!subid_range("/etc/subuid", user, geteuid()) || !subid_range("/etc/subgid", user, geteuid())) {
+        if (!subid_range("/etc/subuid", user) || !subid_range("/etc/subgid", user)) {
                 *ret_what = xasprintf("65536 subordinate ids for %s in /etc/subuid and /etc/subgid", user);
                 *ret_how = xasprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s "
                                      "(a range no other user has)", user);

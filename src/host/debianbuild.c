@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -199,20 +200,35 @@ static bool kill_if_inside(pid_t pid, char *const *argv, int argc, void *ud) {
         return false;
 }
 
-/* Not root: what mmdebstrap's namespace left (owned by subordinate ids)
- * goes through its --unshare-helper, as the namespace's root. */
+/* GNU rm and find walk with openat and never follow a symlink swapped in
+ * while they run (the unshare work dir's tmp/ is world-writable: another
+ * user may plant entries there). */
+static void run_quiet(char **argv) {
+        _cleanup_free_ char *why = NULL;
+        (void) spawn_run_checked(argv, 2 * 60 * 1000, 1, NULL, &why);
+}
+
+/* Not root: the work dir goes with rm as ourselves, then what mmdebstrap's
+ * namespace left (owned by subordinate ids) through its --unshare-helper
+ * as the namespace's root, then the rest. */
 static void remove_work(const char *work) {
         struct stat st;
-        (void) sys_umount_below(work);
-        (void) rm_rf(work);
-        if (geteuid() == 0 || lstat(work, &st) < 0)
+        if (geteuid() == 0) {
+                (void) sys_umount_below(work);
+                (void) rm_rf(work);
                 return;
+        }
         _cleanup_free_ char *tmp = path_join(work, "tmp");
-        char *argv[] = { (char *) "mmdebstrap", (char *) "--unshare-helper", (char *) "rm", (char *) "-rf", tmp, NULL };
-        _cleanup_free_ char *why = NULL;
-        if (spawn_run_checked(argv, 10 * 60 * 1000, 0, "apt-get install mmdebstrap", &why) < 0)
-                log_warn("removing %s: %s", tmp, why);
-        (void) rm_rf(work);
+        char *rm[] = { (char *) "rm", (char *) "-rf", (char *) "--one-file-system", (char *) "--", (char *) work, NULL };
+        char *ns[] = { (char *) "mmdebstrap", (char *) "--unshare-helper", (char *) "find", tmp, (char *) "-xdev",
+                       (char *) "-mindepth", (char *) "1", (char *) "-delete", NULL };
+        run_quiet(rm);
+        if (lstat(work, &st) < 0)
+                return;
+        run_quiet(ns);
+        run_quiet(rm);
+        if (lstat(work, &st) == 0)
+                log_warn("%s could not be removed whole (entries of another user in its tmp/?)", work);
 }
 
 static int make_work(const char *base, char **ret, struct op_error *e) {
@@ -266,16 +282,19 @@ int debian_build(const struct debian_build_req *q, bool (*cancelled)(void *ud), 
         return 0;
 }
 
-static bool builder_alive(const char *work) {
+/* A builder that still runs (ours included: the sweep of a daemon without
+ * root runs beside its builds), or a work dir too young to have its pid
+ * file yet. */
+static bool builder_alive(const char *work, const struct stat *st) {
         _cleanup_free_ char *pidf = path_join(work, "builder.pid"), *text = NULL;
         size_t len;
         int64_t pid;
         if (read_file_nofollow(pidf, 32, &text, &len) < 0)
-                return false;
+                return time(NULL) - st->st_mtime < 60;
         text[strcspn(text, "\n")] = '\0';
         if (parse_int_range(text, 2, INT32_MAX, &pid) < 0)
                 return false;
-        return pid != getpid() && proc_alive((pid_t) pid);
+        return pid == getpid() || proc_alive((pid_t) pid);
 }
 
 int debian_sweep_work(const char *work_base) {
@@ -289,7 +308,7 @@ int debian_sweep_work(const char *work_base) {
                 _cleanup_free_ char *w = path_join(work_base, de->d_name);
                 if (strncmp(de->d_name, DEBIAN_WORK_PREFIX, strlen(DEBIAN_WORK_PREFIX)) != 0 ||
                     lstat(w, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) ||
-                    builder_alive(w))
+                    builder_alive(w, &st))
                         continue;
                 /* mmdebstrap died with its builder; what it started may still run there */
                 proc_scan(PROC_ANY_UID, kill_if_inside, w);

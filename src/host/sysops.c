@@ -23,7 +23,7 @@ static char *tail(const char *s, size_t n) {
 int sys_mmdebstrap(const struct mmdebstrap_req *q, bool (*cancelled)(void *ud), void *cancel_ud, struct op_error *e) {
         _cleanup_strbuf_ struct strbuf inc = STRBUF_INIT;
         struct spawn_result res = { 0 };
-        bool root = geteuid() == 0;
+        bool root = q->tar_fd < 0; /* the tree in dir (root mode) or a tar on tar_fd (unshare mode) */
         int r;
 
         for (const char *const *p = q->packages; p && *p; p++)

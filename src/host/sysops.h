@@ -18,8 +18,8 @@ struct op_error;
 struct mmdebstrap_req {
         const char *suite, *mirror;
         const char *const *packages; /* NULL-terminated; names checked by the caller */
-        /* root mode: the tree into dir (must not exist or be empty);
-         * unshare mode (not root): a tar of it on tar_fd */
+        /* tar_fd < 0: root mode (as root), the tree into dir (must not
+         * exist or be empty); else unshare mode, a tar of it on tar_fd */
         const char *dir;
         int tar_fd;
         const char *customize_hook; /* an executable run as the tree's root with its path; NULL: none */
@@ -27,7 +27,7 @@ struct mmdebstrap_req {
         int log_fd;                 /* its messages; -1: nowhere */
 };
 
-/* A Debian root filesystem, root mode as root, unshare mode otherwise.
+/* A Debian root filesystem (the mode from tar_fd).
  * -ECANCELED when cancelled() said so. */
 _warn_unused_ int sys_mmdebstrap(const struct mmdebstrap_req *q, bool (*cancelled)(void *ud), void *cancel_ud,
                                  struct op_error *e);

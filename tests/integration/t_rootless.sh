@@ -35,6 +35,10 @@ U() {
 rl_stop() {
         [ -d "$RL/run" ] && U daemon stop >/dev/null 2>&1
         local p; for p in $(pgrep -u "$RU" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        # a failed build's namespace (the first subordinate id is its root) and work dirs
+        [ -s "$RL/subid" ] && pkill -9 -U "$(cat "$RL/subid")" 2>/dev/null
+        find /var/tmp -maxdepth 1 -name 'banger-build-*' -user "$RU" -exec rm -rf {} + 2>/dev/null
+        true
 }
 # Every live process of the user (the daemon, QEMU; an adopted VMM that
 # exited waits for whatever reaps orphans here), and listening TCP ports in
@@ -241,7 +245,7 @@ t "delete: no process, no listening socket, no VM directory left; the daemon sto
 give_subids() {
         local start
         start=$(awk -F: 'BEGIN { m = 100000 } { if ($2 + $3 > m) m = $2 + $3 } END { print m }' /etc/subuid /etc/subgid)
-        printf '%s:%s:65536\n' "$RU" "$start" | tee -a /etc/subuid >>/etc/subgid
+        printf '%s:%s:65536\n' "$RU" "$start" | tee -a /etc/subuid >>/etc/subgid && echo "$start" >"$RL/subid"
 }
 t "subordinate ids for the user (past every other range)" give_subids
 
@@ -289,7 +293,10 @@ killed_build() {
         # the next start kills what still runs there and removes the tree through mmdebstrap's namespace
         UH ping >/dev/null || return 1
         wait_for 30 "the work dir swept" sh -c "[ -z \"\$(find /var/tmp -maxdepth 1 -name 'banger-build-*' -user $RU)\" ]" || { build_dirs; return 1; }
-        ! pgrep -f "banger-build-" >/dev/null || { pgrep -af "banger-build-"; return 1; }
+        # nothing of the namespace runs (its root is the first subordinate id), nothing of the build
+        wait_for 10 "the namespace's processes gone" sh -c "! pgrep -U $(cat "$RL/subid") >/dev/null" ||
+                { pgrep -aU "$(cat "$RL/subid")"; return 1; }
+        ! pgrep -u "$RU" -f "banger-build-" >/dev/null || { pgrep -af "banger-build-"; return 1; }
         ! UH image show killed >/dev/null 2>&1 && [ -z "$(ls -A "$RHOME/.local/state/banger/images" | grep -v '^[0-9a-f]*$')" ] ||
                 { ls -la "$RHOME/.local/state/banger/images"; return 1; }
         UH daemon stop >/dev/null && wait_for 10 "every process of the user gone" none_live || { user_procs; return 1; }

@@ -3,6 +3,7 @@
  * operation of src/host/hostops.c under the daemon's policy. */
 #include "priv.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -92,6 +93,26 @@ int priv_build_hook_main(int argc, char **argv) {
         return debian_customize_hook_main(argc, argv);
 }
 
+static void *sweep_thread(void *arg) {
+        char *base = arg;
+        (void) debian_sweep_work(base);
+        free(base);
+        return NULL;
+}
+
+static void sweep_in_background(const struct host_policy *p) {
+        pthread_t t;
+        pthread_attr_t a;
+        char *base = xstrdup(p->work_base ? p->work_base : "/var/tmp");
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, sweep_thread, base) != 0) {
+                (void) debian_sweep_work(base);
+                free(base);
+        }
+        pthread_attr_destroy(&a);
+}
+
 int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const char *const *roots,
                    const char *agent_bin, struct priv_local **ret, struct op_error *e) {
         struct priv_local *l = xcalloc(1, sizeof(*l));
@@ -115,8 +136,13 @@ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const 
                 l->ops.build_debian_tar = l_build_debian_tar;
                 l->ops.build_tar_check = l_build_tar_check;
         }
-        /* builds run here: what a killed one left goes now */
-        (void) hostop_sweep_builds(&l->policy);
+        /* builds run here: what a killed one left goes now (without root in
+         * the background: removing a namespace's tree takes helpers, and
+         * the daemon's start waits for none of it) */
+        if (geteuid() == 0)
+                (void) hostop_sweep_builds(&l->policy);
+        else
+                sweep_in_background(&l->policy);
         *ret = l;
         return 0;
 }
