@@ -102,7 +102,7 @@ t "the user imports the kernel and the image bundle root exported" artifacts
 build_dirs() { find /var/tmp -maxdepth 1 -name 'banger-build-*' -user "$RU" 2>/dev/null; }
 build_refused() {
         # without subordinate ids there is no unshare mode: refused before any download, with how to add them
-        sed -i "/^$RU:/d" /etc/subuid /etc/subgid
+        touch /etc/subuid /etc/subgid && sed -i "/^$RU:/d" /etc/subuid /etc/subgid || return 1
         local rc=0
         U image pull debian-bookworm-slim >"$RL/b.out" 2>&1 || rc=$?
         expect_eq "$rc" 1 && grep -q "unshare mode, which needs 65536 subordinate ids for $RU in /etc/subuid and /etc/subgid" "$RL/b.out" &&
@@ -244,6 +244,7 @@ t "delete: no process, no listening socket, no VM directory left; the daemon sto
 # daemon in the host's namespace (the mirror is outside the test's).
 give_subids() {
         local start
+        touch /etc/subuid /etc/subgid || return 1
         start=$(awk -F: 'BEGIN { m = 100000 } { if ($2 + $3 > m) m = $2 + $3 } END { print m }' /etc/subuid /etc/subgid)
         printf '%s:%s:65536\n' "$RU" "$start" | tee -a /etc/subuid >>/etc/subgid && echo "$start" >"$RL/subid"
 }
