@@ -71,6 +71,8 @@ static int build_actions(const struct spawn_opts *o, const int cap_out[2], const
                         return -r;
         }
         r = posix_spawn_file_actions_addclosefrom_np(fa, maxfd + 1);
+        if (r == 0 && o->cwd)
+                r = posix_spawn_file_actions_addchdir_np(fa, o->cwd);
         return -r;
 }
 
@@ -111,6 +113,8 @@ _noreturn_ static void child_exec(const char *path, char *const argv[], const st
                         _exit(127);
         }
         syscall(SYS_close_range, (unsigned) maxfd + 1, ~0U, 0);
+        if (o->cwd && chdir(o->cwd) < 0)
+                _exit(127);
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         for (int sig = 1; sig < NSIG; sig++)
                 (void) sigaction(sig, &dfl, NULL);
@@ -300,6 +304,8 @@ static void pump(pid_t pid, int out_fd, int err_fd, int pidfd, const struct spaw
                                 fds[i] = -1;
                                 continue;
                         }
+                        if (o->output)
+                                o->output(o->output_ud, i + 1, buf, (size_t) k);
                         if (sinks[i]->len < max)
                                 strbuf_add(sinks[i], buf,
                                            (size_t) k < max - sinks[i]->len ? (size_t) k : max - sinks[i]->len);

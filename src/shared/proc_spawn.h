@@ -41,6 +41,11 @@ struct spawn_opts {
         bool (*cancel)(void *ud);
         void *cancel_ud;
         int cancel_grace_ms; /* SIGTERM -> SIGKILL; 0: 2 s */
+        const char *cwd;     /* NULL: ours */
+        /* spawn_run only: each chunk read from a captured stream (1 stdout,
+         * 2 stderr) as it arrives, before (and whatever) the capture keeps */
+        void (*output)(void *ud, int stream, const char *buf, size_t len);
+        void *output_ud;
 };
 
 struct spawn_result {

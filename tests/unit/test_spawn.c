@@ -84,10 +84,44 @@ static void test_fd_map(void **state) {
         spawn_result_done(&r);
 }
 
+struct seen {
+        size_t bytes[3];
+};
+
+static void count_output(void *ud, int stream, const char *buf, size_t len) {
+        struct seen *s = ud;
+        (void) buf;
+        assert_true(stream == 1 || stream == 2);
+        s->bytes[stream] += len;
+}
+
+/* The child starts in cwd (a relative argv[0] is found there); the output
+ * callback sees every byte of both streams, also past what the capture keeps. */
+static void test_cwd_output(void **state) {
+        struct spawn_result r;
+        struct seen seen = { { 0 } };
+        struct spawn_opts o = { .capture_stdout = true, .capture_stderr = true, .die_with_parent = via_fork,
+                                .cwd = "/proc/self", .max_capture = 4, .output = count_output, .output_ud = &seen };
+        (void) state;
+        char *argv[] = { (char *) "sh", (char *) "-c", (char *) "pwd -P; echo 123456789 >&2", NULL };
+        assert_int_equal(spawn_run(argv, &o, &r), 0);
+        assert_int_equal(r.exit_code, 0);
+        assert_string_equal(r.out, "/pro"); /* /proc/<its pid> */
+        assert_string_equal(r.err, "1234");
+        assert_true(seen.bytes[1] > strlen("/proc/1\n"));
+        assert_int_equal(seen.bytes[2], 10);
+        spawn_result_done(&r);
+        o.cwd = "/nonexistent-banger-dir";
+        r = (struct spawn_result) { 0 };
+        assert_true(spawn_run(argv, &o, &r) < 0 || r.exit_code == 127);
+        spawn_result_done(&r);
+}
+
 static void test_fork_path(void **state) {
         via_fork = true;
         test_capture(state);
         test_fd_map(state);
+        test_cwd_output(state);
         via_fork = false;
 }
 
@@ -219,7 +253,7 @@ int main(void) {
                 cmocka_unit_test(test_signal_and_timeout), cmocka_unit_test(test_fd_map),
                 cmocka_unit_test(test_missing_binary), cmocka_unit_test(test_cancel_group),
                 cmocka_unit_test(test_fork_path),      cmocka_unit_test(test_die_with_parent),
-                cmocka_unit_test(test_proc_alive),
+                cmocka_unit_test(test_proc_alive),       cmocka_unit_test(test_cwd_output),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
