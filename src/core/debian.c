@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,4 +210,45 @@ char *debian_depends_first_with_prefix(const char *depends, const char *prefix) 
                 s = strpbrk(s, ",|");
         }
         return NULL;
+}
+
+/* "Thu, 02 Jul 2026 13:50:00 +0200" (RFC 5322, as dpkg-parsechangelog reads
+ * it) as seconds since the epoch, without the locale or the time zone. */
+static int rfc5322_epoch(const char *s, int64_t *ret) {
+        static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+        int day, year, hh, mm, ss, zone, n = 0;
+        char mon[4], sign;
+        if (strlen(s) > 64 || sscanf(s, "%*3[A-Za-z], %d %3s %d %d:%d:%d %c%4d%n", &day, mon, &year, &hh, &mm, &ss,
+                                     &sign, &zone, &n) != 8 || (sign != '+' && sign != '-') || s[n] != '\0')
+                return -EINVAL;
+        const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
+        if (!m || (m - months) % 3 || day < 1 || day > 31 || year < 1970 || year > 9999 || hh > 23 || mm > 59 ||
+            ss > 60 || hh < 0 || mm < 0 || ss < 0 || zone < 0 || zone % 100 > 59 || zone > 1400)
+                return -EINVAL;
+        /* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil) */
+        int y = year, mo = (int) ((m - months) / 3) + 1;
+        y -= mo <= 2;
+        int era = y / 400, yoe = y - era * 400, doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+        int64_t days = (int64_t) era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+        int64_t off = (int64_t) (zone / 100 * 3600 + zone % 100 * 60) * (sign == '-' ? -1 : 1);
+        *ret = days * 86400 + hh * 3600 + mm * 60 + ss - off;
+        return 0;
+}
+
+int debian_changelog_date(const char *text, size_t len, int64_t *ret_epoch) {
+        struct line_iter it = { text, text + len };
+        const char *line;
+        size_t n;
+        while (next_line(&it, &line, &n)) {
+                if (n < 4 || strncmp(line, " -- ", 4) != 0)
+                        continue;
+                const char *gap = memmem(line, n, ">  ", 3);
+                if (!gap)
+                        return -EINVAL;
+                _cleanup_free_ char *date = xstrndup(gap + 3, n - (size_t) (gap + 3 - line));
+                while (*date && (date[strlen(date) - 1] == ' ' || date[strlen(date) - 1] == '\t'))
+                        date[strlen(date) - 1] = '\0';
+                return rfc5322_epoch(date, ret_epoch);
+        }
+        return -ENOENT;
 }

@@ -49,3 +49,9 @@ char *debian_depends_first_with_prefix(const char *depends, const char *prefix);
 
 /* True for a 64-char lowercase hex string. */
 int is_sha256_hex(const char *s);
+
+/* The date of a debian/changelog's first (newest) entry, its trailer line
+ * " -- Name <mail>  Thu, 02 Jul 2026 13:50:00 +0200", in seconds since the
+ * epoch: what dpkg-buildpackage makes SOURCE_DATE_EPOCH of. 0, -ENOENT (no
+ * trailer) or -EINVAL. */
+int debian_changelog_date(const char *text, size_t len, int64_t *ret_epoch);
