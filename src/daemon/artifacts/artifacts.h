@@ -88,6 +88,11 @@ _warn_unused_ int image_show(struct artifacts *a, const char *name, json_t **ret
  * OCI reference with a registry, a tag or a digest, or oci:DIR[:tag]. */
 struct oci_pull_opts;
 _warn_unused_ int image_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
+/* <component>/binary-amd64/Packages(.xz|.gz) as the verified Release lists
+ * it, its digest checked, decompressed into *ret. */
+_warn_unused_ int mirror_fetch_packages(const struct release *rel, const char *mirror, const char *suite,
+                                        const char *component, const struct progress *p, char **ret, size_t *ret_len,
+                                        struct op_error *err);
                json_t **ret, struct op_error *err);
 _warn_unused_ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err);
 _warn_unused_ int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
@@ -166,3 +171,6 @@ char *catalog_names(json_t *catalog, const char *list_key);                    /
 
 /* util */
 char *staging_dir(const char *parent, const char *what);
+/* data (xz, gzip, ... or plain) decompressed into *ret, at most max bytes (mirror.c) */
+_warn_unused_ int decompress_buffer(const char *data, size_t len, size_t max, char **ret, size_t *ret_len,
+                                    struct op_error *err);

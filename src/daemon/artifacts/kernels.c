@@ -9,8 +9,6 @@
  * linux-image .deb (SHA256 from Packages) -> libarchive. Imports (kernels
  * from elsewhere) are kernel_import.c; the steps both share are here.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -176,70 +174,6 @@ static void pull_bytes(void *ud, uint64_t done, uint64_t total) {
         struct pull_ctx *c = ud;
         if (c->p && c->p->bytes)
                 c->p->bytes(c->p->ud, c->stage, done, total);
-}
-
-static int decompress(const char *data, size_t len, size_t max, char **ret, size_t *ret_len, struct op_error *err) {
-        struct archive *a = archive_read_new();
-        struct archive_entry *e;
-        struct strbuf out = STRBUF_INIT;
-        char buf[65536];
-        int r = 0;
-
-        archive_read_support_filter_all(a);
-        archive_read_support_format_raw(a);
-        if (archive_read_open_memory(a, data, len) != ARCHIVE_OK || archive_read_next_header(a, &e) != ARCHIVE_OK) {
-                op_fail(err, -EBADMSG, "cannot decompress the index: %s", archive_error_string(a));
-                archive_read_free(a);
-                return -EBADMSG;
-        }
-        for (;;) {
-                la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
-                if (n < 0) {
-                        r = op_fail(err, -EBADMSG, "cannot decompress the index: %s", archive_error_string(a));
-                        break;
-                }
-                if (n == 0)
-                        break;
-                if (out.len + (size_t) n > max) {
-                        r = op_fail(err, -EFBIG, "the index is implausibly large");
-                        break;
-                }
-                strbuf_add(&out, buf, (size_t) n);
-        }
-        archive_read_free(a);
-        if (r < 0) {
-                strbuf_release(&out);
-                return r;
-        }
-        *ret = strbuf_detach(&out, ret_len);
-        return 0;
-}
-
-static int fetch_packages(const struct release *rel, const char *mirror, const char *suite, const char *component,
-                          struct pull_ctx *pc, char **ret, size_t *ret_len, struct op_error *err) {
-        static const char *const names[] = { "Packages.xz", "Packages.gz" };
-        _cleanup_free_ char *data = NULL;
-        size_t len;
-
-        pc->stage = "index";
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                _cleanup_free_ char *path = xasprintf("%s/binary-amd64/%s", component, names[i]);
-                const struct release_file *f = debian_release_find(rel, path);
-                if (!f)
-                        continue;
-                _cleanup_free_ char *url = xasprintf("%s/dists/%s/%s", mirror, suite, path);
-                struct fetch_opts o = { .url = url, .max_bytes = 256u << 20, .expect_sha256 = f->sha256,
-                                        .expect_size = f->size, .progress = pull_bytes, .cancel = pull_cancel, .ud = pc };
-                int r = fetch_to_memory(&o, &data, &len, err);
-                if (r < 0)
-                        return r;
-                r = decompress(data, len, 1024u << 20, ret, ret_len, err);
-                if (r < 0)
-                        return op_prefix(err, "%s", url);
-                return 0;
-        }
-        return op_fail(err, -ENOENT, "the signed Release for %s lists no %s/binary-amd64/Packages", suite,
-                        component);
 }
 
 struct want_ctx {
@@ -541,7 +475,7 @@ static int pull_resolve(struct pull *k, struct op_error *err) {
         if (r < 0)
                 return r;
         progress_stage(k->p, "index", "%s %s (signed %s)", suite, component, k->rel.date ? k->rel.date : "?");
-        if ((r = fetch_packages(&k->rel, mirror, suite, component, &k->pc, &packages, &plen, err)) < 0)
+        if ((r = mirror_fetch_packages(&k->rel, mirror, suite, component, k->p, &packages, &plen, err)) < 0)
                 return r;
         if ((r = debian_packages_find(packages, plen, meta, &k->metap, &msg)) < 0)
                 return op_fail(err, r, "%s", msg ? msg : "meta package not in the index");
