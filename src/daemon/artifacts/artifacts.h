@@ -79,6 +79,11 @@ struct release;
 _warn_unused_ int mirror_verified_release(struct artifacts *a, const char *staging, const char *mirror, const char *suite,
                             const struct progress *p, struct release *ret, char ret_sha256[65],
                             struct op_error *err);
+/* <component>/binary-amd64/Packages(.xz|.gz) as the verified Release lists
+ * it, its digest checked, decompressed into *ret. */
+_warn_unused_ int mirror_fetch_packages(const struct release *rel, const char *mirror, const char *suite,
+                                        const char *component, const struct progress *p, char **ret, size_t *ret_len,
+                                        struct op_error *err);
 
 /* images.c */
 json_t *image_catalog(void);
@@ -88,11 +93,6 @@ _warn_unused_ int image_show(struct artifacts *a, const char *name, json_t **ret
  * OCI reference with a registry, a tag or a digest, or oci:DIR[:tag]. */
 struct oci_pull_opts;
 _warn_unused_ int image_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
-/* <component>/binary-amd64/Packages(.xz|.gz) as the verified Release lists
- * it, its digest checked, decompressed into *ret. */
-_warn_unused_ int mirror_fetch_packages(const struct release *rel, const char *mirror, const char *suite,
-                                        const char *component, const struct progress *p, char **ret, size_t *ret_len,
-                                        struct op_error *err);
                json_t **ret, struct op_error *err);
 _warn_unused_ int image_register(struct artifacts *a, json_t *params, json_t **ret, struct op_error *err);
 _warn_unused_ int image_promote(struct artifacts *a, const char *name, const struct progress *p, json_t **ret,
