@@ -14,6 +14,7 @@
 #define RPC_METHOD_KERNEL_PULL "kernel.pull"
 #define RPC_METHOD_KERNEL_IMPORT "kernel.import"
 #define RPC_METHOD_KERNEL_DELETE "kernel.delete"
+#define RPC_METHOD_KERNEL_BUILD "kernel.build"
 
 #define RPC_METHOD_IMAGE_LIST "image.list"
 #define RPC_METHOD_IMAGE_SHOW "image.show"

@@ -55,6 +55,15 @@ _warn_unused_ int kernel_list(struct artifacts *a, bool available, json_t **ret,
 _warn_unused_ int kernel_show(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
 _warn_unused_ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
                 struct op_error *err);
+/* kernel_build.c: a catalog kernel whose entry has "build", compiled from
+ * its Debian source package with banger's config fragment; the result
+ * ({..., "already_built"}) is kernel_show's with the initramfs. A pull of
+ * such a kernel builds it. */
+_warn_unused_ int kernel_build(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
+                               struct op_error *err);
+bool kernel_entry_built(json_t *entry);
+/* The embedded config fragment named `file` ("microvm-6.1.config"), or NULL. */
+const char *kernel_fragment(const char *file);
 struct kernel_import_opts {
         const char *from;   /* absolute dir: vmlinux or vmlinuz, [initrd.img], [modules/ (a module tree)] */
         const char *distro; /* recorded; NULL: none */

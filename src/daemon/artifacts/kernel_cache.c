@@ -19,6 +19,12 @@
  * cache dir must be private (ours, 0700), else it is not used. One entry
  * per kernel name; a half-written entry is a dead ".tmp-<pid>" that the
  * next start sweeps.
+ *
+ * Kernels built from source (kernel_build.c) are kept here too, by their own
+ * key (the source .deb, the config fragment, the compiler: never banger's
+ * build, as a compile takes tens of minutes). Their entries hold what the
+ * build made, vmlinux and config, and no modules; vmlinux is served from
+ * here, checked against its digest like every other file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -61,9 +67,23 @@ static bool rel_ok(const char *rel) {
         return !strstr(rel, "//") && !strstr(rel, "/.") && rel[0] != '.' && rel[strlen(rel) - 1] != '/';
 }
 
-/* The names a pull leaves (vmlinux aside: unpacked again on a hit). */
+/* A built kernel's entry (its manifest's source is "build:..."). */
+static bool built(json_t *m) {
+        const char *src = json_string_value(json_object_get(m, "source"));
+        return src && strncmp(src, "build:", 6) == 0;
+}
+
+/* What the entry keeps of a kernel dir: a build's vmlinux and config; a
+ * pull's files but vmlinux (unpacked again on a hit). */
+static bool kept(json_t *m, const char *rel) {
+        return built(m) ? strcmp(rel, "vmlinux") == 0 || strcmp(rel, "config") == 0 : strcmp(rel, "vmlinux") != 0;
+}
+
+/* The names a pull or a build leaves. */
 static bool pull_file(const char *rel) {
         size_t n = strlen(rel);
+        if (strcmp(rel, "vmlinux") == 0)
+                return true;
         if (strcmp(rel, "vmlinuz") == 0 || strcmp(rel, "config") == 0 || strcmp(rel, "modules.ext4") == 0 ||
             strcmp(rel, "modules.order") == 0)
                 return true;
@@ -75,6 +95,9 @@ static bool pull_file(const char *rel) {
 static bool entry_complete(json_t *m) {
         json_t *files = json_object_get(m, "files"), *v;
         size_t i;
+        if (built(m))
+                return json_object_get(files, "vmlinux") && json_object_get(files, "config") &&
+                       json_array_size(json_object_get(m, "modules_order")) == 0;
         if (!json_object_get(files, "vmlinuz") || !json_object_get(files, "modules.ext4") ||
             !json_object_get(files, "modules.order"))
                 return false;
@@ -147,7 +170,7 @@ int kernel_cache_get(struct artifacts *a, const char *name, const char *key, con
         json_object_foreach(r == 0 ? json_object_get(m, "files") : NULL, rel, v) {
                 char hex[65];
                 _cleanup_free_ char *got = path_join(staging, rel);
-                if (strcmp(rel, "vmlinux") == 0)
+                if (!kept(m, rel))
                         continue;
                 if (!rel_ok(rel) || !pull_file(rel) || !json_is_string(v))
                         r = -EBADMSG;
@@ -199,7 +222,7 @@ void kernel_cache_put(struct artifacts *a, const char *name, const char *key, co
         if (r == 0)
                 r = copy_file_sparse(from, to, 0644);
         json_object_foreach(r == 0 ? json_object_get(m, "files") : NULL, rel, v) {
-                if (strcmp(rel, "vmlinux") == 0)
+                if (!kept(m, rel))
                         continue;
                 if (!rel_ok(rel) || !pull_file(rel))
                         r = -EBADMSG;

@@ -86,6 +86,8 @@ static json_t *kernel_json(struct artifacts *a, const struct kernel_row *r) {
                 json_object_set(j, "files", json_object_get(m, "files"));
                 if (json_object_get(m, "package"))
                         json_object_set(j, "package", json_object_get(m, "package"));
+                if (json_is_object(json_object_get(m, "build"))) /* built from source (kernel_build.c) */
+                        json_object_set(j, "build", json_object_get(m, "build"));
         }
         return j;
 }
@@ -142,12 +144,13 @@ int kernel_list(struct artifacts *a, bool available, json_t **ret, struct op_err
                                 pulled |= strcmp(rows[k].name, name) == 0;
                         if (pulled)
                                 continue;
-                        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O, s:s, s:s}", "name", name, "distro",
+                        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:s}", "name", name, "distro",
                                                              json_string_value(json_object_get(e, "distro")), "arch",
                                                              json_string_value(json_object_get(e, "arch")), "size_bytes",
                                                              json_object_get(e, "size_bytes"), "state", "available",
                                                              "description",
-                                                             json_string_value(json_object_get(e, "description"))));
+                                                             json_string_value(json_object_get(e, "description")),
+                                                             "kind", json_string_value(json_object_get(e, "kind"))));
                 }
         }
         for (size_t i = 0; i < n; i++)
@@ -642,6 +645,12 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
                 _cleanup_free_ char *names = catalog_names(cat, "kernels");
                 return op_fail_as(err, RPC_NOT_FOUND, -ENOENT, "no kernel '%s' in the catalog (available: %s)", name,
                                 names);
+        }
+        if (kernel_entry_built(entry)) { /* nothing to download: built from source (kernel_build.c) */
+                rc = kernel_build(a, name, force, p, ret, err);
+                if (rc == 0)
+                        json_object_set(*ret, "already_pulled", json_object_get(*ret, "already_built"));
+                return rc;
         }
         if (!inflight_begin(a, key, p, &rc, err))
                 return rc < 0 ? rc : kernel_show(a, name, ret, err);

@@ -90,6 +90,19 @@ static int h_kernel_pull(struct rpc_call *call, void *params, json_t **ret, stru
         return r;
 }
 
+static int h_kernel_build(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
+        struct name_params *p = params;
+        struct progress pr;
+        rpc_call_progress(call, &pr);
+
+        op_begin(call, "kernel.build", p->name);
+        int r = kernel_build(call->svc->artifacts, p->name, p->force, &pr, ret, e);
+        op_end(call, r, e);
+        if (r == 0)
+                call->svc->accel_refresh(call->svc->ud);
+        return r;
+}
+
 static int h_kernel_import(struct rpc_call *call, void *params, json_t **ret, struct op_error *e) {
         struct name_params *p = params;
         struct kernel_import_opts o = { .from = p->from, .distro = p->distro, .arch = p->arch, .force = p->force };
@@ -191,6 +204,7 @@ const struct rpc_method rpc_artifact_methods[] = {
         M(RPC_METHOD_KERNEL_LIST, h_kernel_list, list_fields),
         M(RPC_METHOD_KERNEL_SHOW, h_kernel_show, name_only),
         M(RPC_METHOD_KERNEL_PULL, h_kernel_pull, name_force),
+        M(RPC_METHOD_KERNEL_BUILD, h_kernel_build, name_force),
         M(RPC_METHOD_KERNEL_IMPORT, h_kernel_import, import_fields),
         M(RPC_METHOD_KERNEL_DELETE, h_kernel_delete, name_only),
         M(RPC_METHOD_IMAGE_LIST, h_image_list, list_fields),
