@@ -201,6 +201,7 @@ bool cli_progress_ticking(const struct cli_ctx *ctx);
 int cmd_kernel_list(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_kernel_show(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_kernel_pull(struct cli_ctx *ctx, struct cli_args *a);
+int cmd_kernel_build(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_kernel_rm(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_kernel_import(struct cli_ctx *ctx, struct cli_args *a);
 int cmd_image_list(struct cli_ctx *ctx, struct cli_args *a);

@@ -221,6 +221,7 @@ static const struct positional positionals[] = {
         { "kernel", "show", { "kernel" } },
         { "kernel", "rm", { "kernel" } },
         { "kernel", "pull", { "catalog-kernel" } },
+        { "kernel", "build", { "catalog-kernel" } },
         { "image", "show", { "image" } },
         { "image", "delete", { "image" } },
         { "image", "promote", { "image" } },

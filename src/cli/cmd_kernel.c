@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kernel list|show|pull|rm|import */
+/* kernel list|show|pull|build|rm|import */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +91,22 @@ int cmd_kernel_pull(struct cli_ctx *ctx, struct cli_args *a) {
                        str(res, "kernel_version"));
         else
                 printf("pulled kernel %s (%s)\n", str(res, "name"), str(res, "kernel_version"));
+        return 0;
+}
+
+int cmd_kernel_build(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL,
+                              *params = json_pack("{s:s, s:b}", "name", a->pos[0], "force", cli_has(a, "force"));
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_KERNEL_BUILD, params, &res);
+        if (r)
+                return r;
+        if (ctx->json)
+                cli_print_json(res);
+        else if (json_is_true(json_object_get(res, "already_built")))
+                printf("kernel %s is already built (%s); use --force to build it again\n", str(res, "name"),
+                       str(res, "kernel_version"));
+        else
+                printf("built kernel %s (%s, %s)\n", str(res, "name"), str(res, "kernel_version"), str(res, "source"));
         return 0;
 }
 

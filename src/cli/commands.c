@@ -26,6 +26,10 @@ static const struct cli_flag kernel_list_flags[] = {
         { "available", 0, NULL, "also list catalog kernels not pulled yet" },
         { 0 },
 };
+static const struct cli_flag build_flags[] = {
+        { "force", 0, NULL, "build again even when present, never from the cache of earlier builds" },
+        { 0 },
+};
 static const struct cli_flag force_flags[] = {
         { "force", 0, NULL, "pull again even when present, from the mirror (never from the cache of earlier pulls)" },
         { 0 },
@@ -228,6 +232,8 @@ const struct cli_command cli_commands[] = {
         { "kernel", "show", "NAME", "show a kernel's manifest", no_flags, 1, 1, cmd_kernel_show },
         { "kernel", "pull", "NAME", "download a catalog kernel from the Debian mirror (verified)", force_flags, 1, 1,
           cmd_kernel_pull },
+        { "kernel", "build", "NAME", "build a catalog kernel from its Debian source package and banger's config "
+                                     "(microvm-6.1; cached)", build_flags, 1, 1, cmd_kernel_build },
         { "kernel", "rm", "NAME", "remove a kernel no image uses", no_flags, 1, 1, cmd_kernel_rm },
         { "kernel", "import", "NAME", "import a kernel from a local directory", kernel_import_flags, 1, 1,
           cmd_kernel_import },
@@ -301,6 +307,7 @@ const struct cli_group cli_groups[] = {
                     "banger system status\n"
                     "sudo banger system uninstall --purge" },
         { "kernel", "banger kernel list --available\n"
+                    "banger kernel build microvm-6.1\n"
                     "banger kernel import mykernel --from ./out --distro ubuntu-24.04 --arch x86_64" },
         { "image", "banger image pull debian-bookworm\n"
                    "banger image pull docker.io/library/alpine:3.20 --name alpine\n"
