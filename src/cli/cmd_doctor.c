@@ -164,6 +164,31 @@ static void check_builds(struct report *rep, const struct cli_ctx *ctx) {
                     "Debian image builds need %s (mmdebstrap's unshare mode); bundles and OCI pulls work without", what);
 }
 
+/* What `kernel build` compiles with (kernel_build.c checks the same). */
+static void check_kernel_build(struct report *rep) {
+        static const char *const tools[][2] = {
+                { "gcc", "gcc" },   { "ld", "binutils" },   { "make", "make" }, { "bc", "bc" },
+                { "flex", "flex" }, { "bison", "bison" }, { "perl", "perl" },
+        };
+        _cleanup_strbuf_ struct strbuf missing = STRBUF_INIT, pkgs = STRBUF_INIT;
+        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (find_executable(tools[i][0], &p) == 0)
+                        continue;
+                strbuf_addf(&missing, "%s%s", missing.len ? ", " : "", tools[i][0]);
+                strbuf_addf(&pkgs, " %s", tools[i][1]);
+        }
+        if (access("/usr/include/gelf.h", R_OK) < 0) {
+                strbuf_addf(&missing, "%slibelf's headers", missing.len ? ", " : "");
+                strbuf_addstr(&pkgs, " libelf-dev");
+        }
+        _cleanup_free_ char *hint = pkgs.len ? xasprintf("apt-get install%s", pkgs.buf) : NULL;
+        if (missing.len)
+                add(rep, WARN, "kernel builds", hint, "'banger kernel build' needs %s (pulled kernels do not)", missing.buf);
+        else
+                add(rep, PASS, "kernel builds", NULL, "gcc, ld, make, bc, flex, bison, perl, libelf's headers");
+}
+
 static void check_tools(struct report *rep) {
         static const struct {
                 const char *name;
@@ -543,6 +568,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
                 check_orphans(&rep, ctx, cfg);
         }
         check_tools(&rep);
+        check_kernel_build(&rep);
         check_dir(&rep, ctx, "state dir", ctx->layout.state_dir, true);
         check_dir(&rep, ctx, "runtime dir", ctx->layout.runtime_dir, true);
         check_db(&rep, ctx);
