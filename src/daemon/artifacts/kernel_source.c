@@ -44,6 +44,28 @@ static int open_beneath(int root, const char *rel, int flags, mode_t mode) {
         return fd < 0 ? -errno : fd;
 }
 
+/* dir's missing components, each made below root (an archive need not
+ * list a file's directories before it). */
+static int make_dirs(int root, const char *dir) {
+        _cleanup_free_ char *path = xstrdup(dir);
+        for (char *c = path;; c++) {
+                if (*c != '/' && *c != '\0')
+                        continue;
+                char was = *c;
+                *c = '\0'; /* path: the directory to make now */
+                char *slash = strrchr(path, '/');
+                if (slash)
+                        *slash = '\0';
+                _cleanup_close_ int fd = open_beneath(root, slash ? path : ".", O_PATH | O_DIRECTORY, 0);
+                int r = fd < 0 ? fd : mkdirat(fd, slash ? slash + 1 : path, 0755) < 0 && errno != EEXIST ? -errno : 0;
+                if (slash)
+                        *slash = '/';
+                *c = was;
+                if (r < 0 || was == '\0')
+                        return r;
+        }
+}
+
 /* The directory an entry goes into (O_PATH) and its last component. */
 static int open_parent(int root, const char *rel, const char **ret_base) {
         const char *slash = strrchr(rel, '/');
@@ -51,7 +73,10 @@ static int open_parent(int root, const char *rel, const char **ret_base) {
         if (!slash)
                 return open_beneath(root, ".", O_PATH | O_DIRECTORY, 0);
         _cleanup_free_ char *dir = xstrndup(rel, (size_t) (slash - rel));
-        return open_beneath(root, dir, O_PATH | O_DIRECTORY, 0);
+        int fd = open_beneath(root, dir, O_PATH | O_DIRECTORY, 0);
+        if (fd == -ENOENT && make_dirs(root, dir) == 0)
+                fd = open_beneath(root, dir, O_PATH | O_DIRECTORY, 0);
+        return fd;
 }
 
 static int write_data(struct archive *a, int fd, uint64_t *total) {
