@@ -26,6 +26,10 @@ static void print_kernel(json_t *k) {
         if (json_object_get(k, "package"))
                 printf("package:         %s\n", str(k, "package"));
         printf("source:          %s\n", str(k, "source"));
+        json_t *b = json_object_get(k, "build");
+        if (json_is_object(b)) /* built from source: kernel build */
+                printf("built with:      %s (sha256 %.12s), %s, timestamp %s\n", str(b, "fragment"),
+                       str(b, "fragment_sha256"), str(b, "toolchain"), str(b, "timestamp"));
         printf("imported at:     %s\n", str(k, "imported_at"));
         printf("dir:             %s\n", str(k, "dir"));
         printf("size:            %s\n", cli_human_size((uint64_t) json_integer_value(json_object_get(k, "size_bytes")), sz, sizeof(sz)));

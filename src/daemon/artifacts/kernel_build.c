@@ -79,6 +79,22 @@ static const char *const build_tools[][2] = {
         { "make", "make" }, { "bc", "bc" }, { "flex", "flex" }, { "bison", "bison" }, { "perl", "perl" },
 };
 #define LIBELF_HEADER "/usr/include/gelf.h" /* objtool (the ORC unwinder): libelf-dev */
+/* The system's tools only, not what a user's PATH adds (a rustup proxy in
+ * ~/.cargo/bin writes into $HOME and changes what Kconfig detects): the
+ * same host packages, the same build. */
+#define KBUILD_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* name in KBUILD_PATH, as make will find it: malloc'd path or NULL. */
+static char *build_path_find(const char *name) {
+        static const char *const dirs[] = { "/usr/sbin", "/usr/bin", "/sbin", "/bin" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                char *p = path_join(dirs[i], name);
+                if (access(p, X_OK) == 0)
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
 
 struct build {
         struct artifacts *a;
@@ -102,10 +118,14 @@ struct build {
         bool pvh;
 };
 
-/* The first line argv prints, or NULL. */
+/* The first line `prog arg` prints (prog from KBUILD_PATH), or NULL. */
 static char *first_line(const char *prog, const char *arg) {
-        char *argv[] = { (char *) prog, (char *) arg, NULL };
-        struct spawn_opts so = { .capture_stdout = true, .timeout_ms = 30000 };
+        _cleanup_free_ char *path = build_path_find(prog);
+        if (!path)
+                return NULL;
+        char *argv[] = { path, (char *) arg, NULL };
+        char *envp[] = { (char *) "PATH=" KBUILD_PATH, (char *) "LC_ALL=C", NULL };
+        struct spawn_opts so = { .capture_stdout = true, .timeout_ms = 30000, .envp = envp };
         struct spawn_result res = { 0 };
         char *line = NULL;
         if (spawn_run(argv, &so, &res) == 0 && res.exit_code == 0 && res.out_len)
@@ -136,8 +156,8 @@ static int build_inputs(struct build *b, struct op_error *err) {
 static int build_tools_present(struct op_error *err) {
         struct strbuf progs = STRBUF_INIT, pkgs = STRBUF_INIT;
         for (size_t i = 0; i < ELEMENTSOF(build_tools); i++) {
-                _cleanup_free_ char *path = NULL;
-                if (find_executable(build_tools[i][0], &path) == 0)
+                _cleanup_free_ char *path = build_path_find(build_tools[i][0]);
+                if (path)
                         continue;
                 strbuf_addf(&progs, "%s%s", progs.len ? ", " : "", build_tools[i][0]);
                 strbuf_addf(&pkgs, " %s", build_tools[i][1]);
@@ -268,15 +288,14 @@ static int build_source(struct build *b, struct op_error *err) {
 
 /* make's environment: what makes the build reproducible, nothing of ours. */
 static void build_env(struct build *b) {
-        const char *path = getenv("PATH");
         char ts[64];
         time_t t = (time_t) b->date;
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(ts, sizeof(ts), "%a %b %e %H:%M:%S UTC %Y", &tm);
         size_t n = 0;
-        b->env[n++] = xasprintf("PATH=%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
-        b->env[n++] = xasprintf("HOME=%s", b->staging);
+        b->env[n++] = xstrdup("PATH=" KBUILD_PATH);
+        b->env[n++] = xasprintf("HOME=%s", b->src); /* whatever a tool keeps there goes with the tree */
         b->env[n++] = xstrdup("LC_ALL=C");
         b->env[n++] = xstrdup("TZ=UTC");
         b->env[n++] = xasprintf("KBUILD_BUILD_TIMESTAMP=%s", ts);
