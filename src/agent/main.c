@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * banger-agent: answers the host over the virtio-serial port
- * "org.banger.agent" (docs/GUEST.md). Static, libc only.
+ * "org.banger.agent", or, in a guest with a vsock device and no such port
+ * (Firecracker), on vsock port 1024, one host connection at a time
+ * (docs/GUEST.md). Static, libc only.
  *
- *   banger-agent            find the port and serve (runs forever)
+ *   banger-agent            find the port (or vsock) and serve (runs forever)
  *   banger-agent --port P   serve on the given device
  *   banger-agent --stdio    serve stdin/stdout (for tests on the host)
  *   banger-agent --protocol 1 ...   refuse the upgrade, as an agent of version 1 (tests)
@@ -24,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <stdint.h>
 #include <time.h>
@@ -39,6 +44,7 @@
 #include "sysinfo.h"
 
 #define PORT_NAME "org.banger.agent"
+#define VSOCK_PORT 1024 /* the host's AGENT_VSOCK_PORT */
 #define IN_CAP (FRAME_HDR + FRAME_MAX_PAYLOAD + AGENT_MAX_LINE)
 #define HOST_GONE_POLL_MS 50
 
@@ -279,7 +285,7 @@ static int serve(int in_fd, int out_fd, bool is_port) {
         bool discarding = false, host_gone = false, in_eof = false;
         int64_t gone_since = 0;
         sigset_t mask;
-        int sfd;
+        static int sfd = -1; /* one for the agent's life: vsock serves connection after connection */
         enum { MAXP = 3 + 3 * FRAME_MAX_CHANNELS };
         struct pollfd p[MAXP];
 
@@ -288,7 +294,8 @@ static int serve(int in_fd, int out_fd, bool is_port) {
         if (is_port)
                 sigaddset(&mask, SIGIO);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (is_port) {
                 fcntl(in_fd, F_SETOWN, getpid());
                 fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
@@ -391,6 +398,43 @@ static int serve(int in_fd, int out_fd, bool is_port) {
         }
 }
 
+/* A listening vsock socket when the guest has a vsock transport (its own
+ * CID is known), else -1. */
+static int vsock_listen(void) {
+        unsigned cid = VMADDR_CID_ANY;
+        int dev = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+        if (dev < 0)
+                return -1;
+        int r = ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid);
+        close(dev);
+        if (r < 0 || cid == VMADDR_CID_ANY || cid <= VMADDR_CID_HOST)
+                return -1;
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = VSOCK_PORT };
+        if (fd >= 0 && (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4) < 0)) {
+                close(fd);
+                fd = -1;
+        }
+        return fd;
+}
+
+/* Each connection is a host: served until it leaves and its sessions end
+ * (a host that comes back is a new connection, as after the port's reset). */
+static _Noreturn void serve_vsock(int lfd) {
+        for (;;) {
+                int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (c < 0) {
+                        if (errno != EINTR && errno != ECONNABORTED)
+                                sleep(1);
+                        continue;
+                }
+                serve(c, c, false);
+                close(c);
+                out_len = 0;
+                out_has_frames = false;
+        }
+}
+
 int main(int argc, char **argv) {
         char dev[300];
 
@@ -414,8 +458,12 @@ int main(int argc, char **argv) {
         if (argc > 2 && strcmp(argv[1], "--port") == 0)
                 snprintf(dev, sizeof(dev), "%s", argv[2]);
         else {
-                /* the port appears once virtio_console has probed it */
+                /* the port appears once virtio_console has probed it; a guest
+                 * with vsock and no port (Firecracker) is served on vsock */
                 for (int i = 0; find_port(dev, sizeof(dev)) < 0; i++) {
+                        int lfd = vsock_listen();
+                        if (lfd >= 0)
+                                serve_vsock(lfd);
                         if (i == 0)
                                 fprintf(stderr, "banger-agent: waiting for the %s port\n", PORT_NAME);
                         sleep(1);

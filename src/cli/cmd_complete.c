@@ -192,6 +192,7 @@ static const struct flag_value flag_values[] = {
         { "signal", NULL, "signal" },
         { "init-mode", NULL, "=systemd fast" },
         { "net", NULL, "=bridge user" },
+        { "vmm", NULL, "=qemu firecracker" },
         { "platform", NULL, "=linux/amd64 linux/arm64" },
         { "from-snapshot", NULL, "vm:snapshot" },
         { NULL, "FILE", "files" },

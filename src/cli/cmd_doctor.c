@@ -111,13 +111,16 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
         else
                 add(rep, FAIL, "qemu", "apt-get install qemu-system-x86 qemu-utils", "%s not found", cfg->qemu_bin);
         hostinfo_tool(cfg->firecracker_bin, &f);
-        if (!hostinfo_vmm_implemented("firecracker")) /* nothing to advise: installing it changes nothing */
-                add(rep, PASS, "firecracker", NULL, "not used: this build drives QEMU only (%s)",
-                    f.path ? "firecracker is installed" : "firecracker is not installed either");
-        else if (f.path)
-                add(rep, PASS, "firecracker", NULL, "%s: %s", f.path, f.version ? f.version : "(version unknown)");
+        _cleanup_free_ char *why = NULL;
+        bool wanted = strcmp(cfg->vmm, "firecracker") == 0;
+        int in_window = f.path ? hostinfo_fc_version(f.version, &why) : -1;
+        if (!f.path) /* optional unless asked for: qemu boots everything */
+                add(rep, wanted ? FAIL : PASS, "firecracker", NULL, "%s not found; %s", cfg->firecracker_bin,
+                    wanted ? "vmm = \"firecracker\" in config cannot boot" : "the qemu backend is used");
         else
-                add(rep, WARN, "firecracker", NULL, "%s not found; the qemu backend will be used", cfg->firecracker_bin);
+                add(rep, in_window == 0 ? PASS : in_window > 0 ? WARN : FAIL, "firecracker",
+                    in_window < 0 ? "install Firecracker " FC_VERSION_MIN " to " FC_VERSION_TESTED ".x" : NULL,
+                    "%s: %s", f.path, why);
         tool_info_done(&q);
         tool_info_done(&f);
 }

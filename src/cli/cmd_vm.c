@@ -98,6 +98,11 @@ int cli_spec_params(struct cli_args *a, json_t *params) {
                         return cli_usage_error(a->cmd, "--net: '%s' is not a network mode (bridge or user)", v);
                 json_object_set_new(params, "net", json_string(v));
         }
+        if ((v = cli_flag(a, "vmm"))) {
+                if (strcmp(v, "qemu") != 0 && strcmp(v, "firecracker") != 0)
+                        return cli_usage_error(a->cmd, "--vmm: '%s' is not a VMM (qemu or firecracker)", v);
+                json_object_set_new(params, "vmm", json_string(v));
+        }
         const char **pub;
         size_t np = cli_flag_all(a, "publish", &pub);
         json_t *arr = np ? json_array() : NULL;

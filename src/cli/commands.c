@@ -86,6 +86,7 @@ static const struct cli_flag vm_create_flags[] = {
         { "isolate", 0, NULL, "no traffic between this VM and other guests on the bridge" },
         { "net", 0, "MODE", "bridge (a TAP on banger's bridge; needs root or the system install) or user "
                             "(user-mode networking, no root; the default of a rootless daemon)" },
+        { "vmm", 0, "VMM", "qemu or firecracker (default: the daemon's choice, `vmm` in config.toml); kept by the VM" },
         { "no-start", 0, NULL, "create the VM and its disks but do not boot it" },
         { "cold", 0, NULL, "boot from scratch, not from a warm-start template" },
         { "from-snapshot", 0, "VM:NAME", "a fork: another VM's snapshot (disks and memory) with a new identity" },
@@ -139,6 +140,7 @@ static const struct cli_flag vm_run_flags[] = {
         { "nat", 0, NULL, "outbound network access (NAT)" },
         { "isolate", 0, NULL, "no traffic between this VM and other guests" },
         { "net", 0, "MODE", "bridge or user (user-mode networking, no root)" },
+        { "vmm", 0, "VMM", "qemu or firecracker (default: the daemon's choice)" },
         { "rm", 0, NULL, "delete the VM when the command or session ends" },
         { "detach", 'd', NULL, "create and prepare, then exit" },
         { "include-untracked", 0, NULL, "also ship untracked files that are not ignored" },

@@ -124,8 +124,8 @@ void tool_info_done(struct tool_info *t) {
  * proven KVM, auto picks TCG and says why.
  */
 bool hostinfo_vmm_implemented(const char *name) {
-        /* the backends this build drives (Firecracker's is an open issue) */
-        static const char *const implemented[] = { "qemu" };
+        /* the backends this build drives */
+        static const char *const implemented[] = { "qemu", "firecracker" };
         for (size_t i = 0; i < ELEMENTSOF(implemented); i++)
                 if (strcmp(name, implemented[i]) == 0)
                         return true;
@@ -168,22 +168,53 @@ void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, c
                 ret->vmm = "firecracker";
                 ret->vmm_reason = xstrdup(fc->path ? "vmm = \"firecracker\" in config"
                                                    : "vmm = \"firecracker\" in config, but it is not installed");
-        } else if (fc->path && kvm_proven && hostinfo_vmm_implemented("firecracker")) {
+        } else if (fc->path && kvm_proven && hostinfo_fc_version(fc->version, NULL) == 0) {
                 ret->vmm = "firecracker";
-                ret->vmm_reason = xasprintf("firecracker found at %s and KVM works", fc->path);
+                ret->vmm_reason = xasprintf("firecracker found at %s (%s) and KVM works", fc->path, fc->version);
         } else {
-                /* auto never picks a backend this build cannot drive */
+                /* auto never picks a backend that cannot boot here */
+                _cleanup_free_ char *why = NULL;
                 ret->vmm = "qemu";
-                ret->vmm_reason = !hostinfo_vmm_implemented("firecracker")
-                                          ? xstrdup("banger's firecracker backend is not built yet")
-                                  : fc->path ? xstrdup("firecracker needs KVM, which is not proven here")
-                                             : xstrdup("firecracker is not installed");
+                ret->vmm_reason = !fc->path ? xstrdup("firecracker is not installed")
+                                  : hostinfo_fc_version(fc->version, &why) != 0
+                                          ? xasprintf("firecracker at %s: %s", fc->path, why)
+                                          : xstrdup("firecracker needs KVM, which is not proven here");
                 if (!qemu->path) {
                         free(ret->vmm_reason);
                         ret->vmm_reason = xasprintf("firecracker is not installed; %s is not installed either",
                                                     c->qemu_bin);
                 }
         }
+}
+
+static bool version_parse(const char *s, unsigned *maj, unsigned *min) {
+        return s && sscanf(s, "%u.%u", maj, min) == 2;
+}
+
+int hostinfo_fc_version(const char *line, char **why) {
+        unsigned maj, min, lo_maj, lo_min, hi_maj, hi_min;
+        const char *v = line ? strstr(line, "Firecracker v") : NULL;
+        (void) version_parse(FC_VERSION_MIN, &lo_maj, &lo_min);
+        (void) version_parse(FC_VERSION_TESTED, &hi_maj, &hi_min);
+        if (!v || !version_parse(v + strlen("Firecracker v"), &maj, &min)) {
+                if (why)
+                        *why = xasprintf("its version (%s) is not one banger can read", line ? line : "no --version output");
+                return -1;
+        }
+        if (maj < lo_maj || (maj == lo_maj && min < lo_min)) {
+                if (why)
+                        *why = xasprintf("v%u.%u is older than %s, the oldest banger drives", maj, min, FC_VERSION_MIN);
+                return -1;
+        }
+        if (maj > hi_maj || (maj == hi_maj && min > hi_min)) {
+                if (why)
+                        *why = xasprintf("v%u.%u is newer than %s.x, the newest banger is built against (may work)", maj,
+                                         min, FC_VERSION_TESTED);
+                return 1;
+        }
+        if (why)
+                *why = xasprintf("v%u.%u, within %s to %s.x", maj, min, FC_VERSION_MIN, FC_VERSION_TESTED);
+        return 0;
 }
 
 void vmm_choice_done(struct vmm_choice *v) {

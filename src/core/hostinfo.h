@@ -67,3 +67,11 @@ void hostinfo_choose_vmm(const struct config *c, const struct tool_info *qemu, c
                          const struct kvm_state *kvm, int kvm_probe, const char *probe_detail,
                          struct vmm_choice *ret);
 void vmm_choice_done(struct vmm_choice *v);
+
+/* Firecracker's version (its `--version` line, "Firecracker v1.14.1") against
+ * the window banger is built for (FC_VERSION_MIN to FC_VERSION_TESTED):
+ * 0 inside, 1 newer (may work: a warning), -1 older or unreadable (refused);
+ * *why says which (malloc'd). */
+#define FC_VERSION_MIN "1.5"
+#define FC_VERSION_TESTED "1.14"
+int hostinfo_fc_version(const char *version_line, char **why);

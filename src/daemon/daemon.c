@@ -98,19 +98,29 @@ static void copy_choice(void *ud, struct rpc_vmm_choice *ret) {
         pthread_mutex_unlock(&d->accel_mu);
 }
 
-/* vms_deps.choose_vmm: QEMU is the one backend this build drives. */
-static int choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e) {
+/* vms_deps.choose_vmm: the backend asked for, else the daemon's choice;
+ * Firecracker only when it is installed and not older than banger drives. */
+static int choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e) {
+        struct daemon *d = ud;
         struct rpc_vmm_choice c;
         copy_choice(ud, &c);
+        const char *name = want ? want : c.vmm;
         int r = 0;
-        if (strcmp(c.vmm, "qemu") != 0)
-                r = op_fail(e, -EOPNOTSUPP, "vmm = \"%s\" in %s: this build has no %s backend yet; set vmm = "
-                                            "\"qemu\" or \"auto\"",
-                            c.vmm, ((struct daemon *) ud)->layout.config_file, c.vmm);
-        else {
-                *ret_index = 0;
-                *ret_accel = TAKE_PTR(c.accel);
-        }
+        _cleanup_free_ char *why = NULL;
+        if (strcmp(name, "firecracker") == 0 && !d->firecracker.path)
+                r = op_fail(e, -ENOENT, "firecracker is not installed (firecracker_bin = \"%s\" in %s)",
+                            config_live_get(&d->config)->firecracker_bin, d->layout.config_file);
+        else if (strcmp(name, "firecracker") == 0 && hostinfo_fc_version(d->firecracker.version, &why) < 0)
+                r = op_fail(e, -EOPNOTSUPP, "firecracker at %s: %s", d->firecracker.path, why);
+        bool found = false;
+        for (size_t i = 0; r == 0 && !found && i < ELEMENTSOF(d->vmms); i++)
+                if (strcmp(d->vmms[i].backend->name, name) == 0) {
+                        *ret_index = i;
+                        *ret_accel = TAKE_PTR(c.accel);
+                        found = true;
+                }
+        if (r == 0 && !found)
+                r = op_fail(e, -EOPNOTSUPP, "no %s backend in this build", name);
         rpc_vmm_choice_done(&c);
         return r;
 }
@@ -338,6 +348,7 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
         size_t n_caps;
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
         d->vmms[0] = (struct vmm_entry) { &vmm_qemu, config_live_get(&d->config)->qemu_bin };
+        d->vmms[1] = (struct vmm_entry) { &vmm_firecracker, config_live_get(&d->config)->firecracker_bin };
         return (struct vms_deps) {
                 .layout = &d->layout, .config = &d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),

@@ -56,7 +56,7 @@ struct daemon {
         struct rpc_services services; /* what RPC handlers may use */
         struct artifacts artifacts; /* kernels + images; owns image_ops_mu */
         bool artifacts_ready;
-        struct vmm_entry vmms[1];   /* the VMM backends (QEMU) */
+        struct vmm_entry vmms[2];   /* the VMM backends: QEMU, Firecracker */
         struct vms vms;             /* the VM service; owns the per-VM locks */
         struct fwd *fwd;            /* owned: the port forward relay (after vms_done, freed) */
         struct agent_links *links;  /* owned: the multiplexed agent connections */

@@ -119,7 +119,7 @@ t "--check-migrations --system reads the install's database (read-only; exit 0, 
 schema() {
         "$BANGER" daemon stop >/dev/null
         expect_eq "$(sqlite3 "$DB" 'PRAGMA journal_mode')" wal &&
-        expect_eq "$(sqlite3 "$DB" 'SELECT group_concat(id || ":" || name) FROM schema_migrations ORDER BY id')" "1:baseline,2:operations,3:vm_states,4:vm_isolate,5:vm_forwards,6:vm_net" &&
+        expect_eq "$(sqlite3 "$DB" 'SELECT group_concat(id || ":" || name) FROM schema_migrations ORDER BY id')" "1:baseline,2:operations,3:vm_states,4:vm_isolate,5:vm_forwards,6:vm_net,7:vm_vmm" &&
         sqlite3 "$DB" '.tables' | grep -q vms
 }
 t "the store is WAL with numbered migrations recorded" schema

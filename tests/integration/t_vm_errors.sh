@@ -35,11 +35,11 @@ t "a 64-character name" fails_with "is 64 characters; max is 63 (DNS label limit
 no_backend() {
         cp "$CONF" "$TMP/conf.good" && echo 'vmm = "firecracker"' >>"$CONF"
         B daemon stop >/dev/null 2>&1
-        local rc=0; fails_with 'this build has no firecracker backend yet; set vmm = "qemu" or "auto"' --name x "${SPEC[@]}" || rc=1
+        local rc=0; fails_with 'firecracker is not installed (firecracker_bin = "firecracker"' --name x "${SPEC[@]}" || rc=1
         cp "$TMP/conf.good" "$CONF"; B daemon stop >/dev/null 2>&1
         return $rc
 }
-t "vmm = \"firecracker\" (no backend yet): vm create fails before any row, saying what to change" no_backend
+t "vmm = \"firecracker\" without firecracker: vm create fails before any row, saying what to change" no_backend
 usage_size() {
         B vm create --disk-size lots >/dev/null 2>"$TMP/u.err"; local rc=$?
         expect_eq "$rc" 2 && grep -q "'lots' is not a size" "$TMP/u.err" && nothing_left 0

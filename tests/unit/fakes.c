@@ -364,11 +364,11 @@ static int v_snapshot(const struct vm_boot *b, int fd, int timeout_ms, struct op
 }
 
 const struct vmm_backend fake_vmm = {
-        .name = "fake", .build_argv = v_build_argv, .start = v_start, .stop = v_stop, .kill = v_kill,
+        .name = "fake", .root_disk_create = vm_overlay_create, .warm_templates = true, .build_argv = v_build_argv, .start = v_start, .stop = v_stop, .kill = v_kill,
         .owns = v_owns, .pause = v_unsupported, .resume = v_unsupported, .snapshot = v_snapshot, .restore = v_snapshot,
 };
 
-int fake_choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e) {
+int fake_choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e) {
         *ret_index = 0;
         *ret_accel = xstrdup("tcg");
         return 0;

@@ -34,7 +34,7 @@ const struct priv_ops *fake_priv(void);
 extern const struct vmm_backend fake_vmm;
 int fake_agent_call(void *ud, const char *socket_path, const char *method, int timeout_ms,
                     const struct agent_wait *w, json_t **ret, struct op_error *e);
-int fake_choose_vmm(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e);
+int fake_choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e);
 
 /* Injection: the named operation fails from now on ("tap_create",
  * "guard_enable", "nat_enable", "ip_forward", "bridge_ensure",

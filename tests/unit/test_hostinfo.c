@@ -30,30 +30,61 @@ static struct config *cfg(const char *text) {
         return c;
 }
 
+static const char *fc_version = "Firecracker v1.14.1";
+
 static void choose(const char *text, bool fc_installed, bool kvm_works, int probe, struct vmm_choice *ret) {
         struct config *c = cfg(text);
         struct tool_info q = { .path = (char *) "/usr/bin/qemu-system-x86_64" };
-        struct tool_info f = { .path = fc_installed ? (char *) "/usr/bin/firecracker" : NULL };
+        struct tool_info f = { .path = fc_installed ? (char *) "/usr/bin/firecracker" : NULL,
+                               .version = (char *) fc_version };
         struct kvm_state k = { .present = kvm_works, .openable = kvm_works, .create_vm = kvm_works };
         hostinfo_choose_vmm(c, &q, &f, &k, probe, "probe", ret);
         config_free(c);
 }
 
-static void test_auto_never_unimplemented(void **state) {
+static void test_auto_never_unbootable(void **state) {
         (void) state;
         struct vmm_choice v;
-        assert_false(hostinfo_vmm_implemented("firecracker"));
+        assert_true(hostinfo_vmm_implemented("firecracker"));
         assert_true(hostinfo_vmm_implemented("qemu"));
-        /* firecracker installed, KVM proven by a boot: still QEMU, and why */
+        /* firecracker installed, in the window, KVM proven by a boot: firecracker */
         choose("vmm = \"auto\"\n", true, true, 1, &v);
-        assert_string_equal(v.vmm, "qemu");
+        assert_string_equal(v.vmm, "firecracker");
         assert_string_equal(v.accel, "kvm");
-        assert_non_null(strstr(v.vmm_reason, "not built yet"));
         vmm_choice_done(&v);
+        /* KVM not proven (opens, no probe yet): QEMU, and why */
+        choose("vmm = \"auto\"\n", true, true, -1, &v);
+        assert_string_equal(v.vmm, "qemu");
+        assert_non_null(strstr(v.vmm_reason, "needs KVM"));
+        vmm_choice_done(&v);
+        /* a version outside the window: QEMU, and why */
+        const char *versions[] = { "Firecracker v1.4.1", "Firecracker v1.15.0", "Firecracker v2.0.0", "garbage", NULL };
+        const char *says[] = { "older than 1.5", "newer than 1.14.x", "newer than 1.14.x", "not one banger can read" };
+        for (size_t i = 0; i < 4; i++) {
+                fc_version = versions[i];
+                choose("", true, true, 1, &v);
+                assert_string_equal(v.vmm, "qemu");
+                assert_non_null(strstr(v.vmm_reason, says[i]));
+                vmm_choice_done(&v);
+        }
+        fc_version = "Firecracker v1.14.1";
         choose("", false, false, -1, &v);
         assert_string_equal(v.vmm, "qemu");
         assert_string_equal(v.accel, "tcg");
         vmm_choice_done(&v);
+}
+
+static void test_fc_version_window(void **state) {
+        (void) state;
+        char *why = NULL;
+        assert_int_equal(hostinfo_fc_version("Firecracker v1.5.0", &why), 0);
+        free(why);
+        assert_int_equal(hostinfo_fc_version("Firecracker v1.14.1\n", NULL), 0);
+        assert_int_equal(hostinfo_fc_version("Firecracker v1.15.0", NULL), 1);
+        assert_int_equal(hostinfo_fc_version("Firecracker v1.4.9", NULL), -1);
+        assert_int_equal(hostinfo_fc_version("Firecracker v0.25.2", NULL), -1);
+        assert_int_equal(hostinfo_fc_version(NULL, NULL), -1);
+        assert_int_equal(hostinfo_fc_version("firecracker 1.14", NULL), -1);
 }
 
 static void test_explicit_kept(void **state) {
@@ -132,7 +163,8 @@ static void test_stale_probe(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_auto_never_unimplemented),
+                cmocka_unit_test(test_auto_never_unbootable),
+                cmocka_unit_test(test_fc_version_window),
                 cmocka_unit_test(test_explicit_kept),
                 cmocka_unit_test(test_stale_probe),
         };

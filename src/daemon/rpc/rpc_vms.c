@@ -12,7 +12,7 @@
 struct vm_params {
         char *vm;
         char *op_id;
-        char *name, *image, *net;
+        char *name, *image, *net, *vmm;
         int64_t vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, signal;
         bool vcpu_set, memory_set, nat, nat_set, isolate, isolate_set, no_start, wait_ssh, wait_ssh_set;
         char *path, *branch, *from, *base_commit, *output;
@@ -41,6 +41,7 @@ static const struct json_field create_fields[] = {
         F("nat", JSON_FIELD_BOOL, nat, false),
         F("isolate", JSON_FIELD_BOOL, isolate, false),
         F("net", JSON_FIELD_STRING, net, false),
+        F("vmm", JSON_FIELD_STRING, vmm, false),
         F("cold", JSON_FIELD_BOOL, cold, false),
         F("from_snapshot", JSON_FIELD_STRING, from_snapshot, false),
         FP("wait_ssh", JSON_FIELD_BOOL, wait_ssh, wait_ssh_set),
@@ -139,7 +140,7 @@ static int h_create_begin(struct rpc_call *call, void *params, json_t **ret, str
                 .name = p->name, .image = p->image, .vcpu = p->vcpu, .memory_mib = p->memory_mib,
                 .disk_size_bytes = p->disk_size_bytes, .system_overlay_size_bytes = p->system_overlay_size_bytes,
                 .vcpu_set = p->vcpu_set, .memory_set = p->memory_set, .no_start = p->no_start, .nat = p->nat,
-                .isolate = p->isolate, .net = p->net, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh, .cold = p->cold,
+                .isolate = p->isolate, .net = p->net, .vmm = p->vmm, .no_ssh_wait = p->wait_ssh_set && !p->wait_ssh, .cold = p->cold,
                 .from_snapshot = p->from_snapshot, .publish = pub, .n_publish = n_pub,
         };
         struct workspace_req ws = { .host_path = p->path, .include_untracked = p->include_untracked,

@@ -115,6 +115,10 @@ static const struct migration migrations[] = {
          * and no MAC of banger's (guest_ip and mac stay NULL). */
         { 6, "vm_net",
           "ALTER TABLE vms ADD COLUMN net TEXT NOT NULL DEFAULT 'bridge' CHECK (net IN ('bridge', 'user'));" },
+        /* `vm create --vmm`: the backend a VM boots with is its own (its root
+         * disk's format and its agent's transport depend on it). */
+        { 7, "vm_vmm",
+          "ALTER TABLE vms ADD COLUMN vmm TEXT NOT NULL DEFAULT 'qemu' CHECK (vmm IN ('qemu', 'firecracker'));" },
 };
 
 const struct migration *store_migrations(size_t *ret_n) {

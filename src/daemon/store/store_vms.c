@@ -12,8 +12,8 @@
 #define VM_COLS                                                                                                     \
         "id, name, image_id, state, vcpu, memory_mib, disk_size_bytes, system_overlay_size_bytes, nat, guest_ip,"   \
         " mac, vm_dir, teardown_json, workspace_json, last_error, created_at, updated_at, last_touched_at, isolate,"  \
-        " net"
-#define VM_NCOLS 20 /* store_vm_get's rank comes after them */
+        " net, vmm"
+#define VM_NCOLS 21 /* store_vm_get's rank comes after them */
 
 void vm_row_done(struct vm_row *r) {
         char **strs[] = { &r->id, &r->name, &r->image_id, &r->state, &r->guest_ip, &r->mac, &r->vm_dir,
@@ -51,6 +51,7 @@ static void vm_bind(sqlite3_stmt *st, const struct vm_row *r, const char *now) {
         bind_text(st, 18, r->last_touched_at);
         sqlite3_bind_int(st, 19, r->isolate);
         bind_text(st, 20, r->user_net ? "user" : "bridge");
+        bind_text(st, 21, r->firecracker ? "firecracker" : "qemu");
 }
 
 int store_vm_insert(struct store *s, const struct vm_row *r) {
@@ -58,7 +59,7 @@ int store_vm_insert(struct store *s, const struct vm_row *r) {
         _cleanup_free_ char *now = now_rfc3339();
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO vms (" VM_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-                               " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                               " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         vm_bind(st, r, now);
@@ -72,7 +73,7 @@ int store_vm_update(struct store *s, const struct vm_row *r) {
                                "UPDATE vms SET name = ?2, image_id = ?3, state = ?4, vcpu = ?5, memory_mib = ?6,"
                                " disk_size_bytes = ?7, system_overlay_size_bytes = ?8, nat = ?9, guest_ip = ?10,"
                                " mac = ?11, vm_dir = ?12, teardown_json = ?13, workspace_json = ?14, last_error = ?15,"
-                               " updated_at = ?17, last_touched_at = ?18, isolate = ?19, net = ?20 WHERE id = ?1",
+                               " updated_at = ?17, last_touched_at = ?18, isolate = ?19, net = ?20, vmm = ?21 WHERE id = ?1",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         vm_bind(st, r, now);
@@ -144,6 +145,8 @@ static void vm_from(sqlite3_stmt *st, struct vm_row *r) {
                 .last_touched_at = col(st, 17),
                 .isolate = sqlite3_column_int(st, 18) != 0,
                 .user_net = sqlite3_column_text(st, 19) && strcmp((const char *) sqlite3_column_text(st, 19), "user") == 0,
+                .firecracker = sqlite3_column_text(st, 20) &&
+                               strcmp((const char *) sqlite3_column_text(st, 20), "firecracker") == 0,
         };
 }
 

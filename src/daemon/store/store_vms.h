@@ -20,6 +20,7 @@ struct vm_row {
         bool nat;
         bool isolate; /* no traffic with other guests (the guard's) */
         bool user_net; /* user-mode networking (no TAP; guest_ip and mac NULL) */
+        bool firecracker; /* booted by Firecracker (raw root disk, hybrid vsock), else QEMU */
         char *guest_ip, *mac, *vm_dir;
         char *teardown_json;  /* what cleanup needs if handles.json is lost */
         char *workspace_json;

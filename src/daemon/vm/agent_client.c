@@ -24,21 +24,60 @@ static bool wait_cancelled(const struct agent_wait *w) {
         return w && w->cancelled && w->cancelled(w->ud);
 }
 
-/* QEMU binds the agent's socket a moment after QMP answers: a missing or
- * refusing socket is retried until the deadline. */
-static int agent_connect(const char *socket_path, int64_t deadline, const struct agent_wait *w, int *ret_fd,
-                         struct op_error *err) {
+static bool hybrid_vsock(const char *socket_path) {
+        const char *base = strrchr(socket_path, '/') ? strrchr(socket_path, '/') + 1 : socket_path;
+        return strcmp(base, AGENT_VSOCK_NAME) == 0;
+}
+
+/* Firecracker's side of CONNECT: "OK <host port>\n", read byte by byte (what
+ * follows is the agent's). It closes the connection when nothing in the
+ * guest listens on the port: that is a refusal, retried like one. */
+static int vsock_handshake(int fd) {
+        char req[32], line[64];
+        size_t n = (size_t) snprintf(req, sizeof(req), "CONNECT %d\n", AGENT_VSOCK_PORT), got = 0;
+        if (send(fd, req, n, MSG_NOSIGNAL) != (ssize_t) n)
+                return -ECONNREFUSED;
+        int64_t deadline = mono_ms_now() + 2000;
+        while (got < sizeof(line) - 1) {
+                int64_t left = deadline - mono_ms_now();
+                if (left <= 0 || poll(&(struct pollfd) { .fd = fd, .events = POLLIN }, 1, (int) left) <= 0)
+                        return -ETIMEDOUT;
+                ssize_t k = read(fd, line + got, 1);
+                if (k <= 0)
+                        return k == 0 || errno == ECONNRESET ? -ECONNREFUSED : -errno;
+                if (line[got++] == '\n')
+                        break;
+        }
+        line[got] = '\0';
+        unsigned port;
+        return sscanf(line, "OK %u\n", &port) == 1 ? 0 : -EPROTO;
+}
+
+int agent_socket_connect(const char *socket_path, int *ret_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return op_fail(err, -ENAMETOOLONG, "agent socket path too long: %s", socket_path);
+                return -ENAMETOOLONG;
         memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        int rc = hybrid_vsock(socket_path) ? vsock_handshake(fd) : 0;
+        if (rc < 0)
+                return rc;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* The VMM binds the agent's socket a moment after its control socket
+ * answers: a missing or refusing socket is retried until the deadline. */
+static int agent_connect(const char *socket_path, int64_t deadline, const struct agent_wait *w, int *ret_fd,
+                         struct op_error *err) {
         for (;;) {
-                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
-                        *ret_fd = TAKE_FD(fd);
+                int en = -agent_socket_connect(socket_path, ret_fd);
+                if (en == 0)
                         return 0;
-                }
-                int en = errno;
                 if ((en != ENOENT && en != ECONNREFUSED) || wait_gone(w) || mono_ms_now() + 50 > deadline ||
                     wait_cancelled(w))
                         return op_fail(err, -en, "cannot reach the agent at %s: %s", socket_path, strerror(en));

@@ -14,6 +14,17 @@
 
 #include "op_error.h"
 
+/* The agent's vsock port, and the name of the socket a Firecracker VM's
+ * hybrid vsock listens on (its run dir): a connection there says
+ * "CONNECT <port>\n" and gets "OK <n>\n" once the guest accepted. */
+#define AGENT_VSOCK_PORT 1024
+#define AGENT_VSOCK_NAME "agent.vsock"
+
+/* One connection to the agent's socket (non-blocking, close-on-exec): the
+ * virtio-serial port's, or the hybrid vsock's with its handshake done.
+ * -ENOENT/-ECONNREFUSED while nothing listens (yet). */
+_warn_unused_ int agent_socket_connect(const char *socket_path, int *ret_fd);
+
 struct agent_wait {
         int abort_fd;                  /* e.g. the VMM's pidfd: readable = give up; -1 for none */
         bool (*cancelled)(void *ud);   /* polled every 100 ms; NULL for none */

@@ -88,20 +88,7 @@ void link_wake(struct link *k) {
 /* ---- making a link ------------------------------------------------------------- */
 
 static int connect_once(const char *socket_path, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                int en = errno;
-                close(fd);
-                return -en;
-        }
-        *ret_fd = fd;
-        return 0;
+        return agent_socket_connect(socket_path, ret_fd);
 }
 
 /* The version 1 "upgrade" request; 0 once the stream carries frames, with

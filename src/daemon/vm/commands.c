@@ -55,6 +55,7 @@ static json_t *vm_json(struct vms *v, const struct vm_row *r) {
         image_row_done(&img);
         json_set_str_or_null(j, "ip", r->guest_ip);
         json_object_set_new(j, "net", json_string(r->user_net ? "user" : "bridge"));
+        json_object_set_new(j, "vmm", json_string(r->firecracker ? "firecracker" : "qemu"));
         json_object_set_new(j, "dns_name", json_sprintf("%s.vm", r->name));
         json_set_str_or_null(j, "mac", r->mac);
         json_object_set_new(j, "isolate", json_boolean(r->isolate));

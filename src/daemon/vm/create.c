@@ -217,7 +217,8 @@ static int reserve_locked(struct create_work *w, struct op_error *e) {
                 .memory_mib = o->req.memory_mib ? o->req.memory_mib : c->memory_mib,
                 .disk_size_bytes = o->req.disk_size_bytes ? o->req.disk_size_bytes : (int64_t) c->disk_size_bytes,
                 .system_overlay_size_bytes = (int64_t) w->overlay_bytes, .nat = o->req.nat,
-                .isolate = o->req.isolate, .user_net = user, .guest_ip = user ? NULL : xstrdup(ip),
+                .isolate = o->req.isolate, .user_net = user,
+                .firecracker = o->req.vmm && strcmp(o->req.vmm, "firecracker") == 0, .guest_ip = user ? NULL : xstrdup(ip),
                 .mac = user ? NULL : xstrdup(mac), .vm_dir = path_join(v->deps.layout->vms_dir, o->vm_id),
         };
         rc = store_vm_insert(v->deps.store, &w->row);
@@ -520,8 +521,16 @@ static int create_begin(struct vms *v, const char *op_id, const struct vm_create
         /* a VMM that cannot boot it is refused before any row exists */
         size_t vmm_index;
         _cleanup_free_ char *accel = NULL;
-        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, &vmm_index, &accel, e)) < 0)
+        if (req->vmm && strcmp(req->vmm, "qemu") != 0 && strcmp(req->vmm, "firecracker") != 0)
+                return op_bad_request(e, "unknown vmm '%s' (qemu or firecracker)", req->vmm);
+        /* a fork resumes a QEMU state (forks of Firecracker VMs are refused) */
+        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, fork && fork->dir ? "qemu" : req->vmm, &vmm_index, &accel,
+                                     e)) < 0)
                 return op_recode(e, RPC_BAD_REQUEST);
+        netreq.vmm = v->deps.vmms[vmm_index].backend->name; /* static: the row takes it */
+        if (strcmp(netreq.vmm, "firecracker") == 0 && strcmp(netreq.net, "user") == 0)
+                return op_bad_request(e, "firecracker has no user-mode networking: --net bridge (as root or with "
+                                         "the system install), or --vmm qemu");
         if (req->workspace && (rc = workspace_preboot_check(req->workspace, e)) < 0)
                 return rc;
         if (req->workspace && req->no_start)

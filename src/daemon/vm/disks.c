@@ -136,7 +136,9 @@ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_f
         vm_paths_init(v, r, &p);
         if (mkdir_p(p.dir, 0700) < 0)
                 rc = op_fail(e, -errno, "cannot create %s: %s", p.dir, strerror(errno));
-        else if ((rc = vm_overlay_create(p.overlay, bf->rootfs, (uint64_t) r->system_overlay_size_bytes, e)) < 0)
+        else if ((rc = vms_vmm_by_name(v, r->firecracker ? "firecracker" : "qemu")
+                                ->backend->root_disk_create(p.overlay, bf->rootfs, (uint64_t) r->system_overlay_size_bytes,
+                                                            e)) < 0)
                 op_prefix(e, "system overlay");
         else if ((rc = prepare_work_disk(v, r, &p, bf, e)) == 0)
                 rc = vms_pin_host_key(v, r, &p, e);

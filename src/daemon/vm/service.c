@@ -20,7 +20,9 @@
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         p->dir = xstrdup(r->vm_dir);
         p->run = xasprintf("%s/vms/%s", v->deps.layout->runtime_dir, r->id);
-        p->overlay = path_join(p->dir, "root.qcow2");
+        /* Firecracker boots raw disks, answers on its API socket, and reaches the
+         * agent through its hybrid vsock */
+        p->overlay = path_join(p->dir, r->firecracker ? "root.raw" : "root.qcow2");
         p->work = path_join(p->dir, "work.ext4");
         p->repo = path_join(p->dir, "repo.ext4");
         p->console = path_join(p->dir, "console.log");
@@ -29,8 +31,8 @@ void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         p->hostkey = path_join(p->dir, "hostkey");
         p->cpio = path_join(p->dir, "guest.cpio");
         p->initrd = path_join(p->dir, "initrd");
-        p->qmp = path_join(p->run, "qmp.sock");
-        p->agent = path_join(p->run, "agent.sock");
+        p->qmp = path_join(p->run, r->firecracker ? "api.sock" : "qmp.sock");
+        p->agent = path_join(p->run, r->firecracker ? AGENT_VSOCK_NAME : "agent.sock");
 }
 
 void vm_paths_done(struct vm_paths *p) {

@@ -563,7 +563,10 @@ int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struc
                      : snap_meta_read(dir, name, &m, e);
         if (rc == 0)
                 rc = snap_files_check(dir, &m, &p, e);
-        if (rc == 0 && !m.ip && r.user_net)
+        if (rc == 0 && r.firecracker)
+                rc = op_bad_request(e, "vm %s runs on firecracker, whose saved state names the VM's own disks and "
+                                       "sockets: it can be restored (vm restore), not forked", r.name);
+        else if (rc == 0 && !m.ip && r.user_net)
                 rc = op_bad_request(e, "snapshot '%s' of vm %s is of a user-mode VM: forks resume on the bridge "
                                        "(vm restore %s %s puts the VM itself back)", name, r.name, r.name, name);
         else if (rc == 0 && (!m.ip || m.disk_bytes <= 0 || m.overlay_bytes <= 0))

@@ -142,7 +142,8 @@ static int step_resolve(struct start *s, struct op_error *e) {
         int rc = vms_resolve_boot(v, s->r->image_id, &s->bf, e);
         if (rc < 0)
                 return rc;
-        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, &idx, &s->accel, e)) < 0)
+        if ((rc = v->deps.choose_vmm(v->deps.choose_ud, s->r->firecracker ? "firecracker" : "qemu", &idx, &s->accel,
+                                     e)) < 0)
                 return rc;
         if (idx >= v->deps.n_vmms)
                 return op_fail(e, -EOPNOTSUPP, "no VMM backend to boot with");
@@ -152,7 +153,7 @@ static int step_resolve(struct start *s, struct op_error *e) {
         /* a new VM may resume from a template: its disks are those a template has */
         /* (templates boot for the bridge: a user-mode VM boots cold) */
         if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || s->r->user_net || strcmp(config_live_get(v->deps.config)->warm_start, "on") != 0 ||
-            !s->vmm->backend->restore || !template_disks(s))
+            !s->vmm->backend->restore || !s->vmm->backend->warm_templates || !template_disks(s))
                 return 0;
         vms_tpl_spec(v, s->r, &s->bf, s->accel, s->vmm, &s->tpl);
         _cleanup_free_ char *dir = vms_tpl_find(v, s->tpl.key);
@@ -541,7 +542,8 @@ static int start_once(struct start *s, struct op_error *e) {
  * a fresh one for the cold boot. */
 static int fresh_overlay(struct start *s, struct op_error *e) {
         unlink(s->p.overlay);
-        return vm_overlay_create(s->p.overlay, s->bf.rootfs, (uint64_t) s->r->system_overlay_size_bytes, e);
+        return s->vmm->backend->root_disk_create(s->p.overlay, s->bf.rootfs, (uint64_t) s->r->system_overlay_size_bytes,
+                                                 e);
 }
 
 int vms_start_opts_locked(struct vms *v, struct vm_row *r, const struct progress *pr, const struct vm_start_opts *o,

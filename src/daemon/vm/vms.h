@@ -82,7 +82,10 @@ struct vms_deps {
         size_t n_vmms;
         /* Which backend boots a VM now, and with which accelerator ("kvm",
          * "tcg"; *ret_accel malloc'd). */
-        int (*choose_vmm)(void *ud, size_t *ret_index, char **ret_accel, struct op_error *e);
+        /* The backend for want ("qemu", "firecracker"; NULL: the daemon's
+         * choice) as an index into vmms, and the accelerator; an error says
+         * why it cannot be used here. */
+        int (*choose_vmm)(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e);
         void *choose_ud;
         vms_agent_call_fn agent_call; /* the guest agent (agent_client.c) */
         const struct vms_agent_exec_ops *agent_exec; /* NULL: no execs through the agent */
@@ -171,6 +174,7 @@ struct vm_create_req {
         bool nat;
         bool isolate;                                       /* no traffic with other guests */
         const char *net;    /* "bridge" | "user"; NULL = the daemon's default (user when rootless) */
+        const char *vmm;    /* "qemu" | "firecracker"; NULL = the daemon's choice (vmm in config) */
         bool no_ssh_wait;   /* running once the agent answers (commands go through it) */
         bool cold;          /* never from a warm-start template */
         const struct port_spec *publish; /* --publish: forwards made with the VM */

@@ -169,115 +169,34 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
         return 0;
 }
 
-static int qemu_kill(const struct vm_proc *p, int sig);
-
-static char *vmm_log_path(const char *console_log) {
-        const char *slash = strrchr(console_log, '/');
-        return slash ? xasprintf("%.*s/vmm.log", (int) (slash - console_log), console_log) : xstrdup("vmm.log");
-}
-
 static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
         _cleanup_strv_free_ char **argv = NULL;
-        pid_t pid;
         int r = qemu_build_argv(b, bin, &argv, e);
-
         if (r < 0)
                 return r;
-        /* its own session: a daemon restart (or its process group dying)
-         * never takes the VM down; what it says goes to vmm.log beside the console */
-        _cleanup_free_ char *vlog = vmm_log_path(b->console_log);
-        _cleanup_close_ int lfd = open(vlog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-        _cleanup_close_ int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (lfd < 0 || nul < 0)
-                return op_fail(e, -errno, "cannot open %s: %s", vlog, strerror(errno));
-        struct spawn_fd_map map[] = { { 0, nul }, { 1, lfd }, { 2, lfd }, { QEMU_TAP_FD, b->tap_fd } };
-        struct spawn_opts o = { .new_session = true, .fds = map, .n_fds = b->net == VM_NET_TAP && b->tap_fd > 2 ? 4 : 3 };
-        r = spawn_start(argv, &o, &pid);
-        if (r < 0) {
-                return op_fail(e, r, "cannot start %s: %s", bin, strerror(-r));
-        }
-        *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
-
-        /* Started means controllable: wait (bounded, watching the pidfd) for
-         * QMP to accept; a QEMU that exits early reports why. */
-        for (int waited = 0; waited < 10000; waited += 20) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", b->qmp_socket);
-                if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-                        return 0;
-                struct pollfd pf = { .fd = ret->pidfd, .events = POLLIN };
-                if (ret->pidfd >= 0 && poll(&pf, 1, 20) > 0) {
-                        _cleanup_free_ char *log = NULL;
-                        size_t len;
-                        int code = spawn_wait(pid);
-                        /* QEMU's own complaint first, else the console's tail */
-                        if ((read_file_nofollow(vlog, 1u << 20, &log, &len) < 0 || len == 0) &&
-                            read_file(b->console_log, 1u << 20, &log, &len) < 0)
-                                log = NULL;
-                        while (log && len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r'))
-                                log[--len] = '\0';
-                        op_fail(e, -EIO, "qemu exited at start (status %d)%s%s", code, log && *log ? ": " : "",
-                                             log ? log + (len > 400 ? len - 400 : 0) : "");
-                        close(ret->pidfd);
-                        return -EIO;
-                }
-        }
-        qemu_kill(ret, SIGKILL);
-        return op_fail(e, -ETIMEDOUT, "qemu did not open its QMP socket %s within 10 s", b->qmp_socket);
-}
-
-static int qemu_kill(const struct vm_proc *p, int sig) {
-        /* kill(0 or -1, ...) would hit our own process group or everything */
-        if (p->pid <= 0)
-                return -EINVAL;
-        if (p->pidfd >= 0)
-                return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
-        return kill(p->pid, sig) < 0 ? -errno : 0;
-}
-
-static bool wait_exit(const struct vm_proc *p, int timeout_ms) {
-        if (p->pidfd < 0)
-                return false;
-        struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
-        return poll(&pf, 1, timeout_ms) > 0;
+        r = vmm_proc_spawn("qemu", argv, b->console_log, b->net == VM_NET_TAP ? b->tap_fd : -1, QEMU_TAP_FD, ret, e);
+        /* Started means controllable: QMP accepts (a QEMU that exits early reports why). */
+        return r < 0 ? r : vmm_proc_wait_socket("qemu", ret, b->qmp_socket, b->console_log, 10000, e);
 }
 
 static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, struct op_error *e) {
         _cleanup_free_ char *out = NULL;
         if (p->pid <= 0)
                 return op_fail(e, -EINVAL, "invalid pid %d", (int) p->pid);
-        if (qmp_command(b->qmp_socket, "quit", 2000, &out, NULL) < 0 && !wait_exit(p, 0)) {
+        if (qmp_command(b->qmp_socket, "quit", 2000, &out, NULL) < 0 && !vmm_proc_wait_exit(p, 0)) {
                 /* QMP gone: fall through to signals */
         }
-        if (wait_exit(p, timeout_ms))
+        if (vmm_proc_wait_exit(p, timeout_ms))
                 return 0;
-        qemu_kill(p, SIGKILL);
-        if (!wait_exit(p, 2000))
+        vmm_proc_kill(p, SIGKILL);
+        if (!vmm_proc_wait_exit(p, 2000))
                 return op_fail(e, -ETIMEDOUT, "qemu (pid %d) did not exit", (int) p->pid);
         return 0;
 }
 
 static bool qemu_owns(pid_t pid, const char *bin, const char *id) {
-        _cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int) pid), *cmd = NULL;
         _cleanup_free_ char *want = xasprintf("banger-%s,process=banger-%s", id, id);
-        size_t len;
-
-        if (pid <= 0 || read_file(path, 1u << 20, &cmd, &len) < 0 || len == 0)
-                return false;
-        /* argv[0] is the QEMU binary, and "-name <want>" is in the argv */
-        const char *base = strrchr(bin, '/') ? strrchr(bin, '/') + 1 : bin;
-        const char *a0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
-        if (strcmp(a0, base) != 0)
-                return false;
-        for (size_t i = 0; i < len;) {
-                const char *arg = cmd + i;
-                size_t n = strnlen(arg, len - i);
-                if (strcmp(arg, "-name") == 0 && i + n + 1 < len && strcmp(cmd + i + n + 1, want) == 0)
-                        return true;
-                i += n + 1;
-        }
-        return false;
+        return vmm_proc_argv_has(pid, bin, "-name", want);
 }
 
 static int qemu_pause(const struct vm_boot *b, struct op_error *e) {
@@ -357,10 +276,12 @@ static int qemu_hostfwd_has(const struct vm_boot *b, const struct port_spec *f, 
 
 const struct vmm_backend vmm_qemu = {
         .name = "qemu",
+        .root_disk_create = vm_overlay_create,
+        .warm_templates = true,
         .build_argv = qemu_build_argv,
         .start = qemu_start,
         .stop = qemu_stop,
-        .kill = qemu_kill,
+        .kill = vmm_proc_kill,
         .owns = qemu_owns,
         .pause = qemu_pause,
         .resume = qemu_resume,

@@ -4,9 +4,10 @@
 #include "macro.h"
 
 /*
- * The VMM backend interface. QEMU (microvm) implements it now; Firecracker
- * must fit the same table later. A backend boots what `struct vm_boot`
- * describes, hands back the process identity, and controls it.
+ * The VMM backend interface: QEMU (microvm; qemu.c) and Firecracker
+ * (firecracker.c, its API in fc_api.c, the jailer in jailer.c). A backend
+ * boots what `struct vm_boot` describes, hands back the process identity,
+ * and controls it.
  *
  * The VMM process outlives bangerd: it runs in its own session; bangerd
  * watches it through a pidfd and, after a restart, re-identifies it by pid
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <jansson.h>
 
 #include "op_error.h"
 #include "portspec.h"
@@ -58,16 +60,27 @@ struct vm_boot {
         const char *ip_cidr;     /* guest address for banger-init, or NULL */
         const char *gateway;
         unsigned hostfwd_port;   /* VM_NET_USER: 127.0.0.1:<port> -> guest 22 */
-        const char *qmp_socket;
-        const char *agent_socket;
+        const char *qmp_socket;  /* the VMM's control socket: QMP, or Firecracker's API */
+        const char *agent_socket; /* QEMU: the virtio-serial port's socket; Firecracker: the
+                                   * hybrid vsock's (the host says "CONNECT <port>") */
         const char *console_log;
         bool incoming;           /* started paused, waiting for a saved state (the backend's restore) */
         const char *ram_file;    /* guest RAM mapped from this file (templates.c): shared by a template's
                                   * own boot (its RAM is the file, left out of the saved state), private
                                   * (copy-on-write) for a VM resumed from it; NULL: anonymous RAM */
         bool ram_file_shared;
+        const struct vm_jail *jail; /* Firecracker under its jailer; NULL: none (jailer.c) */
         bool generic;            /* a template's boot: no identity on the command line, the work disk
                                   * attached but not mounted (docs/ARCHITECTURE.md, "Warm start") */
+};
+
+/* Firecracker's jailer: a chroot per VM under chroot_base (on the state
+ * dir's filesystem: the VM's files are hard-linked into it), run as uid:gid. */
+struct vm_jail {
+        const char *jailer_bin;
+        const char *chroot_base;
+        uid_t uid;
+        gid_t gid;
 };
 
 struct vm_proc {
@@ -77,6 +90,11 @@ struct vm_proc {
 
 struct vmm_backend {
         const char *name;
+        /* The root disk a VM of this backend boots: QEMU a qcow2 overlay on
+         * the image's rootfs, Firecracker (raw disks only) a copy of it
+         * (reflinked where the filesystem can) grown to size_bytes. */
+        int (*root_disk_create)(const char *path, const char *rootfs, uint64_t size_bytes, struct op_error *e);
+        bool warm_templates; /* templates (warm start) can be made and resumed */
         /* argv for the VMM (NULL-terminated, malloc'd strings); pure. */
         int (*build_argv)(const struct vm_boot *b, const char *bin, char ***ret_argv, struct op_error *e);
         int (*start)(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e);
@@ -102,6 +120,44 @@ struct vmm_backend {
 };
 
 extern const struct vmm_backend vmm_qemu;
+extern const struct vmm_backend vmm_firecracker;
+
+/* ---- the VMM process (proc.c) ---- */
+char *vmm_log_path(const char *console_log); /* vmm.log beside the console log */
+int vmm_proc_kill(const struct vm_proc *p, int sig);
+bool vmm_proc_wait_exit(const struct vm_proc *p, int timeout_ms);
+/* argv in a session of its own, stdout and stderr to vmm.log, extra_fd (> 2)
+ * as fd extra_at; *ret with a pidfd. */
+_warn_unused_ int vmm_proc_spawn(const char *what, char **argv, const char *console_log, int extra_fd, int extra_at,
+                                 struct vm_proc *ret, struct op_error *e);
+/* Reaps a VMM that died at start; the error says why (vmm.log, else the console). */
+int vmm_proc_died(const char *what, const struct vm_proc *p, const char *console_log, struct op_error *e);
+/* Until socket_path accepts; a VMM that exits meanwhile is reaped and reported. */
+_warn_unused_ int vmm_proc_wait_socket(const char *what, const struct vm_proc *p, const char *socket_path,
+                                       const char *console_log, int timeout_ms, struct op_error *e);
+/* Is pid running bin (argv[0], or argv[1] under an interpreter) with "opt want" in its argv? */
+bool vmm_proc_argv_has(pid_t pid, const char *bin, const char *opt, const char *want);
+
+/* ---- Firecracker's API (fc_api.c) ---- */
+/* One request on the API socket; body may be NULL (not stolen). 2xx: 0 and
+ * the answer's JSON in *ret (may be NULL); 4xx/5xx: an error with
+ * Firecracker's fault_message. */
+_warn_unused_ int fc_api(const char *socket, const char *method, const char *path, json_t *body, int timeout_ms,
+                         json_t **ret, struct op_error *e);
+
+/* ---- the jailer (jailer.c) ---- */
+/* The jailer's argv for VM id, running bin with fc_args after "--". */
+char **fc_jail_argv(const struct vm_jail *j, const char *bin, const char *id, char *const *fc_args);
+/* <chroot_base>/<basename of bin>/banger-<id>/root */
+char *fc_jail_root(const struct vm_jail *j, const char *bin, const char *id);
+/* Makes the chroot root: each host file (regular, never a symlink)
+ * hard-linked in under its basename, the VM's own files and root given to
+ * the jail's uid:gid; the VMM sees them as "/<basename>". */
+_warn_unused_ int fc_jail_prepare(const struct vm_jail *j, const char *root, const char *const *files, size_t n,
+                                  struct op_error *e);
+/* link -> target: the daemon reaches a socket in the chroot by a path of
+ * the run dir (short enough for sun_path whatever the chroot's length). */
+_warn_unused_ int fc_jail_socket_link(const char *target, const char *link, struct op_error *e);
 
 /* The kernel command line banger-init reads (docs/GUEST.md). */
 char *vm_kernel_cmdline(const struct vm_boot *b);
@@ -110,7 +166,6 @@ char *vm_kernel_cmdline(const struct vm_boot *b);
 _warn_unused_ int vm_overlay_create(const char *overlay, const char *backing, uint64_t size_bytes, struct op_error *e);
 
 /* ---- QMP (qmp.c) ---- */
-#include <jansson.h>
 #include "rpc.h"
 struct qmp {
         int fd;
