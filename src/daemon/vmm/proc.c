@@ -68,9 +68,12 @@ int vmm_proc_died(const char *what, const struct vm_proc *p, const char *console
         size_t len;
         int code = spawn_wait(p->pid);
         /* the VMM's own complaint first, else the console's tail */
-        if ((read_file_nofollow(vlog, 1u << 20, &log, &len) < 0 || len == 0) &&
-            read_file_nofollow(console_log, 1u << 20, &log, &len) < 0)
+        if (read_file_nofollow(vlog, 1u << 20, &log, &len) < 0 || len == 0) {
+                free(log);
                 log = NULL;
+                if (read_file_nofollow(console_log, 1u << 20, &log, &len) < 0)
+                        log = NULL;
+        }
         while (log && len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r'))
                 log[--len] = '\0';
         if (log)
