@@ -11,6 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 begin
 vm_begin
+exec 3>&1 # TAP comments from inside `t` (whose output is kept for failures only)
 FRAG="$(cd "$(dirname "$0")/../.." && pwd)/src/daemon/artifacts/catalog/microvm-6.1.config"
 KDIR="$STATE/kernels/microvm-6.1"
 if [ -z "${BANGER_TEST_KERNEL_CACHE:-}" ]; then
@@ -72,11 +73,11 @@ build() {
                 { jq . "$TMP/b.json"; return 1; }
         grep -q '^==> release: ' "$TMP/b.err" && no_staging && [ ! -e "$KDIR/src" ] && [ ! -e "$KDIR/modules.ext4" ] || return 1
         if grep -q '^==> cache: ' "$TMP/b.err"; then
-                echo "# kernel build: a cache hit ($BANGER_TEST_KERNEL_CACHE)" >&2
+                echo "# kernel build: a cache hit ($BANGER_TEST_KERNEL_CACHE)" >&3
         else
                 grep -q '^==> download: linux-source-6.1 ' "$TMP/b.err" && grep -q '^==> configure: ' "$TMP/b.err" &&
                         grep -q '^==> compile: ' "$TMP/b.err" || { cat "$TMP/b.err"; return 1; }
-                echo "# kernel build: cold, $((SECONDS - t0)) s (download, unpack, configure, compile, install)" >&2
+                echo "# kernel build: cold, $((SECONDS - t0)) s (download, unpack, configure, compile, install)" >&3
         fi
         fragment_kept "$KDIR/config"
 }
