@@ -145,6 +145,14 @@ struct kernel_row;
 char *kernel_dir(struct artifacts *a, const char *name); /* <kernels>/<name> */
 /* kernel_show's answer, with the initramfs made (the kernel is in the store). */
 _warn_unused_ int kernel_with_initramfs(struct artifacts *a, const char *name, json_t **ret, struct op_error *err);
+/* Pulls or builds one kernel (make), coalescing concurrent callers of a
+ * name; skipped when present unless force; the kernel with its initramfs
+ * and already_key (true when nothing was made) in *ret. */
+typedef int (*kernel_make_fn)(struct artifacts *a, const char *name, json_t *entry, bool force,
+                              const struct progress *p, struct op_error *err);
+_warn_unused_ int kernel_obtain(struct artifacts *a, const char *name, json_t *entry, bool force,
+                                const struct progress *p, kernel_make_fn make, const char *already_key, json_t **ret,
+                                struct op_error *err);
 /* Every .ko below dir into dst, flat; link_them: hard links, else copies. */
 _warn_unused_ int kernel_collect_ko(const char *dir, const char *dst, bool link_them);
 /* The modules banger-init loads (wanted + their dependencies) from src_dir to

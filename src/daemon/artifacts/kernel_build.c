@@ -528,24 +528,6 @@ static int built_entry(const char *name, json_t **ret, struct op_error *err) {
 int kernel_build(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
                  struct op_error *err) {
         _cleanup_json_ json_t *entry = NULL;
-        _cleanup_free_ char *key = xasprintf("kernel:%s", name);
         int rc = built_entry(name, &entry, err);
-        if (rc < 0)
-                return rc;
-        /* the same key as a pull: one pull or build of a name at a time */
-        if (!inflight_begin(a, key, p, &rc, err))
-                return rc < 0 ? rc : kernel_show(a, name, ret, err);
-        struct kernel_row row;
-        bool exists = store_kernel_get(a->store, name, &row) == 0;
-        if (exists)
-                kernel_row_done(&row);
-        if (!exists || force)
-                rc = do_build(a, name, entry, force, p, err);
-        inflight_end(a, key, rc, err);
-        if (rc < 0)
-                return rc;
-        rc = kernel_with_initramfs(a, name, ret, err);
-        if (rc == 0)
-                json_object_set_new(*ret, "already_built", json_boolean(exists && !force));
-        return rc;
+        return rc < 0 ? rc : kernel_obtain(a, name, entry, force, p, do_build, "already_built", ret, err);
 }

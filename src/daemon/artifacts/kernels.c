@@ -631,10 +631,31 @@ static int do_pull(struct artifacts *a, const char *name, json_t *entry, bool fo
         return r;
 }
 
+int kernel_obtain(struct artifacts *a, const char *name, json_t *entry, bool force, const struct progress *p,
+                  kernel_make_fn make, const char *already_key, json_t **ret, struct op_error *err) {
+        _cleanup_free_ char *key = xasprintf("kernel:%s", name);
+        int rc = 0;
+        /* one pull or build of a name at a time; later callers get its outcome */
+        if (!inflight_begin(a, key, p, &rc, err))
+                return rc < 0 ? rc : kernel_show(a, name, ret, err);
+        struct kernel_row row;
+        bool exists = store_kernel_get(a->store, name, &row) == 0;
+        if (exists)
+                kernel_row_done(&row);
+        if (!exists || force)
+                rc = make(a, name, entry, force, p, err);
+        inflight_end(a, key, rc, err);
+        if (rc < 0)
+                return rc;
+        rc = kernel_with_initramfs(a, name, ret, err);
+        if (rc == 0)
+                json_object_set_new(*ret, already_key, json_boolean(exists && !force));
+        return rc;
+}
+
 int kernel_pull(struct artifacts *a, const char *name, bool force, const struct progress *p, json_t **ret,
                 struct op_error *err) {
         _cleanup_json_ json_t *entry = NULL;
-        _cleanup_free_ char *key = xasprintf("kernel:%s", name);
         int rc = 0;
 
         if (!kernel_name_valid(name))
@@ -652,22 +673,7 @@ int kernel_pull(struct artifacts *a, const char *name, bool force, const struct 
                         json_object_set(*ret, "already_pulled", json_object_get(*ret, "already_built"));
                 return rc;
         }
-        if (!inflight_begin(a, key, p, &rc, err))
-                return rc < 0 ? rc : kernel_show(a, name, ret, err);
-
-        struct kernel_row row;
-        bool exists = store_kernel_get(a->store, name, &row) == 0;
-        if (exists)
-                kernel_row_done(&row);
-        if (!exists || force)
-                rc = do_pull(a, name, entry, force, p, err);
-        inflight_end(a, key, rc, err);
-        if (rc < 0)
-                return rc;
-        rc = kernel_with_initramfs(a, name, ret, err);
-        if (rc == 0)
-                json_object_set_new(*ret, "already_pulled", json_boolean(exists && !force));
-        return rc;
+        return kernel_obtain(a, name, entry, force, p, do_pull, "already_pulled", ret, err);
 }
 
 int kernel_delete(struct artifacts *a, const char *name, struct op_error *err) {
