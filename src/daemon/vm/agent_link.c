@@ -87,9 +87,6 @@ void link_wake(struct link *k) {
 
 /* ---- making a link ------------------------------------------------------------- */
 
-static int connect_once(const char *socket_path, int *ret_fd) {
-        return agent_socket_connect(socket_path, ret_fd);
-}
 
 /* The version 1 "upgrade" request; 0 once the stream carries frames, with
  * any bytes that came after the answer in k->in. */
@@ -186,7 +183,7 @@ static int link_get(struct agent_links *L, const char *socket_path, struct link 
                 }
         /* connected under the registry lock: a direct call queued behind us
          * at QEMU is impossible, it would have found this link */
-        int fd = -1, rc = connect_once(socket_path, &fd);
+        int fd = -1, rc = agent_socket_connect(socket_path, &fd);
         if (rc < 0) {
                 pthread_mutex_unlock(&L->mu);
                 return op_fail(e, rc, "cannot reach the agent at %s: %s", socket_path, strerror(-rc));

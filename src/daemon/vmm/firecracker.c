@@ -39,6 +39,7 @@
 
 #define FC_API_MS 5000
 #define FC_VSOCK_GUEST_CID 3
+#define FC_COPY_BUF (1u << 16)
 #define FC_STATE_MAX (64u << 20) /* Firecracker's own state file: device and vCPU state */
 
 static bool name_ok(const char *s) {
@@ -178,6 +179,7 @@ static int fc_start(const struct vm_boot *b, const char *bin, struct vm_proc *re
         _cleanup_strv_free_ char **argv = NULL;
         struct fc_view v;
 
+        *ret = (struct vm_proc) { .pid = 0, .pidfd = -1 };
         if (!name_ok(b->id) || !name_ok(b->name) || b->vcpu < 1 || b->vcpu > 32 || b->memory_mib < 64 ||
             !b->kernel || !b->initrd || !b->root_disk || !b->qmp_socket || !b->console_log ||
             (b->net == VM_NET_TAP && (!b->tap || !name_ok(b->tap) || !b->mac)))
@@ -203,24 +205,25 @@ static int fc_start(const struct vm_boot *b, const char *bin, struct vm_proc *re
         if (rc == 0)
                 rc = fc_build_argv(b, bin, &argv, e);
         if (rc == 0)
-                rc = vmm_proc_spawn("firecracker", argv, b->console_log, -1, 0, ret, e);
-        if (rc == 0)
-                rc = vmm_proc_wait_socket("firecracker", ret, b->qmp_socket, b->console_log, 10000, e);
-        if (rc < 0) {
-                fc_view_done(&v);
-                return rc;
-        }
+                rc = vmm_proc_spawn(argv, b->console_log, -1, 0, ret, e);
+        bool running = rc == 0;
+        if (rc == 0 && (rc = vmm_proc_wait_socket("firecracker", ret, b->qmp_socket, b->console_log, 10000, e)) < 0)
+                running = false; /* reaped there */
         /* incoming: the state comes with fc_restore (snapshot/load wants a VMM not configured yet) */
-        if (!b->incoming && (rc = fc_configure(b, &v, e)) == 0)
+        if (rc == 0 && !b->incoming && (rc = fc_configure(b, &v, e)) == 0)
                 rc = put(b->qmp_socket, "/actions", json_pack("{s:s}", "action_type", "InstanceStart"), e);
         fc_view_done(&v);
-        if (rc < 0) {
+        if (rc < 0 && running) {
                 vmm_proc_kill(ret, SIGKILL);
-                vmm_proc_wait_exit(ret, 2000);
                 (void) spawn_wait(ret->pid);
                 if (ret->pidfd >= 0)
                         close(ret->pidfd);
+        }
+        if (rc < 0) { /* nothing of the VMM is left: Firecracker never removes the sockets it bound */
                 *ret = (struct vm_proc) { .pid = 0, .pidfd = -1 };
+                unlink(b->qmp_socket);
+                if (b->agent_socket)
+                        unlink(b->agent_socket);
         }
         return rc;
 }
@@ -296,8 +299,8 @@ static int tar_add_file(struct archive *a, const char *name, const char *path, s
         archive_entry_set_size(en, st.st_size);
         int rc = archive_write_header(a, en) == ARCHIVE_OK ? 0 : -EIO;
         archive_entry_free(en);
-        static char buf[1 << 16];
-        for (ssize_t n; rc == 0 && (n = read(fd, buf, sizeof(buf))) != 0;) {
+        _cleanup_free_ char *buf = xmalloc(FC_COPY_BUF); /* per call: VMs save their states concurrently */
+        for (ssize_t n; rc == 0 && (n = read(fd, buf, FC_COPY_BUF)) != 0;) {
                 if (n < 0)
                         rc = errno == EINTR ? 0 : -errno;
                 else if (archive_write_data(a, buf, (size_t) n) != n)
@@ -349,8 +352,8 @@ static int untar_entry(struct archive *a, struct archive_entry *en, const char *
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return op_fail(e, -errno, "cannot create %s: %s", path, strerror(errno));
-        static char buf[1 << 16];
-        for (la_ssize_t n; (n = archive_read_data(a, buf, sizeof(buf))) != 0;) {
+        _cleanup_free_ char *buf = xmalloc(FC_COPY_BUF);
+        for (la_ssize_t n; (n = archive_read_data(a, buf, FC_COPY_BUF)) != 0;) {
                 if (n < 0)
                         return op_fail(e, -EIO, "reading the saved state: %s", archive_error_string(a));
                 if (write_all(fd, buf, (size_t) n) < 0)

@@ -43,7 +43,7 @@ bool vmm_proc_wait_exit(const struct vm_proc *p, int timeout_ms) {
         return poll(&pf, 1, timeout_ms) > 0;
 }
 
-int vmm_proc_spawn(const char *what, char **argv, const char *console_log, int extra_fd, int extra_at,
+int vmm_proc_spawn(char **argv, const char *console_log, int extra_fd, int extra_at,
                    struct vm_proc *ret, struct op_error *e) {
         pid_t pid;
         /* its own session: a daemon restart (or its process group dying)
@@ -59,7 +59,6 @@ int vmm_proc_spawn(const char *what, char **argv, const char *console_log, int e
         if (r < 0)
                 return op_fail(e, r, "cannot start %s: %s", argv[0], strerror(-r));
         *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
-        (void) what;
         return 0;
 }
 
@@ -100,6 +99,9 @@ int vmm_proc_wait_socket(const char *what, const struct vm_proc *p, const char *
                         poll(NULL, 0, 20);
         }
         vmm_proc_kill(p, SIGKILL);
+        (void) spawn_wait(p->pid);
+        if (p->pidfd >= 0)
+                close(p->pidfd);
         return op_fail(e, -ETIMEDOUT, "%s did not open its control socket %s within %d s", what, socket_path,
                        timeout_ms / 1000);
 }

@@ -174,9 +174,11 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
         int r = qemu_build_argv(b, bin, &argv, e);
         if (r < 0)
                 return r;
-        r = vmm_proc_spawn("qemu", argv, b->console_log, b->net == VM_NET_TAP ? b->tap_fd : -1, QEMU_TAP_FD, ret, e);
-        /* Started means controllable: QMP accepts (a QEMU that exits early reports why). */
-        return r < 0 ? r : vmm_proc_wait_socket("qemu", ret, b->qmp_socket, b->console_log, 10000, e);
+        r = vmm_proc_spawn(argv, b->console_log, b->net == VM_NET_TAP ? b->tap_fd : -1, QEMU_TAP_FD, ret, e);
+        /* Started means controllable: QMP accepts (a QEMU that exits early reports why, and is reaped) */
+        if (r == 0 && (r = vmm_proc_wait_socket("qemu", ret, b->qmp_socket, b->console_log, 10000, e)) < 0)
+                *ret = (struct vm_proc) { .pid = 0, .pidfd = -1 };
+        return r;
 }
 
 static int qemu_stop(const struct vm_boot *b, const struct vm_proc *p, int timeout_ms, struct op_error *e) {

@@ -128,11 +128,12 @@ int vmm_proc_kill(const struct vm_proc *p, int sig);
 bool vmm_proc_wait_exit(const struct vm_proc *p, int timeout_ms);
 /* argv in a session of its own, stdout and stderr to vmm.log, extra_fd (> 2)
  * as fd extra_at; *ret with a pidfd. */
-_warn_unused_ int vmm_proc_spawn(const char *what, char **argv, const char *console_log, int extra_fd, int extra_at,
+_warn_unused_ int vmm_proc_spawn(char **argv, const char *console_log, int extra_fd, int extra_at,
                                  struct vm_proc *ret, struct op_error *e);
 /* Reaps a VMM that died at start; the error says why (vmm.log, else the console). */
 int vmm_proc_died(const char *what, const struct vm_proc *p, const char *console_log, struct op_error *e);
-/* Until socket_path accepts; a VMM that exits meanwhile is reaped and reported. */
+/* Until socket_path accepts; a VMM that exits meanwhile, or is still
+ * silent at the timeout (then killed), is reaped, its pidfd closed. */
 _warn_unused_ int vmm_proc_wait_socket(const char *what, const struct vm_proc *p, const char *socket_path,
                                        const char *console_log, int timeout_ms, struct op_error *e);
 /* Is pid running bin (argv[0], or argv[1] under an interpreter) with "opt want" in its argv? */
