@@ -280,7 +280,7 @@ t "image register --kernel --modules imports them as a kernel named like the ima
 
 not_found() {
         local rc=0; "$BANGER" kernel pull no-such-kernel >"$TMP/nf" 2>&1 || rc=$?
-        expect_eq "$rc" 1 && grep -q "not_found: no kernel 'no-such-kernel' in the catalog (available: debian-cloud-6.1)" "$TMP/nf" || return 1
+        expect_eq "$rc" 1 && grep -q "not_found: no kernel 'no-such-kernel' in the catalog (available: debian-cloud-6.1, microvm-6.1)" "$TMP/nf" || return 1
         rc=0; "$BANGER" image pull no-such-image >"$TMP/nf" 2>&1 || rc=$?
         expect_eq "$rc" 1 && grep -q "not_found: no image 'no-such-image' in the catalog" "$TMP/nf" || return 1
         rc=0; "$BANGER" image show nope >"$TMP/nf" 2>&1 || rc=$?
