@@ -121,6 +121,14 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
                 add(rep, in_window == 0 ? PASS : in_window > 0 ? WARN : FAIL, "firecracker",
                     in_window < 0 ? "install Firecracker " FC_VERSION_MIN " to " FC_VERSION_TESTED ".x" : NULL,
                     "%s: %s", f.path, why);
+        /* (as bangerd decides it when it runs as this user) */
+        struct jail_plan j;
+        hostinfo_jail(cfg->jailer_bin, f.path, geteuid(), &j);
+        if (j.mode != JAIL_NONE)
+                add(rep, j.mode == JAIL_REFUSED ? FAIL : PASS, "jailer",
+                    j.mode == JAIL_REFUSED ? "chown root: the file, chmod go-w (or jailer_bin = \"none\")" : NULL,
+                    "%s", j.reason);
+        jail_plan_done(&j);
         tool_info_done(&q);
         tool_info_done(&f);
 }

@@ -237,7 +237,7 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
                                      "firecracker",
                 "the Firecracker binary" },
         [CONFIG_JAILER_BIN] = { NULL, "jailer_bin", KIND_STRING, O(jailer_bin), v_nonempty, "/usr/bin/jailer",
-                "Firecracker's jailer binary" },
+                "Firecracker's jailer: used when installed and bangerd runs as root (a chroot per VM); \"none\": never" },
         [CONFIG_ACCEL] = { NULL, "accel", KIND_STRING, O(accel), v_accel, "auto",
                 "the accelerator: auto (KVM when usable, else TCG), kvm or tcg" },
         [CONFIG_SSH_KEY_PATH] = { NULL, "ssh_key_path", KIND_STRING, O(ssh_key_path), v_abs_path, NULL,

@@ -112,6 +112,70 @@ void hostinfo_tool(const char *bin, struct tool_info *ret) {
         spawn_result_done(&res);
 }
 
+/* A program bangerd runs as root: its real path, a regular file of root's
+ * that only root can write; else why not. */
+static char *root_exec(const char *path, char **ret_real) {
+        *ret_real = realpath(path, NULL);
+        struct stat st;
+        if (!*ret_real || stat(*ret_real, &st) < 0)
+                return xasprintf("%s: %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return xasprintf("%s is not a regular file", *ret_real);
+        if (st.st_uid != 0)
+                return xasprintf("%s belongs to uid %u, not root", *ret_real, (unsigned) st.st_uid);
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return xasprintf("%s is writable by others than root (mode %04o)", *ret_real,
+                                 (unsigned) (st.st_mode & 07777));
+        return NULL;
+}
+
+void hostinfo_jail(const char *jailer_bin, const char *firecracker_path, uid_t euid, struct jail_plan *ret) {
+        *ret = (struct jail_plan) { .mode = JAIL_NONE };
+        if (!firecracker_path)
+                return;
+        _cleanup_free_ char *jailer = NULL;
+        if (strcmp(jailer_bin, "none") == 0) {
+                ret->mode = JAIL_OFF;
+                ret->reason = xstrdup("jailer_bin = \"none\": firecracker runs unjailed");
+                return;
+        }
+        if (find_executable(jailer_bin, &jailer) < 0) {
+                ret->mode = JAIL_OFF;
+                ret->reason = xasprintf("no jailer (jailer_bin = \"%s\"): firecracker runs unjailed", jailer_bin);
+                return;
+        }
+        if (euid != 0) {
+                ret->mode = JAIL_OFF;
+                ret->reason = xasprintf("the jailer (%s) needs root and bangerd runs as uid %u: firecracker runs "
+                                        "unjailed as that user",
+                                        jailer, (unsigned) euid);
+                return;
+        }
+        char *why = root_exec(jailer, &ret->jailer);
+        if (!why)
+                why = root_exec(firecracker_path, &ret->exec_file);
+        if (why) {
+                ret->mode = JAIL_REFUSED;
+                ret->reason = xasprintf("the jailer cannot be trusted: %s; firecracker VMs are refused (fix it, or "
+                                        "set jailer_bin = \"none\" to run firecracker unjailed)",
+                                        why);
+                free(why);
+                free(ret->jailer);
+                free(ret->exec_file);
+                ret->jailer = ret->exec_file = NULL;
+                return;
+        }
+        ret->mode = JAIL_ON;
+        ret->reason = xasprintf("firecracker runs under the jailer %s (a chroot per VM)", ret->jailer);
+}
+
+void jail_plan_done(struct jail_plan *p) {
+        free(p->jailer);
+        free(p->exec_file);
+        free(p->reason);
+        *p = (struct jail_plan) { 0 };
+}
+
 void tool_info_done(struct tool_info *t) {
         free(t->path);
         free(t->version);

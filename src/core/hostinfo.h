@@ -8,6 +8,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "layout.h"
@@ -48,6 +49,26 @@ struct tool_info {
 
 /* Finds `bin` (a name or path) and runs `bin --version` (2 s timeout). */
 void hostinfo_tool(const char *bin, struct tool_info *ret);
+
+/* Whether Firecracker VMs run under its jailer (jailer_bin), decided from
+ * the host: the jailer is installed, bangerd is root (the jailer chroots,
+ * makes device nodes and drops to the owner's uid:gid), and both the jailer
+ * and the Firecracker it copies into each jail are regular files of root's
+ * that no one else can write (bangerd runs them as root). */
+enum jail_mode {
+        JAIL_NONE,    /* no Firecracker */
+        JAIL_OFF,     /* no jailer, or bangerd not root: Firecracker runs as bangerd's user */
+        JAIL_ON,
+        JAIL_REFUSED, /* a jailer that cannot be trusted: Firecracker VMs are refused */
+};
+struct jail_plan {
+        enum jail_mode mode;
+        char *jailer;    /* owned; JAIL_ON: its real path */
+        char *exec_file; /* owned; JAIL_ON: Firecracker's real path */
+        char *reason;    /* owned; what and why, for doctor and the logs */
+};
+void hostinfo_jail(const char *jailer_bin, const char *firecracker_path, uid_t euid, struct jail_plan *ret);
+void jail_plan_done(struct jail_plan *p);
 void tool_info_done(struct tool_info *t);
 
 /* true for the VMM backends this build can drive. */

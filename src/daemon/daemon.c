@@ -112,6 +112,8 @@ static int choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_
                             config_live_get(&d->config)->firecracker_bin, d->layout.config_file);
         else if (strcmp(name, "firecracker") == 0 && hostinfo_fc_version(d->firecracker.version, &why) < 0)
                 r = op_fail(e, -EOPNOTSUPP, "firecracker at %s: %s", d->firecracker.path, why);
+        else if (strcmp(name, "firecracker") == 0 && d->jail.mode == JAIL_REFUSED)
+                r = op_fail(e, -EPERM, "%s", d->jail.reason);
         bool found = false;
         for (size_t i = 0; r == 0 && !found && i < ELEMENTSOF(d->vmms); i++)
                 if (strcmp(d->vmms[i].backend->name, name) == 0) {
@@ -214,7 +216,6 @@ static void probe_host(struct daemon *d) {
         if (accel_kill_stale_probe(d->layout.cache_dir))
                 log_info("start-up sweep: killed the KVM probe a previous daemon left");
         hostinfo_tool(config_live_get(&d->config)->qemu_bin, &d->qemu);
-        hostinfo_tool(config_live_get(&d->config)->firecracker_bin, &d->firecracker);
         hostinfo_kvm(&d->kvm);
         set_choice(d, -1, NULL);
 }
@@ -349,6 +350,18 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
         d->vmms[0] = (struct vmm_entry) { &vmm_qemu, config_live_get(&d->config)->qemu_bin };
         d->vmms[1] = (struct vmm_entry) { &vmm_firecracker, config_live_get(&d->config)->firecracker_bin };
+        /* before reconcile: a jailed Firecracker is known by the exec file's name */
+        hostinfo_tool(config_live_get(&d->config)->firecracker_bin, &d->firecracker);
+        hostinfo_jail(config_live_get(&d->config)->jailer_bin, d->firecracker.path, geteuid(), &d->jail);
+        d->jail_base = path_join(d->layout.state_dir, VM_JAIL_DIR);
+        if (d->jail.mode == JAIL_ON) {
+                d->fc_jail = (struct vm_jail) { .jailer_bin = d->jail.jailer, .chroot_base = d->jail_base,
+                                                .uid = d->uid, .gid = getgid() };
+                d->vmms[1].bin = d->jail.exec_file;
+                d->vmms[1].jail = &d->fc_jail;
+        }
+        if (d->jail.reason)
+                log_info("%s", d->jail.reason);
         return (struct vms_deps) {
                 .layout = &d->layout, .config = &d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
@@ -536,6 +549,8 @@ void daemon_close(struct daemon *d) {
         vmm_choice_done(&d->vmm);
         tool_info_done(&d->qemu);
         tool_info_done(&d->firecracker);
+        jail_plan_done(&d->jail);
+        free(d->jail_base);
         kvm_state_done(&d->kvm);
         close_fds(d);
         if (d->config_ready)

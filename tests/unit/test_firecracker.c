@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -378,13 +379,16 @@ static void test_jailer(void **state) {
         _cleanup_free_ char *base = path_join(dir, "jail");
         struct vm_jail j = { .jailer_bin = "/usr/bin/jailer", .chroot_base = base, .uid = 12345, .gid = 23456 };
         (void) state;
-        char *fc_args[] = { (char *) "--api-sock", (char *) "/api.sock", (char *) "--id", (char *) "banger-x", NULL };
-        _cleanup_strv_free_ char **argv = fc_jail_argv(&j, "/opt/fc/firecracker", "banger-x", fc_args);
+        /* the jailer execs Firecracker with its own --id: none after "--" */
+        struct vm_boot jb = { .id = "x", .qmp_socket = "/run/x/api.sock", .jail = &j };
+        _cleanup_strv_free_ char **argv = NULL;
+        assert_int_equal(vmm_firecracker.build_argv(&jb, "/opt/fc/firecracker", &argv, &err), 0);
         const char *want[] = { "/usr/bin/jailer", "--id", "banger-x", "--exec-file", "/opt/fc/firecracker", "--uid",
                                "12345", "--gid", "23456", "--chroot-base-dir", base, "--cgroup-version", "2", "--",
-                               "--api-sock", "/api.sock", "--id", "banger-x", NULL };
+                               "--api-sock", "/api.sock", NULL };
         for (size_t i = 0; want[i]; i++)
                 assert_string_equal(argv[i], want[i]);
+        assert_null(argv[ELEMENTSOF(want) - 1]);
         _cleanup_free_ char *root = fc_jail_root(&j, "/opt/fc/firecracker", "x");
         _cleanup_free_ char *want_root = xasprintf("%s/firecracker/banger-x/root", base);
         assert_string_equal(root, want_root);
@@ -405,6 +409,18 @@ static void test_jailer(void **state) {
         assert_int_equal(c.st_uid, j.uid);
         assert_int_equal(stat(in_kernel, &c), 0);
         assert_int_equal(c.st_uid, getuid());
+        /* a block device (a device-mapper root) gets a node of its own, the jail user's */
+        if (getuid() == 0) {
+                _cleanup_free_ char *blk = path_join(dir, "root.dm"), *in_blk = path_join(root, "root.dm");
+                assert_int_equal(mknod(blk, S_IFBLK | 0600, makedev(7, 0)), 0);
+                const char *devs[] = { blk };
+                assert_int_equal(fc_jail_prepare(&j, root, devs, 1, &err), 0);
+                assert_int_equal(lstat(in_blk, &c), 0);
+                assert_true(S_ISBLK(c.st_mode));
+                assert_int_equal(c.st_rdev, makedev(7, 0));
+                assert_int_equal(c.st_uid, j.uid);
+                unlink(blk);
+        }
         /* a symlink is never taken in */
         _cleanup_free_ char *sl = path_join(dir, "sneaky");
         assert_int_equal(symlink("/etc/shadow", sl), 0);
@@ -432,6 +448,27 @@ static void test_jailer(void **state) {
         close(fd);
         close(l);
         strbuf_release(&deep);
+
+        /* the VM's jails listed and removed, whatever the exec name; another VM's stay */
+        _cleanup_free_ char *other = fc_jail_root(&j, "/opt/fc/firecracker-v1.14.1-x86_64", "x");
+        _cleanup_free_ char *third = fc_jail_root(&j, "/opt/fc/firecracker", "y");
+        assert_int_equal(mkdir_p(other, 0700), 0);
+        assert_int_equal(mkdir_p(third, 0700), 0);
+        char **ids = NULL;
+        assert_int_equal(fc_jail_list(base, &ids), 3);
+        strv_free(ids);
+        _cleanup_free_ char *in_link = path_join(root, "escape");
+        assert_int_equal(symlink(dir, in_link), 0); /* removed as a link, never followed */
+        assert_int_equal(fc_jail_remove(base, "x"), 2);
+        assert_int_equal(access(kernel, F_OK), 0);
+        assert_int_equal(access(rootfs, F_OK), 0);
+        assert_int_equal(access(root, F_OK), -1);
+        assert_int_equal(access(other, F_OK), -1);
+        assert_int_equal(access(third, F_OK), 0);
+        assert_int_equal(fc_jail_list(base, &ids), 1);
+        assert_string_equal(ids[0], "y");
+        strv_free(ids);
+        assert_int_equal(fc_jail_remove(base, "x"), 0);
         op_error_done(&err);
 }
 

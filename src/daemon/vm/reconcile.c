@@ -315,6 +315,28 @@ static void sweep_staging(struct vms *v, const struct vm_row *r) {
         vms_workspace_unlock(v, l);
 }
 
+/* Jails no live VM holds: a daemon that died between making one and
+ * recording the VM's handles, or a VM deleted since. */
+static void sweep_jails(struct vms *v) {
+        _cleanup_free_ char *base = path_join(v->deps.layout->state_dir, VM_JAIL_DIR);
+        char **ids = NULL;
+        if (fc_jail_list(base, &ids) <= 0) {
+                strv_free(ids);
+                return;
+        }
+        for (size_t i = 0; ids[i]; i++) {
+                struct vm_row r;
+                bool live = false;
+                if (store_vm_get(v->deps.store, ids[i], &r) == 0) {
+                        live = vm_state_active(r.state);
+                        vm_row_done(&r);
+                }
+                if (!live && fc_jail_remove(base, ids[i]) > 0)
+                        log_info("reconcile: removed the jail of vm %s, which no running VM holds", ids[i]);
+        }
+        strv_free(ids);
+}
+
 void vms_reconcile(struct vms *v) {
         struct vm_row *rows;
         size_t n;
@@ -325,6 +347,7 @@ void vms_reconcile(struct vms *v) {
         }
         reconcile_pass(v, rows, n, 0);
         reconcile_pass(v, rows, n, 1);
+        sweep_jails(v);
         vms_tpl_sweep(v, true); /* template builds a dead daemon left */
         for (size_t i = 0; i < n; i++)
                 if (strcmp(rows[i].state, "deleted") != 0 && rows[i].vm_dir)

@@ -338,7 +338,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .net = user ? VM_NET_USER : VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac,
                 .ip_cidr = ip_cidr, .gateway = user ? VM_USER_NET_HOST : c->bridge_ip, .hostfwd_port = s->ssh_port,
                 .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
-                .incoming = s->state_fd >= 0, .ram_file = s->ram_file,
+                .incoming = s->state_fd >= 0, .ram_file = s->ram_file, .jail = s->vmm->jail,
         };
         if (s->identify && (rc = identifying(s, true, e)) < 0)
                 return rc;

@@ -69,10 +69,19 @@ void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_pat
         unlink(p->handles);
         unlink(p->qmp);
         unlink(p->agent);
+        if (r->firecracker)
+                vms_jail_release(v, r);
         handle_drop(v, r->id);
         int rc = store_vm_set_teardown(v->deps.store, r->id, NULL);
         if (rc < 0 && rc != -ENOENT)
                 log_warn("vm %s: clearing its teardown record: %s", r->name, strerror(-rc));
+}
+
+void vms_jail_release(struct vms *v, const struct vm_row *r) {
+        _cleanup_free_ char *base = path_join(v->deps.layout->state_dir, VM_JAIL_DIR);
+        int rc = fc_jail_remove(base, r->id);
+        if (rc < 0)
+                log_warn("vm %s: removing its jail under %s: %s", r->name, base, strerror(-rc));
 }
 
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap) {

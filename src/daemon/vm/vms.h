@@ -54,7 +54,10 @@
 struct vmm_entry {
         const struct vmm_backend *backend; /* borrowed */
         const char *bin;                   /* borrowed */
+        const struct vm_jail *jail;        /* borrowed; its VMs run under the jailer (bin: the exec file it
+                                            * copies in), chroots under <state>/VM_JAIL_DIR; NULL: unjailed */
 };
+#define VM_JAIL_DIR "jail"
 
 typedef int (*vms_agent_call_fn)(void *ud, const char *socket_path, const char *method, int timeout_ms,
                                  const struct agent_wait *w, json_t **ret_result, struct op_error *e);

@@ -196,8 +196,12 @@ _warn_unused_ int workspace_preboot_finish(struct vms *v, const struct vm_row *r
 /* What a VM held on the host once its VMM is gone: the capability hooks'
  * cleanup, the TAP, sockets, handles. Errors are logged, nothing stops. */
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);
-/* The same without the hooks: the TAP, sockets, handles, the record. */
+/* The same without the hooks: the TAP, sockets, handles, the record (and a
+ * Firecracker VM's jail). */
 void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap);
+/* A Firecracker VM's jails (chroots under <state>/jail), whatever the
+ * daemon's jailer is now. Logged, never fails. */
+void vms_jail_release(struct vms *v, const struct vm_row *r);
 /* The context the capability hooks see. */
 void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap,
                  struct vm_cap_ctx *ret);

@@ -94,7 +94,8 @@ static int fc_build_argv(const struct vm_boot *b, const char *bin, char ***ret, 
         _cleanup_free_ char *id = xasprintf("banger-%s", b->id);
         char *args[] = { (char *) "--api-sock", (char *) (b->jail ? "/api.sock" : b->qmp_socket), (char *) "--id", id,
                          NULL };
-        if (b->jail) {
+        if (b->jail) { /* the jailer passes its --id on (a second one is an error) */
+                args[2] = NULL;
                 *ret = fc_jail_argv(b->jail, bin, id, args);
                 return 0;
         }

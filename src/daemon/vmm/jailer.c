@@ -8,16 +8,19 @@
  * filesystem) and owned by the jail's uid:gid; the sockets it binds there
  * are reached through symlinks at the run dir's usual (short) paths.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "fsutil.h"
 #include "macro.h"
+#include "strbuf.h"
 #include "vmm.h"
 
 char *fc_jail_root(const struct vm_jail *j, const char *bin, const char *id) {
@@ -71,16 +74,20 @@ int fc_jail_prepare(const struct vm_jail *j, const char *root, const char *const
                 struct stat st;
                 if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
                         return op_fail(e, -EINVAL, "%s: no file name to put in the jail", files[i]);
-                if (lstat(files[i], &st) < 0 || !S_ISREG(st.st_mode))
-                        return op_fail(e, -EINVAL, "%s: not a regular file (%s)", files[i],
-                                       errno ? strerror(errno) : "a link or a special file");
+                errno = 0;
+                if (lstat(files[i], &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+                        return op_fail(e, -EINVAL, "%s: not a regular file or a block device (%s)", files[i],
+                                       errno ? strerror(errno) : "a link or another special file");
                 (void) unlinkat(dfd, base, 0); /* a previous boot's */
-                if (linkat(AT_FDCWD, files[i], dfd, base, 0) < 0)
-                        return op_fail(e, -errno, "cannot link %s into the jail %s: %s", files[i], root,
+                /* a block device (a device-mapper root) cannot be hard-linked:
+                 * a node of the same device, the jail user's alone */
+                if (S_ISBLK(st.st_mode) ? mknodat(dfd, base, S_IFBLK | 0600, st.st_rdev) < 0
+                                        : linkat(AT_FDCWD, files[i], dfd, base, 0) < 0)
+                        return op_fail(e, -errno, "cannot put %s into the jail %s: %s", files[i], root,
                                        strerror(errno));
                 /* files only this VM has become the jail user's; shared ones
                  * (the kernel) only need to be readable by it */
-                if (st.st_nlink == 1 && (st.st_uid != j->uid || st.st_gid != j->gid) &&
+                if ((S_ISBLK(st.st_mode) || st.st_nlink == 1) && (st.st_uid != j->uid || st.st_gid != j->gid) &&
                     fchownat(dfd, base, j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0)
                         return op_fail(e, -errno, "cannot give %s to %u:%u: %s", files[i], (unsigned) j->uid,
                                        (unsigned) j->gid, strerror(errno));
@@ -97,4 +104,58 @@ int fc_jail_socket_link(const char *target, const char *link, struct op_error *e
         if (symlink(target, link) < 0)
                 return op_fail(e, -errno, "cannot link %s to %s: %s", link, target, strerror(errno));
         return 0;
+}
+
+/* The jails of VM id (any exec name) under chroot_base, and the cgroup the
+ * jailer made for it (cgroup v2: <exec name>/<jail id>; only when empty). */
+int fc_jail_remove(const char *chroot_base, const char *id) {
+        _cleanup_(closedirp) DIR *d = opendir(chroot_base);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        _cleanup_free_ char *jid = xasprintf("banger-%s", id);
+        int rc = 0, n = 0;
+        for (struct dirent *de; (de = readdir(d));) {
+                if (de->d_name[0] == '.' || strchr(de->d_name, '/'))
+                        continue;
+                _cleanup_free_ char *exec_dir = path_join(chroot_base, de->d_name);
+                _cleanup_free_ char *dir = path_join(exec_dir, jid);
+                struct stat st;
+                if (lstat(exec_dir, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(dir, &st) < 0)
+                        continue;
+                int r = rm_rf(dir); /* never through a link, never across a mount */
+                if (r < 0)
+                        rc = r;
+                else
+                        n++;
+                (void) rmdir(exec_dir); /* the last jail of that exec name */
+                _cleanup_free_ char *cg = xasprintf("/sys/fs/cgroup/%s/%s", de->d_name, jid);
+                (void) rmdir(cg);
+        }
+        return rc < 0 ? rc : n;
+}
+
+int fc_jail_list(const char *chroot_base, char ***ret_ids) {
+        *ret_ids = NULL;
+        _cleanup_(closedirp) DIR *d = opendir(chroot_base);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        size_t n = 0;
+        char **ids = xcalloc(1, sizeof(char *));
+        for (struct dirent *de; (de = readdir(d));) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *exec_dir = path_join(chroot_base, de->d_name);
+                _cleanup_(closedirp) DIR *x = opendir(exec_dir); /* (a link is no directory of ours: skipped below) */
+                struct stat st;
+                if (!x || lstat(exec_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                for (struct dirent *je; (je = readdir(x));)
+                        if (strncmp(je->d_name, "banger-", 7) == 0 && je->d_name[7]) {
+                                ids = xrealloc(ids, (n + 2) * sizeof(char *));
+                                ids[n++] = xstrdup(je->d_name + 7);
+                                ids[n] = NULL;
+                        }
+        }
+        *ret_ids = ids;
+        return (int) n;
 }

@@ -75,7 +75,9 @@ struct vm_boot {
 };
 
 /* Firecracker's jailer: a chroot per VM under chroot_base (on the state
- * dir's filesystem: the VM's files are hard-linked into it), run as uid:gid. */
+ * dir's filesystem: the VM's files are hard-linked into it), run as uid:gid.
+ * The VMM's bin is then the exec file the jailer copies in (a real path,
+ * root's, checked by hostinfo_jail_check()). */
 struct vm_jail {
         const char *jailer_bin;
         const char *chroot_base;
@@ -152,13 +154,19 @@ char **fc_jail_argv(const struct vm_jail *j, const char *bin, const char *id, ch
 /* <chroot_base>/<basename of bin>/banger-<id>/root */
 char *fc_jail_root(const struct vm_jail *j, const char *bin, const char *id);
 /* Makes the chroot root: each host file (regular, never a symlink)
- * hard-linked in under its basename, the VM's own files and root given to
+ * hard-linked in under its basename (a block device: a node of it), the VM's own files and root given to
  * the jail's uid:gid; the VMM sees them as "/<basename>". */
 _warn_unused_ int fc_jail_prepare(const struct vm_jail *j, const char *root, const char *const *files, size_t n,
                                   struct op_error *e);
 /* link -> target: the daemon reaches a socket in the chroot by a path of
  * the run dir (short enough for sun_path whatever the chroot's length). */
 _warn_unused_ int fc_jail_socket_link(const char *target, const char *link, struct op_error *e);
+/* Removes every jail of VM id under chroot_base (and its empty cgroup):
+ * how many, or -errno. */
+int fc_jail_remove(const char *chroot_base, const char *id);
+/* The VM ids that have a jail under chroot_base (NULL-terminated, malloc'd):
+ * how many, or -errno. */
+int fc_jail_list(const char *chroot_base, char ***ret_ids);
 
 /* The kernel command line banger-init reads (docs/GUEST.md). */
 char *vm_kernel_cmdline(const struct vm_boot *b);
