@@ -133,6 +133,20 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
         tool_info_done(&f);
 }
 
+/* QEMU's agent transport: vsock where /dev/vhost-vsock opens, else the
+ * virtio-serial port; a FAIL only when the config insists on vsock. */
+static void check_vsock(struct report *rep, const struct config *cfg) {
+        _cleanup_free_ char *why = NULL;
+        bool insist = strcmp(cfg->qemu_agent_transport, "vsock") == 0;
+        bool serial = strcmp(cfg->qemu_agent_transport, "virtio-serial") == 0;
+        if (hostinfo_vhost_vsock(&why))
+                add(rep, PASS, "vsock", NULL, "/dev/vhost-vsock opens: QEMU VMs booted cold reach their agent over %s",
+                    serial ? "virtio-serial (qemu_agent_transport = \"virtio-serial\")" : "vsock");
+        else
+                add(rep, insist ? FAIL : PASS, "vsock", insist ? "modprobe vhost_vsock, or qemu_agent_transport = \"auto\"" : NULL,
+                    "%s: %s", why, insist ? "qemu_agent_transport = \"vsock\" cannot start QEMU VMs" : "agent over virtio-serial");
+}
+
 static void check_tun(struct report *rep, bool rootless) {
         struct stat st;
         if (stat("/dev/net/tun", &st) == 0 && S_ISCHR(st.st_mode))
@@ -567,6 +581,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         check_config(&rep, ctx, &cfg);
         if (cfg) {
                 check_vmms(&rep, cfg);
+                check_vsock(&rep, cfg);
                 check_mirror(&rep, cfg);
         }
         bool rootless = check_network(&rep, ctx);

@@ -61,6 +61,11 @@ static int v_vmm(const struct config *c, const void *v, char **why) {
         return v_one_of(*(char *const *) v, why, (const char *const[]) { "auto", "qemu", "firecracker", NULL });
 }
 
+static int v_agent_transport(const struct config *c, const void *v, char **why) {
+        (void) c;
+        return v_one_of(*(char *const *) v, why, (const char *const[]) { "auto", "virtio-serial", "vsock", NULL });
+}
+
 static int v_accel(const struct config *c, const void *v, char **why) {
         (void) c;
         return v_one_of(*(char *const *) v, why, (const char *const[]) { "auto", "kvm", "tcg", NULL });
@@ -274,6 +279,11 @@ static const struct key_spec specs[_CONFIG_KEY_MAX] = {
                 "OCI registries pulled over plain http, as \"host[:port], ...\" (loopback always is)" },
         [CONFIG_WARM_START] = { NULL, "warm_start", KIND_STRING, O(warm_start), v_onoff, "on",
                 "on: new VMs resume from a warm-start template when one fits; off: always boot cold" },
+        [CONFIG_QEMU_AGENT_TRANSPORT] = { NULL, "qemu_agent_transport", KIND_STRING, O(qemu_agent_transport),
+                                          v_agent_transport, "auto",
+                "how a QEMU VM booted cold reaches its guest agent: auto (vsock where /dev/vhost-vsock opens, "
+                "else virtio-serial), virtio-serial, or vsock (a start fails without the device); warm starts "
+                "and their templates always use virtio-serial, restored states the transport they were saved with" },
         [CONFIG_VCPU] = { "vm_defaults", "vcpu", KIND_INT, O(vcpu), v_vcpu, NULL,
                 "virtual CPUs of a new VM (default: host CPUs/4 capped at 4, at least 2)" },
         [CONFIG_MEMORY_MIB] = { "vm_defaults", "memory_mib", KIND_MIB, O(memory_mib), v_memory, NULL,

@@ -35,6 +35,7 @@ enum config_key {
         CONFIG_UPDATE_URL,
         CONFIG_INSECURE_REGISTRIES,
         CONFIG_WARM_START,
+        CONFIG_QEMU_AGENT_TRANSPORT,
         CONFIG_VCPU,
         CONFIG_MEMORY_MIB,
         CONFIG_DISK_SIZE,
@@ -85,6 +86,7 @@ struct config {
         char *update_url; /* where `banger update` finds releases (docs/UPDATE.md); "" = not set */
         char *insecure_registries; /* "host[:port], ...": registries pulled over plain http; "" = none */
         char *warm_start;          /* "on" | "off": new VMs resume from a template (docs/ARCHITECTURE.md, "Warm start") */
+        char *qemu_agent_transport; /* "auto" | "virtio-serial" | "vsock": how a QEMU VM's cold boot reaches its agent */
         int64_t vcpu;
         int64_t memory_mib;
         uint64_t disk_size_bytes;

@@ -287,6 +287,23 @@ void vmm_choice_done(struct vmm_choice *v) {
         *v = (struct vmm_choice) { 0 };
 }
 
+bool hostinfo_vhost_vsock_at(const char *dev, char **ret_why) {
+        struct stat st;
+        _cleanup_close_ int fd = -1;
+        *ret_why = NULL;
+        if (stat(dev, &st) < 0)
+                *ret_why = errno == ENOENT ? xasprintf("no %s", dev) : xasprintf("%s: %s", dev, strerror(errno));
+        else if (!S_ISCHR(st.st_mode))
+                *ret_why = xasprintf("%s is not a character device", dev);
+        else if ((fd = open(dev, O_RDWR | O_CLOEXEC)) < 0)
+                *ret_why = xasprintf("cannot open %s: %s", dev, strerror(errno));
+        return !*ret_why;
+}
+
+bool hostinfo_vhost_vsock(char **ret_why) {
+        return hostinfo_vhost_vsock_at("/dev/vhost-vsock", ret_why);
+}
+
 bool hostinfo_net_admin(void) {
         _cleanup_free_ char *text = NULL;
         size_t len;

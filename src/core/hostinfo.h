@@ -34,6 +34,11 @@ int hostinfo_kvm(struct kvm_state *ret);
  * /proc/self/status; without it (and without a root helper) bangerd is
  * rootless: VMs use user-mode networking. */
 bool hostinfo_net_admin(void);
+/* Can this process give QEMU guests a vsock (/dev/vhost-vsock opens
+ * read-write)? When not, *ret_why says why ("no /dev/vhost-vsock", ...;
+ * owned), else NULL. _at: another device path (tests). */
+bool hostinfo_vhost_vsock(char **ret_why);
+bool hostinfo_vhost_vsock_at(const char *dev, char **ret_why);
 void kvm_state_done(struct kvm_state *k);
 
 /* Can this user run mmdebstrap's unshare mode (a Debian image build without

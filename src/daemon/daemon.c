@@ -367,7 +367,7 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
                 .choose_vmm = choose_vmm, .choose_ud = d, .agent_call = agent_call_fn, .agent_exec = &agent_exec_ops, .agent_ud = d->links, .mono_ms = mono_ms_now,
                 .wall_ms = wall_ms, .tsc_khz = host_tsc_khz(), .caps = caps, .n_caps = n_caps, .fwd = d->fwd,
-                .rootless = d->rootless,
+                .rootless = d->rootless, .vsock_usable = hostinfo_vhost_vsock,
         };
 }
 
@@ -406,6 +406,12 @@ static int open_services(struct daemon *d, const struct daemon_options *opts, st
                 return r;
         d->links = agent_links_new();
         raise_nofile();
+        _cleanup_free_ char *vsock_why = NULL;
+        if (hostinfo_vhost_vsock(&vsock_why))
+                log_info("QEMU VMs can reach their agent over vsock (/dev/vhost-vsock; qemu_agent_transport = \"%s\")",
+                         config_live_get(&d->config)->qemu_agent_transport);
+        else
+                log_info("%s: QEMU VMs reach their agent over virtio-serial", vsock_why);
         d->fwd = fwd_new();
         /* after the signal mask: the VM service's threads inherit it */
         struct vms_deps deps = vms_deps_of(d);

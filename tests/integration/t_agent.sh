@@ -130,4 +130,52 @@ poweroff() {
 t "poweroff answers, then the VM powers off and QEMU exits" poweroff
 [ -n "$QEMU" ] && { kill "$QEMU" 2>/dev/null; wait "$QEMU" 2>/dev/null; }
 
+# QEMU's vsock transport: the daemon's choice follows /dev/vhost-vsock
+# (doctor shows it); with the device, a guest booted with a vhost-vsock
+# device and no port answers on AF_VSOCK (CID, 1024)
+vsock_doctor() {
+        "$BANGER" doctor >"$TMP/doctor.out" 2>&1
+        if [ -r /dev/vhost-vsock ] && [ -w /dev/vhost-vsock ]; then
+                grep -A1 '^PASS.vsock' "$TMP/doctor.out" | grep -q '/dev/vhost-vsock opens' || { cat "$TMP/doctor.out"; return 1; }
+        else
+                grep -A1 'vsock' "$TMP/doctor.out" | grep -q 'agent over virtio-serial' || { cat "$TMP/doctor.out"; return 1; }
+        fi
+}
+t "doctor: the agent transport QEMU VMs get here (vsock, or virtio-serial without /dev/vhost-vsock)" vsock_doctor
+
+vsock_guest() {
+        local cid=$((1000 + RANDOM % 20000)) q r
+        qemu-system-x86_64 -M microvm -accel tcg,tb-size=128 -m 512 -smp 1 -nodefaults -no-user-config \
+                -nographic -no-reboot -kernel "$VMLINUX" -initrd "$INITRD" \
+                -append "console=ttyS0 tsc_early_khz=$(tsc_khz) cryptomgr.notests quiet banger.mode=fast banger.root=rootfs banger.hostname=vsock-test" \
+                -serial stdio -device virtio-rng-device \
+                -drive "id=root,file=$ROOTFS,format=raw,if=none,snapshot=on" -device virtio-blk-device,drive=root,serial=rootfs \
+                -device "vhost-vsock-device,guest-cid=$cid" </dev/null >"$TMP/vsock-serial.log" 2>&1 &
+        q=$!
+        r=$(python3 - "$cid" <<'PY'
+import json, socket, sys, time
+cid = int(sys.argv[1]); end = time.time() + 120
+while time.time() < end:
+    try:
+        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM); s.settimeout(2); s.connect((cid, 1024))
+        s.sendall(b'{"v":1,"id":21,"method":"health"}\n'); buf = b""
+        while b"\n" not in buf:
+            d = s.recv(4096)
+            if not d: raise OSError("closed")
+            buf += d
+        print(buf.split(b"\n")[0].decode()); sys.exit(0)
+    except OSError:
+        time.sleep(1)
+sys.exit(1)
+PY
+) || { kill "$q"; wait "$q" 2>/dev/null; tail -5 "$TMP/vsock-serial.log"; return 1; }
+        kill "$q"; wait "$q" 2>/dev/null
+        echo "$r" | jq -e '.id == 21 and .result.hostname == "vsock-test"' >/dev/null || { echo "$r"; return 1; }
+}
+if [ -r /dev/vhost-vsock ] && [ -w /dev/vhost-vsock ]; then
+        t "the guest agent over vhost-vsock: no port, AF_VSOCK to (CID, 1024)" vsock_guest
+else
+        skip "the guest agent over vhost-vsock: no port, AF_VSOCK to (CID, 1024)" "no usable /dev/vhost-vsock on this host"
+fi
+
 finish

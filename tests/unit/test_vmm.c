@@ -170,6 +170,57 @@ static void test_argv(void **state) {
         }
 }
 
+/* The agent's two transports: the virtio-serial port, or a vhost-vsock
+ * device (virtio-mmio under microvm) with the guest CID and no port. */
+static bool has_prefix(char **argv, const char *opt, const char *prefix) {
+        for (char **a = argv; *a; a++)
+                if (strcmp(a[0], opt) == 0 && a[1] && strncmp(a[1], prefix, strlen(prefix)) == 0)
+                        return true;
+        return false;
+}
+
+static void test_argv_agent_transport(void **state) {
+        char **serial = NULL, **vsock = NULL, **bad = NULL;
+        struct op_error err = OP_ERROR_INIT;
+        (void) state;
+        assert_int_equal(vmm_qemu.build_argv(&base, "qemu", &serial, &err), 0);
+        assert_true(has(serial, "-device", "virtio-serial-device"));
+        assert_true(has(serial, "-chardev", "socket,id=agent,path=/v/agent.sock,server=on,wait=off"));
+        assert_false(has_prefix(serial, "-device", "vhost-vsock"));
+
+        struct vm_boot b = base;
+        b.vsock_cid = 7;
+        assert_int_equal(vmm_qemu.build_argv(&b, "qemu", &vsock, &err), 0);
+        assert_true(has(vsock, "-device", "vhost-vsock-device,guest-cid=7"));
+        assert_false(has(vsock, "-device", "virtio-serial-device"));
+        assert_false(has_prefix(vsock, "-chardev", "socket,id=agent"));
+        assert_false(has_prefix(vsock, "-device", "virtserialport"));
+        /* the same device count in the same order: the vsock takes the port's slot */
+        size_t ns = 0, nv = 0;
+        for (char **a = serial; *a; a++)
+                ns += strcmp(*a, "-device") == 0;
+        for (char **a = vsock; *a; a++)
+                nv += strcmp(*a, "-device") == 0;
+        assert_int_equal(nv, ns - 1); /* serial: the bus and the port; vsock: one device */
+
+        b.vsock_cid = 2; /* the host's CID */
+        assert_int_equal(vmm_qemu.build_argv(&b, "qemu", &bad, &err), -EINVAL);
+        assert_null(bad);
+        op_error_done(&err);
+        strv_free(serial);
+        strv_free(vsock);
+}
+
+static void test_cid_in_use(void **state) {
+        (void) state;
+        assert_true(qemu_said_cid_in_use("qemu exited at start (status 1): qemu-system-x86_64: -device "
+                                         "vhost-vsock-device,guest-cid=3: vhost-vsock: unable to set guest cid: "
+                                         "Address already in use"));
+        assert_false(qemu_said_cid_in_use("qemu-system-x86_64: -device vhost-vsock-device,guest-cid=3: "
+                                          "vhost-vsock: failed to open vhost device: No such file or directory"));
+        assert_false(qemu_said_cid_in_use(NULL));
+}
+
 static void test_owns(void **state) {
         pid_t pid;
         (void) state;
@@ -194,6 +245,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_argv),
                 cmocka_unit_test(test_owns),
+                cmocka_unit_test(test_argv_agent_transport),
+                cmocka_unit_test(test_cid_in_use),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,7 +41,55 @@ static struct store *store;
 static struct artifacts arts;
 static struct opstate_registry ops;
 static struct vms vms;
-static const struct vmm_entry vmm_tab[1] = { { &fake_vmm, "fake" } };
+static struct vmm_backend wrap_vmm; /* fake_vmm, its start watched for the guest CID */
+static const struct vmm_entry vmm_tab[1] = { { &wrap_vmm, "fake" } };
+
+/* ---- the agent's vsock: the device, the CIDs the VMM was given ------------- */
+
+static bool vsock_dev;       /* does the fake host have /dev/vhost-vsock? */
+static unsigned busy_cid;    /* held by a VM outside banger: its start is EADDRINUSE */
+static unsigned vmm_starts;
+static struct { char id[17]; unsigned cid; } booted[16];
+
+static bool fake_vsock_usable(char **ret_why) {
+        *ret_why = vsock_dev ? NULL : xstrdup("no /dev/vhost-vsock");
+        return vsock_dev;
+}
+
+static int wrap_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
+        vmm_starts++;
+        if (b->vsock_cid && b->vsock_cid == busy_cid)
+                return op_fail(e, -EADDRINUSE, "guest CID %u is in use on this host", b->vsock_cid);
+        int rc = fake_vmm.start(b, bin, ret, e);
+        for (size_t i = 0; rc == 0 && i < ELEMENTSOF(booted); i++)
+                if (!booted[i].id[0] || strcmp(booted[i].id, b->id) == 0) {
+                        snprintf(booted[i].id, sizeof(booted[i].id), "%s", b->id);
+                        booted[i].cid = b->vsock_cid;
+                        break;
+                }
+        return rc;
+}
+
+static unsigned booted_cid(const char *id) {
+        for (size_t i = 0; i < ELEMENTSOF(booted); i++)
+                if (strcmp(booted[i].id, id) == 0)
+                        return booted[i].cid;
+        fail_msg("vm %s never booted", id);
+        return 0;
+}
+
+/* A vsock address names the VM (its tag) and the CID its VMM was given:
+ * the fake agent is reached through that VM's socket path. */
+static int wrap_agent_call(void *ud, const char *addr, const char *method, int timeout_ms, const struct agent_wait *w,
+                           json_t **ret, struct op_error *e) {
+        unsigned cid;
+        if (!agent_addr_vsock(addr, &cid))
+                return fake_agent_call(ud, addr, method, timeout_ms, w, ret, e);
+        const char *id = strchr(addr, '/') + 1;
+        assert_int_equal(cid, booted_cid(id));
+        _cleanup_free_ char *path = xasprintf("%s/vms/%s/agent.sock", layout.runtime_dir, id);
+        return fake_agent_call(ud, path, method, timeout_ms, w, ret, e);
+}
 
 /* ---- fixture --------------------------------------------------------------- */
 
@@ -82,7 +130,8 @@ static void service_start(void) {
         struct vms_deps deps = {
                 .layout = &layout, .config = &live, .store = store, .artifacts = &arts, .ops = &ops,
                 .priv = fake_priv(), .vmms = vmm_tab, .n_vmms = 1, .choose_vmm = fake_choose_vmm,
-                .agent_call = fake_agent_call, .tsc_khz = 1000000, .caps = caps, .n_caps = n_caps,
+                .agent_call = wrap_agent_call, .tsc_khz = 1000000, .caps = caps, .n_caps = n_caps,
+                .vsock_usable = fake_vsock_usable,
                 .agent_boot_timeout_ms = 2000, .stop_guest_timeout_ms = 2000,
         };
         struct op_error e = OP_ERROR_INIT;
@@ -115,6 +164,12 @@ static int setup(void **state) {
         fake_init(config->bridge_name, config->bridge_ip, (int) config->cidr, roots);
         assert_int_equal(artifacts_init(&arts, &layout, &live, store, fake_priv(), &e), 0);
         opstate_init(&ops, 600000);
+        wrap_vmm = fake_vmm;
+        wrap_vmm.start = wrap_start;
+        vsock_dev = false;
+        busy_cid = 0;
+        vmm_starts = 0;
+        memset(booted, 0, sizeof(booted));
         make_image();
         service_start();
         return 0;
@@ -197,6 +252,82 @@ static void assert_no_runtime_files(const char *id) {
                 assert_null(r.teardown_json);
                 vm_row_done(&r);
         }
+}
+
+/* ---- the agent's transport ----------------------------------------------------------- */
+
+static unsigned handles_cid(const char *id) {
+        _cleanup_free_ char *path = xasprintf("%s/%s/handles.json", layout.vms_dir, id), *text = NULL;
+        size_t len;
+        assert_int_equal(read_file(path, 1 << 16, &text, &len), 0);
+        _cleanup_json_ json_t *j = json_loadb(text, len, 0, NULL);
+        return (unsigned) json_integer_value(json_object_get(j, "vsock_cid"));
+}
+
+/* Unique CIDs among running VMs, reused once released, another one when
+ * the host says a CID is taken; without the device, virtio-serial (or a
+ * clear error when the config insists on vsock). */
+static void test_vsock_cids(void **state) {
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *d = NULL, *f = NULL, *g = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        assert_int_equal(create_vm("plain", true, false, &g), 0); /* no device: the port */
+        assert_int_equal(booted_cid(g), 0);
+        assert_int_equal(handles_cid(g), 0);
+
+        vsock_dev = true;
+        assert_int_equal(create_vm("va", true, false, &a), 0);
+        assert_int_equal(create_vm("vb", true, false, &b), 0);
+        unsigned ca = booted_cid(a), cb = booted_cid(b);
+        assert_true(ca >= 3 && cb >= 3 && ca != cb);
+        assert_int_equal(handles_cid(a), ca); /* what reconcile reads back */
+        assert_int_equal(vm_agent(&vms, "va", "health", &res, &e), 0); /* reached at "vsock:<cid>/<id>" */
+        json_decref(res);
+
+        assert_int_equal(vm_stop(&vms, "va", NULL, &res, &e), 0); /* a's CID is free again */
+        json_decref(res);
+        assert_int_equal(create_vm("vc", true, false, &c), 0);
+        assert_int_equal(booted_cid(c), ca);
+
+        /* the lowest free CID is held outside banger: the start tries the next */
+        assert_int_equal(vm_stop(&vms, "vc", NULL, &res, &e), 0);
+        json_decref(res);
+        busy_cid = ca;
+        unsigned before = vmm_starts;
+        assert_int_equal(create_vm("vd", true, false, &d), 0);
+        unsigned cd = booted_cid(d);
+        assert_true(cd != ca && cd != cb && cd >= 3);
+        assert_int_equal(vmm_starts - before, 2);
+        assert_int_equal(vm_agent(&vms, "vd", "health", &res, &e), 0);
+        json_decref(res);
+
+        /* restarting a stopped VM: a CID no running VM holds */
+        busy_cid = 0;
+        assert_int_equal(vm_start(&vms, "va", NULL, &res, &e), 0);
+        json_decref(res);
+        unsigned ca2 = booted_cid(a);
+        assert_true(ca2 >= 3 && ca2 != cb && ca2 != cd);
+
+        /* config "vsock" without the device: a clear error, nothing left running */
+        vsock_dev = false;
+        free(config->qemu_agent_transport);
+        config->qemu_agent_transport = xstrdup("vsock");
+        before = vmm_starts;
+        assert_int_equal(create_vm("vf", true, false, &f), -EIO);
+        assert_int_equal(vmm_starts, before); /* refused before any VMM */
+        struct vm_row r;
+        assert_int_equal(store_vm_get(store, f, &r), 0);
+        assert_non_null(r.last_error);
+        assert_non_null(strstr(r.last_error, "qemu_agent_transport = \"vsock\""));
+        assert_non_null(strstr(r.last_error, "no /dev/vhost-vsock"));
+        vm_row_done(&r);
+        const char *names[] = { "plain", "va", "vb", "vc", "vd", "vf" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                assert_int_equal(vm_delete(&vms, names[i], NULL, &res, &e), 0);
+                json_decref(res);
+        }
+        assert_host_clean();
 }
 
 /* ---- create -> start -> stop -> delete ----------------------------------------------- */
@@ -675,6 +806,7 @@ static void test_bad_requests(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vsock_cids, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_nat, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_isolate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_start_failures, setup, teardown),

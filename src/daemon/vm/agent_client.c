@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include "agent_client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/vm_sockets.h>
 
 #include "clock.h"
 #include "jsonx.h"
@@ -53,7 +56,71 @@ static int vsock_handshake(int fd) {
         return sscanf(line, "OK %u\n", &port) == 1 ? 0 : -EPROTO;
 }
 
-int agent_socket_connect(const char *socket_path, int *ret_fd) {
+bool agent_addr_vsock(const char *addr, unsigned *ret_cid) {
+        static const char pre[] = AGENT_VSOCK_ADDR_PREFIX;
+        if (!addr || strncmp(addr, pre, strlen(pre)) != 0 || !isdigit((unsigned char) addr[strlen(pre)]))
+                return false;
+        char *end;
+        errno = 0;
+        unsigned long cid = strtoul(addr + strlen(pre), &end, 10);
+        if (errno || (*end && *end != '/') || cid < AGENT_VSOCK_CID_MIN || cid > AGENT_VSOCK_CID_MAX)
+                return false;
+        *ret_cid = (unsigned) cid;
+        return true;
+}
+
+char *agent_addr_vsock_new(unsigned cid, const char *tag) {
+        return xasprintf(AGENT_VSOCK_ADDR_PREFIX "%u/%s", cid, tag);
+}
+
+/* AF_VSOCK to (cid, port), non-blocking; the connect waits at most 1 s (a
+ * guest whose driver is not up yet leaves it pending). */
+static int vsock_connect_real(unsigned cid, unsigned port, int *ret_fd) {
+        _cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                if (errno != EINPROGRESS)
+                        return -errno;
+                int err = 0;
+                socklen_t len = sizeof(err);
+                int n = poll(&(struct pollfd) { .fd = fd, .events = POLLOUT }, 1, 1000);
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        return -errno;
+                if (err)
+                        return -err;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static _Atomic(agent_vsock_connect_fn) vsock_connect_fn = vsock_connect_real;
+
+void agent_set_vsock_connect(agent_vsock_connect_fn fn) {
+        vsock_connect_fn = fn ? fn : vsock_connect_real;
+}
+
+int agent_vsock_errno(int r) {
+        switch (-r) {
+        case ECONNREFUSED: /* nothing listens on the port (yet) */
+        case ECONNRESET:   /* the guest's transport reset (a restore) */
+        case ETIMEDOUT:    /* the guest's driver is not up yet */
+                return -ECONNREFUSED;
+        case ENODEV:       /* no VM with that CID (yet, or any more) */
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+                return -ENOENT;
+        default:
+                return r;
+        }
+}
+
+static int unix_connect(const char *socket_path, int *ret_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
@@ -67,6 +134,19 @@ int agent_socket_connect(const char *socket_path, int *ret_fd) {
         if (rc < 0)
                 return rc;
         *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int agent_socket_connect(const char *addr, int *ret_fd) {
+        unsigned cid;
+        if (!agent_addr_vsock(addr, &cid))
+                return strncmp(addr, AGENT_VSOCK_ADDR_PREFIX, strlen(AGENT_VSOCK_ADDR_PREFIX)) == 0
+                               ? -EINVAL
+                               : unix_connect(addr, ret_fd);
+        int fd = -1, rc = agent_vsock_errno(vsock_connect_fn(cid, AGENT_VSOCK_PORT, &fd));
+        if (rc < 0)
+                return rc;
+        *ret_fd = fd;
         return 0;
 }
 

@@ -266,7 +266,8 @@ static int create_start(struct create_work *w, struct op_error *e) {
         if (state && fd < 0)
                 return op_fail(e, -errno, "cannot open %s: %s", state, strerror(errno));
         if (f->dir) {
-                so = (struct vm_start_opts) { .wait_ssh = so.wait_ssh, .state_fd = fd, .identify = &id };
+                so = (struct vm_start_opts) { .wait_ssh = so.wait_ssh, .state_fd = fd, .identify = &id,
+                                              .saved_transport = f->transport };
                 progress_stage(&w->pr, "fork", "from %s", f->dir);
         }
         return vms_start_opts_locked(w->o->v, &w->row, &w->pr, &so, e);

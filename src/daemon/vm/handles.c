@@ -18,6 +18,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "strbuf.h"
+#include "vm/agent_transport.h"
 #include "vms_internal.h"
 
 #define HANDLES_MAX_BYTES (1u << 16)
@@ -69,6 +70,34 @@ void handle_drop(struct vms *v, const char *id) {
         pthread_mutex_unlock(&v->handles_mu);
 }
 
+unsigned vms_cid_claim(struct vms *v, const char *id, unsigned from) {
+        size_t n = 0, cap = 0;
+        _cleanup_free_ unsigned *used = NULL;
+        pthread_mutex_lock(&v->handles_mu);
+        struct vm_handle *mine = NULL;
+        for (struct vm_handle *h = v->handles; h; h = h->next) {
+                if (strcmp(h->id, id) == 0) {
+                        mine = h;
+                        continue;
+                }
+                if (!h->h.vsock_cid)
+                        continue;
+                if (n == cap)
+                        used = xrealloc(used, (cap = cap ? cap * 2 : 16) * sizeof(*used));
+                used[n++] = h->h.vsock_cid;
+        }
+        unsigned cid = vsock_cid_pick(used, n, from);
+        if (!mine) {
+                mine = xcalloc(1, sizeof(*mine));
+                snprintf(mine->id, sizeof(mine->id), "%s", id);
+                mine->next = v->handles;
+                v->handles = mine;
+        }
+        mine->h.vsock_cid = cid;
+        pthread_mutex_unlock(&v->handles_mu);
+        return cid;
+}
+
 void handles_free(struct vms *v) {
         while (v->handles) {
                 struct vm_handle *h = v->handles;
@@ -93,6 +122,8 @@ int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *
                                              "started_at", now);
         if (h->ssh_port)
                 json_object_set_new(j, "ssh_port", json_integer(h->ssh_port));
+        if (h->vsock_cid)
+                json_object_set_new(j, "vsock_cid", json_integer(h->vsock_cid));
         _cleanup_free_ char *text = json_dump_compact(j);
         handle_put(v, r->id, h);
         /* the mirror first: enough to clean up when handles.json is lost */
@@ -117,6 +148,9 @@ static bool parse_handles(const char *text, size_t len, struct vm_handles *ret) 
         json_t *sp = json_object_get(j, "ssh_port");
         json_int_t port = json_is_integer(sp) ? json_integer_value(sp) : 0;
         ret->ssh_port = port > 0 && port < 65536 ? (unsigned) port : 0;
+        json_t *cj = json_object_get(j, "vsock_cid");
+        json_int_t cid = json_is_integer(cj) ? json_integer_value(cj) : 0;
+        ret->vsock_cid = cid >= AGENT_VSOCK_CID_MIN && cid <= AGENT_VSOCK_CID_MAX ? (unsigned) cid : 0;
         if (tap && strlen(tap) < sizeof(ret->tap))
                 snprintf(ret->tap, sizeof(ret->tap), "%s", tap);
         if (vmm && strlen(vmm) < sizeof(ret->vmm))

@@ -165,9 +165,36 @@ static unsigned ssh_port_of(pid_t pid) {
         return at && *end == '-' && port > 0 && port < 65536 ? (unsigned) port : 0;
 }
 
+/* The guest CID of a QEMU's vhost-vsock device, from its command line
+ * ("vhost-vsock-device,guest-cid=N"); 0: none (the agent is on virtio-serial). */
+unsigned vms_vsock_cid_of_cmdline(const char *cmd, size_t len) {
+        static const char key[] = "vhost-vsock-device,guest-cid=";
+        for (size_t i = 0; i < len;) {
+                const char *arg = cmd + i;
+                size_t n = strnlen(arg, len - i);
+                char *end;
+                if (n < len - i && strncmp(arg, key, strlen(key)) == 0) {
+                        unsigned long cid = strtoul(arg + strlen(key), &end, 10);
+                        if (*end == '\0' && cid >= AGENT_VSOCK_CID_MIN && cid <= AGENT_VSOCK_CID_MAX)
+                                return (unsigned) cid;
+                }
+                i += n + 1;
+        }
+        return 0;
+}
+
+static unsigned vsock_cid_of(pid_t pid) {
+        _cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int) pid), *text = NULL;
+        size_t len;
+        return read_file(path, 1 << 16, &text, &len) < 0 ? 0 : vms_vsock_cid_of_cmdline(text, len);
+}
+
 static void adopt(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct vm_handles *h) {
         if (r->user_net && !h->ssh_port)
                 h->ssh_port = ssh_port_of(h->pid);
+        /* the (re-identified) process says which CID it has, whatever the file said */
+        if (!r->firecracker)
+                h->vsock_cid = vsock_cid_of(h->pid);
         /* a TAP name from the file is kept only when it is this VM's own */
         _cleanup_free_ char *own = vm_tap_name(r->id);
         if (!*h->tap || (strcmp(h->tap, own) != 0 && !tap_pool_is_pool_name(h->tap)))

@@ -32,12 +32,17 @@ void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         p->cpio = path_join(p->dir, "guest.cpio");
         p->initrd = path_join(p->dir, "initrd");
         p->qmp = path_join(p->run, r->firecracker ? "api.sock" : "qmp.sock");
-        p->agent = path_join(p->run, r->firecracker ? AGENT_VSOCK_NAME : "agent.sock");
+        p->agent_sock = path_join(p->run, r->firecracker ? AGENT_VSOCK_NAME : "agent.sock");
+        /* a running QEMU VM with a vhost-vsock device: its CID is in its handles */
+        struct vm_handles h;
+        bool vsock = !r->firecracker && handle_get(v, r->id, &h) && h.vsock_cid;
+        p->agent = vsock ? agent_addr_vsock_new(h.vsock_cid, r->id) : xstrdup(p->agent_sock);
 }
 
 void vm_paths_done(struct vm_paths *p) {
         char **all[] = { &p->dir,    &p->run,     &p->overlay, &p->work, &p->repo, &p->console, &p->console_prev,
-                         &p->handles, &p->hostkey, &p->cpio,    &p->initrd, &p->qmp,     &p->agent };
+                         &p->handles, &p->hostkey, &p->cpio,    &p->initrd, &p->qmp,     &p->agent,
+                         &p->agent_sock };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 free(*all[i]);
         *p = (struct vm_paths) { 0 };

@@ -61,6 +61,7 @@ struct snap_meta {
         int64_t created_at, vcpu, memory_mib, pause_ms, disk_bytes, overlay_bytes;
         bool repo;
         uint64_t state_bytes, bytes;
+        enum agent_transport transport; /* the agent's device in the state (a restore must have the same) */
 };
 
 static void snap_meta_done(struct snap_meta *m) {
@@ -79,6 +80,7 @@ static json_t *snap_meta_json(const struct snap_meta *m) {
                               "system_overlay_size_bytes", (json_int_t) m->overlay_bytes);
         if (m->ip)
                 json_object_set_new(j, "ip", json_string(m->ip));
+        json_object_set_new(j, "agent_transport", json_string(agent_transport_to_string(m->transport)));
         return j;
 }
 
@@ -110,7 +112,11 @@ static int snap_meta_read(const char *dir, const char *name, struct snap_meta *m
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (!json_is_integer(fields[i]) || json_integer_value(fields[i]) < 0)
                         return op_fail(e, -EBADMSG, "snapshot '%s': %s is damaged", name, path);
-        if (!n || strcmp(n, name) != 0 || !img || !json_is_boolean(json_object_get(j, "repo_disk")))
+        /* older snapshots say nothing: QEMU VMs had only virtio-serial then */
+        const char *at = json_string_value(json_object_get(j, "agent_transport"));
+        enum agent_transport transport = AGENT_TRANSPORT_VIRTIO_SERIAL;
+        if (!n || strcmp(n, name) != 0 || !img || !json_is_boolean(json_object_get(j, "repo_disk")) ||
+            (at && agent_transport_from_string(at, &transport) < 0))
                 return op_fail(e, -EBADMSG, "snapshot '%s': %s is damaged", name, path);
         *m = (struct snap_meta) {
                 .name = xstrdup(n), .image_id = xstrdup(img), .created_at = json_integer_value(fields[0]),
@@ -119,6 +125,7 @@ static int snap_meta_read(const char *dir, const char *name, struct snap_meta *m
                 .pause_ms = json_integer_value(fields[5]), .repo = json_is_true(json_object_get(j, "repo_disk")),
                 .disk_bytes = json_integer_value(json_object_get(j, "disk_size_bytes")),
                 .overlay_bytes = json_integer_value(json_object_get(j, "system_overlay_size_bytes")),
+                .transport = transport,
         };
         const char *ip = json_string_value(json_object_get(j, "ip"));
         struct in_addr a;
@@ -277,6 +284,7 @@ static int take_locked(struct vms *v, const struct vm_row *r, const char *name, 
                 t.m.disk_bytes = r->disk_size_bytes;
                 t.m.overlay_bytes = r->system_overlay_size_bytes;
                 t.m.ip = r->guest_ip ? xstrdup(r->guest_ip) : NULL;
+                t.m.transport = h.vsock_cid ? AGENT_TRANSPORT_VSOCK : AGENT_TRANSPORT_VIRTIO_SERIAL;
                 t.m.bytes = dir_size(stage, true);
                 _cleanup_json_ json_t *j = snap_meta_json(&t.m);
                 _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2)), *mp = path_join(stage, "meta.json");
@@ -428,7 +436,7 @@ static int restore_locked(struct vms *v, struct vm_row *r, const char *name, con
         if (rc == 0 && (rc = put_disks(dir, &m, &p, e)) == 0) {
                 test_crash_point("restore:disks");
                 unlink(mark);
-                struct vm_start_opts o = { .state_fd = fd };
+                struct vm_start_opts o = { .state_fd = fd, .saved_transport = m.transport };
                 rc = vms_start_opts_locked(v, r, pr, &o, e);
         }
         if (rc == 0) {
@@ -576,7 +584,8 @@ int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struc
         if (rc == 0)
                 *ret = (struct vm_fork) { .dir = TAKE_PTR(dir), .image_id = xstrdup(m.image_id), .ip = xstrdup(m.ip),
                                           .vcpu = m.vcpu, .memory_mib = m.memory_mib, .disk_bytes = m.disk_bytes,
-                                          .overlay_bytes = m.overlay_bytes, .repo = m.repo };
+                                          .overlay_bytes = m.overlay_bytes, .repo = m.repo,
+                                          .transport = m.transport };
         image_row_done(&img);
         snap_meta_done(&m);
         vm_paths_done(&p);

@@ -31,6 +31,7 @@
 #include "strbuf.h"
 #include "testhook.h"
 #include "artifacts/modulesdisk.h"
+#include "vm/agent_transport.h"
 #include "vm/guestcfg.h"
 #include "vms_internal.h"
 
@@ -152,8 +153,11 @@ static int step_resolve(struct start *s, struct op_error *e) {
                 return op_fail(e, -errno, "cannot create %s: %s", s->p.run, strerror(errno));
         /* a new VM may resume from a template: its disks are those a template has */
         /* (templates boot for the bridge: a user-mode VM boots cold) */
-        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || s->r->user_net || strcmp(config_live_get(v->deps.config)->warm_start, "on") != 0 ||
-            !s->vmm->backend->restore || !s->vmm->backend->warm_templates || !template_disks(s))
+        /* (a template's agent is on virtio-serial: not for a config that insists on vsock) */
+        const struct config *c = config_live_get(v->deps.config);
+        if (!s->o->fresh || s->o->cold || s->state_fd >= 0 || s->r->user_net || strcmp(c->warm_start, "on") != 0 ||
+            !agent_transport_warm_ok(c->qemu_agent_transport) || !s->vmm->backend->restore ||
+            !s->vmm->backend->warm_templates || !template_disks(s))
                 return 0;
         vms_tpl_spec(v, s->r, &s->bf, s->accel, s->vmm, &s->tpl);
         _cleanup_free_ char *dir = vms_tpl_find(v, s->tpl.key);
@@ -308,6 +312,57 @@ static int identifying(struct start *s, bool on, struct op_error *e) {
         return rc < 0 ? op_fail(e, rc, "%s: %s", m, strerror(-rc)) : 0;
 }
 
+/* A guest CID >= from for the VM's vhost-vsock device, and the agent's address with it. */
+static int claim_cid(struct start *s, struct vm_boot *b, unsigned from, struct op_error *e) {
+        unsigned cid = vms_cid_claim(s->v, s->r->id, from);
+        if (!cid)
+                return op_fail(e, -EADDRNOTAVAIL, "no free guest CID for the agent's vsock");
+        free(s->p.agent);
+        s->p.agent = agent_addr_vsock_new(cid, s->r->id);
+        b->vsock_cid = cid;
+        return 0;
+}
+
+/* QEMU: the agent's transport of this boot (agent_transport.h); a vsock
+ * gets a CID no other VM of ours holds. */
+static int step_transport(struct start *s, struct vm_boot *b, struct op_error *e) {
+        if (s->r->firecracker)
+                return 0; /* its own hybrid vsock */
+        _cleanup_free_ char *dev_why = NULL, *why = NULL;
+        bool dev = s->v->deps.vsock_usable && s->v->deps.vsock_usable(&dev_why);
+        struct agent_transport_ask q = {
+                .config = config_live_get(s->v->deps.config)->qemu_agent_transport, .device = dev,
+                .device_why = dev_why, .saved = s->o->saved_transport,
+                .kind = s->warm ? VM_BOOT_WARM : s->state_fd >= 0 ? VM_BOOT_STATE : VM_BOOT_COLD,
+        };
+        enum agent_transport t;
+        int rc = agent_transport_decide(&q, &t, &why);
+        if (rc < 0)
+                return op_fail(e, rc, "vm %s: %s", s->r->name, why);
+        return t == AGENT_TRANSPORT_VSOCK ? claim_cid(s, b, AGENT_VSOCK_CID_MIN, e) : 0;
+}
+
+/* A start that failed for something another try avoids: the guest CID
+ * held by a VM banger does not know of (vhost-vsock said EADDRINUSE), or
+ * user mode's ssh port taken since it was picked. 0: try again with b. */
+static int start_retry(struct start *s, struct vm_boot *b, int rc, struct op_error *e) {
+        if (rc == -EADDRINUSE && b->vsock_cid) {
+                unsigned was = b->vsock_cid;
+                log_info("vm %s: guest CID %u is taken on this host; trying another", s->r->name, was);
+                op_error_done(e);
+                return claim_cid(s, b, was + 1, e);
+        }
+        _cleanup_free_ char *said = s->r->user_net ? vmm_tail(&s->p) : NULL;
+        if (!said || !strstr(said, "host forwarding rule"))
+                return rc;
+        op_error_done(e);
+        if ((rc = free_loopback_port(&s->ssh_port, e)) < 0)
+                return rc;
+        log_info("vm %s: port %u for its ssh was taken meanwhile; trying %u", s->r->name, b->hostfwd_port, s->ssh_port);
+        b->hostfwd_port = s->ssh_port;
+        return 0;
+}
+
 static int step_boot(struct start *s, struct op_error *e) {
         const struct config *c = config_live_get(s->v->deps.config);
         struct ipv4_subnet net;
@@ -320,7 +375,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                 return rc;
         rename(s->p.console, s->p.console_prev);
         unlink(s->p.qmp);
-        unlink(s->p.agent);
+        unlink(s->p.agent_sock);
         bool user = s->r->user_net;
         _cleanup_free_ char *ip_cidr = user ? xasprintf(VM_USER_NET_GUEST "/%d", VM_USER_NET_PREFIX)
                                             : xasprintf("%s/%d", s->r->guest_ip, net.prefix);
@@ -337,24 +392,15 @@ static int step_boot(struct start *s, struct op_error *e) {
                 .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL, .modules_disk = s->bf.modules_disk,
                 .net = user ? VM_NET_USER : VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac,
                 .ip_cidr = ip_cidr, .gateway = user ? VM_USER_NET_HOST : c->bridge_ip, .hostfwd_port = s->ssh_port,
-                .qmp_socket = s->p.qmp, .agent_socket = s->p.agent, .console_log = s->p.console,
+                .qmp_socket = s->p.qmp, .agent_socket = s->p.agent_sock, .console_log = s->p.console,
                 .incoming = s->state_fd >= 0, .ram_file = s->ram_file, .jail = s->vmm->jail,
         };
-        if (s->identify && (rc = identifying(s, true, e)) < 0)
+        if ((rc = step_transport(s, &b, e)) < 0 || (s->identify && (rc = identifying(s, true, e)) < 0))
                 return rc;
-        /* user mode: the sshd port was free when picked; taken since, the VMM
-         * says so and gets another */
         for (int tries = 1; (rc = s->vmm->backend->start(&b, s->vmm->bin, &s->proc, e)) < 0; tries++) {
                 s->proc = (struct vm_proc) { .pid = 0, .pidfd = -1 };
-                _cleanup_free_ char *said = user ? vmm_tail(&s->p) : NULL;
-                if (tries == 3 || !said || !strstr(said, "host forwarding rule"))
+                if (tries == 8 || (rc = start_retry(s, &b, rc, e)) < 0)
                         return rc;
-                op_error_done(e);
-                if ((rc = free_loopback_port(&s->ssh_port, e)) < 0)
-                        return rc;
-                log_info("vm %s: port %u for its ssh was taken meanwhile; trying %u", s->r->name, b.hostfwd_port,
-                         s->ssh_port);
-                b.hostfwd_port = s->ssh_port;
         }
         if (b.incoming) {
                 progress_stage(s->pr, "restore", "RAM and device state");
@@ -368,7 +414,7 @@ static int step_boot(struct start *s, struct op_error *e) {
                                        said ? "; the VMM said: " : "", strempty(said));
                 }
         }
-        struct vm_handles h = { .pid = s->proc.pid, .ssh_port = s->ssh_port };
+        struct vm_handles h = { .pid = s->proc.pid, .ssh_port = s->ssh_port, .vsock_cid = b.vsock_cid };
         snprintf(h.tap, sizeof(h.tap), "%s", strempty(s->tap));
         snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
         vms_watch(s->v, s->r->id, s->proc.pid);

@@ -68,7 +68,7 @@ void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_pat
         release_tap(v, r, tap);
         unlink(p->handles);
         unlink(p->qmp);
-        unlink(p->agent);
+        unlink(p->agent_sock);
         if (r->firecracker)
                 vms_jail_release(v, r);
         handle_drop(v, r->id);

@@ -98,6 +98,9 @@ struct vms_deps {
         unsigned tsc_khz;             /* host TSC, for the guest's tsc_early_khz */
         struct fwd *fwd;              /* borrowed: the port forward relay; NULL: forwards are refused */
         bool rootless;                /* no bridge here: new VMs use user-mode networking, bridge is refused */
+        /* Can a QEMU VM get a vhost-vsock device now (hostinfo_vhost_vsock)?
+         * *ret_why (malloc'd) says why not. NULL: never (virtio-serial only). */
+        bool (*vsock_usable)(char **ret_why);
         /* The capability hooks (vm_caps_default()), in order. */
         const struct vm_cap *const *caps;
         size_t n_caps;

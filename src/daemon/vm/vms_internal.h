@@ -8,6 +8,7 @@
 
 #include "store/store_vms.h"
 #include "vms.h"
+#include "vm/agent_transport.h"
 
 #define VM_AGENT_BOOT_TIMEOUT_MS 180000 /* systemd images under TCG are slow */
 #define VM_STOP_GUEST_TIMEOUT_MS 15000
@@ -15,7 +16,10 @@
 
 /* ---- paths (service.c) ---- */
 struct vm_paths {
-        char *dir, *run, *overlay, *work, *repo, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp, *agent;
+        char *dir, *run, *overlay, *work, *repo, *console, *console_prev, *handles, *hostkey, *cpio, *initrd, *qmp;
+        char *agent;      /* the agent's address (agent_client.h): agent_sock, or "vsock:<cid>/<id>" while
+                           * the VM runs with a vhost-vsock device (its handles' CID) */
+        char *agent_sock; /* the UNIX socket of its virtio-serial port (Firecracker: hybrid vsock) */
 };
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p);
 void vm_paths_done(struct vm_paths *p);
@@ -48,11 +52,16 @@ struct vm_handles {
         char tap[16];  /* "" when none */
         char vmm[16];  /* backend name, "" when unknown */
         unsigned ssh_port; /* user-mode networking: 127.0.0.1:<port> reaches the guest's sshd; 0: none */
+        unsigned vsock_cid; /* QEMU with a vhost-vsock device: the guest's CID (the agent's address); 0: none */
 };
 bool handle_get(struct vms *v, const char *id, struct vm_handles *ret);
 void handle_put(struct vms *v, const char *id, const struct vm_handles *h);
 void handle_drop(struct vms *v, const char *id);
 void handles_free(struct vms *v);
+/* A guest CID >= from for VM id, unique among the VMs of the handles cache
+ * (kept in id's entry, made when missing, so a concurrent start never gets
+ * it; released with the handles). 0: none left. */
+unsigned vms_cid_claim(struct vms *v, const char *id, unsigned from);
 bool vms_tap_in_use(void *ud, const char *name); /* tap_in_use_fn; ud: the vms */
 /* handles.json (and the row's teardown mirror): write / read. Never trusts
  * what it reads: a pid is only ever used after the backend re-identified
@@ -64,6 +73,9 @@ const struct vmm_entry *vms_vmm_by_name(struct vms *v, const char *name);
 /* The VMM pid if the VM is running (and the process really is its VMM),
  * else 0; *ret (optional) gets its handles. */
 pid_t vms_live_pid(struct vms *v, const struct vm_row *r, const struct vm_paths *p, struct vm_handles *ret);
+/* A QEMU command line's vhost-vsock guest CID (NUL-separated argv of len
+ * bytes, as /proc/<pid>/cmdline); 0: none. (reconcile.c) */
+unsigned vms_vsock_cid_of_cmdline(const char *cmd, size_t len);
 /* A VMM whose handles are lost, found by its identity in /proc. */
 pid_t vms_find_vmm(struct vms *v, const char *id, const struct vmm_entry **ret_vmm);
 
@@ -96,6 +108,7 @@ struct vm_start_opts {
         const struct vm_identify *identify; /* with state_fd: re-identified before anything sees it (a fork) */
         bool fresh;    /* the VM's first boot (create): a template may stand in (templates.c) */
         bool cold;     /* never from a template */
+        enum agent_transport saved_transport; /* with state_fd: the agent's transport the state was saved with */
 };
 _warn_unused_ int vms_start_opts_locked(struct vms *v, struct vm_row *r, const struct progress *pr,
                                         const struct vm_start_opts *o, struct op_error *e);
@@ -162,6 +175,7 @@ struct vm_fork {
         char *dir, *image_id, *ip; /* ip: the source's address in the saved state */
         int64_t vcpu, memory_mib, disk_bytes, overlay_bytes;
         bool repo;
+        enum agent_transport transport; /* the agent's device in the snapshot's state */
 };
 void vm_fork_done(struct vm_fork *f);
 _warn_unused_ int vms_fork_resolve(struct vms *v, const char *spec, struct vm_fork *ret, struct op_error *e);

@@ -105,7 +105,8 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
             !b->root_disk || !b->qmp_socket || !b->console_log ||
             (strcmp(b->accel, "kvm") != 0 && strcmp(b->accel, "tcg") != 0) ||
             (b->net == VM_NET_TAP && (!b->tap || !name_ok(b->tap) || !b->mac)) ||
-            (b->net == VM_NET_USER && (b->hostfwd_port == 0 || b->hostfwd_port > 65535))) {
+            (b->net == VM_NET_USER && (b->hostfwd_port == 0 || b->hostfwd_port > 65535)) ||
+            (b->vsock_cid && (b->vsock_cid < 3 || b->vsock_cid == UINT32_MAX))) {
                 return op_fail(e, -EINVAL, "incomplete or invalid VM boot description");
         }
         _cleanup_free_ char *root = qopt_escape(b->root_disk);
@@ -153,7 +154,10 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
                 push2(&a, "-device", xstrdup("virtio-blk-device,drive=repo,serial=repo"));
         }
         push_net(&a, b);
-        if (b->agent_socket) {
+        /* the agent's device takes the virtio-serial port's place (and slot) */
+        if (b->vsock_cid)
+                push2(&a, "-device", xasprintf("vhost-vsock-device,guest-cid=%u", b->vsock_cid));
+        else if (b->agent_socket) {
                 _cleanup_free_ char *agent = qopt_escape(b->agent_socket);
                 push2(&a, "-device", xstrdup("virtio-serial-device"));
                 push2(&a, "-chardev", xasprintf("socket,id=agent,path=%s,server=on,wait=off", agent));
@@ -169,6 +173,11 @@ static int qemu_build_argv(const struct vm_boot *b, const char *bin, char ***ret
         return 0;
 }
 
+bool qemu_said_cid_in_use(const char *said) {
+        /* vhost-vsock's realize: "vhost-vsock: unable to set guest cid: Address already in use" */
+        return said && strstr(said, "guest cid") && strstr(said, "Address already in use");
+}
+
 static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret, struct op_error *e) {
         _cleanup_strv_free_ char **argv = NULL;
         int r = qemu_build_argv(b, bin, &argv, e);
@@ -178,6 +187,9 @@ static int qemu_start(const struct vm_boot *b, const char *bin, struct vm_proc *
         /* Started means controllable: QMP accepts (a QEMU that exits early reports why, and is reaped) */
         if (r == 0 && (r = vmm_proc_wait_socket("qemu", ret, b->qmp_socket, b->console_log, 10000, e)) < 0)
                 *ret = (struct vm_proc) { .pid = 0, .pidfd = -1 };
+        /* another VM on this host (not necessarily ours) holds the CID: the caller picks another */
+        if (r < 0 && b->vsock_cid && qemu_said_cid_in_use(op_error_message(e)))
+                r = op_fail(e, -EADDRINUSE, "guest CID %u is in use on this host: %s", b->vsock_cid, op_error_message(e));
         return r;
 }
 

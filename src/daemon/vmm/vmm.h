@@ -63,6 +63,8 @@ struct vm_boot {
         const char *qmp_socket;  /* the VMM's control socket: QMP, or Firecracker's API */
         const char *agent_socket; /* QEMU: the virtio-serial port's socket; Firecracker: the
                                    * hybrid vsock's (the host says "CONNECT <port>") */
+        unsigned vsock_cid;      /* QEMU: >= 3: the agent on a vhost-vsock device with this guest CID
+                                  * instead of the virtio-serial port (agent_socket unused); 0: none */
         const char *console_log;
         bool incoming;           /* started paused, waiting for a saved state (the backend's restore) */
         const char *ram_file;    /* guest RAM mapped from this file (templates.c): shared by a template's
@@ -167,6 +169,9 @@ int fc_jail_remove(const char *chroot_base, const char *id);
 /* The VM ids that have a jail under chroot_base (NULL-terminated, malloc'd):
  * how many, or -errno. */
 int fc_jail_list(const char *chroot_base, char ***ret_ids);
+
+/* Does QEMU's complaint say the vhost-vsock guest CID is taken (EADDRINUSE)? */
+bool qemu_said_cid_in_use(const char *said);
 
 /* The kernel command line banger-init reads (docs/GUEST.md). */
 char *vm_kernel_cmdline(const struct vm_boot *b);
