@@ -547,18 +547,13 @@ int cmd_vm_prune(struct cli_ctx *ctx, struct cli_args *a) {
 
 /* ---- logs, health, ports -------------------------------------------------- */
 
-int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a) {
-        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
-        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &res);
-        if (r)
-                return r;
-        const char *path = str(res, "console_log");
+/* Prints path (and, following, what is appended to it until Ctrl-C). */
+static int print_log(const char *path, bool follow) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-                return cli_error(ctx, NULL, "vm %s has no console log yet (%s)", str(res, "name"), path);
+                return -errno;
         char buf[65536];
         ssize_t k;
-        bool follow = cli_has(a, "follow");
         struct sigaction sa = { .sa_handler = on_sigint };
         sigemptyset(&sa.sa_mask);
         if (follow) {
@@ -569,13 +564,39 @@ int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a) {
         for (;;) {
                 while ((k = read(fd, buf, sizeof(buf))) > 0)
                         if (fwrite(buf, 1, (size_t) k, stdout) != (size_t) k)
-                                return CLI_EXIT_FAILURE; /* stdout went away */
+                                return -EPIPE; /* stdout went away */
                 fflush(stdout);
                 if (!follow || interrupted)
                         break;
                 sleep_ms(200);
         }
         return 0;
+}
+
+int cmd_vm_logs(struct cli_ctx *ctx, struct cli_args *a) {
+        _cleanup_json_ json_t *res = NULL, *params = json_pack("{s:s}", "vm", a->pos[0]);
+        int r = cli_call(ctx, CLI_AUTOSTART, RPC_METHOD_VM_SHOW, params, &res);
+        if (r)
+                return r;
+        const char *console = str(res, "console_log"), *slash = strrchr(console, '/');
+        bool follow = cli_has(a, "follow");
+        if (!cli_has(a, "vmm")) {
+                r = print_log(console, follow);
+                if (r == -EPIPE)
+                        return CLI_EXIT_FAILURE;
+                return r < 0 ? cli_error(ctx, NULL, "vm %s has no console log yet (%s)", str(res, "name"), console) : 0;
+        }
+        /* the VMM's output, then (Firecracker) its own log: the last one followed */
+        int dir_len = slash ? (int) (slash - console) : 0;
+        _cleanup_free_ char *out = xasprintf("%.*s/vmm.log", dir_len, console);
+        _cleanup_free_ char *fc = xasprintf("%.*s/firecracker.log", dir_len, console);
+        bool has_fc = strcmp(str(res, "vmm"), "firecracker") == 0 && access(fc, F_OK) == 0;
+        r = print_log(out, follow && !has_fc);
+        if (r == 0 && has_fc)
+                r = print_log(fc, follow);
+        if (r == -EPIPE)
+                return CLI_EXIT_FAILURE;
+        return r < 0 ? cli_error(ctx, NULL, "vm %s has no VMM log yet (%s)", str(res, "name"), out) : 0;
 }
 
 int cmd_vm_health(struct cli_ctx *ctx, struct cli_args *a) {

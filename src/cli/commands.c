@@ -121,6 +121,7 @@ static const struct cli_flag vm_set_flags[] = {
 };
 static const struct cli_flag vm_logs_flags[] = {
         { "follow", 'f', NULL, "keep printing as the console writes" },
+        { "vmm", 0, NULL, "the VMM's log instead (QEMU's or Firecracker's output, Firecracker's own log: API errors)" },
         { 0 },
 };
 static const struct cli_flag vm_prune_flags[] = {
@@ -272,7 +273,7 @@ const struct cli_command cli_commands[] = {
         { "vm", "ssh", "VM [-- SSH-ARGS...]", "ssh into a VM as root", no_flags, 1, 256, cmd_vm_ssh },
         { "vm", "proxy", "VM PORT", "join stdin/stdout to a running VM's TCP port (ssh's ProxyCommand; VM may be NAME.vm)",
           no_flags, 2, 2, cmd_vm_proxy },
-        { "vm", "logs", "VM", "print a VM's serial console log", vm_logs_flags, 1, 1, cmd_vm_logs },
+        { "vm", "logs", "VM", "print a VM's serial console log (or, --vmm, its VMM's)", vm_logs_flags, 1, 1, cmd_vm_logs },
         { "vm", "health", "VM", "ask a VM's guest agent how it is", no_flags, 1, 1, cmd_vm_health },
         { "vm", "ports", "VM", "list the guest's listening ports", no_flags, 1, 1, cmd_vm_ports },
         { "vm", "forward", "VM SPEC... | --list [VM] | --rm VM KEY...",

@@ -49,8 +49,8 @@ run_fc() {
         local dir; dir=$(echo "$j" | jq -r .vm_dir)
         [ -f "$dir/root.raw" ] && [ ! -e "$dir/root.qcow2" ] || { ls -la "$dir"; return 1; }
         # the API calls, in order, each one valid (204)
-        calls | head -11 >"$TMP/boot.calls"
-        diff <(printf '%s\n' "PUT /machine-config 204" "PUT /boot-source 204" "PUT /drives/rootfs 204" "PUT /drives/work 204" \
+        calls | head -13 >"$TMP/boot.calls"
+        diff <(printf '%s\n' "PUT /logger 204" "PUT /metrics 204" "PUT /machine-config 204" "PUT /boot-source 204" "PUT /drives/rootfs 204" "PUT /drives/work 204" \
                 "PUT /drives/repo 204" "PUT /drives/modules 204" "PUT /network-interfaces/net0 204" "PUT /vsock 204" "PUT /entropy 204" "PUT /serial 204" "PUT /actions 204") \
                 "$TMP/boot.calls" || return 1
         jq -se 'any(.[]; .event == "vsock" and .result == "ok")' "$TMP/record.jsonl" >/dev/null
@@ -94,9 +94,12 @@ refused() {
         B daemon stop >/dev/null 2>&1
         FC_FAKE_FAIL="PUT /drives/rootfs" B vm run --vmm firecracker --name bad "${SPEC[@]}" -- true >"$TMP/bad.out" 2>&1 && return 1
         grep -q 'firecracker refused PUT /drives/rootfs (HTTP 400): injected failure' "$TMP/bad.out" || { cat "$TMP/bad.out"; return 1; }
-        expect_eq "$(fake_pids)" "" && expect_eq "$(ns_taps)" ""
+        expect_eq "$(fake_pids)" "" && expect_eq "$(ns_taps)" "" || return 1
+        # and Firecracker's own log (its /logger) says it too
+        B vm logs --vmm bad >"$TMP/badlog.out" 2>&1 && grep -q 'Received Error.*injected failure' "$TMP/badlog.out" ||
+                { cat "$TMP/badlog.out"; return 1; }
 }
-t "a refused API call fails the boot with Firecracker's fault_message; no VMM or TAP left" refused
+t "a refused API call fails the boot with Firecracker's fault_message (the error, vm logs --vmm); no VMM or TAP left" refused
 B daemon stop >/dev/null 2>&1
 B vm delete bad >/dev/null 2>&1
 

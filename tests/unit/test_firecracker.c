@@ -169,7 +169,7 @@ static void reap(struct vm_proc *p) {
 }
 
 static const char *const boot_calls[] = {
-        "PUT /machine-config 204", "PUT /boot-source 204", "PUT /drives/rootfs 204", "PUT /drives/work 204",
+        "PUT /logger 204",         "PUT /metrics 204",     "PUT /machine-config 204", "PUT /boot-source 204", "PUT /drives/rootfs 204", "PUT /drives/work 204",
         "PUT /network-interfaces/net0 204", "PUT /vsock 204", "PUT /entropy 204", "PUT /serial 204",
         "PUT /actions 204", NULL,
 };
@@ -180,7 +180,12 @@ static void test_boot_pause_stop(void **state) {
         struct op_error err = OP_ERROR_INIT;
         (void) state;
         assert_int_equal(vmm_firecracker.start(&b, fake, &p, &err), 0);
-        _cleanup_json_ json_t *bs = call_body(1), *rd = call_body(2), *act = call_body(8);
+        _cleanup_json_ json_t *lg = call_body(0), *bs = call_body(3), *rd = call_body(4), *act = call_body(10);
+        /* Firecracker's own log beside the console (`vm logs --vmm`) */
+        const char *lp = json_string_value(json_object_get(lg, "log_path"));
+        assert_non_null(lp);
+        assert_non_null(strstr(lp, "/firecracker.log"));
+        assert_int_equal(access(lp, F_OK), 0);
         /* banger-init finds its disks by serial: the drive id is it */
         assert_string_equal(json_string_value(json_object_get(rd, "drive_id")), "rootfs");
         assert_false(json_boolean_value(json_object_get(rd, "is_root_device")));
@@ -270,7 +275,7 @@ static void test_refusals(void **state) {
         struct vm_boot b = boot();
         struct vm_proc p;
         (void) state;
-        const char *paths[] = { "PUT /machine-config", "PUT /boot-source", "PUT /drives/rootfs", "PUT /drives/work",
+        const char *paths[] = { "PUT /logger", "PUT /metrics", "PUT /machine-config", "PUT /boot-source", "PUT /drives/rootfs", "PUT /drives/work",
                                 "PUT /network-interfaces/net0", "PUT /vsock", "PUT /entropy", "PUT /serial",
                                 "PUT /actions" };
         for (size_t i = 0; i < ELEMENTSOF(paths); i++) {

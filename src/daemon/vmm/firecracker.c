@@ -48,8 +48,8 @@ static bool name_ok(const char *s) {
 
 /* What the VMM is told, host paths or, jailed, the names in its chroot. */
 struct fc_view {
-        const char *api, *kernel, *initrd, *root, *work, *repo, *modules, *console, *vsock;
-        char *owned[9];
+        const char *api, *kernel, *initrd, *root, *work, *repo, *modules, *console, *log, *metrics, *vsock;
+        char *owned[11];
 };
 
 static void fc_view_done(struct fc_view *v) {
@@ -62,10 +62,22 @@ static const char *jailed_name(struct fc_view *v, size_t slot, const char *host)
         return v->owned[slot] = xasprintf("/%s", base);
 }
 
+/* Firecracker's own log (its /logger) and metrics (its /metrics), beside
+ * the console log; made empty at each start. */
+char *fc_log_path(const char *console_log) {
+        return vmm_sibling_path(console_log, FC_LOG_NAME);
+}
+
+static char *fc_metrics_path(const char *console_log) {
+        return vmm_sibling_path(console_log, "firecracker.metrics");
+}
+
 static int fc_view_init(const struct vm_boot *b, struct fc_view *v) {
         *v = (struct fc_view) { .api = b->qmp_socket, .kernel = b->kernel, .initrd = b->initrd, .root = b->root_disk,
                                 .work = b->work_disk, .repo = b->work_disk ? b->repo_disk : NULL,
                                 .modules = b->modules_disk, .console = b->console_log, .vsock = b->agent_socket };
+        v->log = v->owned[9] = fc_log_path(b->console_log);
+        v->metrics = v->owned[10] = fc_metrics_path(b->console_log);
         if (!b->jail)
                 return 0;
         const char **slots[] = { &v->kernel, &v->initrd, &v->root, &v->work, &v->repo, &v->modules, &v->console };
@@ -74,6 +86,10 @@ static int fc_view_init(const struct vm_boot *b, struct fc_view *v) {
                         *slots[i] = jailed_name(v, i, *slots[i]);
         v->api = v->owned[7] = xstrdup("/api.sock");
         v->vsock = b->agent_socket ? (v->owned[8] = xstrdup("/agent.vsock")) : NULL;
+        free(v->owned[9]);
+        free(v->owned[10]);
+        v->log = v->owned[9] = xstrdup("/" FC_LOG_NAME);
+        v->metrics = v->owned[10] = xstrdup("/firecracker.metrics");
         /* two files of one name would be one file in the chroot */
         for (size_t i = 0; i < ELEMENTSOF(slots); i++)
                 for (size_t k = i + 1; k < ELEMENTSOF(slots); k++)
@@ -127,8 +143,17 @@ static int put_drive(const char *api, const char *id, const char *path, bool ro,
 static int fc_configure(const struct vm_boot *b, const struct fc_view *v, struct op_error *e) {
         const char *api = b->qmp_socket;
         _cleanup_free_ char *cmdline = fc_kernel_cmdline(b);
-        int rc = put(api, "/machine-config",
-                     json_pack("{s:i, s:i, s:b}", "vcpu_count", b->vcpu, "mem_size_mib", b->memory_mib, "smt", 0), e);
+        /* first its log and metrics (API errors, device events: `vm logs --vmm`) */
+        int rc = put(api, "/logger",
+                     json_pack("{s:s, s:s, s:b, s:b}", "log_path", v->log, "level", "Info", "show_level", 1,
+                               "show_log_origin", 0),
+                     e);
+        if (rc == 0)
+                rc = put(api, "/metrics", json_pack("{s:s}", "metrics_path", v->metrics), e);
+        if (rc == 0)
+                rc = put(api, "/machine-config",
+                         json_pack("{s:i, s:i, s:b}", "vcpu_count", b->vcpu, "mem_size_mib", b->memory_mib, "smt", 0),
+                         e);
         if (rc == 0)
                 rc = put(api, "/boot-source",
                          json_pack("{s:s, s:s, s:s}", "kernel_image_path", v->kernel, "initrd_path", v->initrd,
@@ -160,8 +185,9 @@ static int fc_configure(const struct vm_boot *b, const struct fc_view *v, struct
  * daemon reaches its sockets by. */
 static int fc_jail_setup(const struct vm_boot *b, const char *bin, struct op_error *e) {
         _cleanup_free_ char *root = fc_jail_root(b->jail, bin, b->id);
-        const char *files[] = { b->kernel, b->initrd, b->root_disk, b->work_disk, b->work_disk ? b->repo_disk : NULL,
-                                b->modules_disk, b->console_log };
+        _cleanup_free_ char *log = fc_log_path(b->console_log), *metrics = fc_metrics_path(b->console_log);
+        const char *files[] = { b->kernel,       b->initrd,      b->root_disk, b->work_disk,
+                                b->work_disk ? b->repo_disk : NULL, b->modules_disk, b->console_log, log, metrics };
         const char *have[ELEMENTSOF(files)];
         size_t n = 0;
         for (size_t i = 0; i < ELEMENTSOF(files); i++)
@@ -198,9 +224,21 @@ static int fc_start(const struct vm_boot *b, const char *bin, struct vm_proc *re
         unlink(b->qmp_socket);
         if (b->agent_socket)
                 unlink(b->agent_socket);
-        /* the console file exists before the VMM (jailed: it is hard-linked in) */
-        _cleanup_close_ int cfd = open(b->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-        int rc = cfd < 0 ? op_fail(e, -errno, "cannot create %s: %s", b->console_log, strerror(errno)) : 0;
+        /* the console, log and metrics files exist before the VMM (jailed: they
+         * are hard-linked in; Firecracker before 1.14 opens, never creates them) */
+        int rc = 0;
+        const char *made[] = { b->console_log, v.log, v.metrics };
+        for (size_t i = 0; rc == 0 && i < ELEMENTSOF(made); i++) {
+                _cleanup_free_ char *host = i == 0 ? NULL
+                                          : i == 1 ? fc_log_path(b->console_log)
+                                                   : fc_metrics_path(b->console_log);
+                const char *path = host ? host : made[i];
+                int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        rc = op_fail(e, -errno, "cannot create %s: %s", path, strerror(errno));
+                else
+                        close(fd);
+        }
         if (rc == 0 && b->jail)
                 rc = fc_jail_setup(b, bin, e);
         if (rc == 0)

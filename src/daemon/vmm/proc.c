@@ -22,9 +22,13 @@
 #include "proc_spawn.h"
 #include "vmm.h"
 
-char *vmm_log_path(const char *console_log) {
+char *vmm_sibling_path(const char *console_log, const char *name) {
         const char *slash = strrchr(console_log, '/');
-        return slash ? xasprintf("%.*s/vmm.log", (int) (slash - console_log), console_log) : xstrdup("vmm.log");
+        return slash ? xasprintf("%.*s/%s", (int) (slash - console_log), console_log, name) : xstrdup(name);
+}
+
+char *vmm_log_path(const char *console_log) {
+        return vmm_sibling_path(console_log, VMM_LOG_NAME);
 }
 
 int vmm_proc_kill(const struct vm_proc *p, int sig) {

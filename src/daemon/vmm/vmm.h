@@ -127,7 +127,11 @@ extern const struct vmm_backend vmm_qemu;
 extern const struct vmm_backend vmm_firecracker;
 
 /* ---- the VMM process (proc.c) ---- */
+#define VMM_LOG_NAME "vmm.log"             /* the VMM's stdout and stderr */
+#define FC_LOG_NAME "firecracker.log"       /* Firecracker's own log (its /logger) */
 char *vmm_log_path(const char *console_log); /* vmm.log beside the console log */
+char *vmm_sibling_path(const char *console_log, const char *name); /* name beside the console log */
+char *fc_log_path(const char *console_log);  /* firecracker.log beside the console log */
 int vmm_proc_kill(const struct vm_proc *p, int sig);
 bool vmm_proc_wait_exit(const struct vm_proc *p, int timeout_ms);
 /* argv in a session of its own, stdout and stderr to vmm.log, extra_fd (> 2)
