@@ -23,6 +23,15 @@ void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
         /* Firecracker boots raw disks, answers on its API socket, and reaches the
          * agent through its hybrid vsock */
         p->overlay = path_join(p->dir, r->firecracker ? "root.raw" : "root.qcow2");
+        if (r->firecracker) {
+                _cleanup_free_ char *cow = path_join(p->dir, VM_ROOT_COW);
+                struct stat st;
+                p->dm_root = lstat(cow, &st) == 0 && S_ISREG(st.st_mode);
+                if (p->dm_root) {
+                        free(p->overlay);
+                        p->overlay = TAKE_PTR(cow);
+                }
+        }
         p->work = path_join(p->dir, "work.ext4");
         p->repo = path_join(p->dir, "repo.ext4");
         p->console = path_join(p->dir, "console.log");
