@@ -87,11 +87,20 @@ static const char *said(int err) {
         return dm_said[0] ? dm_said : strerror(err);
 }
 
-bool dmsnap_available(void) {
+/* Before libdevmapper is asked anything: as root it would make a missing
+ * /dev/mapper/control itself, which is not ours to add to a host's /dev. */
+static int control_check(struct op_error *e) {
         int fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
         if (fd < 0)
-                return false;
+                return op_fail(e, errno == ENOENT ? -EOPNOTSUPP : -errno,
+                               "device-mapper is not usable here: /dev/mapper/control: %s", strerror(errno));
         close(fd);
+        return 0;
+}
+
+bool dmsnap_available(void) {
+        if (control_check(NULL) < 0)
+                return false;
         char version[64];
         dm_lock();
         bool ok = dm_driver_version(version, sizeof(version)) != 0;
@@ -225,8 +234,11 @@ static int create_locked(const char *name, int origin_fd, int cow_fd, uid_t uid,
 int dmsnap_create(const char *vm_id, int origin_fd, int cow_fd, uid_t uid, gid_t gid, char **ret_dev,
                   struct op_error *e) {
         _cleanup_free_ char *name = dmsnap_name(vm_id);
+        int r = control_check(e);
+        if (r < 0)
+                return r;
         dm_lock();
-        int r = create_locked(name, origin_fd, cow_fd, uid, gid, ret_dev, e);
+        r = create_locked(name, origin_fd, cow_fd, uid, gid, ret_dev, e);
         dm_unlock();
         return r;
 }
@@ -234,8 +246,13 @@ int dmsnap_create(const char *vm_id, int origin_fd, int cow_fd, uid_t uid, gid_t
 int dmsnap_remove(const char *vm_id, struct op_error *e) {
         _cleanup_free_ char *name = dmsnap_name(vm_id);
         struct dm_info info;
+        int r = control_check(NULL);
+        if (r == -EOPNOTSUPP) /* no device-mapper at all: no device either */
+                return 0;
+        if (r < 0)
+                return control_check(e);
         dm_lock();
-        int r = dm_info_of(name, &info, e);
+        r = dm_info_of(name, &info, e);
         if (r > 0)
                 r = dm_run(DM_DEVICE_REMOVE, name, NULL, 0, 0, 0, NULL, e);
         dm_unlock();
@@ -243,11 +260,14 @@ int dmsnap_remove(const char *vm_id, struct op_error *e) {
 }
 
 int dmsnap_list(char ***ret_vm_ids, struct op_error *e) {
+        int r = control_check(e);
+        if (r < 0)
+                return r;
         dm_lock();
         struct dm_task *t = dm_task_create(DM_DEVICE_LIST);
         struct dm_names *n = t && dm_task_run(t) ? dm_task_get_names(t) : NULL;
         if (!n) {
-                int r = op_fail(e, -EIO, "device-mapper: listing devices: %s", said(EIO));
+                r = op_fail(e, -EIO, "device-mapper: listing devices: %s", said(EIO));
                 if (t)
                         dm_task_destroy(t);
                 dm_unlock();

@@ -48,8 +48,10 @@ bool dmsnap_available(void);
  * when the VM has one already. */
 _warn_unused_ int dmsnap_create(const char *vm_id, int origin_fd, int cow_fd, uid_t uid, gid_t gid, char **ret_dev,
                                 struct op_error *e);
-/* 0 also when it does not exist; libdevmapper retries a busy device a few
- * times before -EBUSY. */
+/* 0 also when it does not exist (or device-mapper is absent altogether);
+ * libdevmapper retries a busy device a few times before -EBUSY. create and
+ * list say -EOPNOTSUPP without /dev/mapper/control (libdevmapper, as root,
+ * would otherwise make the node itself). */
 _warn_unused_ int dmsnap_remove(const char *vm_id, struct op_error *e);
 /* The vm ids of every banger-* device (NULL-terminated, possibly empty). */
 _warn_unused_ int dmsnap_list(char ***ret_vm_ids, struct op_error *e);

@@ -387,7 +387,12 @@ static int open_file_below(const struct host_policy *p, const char *path, int fl
         char *slash = strrchr(dir, '/');
         *slash = '\0';
         _cleanup_close_ int dfd = -1;
-        if ((r = open_dir_below(p, dir, &dfd, e)) < 0)
+        bool in_root = false; /* a file right in a root: the root is taken as given */
+        for (size_t i = 0; p->roots[i]; i++)
+                in_root |= strcmp(dir, p->roots[i]) == 0;
+        if (in_root && (dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return op_fail(e, -errno, "%s: %s", dir, strerror(errno));
+        if (!in_root && (r = open_dir_below(p, dir, &dfd, e)) < 0)
                 return r;
         int fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
