@@ -171,14 +171,15 @@ static int dm_run(int type, const char *name, const char *table, uint64_t sector
                      dm_task_set_gid(t, gid) && dm_task_set_mode(t, 0600);
         if (ok && type == DM_DEVICE_REMOVE)
                 ok = dm_task_retry_remove(t); /* a udev scan may hold it a moment */
-        if (ok)
-                ok = dm_task_set_cookie(t, &cookie, 0);
+        bool waited_for = ok && dm_task_set_cookie(t, &cookie, 0);
         int err = 0;
-        if (ok && !dm_task_run(t))
+        if (waited_for && !dm_task_run(t))
                 err = dm_task_get_errno(t) > 0 ? dm_task_get_errno(t) : EIO;
-        else if (!ok)
+        else if (!waited_for)
                 err = EIO;
-        if (cookie)
+        /* also with cookie 0 (no udev): libdevmapper makes or removes the
+         * node itself in here */
+        if (waited_for)
                 (void) dm_udev_wait(cookie);
         if (err == 0 && ret && !dm_task_get_info(t, ret))
                 err = EIO;
