@@ -18,6 +18,7 @@
 #include "vms_internal.h"
 
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
+        *p = (struct vm_paths) { 0 }; /* callers' are uninitialised */
         p->dir = xstrdup(r->vm_dir);
         p->run = xasprintf("%s/vms/%s", v->deps.layout->runtime_dir, r->id);
         /* Firecracker boots raw disks, answers on its API socket, and reaches the
