@@ -190,9 +190,11 @@ static int dm_run(int type, const char *name, const char *table, uint64_t sector
         return 0;
 }
 
-/* The node udev (or libdevmapper) made: the device we made, given to uid. */
+/* The node udev (or libdevmapper) made: the device we made, given to uid.
+ * Under udev /dev/mapper/<name> is a symlink to ../dm-N (root's /dev, so
+ * followed): what counts is that the device opened is the one made. */
 static int own_node(const char *path, const struct dm_info *info, uid_t uid, gid_t gid, struct op_error *e) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0)
                 return op_fail(e, -errno, "%s: %s", path, strerror(errno));
