@@ -62,8 +62,12 @@ static int cow_create(struct vm_paths *p, uint64_t size, struct op_error *e) {
 int vms_root_disk_create(struct vms *v, const struct vm_row *r, struct vm_paths *p, const struct boot_files *bf,
                          struct op_error *e) {
         uint64_t size = (uint64_t) r->system_overlay_size_bytes;
+        /* a persistent COW holds the chunks and their table (16 bytes per
+         * 4 KiB chunk): never so small that rewriting the whole origin
+         * would fill it (the kernel then drops the snapshot) */
+        uint64_t need = bf->rootfs_size + bf->rootfs_size / 128 + (1u << 20);
         if (r->firecracker && dm_root_wanted(v, r, bf->rootfs))
-                return cow_create(p, size > bf->rootfs_size ? size : bf->rootfs_size, e);
+                return cow_create(p, size > need ? size : need, e);
         return vms_vmm_by_name(v, r->firecracker ? "firecracker" : "qemu")
                 ->backend->root_disk_create(p->overlay, bf->rootfs, size, e);
 }
