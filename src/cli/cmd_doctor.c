@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -145,6 +146,28 @@ static void check_vsock(struct report *rep, const struct config *cfg) {
         else
                 add(rep, insist ? FAIL : PASS, "vsock", insist ? "modprobe vhost_vsock, or qemu_agent_transport = \"auto\"" : NULL,
                     "%s: %s", why, insist ? "qemu_agent_transport = \"vsock\" cannot start QEMU VMs" : "agent over virtio-serial");
+}
+
+/* Firecracker's root disks: device-mapper snapshots where whoever does the
+ * privileged work (the root helper, or the daemon this CLI starts: this
+ * user) can use /dev/mapper/control; copies otherwise. */
+static void check_dm(struct report *rep, const struct cli_ctx *ctx, const struct config *cfg) {
+        struct stat st;
+        bool present = stat("/dev/mapper/control", &st) == 0 && S_ISCHR(st.st_mode);
+        int fd = present && !ctx->system ? open("/dev/mapper/control", O_RDWR | O_CLOEXEC) : -1;
+        bool usable = present && (ctx->system || fd >= 0);
+        if (fd >= 0)
+                close(fd);
+        if (usable) {
+                add(rep, PASS, "device-mapper", NULL,
+                    "Firecracker root disks are snapshots (a COW file over the image's rootfs)");
+                return;
+        }
+        add(rep, strcmp(cfg->vmm, "firecracker") == 0 ? WARN : PASS, "device-mapper",
+            present ? "run banger as root, or sudo banger system install --owner $USER" : "modprobe dm-snapshot",
+            "%s: Firecracker root disks are copies of the image's rootfs (a reflink where the filesystem can, "
+            "else a sparse copy)",
+            present ? "/dev/mapper/control is root's" : "no /dev/mapper/control");
 }
 
 static void check_tun(struct report *rep, bool rootless) {
@@ -582,6 +605,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         if (cfg) {
                 check_vmms(&rep, cfg);
                 check_vsock(&rep, cfg);
+                check_dm(&rep, ctx, cfg);
                 check_mirror(&rep, cfg);
         }
         bool rootless = check_network(&rep, ctx);

@@ -31,6 +31,7 @@
 struct params {
         char *bridge, *tap, *name, *vm_id, *ip, *listen, *mac;
         char *suite, *mirror, *init_mode, *out_dir;
+        char *origin, *cow;
         bool isolate;
         json_t *packages;
 };
@@ -47,6 +48,7 @@ static const struct json_field f_guard_enable[] = {
         { "isolate", JSON_FIELD_BOOL, offsetof(struct params, isolate), true, JSON_NO_PRESENT, 0, 0 },
 };
 static const struct json_field f_listen[] = { S(listen) };
+static const struct json_field f_dm_create[] = { S(vm_id), S(origin), S(cow) };
 static const struct json_field f_build[] = {
         S(suite), S(mirror), S(init_mode), S(out_dir),
         { "packages", JSON_FIELD_JSON, offsetof(struct params, packages), true, JSON_NO_PRESENT, 0, 0 },
@@ -55,7 +57,7 @@ static const struct json_field f_build[] = {
 
 static void params_done(struct params *p) {
         char **strs[] = { &p->bridge, &p->tap, &p->name, &p->vm_id, &p->ip, &p->listen, &p->mac,
-                          &p->suite, &p->mirror, &p->init_mode, &p->out_dir };
+                          &p->suite, &p->mirror, &p->init_mode, &p->out_dir, &p->origin, &p->cow };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);
         json_decref(p->packages);
@@ -127,6 +129,35 @@ static int m_dns_unroute(struct call *c, struct op_error *e) {
         return 0;
 }
 
+static int m_dm_available(struct call *c, struct op_error *e) {
+        c->result = json_pack("{s:b}", "available", hostop_dm_available(&c->h->policy));
+        return 0;
+}
+
+static int m_dm_snapshot_create(struct call *c, struct op_error *e) {
+        _cleanup_free_ char *dev = NULL;
+        int r = hostop_dm_snapshot_create(&c->h->policy, c->p.vm_id, c->p.origin, c->p.cow, &dev, e);
+        if (r == 0)
+                c->result = json_pack("{s:s}", "device", dev);
+        return r;
+}
+
+static int m_dm_snapshot_remove(struct call *c, struct op_error *e) {
+        return hostop_dm_snapshot_remove(&c->h->policy, c->p.vm_id, e);
+}
+
+static int m_dm_snapshot_list(struct call *c, struct op_error *e) {
+        _cleanup_strv_free_ char **ids = NULL;
+        int r = hostop_dm_snapshot_list(&c->h->policy, &ids, e);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (char **id = ids; *id; id++)
+                json_array_append_new(a, json_string(*id));
+        c->result = json_pack("{s:o}", "vm_ids", a);
+        return 0;
+}
+
 atomic_bool helper_stopping;
 
 /* The caller half-closed its end (it gave up on the build), or we are stopping. */
@@ -167,7 +198,8 @@ static const struct method methods[] = {
         M(bridge_ensure, f_bridge), M(tap_create, f_tap_create), M(tap_delete, f_tap), M(tap_open, f_tap), M(link_exists, f_name),
         M(nat_enable, f_nat_enable), M(nat_disable, f_vm_id), M(guard_enable, f_guard_enable),
         M(guard_disable, f_vm_id), M0(ip_forward), M(dns_route, f_listen), M0(dns_unroute),
-        M(build_debian, f_build),
+        M(build_debian, f_build), M0(dm_available), M(dm_snapshot_create, f_dm_create),
+        M(dm_snapshot_remove, f_vm_id), M0(dm_snapshot_list),
 };
 #undef M
 #undef M0
@@ -175,7 +207,8 @@ static const struct method methods[] = {
 const char *const helper_methods[] = {
         "priv.bridge_ensure", "priv.tap_create", "priv.tap_delete", "priv.tap_open", "priv.link_exists", "priv.nat_enable",
         "priv.nat_disable", "priv.guard_enable", "priv.guard_disable", "priv.ip_forward", "priv.dns_route",
-        "priv.dns_unroute", "priv.build_debian", NULL,
+        "priv.dns_unroute", "priv.build_debian", "priv.dm_available", "priv.dm_snapshot_create",
+        "priv.dm_snapshot_remove", "priv.dm_snapshot_list", NULL,
 };
 
 static const struct method *find_method(const char *name) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "debianbuild.h"
+#include "dmsnap.h"
 #include "fsutil.h"
 #include "ids.h"
 #include "ipnet.h"
@@ -357,3 +358,77 @@ int hostop_sweep_builds(const struct host_policy *p) {
         return debian_sweep_work(p->work_base ? p->work_base : "/var/tmp");
 }
 
+
+/* ---- root disks: device-mapper snapshots ----------------------------------------- */
+
+int host_check_dm_files(const struct host_policy *p, const struct stat *o, const struct stat *c, struct op_error *e) {
+        if (!S_ISREG(o->st_mode) || !S_ISREG(c->st_mode))
+                return refuse(e, "a snapshot's origin and COW are regular files");
+        if (o->st_dev == c->st_dev && o->st_ino == c->st_ino)
+                return refuse(e, "a snapshot's origin and COW are two files, not one");
+        if ((uint64_t) o->st_size < HOST_DM_ORIGIN_MIN || o->st_size % 512 != 0)
+                return refuse(e, "the origin (%lld bytes) is not at least 1 MiB of whole 512-byte sectors",
+                              (long long) o->st_size);
+        if (c->st_uid != p->owner_uid)
+                return refuse(e, "the COW file belongs to uid %u, not to banger's owner (uid %u)", (unsigned) c->st_uid,
+                              (unsigned) p->owner_uid);
+        if (c->st_size < o->st_size || (uint64_t) c->st_size > HOST_DM_COW_MAX)
+                return refuse(e, "the COW file (%lld bytes) is not between the origin's size (%lld) and 1 TiB",
+                              (long long) c->st_size, (long long) o->st_size);
+        return 0;
+}
+
+/* A regular file below a root, opened with every component O_NOFOLLOW. */
+static int open_file_below(const struct host_policy *p, const char *path, int flags, int *ret_fd, struct op_error *e) {
+        int r = host_check_path(p, path, true, e);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        *slash = '\0';
+        _cleanup_close_ int dfd = -1;
+        bool in_root = false; /* a file right in a root: the root is taken as given */
+        for (size_t i = 0; p->roots[i]; i++)
+                in_root |= strcmp(dir, p->roots[i]) == 0;
+        if (in_root && (dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return op_fail(e, -errno, "%s: %s", dir, strerror(errno));
+        if (!in_root && (r = open_dir_below(p, dir, &dfd, e)) < 0)
+                return r;
+        int fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? refuse(e, "%s is a symlink", path)
+                                      : op_fail(e, -errno, "%s: %s", path, strerror(errno));
+        *ret_fd = fd;
+        return 0;
+}
+
+bool hostop_dm_available(const struct host_policy *p) {
+        (void) p;
+        return dmsnap_available();
+}
+
+int hostop_dm_snapshot_create(const struct host_policy *p, const char *vm_id, const char *origin_path,
+                              const char *cow_path, char **ret_dev, struct op_error *e) {
+        _cleanup_close_ int ofd = -1, cfd = -1;
+        struct stat o, c;
+        int r;
+        if ((r = host_check_vm_id(vm_id, e)) < 0 || (r = open_file_below(p, origin_path, O_RDONLY, &ofd, e)) < 0 ||
+            (r = open_file_below(p, cow_path, O_RDWR, &cfd, e)) < 0)
+                return r;
+        if (fstat(ofd, &o) < 0 || fstat(cfd, &c) < 0)
+                return op_fail(e, -errno, "fstat: %s", strerror(errno));
+        if ((r = host_check_dm_files(p, &o, &c, e)) < 0)
+                return r;
+        return dmsnap_create(vm_id, ofd, cfd, p->owner_uid, p->owner_gid, ret_dev, e);
+}
+
+int hostop_dm_snapshot_remove(const struct host_policy *p, const char *vm_id, struct op_error *e) {
+        (void) p;
+        int r = host_check_vm_id(vm_id, e);
+        return r < 0 ? r : dmsnap_remove(vm_id, e);
+}
+
+int hostop_dm_snapshot_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e) {
+        (void) p;
+        return dmsnap_list(ret_vm_ids, e);
+}

@@ -23,7 +23,12 @@
  *    of the first octet clear), not all zero;
  *  - paths: absolute, normalised, below one of the policy's roots, and no
  *    component (the root's own ancestors excepted) is a symlink;
- *  - package names, suites, mirrors, labels: fixed character sets.
+ *  - package names, suites, mirrors, labels: fixed character sets;
+ *  - a root disk snapshot (device-mapper): the origin and the COW file are
+ *    paths as above, opened without following a symlink at any component,
+ *    regular files, not one file; the origin (opened read-only) at least
+ *    1 MiB and whole 512-byte sectors; the COW file the policy owner's, at
+ *    least the origin's size and at most HOST_DM_COW_MAX.
  */
 
 #include <stdbool.h>
@@ -81,6 +86,23 @@ _warn_unused_ int hostop_ip_forward(const struct host_policy *p, struct op_error
 /* 0 routed, 1 no systemd-resolved on this host. */
 _warn_unused_ int hostop_dns_route(const struct host_policy *p, const char *listen_addr, struct op_error *e);
 void hostop_dns_unroute(const struct host_policy *p);
+
+/* Root disks as device-mapper snapshots (dmsnap.h): banger-<vm_id>. */
+#define HOST_DM_ORIGIN_MIN (1ull << 20)
+#define HOST_DM_COW_MAX (1ull << 40)
+struct stat;
+/* The rule on the two files (pure: on their fstat). */
+_warn_unused_ int host_check_dm_files(const struct host_policy *p, const struct stat *origin, const struct stat *cow,
+                                      struct op_error *e);
+/* Device-mapper and loop devices usable here (root, /dev/mapper/control). */
+bool hostop_dm_available(const struct host_policy *p);
+/* *ret_dev: /dev/mapper/banger-<vm_id>, the policy owner's (0600). */
+_warn_unused_ int hostop_dm_snapshot_create(const struct host_policy *p, const char *vm_id, const char *origin_path,
+                                            const char *cow_path, char **ret_dev, struct op_error *e);
+/* 0 also when it is already gone; its loops go with it. */
+_warn_unused_ int hostop_dm_snapshot_remove(const struct host_policy *p, const char *vm_id, struct op_error *e);
+/* The vm ids of every banger-* device, NULL-terminated. */
+_warn_unused_ int hostop_dm_snapshot_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e);
 
 /* Image builds: the whole Debian build as one operation of a fixed shape.
  * out_dir is below a root, exists and is reached without a symlink (it is

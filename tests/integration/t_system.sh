@@ -225,6 +225,30 @@ helper_paths() {
 }
 t "the helper's builds: paths outside, through symlinks or with outputs present are refused; a failed build leaves only its log" helper_paths
 
+helper_dm() {
+        local vms="$R/var/lib/banger/vms" d id=00000000deadbeef
+        d="$vms/$id"
+        mkdir -p "$d" "$TMP/elsewhere" && truncate -s 4M "$d/rootfs.ext4" "$TMP/elsewhere/rootfs.ext4" &&
+                truncate -s 8M "$d/root.cow" && chown -R "$OWNER:" "$d" && ln -s "$d/root.cow" "$d/link.cow" || return 1
+        local a; a=$(HELPER "$(req priv.dm_available '{}')")
+        # these machines have no /dev/mapper/control; a host that has one says true
+        if [ -e /dev/mapper/control ]; then expect_match "$a" '"available":true'; else expect_match "$a" '"available":false'; fi || return 1
+        local o="\"origin\":\"$d/rootfs.ext4\""
+        refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"*\",$o,\"cow\":\"$d/root.cow\"}")" unauthorized "not a VM id" &&
+        refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"$id\",\"origin\":\"$TMP/elsewhere/rootfs.ext4\",\"cow\":\"$d/root.cow\"}")" unauthorized "outside banger's directories" &&
+        refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"$id\",$o,\"cow\":\"$d/link.cow\"}")" unauthorized "symlink" &&
+        refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"$id\",$o,\"cow\":\"$d/rootfs.ext4\"}")" unauthorized "not one" &&
+        refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"$id\",$o}")" bad_request "cow" &&
+        refused "$(req priv.dm_snapshot_remove '{"vm_id":"banger-x"}')" unauthorized "not a VM id" || return 1
+        if [ ! -e /dev/mapper/control ]; then
+                refused "$(req priv.dm_snapshot_create "{\"vm_id\":\"$id\",$o,\"cow\":\"$d/root.cow\"}")" operation_failed "/dev/mapper/control" &&
+                expect_match "$(HELPER "$(req priv.dm_snapshot_remove "{\"vm_id\":\"$id\"}")")" '"result"' || return 1
+                [ ! -e /dev/mapper/control ] || { echo "the helper made /dev/mapper/control"; return 1; }
+        fi
+        rm -rf "$d"
+}
+t "the helper's device-mapper methods: ids, paths outside or through symlinks, one file for both are refused; without /dev/mapper/control nothing is made" helper_dm
+
 nft_foreign() {
         local id ip a; id=$(U --json vm show sysvm | jq -r .id) ip=$(U --json vm show sysvm | jq -r .ip)
         ip netns exec "$NS" nft add rule inet banger forward counter comment '"someone-else"' &&

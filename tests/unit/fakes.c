@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dmsnap.h"
 #include "fsutil.h"
 #include "hostops.h"
 #include "jsonx.h"
@@ -30,7 +32,9 @@ static struct {
         pthread_mutex_t mu;
         struct host_policy policy;
         struct strbuf log;
-        struct set taps, nat, guard;
+        struct set taps, nat, guard, dm;
+        bool dm_available;
+        unsigned next_loop; /* the fake's loop minors */
         char *fail_at;
         enum fake_health health;
         size_t violations;
@@ -110,6 +114,8 @@ void fake_done(void) {
         set_clear(&L.taps);
         set_clear(&L.nat);
         set_clear(&L.guard);
+        set_clear(&L.dm);
+        L.dm_available = false;
         free(L.fail_at);
         L.fail_at = NULL;
         strbuf_release(&L.log);
@@ -262,11 +268,109 @@ static int f_build_debian(void *ud, const struct priv_debian_build *q, bool (*c)
         return op_fail(e, -EOPNOTSUPP, "no image builds in unit tests");
 }
 
+/* ---- device-mapper root disks: the published contract, checked ---------------- */
+
+static bool f_dm_available(void *ud) {
+        pthread_mutex_lock(&L.mu);
+        bool r = L.dm_available;
+        record("dm_available", r ? "1" : "0");
+        pthread_mutex_unlock(&L.mu);
+        return r;
+}
+
+/* What the real one opens, as it would (below a root, no symlink, regular,
+ * read-only origin); a COW that is not sparse is a defect of the caller too
+ * (the daemon makes it with truncate). L.mu held. */
+static void dm_check_files(const char *origin, const char *cow, uint64_t *ret_sectors, struct op_error *ce) {
+        struct stat o = { 0 }, c = { 0 };
+        *ret_sectors = 0;
+        if (host_check_path(&L.policy, origin, true, ce) < 0 || host_check_path(&L.policy, cow, true, ce) < 0)
+                return;
+        _cleanup_close_ int ofd = open(origin, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        _cleanup_close_ int cfd = open(cow, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (ofd < 0 || cfd < 0 || fstat(ofd, &o) < 0 || fstat(cfd, &c) < 0) {
+                op_fail(ce, -errno, "fake dm: cannot open %s or %s", origin, cow);
+                return;
+        }
+        if (host_check_dm_files(&L.policy, &o, &c, ce) < 0)
+                return;
+        if ((uint64_t) c.st_blocks * 512 >= (uint64_t) c.st_size)
+                op_fail(ce, -EINVAL, "fake dm: the COW file %s is not sparse", cow);
+        *ret_sectors = (uint64_t) o.st_size / 512;
+}
+
+/* Logged as "dm_snapshot_create banger-<id> 0 <sectors> snapshot <o> <c> P 8". */
+static int f_dm_snapshot_create(void *ud, const char *vm_id, const char *origin, const char *cow, char **ret_dev,
+                                struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        uint64_t sectors = 0;
+        pthread_mutex_lock(&L.mu);
+        int v = host_check_vm_id(vm_id, &ce);
+        if (v == 0)
+                dm_check_files(origin, cow, &sectors, &ce);
+        v = v < 0 ? v : ce.err;
+        check(v, "dm_snapshot_create", &ce);
+        char odev[16], cdev[16];
+        snprintf(odev, sizeof(odev), "7:%u", L.next_loop++);
+        snprintf(cdev, sizeof(cdev), "7:%u", L.next_loop++);
+        _cleanup_free_ char *table = dmsnap_table(sectors, odev, cdev);
+        _cleanup_free_ char *name = dmsnap_name(strempty(vm_id));
+        _cleanup_free_ char *arg = xasprintf("%s 0 %llu snapshot %s", name, (unsigned long long) sectors,
+                                             table ? table : "(no table)");
+        bool fail = record("dm_snapshot_create", arg);
+        int r = 0;
+        if (fail)
+                r = injected(e, "dm_snapshot_create");
+        else if (!L.dm_available)
+                r = op_fail(e, -ENOENT, "fake: no device-mapper");
+        else if (v < 0 || !table)
+                r = op_fail(e, -EPERM, "fake: refused");
+        else if (set_has(&L.dm, vm_id))
+                r = op_fail(e, -EEXIST, "device-mapper: %s exists", name);
+        else {
+                set_add(&L.dm, vm_id);
+                *ret_dev = xasprintf("/dev/mapper/%s", name);
+        }
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return r;
+}
+
+static int f_dm_snapshot_remove(void *ud, const char *vm_id, struct op_error *e) {
+        struct op_error ce = OP_ERROR_INIT;
+        pthread_mutex_lock(&L.mu);
+        int v = host_check_vm_id(vm_id, &ce);
+        check(v, "dm_snapshot_remove", &ce);
+        bool fail = record("dm_snapshot_remove", vm_id);
+        if (!fail && v == 0)
+                set_del(&L.dm, vm_id); /* 0 also when it was gone */
+        pthread_mutex_unlock(&L.mu);
+        op_error_done(&ce);
+        return fail ? injected(e, "dm_snapshot_remove") : v;
+}
+
+static int f_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        pthread_mutex_lock(&L.mu);
+        bool fail = record("dm_snapshot_list", NULL);
+        char **ids = xcalloc(L.dm.n + 1, sizeof(char *));
+        for (size_t i = 0; i < L.dm.n; i++)
+                ids[i] = xstrdup(L.dm.v[i]);
+        pthread_mutex_unlock(&L.mu);
+        if (fail) {
+                strv_free(ids);
+                return injected(e, "dm_snapshot_list");
+        }
+        *ret_vm_ids = ids;
+        return 0;
+}
+
 static const struct priv_ops fake_ops = {
         .name = "fake", .bridge_ensure = f_bridge_ensure, .tap_create = f_tap_create, .tap_delete = f_tap_delete, .tap_open = f_tap_open,
         .link_exists = f_link_exists, .nat_enable = f_nat_enable, .nat_disable = f_nat_disable,
         .guard_enable = f_guard_enable, .guard_disable = f_guard_disable, .ip_forward = f_ip_forward,
         .dns_route = f_dns_route, .dns_unroute = f_dns_unroute, .build_debian = f_build_debian,
+        .dm_available = f_dm_available, .dm_snapshot_create = f_dm_snapshot_create,
+        .dm_snapshot_remove = f_dm_snapshot_remove, .dm_snapshot_list = f_dm_snapshot_list,
 };
 
 const struct priv_ops *fake_priv(void) {
@@ -318,8 +422,15 @@ static int v_start(const struct vm_boot *b, const char *bin, struct vm_proc *ret
         pthread_mutex_unlock(&L.mu);
         if (fail)
                 return injected(e, "vmm_start");
-        if (!b->tap || !b->work_disk || !b->kernel || !b->initrd || access(b->initrd, R_OK) < 0 ||
-            access(b->root_disk, R_OK) < 0)
+        /* a device-mapper root: the VM's own device, made and not yet removed */
+        bool dm = b->root_disk && strncmp(b->root_disk, "/dev/mapper/", 12) == 0;
+        _cleanup_free_ char *own = xasprintf("/dev/mapper/" DMSNAP_PREFIX "%s", b->id);
+        pthread_mutex_lock(&L.mu);
+        bool dm_ok = !dm || (strcmp(b->root_disk, own) == 0 && set_has(&L.dm, b->id));
+        strbuf_addf(&L.log, "vmm_root %s\n", strempty(b->root_disk));
+        pthread_mutex_unlock(&L.mu);
+        if (!b->tap || !b->work_disk || !b->kernel || !b->initrd || access(b->initrd, R_OK) < 0 || !b->root_disk ||
+            (dm ? !dm_ok : access(b->root_disk, R_OK) < 0))
                 return op_fail(e, -EINVAL, "fake vmm: incomplete boot description");
         pid_t pid = fake_spawn_vmm(b->id);
         if (pid < 0)
@@ -368,8 +479,21 @@ const struct vmm_backend fake_vmm = {
         .owns = v_owns, .pause = v_unsupported, .resume = v_unsupported, .snapshot = v_snapshot, .restore = v_snapshot,
 };
 
+/* The same fake under Firecracker's name (a VM row's `firecracker` and
+ * its root disk follow the backend's name); its copy is a plain file copy. */
+static int fc_root_copy(const char *path, const char *rootfs, uint64_t size_bytes, struct op_error *e) {
+        int rc = copy_file_sparse(rootfs, path, 0600);
+        return rc < 0 ? op_fail(e, rc, "copying %s: %s", rootfs, strerror(-rc)) : 0;
+}
+
+const struct vmm_backend fake_fc_vmm = {
+        .name = "firecracker", .root_disk_create = fc_root_copy, .warm_templates = false, .build_argv = v_build_argv,
+        .start = v_start, .stop = v_stop, .kill = v_kill, .owns = v_owns, .pause = v_unsupported,
+        .resume = v_unsupported, .snapshot = v_snapshot, .restore = v_snapshot,
+};
+
 int fake_choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e) {
-        *ret_index = 0;
+        *ret_index = want && strcmp(want, "firecracker") == 0 ? 1 : 0;
         *ret_accel = xstrdup("tcg");
         return 0;
 }
@@ -517,6 +641,29 @@ void fake_reset_calls(void) {
 void fake_put_tap(const char *name) {
         pthread_mutex_lock(&L.mu);
         set_add(&L.taps, name);
+        pthread_mutex_unlock(&L.mu);
+}
+
+void fake_dm_available(bool on) {
+        pthread_mutex_lock(&L.mu);
+        L.dm_available = on;
+        pthread_mutex_unlock(&L.mu);
+}
+
+size_t fake_live_dm(void) {
+        return count(&L.dm);
+}
+
+bool fake_has_dm(const char *vm_id) {
+        pthread_mutex_lock(&L.mu);
+        bool r = set_has(&L.dm, vm_id);
+        pthread_mutex_unlock(&L.mu);
+        return r;
+}
+
+void fake_put_dm(const char *vm_id) {
+        pthread_mutex_lock(&L.mu);
+        set_add(&L.dm, vm_id);
         pthread_mutex_unlock(&L.mu);
 }
 

@@ -32,6 +32,9 @@ void fake_done(void); /* kills every fake VMM still running */
 /* The tables handed to vms_deps. */
 const struct priv_ops *fake_priv(void);
 extern const struct vmm_backend fake_vmm;
+/* fake_vmm under the name "firecracker" (index 1 of the tests' VMM table:
+ * fake_choose_vmm gives it for want "firecracker"). */
+extern const struct vmm_backend fake_fc_vmm;
 int fake_agent_call(void *ud, const char *socket_path, const char *method, int timeout_ms,
                     const struct agent_wait *w, json_t **ret, struct op_error *e);
 int fake_choose_vmm(void *ud, const char *want, size_t *ret_index, char **ret_accel, struct op_error *e);
@@ -55,6 +58,13 @@ void fake_reset_calls(void);
 /* State a test sets up by hand ("the host after a crash"). */
 void fake_put_tap(const char *name);
 void fake_put_rules(const char *vm_id);
+/* Device-mapper root disks: usable or not (default not); the banger-<id>
+ * devices live (every create is checked: the table's shape, the origin
+ * read-only and regular, the COW sparse and at least the origin's size). */
+void fake_dm_available(bool on);
+size_t fake_live_dm(void);
+bool fake_has_dm(const char *vm_id);
+void fake_put_dm(const char *vm_id); /* as a crash would leave one */
 /* A fake VMM process for vm id (as if started by an earlier daemon). */
 pid_t fake_spawn_vmm(const char *id);
 /* Kills a fake VMM as a crash would. */

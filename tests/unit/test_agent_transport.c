@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,9 @@ static int fake_connect(unsigned cid, unsigned port, int *ret_fd) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 return -errno;
+        /* the host's end non-blocking as vsock_connect_real leaves it; the agent's blocks (its
+         * reads must wait for the request, not give up on EAGAIN) */
+        assert_int_equal(fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) & ~O_NONBLOCK), 0);
         assert_int_equal(pthread_create(&agent_thread, NULL, fake_agent, (void *) (intptr_t) sv[1]), 0);
         *ret_fd = sv[0];
         return 0;

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "dmsnap.h"
 #include "fsutil.h"
 #include "hostops.h"
 #include "strbuf.h"
@@ -199,6 +200,92 @@ static void test_operations(void **state) {
         refused(hostop_dns_route(&pol, "0.0.0.0:53", &e), &e, "loopback");
 }
 
+/* The snapshot's pure pieces: its name, the name back to a VM id, the table. */
+static void test_dm_pure(void **state) {
+        (void) state;
+        _cleanup_free_ char *n = dmsnap_name("0123456789abcdef");
+        assert_string_equal(n, "banger-0123456789abcdef");
+        assert_string_equal(dmsnap_name_vm_id(n), "0123456789abcdef");
+        const char *not_ours[] = { "banger-0123", "banger-0123456789ABCDEF", "banger-0123456789abcdef0",
+                                   "other-0123456789abcdef", "banger-", "", "banger-0123456789abcdeg" };
+        for (size_t i = 0; i < ELEMENTSOF(not_ours); i++)
+                if (dmsnap_name_vm_id(not_ours[i]))
+                        fail_msg("'%s' taken for a banger snapshot", not_ours[i]);
+        assert_null(dmsnap_name_vm_id(NULL));
+        _cleanup_free_ char *t = dmsnap_table(2048, "7:0", "7:1");
+        assert_string_equal(t, "7:0 7:1 P 8");
+        assert_null(dmsnap_table(0, "7:0", "7:1"));          /* no sectors */
+        assert_null(dmsnap_table(2048, "7:0", "7:0"));       /* one device for both */
+        assert_null(dmsnap_table(2048, "/dev/loop0", "7:1")); /* never a path */
+        assert_null(dmsnap_table(2048, "7:0 7:9", "7:1"));
+        assert_null(dmsnap_table(2048, "7:", "7:1"));
+        assert_null(dmsnap_table(2048, "7:0", NULL));
+}
+
+static void make_sized(const char *path, off_t size) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0 && ftruncate(fd, size) == 0);
+}
+
+/* Every rule on the two files, refused before any device is touched; here
+ * (no /dev/mapper/control) device-mapper says it is unusable, and a remove
+ * finds nothing to remove. */
+static void test_dm_rules(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        char *dev = NULL;
+        (void) state;
+        _cleanup_free_ char *origin = path_join(root, "rootfs.ext4"), *cow = path_join(root, "root.cow");
+        _cleanup_free_ char *small = path_join(root, "small.cow"), *odd = path_join(root, "odd.ext4");
+        _cleanup_free_ char *outside = path_join(other, "rootfs.ext4"), *slink = path_join(root, "link.cow");
+        _cleanup_free_ char *dir = path_join(root, "dir"), *sub = path_join(root, "sub"), *via = path_join(root, "via");
+        _cleanup_free_ char *via_cow = path_join(via, "root.cow"), *sub_cow = path_join(sub, "root.cow");
+        make_sized(origin, 4 << 20);
+        make_sized(cow, 8 << 20);
+        make_sized(small, 1 << 20);
+        make_sized(odd, (4 << 20) + 100);
+        make_sized(outside, 4 << 20);
+        assert_int_equal(symlink(cow, slink), 0);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(mkdir(sub, 0700), 0);
+        make_sized(sub_cow, 8 << 20);
+        assert_int_equal(symlink(sub, via), 0);
+        const char *id = "0123456789abcdef";
+
+        refused(hostop_dm_snapshot_create(&pol, "*", origin, cow, &dev, &e), &e, "not a VM id");
+        refused(hostop_dm_snapshot_create(&pol, id, outside, cow, &dev, &e), &e, "outside");
+        refused(hostop_dm_snapshot_create(&pol, id, origin, slink, &dev, &e), &e, "symlink");
+        refused(hostop_dm_snapshot_create(&pol, id, origin, via_cow, &dev, &e), &e, "symlink");
+        refused(hostop_dm_snapshot_create(&pol, id, origin, small, &dev, &e), &e, "not between the origin's size");
+        refused(hostop_dm_snapshot_create(&pol, id, odd, cow, &dev, &e), &e, "512-byte sectors");
+        refused(hostop_dm_snapshot_create(&pol, id, origin, origin, &dev, &e), &e, "not one");
+        refused(hostop_dm_snapshot_create(&pol, id, dir, cow, &dev, &e), &e, "regular files");
+        refused(hostop_dm_snapshot_create(&pol, id, origin, "/etc/../etc/passwd", &dev, &e), &e, "normalised");
+        assert_int_equal(chown(cow, 4321, 4321), 0);
+        refused(hostop_dm_snapshot_create(&pol, id, origin, cow, &dev, &e), &e, "not to banger's owner");
+        assert_int_equal(chown(cow, getuid(), getgid()), 0);
+        refused(hostop_dm_snapshot_remove(&pol, "banger-x", &e), &e, "not a VM id");
+        assert_null(dev);
+
+        struct stat so, sc;
+        assert_int_equal(stat(origin, &so), 0);
+        assert_int_equal(stat(cow, &sc), 0);
+        assert_int_equal(host_check_dm_files(&pol, &so, &sc, &e), 0);
+        sc.st_size = (off_t) HOST_DM_COW_MAX + 512;
+        refused(host_check_dm_files(&pol, &so, &sc, &e), &e, "1 TiB");
+
+        if (access("/dev/mapper/control", F_OK) == 0) /* a host with device-mapper: not this test's business */
+                return;
+        assert_false(hostop_dm_available(&pol));
+        assert_int_equal(hostop_dm_snapshot_create(&pol, id, origin, sub_cow, &dev, &e), -EOPNOTSUPP);
+        assert_non_null(strstr(op_error_message(&e), "/dev/mapper/control"));
+        op_error_done(&e);
+        assert_int_equal(hostop_dm_snapshot_remove(&pol, id, &e), 0);
+        char **ids = NULL;
+        assert_int_equal(hostop_dm_snapshot_list(&pol, &ids, &e), -EOPNOTSUPP);
+        op_error_done(&e);
+        assert_int_equal(access("/dev/mapper/control", F_OK), -1); /* nothing made it */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_names, setup, teardown),
@@ -206,6 +293,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_macs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dm_pure, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dm_rules, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

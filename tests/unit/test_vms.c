@@ -42,7 +42,7 @@ static struct artifacts arts;
 static struct opstate_registry ops;
 static struct vms vms;
 static struct vmm_backend wrap_vmm; /* fake_vmm, its start watched for the guest CID */
-static const struct vmm_entry vmm_tab[1] = { { &wrap_vmm, "fake" } };
+static const struct vmm_entry vmm_tab[2] = { { &wrap_vmm, "fake" }, { &fake_fc_vmm, "fake" } };
 
 /* ---- the agent's vsock: the device, the CIDs the VMM was given ------------- */
 
@@ -109,19 +109,28 @@ static void write_text(const char *path, const char *text) {
         assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
 }
 
-static void make_image(void) {
-        _cleanup_free_ char *dir = path_join(T, "img"), *rootfs = path_join(dir, "rootfs.ext4");
+/* name's files in dir: a 1 MiB rootfs, a kernel, an initrd. */
+static void make_image_in(const char *dir, const char *id, const char *name) {
+        _cleanup_free_ char *rootfs = path_join(dir, "rootfs.ext4");
         _cleanup_free_ char *kernel = path_join(dir, "vmlinux"), *initrd = path_join(dir, "initrd");
         assert_int_equal(mkdir_p(dir, 0700), 0);
         _cleanup_close_ int fd = open(rootfs, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         assert_true(fd >= 0 && ftruncate(fd, 1 << 20) == 0);
         write_text(kernel, "kernel");
         write_text(initrd, "initrd");
-        struct image_row img = { .id = (char *) "0123456789abcdef", .name = (char *) "test-img", .managed = false,
+        struct image_row img = { .id = (char *) id, .name = (char *) name, .managed = false,
                                  .rootfs_path = rootfs, .kernel_path = kernel, .initrd_path = initrd,
                                  .init_mode = (char *) "fast", .rootfs_size_bytes = 1 << 20,
                                  .source = (char *) "test", .created_at = (char *) "2026-12-02T00:00:00Z" };
         assert_int_equal(store_image_insert(store, &img), 0);
+}
+
+static void make_image(void) {
+        _cleanup_free_ char *dir = path_join(T, "img");
+        make_image_in(dir, "0123456789abcdef", "test-img");
+        /* one of banger's own (below the state dir): device-mapper roots take only those */
+        _cleanup_free_ char *own = path_join(layout.state_dir, "images/fedcba9876543210");
+        make_image_in(own, "fedcba9876543210", "own-img");
 }
 
 static void service_start(void) {
@@ -129,7 +138,7 @@ static void service_start(void) {
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
         struct vms_deps deps = {
                 .layout = &layout, .config = &live, .store = store, .artifacts = &arts, .ops = &ops,
-                .priv = fake_priv(), .vmms = vmm_tab, .n_vmms = 1, .choose_vmm = fake_choose_vmm,
+                .priv = fake_priv(), .vmms = vmm_tab, .n_vmms = 2, .choose_vmm = fake_choose_vmm,
                 .agent_call = wrap_agent_call, .tsc_khz = 1000000, .caps = caps, .n_caps = n_caps,
                 .vsock_usable = fake_vsock_usable,
                 .agent_boot_timeout_ms = 2000, .stop_guest_timeout_ms = 2000,
@@ -220,13 +229,12 @@ static bool stopped(void *ud) {
 
 /* Creates (and, unless no_start, starts) a VM; waits for the create. The
  * create's outcome: 0, or the negative errno its status reports. */
-static int create_vm(const char *name, bool nat, bool no_start, char **ret_id) {
+static int create_req(const struct vm_create_req *q, char **ret_id) {
         struct op_error e = OP_ERROR_INIT;
-        struct vm_create_req q = { .name = name, .image = "test-img", .nat = nat, .no_start = no_start };
         json_t *res = NULL, *st = NULL;
         char op_id[RPC_OP_ID_SIZE];
         rpc_op_id_new(op_id);
-        assert_int_equal(vm_create_begin(&vms, op_id, &q, &res, &e), 0);
+        assert_int_equal(vm_create_begin(&vms, op_id, q, &res, &e), 0);
         if (ret_id)
                 *ret_id = xstrdup(json_string_value(json_object_get(res, "id")));
         json_decref(res);
@@ -238,10 +246,23 @@ static int create_vm(const char *name, bool nat, bool no_start, char **ret_id) {
         return rc;
 }
 
+static int create_vm(const char *name, bool nat, bool no_start, char **ret_id) {
+        struct vm_create_req q = { .name = name, .image = "test-img", .nat = nat, .no_start = no_start };
+        return create_req(&q, ret_id);
+}
+
+/* A Firecracker VM (the fake under that name) of banger's own image. */
+static int create_fc_vm(const char *name, bool no_start, char **ret_id) {
+        struct vm_create_req q = { .name = name, .image = "own-img", .vmm = "firecracker", .no_start = no_start };
+        return create_req(&q, ret_id);
+}
+
 static void assert_host_clean(void) {
-        if (fake_live_taps() || fake_live_nat() || fake_live_guards() || fake_live_vmms() || fake_violations())
-                fail_msg("left behind: %zu TAPs, %zu NAT, %zu guards, %zu VMMs, %zu violations\n%s", fake_live_taps(),
-                         fake_live_nat(), fake_live_guards(), fake_live_vmms(), fake_violations(), fake_log());
+        if (fake_live_taps() || fake_live_nat() || fake_live_guards() || fake_live_vmms() || fake_live_dm() ||
+            fake_violations())
+                fail_msg("left behind: %zu TAPs, %zu NAT, %zu guards, %zu VMMs, %zu DM devices, %zu violations\n%s",
+                         fake_live_taps(), fake_live_nat(), fake_live_guards(), fake_live_vmms(), fake_live_dm(),
+                         fake_violations(), fake_log());
 }
 
 static void assert_no_runtime_files(const char *id) {
@@ -803,6 +824,151 @@ static void test_bad_requests(void **state) {
         assert_host_clean();
 }
 
+/* ---- Firecracker root disks: a device-mapper snapshot where usable ------------------ */
+
+static bool vm_file(const char *id, const char *name) {
+        _cleanup_free_ char *f = xasprintf("%s/%s/%s", layout.vms_dir, id, name);
+        return access(f, F_OK) == 0;
+}
+
+static bool logged(const char *line) {
+        return strstr(fake_log(), line) != NULL;
+}
+
+static void test_fc_dm_root(void **state) {
+        _cleanup_free_ char *id = NULL, *text = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        size_t len;
+        (void) state;
+        fake_dm_available(true);
+        assert_int_equal(create_fc_vm("fc-dm", false, &id), 0);
+        assert_true(is_state(id, "running"));
+        /* a sparse COW file, no copy; the VMM booted the VM's own device */
+        assert_true(vm_file(id, "root.cow"));
+        assert_false(vm_file(id, "root.raw"));
+        assert_true(fake_has_dm(id));
+        assert_int_equal(fake_live_dm(), 1);
+        _cleanup_free_ char *root = xasprintf("vmm_root /dev/mapper/banger-%s\n", id);
+        _cleanup_free_ char *table = xasprintf("dm_snapshot_create banger-%s 0 2048 snapshot 7:", id);
+        if (!logged(root) || !logged(table) || !logged(" P 8\n"))
+                fail_msg("not booted from its snapshot (1 MiB origin, persistent, 8-sector chunks):\n%s", fake_log());
+        /* recorded in its handles */
+        _cleanup_free_ char *hp = xasprintf("%s/%s/handles.json", layout.vms_dir, id);
+        _cleanup_free_ char *dev = xasprintf("\"dm\":\"/dev/mapper/banger-%s\"", id);
+        assert_int_equal(read_file(hp, 1 << 16, &text, &len), 0);
+        assert_non_null(strstr(text, dev));
+
+        assert_int_equal(vm_stop(&vms, "fc-dm", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_host_clean();
+        assert_no_runtime_files(id);
+        assert_true(vm_file(id, "root.cow")); /* the VM's writes stay */
+
+        assert_int_equal(vm_start(&vms, "fc-dm", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(fake_live_dm(), 1);
+        assert_int_equal(vm_delete(&vms, "fc-dm", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_host_clean();
+        _cleanup_free_ char *dir = path_join(layout.vms_dir, id);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
+/* A start failing after the device was made removes it; one failing to
+ * make it leaves nothing either. */
+static void test_fc_dm_failed_start(void **state) {
+        static const char *const steps[] = { "dm_snapshot_create", "vmm_start", "agent_health" };
+        _cleanup_free_ char *id = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        fake_dm_available(true);
+        assert_int_equal(create_fc_vm("fc-fail", true, &id), 0);
+        assert_true(vm_file(id, "root.cow"));
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                fake_reset_calls();
+                fake_fail_at(steps[i]);
+                int rc = vm_start(&vms, "fc-fail", NULL, &res, &e);
+                fake_fail_at(NULL);
+                if (rc >= 0)
+                        fail_msg("start succeeded despite a failing %s", steps[i]);
+                op_error_done(&e);
+                assert_true(is_state(id, "error"));
+                assert_host_clean();
+                assert_no_runtime_files(id);
+                if (fake_calls("dm_snapshot_create") != 1 || fake_calls("dm_snapshot_remove") < 2)
+                        fail_msg("failure at %s: the device not made once and removed after:\n%s", steps[i],
+                                 fake_log());
+        }
+        assert_int_equal(vm_start(&vms, "fc-fail", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(fake_live_dm(), 1);
+}
+
+/* Reconcile: a running VM's device stays, a device no VM uses goes, and a
+ * dead VM's goes with the rest of its runtime. */
+static void test_fc_dm_reconcile(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        fake_dm_available(true);
+        assert_int_equal(create_fc_vm("fc-live", false, &id), 0);
+        assert_int_equal(create_fc_vm("fc-dead", false, &id2), 0);
+        assert_int_equal(vm_show(&vms, id2, &res, &e), 0);
+        pid_t pid = (pid_t) json_integer_value(json_object_get(res, "pid"));
+        json_decref(res);
+        vms_done(&vms); /* the daemon goes; its VMs stay */
+        fake_crash_vmm(pid);
+        fake_put_dm("00000000deadbeef"); /* a crash between making and recording one */
+        service_start();
+        vms_reconcile(&vms);
+        assert_true(is_state(id, "running"));
+        assert_true(is_state(id2, "stopped"));
+        assert_true(fake_has_dm(id));
+        assert_false(fake_has_dm(id2));
+        assert_false(fake_has_dm("00000000deadbeef"));
+        assert_int_equal(fake_live_dm(), 1);
+        assert_int_equal(vm_delete(&vms, "fc-live", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(vm_delete(&vms, "fc-dead", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_host_clean();
+}
+
+/* Without device-mapper the root disk is a copy, as before; an image outside
+ * banger's dirs gets a copy even with it. */
+static void test_fc_no_dm(void **state) {
+        _cleanup_free_ char *id = NULL, *id2 = NULL;
+        struct op_error e = OP_ERROR_INIT;
+        json_t *res = NULL;
+        (void) state;
+        assert_int_equal(create_fc_vm("fc-copy", false, &id), 0);
+        assert_true(is_state(id, "running"));
+        assert_true(vm_file(id, "root.raw"));
+        assert_false(vm_file(id, "root.cow"));
+        assert_int_equal(fake_calls("dm_snapshot_create") + fake_calls("dm_snapshot_remove"), 0);
+        _cleanup_free_ char *root = xasprintf("vmm_root %s/%s/root.raw\n", layout.vms_dir, id);
+        assert_true(logged(root));
+        fake_dm_available(true);
+        struct vm_create_req q = { .name = "fc-foreign", .image = "test-img", .vmm = "firecracker" };
+        assert_int_equal(create_req(&q, &id2), 0);
+        assert_true(vm_file(id2, "root.raw"));
+        assert_int_equal(fake_live_dm(), 0);
+        /* a copy VM stays one when device-mapper appears */
+        assert_int_equal(vm_stop(&vms, "fc-copy", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(vm_start(&vms, "fc-copy", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(fake_live_dm(), 0);
+        assert_int_equal(vm_delete(&vms, "fc-copy", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_int_equal(vm_delete(&vms, "fc-foreign", NULL, &res, &e), 0);
+        json_decref(res);
+        assert_host_clean();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
@@ -820,6 +986,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_create_interrupted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reconcile_starting, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fc_dm_root, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fc_dm_failed_start, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fc_dm_reconcile, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fc_no_dm, setup, teardown),
         };
         /* mkfs.ext4 and friends live in sbin, which a user's PATH may lack */
         const char *path = getenv("PATH");

@@ -85,6 +85,23 @@ static int l_build_tar_check(void *ud, struct op_error *e) {
         return debian_unshare_check(e);
 }
 
+static bool l_dm_available(void *ud) {
+        return hostop_dm_available(ud);
+}
+
+static int l_dm_snapshot_create(void *ud, const char *vm_id, const char *origin_path, const char *cow_path,
+                                char **ret_dev, struct op_error *e) {
+        return hostop_dm_snapshot_create(ud, vm_id, origin_path, cow_path, ret_dev, e);
+}
+
+static int l_dm_snapshot_remove(void *ud, const char *vm_id, struct op_error *e) {
+        return hostop_dm_snapshot_remove(ud, vm_id, e);
+}
+
+static int l_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        return hostop_dm_snapshot_list(ud, ret_vm_ids, e);
+}
+
 bool priv_is_build_hook(void) {
         return debian_is_customize_hook();
 }
@@ -128,6 +145,8 @@ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const 
                 .link_exists = l_link_exists, .nat_enable = l_nat_enable, .nat_disable = l_nat_disable,
                 .guard_enable = l_guard_enable, .guard_disable = l_guard_disable, .ip_forward = l_ip_forward,
                 .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .build_debian = l_build_debian,
+                .dm_available = l_dm_available, .dm_snapshot_create = l_dm_snapshot_create,
+                .dm_snapshot_remove = l_dm_snapshot_remove, .dm_snapshot_list = l_dm_snapshot_list,
         };
         /* without root: mmdebstrap's unshare mode, whose tree (owned by
          * subordinate ids) only comes out as a tar the daemon makes images of */

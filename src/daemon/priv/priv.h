@@ -6,7 +6,8 @@
 /*
  * The privileged-operations boundary: one table, one entry per operation
  * that needs root. The daemon reaches bridge, TAPs, nftables, IP forwarding,
- * resolvectl and image builds (mmdebstrap, mkfs) only through it. Every entry
+ * resolvectl, image builds (mmdebstrap, mkfs) and device-mapper root disks
+ * only through it. Every entry
  * validates its own arguments (src/host/hostops.h has the rules) whoever
  * calls it.
  *
@@ -82,6 +83,21 @@ struct priv_ops {
         int (*build_debian_tar)(void *ud, const struct priv_debian_build *req, bool (*cancelled)(void *cud),
                                 void *cancel_ud, struct op_error *e);
         int (*build_tar_check)(void *ud, struct op_error *e);
+
+        /* A Firecracker VM's root disk as a device-mapper snapshot
+         * (src/host/dmsnap.h): the image's rootfs (read-only loop) under the
+         * VM's sparse COW file (loop). dm_available: device-mapper usable
+         * here; without it (or NULL) root disks are copies. create:
+         * *ret_dev /dev/mapper/banger-<vm_id>, the daemon's user's; the
+         * rules (hostops.h): paths below banger's dirs, regular files, no
+         * symlink, the COW at least the origin's size. remove: 0 also when
+         * gone; its loops go with it. list: the vm ids of every banger-*
+         * device (NULL-terminated), for reconcile. */
+        bool (*dm_available)(void *ud);
+        int (*dm_snapshot_create)(void *ud, const char *vm_id, const char *origin_path, const char *cow_path,
+                                  char **ret_dev, struct op_error *e);
+        int (*dm_snapshot_remove)(void *ud, const char *vm_id, struct op_error *e);
+        int (*dm_snapshot_list)(void *ud, char ***ret_vm_ids, struct op_error *e);
 };
 
 /* bangerd started as mmdebstrap's customize hook of an unshare build (a

@@ -242,6 +242,53 @@ static int r_build_debian(void *ud, const struct priv_debian_build *q, bool (*ca
         return r;
 }
 
+static bool r_dm_available(void *ud) {
+        _cleanup_json_ json_t *res = NULL;
+        if (call(ud, "priv.dm_available", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, NULL) < 0)
+                return false;
+        return json_is_true(json_object_get(res, "available"));
+}
+
+static int r_dm_snapshot_create(void *ud, const char *vm_id, const char *origin_path, const char *cow_path,
+                                char **ret_dev, struct op_error *e) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = call(ud, "priv.dm_snapshot_create",
+                     json_pack("{s:s, s:s, s:s}", "vm_id", vm_id, "origin", origin_path, "cow", cow_path),
+                     CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        if (r < 0)
+                return r;
+        const char *dev = json_string_value(json_object_get(res, "device"));
+        _cleanup_free_ char *want = xasprintf("/dev/mapper/banger-%s", vm_id);
+        if (!dev || strcmp(dev, want) != 0) /* the helper names the device it made; we know its name */
+                return op_fail(e, -EPROTO, "root helper (priv.dm_snapshot_create): device '%s', expected %s",
+                               strempty(dev), want);
+        *ret_dev = xstrdup(dev);
+        return 0;
+}
+
+static int r_dm_snapshot_remove(void *ud, const char *vm_id, struct op_error *e) {
+        return simple(ud, "priv.dm_snapshot_remove", json_pack("{s:s}", "vm_id", vm_id), e);
+}
+
+static int r_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = call(ud, "priv.dm_snapshot_list", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        if (r < 0)
+                return r;
+        json_t *a = json_object_get(res, "vm_ids");
+        if (!json_is_array(a))
+                return op_fail(e, -EPROTO, "root helper (priv.dm_snapshot_list): no vm_ids");
+        char **ids = xcalloc(json_array_size(a) + 1, sizeof(char *));
+        size_t k = 0;
+        for (size_t i = 0; i < json_array_size(a); i++) {
+                const char *id = json_string_value(json_array_get(a, i));
+                if (id)
+                        ids[k++] = xstrdup(id);
+        }
+        *ret_vm_ids = ids;
+        return 0;
+}
+
 struct priv_remote *priv_remote_new(const char *socket_path) {
         struct priv_remote *r = xcalloc(1, sizeof(*r));
         r->socket = xstrdup(socket_path);
@@ -251,6 +298,8 @@ struct priv_remote *priv_remote_new(const char *socket_path) {
                 .link_exists = r_link_exists, .nat_enable = r_nat_enable, .nat_disable = r_nat_disable,
                 .guard_enable = r_guard_enable, .guard_disable = r_guard_disable, .ip_forward = r_ip_forward,
                 .dns_route = r_dns_route, .dns_unroute = r_dns_unroute, .build_debian = r_build_debian,
+                .dm_available = r_dm_available, .dm_snapshot_create = r_dm_snapshot_create,
+                .dm_snapshot_remove = r_dm_snapshot_remove, .dm_snapshot_list = r_dm_snapshot_list,
         };
         return r;
 }

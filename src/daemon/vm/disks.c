@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The files a VM gets before its first boot: the qcow2 overlay on the
- * image's rootfs, the work disk (seeded, grown, with authorized_keys, the
+ * The files a VM gets before its first boot: the root disk (a qcow2 overlay
+ * on the image's rootfs, or Firecracker's copy or device-mapper COW file:
+ * dmroot.c), the work disk (seeded, grown, with authorized_keys, the
  * host's git identity and [[file_sync]] files written with libext2fs), the
  * VM's SSH host key, and its entry in banger's known_hosts.
  */
@@ -136,9 +137,7 @@ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_f
         vm_paths_init(v, r, &p);
         if (mkdir_p(p.dir, 0700) < 0)
                 rc = op_fail(e, -errno, "cannot create %s: %s", p.dir, strerror(errno));
-        else if ((rc = vms_vmm_by_name(v, r->firecracker ? "firecracker" : "qemu")
-                                ->backend->root_disk_create(p.overlay, bf->rootfs, (uint64_t) r->system_overlay_size_bytes,
-                                                            e)) < 0)
+        else if ((rc = vms_root_disk_create(v, r, &p, bf, e)) < 0)
                 op_prefix(e, "system overlay");
         else if ((rc = prepare_work_disk(v, r, &p, bf, e)) == 0)
                 rc = vms_pin_host_key(v, r, &p, e);

@@ -124,6 +124,8 @@ int handles_write(struct vms *v, const struct vm_row *r, const struct vm_paths *
                 json_object_set_new(j, "ssh_port", json_integer(h->ssh_port));
         if (h->vsock_cid)
                 json_object_set_new(j, "vsock_cid", json_integer(h->vsock_cid));
+        if (h->dm[0])
+                json_object_set_new(j, "dm", json_string(h->dm));
         _cleanup_free_ char *text = json_dump_compact(j);
         handle_put(v, r->id, h);
         /* the mirror first: enough to clean up when handles.json is lost */
@@ -155,6 +157,9 @@ static bool parse_handles(const char *text, size_t len, struct vm_handles *ret) 
                 snprintf(ret->tap, sizeof(ret->tap), "%s", tap);
         if (vmm && strlen(vmm) < sizeof(ret->vmm))
                 snprintf(ret->vmm, sizeof(ret->vmm), "%s", vmm);
+        const char *dm = json_string_value(json_object_get(j, "dm"));
+        if (dm && strlen(dm) < sizeof(ret->dm))
+                snprintf(ret->dm, sizeof(ret->dm), "%s", dm);
         return true;
 }
 
@@ -166,10 +171,12 @@ void handles_read(const struct vm_row *r, const struct vm_paths *p, struct vm_ha
         if (rc < 0 && rc != -ENOENT)
                 log_warn("vm %s: ignoring %s: %s", r->name, p->handles,
                          rc == -EBADFD ? "not a regular file" : strerror(-rc));
-        if (rc == 0 && parse_handles(text, len, ret))
-                return;
-        if (r->teardown_json)
+        if (!(rc == 0 && parse_handles(text, len, ret)) && r->teardown_json)
                 parse_handles(r->teardown_json, strlen(r->teardown_json), ret);
+        /* only ever this VM's own device: it is removed by the VM's id anyway */
+        _cleanup_free_ char *own = xasprintf("/dev/mapper/banger-%s", r->id);
+        if (strcmp(ret->dm, own) != 0)
+                ret->dm[0] = '\0';
 }
 
 const struct vmm_entry *vms_vmm_by_name(struct vms *v, const char *name) {

@@ -375,6 +375,7 @@ void vms_reconcile(struct vms *v) {
         reconcile_pass(v, rows, n, 0);
         reconcile_pass(v, rows, n, 1);
         sweep_jails(v);
+        vms_dm_sweep(v); /* root disk devices no running VM uses (a crash between making and recording one) */
         vms_tpl_sweep(v, true); /* template builds a dead daemon left */
         for (size_t i = 0; i < n; i++)
                 if (strcmp(rows[i].state, "deleted") != 0 && rows[i].vm_dir)

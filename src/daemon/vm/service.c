@@ -18,11 +18,21 @@
 #include "vms_internal.h"
 
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p) {
+        *p = (struct vm_paths) { 0 }; /* callers' are uninitialised */
         p->dir = xstrdup(r->vm_dir);
         p->run = xasprintf("%s/vms/%s", v->deps.layout->runtime_dir, r->id);
         /* Firecracker boots raw disks, answers on its API socket, and reaches the
          * agent through its hybrid vsock */
         p->overlay = path_join(p->dir, r->firecracker ? "root.raw" : "root.qcow2");
+        if (r->firecracker) {
+                _cleanup_free_ char *cow = path_join(p->dir, VM_ROOT_COW);
+                struct stat st;
+                p->dm_root = lstat(cow, &st) == 0 && S_ISREG(st.st_mode);
+                if (p->dm_root) {
+                        free(p->overlay);
+                        p->overlay = TAKE_PTR(cow);
+                }
+        }
         p->work = path_join(p->dir, "work.ext4");
         p->repo = path_join(p->dir, "repo.ext4");
         p->console = path_join(p->dir, "console.log");

@@ -3,7 +3,7 @@
  * A user's snapshots of a running VM: its RAM and device state and its disks
  * at one instant, and restoring them (docs/ARCHITECTURE.md, "Snapshots").
  *
- *   <vm_dir>/snapshots/<name>/      state, root.qcow2, work.ext4, [repo.ext4], meta.json
+ *   <vm_dir>/snapshots/<name>/      state, root.qcow2 (or root.cow), work.ext4, [repo.ext4], meta.json
  *   <vm_dir>/snapshots/.partial-<name>/   while one is written (a crash: removed)
  *   <vm_dir>/snapshots/.restoring   names the snapshot whose disks are being
  *                                   copied back (a crash: the copy is finished)
@@ -49,8 +49,11 @@ struct snap_disk {
         bool required;
 };
 
+/* A device-mapper root's COW file is only meaningful over the image's
+ * rootfs: it is kept under its own name, so a snapshot of one kind of root
+ * never restores into the other (the restore finds its file missing). */
 static size_t snap_disks(const struct vm_paths *p, struct snap_disk out[3]) {
-        out[0] = (struct snap_disk) { "root.qcow2", p->overlay, true };
+        out[0] = (struct snap_disk) { p->dm_root ? VM_ROOT_COW : "root.qcow2", p->overlay, true };
         out[1] = (struct snap_disk) { "work.ext4", p->work, true };
         out[2] = (struct snap_disk) { "repo.ext4", p->repo, false };
         return 3;

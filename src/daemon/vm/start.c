@@ -6,7 +6,8 @@
  *   network   bridge ensured, a TAP (from the pool or created) on it, and
  *             the teardown record naming it before anything else happens;
  *   caps      the capability hooks' prepare_host (work disk, guard, NAT, DNS);
- *   boot      the per-VM cpio and initrd, the VMM started, handles written,
+ *   boot      the per-VM cpio and initrd, a Firecracker VM's device-mapper
+ *             root disk (dmroot.c), the VMM started, handles written,
  *             the exit watcher told;
  *   ready     the agent answers and sshd listens; then the hooks' post_start.
  * On failure the VM is left in 'error' with last_error and nothing running.
@@ -49,6 +50,7 @@ struct start {
         size_t caps_touched;   /* hooks whose prepare_host ran (a failed one included) */
         const char *work_disk; /* from the work disk hook */
         struct vm_proc proc;   /* pid 0 until booted */
+        char *dm_dev;          /* a device-mapper root (dmroot.c) once made; the VMM boots it */
         const struct vm_start_opts *o;
         int state_fd;          /* >= 0: the guest resumes from this saved state */
         bool warm;             /* from a template (state_fd is its state, owned) */
@@ -385,10 +387,13 @@ static int step_boot(struct start *s, struct op_error *e) {
         const struct priv_ops *priv = s->v->deps.priv;
         if (!user && (rc = priv->tap_open(priv->ud, s->tap, &tap_fd, e)) < 0)
                 return rc;
+        /* undone by the release (stop.c) once the VMM is gone */
+        if (s->p.dm_root && (rc = vms_dm_root_attach(s->v, s->r, &s->p, s->bf.rootfs, &s->dm_dev, e)) < 0)
+                return rc;
         struct vm_boot b = {
                 .id = s->r->id, .name = s->r->name, .vcpu = (int) s->r->vcpu, .memory_mib = (int) s->r->memory_mib,
                 .accel = s->accel, .tsc_khz = s->v->deps.tsc_khz, .kernel = s->bf.kernel, .initrd = s->p.initrd,
-                .init_mode = s->bf.init_mode, .root_disk = s->p.overlay, .work_disk = s->work_disk,
+                .init_mode = s->bf.init_mode, .root_disk = s->dm_dev ? s->dm_dev : s->p.overlay, .work_disk = s->work_disk,
                 .repo_disk = vm_has_repo_disk(&s->p) ? s->p.repo : NULL, .modules_disk = s->bf.modules_disk,
                 .net = user ? VM_NET_USER : VM_NET_TAP, .tap = s->tap, .tap_fd = tap_fd, .mac = s->r->mac,
                 .ip_cidr = ip_cidr, .gateway = user ? VM_USER_NET_HOST : c->bridge_ip, .hostfwd_port = s->ssh_port,
@@ -417,6 +422,7 @@ static int step_boot(struct start *s, struct op_error *e) {
         struct vm_handles h = { .pid = s->proc.pid, .ssh_port = s->ssh_port, .vsock_cid = b.vsock_cid };
         snprintf(h.tap, sizeof(h.tap), "%s", strempty(s->tap));
         snprintf(h.vmm, sizeof(h.vmm), "%s", s->vmm->backend->name);
+        snprintf(h.dm, sizeof(h.dm), "%s", strempty(s->dm_dev));
         vms_watch(s->v, s->r->id, s->proc.pid);
         rc = handles_write(s->v, s->r, &s->p, &h);
         return rc < 0 ? op_fail(e, rc, "recording the VM's handles: %s", strerror(-rc)) : 0;
@@ -544,6 +550,7 @@ static void start_done(struct start *s) {
         vm_paths_done(&s->p);
         free(s->accel);
         free(s->tap);
+        free(s->dm_dev);
 }
 
 int vms_start_locked(struct vms *v, struct vm_row *r, const struct progress *pr, struct op_error *e) {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Stopping, killing and destroying a VM (its lock held), and releasing what
- * a VM held once its VMM is gone: the capability hooks' cleanup, the TAP,
- * sockets, handles, the teardown record. Shared by stop, kill, delete, a
+ * a VM held once its VMM is gone: the capability hooks' cleanup, a
+ * device-mapper root disk, the TAP, sockets, handles, the teardown record. Shared by stop, kill, delete, a
  * failed start, the exit watcher and reconcile.
  */
 #include <errno.h>
@@ -65,6 +65,7 @@ static void release_tap(struct vms *v, const struct vm_row *r, const char *tap) 
 }
 
 void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap) {
+        vms_dm_root_release(v, r, p); /* before the handles naming it go */
         release_tap(v, r, tap);
         unlink(p->handles);
         unlink(p->qmp);

@@ -20,6 +20,10 @@ struct vm_paths {
         char *agent;      /* the agent's address (agent_client.h): agent_sock, or "vsock:<cid>/<id>" while
                            * the VM runs with a vhost-vsock device (its handles' CID) */
         char *agent_sock; /* the UNIX socket of its virtio-serial port (Firecracker: hybrid vsock) */
+        /* Firecracker with a device-mapper root: overlay is root.cow, the
+         * COW of banger-<id> over the image's rootfs (disks.c); else a copy,
+         * root.raw. Decided by the file the VM has. */
+        bool dm_root;
 };
 void vm_paths_init(struct vms *v, const struct vm_row *r, struct vm_paths *p);
 void vm_paths_done(struct vm_paths *p);
@@ -53,6 +57,7 @@ struct vm_handles {
         char vmm[16];  /* backend name, "" when unknown */
         unsigned ssh_port; /* user-mode networking: 127.0.0.1:<port> reaches the guest's sshd; 0: none */
         unsigned vsock_cid; /* QEMU with a vhost-vsock device: the guest's CID (the agent's address); 0: none */
+        char dm[40];   /* its root disk's DM device (/dev/mapper/banger-<id>), "" when none */
 };
 bool handle_get(struct vms *v, const char *id, struct vm_handles *ret);
 void handle_put(struct vms *v, const char *id, const struct vm_handles *h);
@@ -118,6 +123,8 @@ _warn_unused_ int vms_stop_locked(struct vms *v, struct vm_row *r, bool graceful
 _warn_unused_ int vms_kill_locked(struct vms *v, struct vm_row *r, int sig, struct op_error *e);
 /* Every trace of a VM: its VMM (killed), runtime, files, known_hosts, row. */
 _warn_unused_ int vms_destroy_locked(struct vms *v, const struct vm_row *r, struct op_error *e);
+/* A Firecracker VM's COW file under its device-mapper root (disks.c). */
+#define VM_ROOT_COW "root.cow"
 /* In a VM's dir while its create makes its files. */
 #define VM_CREATING_MARKER ".creating"
 /* <vm_dir>/<prefix><random>: a prepare's local clone (workspace.c), swept at start */
@@ -222,6 +229,20 @@ void vms_cap_ctx(struct vms *v, const struct vm_row *r, const struct vm_paths *p
 
 /* ---- disks.c: the files a VM gets before its first boot ---- */
 _warn_unused_ int vms_prepare_disks(struct vms *v, const struct vm_row *r, const struct boot_files *bf, struct op_error *e);
+/* The root disk of a new VM (dmroot.c): for Firecracker where device-mapper
+ * is usable a sparse root.cow (p->overlay and dm_root switched to it), else
+ * the backend's (a qcow2 overlay, a raw copy). */
+_warn_unused_ int vms_root_disk_create(struct vms *v, const struct vm_row *r, struct vm_paths *p,
+                                       const struct boot_files *bf, struct op_error *e);
+/* A device-mapper root disk (p->dm_root): banger-<id> over rootfs with the
+ * VM's root.cow, made anew (a leftover of a crash removed first); *ret_dev
+ * the device the VMM boots from. The VMM must be gone before its removal. */
+_warn_unused_ int vms_dm_root_attach(struct vms *v, const struct vm_row *r, const struct vm_paths *p,
+                                     const char *rootfs, char **ret_dev, struct op_error *e);
+/* Removes a VM's DM device when it has one (its VMM gone); logged, never fatal. */
+void vms_dm_root_release(struct vms *v, const struct vm_row *r, const struct vm_paths *p);
+/* Reconcile: every banger-* device of a VM that does not run goes. */
+void vms_dm_sweep(struct vms *v);
 
 /* ---- port forwards (forwards.c) ---- */
 /* vm_cap_ctx.forwards (ud: the vms). */

@@ -75,7 +75,12 @@ int fc_jail_prepare(const struct vm_jail *j, const char *root, const char *const
                 if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
                         return op_fail(e, -EINVAL, "%s: no file name to put in the jail", files[i]);
                 errno = 0;
-                if (lstat(files[i], &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+                int r = lstat(files[i], &st);
+                /* a device-mapper root is reached by udev's link /dev/mapper/<name> -> ../dm-N */
+                if (r == 0 && S_ISLNK(st.st_mode) && strncmp(files[i], "/dev/", 5) == 0 &&
+                    ((r = stat(files[i], &st)) < 0 || !S_ISBLK(st.st_mode)))
+                        return op_fail(e, -EINVAL, "%s: not a block device", files[i]);
+                if (r < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
                         return op_fail(e, -EINVAL, "%s: not a regular file or a block device (%s)", files[i],
                                        errno ? strerror(errno) : "a link or another special file");
                 (void) unlinkat(dfd, base, 0); /* a previous boot's */
