@@ -260,9 +260,11 @@ static void test_dm_rules(void **state) {
         refused(hostop_dm_snapshot_create(&pol, id, origin, origin, &dev, &e), &e, "not one");
         refused(hostop_dm_snapshot_create(&pol, id, dir, cow, &dev, &e), &e, "regular files");
         refused(hostop_dm_snapshot_create(&pol, id, origin, "/etc/../etc/passwd", &dev, &e), &e, "normalised");
-        assert_int_equal(chown(cow, 4321, 4321), 0);
-        refused(hostop_dm_snapshot_create(&pol, id, origin, cow, &dev, &e), &e, "not to banger's owner");
-        assert_int_equal(chown(cow, getuid(), getgid()), 0);
+        if (getuid() == 0) { /* (scripts/test also runs this as nobody, who cannot give a file away) */
+                assert_int_equal(chown(cow, 4321, 4321), 0);
+                refused(hostop_dm_snapshot_create(&pol, id, origin, cow, &dev, &e), &e, "not to banger's owner");
+                assert_int_equal(chown(cow, getuid(), getgid()), 0);
+        }
         refused(hostop_dm_snapshot_remove(&pol, "banger-x", &e), &e, "not a VM id");
         assert_null(dev);
 
