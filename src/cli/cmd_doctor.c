@@ -103,7 +103,7 @@ static void check_kvm(struct report *rep, const struct cli_ctx *ctx) {
         kvm_state_done(&k);
 }
 
-static void check_vmms(struct report *rep, const struct config *cfg) {
+static void check_vmms(struct report *rep, const struct cli_ctx *ctx, const struct config *cfg) {
         struct tool_info q, f;
 
         hostinfo_tool(cfg->qemu_bin, &q);
@@ -122,9 +122,10 @@ static void check_vmms(struct report *rep, const struct config *cfg) {
                 add(rep, in_window == 0 ? PASS : in_window > 0 ? WARN : FAIL, "firecracker",
                     in_window < 0 ? "install Firecracker " FC_VERSION_MIN " to " FC_VERSION_TESTED ".x" : NULL,
                     "%s: %s", f.path, why);
-        /* (as bangerd decides it when it runs as this user) */
+        /* (as whoever does the privileged work decides it: the root helper of
+         * a system install, else bangerd run as this user) */
         struct jail_plan j;
-        hostinfo_jail(cfg->jailer_bin, f.path, geteuid(), &j);
+        hostinfo_jail(cfg->jailer_bin, f.path, ctx->system ? 0 : geteuid(), &j);
         if (j.mode != JAIL_NONE)
                 add(rep, j.mode == JAIL_REFUSED ? FAIL : PASS, "jailer",
                     j.mode == JAIL_REFUSED ? "chown root: the file, chmod go-w (or jailer_bin = \"none\")" : NULL,
@@ -603,7 +604,7 @@ int cmd_doctor(struct cli_ctx *ctx, struct cli_args *a) {
         check_kvm(&rep, ctx);
         check_config(&rep, ctx, &cfg);
         if (cfg) {
-                check_vmms(&rep, cfg);
+                check_vmms(&rep, ctx, cfg);
                 check_vsock(&rep, cfg);
                 check_dm(&rep, ctx, cfg);
                 check_mirror(&rep, cfg);

@@ -345,23 +345,42 @@ static void raise_nofile(void) {
         }
 }
 
+/* vm_jailer.start: through the privileged operations. */
+static int jailer_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
+                        pid_t *ret_pid, char **ret_root, struct op_error *e) {
+        const struct priv_ops *p = ud;
+        return p->fc_jail_start(p->ud, vm_id, files, n, log_path, ret_pid, ret_root, e);
+}
+
+/* Whether Firecracker runs under its jailer is for whoever does the
+ * privileged work to say (this process as root, or the root helper). */
+static void jail_setup(struct daemon *d) {
+        const struct priv_ops *p = d->priv_ops;
+        _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
+        if (!d->firecracker.path || !p->fc_jail_info)
+                return;
+        if (p->fc_jail_info(p->ud, &d->jail, &e) < 0) { /* never unjailed by accident */
+                d->jail = (struct priv_jail_info) { .mode = JAIL_REFUSED };
+                d->jail.reason = xasprintf("asking %s whether firecracker runs jailed: %s; firecracker VMs are "
+                                           "refused until bangerd restarts",
+                                           p->name, op_error_message(&e));
+        }
+        if (d->jail.mode == JAIL_ON) {
+                d->fc_jailer = (struct vm_jailer) { .start = jailer_start, .ud = (void *) p };
+                d->vmms[1].bin = d->jail.exec_file;
+                d->vmms[1].jail = &d->fc_jailer;
+        }
+        if (d->jail.reason)
+                log_info("%s", d->jail.reason);
+}
+
 static struct vms_deps vms_deps_of(struct daemon *d) {
         size_t n_caps;
         const struct vm_cap *const *caps = vm_caps_default(&n_caps);
         d->vmms[0] = (struct vmm_entry) { &vmm_qemu, config_live_get(&d->config)->qemu_bin };
         d->vmms[1] = (struct vmm_entry) { &vmm_firecracker, config_live_get(&d->config)->firecracker_bin };
         /* before reconcile: a jailed Firecracker is known by the exec file's name */
-        hostinfo_tool(config_live_get(&d->config)->firecracker_bin, &d->firecracker);
-        hostinfo_jail(config_live_get(&d->config)->jailer_bin, d->firecracker.path, geteuid(), &d->jail);
-        d->jail_base = path_join(d->layout.state_dir, VM_JAIL_DIR);
-        if (d->jail.mode == JAIL_ON) {
-                d->fc_jail = (struct vm_jail) { .jailer_bin = d->jail.jailer, .chroot_base = d->jail_base,
-                                                .uid = d->uid, .gid = getgid() };
-                d->vmms[1].bin = d->jail.exec_file;
-                d->vmms[1].jail = &d->fc_jail;
-        }
-        if (d->jail.reason)
-                log_info("%s", d->jail.reason);
+        jail_setup(d);
         return (struct vms_deps) {
                 .layout = &d->layout, .config = &d->config, .store = d->store, .artifacts = &d->artifacts,
                 .ops = &d->ops, .priv = d->priv_ops, .vmms = d->vmms, .n_vmms = ELEMENTSOF(d->vmms),
@@ -377,6 +396,7 @@ static struct vms_deps vms_deps_of(struct daemon *d) {
 static int open_priv(struct daemon *d, const struct daemon_options *opts, struct op_error *e) {
         const char *roots[] = { d->layout.state_dir, d->layout.cache_dir, d->layout.runtime_dir, NULL };
         if (opts->install) {
+                hostinfo_tool(config_live_get(&d->config)->firecracker_bin, &d->firecracker);
                 _cleanup_free_ char *sock = install_helper_socket(opts->install);
                 d->helper = priv_remote_new(sock);
                 d->priv_ops = priv_remote_ops(d->helper);
@@ -384,14 +404,22 @@ static int open_priv(struct daemon *d, const struct daemon_options *opts, struct
         }
         _cleanup_free_ char *agent = find_companion("BANGER_AGENT", "banger-agent");
         const struct config *c = config_live_get(&d->config);
+        hostinfo_tool(c->firecracker_bin, &d->firecracker);
         d->rootless = !hostinfo_net_admin();
         if (d->rootless)
                 log_info("rootless: no CAP_NET_ADMIN and no root helper; VMs use user-mode networking");
         int r = priv_local_new(c->bridge_name, c->bridge_ip, (int) c->cidr, roots, agent,
                                &d->priv, e);
-        if (r == 0)
-                d->priv_ops = priv_local_ops(d->priv);
-        return r;
+        if (r < 0)
+                return r;
+        d->priv_ops = priv_local_ops(d->priv);
+        /* as root, this process runs the jailer itself */
+        struct jail_plan jp;
+        _cleanup_free_ char *base = path_join(d->layout.state_dir, VM_JAIL_DIR);
+        hostinfo_jail(c->jailer_bin, d->firecracker.path, geteuid(), &jp);
+        priv_local_set_jail(d->priv, &jp, base, d->uid, getgid());
+        jail_plan_done(&jp);
+        return 0;
 }
 
 /* The store, the privileged operations, artifacts, the VM service. */
@@ -555,8 +583,7 @@ void daemon_close(struct daemon *d) {
         vmm_choice_done(&d->vmm);
         tool_info_done(&d->qemu);
         tool_info_done(&d->firecracker);
-        jail_plan_done(&d->jail);
-        free(d->jail_base);
+        priv_jail_info_done(&d->jail);
         kvm_state_done(&d->kvm);
         close_fds(d);
         if (d->config_ready)

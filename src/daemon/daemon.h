@@ -67,9 +67,8 @@ struct daemon {
         /* Host facts probed at start (read-only afterwards). */
         struct tool_info qemu;
         struct tool_info firecracker;
-        struct jail_plan jail;          /* Firecracker under its jailer, or why not */
-        struct vm_jail fc_jail;         /* jail.mode == JAIL_ON: vmms[1].jail */
-        char *jail_base;                /* <state>/jail */
+        struct priv_jail_info jail;     /* Firecracker under its jailer, or why not (the priv ops say) */
+        struct vm_jailer fc_jailer;     /* jail.mode == JAIL_ON: vmms[1].jail */
         struct kvm_state kvm;
         struct vmm_choice vmm;          /* guarded by accel_mu */
         pthread_mutex_t accel_mu;       /* leaf: the vmm/accel choice */

@@ -31,6 +31,7 @@
 #include "helper.h"
 #include "hostinfo.h"
 #include "log.h"
+#include "proc_spawn.h"
 #include "rpc.h"
 #include "strbuf.h"
 #include "version.h"
@@ -95,6 +96,24 @@ static int make_policy(struct helper *h, char **ret_err) {
         const char *roots[] = { l.state_dir, l.cache_dir, l.runtime_dir, NULL };
         _cleanup_op_error_ struct op_error e = OP_ERROR_INIT;
         r = host_policy_init(&h->policy, cfg->bridge_name, cfg->bridge_ip, (int) cfg->cidr, roots, &e);
+        /* Firecracker under its jailer, as the owner: decided here, from the
+         * config root trusts (the daemon only asks) */
+        _cleanup_free_ char *fc = NULL; /* (found, never run as root before hostinfo_jail checked it) */
+        struct jail_plan jp = { 0 };
+        if (find_executable(cfg->firecracker_bin, &fc) < 0)
+                fc = NULL;
+        hostinfo_jail(cfg->jailer_bin, fc, 0, &jp);
+        h->policy.jail_base = path_join(l.state_dir, "jail");
+        h->policy.jail_on = jp.mode == JAIL_ON;
+        h->policy.jail_refused = jp.mode == JAIL_REFUSED;
+        h->policy.jail_why = TAKE_PTR(jp.reason);
+        if (h->policy.jail_on)
+                h->policy.jail = (struct host_jail) { .jailer = TAKE_PTR(jp.jailer), .exec_file = TAKE_PTR(jp.exec_file),
+                                                      .chroot_base = xstrdup(h->policy.jail_base),
+                                                      .uid = h->install.owner_uid, .gid = h->install.owner_gid };
+        if (jp.mode != JAIL_NONE)
+                log_info("%s", h->policy.jail_why);
+        jail_plan_done(&jp);
         config_free(cfg);
         layout_done(&l);
         if (r < 0)

@@ -31,9 +31,9 @@
 struct params {
         char *bridge, *tap, *name, *vm_id, *ip, *listen, *mac;
         char *suite, *mirror, *init_mode, *out_dir;
-        char *origin, *cow;
+        char *origin, *cow, *log;
         bool isolate;
-        json_t *packages;
+        json_t *packages, *files;
 };
 
 #define S(n) { #n, JSON_FIELD_STRING, offsetof(struct params, n), true, JSON_NO_PRESENT, 0, 0 }
@@ -49,6 +49,9 @@ static const struct json_field f_guard_enable[] = {
 };
 static const struct json_field f_listen[] = { S(listen) };
 static const struct json_field f_dm_create[] = { S(vm_id), S(origin), S(cow) };
+static const struct json_field f_jail_start[] = {
+        S(vm_id), S(log), { "files", JSON_FIELD_JSON, offsetof(struct params, files), true, JSON_NO_PRESENT, 0, 0 },
+};
 static const struct json_field f_build[] = {
         S(suite), S(mirror), S(init_mode), S(out_dir),
         { "packages", JSON_FIELD_JSON, offsetof(struct params, packages), true, JSON_NO_PRESENT, 0, 0 },
@@ -57,10 +60,11 @@ static const struct json_field f_build[] = {
 
 static void params_done(struct params *p) {
         char **strs[] = { &p->bridge, &p->tap, &p->name, &p->vm_id, &p->ip, &p->listen, &p->mac,
-                          &p->suite, &p->mirror, &p->init_mode, &p->out_dir, &p->origin, &p->cow };
+                          &p->suite, &p->mirror, &p->init_mode, &p->out_dir, &p->origin, &p->cow, &p->log };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);
         json_decref(p->packages);
+        json_decref(p->files);
         *p = (struct params) { 0 };
 }
 
@@ -158,6 +162,45 @@ static int m_dm_snapshot_list(struct call *c, struct op_error *e) {
         return 0;
 }
 
+static int m_fc_jail_info(struct call *c, struct op_error *e) {
+        const struct host_policy *p = &c->h->policy;
+        c->result = json_pack("{s:s, s:s?, s:s?}", "mode", p->jail_on ? "on" : p->jail_refused ? "refused" : "off",
+                              "exec_file", p->jail_on ? p->jail.exec_file : NULL, "reason", p->jail_why);
+        return 0;
+}
+
+static int m_fc_jail_start(struct call *c, struct op_error *e) {
+        if (!json_is_array(c->p.files) || json_array_size(c->p.files) > HOST_JAIL_MAX_FILES)
+                return op_bad_request(e, "files: an array of at most %d paths", HOST_JAIL_MAX_FILES);
+        size_t n = json_array_size(c->p.files);
+        const char *files[HOST_JAIL_MAX_FILES];
+        for (size_t i = 0; i < n; i++)
+                if (!(files[i] = json_string_value(json_array_get(c->p.files, i))))
+                        return op_bad_request(e, "files[%zu]: not a string", i);
+        pid_t pid = 0;
+        _cleanup_free_ char *root = NULL;
+        int r = hostop_fc_jail_start(&c->h->policy, c->p.vm_id, files, n, c->p.log, &pid, &root, e);
+        if (r == 0)
+                c->result = json_pack("{s:I, s:s}", "pid", (json_int_t) pid, "root", root);
+        return r;
+}
+
+static int m_fc_jail_remove(struct call *c, struct op_error *e) {
+        return hostop_fc_jail_remove(&c->h->policy, c->p.vm_id, e);
+}
+
+static int m_fc_jail_list(struct call *c, struct op_error *e) {
+        _cleanup_strv_free_ char **ids = NULL;
+        int r = hostop_fc_jail_list(&c->h->policy, &ids, e);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (char **id = ids; *id; id++)
+                json_array_append_new(a, json_string(*id));
+        c->result = json_pack("{s:o}", "vm_ids", a);
+        return 0;
+}
+
 atomic_bool helper_stopping;
 
 /* The caller half-closed its end (it gave up on the build), or we are stopping. */
@@ -199,7 +242,8 @@ static const struct method methods[] = {
         M(nat_enable, f_nat_enable), M(nat_disable, f_vm_id), M(guard_enable, f_guard_enable),
         M(guard_disable, f_vm_id), M0(ip_forward), M(dns_route, f_listen), M0(dns_unroute),
         M(build_debian, f_build), M0(dm_available), M(dm_snapshot_create, f_dm_create),
-        M(dm_snapshot_remove, f_vm_id), M0(dm_snapshot_list),
+        M(dm_snapshot_remove, f_vm_id), M0(dm_snapshot_list), M0(fc_jail_info), M(fc_jail_start, f_jail_start),
+        M(fc_jail_remove, f_vm_id), M0(fc_jail_list),
 };
 #undef M
 #undef M0
@@ -208,7 +252,8 @@ const char *const helper_methods[] = {
         "priv.bridge_ensure", "priv.tap_create", "priv.tap_delete", "priv.tap_open", "priv.link_exists", "priv.nat_enable",
         "priv.nat_disable", "priv.guard_enable", "priv.guard_disable", "priv.ip_forward", "priv.dns_route",
         "priv.dns_unroute", "priv.build_debian", "priv.dm_available", "priv.dm_snapshot_create",
-        "priv.dm_snapshot_remove", "priv.dm_snapshot_list", NULL,
+        "priv.dm_snapshot_remove", "priv.dm_snapshot_list", "priv.fc_jail_info", "priv.fc_jail_start",
+        "priv.fc_jail_remove", "priv.fc_jail_list", NULL,
 };
 
 static const struct method *find_method(const char *name) {

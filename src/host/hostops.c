@@ -77,6 +77,9 @@ int host_policy_init(struct host_policy *p, const char *bridge, const char *brid
 }
 
 void host_policy_done(struct host_policy *p) {
+        host_jail_done(&p->jail);
+        free(p->jail_why);
+        free(p->jail_base);
         free(p->agent_bin);
         free(p->work_base);
         free(p->bridge);
@@ -431,4 +434,84 @@ int hostop_dm_snapshot_remove(const struct host_policy *p, const char *vm_id, st
 int hostop_dm_snapshot_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e) {
         (void) p;
         return dmsnap_list(ret_vm_ids, e);
+}
+
+/* ---- Firecracker under its jailer ------------------------------------------ */
+
+int hostop_fc_jail_start(const struct host_policy *p, const char *vm_id, const char *const *files, size_t n,
+                         const char *log_path, pid_t *ret_pid, char **ret_root, struct op_error *e) {
+        int r = host_check_vm_id(vm_id, e);
+        if (r < 0)
+                return r;
+        if (!p->jail_on)
+                return op_fail(e, p->jail_refused ? -EPERM : -EOPNOTSUPP, "%s",
+                               p->jail_why ? p->jail_why : "firecracker runs unjailed here");
+        if (n == 0 || n > HOST_JAIL_MAX_FILES)
+                return refuse(e, "%zu files for a jail (1 to %d)", n, HOST_JAIL_MAX_FILES);
+        int fds[HOST_JAIL_MAX_FILES];
+        const char *names[HOST_JAIL_MAX_FILES];
+        for (size_t i = 0; i < HOST_JAIL_MAX_FILES; i++)
+                fds[i] = -1;
+        _cleanup_free_ char *dm = xasprintf("/dev/mapper/banger-%s", vm_id);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                names[i] = files[i] && strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : "";
+                for (size_t k = 0; r == 0 && k < i; k++)
+                        if (strcmp(names[k], names[i]) == 0)
+                                r = refuse(e, "two files named %s for one jail", names[i]);
+                if (r == 0 && files[i] && strcmp(files[i], dm) == 0) { /* udev's link to ../dm-N: root's /dev */
+                        struct stat st;
+                        fds[i] = open(files[i], O_PATH | O_CLOEXEC);
+                        if (fds[i] < 0 || fstat(fds[i], &st) < 0 || !S_ISBLK(st.st_mode))
+                                r = refuse(e, "%s is not a block device", files[i]);
+                } else if (r == 0 && (r = open_file_below(p, files[i], O_PATH, &fds[i], e)) == 0) {
+                        struct stat st;
+                        if (fstat(fds[i], &st) < 0 || !S_ISREG(st.st_mode))
+                                r = refuse(e, "%s is not a regular file", files[i]);
+                }
+        }
+        _cleanup_close_ int lfd = -1;
+        struct stat lst;
+        if (r == 0 && (r = open_file_below(p, log_path, O_WRONLY | O_APPEND, &lfd, e)) == 0 &&
+            (fstat(lfd, &lst) < 0 || !S_ISREG(lst.st_mode)))
+                r = refuse(e, "%s is not a regular file", log_path);
+        _cleanup_free_ char *root = r == 0 ? jail_root(&p->jail, vm_id) : NULL;
+        if (r == 0) /* below banger's dirs, no symlink on the way (jail_prepare checks what it opens too) */
+                r = host_check_path(p, root, false, e);
+        if (r == 0)
+                r = jail_prepare(&p->jail, root, fds, names, n, e);
+        if (r == 0) {
+                _cleanup_strv_free_ char **argv = jail_argv(&p->jail, vm_id);
+                r = jail_spawn(argv, lfd, ret_pid, e);
+        }
+        for (size_t i = 0; i < HOST_JAIL_MAX_FILES; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+        if (r < 0) {
+                (void) jail_remove(p->jail.chroot_base, vm_id);
+                return r;
+        }
+        *ret_root = TAKE_PTR(root);
+        return 0;
+}
+
+int hostop_fc_jail_remove(const struct host_policy *p, const char *vm_id, struct op_error *e) {
+        int r = host_check_vm_id(vm_id, e);
+        if (r < 0 || !p->jail_base)
+                return r;
+        if ((r = host_check_path(p, p->jail_base, false, e)) < 0)
+                return r;
+        r = jail_remove(p->jail_base, vm_id);
+        return r < 0 ? op_fail(e, r, "removing the jails of vm %s: %s", vm_id, strerror(-r)) : 0;
+}
+
+int hostop_fc_jail_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e) {
+        if (!p->jail_base) {
+                *ret_vm_ids = xcalloc(1, sizeof(char *));
+                return 0;
+        }
+        int r = host_check_path(p, p->jail_base, false, e);
+        if (r < 0)
+                return r;
+        r = jail_list(p->jail_base, ret_vm_ids);
+        return r < 0 ? op_fail(e, r, "listing the jails under %s: %s", p->jail_base, strerror(-r)) : 0;
 }

@@ -36,6 +36,7 @@
 #include <sys/types.h>
 
 #include "op_error.h"
+#include "jail.h"
 
 #define HOST_POLICY_MAX_ROOTS 6
 
@@ -49,6 +50,14 @@ struct host_policy {
         gid_t owner_gid;
         char *agent_bin;      /* owned: the banger-agent every built image gets; NULL: no builds */
         char *work_base;      /* owned: where builds keep their trees; NULL: /var/tmp */
+        /* Firecracker under its jailer (jail.h): jail_on with jail filled in
+         * (uid:gid the owner's), else jail_why says why not (hostinfo_jail);
+         * jail_base (<state>/jail) also when off: jails are removed whatever
+         * the setting is now. */
+        bool jail_on, jail_refused;
+        struct host_jail jail;
+        char *jail_why;
+        char *jail_base;
 };
 
 /* roots: NULL-terminated, absolute (made canonical here). */
@@ -103,6 +112,20 @@ _warn_unused_ int hostop_dm_snapshot_create(const struct host_policy *p, const c
 _warn_unused_ int hostop_dm_snapshot_remove(const struct host_policy *p, const char *vm_id, struct op_error *e);
 /* The vm ids of every banger-* device, NULL-terminated. */
 _warn_unused_ int hostop_dm_snapshot_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e);
+
+/* Firecracker under its jailer (jail.h), each argument checked here: the
+ * VM id; the files below banger's dirs, regular, opened without a symlink
+ * anywhere (or the VM's own /dev/mapper/banger-<id>, a block device),
+ * their names distinct; the log an existing regular file below them. The
+ * jailer runs detached, Firecracker as the owner: *ret_pid its pid,
+ * *ret_root the chroot. -EOPNOTSUPP (with the reason) when jailing is off. */
+_warn_unused_ int hostop_fc_jail_start(const struct host_policy *p, const char *vm_id, const char *const *files,
+                                       size_t n, const char *log_path, pid_t *ret_pid, char **ret_root,
+                                       struct op_error *e);
+/* Every jail of the VM (0 when none). */
+_warn_unused_ int hostop_fc_jail_remove(const struct host_policy *p, const char *vm_id, struct op_error *e);
+_warn_unused_ int hostop_fc_jail_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e);
+#define HOST_JAIL_MAX_FILES 12
 
 /* Image builds: the whole Debian build as one operation of a fixed shape.
  * out_dir is below a root, exists and is reached without a symlink (it is

@@ -314,6 +314,46 @@ hostile_handles() {
 }
 t "a crashed VM whose handles.json names another process and device: its own TAP goes, they survive the restart" hostile_handles
 
+# Firecracker under its jailer, started by the root helper, running as the
+# owner: tests/fc's fakes (the jailer's makes a real chroot), root's copies
+# (the helper runs only root's programs no one else can write), the helper
+# and the daemon restarted with the fakes' settings in their environment.
+jailed_fc() {
+        local fcdir lib="$R/opt/banger-test" rec="$TMP/fcrec" agent="${BANGER_AGENT:-$BANGER_BUILD/banger-agent}"
+        fcdir="$(cd "$(dirname "$0")/../fc" && pwd)"
+        # (`command`: this file has a test named install)
+        command install -d -m 755 "$R/opt" "$lib" && command install -m 755 "$fcdir/fake_firecracker.py" "$lib/firecracker" &&
+                command install -m 755 "$fcdir/fake_jailer.py" "$lib/jailer" &&
+                command install -m 644 "$(realpath "$fcdir/../../../shared/reference/firecracker-api-v1.14.1.yaml")" "$lib/api.yaml" &&
+                command install -d -m 777 "$rec" || return 1
+        printf 'firecracker_bin = "%s"\njailer_bin = "%s"\n' "$lib/firecracker" "$lib/jailer" >>"$ICONF"
+        socat UNIX-LISTEN:"$rec/guest.sock",fork,mode=666 EXEC:"$agent --stdio" 2>/dev/null &
+        echo $! >"$TMP/socat.pid"
+        export FC_FAKE_SPEC="$lib/api.yaml" FC_FAKE_RECORD="$rec/record.jsonl" FC_FAKE_JAILER_RECORD="$rec/jailer.jsonl" \
+                FC_FAKE_VSOCK_1024="$rec/guest.sock"
+        SYS system restart >"$TMP/rs3.out" 2>&1 || { cat "$TMP/rs3.out"; return 1; }
+        U vm create --name jfc --vmm firecracker "${VS[@]}" >"$TMP/jfc.out" 2>&1 || {
+                cat "$TMP/jfc.out"; ls -ld "$TMP" "$R" "$R/opt" "$lib" "$lib/firecracker"
+                ip netns exec "$NS" setpriv --reuid="$OWNER" --regid="$OWNER" --init-groups test -x "$lib/firecracker" || echo "the owner cannot run $lib/firecracker"
+                syslogs; return 1; }
+        local pid id jail; pid=$(U --json vm show jfc | jq -r .pid); id=$(U --json vm show jfc | jq -r .id)
+        jail="$R/var/lib/banger/jail/firecracker/banger-$id"
+        # the helper ran the jailer (root), which dropped Firecracker to the owner, chrooted
+        jq -se --arg u "$(id -u "$OWNER")" 'length == 1 and (.[0].uid | tostring) == $u' "$rec/jailer.jsonl" >/dev/null ||
+                { cat "$rec/jailer.jsonl"; return 1; }
+        expect_eq "$(ps -o user= -p "$pid")" "$OWNER" || return 1
+        expect_eq "$(readlink "/proc/$pid/root")" "$jail/root" || return 1
+        expect_eq "$(stat -c %U "$jail/root")" "$OWNER" || return 1
+        U vm stop jfc >/dev/null 2>&1 && state_of jfc stopped && [ ! -e "$jail" ] || { echo "stop: jail $jail left"; return 1; }
+        U vm start jfc >/dev/null 2>&1 && state_of jfc running && [ -d "$jail/root" ] || { syslogs; return 1; }
+        pid=$(U --json vm show jfc | jq -r .pid)
+        U vm delete jfc >/dev/null 2>&1 || return 1
+        [ ! -e "$jail" ] && ! alive "$pid" || { find "$R/var/lib/banger/jail"; return 1; }
+}
+t "the helper runs Firecracker under its jailer as the owner (a chroot of the VM's files); stop and delete remove the jail" jailed_fc
+kill "$(cat "$TMP/socat.pid" 2>/dev/null)" 2>/dev/null
+unset FC_FAKE_SPEC FC_FAKE_RECORD FC_FAKE_JAILER_RECORD FC_FAKE_VSOCK_1024
+
 uninstall() {
         U vm start sysvm >/dev/null || return 1
         local rc=0; SYS system uninstall >"$TMP/un" 2>&1 || rc=$?

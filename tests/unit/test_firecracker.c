@@ -39,6 +39,7 @@
 #include "strbuf.h"
 #include "vm/agent_client.h"
 #include "vmm/vmm.h"
+#include "jail.h"
 
 static char dir[64], fake[PATH_MAX], record[PATH_MAX];
 static char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], work[PATH_MAX], api[PATH_MAX], vsock[PATH_MAX],
@@ -382,30 +383,35 @@ static void test_hybrid_vsock(void **state) {
 static void test_jailer(void **state) {
         struct op_error err = OP_ERROR_INIT;
         _cleanup_free_ char *base = path_join(dir, "jail");
-        struct vm_jail j = { .jailer_bin = "/usr/bin/jailer", .chroot_base = base, .uid = 12345, .gid = 23456 };
+        struct host_jail j = { .jailer = (char *) "/usr/bin/jailer", .exec_file = (char *) "/opt/fc/firecracker",
+                               .chroot_base = base, .uid = 12345, .gid = 23456 };
         (void) state;
         /* the jailer execs Firecracker with its own --id: none after "--" */
-        struct vm_boot jb = { .id = "x", .qmp_socket = "/run/x/api.sock", .jail = &j };
-        _cleanup_strv_free_ char **argv = NULL;
-        assert_int_equal(vmm_firecracker.build_argv(&jb, "/opt/fc/firecracker", &argv, &err), 0);
+        _cleanup_strv_free_ char **argv = jail_argv(&j, "x");
         const char *want[] = { "/usr/bin/jailer", "--id", "banger-x", "--exec-file", "/opt/fc/firecracker", "--uid",
                                "12345", "--gid", "23456", "--chroot-base-dir", base, "--cgroup-version", "2", "--",
                                "--api-sock", "/api.sock", NULL };
         for (size_t i = 0; want[i]; i++)
                 assert_string_equal(argv[i], want[i]);
         assert_null(argv[ELEMENTSOF(want) - 1]);
-        _cleanup_free_ char *root = fc_jail_root(&j, "/opt/fc/firecracker", "x");
+        _cleanup_free_ char *root = jail_root(&j, "x");
         _cleanup_free_ char *want_root = xasprintf("%s/firecracker/banger-x/root", base);
         assert_string_equal(root, want_root);
 
-        /* the VM's files hard-linked in; its own given to the jail user, a
-         * shared one (a second link exists) left as it is */
+        /* the very files opened go in (hard links); the VM's own given to the
+         * jail user, a shared one (a second link exists) left as it is */
         j.uid = getuid() == 0 ? 12345 : getuid();
         j.gid = getuid() == 0 ? 23456 : getgid();
         _cleanup_free_ char *shared2 = path_join(dir, "kernel-other-link");
         assert_int_equal(link(kernel, shared2), 0);
-        const char *files[] = { kernel, rootfs, work };
-        assert_int_equal(fc_jail_prepare(&j, root, files, 3, &err), 0);
+        const char *paths[] = { kernel, rootfs, work };
+        const char *names[3];
+        int fds[3];
+        for (size_t i = 0; i < 3; i++) {
+                names[i] = strrchr(paths[i], '/') + 1;
+                assert_true((fds[i] = open(paths[i], O_PATH | O_NOFOLLOW | O_CLOEXEC)) >= 0);
+        }
+        assert_int_equal(jail_prepare(&j, root, fds, names, 3, &err), 0);
         struct stat a, c;
         _cleanup_free_ char *in_root = path_join(root, "root.raw"), *in_kernel = path_join(root, "vmlinux");
         assert_int_equal(stat(rootfs, &a), 0);
@@ -414,23 +420,55 @@ static void test_jailer(void **state) {
         assert_int_equal(c.st_uid, j.uid);
         assert_int_equal(stat(in_kernel, &c), 0);
         assert_int_equal(c.st_uid, getuid());
+        for (size_t i = 0; i < 3; i++)
+                close(fds[i]);
         /* a block device (a device-mapper root) gets a node of its own, the jail user's */
         if (getuid() == 0) {
                 _cleanup_free_ char *blk = path_join(dir, "root.dm"), *in_blk = path_join(root, "root.dm");
                 assert_int_equal(mknod(blk, S_IFBLK | 0600, makedev(7, 0)), 0);
-                const char *devs[] = { blk };
-                assert_int_equal(fc_jail_prepare(&j, root, devs, 1, &err), 0);
+                int bfd = open(blk, O_PATH | O_CLOEXEC);
+                const char *bn[] = { "root.dm" };
+                assert_int_equal(jail_prepare(&j, root, &bfd, bn, 1, &err), 0);
+                close(bfd);
                 assert_int_equal(lstat(in_blk, &c), 0);
                 assert_true(S_ISBLK(c.st_mode));
                 assert_int_equal(c.st_rdev, makedev(7, 0));
                 assert_int_equal(c.st_uid, j.uid);
                 unlink(blk);
         }
-        /* a symlink is never taken in */
+        /* a symlink is never taken in, nor a name that is a path, nor the exec file's */
         _cleanup_free_ char *sl = path_join(dir, "sneaky");
         assert_int_equal(symlink("/etc/shadow", sl), 0);
-        const char *bad[] = { sl };
-        assert_int_equal(fc_jail_prepare(&j, root, bad, 1, &err), -EINVAL);
+        int sfd = open(sl, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        const char *sn[] = { "sneaky" }, *dots[] = { ".." }, *fcn[] = { "firecracker" };
+        assert_int_equal(jail_prepare(&j, root, &sfd, sn, 1, &err), -EINVAL);
+        close(sfd);
+        int kfd = open(kernel, O_PATH | O_CLOEXEC);
+        assert_int_equal(jail_prepare(&j, root, &kfd, dots, 1, &err), -EINVAL);
+        assert_int_equal(jail_prepare(&j, root, &kfd, fcn, 1, &err), -EINVAL);
+        close(kfd);
+
+        /* started detached: not our child, its output in the log */
+        _cleanup_free_ char *logp = path_join(dir, "jail.log");
+        int lfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        char *sh[] = { (char *) "/bin/sh", (char *) "-c", (char *) "echo started; exec sleep 30", NULL };
+        pid_t pid = 0;
+        assert_int_equal(jail_spawn(sh, lfd, &pid, &err), 0);
+        close(lfd);
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+        assert_true(getsid(pid) != getsid(0)); /* a session of its own */
+        _cleanup_free_ char *said = NULL;
+        size_t len = 0;
+        for (int i = 0; i < 100 && (read_file(logp, 4096, &said, &len) < 0 || len == 0); i++) {
+                free(said);
+                said = NULL;
+                usleep(20000);
+        }
+        assert_non_null(said);
+        assert_non_null(strstr(said, "started"));
+        kill(pid, SIGKILL);
 
         /* a chroot deeper than sun_path: its socket reached by a short link */
         struct strbuf deep = STRBUF_INIT;
@@ -455,25 +493,27 @@ static void test_jailer(void **state) {
         strbuf_release(&deep);
 
         /* the VM's jails listed and removed, whatever the exec name; another VM's stay */
-        _cleanup_free_ char *other = fc_jail_root(&j, "/opt/fc/firecracker-v1.14.1-x86_64", "x");
-        _cleanup_free_ char *third = fc_jail_root(&j, "/opt/fc/firecracker", "y");
+        struct host_jail j2 = j, j3 = j;
+        j2.exec_file = (char *) "/opt/fc/firecracker-v1.14.1-x86_64";
+        _cleanup_free_ char *other = jail_root(&j2, "x");
+        _cleanup_free_ char *third = jail_root(&j3, "y");
         assert_int_equal(mkdir_p(other, 0700), 0);
         assert_int_equal(mkdir_p(third, 0700), 0);
         char **ids = NULL;
-        assert_int_equal(fc_jail_list(base, &ids), 3);
+        assert_int_equal(jail_list(base, &ids), 3);
         strv_free(ids);
         _cleanup_free_ char *in_link = path_join(root, "escape");
         assert_int_equal(symlink(dir, in_link), 0); /* removed as a link, never followed */
-        assert_int_equal(fc_jail_remove(base, "x"), 2);
+        assert_int_equal(jail_remove(base, "x"), 2);
         assert_int_equal(access(kernel, F_OK), 0);
         assert_int_equal(access(rootfs, F_OK), 0);
         assert_int_equal(access(root, F_OK), -1);
         assert_int_equal(access(other, F_OK), -1);
         assert_int_equal(access(third, F_OK), 0);
-        assert_int_equal(fc_jail_list(base, &ids), 1);
+        assert_int_equal(jail_list(base, &ids), 1);
         assert_string_equal(ids[0], "y");
         strv_free(ids);
-        assert_int_equal(fc_jail_remove(base, "x"), 0);
+        assert_int_equal(jail_remove(base, "x"), 0);
         op_error_done(&err);
 }
 

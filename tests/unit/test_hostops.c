@@ -288,6 +288,74 @@ static void test_dm_rules(void **state) {
         assert_int_equal(access("/dev/mapper/control", F_OK), -1); /* nothing made it */
 }
 
+/* Firecracker's jail: every argument checked before anything is made. */
+static void test_jail_rules(void **state) {
+        struct op_error e = OP_ERROR_INIT;
+        pid_t pid = 0;
+        char *jroot = NULL;
+        (void) state;
+        _cleanup_free_ char *kernel = path_join(root, "vmlinux"), *disk = path_join(root, "root.raw");
+        _cleanup_free_ char *logp = path_join(root, "vmm.log"), *outside = path_join(other, "outside.img");
+        _cleanup_free_ char *slink = path_join(root, "link.raw"), *sub = path_join(root, "sub");
+        _cleanup_free_ char *via = path_join(root, "via"), *via_disk = path_join(via, "root.raw");
+        _cleanup_free_ char *sub_disk = path_join(sub, "root.raw"), *base = path_join(root, "jail");
+        make_sized(kernel, 4096);
+        make_sized(disk, 1 << 20);
+        make_sized(logp, 0);
+        make_sized(outside, 4096);
+        assert_int_equal(symlink(disk, slink), 0);
+        assert_int_equal(mkdir(sub, 0700), 0);
+        make_sized(sub_disk, 4096);
+        assert_int_equal(symlink(sub, via), 0);
+        const char *id = "0123456789abcdef";
+        const char *ok[] = { kernel, disk };
+
+        /* off: says why */
+        pol.jail_why = strdup("no jailer here");
+        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, &pid, &jroot, &e), -EOPNOTSUPP);
+        assert_non_null(strstr(op_error_message(&e), "no jailer here"));
+        op_error_done(&e);
+
+        pol.jail_on = true;
+        pol.jail_base = strdup(base);
+        pol.jail = (struct host_jail) { .jailer = strdup("/bin/true"), .exec_file = strdup("/opt/fc/firecracker"),
+                                        .chroot_base = strdup(base), .uid = getuid(), .gid = getgid() };
+        const char *out[] = { kernel, outside }, *sl[] = { kernel, slink }, *vi[] = { via_disk };
+        const char *dup[] = { disk, sub_disk }, *many[HOST_JAIL_MAX_FILES + 1];
+        for (size_t i = 0; i < ELEMENTSOF(many); i++)
+                many[i] = kernel;
+        refused(hostop_fc_jail_start(&pol, "../x", ok, 2, logp, &pid, &jroot, &e), &e, "not a VM id");
+        refused(hostop_fc_jail_start(&pol, id, out, 2, logp, &pid, &jroot, &e), &e, "outside");
+        refused(hostop_fc_jail_start(&pol, id, sl, 2, logp, &pid, &jroot, &e), &e, "symlink");
+        refused(hostop_fc_jail_start(&pol, id, vi, 1, logp, &pid, &jroot, &e), &e, "symlink");
+        refused(hostop_fc_jail_start(&pol, id, dup, 2, logp, &pid, &jroot, &e), &e, "two files named");
+        refused(hostop_fc_jail_start(&pol, id, many, ELEMENTSOF(many), logp, &pid, &jroot, &e), &e, "files for a jail");
+        refused(hostop_fc_jail_start(&pol, id, ok, 2, outside, &pid, &jroot, &e), &e, "outside");
+        /* nothing was made for any of them */
+        assert_int_equal(access(base, F_OK), -1);
+
+        /* a start: the chroot with the files in it, the jailer detached */
+        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, &pid, &jroot, &e), 0);
+        assert_true(pid > 0);
+        _cleanup_free_ char *want = xasprintf("%s/firecracker/banger-%s/root", base, id);
+        assert_string_equal(jroot, want);
+        _cleanup_free_ char *in = path_join(jroot, "root.raw");
+        struct stat a, b;
+        assert_int_equal(stat(disk, &a), 0);
+        assert_int_equal(stat(in, &b), 0);
+        assert_int_equal(a.st_ino, b.st_ino);
+        char **ids = NULL;
+        assert_int_equal(hostop_fc_jail_list(&pol, &ids, &e), 0);
+        assert_non_null(ids[0]);
+        assert_string_equal(ids[0], id);
+        strv_free(ids);
+        assert_int_equal(hostop_fc_jail_remove(&pol, id, &e), 0);
+        assert_int_equal(access(jroot, F_OK), -1);
+        assert_int_equal(access(disk, F_OK), 0);
+        refused(hostop_fc_jail_remove(&pol, "*", &e), &e, "not a VM id");
+        free(jroot);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_names, setup, teardown),
@@ -297,6 +365,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dm_pure, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dm_rules, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_jail_rules, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 /* The privileged operations in-process: each entry is the checked host
  * operation of src/host/hostops.c under the daemon's policy. */
 #include "priv.h"
+#include "hostinfo.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -102,6 +103,50 @@ static int l_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) 
         return hostop_dm_snapshot_list(ud, ret_vm_ids, e);
 }
 
+void priv_jail_info_done(struct priv_jail_info *i) {
+        free(i->exec_file);
+        free(i->reason);
+        *i = (struct priv_jail_info) { 0 };
+}
+
+static int l_fc_jail_info(void *ud, struct priv_jail_info *ret, struct op_error *e) {
+        const struct host_policy *p = ud;
+        (void) e;
+        *ret = (struct priv_jail_info) {
+                .mode = p->jail_on ? JAIL_ON : p->jail_refused ? JAIL_REFUSED : JAIL_OFF,
+                .exec_file = p->jail_on ? xstrdup(p->jail.exec_file) : NULL,
+                .reason = p->jail_why ? xstrdup(p->jail_why) : NULL,
+        };
+        return 0;
+}
+
+static int l_fc_jail_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
+                           pid_t *ret_pid, char **ret_root, struct op_error *e) {
+        return hostop_fc_jail_start(ud, vm_id, files, n, log_path, ret_pid, ret_root, e);
+}
+
+static int l_fc_jail_remove(void *ud, const char *vm_id, struct op_error *e) {
+        return hostop_fc_jail_remove(ud, vm_id, e);
+}
+
+static int l_fc_jail_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        return hostop_fc_jail_list(ud, ret_vm_ids, e);
+}
+
+void priv_local_set_jail(struct priv_local *l, const struct jail_plan *plan, const char *base, uid_t uid, gid_t gid) {
+        struct host_policy *p = &l->policy;
+        host_jail_done(&p->jail);
+        free(p->jail_why);
+        free(p->jail_base);
+        p->jail_base = xstrdup(base);
+        p->jail_why = plan->reason ? xstrdup(plan->reason) : NULL;
+        p->jail_on = plan->mode == JAIL_ON;
+        p->jail_refused = plan->mode == JAIL_REFUSED;
+        if (p->jail_on)
+                p->jail = (struct host_jail) { .jailer = xstrdup(plan->jailer), .exec_file = xstrdup(plan->exec_file),
+                                               .chroot_base = xstrdup(base), .uid = uid, .gid = gid };
+}
+
 bool priv_is_build_hook(void) {
         return debian_is_customize_hook();
 }
@@ -147,6 +192,8 @@ int priv_local_new(const char *bridge, const char *bridge_ip, int prefix, const 
                 .dns_route = l_dns_route, .dns_unroute = l_dns_unroute, .build_debian = l_build_debian,
                 .dm_available = l_dm_available, .dm_snapshot_create = l_dm_snapshot_create,
                 .dm_snapshot_remove = l_dm_snapshot_remove, .dm_snapshot_list = l_dm_snapshot_list,
+                .fc_jail_info = l_fc_jail_info, .fc_jail_start = l_fc_jail_start, .fc_jail_remove = l_fc_jail_remove,
+                .fc_jail_list = l_fc_jail_list,
         };
         /* without root: mmdebstrap's unshare mode, whose tree (owned by
          * subordinate ids) only comes out as a tar the daemon makes images of */

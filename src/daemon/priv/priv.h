@@ -22,6 +22,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "op_error.h"
 
@@ -41,6 +43,14 @@ struct priv_debian_build {
         "install` (its root helper builds images); without root, import a bundle (`banger image pull "            \
         "FILE.tar.zst`, written by `banger image export` elsewhere) or pull a container image (`banger image pull " \
         "docker.io/library/debian:bookworm`)"
+
+struct jail_plan;
+struct priv_jail_info {
+        int mode;        /* enum jail_mode (hostinfo.h) */
+        char *exec_file; /* JAIL_ON: Firecracker's real path */
+        char *reason;
+};
+void priv_jail_info_done(struct priv_jail_info *i);
 
 struct priv_ops {
         const char *name; /* "local", "fake", ... */
@@ -98,7 +108,25 @@ struct priv_ops {
                                   char **ret_dev, struct op_error *e);
         int (*dm_snapshot_remove)(void *ud, const char *vm_id, struct op_error *e);
         int (*dm_snapshot_list)(void *ud, char ***ret_vm_ids, struct op_error *e);
+
+        /* Firecracker under its jailer (src/host/jail.h), decided by
+         * whoever does the privileged work (hostinfo_jail with its config
+         * and uid: root runs the jailer, Firecracker then runs as the
+         * owner). jail_info: JAIL_ON with the exec file's real path (a
+         * jailed VMM's argv[0] name), else why not; NULL: never jailed.
+         * jail_start: the chroot with files in it and the jailer started
+         * detached (the rules: hostops.h). remove: 0 also when none. */
+        int (*fc_jail_info)(void *ud, struct priv_jail_info *ret, struct op_error *e);
+        int (*fc_jail_start)(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
+                             pid_t *ret_pid, char **ret_root, struct op_error *e);
+        int (*fc_jail_remove)(void *ud, const char *vm_id, struct op_error *e);
+        int (*fc_jail_list)(void *ud, char ***ret_vm_ids, struct op_error *e);
 };
+
+/* The local table's jail (user mode as root): plan from hostinfo_jail, the
+ * jails under base, Firecracker as uid:gid. */
+struct priv_local;
+void priv_local_set_jail(struct priv_local *l, const struct jail_plan *plan, const char *base, uid_t uid, gid_t gid);
 
 /* bangerd started as mmdebstrap's customize hook of an unshare build (a
  * copy of it, run inside the build's user namespace): then its main. */

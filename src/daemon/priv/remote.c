@@ -7,6 +7,7 @@
  * stops, cleans up and still answers.
  */
 #include "priv.h"
+#include "hostinfo.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -289,6 +290,68 @@ static int r_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) 
         return 0;
 }
 
+static int r_fc_jail_info(void *ud, struct priv_jail_info *ret, struct op_error *e) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = call(ud, "priv.fc_jail_info", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        if (r < 0)
+                return r;
+        const char *mode = json_string_value(json_object_get(res, "mode"));
+        const char *exec = json_string_value(json_object_get(res, "exec_file"));
+        const char *why = json_string_value(json_object_get(res, "reason"));
+        int m = !mode ? -1 : strcmp(mode, "on") == 0 ? JAIL_ON : strcmp(mode, "off") == 0 ? JAIL_OFF
+                : strcmp(mode, "refused") == 0 ? JAIL_REFUSED : -1;
+        if (m < 0 || (m == JAIL_ON && (!exec || exec[0] != '/')))
+                return op_fail(e, -EPROTO, "root helper (priv.fc_jail_info): no valid mode/exec_file");
+        *ret = (struct priv_jail_info) { .mode = m, .exec_file = m == JAIL_ON ? xstrdup(exec) : NULL,
+                                         .reason = why ? xstrdup(why) : NULL };
+        return 0;
+}
+
+static int r_fc_jail_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
+                           pid_t *ret_pid, char **ret_root, struct op_error *e) {
+        json_t *fa = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(fa, json_string(files[i]));
+        _cleanup_json_ json_t *res = NULL;
+        int r = call(ud, "priv.fc_jail_start", json_pack("{s:s, s:o, s:s}", "vm_id", vm_id, "files", fa, "log", log_path),
+                     CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        if (r < 0)
+                return r;
+        json_int_t pid = json_integer_value(json_object_get(res, "pid"));
+        const char *root = json_string_value(json_object_get(res, "root"));
+        _cleanup_free_ char *suffix = xasprintf("/banger-%s/root", vm_id);
+        /* the chroot is where the helper says, but only one of this VM's */
+        if (pid <= 1 || !root || root[0] != '/' || strstr(root, "/../") || strlen(root) <= strlen(suffix) ||
+            strcmp(root + strlen(root) - strlen(suffix), suffix) != 0)
+                return op_fail(e, -EPROTO, "root helper (priv.fc_jail_start): bad pid or root");
+        *ret_pid = (pid_t) pid;
+        *ret_root = xstrdup(root);
+        return 0;
+}
+
+static int r_fc_jail_remove(void *ud, const char *vm_id, struct op_error *e) {
+        return simple(ud, "priv.fc_jail_remove", json_pack("{s:s}", "vm_id", vm_id), e);
+}
+
+static int r_fc_jail_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        _cleanup_json_ json_t *res = NULL;
+        int r = call(ud, "priv.fc_jail_list", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        if (r < 0)
+                return r;
+        json_t *a = json_object_get(res, "vm_ids");
+        if (!json_is_array(a))
+                return op_fail(e, -EPROTO, "root helper (priv.fc_jail_list): no vm_ids");
+        char **ids = xcalloc(json_array_size(a) + 1, sizeof(char *));
+        size_t k = 0;
+        for (size_t i = 0; i < json_array_size(a); i++) {
+                const char *id = json_string_value(json_array_get(a, i));
+                if (id)
+                        ids[k++] = xstrdup(id);
+        }
+        *ret_vm_ids = ids;
+        return 0;
+}
+
 struct priv_remote *priv_remote_new(const char *socket_path) {
         struct priv_remote *r = xcalloc(1, sizeof(*r));
         r->socket = xstrdup(socket_path);
@@ -300,6 +363,8 @@ struct priv_remote *priv_remote_new(const char *socket_path) {
                 .dns_route = r_dns_route, .dns_unroute = r_dns_unroute, .build_debian = r_build_debian,
                 .dm_available = r_dm_available, .dm_snapshot_create = r_dm_snapshot_create,
                 .dm_snapshot_remove = r_dm_snapshot_remove, .dm_snapshot_list = r_dm_snapshot_list,
+                .fc_jail_info = r_fc_jail_info, .fc_jail_start = r_fc_jail_start, .fc_jail_remove = r_fc_jail_remove,
+                .fc_jail_list = r_fc_jail_list,
         };
         return r;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "ids.h"
 #include "jsonx.h"
 #include "log.h"
 #include "strbuf.h"
@@ -345,23 +346,28 @@ static void sweep_staging(struct vms *v, const struct vm_row *r) {
 /* Jails no live VM holds: a daemon that died between making one and
  * recording the VM's handles, or a VM deleted since. */
 static void sweep_jails(struct vms *v) {
-        _cleanup_free_ char *base = path_join(v->deps.layout->state_dir, VM_JAIL_DIR);
-        char **ids = NULL;
-        if (fc_jail_list(base, &ids) <= 0) {
-                strv_free(ids);
+        const struct priv_ops *pv = v->deps.priv;
+        _cleanup_strv_free_ char **ids = NULL;
+        _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
+        if (!pv->fc_jail_list || !pv->fc_jail_remove)
+                return;
+        if (pv->fc_jail_list(pv->ud, &ids, &err) < 0) {
+                log_warn("reconcile: listing jails: %s", op_error_message(&err));
                 return;
         }
-        for (size_t i = 0; ids[i]; i++) {
+        for (char **id = ids; *id; id++) {
                 struct vm_row r;
                 bool live = false;
-                if (store_vm_get(v->deps.store, ids[i], &r) == 0) {
+                if (!is_hex_id(*id, 8))
+                        continue;
+                if (store_vm_get(v->deps.store, *id, &r) == 0) {
                         live = vm_state_active(r.state);
                         vm_row_done(&r);
                 }
-                if (!live && fc_jail_remove(base, ids[i]) > 0)
-                        log_info("reconcile: removed the jail of vm %s, which no running VM holds", ids[i]);
+                _cleanup_op_error_ struct op_error re = OP_ERROR_INIT;
+                if (!live && pv->fc_jail_remove(pv->ud, *id, &re) == 0)
+                        log_info("reconcile: removed the jail of vm %s, which no running VM holds", *id);
         }
-        strv_free(ids);
 }
 
 void vms_reconcile(struct vms *v) {

@@ -79,10 +79,11 @@ void vms_release_host(struct vms *v, const struct vm_row *r, const struct vm_pat
 }
 
 void vms_jail_release(struct vms *v, const struct vm_row *r) {
-        _cleanup_free_ char *base = path_join(v->deps.layout->state_dir, VM_JAIL_DIR);
-        int rc = fc_jail_remove(base, r->id);
-        if (rc < 0)
-                log_warn("vm %s: removing its jail under %s: %s", r->name, base, strerror(-rc));
+        const struct priv_ops *pv = v->deps.priv;
+        _cleanup_op_error_ struct op_error err = OP_ERROR_INIT;
+        if (pv->fc_jail_remove && pv->fc_jail_remove(pv->ud, r->id, &err) < 0)
+                log_warn("vm %s: removing its jail: %s (the next daemon start retries)", r->name,
+                         op_error_message(&err));
 }
 
 void vms_release_runtime(struct vms *v, const struct vm_row *r, const struct vm_paths *p, const char *tap) {

@@ -54,7 +54,7 @@
 struct vmm_entry {
         const struct vmm_backend *backend; /* borrowed */
         const char *bin;                   /* borrowed */
-        const struct vm_jail *jail;        /* borrowed; its VMs run under the jailer (bin: the exec file it
+        const struct vm_jailer *jail;      /* borrowed; its VMs run under the jailer (bin: the exec file it
                                             * copies in), chroots under <state>/VM_JAIL_DIR; NULL: unjailed */
 };
 #define VM_JAIL_DIR "jail"

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,13 +109,8 @@ static int fc_build_argv(const struct vm_boot *b, const char *bin, char ***ret, 
         if (!name_ok(b->id) || !b->qmp_socket)
                 return op_fail(e, -EINVAL, "incomplete or invalid VM boot description");
         _cleanup_free_ char *id = xasprintf("banger-%s", b->id);
-        char *args[] = { (char *) "--api-sock", (char *) (b->jail ? "/api.sock" : b->qmp_socket), (char *) "--id", id,
-                         NULL };
-        if (b->jail) { /* the jailer passes its --id on (a second one is an error) */
-                args[2] = NULL;
-                *ret = fc_jail_argv(b->jail, bin, id, args);
-                return 0;
-        }
+        /* (jailed, the jailer's argv is made where it runs: src/host/jail.c) */
+        char *args[] = { (char *) "--api-sock", (char *) b->qmp_socket, (char *) "--id", id, NULL };
         char **v = xmalloc(6 * sizeof(char *));
         v[0] = xstrdup(bin);
         for (size_t i = 0; args[i]; i++)
@@ -181,11 +177,12 @@ static int fc_configure(const struct vm_boot *b, const struct fc_view *v, struct
         return rc;
 }
 
-/* Jailed: the chroot with the VM's files in it, and the symlinks the
- * daemon reaches its sockets by. */
-static int fc_jail_setup(const struct vm_boot *b, const char *bin, struct op_error *e) {
-        _cleanup_free_ char *root = fc_jail_root(b->jail, bin, b->id);
+/* Jailed: whoever does the privileged work makes the chroot with the VM's
+ * files in it and starts the jailer (detached: not our child, watched by
+ * its pidfd); then the symlinks the daemon reaches its sockets by. */
+static int fc_jail_launch(const struct vm_boot *b, struct vm_proc *ret, struct op_error *e) {
         _cleanup_free_ char *log = fc_log_path(b->console_log), *metrics = fc_metrics_path(b->console_log);
+        _cleanup_free_ char *out = vmm_log_path(b->console_log), *root = NULL;
         const char *files[] = { b->kernel,       b->initrd,      b->root_disk, b->work_disk,
                                 b->work_disk ? b->repo_disk : NULL, b->modules_disk, b->console_log, log, metrics };
         const char *have[ELEMENTSOF(files)];
@@ -193,12 +190,27 @@ static int fc_jail_setup(const struct vm_boot *b, const char *bin, struct op_err
         for (size_t i = 0; i < ELEMENTSOF(files); i++)
                 if (files[i])
                         have[n++] = files[i];
-        int rc = fc_jail_prepare(b->jail, root, have, n, e);
+        /* the jailer's and Firecracker's output, appended to by them */
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return op_fail(e, -errno, "cannot create %s: %s", out, strerror(errno));
+        close(fd);
+        pid_t pid = 0;
+        int rc = b->jail->start(b->jail->ud, b->id, have, n, out, &pid, &root, e);
+        if (rc < 0)
+                return rc;
+        *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };
+        if (ret->pidfd < 0) /* gone already: what it said is in vmm.log */
+                return vmm_proc_died("firecracker (jailed)", ret, b->console_log, e);
         _cleanup_free_ char *api = path_join(root, "api.sock"), *vsock = path_join(root, "agent.vsock");
-        if (rc == 0)
-                rc = fc_jail_socket_link(api, b->qmp_socket, e);
+        rc = fc_jail_socket_link(api, b->qmp_socket, e);
         if (rc == 0 && b->agent_socket)
                 rc = fc_jail_socket_link(vsock, b->agent_socket, e);
+        if (rc < 0) {
+                vmm_proc_kill(ret, SIGKILL);
+                close(ret->pidfd);
+                *ret = (struct vm_proc) { .pid = 0, .pidfd = -1 };
+        }
         return rc;
 }
 
@@ -240,10 +252,8 @@ static int fc_start(const struct vm_boot *b, const char *bin, struct vm_proc *re
                         close(fd);
         }
         if (rc == 0 && b->jail)
-                rc = fc_jail_setup(b, bin, e);
-        if (rc == 0)
-                rc = fc_build_argv(b, bin, &argv, e);
-        if (rc == 0)
+                rc = fc_jail_launch(b, ret, e);
+        else if (rc == 0 && (rc = fc_build_argv(b, bin, &argv, e)) == 0)
                 rc = vmm_proc_spawn(argv, b->console_log, -1, 0, ret, e);
         bool running = rc == 0;
         if (rc == 0 && (rc = vmm_proc_wait_socket("firecracker", ret, b->qmp_socket, b->console_log, 10000, e)) < 0)

@@ -71,20 +71,18 @@ struct vm_boot {
                                   * own boot (its RAM is the file, left out of the saved state), private
                                   * (copy-on-write) for a VM resumed from it; NULL: anonymous RAM */
         bool ram_file_shared;
-        const struct vm_jail *jail; /* Firecracker under its jailer; NULL: none (jailer.c) */
+        const struct vm_jailer *jail; /* Firecracker under its jailer; NULL: none */
         bool generic;            /* a template's boot: no identity on the command line, the work disk
                                   * attached but not mounted (docs/ARCHITECTURE.md, "Warm start") */
 };
 
-/* Firecracker's jailer: a chroot per VM under chroot_base (on the state
- * dir's filesystem: the VM's files are hard-linked into it), run as uid:gid.
- * The VMM's bin is then the exec file the jailer copies in (a real path,
- * root's, checked by hostinfo_jail_check()). */
-struct vm_jail {
-        const char *jailer_bin;
-        const char *chroot_base;
-        uid_t uid;
-        gid_t gid;
+/* Firecracker under its jailer: whoever does the privileged work makes the
+ * VM's chroot with files[] in it (each seen as "/<basename>") and starts the
+ * jailer detached; Firecracker's pid and the chroot's root come back. */
+struct vm_jailer {
+        int (*start)(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
+                     pid_t *ret_pid, char **ret_root, struct op_error *e);
+        void *ud;
 };
 
 struct vm_proc {
@@ -155,24 +153,9 @@ _warn_unused_ int fc_api(const char *socket, const char *method, const char *pat
                          json_t **ret, struct op_error *e);
 
 /* ---- the jailer (jailer.c) ---- */
-/* The jailer's argv for VM id, running bin with fc_args after "--". */
-char **fc_jail_argv(const struct vm_jail *j, const char *bin, const char *id, char *const *fc_args);
-/* <chroot_base>/<basename of bin>/banger-<id>/root */
-char *fc_jail_root(const struct vm_jail *j, const char *bin, const char *id);
-/* Makes the chroot root: each host file (regular, never a symlink)
- * hard-linked in under its basename (a block device: a node of it), the VM's own files and root given to
- * the jail's uid:gid; the VMM sees them as "/<basename>". */
-_warn_unused_ int fc_jail_prepare(const struct vm_jail *j, const char *root, const char *const *files, size_t n,
-                                  struct op_error *e);
 /* link -> target: the daemon reaches a socket in the chroot by a path of
  * the run dir (short enough for sun_path whatever the chroot's length). */
 _warn_unused_ int fc_jail_socket_link(const char *target, const char *link, struct op_error *e);
-/* Removes every jail of VM id under chroot_base (and its empty cgroup):
- * how many, or -errno. */
-int fc_jail_remove(const char *chroot_base, const char *id);
-/* The VM ids that have a jail under chroot_base (NULL-terminated, malloc'd):
- * how many, or -errno. */
-int fc_jail_list(const char *chroot_base, char ***ret_ids);
 
 /* Does QEMU's complaint say the vhost-vsock guest CID is taken (EADDRINUSE)? */
 bool qemu_said_cid_in_use(const char *said);
