@@ -347,9 +347,9 @@ static void raise_nofile(void) {
 
 /* vm_jailer.start: through the privileged operations. */
 static int jailer_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
-                        pid_t *ret_pid, char **ret_root, struct op_error *e) {
+                        int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root, struct op_error *e) {
         const struct priv_ops *p = ud;
-        return p->fc_jail_start(p->ud, vm_id, files, n, log_path, ret_pid, ret_root, e);
+        return p->fc_jail_start(p->ud, vm_id, files, n, log_path, vcpu, memory_mib, ret_pid, ret_root, e);
 }
 
 /* Whether Firecracker runs under its jailer is for whoever does the

@@ -33,6 +33,7 @@ struct params {
         char *suite, *mirror, *init_mode, *out_dir;
         char *origin, *cow, *log;
         bool isolate;
+        int64_t vcpu, memory_mib;
         json_t *packages, *files;
 };
 
@@ -51,6 +52,8 @@ static const struct json_field f_listen[] = { S(listen) };
 static const struct json_field f_dm_create[] = { S(vm_id), S(origin), S(cow) };
 static const struct json_field f_jail_start[] = {
         S(vm_id), S(log), { "files", JSON_FIELD_JSON, offsetof(struct params, files), true, JSON_NO_PRESENT, 0, 0 },
+        { "vcpu", JSON_FIELD_INT, offsetof(struct params, vcpu), true, JSON_NO_PRESENT, 1, 32 },
+        { "memory_mib", JSON_FIELD_INT, offsetof(struct params, memory_mib), true, JSON_NO_PRESENT, 64, 1 << 20 },
 };
 static const struct json_field f_build[] = {
         S(suite), S(mirror), S(init_mode), S(out_dir),
@@ -179,7 +182,8 @@ static int m_fc_jail_start(struct call *c, struct op_error *e) {
                         return op_bad_request(e, "files[%zu]: not a string", i);
         pid_t pid = 0;
         _cleanup_free_ char *root = NULL;
-        int r = hostop_fc_jail_start(&c->h->policy, c->p.vm_id, files, n, c->p.log, &pid, &root, e);
+        int r = hostop_fc_jail_start(&c->h->policy, c->p.vm_id, files, n, c->p.log, (int) c->p.vcpu,
+                                     (int) c->p.memory_mib, &pid, &root, e);
         if (r == 0)
                 c->result = json_pack("{s:I, s:s}", "pid", (json_int_t) pid, "root", root);
         return r;

@@ -439,10 +439,13 @@ int hostop_dm_snapshot_list(const struct host_policy *p, char ***ret_vm_ids, str
 /* ---- Firecracker under its jailer ------------------------------------------ */
 
 int hostop_fc_jail_start(const struct host_policy *p, const char *vm_id, const char *const *files, size_t n,
-                         const char *log_path, pid_t *ret_pid, char **ret_root, struct op_error *e) {
+                         const char *log_path, int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root,
+                         struct op_error *e) {
         int r = host_check_vm_id(vm_id, e);
         if (r < 0)
                 return r;
+        if (vcpu < 1 || vcpu > 32 || memory_mib < 64 || memory_mib > (1 << 20))
+                return refuse(e, "%d CPUs and %d MiB are not a VM's (1-32, 64 MiB-1 TiB)", vcpu, memory_mib);
         if (!p->jail_on)
                 return op_fail(e, p->jail_refused ? -EPERM : -EOPNOTSUPP, "%s",
                                p->jail_why ? p->jail_why : "firecracker runs unjailed here");
@@ -480,7 +483,9 @@ int hostop_fc_jail_start(const struct host_policy *p, const char *vm_id, const c
         if (r == 0)
                 r = jail_prepare(&p->jail, root, fds, names, n, e);
         if (r == 0) {
-                _cleanup_strv_free_ char **argv = jail_argv(&p->jail, vm_id);
+                _cleanup_free_ char *ctl = jail_cgroup2_controllers();
+                _cleanup_strv_free_ char **limits = jail_cgroup_limits(ctl, vcpu, memory_mib);
+                _cleanup_strv_free_ char **argv = jail_argv(&p->jail, vm_id, limits);
                 r = jail_spawn(argv, lfd, ret_pid, e);
         }
         for (size_t i = 0; i < HOST_JAIL_MAX_FILES; i++)

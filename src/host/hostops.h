@@ -116,12 +116,14 @@ _warn_unused_ int hostop_dm_snapshot_list(const struct host_policy *p, char ***r
 /* Firecracker under its jailer (jail.h), each argument checked here: the
  * VM id; the files below banger's dirs, regular, opened without a symlink
  * anywhere (or the VM's own /dev/mapper/banger-<id>, a block device),
- * their names distinct; the log an existing regular file below them. The
+ * their names distinct; the log an existing regular file below them;
+ * vcpu 1-32 and memory_mib 64 MiB-1 TiB (the cgroup limits, where the host's
+ * cgroup2 root has the controllers: jail_cgroup_limits). The
  * jailer runs detached, Firecracker as the owner: *ret_pid its pid,
  * *ret_root the chroot. -EOPNOTSUPP (with the reason) when jailing is off. */
 _warn_unused_ int hostop_fc_jail_start(const struct host_policy *p, const char *vm_id, const char *const *files,
-                                       size_t n, const char *log_path, pid_t *ret_pid, char **ret_root,
-                                       struct op_error *e);
+                                       size_t n, const char *log_path, int vcpu, int memory_mib, pid_t *ret_pid,
+                                       char **ret_root, struct op_error *e);
 /* Every jail of the VM (0 when none). */
 _warn_unused_ int hostop_fc_jail_remove(const struct host_policy *p, const char *vm_id, struct op_error *e);
 _warn_unused_ int hostop_fc_jail_list(const struct host_policy *p, char ***ret_vm_ids, struct op_error *e);

@@ -33,17 +33,71 @@ char *jail_root(const struct host_jail *j, const char *id) {
         return xasprintf("%s/%s/banger-%s/root", j->chroot_base, base_name(j->exec_file), id);
 }
 
-char **jail_argv(const struct host_jail *j, const char *id) {
-        const char *v[] = { j->jailer, "--id", NULL, "--exec-file", j->exec_file, "--uid", NULL, "--gid", NULL,
-                            "--chroot-base-dir", j->chroot_base, "--cgroup-version", "2", "--", "--api-sock",
-                            "/api.sock" };
-        char **argv = xcalloc(ELEMENTSOF(v) + 1, sizeof(char *));
-        for (size_t i = 0; i < ELEMENTSOF(v); i++)
-                argv[i] = v[i] ? xstrdup(v[i]) : NULL;
-        argv[2] = xasprintf("banger-%s", id);
-        argv[6] = xasprintf("%u", (unsigned) j->uid);
-        argv[8] = xasprintf("%u", (unsigned) j->gid);
-        return argv;
+char **jail_argv(const struct host_jail *j, const char *id, char *const *cgroups) {
+        size_t nc = 0;
+        while (cgroups && cgroups[nc])
+                nc++;
+        char **v = xcalloc(17 + 2 * nc, sizeof(char *));
+        size_t k = 0;
+        v[k++] = xstrdup(j->jailer);
+        v[k++] = xstrdup("--id");
+        v[k++] = xasprintf("banger-%s", id);
+        v[k++] = xstrdup("--exec-file");
+        v[k++] = xstrdup(j->exec_file);
+        v[k++] = xstrdup("--uid");
+        v[k++] = xasprintf("%u", (unsigned) j->uid);
+        v[k++] = xstrdup("--gid");
+        v[k++] = xasprintf("%u", (unsigned) j->gid);
+        v[k++] = xstrdup("--chroot-base-dir");
+        v[k++] = xstrdup(j->chroot_base);
+        v[k++] = xstrdup("--cgroup-version");
+        v[k++] = xstrdup("2");
+        for (size_t i = 0; i < nc; i++) {
+                v[k++] = xstrdup("--cgroup");
+                v[k++] = xstrdup(cgroups[i]);
+        }
+        v[k++] = xstrdup("--");
+        v[k++] = xstrdup("--api-sock");
+        v[k++] = xstrdup("/api.sock");
+        v[k] = NULL;
+        return v;
+}
+
+static bool has_word(const char *line, const char *word) {
+        size_t n = strlen(word);
+        for (const char *p = line; p && *p;) {
+                p += strspn(p, " \t\n");
+                size_t m = strcspn(p, " \t\n");
+                if (m == n && strncmp(p, word, n) == 0)
+                        return true;
+                p += m;
+        }
+        return false;
+}
+
+char **jail_cgroup_limits(const char *controllers, int vcpu, int memory_mib) {
+        char **v = xcalloc(3, sizeof(char *));
+        size_t k = 0;
+        if (controllers && has_word(controllers, "memory") && memory_mib > 0)
+                v[k++] = xasprintf("memory.max=%llu", ((unsigned long long) memory_mib + 128) << 20);
+        if (controllers && has_word(controllers, "cpu") && vcpu > 0)
+                v[k++] = xasprintf("cpu.max=%d 100000", vcpu * 100000);
+        return v;
+}
+
+char *jail_cgroup2_controllers(void) {
+        _cleanup_free_ char *mounts = NULL;
+        size_t len;
+        if (read_file("/proc/mounts", 1u << 20, &mounts, &len) < 0)
+                return NULL;
+        for (char *save = NULL, *l = strtok_r(mounts, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char dir[PATH_MAX], type[64];
+                if (sscanf(l, "%*s %4095s %63s", dir, type) != 2 || strcmp(type, "cgroup2") != 0)
+                        continue;
+                _cleanup_free_ char *cf = path_join(dir, "cgroup.controllers"), *text = NULL;
+                return read_file(cf, 4096, &text, &len) == 0 ? TAKE_PTR(text) : NULL;
+        }
+        return NULL;
 }
 
 /* mkdir -p of root: the levels above it 0711 (the daemon, as the jail's

@@ -32,8 +32,18 @@ void host_jail_done(struct host_jail *j);
 
 /* <chroot_base>/<basename of exec_file>/banger-<id>/root */
 char *jail_root(const struct host_jail *j, const char *id);
-/* The jailer's argv for VM id: Firecracker gets `--api-sock /api.sock`. */
-char **jail_argv(const struct host_jail *j, const char *id);
+/* The jailer's argv for VM id, with `--cgroup` for each of cgroups
+ * (NULL-terminated, may be NULL): Firecracker gets `--api-sock /api.sock`. */
+char **jail_argv(const struct host_jail *j, const char *id, char *const *cgroups);
+/* Pure. The cgroup v2 limits of a VM of vcpu CPUs and memory_mib MiB, for
+ * the controllers the cgroup2 root offers (controllers: its
+ * cgroup.controllers line; a controller it lacks would make the jailer
+ * fail): memory.max (the guest's RAM and 128 MiB for Firecracker),
+ * cpu.max (vcpu CPUs' worth). NULL-terminated, possibly empty. */
+char **jail_cgroup_limits(const char *controllers, int vcpu, int memory_mib);
+/* The cgroup2 root's cgroup.controllers line (from /proc/mounts), or NULL
+ * without a cgroup2 mount. */
+char *jail_cgroup2_controllers(void);
 /* Makes root and puts each open file in as names[i] (a regular file: a
  * hard link of that very file; a block device: a node of it); files only
  * this VM has, and the root, become uid:gid's. The VMM sees them as

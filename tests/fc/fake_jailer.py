@@ -19,6 +19,9 @@ this machine allows (the tests run as root):
   * <chroot_base>/<exec file name>/<id>/root is made (nothing done where it
     exists), the exec file copied in as /<exec file name>;
   * RLIMIT_NOFILE 2048 (or --resource-limit no-file=N);
+  * with --cgroup (v2): every controller must be offered by the cgroup2
+    root, else it fails as the jailer does; then
+    <cgroup2>/<exec file name>/<id> with the values, this process in it;
   * a new mount namespace, the chroot bound on itself and made the root
     (chroot(2) here, pivot_root in the jailer); /dev/kvm and /dev/net/tun made
     as device nodes inside and given, with the root, to uid:gid;
@@ -153,6 +156,35 @@ def main(argv):
         else:
             resource.setrlimit(resource.RLIMIT_FSIZE, (int(v), int(v)))
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    # cgroups, as the jailer makes them (v2): each controller must be one the
+    # cgroup2 root offers (else the jailer fails: CgroupControllerUnavailable);
+    # <root>/<parent cgroup: the exec file name>/<id>, the controller enabled
+    # down the path, the value written, this process moved in
+    cgroups = args.get("cgroup", [])
+    if cgroups and args.get("cgroup-version", "1") == "2":
+        root = next((l.split()[1] for l in open("/proc/mounts") if l.split()[2:3] == ["cgroup2"]), None)
+        if root is None:
+            die("No hierarchy found for this cgroup version.")
+        offered = open(os.path.join(root, "cgroup.controllers")).read().split()
+        for c in cgroups:
+            if c.split(".")[0] not in offered:
+                die("Cgroup controller unavailable: %s" % c.split(".")[0])
+        leaf = os.path.join(root, args.get("parent-cgroup", exec_name), args["id"])
+        os.makedirs(leaf, exist_ok=True)
+        for c in cgroups:
+            ctl, (f, v) = c.split(".")[0], c.split("=", 1)
+            p = root
+            for part in [args.get("parent-cgroup", exec_name)]:
+                with open(os.path.join(p, "cgroup.subtree_control"), "w") as sc:
+                    sc.write("+" + ctl)
+                p = os.path.join(p, part)
+            with open(os.path.join(p, "cgroup.subtree_control"), "w") as sc:
+                sc.write("+" + ctl)
+            with open(os.path.join(leaf, f), "w") as w:
+                w.write(v)
+        with open(os.path.join(leaf, "cgroup.procs"), "w") as w:
+            w.write(str(os.getpid()))
 
     uid, gid = int(args["uid"]), int(args["gid"])
     rec = os.environ.get("FC_FAKE_JAILER_RECORD")

@@ -137,6 +137,11 @@ jailed_run() {
                  ($a | index("--id")) as $d | $a[$d + 1] == $id and
                  ($a | index("--chroot-base-dir")) as $c | $a[$c + 1] == $base and .uid == 0)' \
                 "$TMP/jailer.jsonl" >/dev/null || { cat "$TMP/jailer.jsonl"; return 1; }
+        # cgroup limits exactly where the host's cgroup2 root offers the controller
+        local cg2 want=0; cg2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+        grep -qw memory "$cg2/cgroup.controllers" 2>/dev/null && want=1
+        jq -se --argjson w "$want" '(.[0].argv | map(select(startswith("memory.max="))) | length) == $w' \
+                "$TMP/jailer.jsonl" >/dev/null || { echo "memory limit expected: $want"; cat "$TMP/jailer.jsonl"; return 1; }
         # Firecracker saw chroot names, each one a file of the jail
         jq -se 'any(.[]; .method == "PUT" and .path == "/drives/rootfs" and .body.path_on_host == "/root.raw")' \
                 "$TMP/record.jsonl" >/dev/null || { grep drives "$TMP/record.jsonl"; return 1; }

@@ -387,13 +387,27 @@ static void test_jailer(void **state) {
                                .chroot_base = base, .uid = 12345, .gid = 23456 };
         (void) state;
         /* the jailer execs Firecracker with its own --id: none after "--" */
-        _cleanup_strv_free_ char **argv = jail_argv(&j, "x");
+        _cleanup_strv_free_ char **argv = jail_argv(&j, "x", NULL);
         const char *want[] = { "/usr/bin/jailer", "--id", "banger-x", "--exec-file", "/opt/fc/firecracker", "--uid",
                                "12345", "--gid", "23456", "--chroot-base-dir", base, "--cgroup-version", "2", "--",
                                "--api-sock", "/api.sock", NULL };
         for (size_t i = 0; want[i]; i++)
                 assert_string_equal(argv[i], want[i]);
         assert_null(argv[ELEMENTSOF(want) - 1]);
+        /* cgroup limits only for the controllers the cgroup2 root offers */
+        _cleanup_strv_free_ char **none = jail_cgroup_limits("", 2, 512), **nomem = jail_cgroup_limits("cpuset io pids", 2, 512);
+        assert_null(none[0]);
+        assert_null(nomem[0]);
+        _cleanup_strv_free_ char **lim = jail_cgroup_limits("cpuset cpu io memory hugetlb pids\n", 2, 512);
+        assert_string_equal(lim[0], "memory.max=671088640"); /* 512 + 128 MiB */
+        assert_string_equal(lim[1], "cpu.max=200000 100000");
+        assert_null(lim[2]);
+        _cleanup_strv_free_ char **cg = jail_argv(&j, "x", lim);
+        const char *want_cg[] = { "--cgroup-version", "2", "--cgroup", "memory.max=671088640", "--cgroup",
+                                  "cpu.max=200000 100000", "--", "--api-sock", "/api.sock", NULL };
+        for (size_t i = 0; want_cg[i]; i++)
+                assert_string_equal(cg[11 + i], want_cg[i]);
+        assert_null(cg[11 + ELEMENTSOF(want_cg) - 1]);
         _cleanup_free_ char *root = jail_root(&j, "x");
         _cleanup_free_ char *want_root = xasprintf("%s/firecracker/banger-x/root", base);
         assert_string_equal(root, want_root);

@@ -312,7 +312,7 @@ static void test_jail_rules(void **state) {
 
         /* off: says why */
         pol.jail_why = strdup("no jailer here");
-        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, &pid, &jroot, &e), -EOPNOTSUPP);
+        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, 1, 256, &pid, &jroot, &e), -EOPNOTSUPP);
         assert_non_null(strstr(op_error_message(&e), "no jailer here"));
         op_error_done(&e);
 
@@ -324,18 +324,20 @@ static void test_jail_rules(void **state) {
         const char *dup[] = { disk, sub_disk }, *many[HOST_JAIL_MAX_FILES + 1];
         for (size_t i = 0; i < ELEMENTSOF(many); i++)
                 many[i] = kernel;
-        refused(hostop_fc_jail_start(&pol, "../x", ok, 2, logp, &pid, &jroot, &e), &e, "not a VM id");
-        refused(hostop_fc_jail_start(&pol, id, out, 2, logp, &pid, &jroot, &e), &e, "outside");
-        refused(hostop_fc_jail_start(&pol, id, sl, 2, logp, &pid, &jroot, &e), &e, "symlink");
-        refused(hostop_fc_jail_start(&pol, id, vi, 1, logp, &pid, &jroot, &e), &e, "symlink");
-        refused(hostop_fc_jail_start(&pol, id, dup, 2, logp, &pid, &jroot, &e), &e, "two files named");
-        refused(hostop_fc_jail_start(&pol, id, many, ELEMENTSOF(many), logp, &pid, &jroot, &e), &e, "files for a jail");
-        refused(hostop_fc_jail_start(&pol, id, ok, 2, outside, &pid, &jroot, &e), &e, "outside");
+        refused(hostop_fc_jail_start(&pol, "../x", ok, 2, logp, 1, 256, &pid, &jroot, &e), &e, "not a VM id");
+        refused(hostop_fc_jail_start(&pol, id, out, 2, logp, 1, 256, &pid, &jroot, &e), &e, "outside");
+        refused(hostop_fc_jail_start(&pol, id, sl, 2, logp, 1, 256, &pid, &jroot, &e), &e, "symlink");
+        refused(hostop_fc_jail_start(&pol, id, vi, 1, logp, 1, 256, &pid, &jroot, &e), &e, "symlink");
+        refused(hostop_fc_jail_start(&pol, id, dup, 2, logp, 1, 256, &pid, &jroot, &e), &e, "two files named");
+        refused(hostop_fc_jail_start(&pol, id, many, ELEMENTSOF(many), logp, 1, 256, &pid, &jroot, &e), &e, "files for a jail");
+        refused(hostop_fc_jail_start(&pol, id, ok, 2, outside, 1, 256, &pid, &jroot, &e), &e, "outside");
+        refused(hostop_fc_jail_start(&pol, id, ok, 2, logp, 33, 256, &pid, &jroot, &e), &e, "not a VM's");
+        refused(hostop_fc_jail_start(&pol, id, ok, 2, logp, 1, 32, &pid, &jroot, &e), &e, "not a VM's");
         /* nothing was made for any of them */
         assert_int_equal(access(base, F_OK), -1);
 
         /* a start: the chroot with the files in it, the jailer detached */
-        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, &pid, &jroot, &e), 0);
+        assert_int_equal(hostop_fc_jail_start(&pol, id, ok, 2, logp, 1, 256, &pid, &jroot, &e), 0);
         assert_true(pid > 0);
         _cleanup_free_ char *want = xasprintf("%s/firecracker/banger-%s/root", base, id);
         assert_string_equal(jroot, want);

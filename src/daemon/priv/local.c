@@ -121,8 +121,8 @@ static int l_fc_jail_info(void *ud, struct priv_jail_info *ret, struct op_error 
 }
 
 static int l_fc_jail_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
-                           pid_t *ret_pid, char **ret_root, struct op_error *e) {
-        return hostop_fc_jail_start(ud, vm_id, files, n, log_path, ret_pid, ret_root, e);
+                           int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root, struct op_error *e) {
+        return hostop_fc_jail_start(ud, vm_id, files, n, log_path, vcpu, memory_mib, ret_pid, ret_root, e);
 }
 
 static int l_fc_jail_remove(void *ud, const char *vm_id, struct op_error *e) {

@@ -118,7 +118,7 @@ struct priv_ops {
          * detached (the rules: hostops.h). remove: 0 also when none. */
         int (*fc_jail_info)(void *ud, struct priv_jail_info *ret, struct op_error *e);
         int (*fc_jail_start)(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
-                             pid_t *ret_pid, char **ret_root, struct op_error *e);
+                             int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root, struct op_error *e);
         int (*fc_jail_remove)(void *ud, const char *vm_id, struct op_error *e);
         int (*fc_jail_list)(void *ud, char ***ret_vm_ids, struct op_error *e);
 };

@@ -308,12 +308,14 @@ static int r_fc_jail_info(void *ud, struct priv_jail_info *ret, struct op_error 
 }
 
 static int r_fc_jail_start(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
-                           pid_t *ret_pid, char **ret_root, struct op_error *e) {
+                           int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root, struct op_error *e) {
         json_t *fa = json_array();
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(fa, json_string(files[i]));
         _cleanup_json_ json_t *res = NULL;
-        int r = call(ud, "priv.fc_jail_start", json_pack("{s:s, s:o, s:s}", "vm_id", vm_id, "files", fa, "log", log_path),
+        int r = call(ud, "priv.fc_jail_start",
+                     json_pack("{s:s, s:o, s:s, s:i, s:i}", "vm_id", vm_id, "files", fa, "log", log_path, "vcpu", vcpu,
+                               "memory_mib", memory_mib),
                      CALL_TIMEOUT_MS, NULL, NULL, &res, e);
         if (r < 0)
                 return r;

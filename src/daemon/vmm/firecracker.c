@@ -196,7 +196,7 @@ static int fc_jail_launch(const struct vm_boot *b, struct vm_proc *ret, struct o
                 return op_fail(e, -errno, "cannot create %s: %s", out, strerror(errno));
         close(fd);
         pid_t pid = 0;
-        int rc = b->jail->start(b->jail->ud, b->id, have, n, out, &pid, &root, e);
+        int rc = b->jail->start(b->jail->ud, b->id, have, n, out, b->vcpu, b->memory_mib, &pid, &root, e);
         if (rc < 0)
                 return rc;
         *ret = (struct vm_proc) { .pid = pid, .pidfd = (int) pidfd_open(pid, 0) };

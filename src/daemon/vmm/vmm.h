@@ -78,10 +78,11 @@ struct vm_boot {
 
 /* Firecracker under its jailer: whoever does the privileged work makes the
  * VM's chroot with files[] in it (each seen as "/<basename>") and starts the
- * jailer detached; Firecracker's pid and the chroot's root come back. */
+ * jailer detached, with cgroup limits for vcpu and memory_mib where the host
+ * has the controllers; Firecracker's pid and the chroot's root come back. */
 struct vm_jailer {
         int (*start)(void *ud, const char *vm_id, const char *const *files, size_t n, const char *log_path,
-                     pid_t *ret_pid, char **ret_root, struct op_error *e);
+                     int vcpu, int memory_mib, pid_t *ret_pid, char **ret_root, struct op_error *e);
         void *ud;
 };
 
