@@ -83,6 +83,13 @@ static int setup_signals(struct daemon *d, struct op_error *e) {
 static void set_choice(struct daemon *d, int probe, const char *detail) {
         struct vmm_choice c;
         hostinfo_choose_vmm(config_live_get(&d->config), &d->qemu, &d->firecracker, &d->kvm, probe, detail, &c);
+        /* auto never picks a Firecracker its jailer setting would refuse */
+        if (strcmp(c.vmm, "firecracker") == 0 && strcmp(config_live_get(&d->config)->vmm, "auto") == 0 &&
+            d->jail.mode == JAIL_REFUSED) {
+                free(c.vmm_reason);
+                c.vmm = "qemu";
+                c.vmm_reason = xasprintf("firecracker is refused: %s", strempty(d->jail.reason));
+        }
         log_info("vmm=%s (%s) accel=%s (%s)", c.vmm, c.vmm_reason, c.accel, c.accel_reason);
         pthread_mutex_lock(&d->accel_mu);
         vmm_choice_done(&d->vmm);
