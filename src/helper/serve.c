@@ -153,16 +153,21 @@ static int m_dm_snapshot_remove(struct call *c, struct op_error *e) {
         return hostop_dm_snapshot_remove(&c->h->policy, c->p.vm_id, e);
 }
 
-static int m_dm_snapshot_list(struct call *c, struct op_error *e) {
-        _cleanup_strv_free_ char **ids = NULL;
-        int r = hostop_dm_snapshot_list(&c->h->policy, &ids, e);
+/* {"vm_ids": [...]} from a list of ids (r < 0: none). */
+static int ids_result(struct call *c, int r, char **ids) {
         if (r < 0)
                 return r;
         json_t *a = json_array();
-        for (char **id = ids; *id; id++)
+        for (char **id = ids; id && *id; id++)
                 json_array_append_new(a, json_string(*id));
         c->result = json_pack("{s:o}", "vm_ids", a);
         return 0;
+}
+
+static int m_dm_snapshot_list(struct call *c, struct op_error *e) {
+        _cleanup_strv_free_ char **ids = NULL;
+        int r = hostop_dm_snapshot_list(&c->h->policy, &ids, e);
+        return ids_result(c, r, ids);
 }
 
 static int m_fc_jail_info(struct call *c, struct op_error *e) {
@@ -196,13 +201,7 @@ static int m_fc_jail_remove(struct call *c, struct op_error *e) {
 static int m_fc_jail_list(struct call *c, struct op_error *e) {
         _cleanup_strv_free_ char **ids = NULL;
         int r = hostop_fc_jail_list(&c->h->policy, &ids, e);
-        if (r < 0)
-                return r;
-        json_t *a = json_array();
-        for (char **id = ids; *id; id++)
-                json_array_append_new(a, json_string(*id));
-        c->result = json_pack("{s:o}", "vm_ids", a);
-        return 0;
+        return ids_result(c, r, ids);
 }
 
 atomic_bool helper_stopping;

@@ -271,14 +271,15 @@ static int r_dm_snapshot_remove(void *ud, const char *vm_id, struct op_error *e)
         return simple(ud, "priv.dm_snapshot_remove", json_pack("{s:s}", "vm_id", vm_id), e);
 }
 
-static int r_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+/* A method whose answer is {"vm_ids": [...]}: the ids, NULL-terminated. */
+static int ids_call(void *ud, const char *method, char ***ret_vm_ids, struct op_error *e) {
         _cleanup_json_ json_t *res = NULL;
-        int r = call(ud, "priv.dm_snapshot_list", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
+        int r = call(ud, method, NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
         if (r < 0)
                 return r;
         json_t *a = json_object_get(res, "vm_ids");
         if (!json_is_array(a))
-                return op_fail(e, -EPROTO, "root helper (priv.dm_snapshot_list): no vm_ids");
+                return op_fail(e, -EPROTO, "root helper (%s): no vm_ids", method);
         char **ids = xcalloc(json_array_size(a) + 1, sizeof(char *));
         size_t k = 0;
         for (size_t i = 0; i < json_array_size(a); i++) {
@@ -288,6 +289,10 @@ static int r_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) 
         }
         *ret_vm_ids = ids;
         return 0;
+}
+
+static int r_dm_snapshot_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
+        return ids_call(ud, "priv.dm_snapshot_list", ret_vm_ids, e);
 }
 
 static int r_fc_jail_info(void *ud, struct priv_jail_info *ret, struct op_error *e) {
@@ -336,22 +341,7 @@ static int r_fc_jail_remove(void *ud, const char *vm_id, struct op_error *e) {
 }
 
 static int r_fc_jail_list(void *ud, char ***ret_vm_ids, struct op_error *e) {
-        _cleanup_json_ json_t *res = NULL;
-        int r = call(ud, "priv.fc_jail_list", NULL, CALL_TIMEOUT_MS, NULL, NULL, &res, e);
-        if (r < 0)
-                return r;
-        json_t *a = json_object_get(res, "vm_ids");
-        if (!json_is_array(a))
-                return op_fail(e, -EPROTO, "root helper (priv.fc_jail_list): no vm_ids");
-        char **ids = xcalloc(json_array_size(a) + 1, sizeof(char *));
-        size_t k = 0;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-                const char *id = json_string_value(json_array_get(a, i));
-                if (id)
-                        ids[k++] = xstrdup(id);
-        }
-        *ret_vm_ids = ids;
-        return 0;
+        return ids_call(ud, "priv.fc_jail_list", ret_vm_ids, e);
 }
 
 struct priv_remote *priv_remote_new(const char *socket_path) {

@@ -239,15 +239,12 @@ static int fc_start(const struct vm_boot *b, const char *bin, struct vm_proc *re
         /* the console, log and metrics files exist before the VMM (jailed: they
          * are hard-linked in; Firecracker before 1.14 opens, never creates them) */
         int rc = 0;
-        const char *made[] = { b->console_log, v.log, v.metrics };
+        _cleanup_free_ char *log = fc_log_path(b->console_log), *metrics = fc_metrics_path(b->console_log);
+        const char *made[] = { b->console_log, log, metrics };
         for (size_t i = 0; rc == 0 && i < ELEMENTSOF(made); i++) {
-                _cleanup_free_ char *host = i == 0 ? NULL
-                                          : i == 1 ? fc_log_path(b->console_log)
-                                                   : fc_metrics_path(b->console_log);
-                const char *path = host ? host : made[i];
-                int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+                int fd = open(made[i], O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd < 0)
-                        rc = op_fail(e, -errno, "cannot create %s: %s", path, strerror(errno));
+                        rc = op_fail(e, -errno, "cannot create %s: %s", made[i], strerror(errno));
                 else
                         close(fd);
         }
