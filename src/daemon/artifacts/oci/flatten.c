@@ -744,6 +744,8 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
         size_t n = n_layers;
         struct unpack u = { .f = &f, .out_path = out_path, .plains = xcalloc(n, sizeof(struct plain)),
                             .rc = xcalloc(n, sizeof(int)), .why = xcalloc(n, sizeof(char *)) };
+        for (size_t i = 0; i < n; i++)
+                plain_init(&u.plains[i], NULL); /* fd -1: a layer already plain has nothing to close */
         pthread_mutex_init(&u.mu, NULL);
         pthread_cond_init(&u.cond, NULL);
         r = unpack_layers(&u);
