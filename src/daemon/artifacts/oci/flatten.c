@@ -17,7 +17,6 @@
 #include "disk/workdisk.h"
 #include "flatten_internal.h"
 #include "gunzip.h"
-#include "plain.h"
 #include "fsutil.h"
 #include "macro.h"
 #include "proc_spawn.h"
@@ -582,26 +581,31 @@ static int fill(struct flat *f, const char *path) {
 
 /* ---- decompressing once ------------------------------------------------------------ */
 
-/* Every compressed layer is decompressed once, into its plain tar (in memory
- * while the budget lasts, else a temp file beside the image: plain.h); both
- * passes then read that (the first skips data, the second reads it). Up to
- * one thread per CPU; only the main thread talks to the caller (progress,
- * cancel); workers stop on `stop`. */
+/* Every compressed layer is decompressed once, into a plain tar beside the
+ * image (both passes then read that: the first skips data with lseek, the
+ * second reads it), by up to one thread per CPU. Only the main thread talks
+ * to the caller (progress, cancel); workers stop on `stop`. */
 struct unpack {
         struct flat *f;
         const char *out_path;
-        struct plain *plains; /* per layer; path NULL: the layer is a plain tar already */
-        int *rc;              /* per layer */
-        char **why;           /* per layer: the failure */
+        char **paths;        /* per layer: the plain tar to read (a temp file or the layer itself) */
+        bool *temp;          /* paths[i] is ours to remove */
+        int *rc;             /* per layer */
+        char **why;          /* per layer: the failure */
         size_t next, running;
         _Atomic bool stop;
         pthread_mutex_t mu;
         pthread_cond_t cond;
 };
 
-static struct plain *unpack_out(struct unpack *u, size_t i) {
-        plain_init(&u->plains[i], xasprintf("%s.layer-%zu.tar", u->out_path, i + 1));
-        return &u->plains[i];
+/* The temp file of layer i, for its plain tar. */
+static int unpack_out(struct unpack *u, size_t i, int *ret_fd, char **why) {
+        u->paths[i] = xasprintf("%s.layer-%zu.tar", u->out_path, i + 1);
+        u->temp[i] = true;
+        *ret_fd = open(u->paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (*ret_fd < 0)
+                return *why = xasprintf("cannot create %s: %s", u->paths[i], strerror(errno)), -errno;
+        return 0;
 }
 
 #ifdef HAVE_ISAL
@@ -609,6 +613,12 @@ static struct plain *unpack_out(struct unpack *u, size_t i) {
 static bool is_gzip(int fd) {
         unsigned char magic[2];
         return pread(fd, magic, sizeof(magic), 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+static int unpack_gzip(struct unpack *u, size_t i, int in, char **why) {
+        _cleanup_close_ int out = -1;
+        int rc = unpack_out(u, i, &out, why);
+        return rc < 0 ? rc : oci_gunzip(in, out, &u->stop, why);
 }
 #endif
 
@@ -618,11 +628,8 @@ static int unpack_one(struct unpack *u, size_t i, char **why) {
         if (in < 0)
                 return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;
 #ifdef HAVE_ISAL
-        if (is_gzip(in)) {
-                struct plain *out = unpack_out(u, i);
-                int rc = oci_gunzip(in, out, &u->stop, why);
-                return rc < 0 ? rc : plain_finish(out, why);
-        }
+        if (is_gzip(in))
+                return unpack_gzip(u, i, in, why);
 #endif
         struct archive *a = archive_read_new();
         archive_read_support_filter_gzip(a);
@@ -634,17 +641,19 @@ static int unpack_one(struct unpack *u, size_t i, char **why) {
         if (archive_read_open_fd(a, in, 1 << 20) != ARCHIVE_OK ||
             ((hr = archive_read_next_header(a, &ent)) != ARCHIVE_OK && hr != ARCHIVE_EOF))
                 rc = -EBADMSG, *why = xasprintf("not a tar layer: %s", archive_error_string(a));
-        else if (archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE) { /* else plain already: read as it is */
-                struct plain *out = unpack_out(u, i);
+        else if (archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE)
+                u->paths[i] = xstrdup(src); /* plain already */
+        else {
+                _cleanup_close_ int out = -1;
                 char buf[1 << 17];
                 la_ssize_t n = 0;
+                rc = unpack_out(u, i, &out, why);
                 while (rc == 0 && hr == ARCHIVE_OK && !u->stop && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
-                        rc = plain_write(out, buf, (size_t) n, why);
+                        if ((rc = write_all(out, buf, (size_t) n)) < 0)
+                                *why = xasprintf("writing %s: %s", u->paths[i], strerror(-rc));
                 if (rc == 0 && (u->stop || n < 0))
                         rc = u->stop ? -ECANCELED : -EBADMSG,
                         *why = u->stop ? xstrdup("cancelled") : xasprintf("truncated or damaged: %s", archive_error_string(a));
-                if (rc == 0)
-                        rc = plain_finish(out, why);
         }
         archive_read_free(a);
         return rc;
@@ -706,11 +715,14 @@ static int unpack_layers(struct unpack *u) {
 }
 
 static void unpack_done(struct unpack *u) {
-        for (size_t i = 0; u->plains && i < u->f->n_layers; i++) {
-                plain_done(&u->plains[i]);
+        for (size_t i = 0; u->paths && i < u->f->n_layers; i++) {
+                if (u->temp[i])
+                        unlink(u->paths[i]);
+                free(u->paths[i]);
                 free(u->why[i]);
         }
-        free(u->plains);
+        free(u->paths);
+        free(u->temp);
         free(u->rc);
         free(u->why);
         pthread_mutex_destroy(&u->mu);
@@ -742,23 +754,22 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
         if (errno != ENOENT)
                 return op_fail(e, -errno, "%s: %s", out_path, strerror(errno));
         size_t n = n_layers;
-        struct unpack u = { .f = &f, .out_path = out_path, .plains = xcalloc(n, sizeof(struct plain)),
-                            .rc = xcalloc(n, sizeof(int)), .why = xcalloc(n, sizeof(char *)) };
-        for (size_t i = 0; i < n; i++)
-                plain_init(&u.plains[i], NULL); /* fd -1: a layer already plain has nothing to close */
+        struct unpack u = { .f = &f, .out_path = out_path, .paths = xcalloc(n, sizeof(char *)),
+                            .temp = xcalloc(n, sizeof(bool)), .rc = xcalloc(n, sizeof(int)),
+                            .why = xcalloc(n, sizeof(char *)) };
         pthread_mutex_init(&u.mu, NULL);
         pthread_cond_init(&u.cond, NULL);
         r = unpack_layers(&u);
         if (r == 0) {
-                f.plains = u.plains; /* both passes read the plain tars */
+                f.layers = (const char *const *) u.paths; /* both passes read the plain tars */
                 r = flat_tree_build(&f, &size);
         }
         if (r == 0)
                 r = make_fs(&f, out_path, size, &created);
         if (r == 0)
                 r = fill(&f, out_path);
-        f.plains = NULL;
         unpack_done(&u);
+        f.layers = layers;
         if (r < 0) {
                 if (created)
                         unlink(out_path);

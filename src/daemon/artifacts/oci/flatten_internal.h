@@ -51,7 +51,6 @@ struct node {
 };
 
 struct arena; /* flatten_tree.c */
-struct plain; /* plain.h */
 struct sink;  /* flatten.c */
 
 struct layer_in {
@@ -69,7 +68,6 @@ struct dirbuf {
 struct flat {
         const char *const *layers;
         size_t n_layers;
-        const struct plain *plains; /* per layer, while both passes run: what they read (plain.h) */
         const struct oci_flatten_opts *o;
         struct op_error *e;
         size_t layer;             /* 1-based, while a layer is read */

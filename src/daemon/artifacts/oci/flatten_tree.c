@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "plain.h"
 #include "strbuf.h"
 
 #define NAME_BYTES 255
@@ -535,21 +534,17 @@ void flat_layer_close(struct layer_in *in) {
 }
 
 int flat_layer_open(struct flat *f, struct layer_in *in) {
-        static const uint8_t nothing[1];
-        const struct plain *pl = f->plains ? &f->plains[f->layer - 1] : NULL;
-        bool mem = pl && pl->path && !pl->spilled;
-        const char *path = pl && pl->spilled ? pl->path : f->layers[f->layer - 1];
+        const char *path = f->layers[f->layer - 1];
         f->path[0] = '\0';
-        in->fd = mem ? -1 : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (!mem && in->fd < 0)
+        in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (in->fd < 0)
                 return flat_fail(f, -errno, "cannot open: %s", strerror(errno));
         in->a = archive_read_new();
         archive_read_support_filter_gzip(in->a);
         archive_read_support_filter_zstd(in->a);
         archive_read_support_format_tar(in->a);
         archive_read_support_format_empty(in->a); /* a layer of nothing (some builders write gzip of "") */
-        if ((mem ? archive_read_open_memory(in->a, pl->mem ? pl->mem : nothing, pl->len)
-                 : archive_read_open_fd(in->a, in->fd, 1 << 20)) != ARCHIVE_OK) {
+        if (archive_read_open_fd(in->a, in->fd, 1 << 20) != ARCHIVE_OK) {
                 int r = flat_fail(f, -EBADMSG, "not a tar layer: %s", archive_error_string(in->a));
                 flat_layer_close(in);
                 return r;

@@ -76,7 +76,7 @@ static int next_member(struct gz *g, int fd) {
         return 1;
 }
 
-static int gunzip(struct gz *g, int in, struct plain *out, const _Atomic bool *stop, char **ret_why) {
+static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char **ret_why) {
         uint32_t want = 1; /* more than it has when a call made no progress: never a spin */
         for (;;) {
                 int r = refill(g, in, want);
@@ -89,8 +89,8 @@ static int gunzip(struct gz *g, int in, struct plain *out, const _Atomic bool *s
                 if (ir < 0)
                         return *ret_why = xasprintf("truncated or damaged: gzip: %s", isal_why(ir)), -EBADMSG;
                 size_t n = OUT_BYTES - g->st.avail_out;
-                if (n && (r = plain_write(out, g->out, n, ret_why)) < 0)
-                        return r;
+                if (n && (r = write_all(out, g->out, n)) < 0)
+                        return *ret_why = xasprintf("writing: %s", strerror(-r)), r;
                 if (*stop)
                         return *ret_why = xstrdup("cancelled"), -ECANCELED;
                 if (g->st.block_state == ISAL_BLOCK_FINISH) { /* the trailer is checked */
@@ -107,7 +107,7 @@ static int gunzip(struct gz *g, int in, struct plain *out, const _Atomic bool *s
         }
 }
 
-int oci_gunzip(int in, struct plain *out, const _Atomic bool *stop, char **ret_why) {
+int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why) {
         _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .out = xmalloc(OUT_BYTES) };
         isal_inflate_init(&g.st);
         g.st.crc_flag = ISAL_GZIP;

@@ -13,10 +13,9 @@
 #include <stdbool.h>
 
 #include "macro.h"
-#include "plain.h"
 
-/* The gzip data of in (from its current offset) decompressed into out (plain.h). 0,
+/* The gzip data of in (from its current offset) decompressed into out. 0,
  * -EBADMSG (damaged or truncated: *ret_why says how), -ECANCELED (*stop
  * became true), or another negative errno from read/write (*ret_why set).
  * *ret_why is the caller's to free. */
-_warn_unused_ int oci_gunzip(int in, struct plain *out, const _Atomic bool *stop, char **ret_why);
+_warn_unused_ int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why);
