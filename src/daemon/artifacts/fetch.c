@@ -243,7 +243,7 @@ static int file_once(const struct fetch_opts *o, const char *dest, char ret_sha2
         sha256_final_hex(&s.sha, hex);
         if (r == 0)
                 r = check_hash(o, hex, err);
-        if (r == 0 && fsync(s.fd) < 0)
+        if (r == 0 && !o->no_fsync && fsync(s.fd) < 0)
                 r = -errno;
         close(s.fd);
         if (r == 0 && rename(tmp, dest) < 0) {

@@ -41,6 +41,8 @@ struct fetch_opts {
         uint64_t max_bytes;        /* 0: 64 GiB */
         const char *expect_sha256; /* NULL: do not check */
         uint64_t expect_size;      /* 0: unknown */
+        bool no_fsync;             /* fetch_to_file: the caller re-hashes the file before every use
+                                    * (the OCI blob cache), so a crash's torn file is caught there */
         fetch_progress_fn progress;
         fetch_cancel_fn cancel;
         void *ud;

@@ -319,6 +319,7 @@ static int attempt(struct registry *r, struct req *q, bool basic, struct op_erro
         o.expect_sha256 = q->digest + 7;
         o.expect_size = (uint64_t) q->size;
         o.max_bytes = (uint64_t) q->size;
+        o.no_fsync = true; /* the blob cache re-hashes a blob before each use (pull.c) */
         int rc = fetch_to_file(&o, q->dest, NULL, e);
         return rc == -EREMOTEIO ? 0 : rc;
 }
