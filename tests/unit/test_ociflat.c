@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "artifacts/oci/flatten.h"
+#include "artifacts/oci/stream.h"
 #include "fsutil.h"
 #include "proc_spawn.h"
 #include "strbuf.h"
@@ -808,6 +809,135 @@ static void test_gzip_members(void **state) {
         free(out);
 }
 
+/* ---- layers decompressed while fetched (stream.h) ------------------------------------ */
+
+/* fd: the "download" of the gzip data gz[0..len), in pieces, reported to s. */
+static void feed(struct layer_stream *s, int fd, const char *gz, size_t from, size_t to) {
+        for (size_t off = from; off < to;) {
+                size_t n = to - off < 50000 ? to - off : 50000;
+                assert_int_equal(write_all(fd, gz + off, n), 0);
+                off += n;
+                layer_stream_written(s, fd, off);
+        }
+}
+
+static int new_file(const char *name) {
+        char *p = out_path(name);
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* as fetch's */
+        assert_true(fd >= 0);
+        free(p);
+        return fd;
+}
+
+/* The plain tar is the gzip data decompressed, kept only when the writer
+ * says its blob is whole; any other turn drops it and leaves nothing. */
+static void test_stream(void **state) {
+        (void) state;
+        size_t n = 3 * MIB, tlen = 0, glen = 0;
+        char *rnd = xmalloc(n), *tar = NULL, *gzdata = NULL, *back = NULL;
+        fill_random(rnd, n, 5);
+        const struct ent ents[] = { { .path = "a", .type = AE_IFREG, .data = "a" },
+                                    { .path = "r", .type = AE_IFREG, .data = rnd, .len = n } };
+        char *plain = layer("s.tar", NULL, ents, 2), *gz = path_join(dir, "s.tar.gz"), *out = path_join(dir, "s.out");
+        assert_int_equal(read_file(plain, 64 * MIB, &tar, &tlen), 0);
+        int gfd = open(gz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        put_gzip_member(gfd, tar, tlen);
+        close(gfd);
+        assert_int_equal(read_file(gz, 64 * MIB, &gzdata, &glen), 0);
+#ifdef HAVE_ISAL
+        /* whole: also when a first try opened its file and wrote nothing (a 401) */
+        struct layer_stream *s = layer_stream_new(out);
+        assert_non_null(s);
+        assert_null(layer_stream_new(out)); /* the file is there: O_EXCL */
+        int fd0 = new_file("try0"), fd = new_file("try1");
+        layer_stream_written(s, fd0, 0);
+        close(fd0);
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        assert_true(layer_stream_join(s, NULL, NULL));
+        size_t blen = 0;
+        assert_int_equal(read_file(out, 64 * MIB, &back, &blen), 0);
+        assert_int_equal(blen, tlen);
+        assert_memory_equal(back, tar, tlen);
+        close(fd);
+        unlink(out);
+
+        /* a second try after data: dropped, even if it then goes well */
+        s = layer_stream_new(out);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen / 2);
+        close(fd);
+        fd = new_file("try2");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        assert_false(exists(out));
+        close(fd);
+
+        /* the writer failed (a digest mismatch), or never said */
+        for (int k = 0; k < 2; k++) {
+                s = layer_stream_new(out);
+                fd = new_file("try1");
+                layer_stream_written(s, fd, 0);
+                feed(s, fd, gzdata, 0, glen);
+                if (k == 0)
+                        layer_stream_end(s, false);
+                assert_false(layer_stream_join(s, NULL, NULL));
+                assert_false(exists(out));
+                close(fd);
+        }
+
+        /* not gzip (a plain or zstd layer): the flatten's to do */
+        s = layer_stream_new(out);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, tar, 0, tlen);
+        layer_stream_end(s, true);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        assert_false(exists(out));
+        close(fd);
+
+        /* damaged on the way (the digest would have caught it; the CRC does too) */
+        gzdata[glen / 2] ^= 0x10;
+        s = layer_stream_new(out);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        assert_false(exists(out));
+        close(fd);
+#else
+        assert_null(layer_stream_new(out));
+        assert_false(exists(out));
+#endif
+        /* the flatten takes a plain tar it is given as it is */
+        const struct ent other[] = { { .path = "b", .type = AE_IFREG, .data = "b" } };
+        char *b = layer("other.tar", NULL, other, 1), *img = out_path("s.ext4");
+        const char *const given[] = { b };
+        struct oci_flatten_opts fo = { .plain = given };
+        struct op_error err = OP_ERROR_INIT;
+        assert_int_equal(flatten(&gz, 1, img, &fo, NULL, &err), 0);
+        ext2_filsys fs = img_open(img);
+        assert_content(fs, "b", "b");
+        assert_absent(fs, "a");
+        ext2fs_close_free(&fs);
+        assert_true(exists(b)); /* the caller's to remove */
+        unlink(img);
+        free(rnd);
+        free(tar);
+        free(gzdata);
+        free(back);
+        free(plain);
+        free(gz);
+        free(out);
+        free(b);
+        free(img);
+}
+
 struct counter {
         int calls, stop_at;
 };
@@ -953,7 +1083,7 @@ int main(void) {
                 cmocka_unit_test(test_whiteouts),   cmocka_unit_test(test_parts),   cmocka_unit_test(test_special_files),
                 cmocka_unit_test(test_sparse), cmocka_unit_test(test_too_big),      cmocka_unit_test(test_size_rules),
                 cmocka_unit_test(test_hostile),     cmocka_unit_test(test_hostile_layers),
-                cmocka_unit_test(test_gzip_members),
+                cmocka_unit_test(test_gzip_members), cmocka_unit_test(test_stream),
                 cmocka_unit_test(test_cancel),      cmocka_unit_test(test_many_entries),
                 cmocka_unit_test(test_too_many),
         };

@@ -70,6 +70,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
                         s->err = r;
                         return 0;
                 }
+                if (s->o->written)
+                        s->o->written(s->o->ud, s->fd, s->written + len);
         } else
                 strbuf_add(s->mem, p, len);
         sha256_update(&s->sha, p, len);
@@ -238,6 +240,8 @@ static int file_once(const struct fetch_opts *o, const char *dest, char ret_sha2
                 unlink(tmp);
                 return -ENOMEM;
         }
+        if (o->written)
+                o->written(o->ud, s.fd, 0);
         r = run(&s, err);
         *transient = s.transient;
         sha256_final_hex(&s.sha, hex);

@@ -16,6 +16,10 @@
 
 typedef void (*fetch_progress_fn)(void *ud, uint64_t done, uint64_t total);
 typedef bool (*fetch_cancel_fn)(void *ud); /* true: stop now */
+/* fetch_to_file: with bytes 0 when a try opens its file (a retry opens a new
+ * one), then after each piece of the body is written, with the bytes in the
+ * file so far; fd is fetch's own (write-only), valid during the call. */
+typedef void (*fetch_written_fn)(void *ud, int fd, uint64_t bytes);
 
 /* What a server answered, for callers that handle HTTP errors themselves
  * (a registry's 401 with its WWW-Authenticate challenge, a 429). */
@@ -45,6 +49,7 @@ struct fetch_opts {
                                     * (the OCI blob cache), so a crash's torn file is caught there */
         fetch_progress_fn progress;
         fetch_cancel_fn cancel;
+        fetch_written_fn written;
         void *ud;
 };
 

@@ -374,6 +374,79 @@ static errcode_t sink_put(struct sink *s, uint64_t off, const char *p, size_t le
         return 0;
 }
 
+/* The image made durable while it is filled: a thread fdatasyncs it each
+ * SYNC_EVERY bytes of data, so the close's fsync waits for the tail only.
+ * The flushes are the same work (on a VM, each also flushes the host's
+ * cache), done beside the fill rather than after it. */
+#define SYNC_EVERY (32 * MIB)
+
+struct syncer {
+        int fd; /* borrowed */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cond;
+        uint64_t written, synced;
+        bool end;
+};
+
+static void *syncer_run(void *arg) {
+        struct syncer *s = arg;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+                while (!s->end && s->written < s->synced + SYNC_EVERY)
+                        pthread_cond_wait(&s->cond, &s->mu);
+                if (s->end)
+                        break;
+                s->synced = s->written;
+                pthread_mutex_unlock(&s->mu);
+                (void) fdatasync(s->fd); /* a failure shows again at the close's fsync */
+                pthread_mutex_lock(&s->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+}
+
+/* NULL when no thread can be had (the close's fsync does it all then). */
+static struct syncer *syncer_start(int fd) {
+        if (fd < 0)
+                return NULL;
+        struct syncer *s = xmalloc(sizeof(*s));
+        *s = (struct syncer) { .fd = fd };
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cond, NULL);
+        if (pthread_create(&s->thread, NULL, syncer_run, s) == 0)
+                return s;
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+        return NULL;
+}
+
+static void syncer_note(struct syncer *s, uint64_t written) {
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->mu);
+        s->written = written;
+        if (written >= s->synced + SYNC_EVERY)
+                pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+}
+
+static void syncer_stop(struct syncer **sp) {
+        struct syncer *s = *sp;
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->mu);
+        s->end = true;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+        *sp = NULL;
+}
+
 static int report(struct flat *f, size_t n) {
         f->done += n;
         if (f->done < f->next_report)
@@ -383,6 +456,7 @@ static int report(struct flat *f, size_t n) {
          * rest is filled: the fsync of the close then waits for the tail */
         if (f->wb_fd >= 0)
                 (void) sync_file_range(f->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        syncer_note(f->syncer, f->done);
         if (f->o->progress)
                 f->o->progress(f->o->ud, f->layer, f->n_layers, f->done, f->data);
         return flat_cancelled(f) ? op_fail(f->e, -ECANCELED, "flattening cancelled") : 0;
@@ -558,6 +632,7 @@ static int fill(struct flat *f, const char *path) {
         size_t cursor = 0;
         _cleanup_close_ int wb_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         f->wb_fd = wb_fd;
+        f->syncer = syncer_start(wb_fd);
         int r = fs_open(f, path);
         if (r == 0)
                 r = assign_inodes(f);
@@ -565,6 +640,7 @@ static int fill(struct flat *f, const char *path) {
                 r = write_dirs(f);
         for (f->layer = 1; r == 0 && f->layer <= f->n_layers; f->layer++)
                 r = write_layer(f, &cursor);
+        syncer_stop(&f->syncer);
         if (r == 0) {
                 errcode_t err = ext2fs_write_bitmaps(f->fs);
                 if (!err)
@@ -583,8 +659,9 @@ static int fill(struct flat *f, const char *path) {
 
 /* Every compressed layer is decompressed once, into a plain tar beside the
  * image (both passes then read that: the first skips data with lseek, the
- * second reads it), by up to one thread per CPU. Only the main thread talks
- * to the caller (progress, cancel); workers stop on `stop`. */
+ * second reads it), by up to one thread per CPU, unless the caller has it
+ * decompressed already (opts.plain). Only the main thread talks to the
+ * caller (progress, cancel); workers stop on `stop`. */
 struct unpack {
         struct flat *f;
         const char *out_path;
@@ -624,6 +701,10 @@ static int unpack_gzip(struct unpack *u, size_t i, int in, char **why) {
 
 static int unpack_one(struct unpack *u, size_t i, char **why) {
         const char *src = u->f->layers[i];
+        if (u->f->o->plain && u->f->o->plain[i]) { /* the caller's, made while the layer was fetched */
+                u->paths[i] = xstrdup(u->f->o->plain[i]);
+                return 0;
+        }
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (in < 0)
                 return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;

@@ -73,6 +73,10 @@ struct oci_flatten_opts {
          * without leaves out what is below it (its own entry stays). A hard
          * link to a name outside the part is refused. */
         const char *subtree, *without;
+        /* NULL, or per layer: the path of that layer already decompressed
+         * (a plain tar the caller made, stream.h, and removes), or NULL (the
+         * flatten decompresses the layer itself). Taken as it is. */
+        const char *const *plain;
 };
 
 struct oci_flatten_stats {

@@ -91,6 +91,7 @@ struct flat {
         struct dirbuf dir;
         uint64_t done, next_report;
         int wb_fd;                /* the image, to start its writeback early; -1: none */
+        struct syncer *syncer;    /* pass 2: makes the image durable while it is filled; NULL: none */
 };
 
 /* What an entry sets on its inode. */

@@ -17,6 +17,8 @@ struct gz {
         struct inflate_state st;
         uint8_t *in, *out; /* owned */
         bool eof;
+        oci_read_fn read;
+        void *ud;
 };
 
 static void gz_done(struct gz *g) {
@@ -45,15 +47,15 @@ static const char *isal_why(int r) {
 
 /* At least `want` bytes at next_in unless the file ends first: what is left
  * moves to the buffer's start, the rest is read. */
-static int refill(struct gz *g, int fd, uint32_t want) {
+static int refill(struct gz *g, uint32_t want) {
         while (!g->eof && g->st.avail_in < want) {
                 memmove(g->in, g->st.next_in, g->st.avail_in);
                 g->st.next_in = g->in;
-                ssize_t n = read(fd, g->in + g->st.avail_in, IN_BYTES - g->st.avail_in);
-                if (n < 0 && errno == EINTR)
+                ssize_t n = g->read(g->ud, g->in + g->st.avail_in, IN_BYTES - g->st.avail_in);
+                if (n == -EINTR)
                         continue;
                 if (n < 0)
-                        return -errno;
+                        return (int) n;
                 g->eof = n == 0;
                 g->st.avail_in += (uint32_t) n;
         }
@@ -61,8 +63,8 @@ static int refill(struct gz *g, int fd, uint32_t want) {
 }
 
 /* After a member: 1 when another one follows (the state reset for it). */
-static int next_member(struct gz *g, int fd) {
-        int r = refill(g, fd, 2);
+static int next_member(struct gz *g) {
+        int r = refill(g, 2);
         if (r < 0)
                 return r;
         if (g->st.avail_in < 2 || g->st.next_in[0] != 0x1f || g->st.next_in[1] != 0x8b)
@@ -76,12 +78,13 @@ static int next_member(struct gz *g, int fd) {
         return 1;
 }
 
-static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char **ret_why) {
+static int gunzip(struct gz *g, int out, const _Atomic bool *stop, char **ret_why) {
         uint32_t want = 1; /* more than it has when a call made no progress: never a spin */
         for (;;) {
-                int r = refill(g, in, want);
+                int r = refill(g, want);
                 if (r < 0)
-                        return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
+                        return *ret_why = r == -ECANCELED ? xstrdup("cancelled")
+                                                          : xasprintf("reading: %s", strerror(-r)), r;
                 uint32_t had_in = g->st.avail_in;
                 g->st.next_out = g->out;
                 g->st.avail_out = OUT_BYTES;
@@ -94,7 +97,7 @@ static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char 
                 if (*stop)
                         return *ret_why = xstrdup("cancelled"), -ECANCELED;
                 if (g->st.block_state == ISAL_BLOCK_FINISH) { /* the trailer is checked */
-                        if ((r = next_member(g, in)) < 0)
+                        if ((r = next_member(g)) < 0)
                                 return *ret_why = xasprintf("reading: %s", strerror(-r)), r;
                         if (r == 0)
                                 return 0;
@@ -107,10 +110,20 @@ static int gunzip(struct gz *g, int in, int out, const _Atomic bool *stop, char 
         }
 }
 
-int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why) {
-        _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .out = xmalloc(OUT_BYTES) };
+int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why) {
+        _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .out = xmalloc(OUT_BYTES), .read = read_fn,
+                                           .ud = ud };
         isal_inflate_init(&g.st);
         g.st.crc_flag = ISAL_GZIP;
         g.st.next_in = g.in;
-        return gunzip(&g, in, out, stop, ret_why);
+        return gunzip(&g, out, stop, ret_why);
+}
+
+static ssize_t fd_read(void *ud, void *buf, size_t len) {
+        ssize_t n = read(*(const int *) ud, buf, len);
+        return n < 0 ? -errno : n;
+}
+
+int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why) {
+        return oci_gunzip_from(fd_read, &in, out, stop, ret_why);
 }

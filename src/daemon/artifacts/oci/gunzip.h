@@ -11,6 +11,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "macro.h"
 
@@ -19,3 +20,10 @@
  * became true), or another negative errno from read/write (*ret_why set).
  * *ret_why is the caller's to free. */
 _warn_unused_ int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why);
+
+/* Where oci_gunzip_from reads: up to len bytes into buf; 0 at the end, or a
+ * negative errno (-EINTR: called again; -ECANCELED: stops as *stop does). */
+typedef ssize_t (*oci_read_fn)(void *ud, void *buf, size_t len);
+
+/* oci_gunzip, the gzip data read through read_fn. */
+_warn_unused_ int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why);

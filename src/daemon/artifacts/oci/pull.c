@@ -15,6 +15,7 @@
 #include "artifacts/oci/archive.h"
 #include "artifacts/oci/flatten.h"
 #include "artifacts/oci/registry.h"
+#include "artifacts/oci/stream.h"
 #include "disk/workdisk.h"
 #include "archive_path.h"
 #include "fsutil.h"
@@ -54,7 +55,9 @@ struct pull {
         struct oci_manifest m; /* the image manifest */
         char digest[72];       /* its digest */
         struct oci_config cfg;
-        char **layers;         /* cache paths, oldest first */
+        char **layers;         /* cache paths, oldest first (n_layers of them) */
+        char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
+        char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
 
@@ -180,12 +183,18 @@ struct blob_progress {
         const struct pull *q;
         const char *stage;
         uint64_t base, total;
+        const char *plain;            /* a fetched layer: decompress it into this file on the way */
+        struct layer_stream *stream;  /* cache_blob's, when it fetched one */
 };
 
 static void on_blob_bytes(void *ud, uint64_t done, uint64_t total) {
         struct blob_progress *b = ud;
         (void) total;
         progress_bytes(b->q->p, b->stage, b->base + done, b->total);
+}
+
+static void on_blob_written(void *ud, int fd, uint64_t bytes) {
+        layer_stream_written(((struct blob_progress *) ud)->stream, fd, bytes);
 }
 
 /* A file copied into dest (O_NOFOLLOW, regular, exactly size bytes, the
@@ -210,10 +219,14 @@ static int copy_verified(const char *src, const char *dest, const char *digest, 
         ssize_t n;
         int rc = 0;
         uint64_t done = 0;
+        if (bp)
+                layer_stream_written(bp->stream, out, 0);
         while (rc == 0 && (n = read(in, buf, sizeof(buf))) > 0) {
                 sha256_update(&h, buf, (size_t) n);
                 rc = write_all(out, buf, (size_t) n);
                 done += (uint64_t) n;
+                if (bp && rc == 0)
+                        layer_stream_written(bp->stream, out, done);
                 if (bp && rc == 0 && progress_cancelled(bp->q->p))
                         rc = op_fail(e, -ECANCELED, "cancelled");
                 else if (bp && (done & ((1u << 22) - 1)) < sizeof(buf))
@@ -235,7 +248,8 @@ static int copy_verified(const char *src, const char *dest, const char *digest, 
 static int fetch_blob(struct pull *q, const struct oci_descriptor *d, const char *tmp, struct blob_progress *bp,
                       struct op_error *e) {
         if (q->src.reg)
-                return registry_blob(q->src.reg, d->digest, d->size, tmp, on_blob_bytes, bp, e);
+                return registry_blob(q->src.reg, d->digest, d->size, tmp, on_blob_bytes,
+                                     bp->stream ? on_blob_written : NULL, bp, e);
         const char *rel = json_string_value(json_object_get(q->src.docker_blobs, d->digest));
         _cleanup_free_ char *src = rel ? path_join(q->src.dir, rel)
                                        : xasprintf("%s/blobs/sha256/%s", q->src.dir, d->digest + 7);
@@ -262,9 +276,12 @@ static int cache_blob(struct pull *q, const struct oci_descriptor *d, struct blo
                 else if (!have) {
                         _cleanup_free_ char *tmp = xasprintf("%s.tmp-%d", path, (int) getpid());
                         unlink(path);
+                        if (bp->plain)
+                                bp->stream = layer_stream_new(bp->plain);
                         rc = fetch_blob(q, d, tmp, bp, e);
                         if (rc == 0 && rename(tmp, path) < 0)
                                 rc = op_fail(e, -errno, "cannot rename %s: %s", tmp, strerror(errno));
+                        layer_stream_end(bp->stream, rc == 0);
                         if (rc < 0)
                                 unlink(tmp);
                 }
@@ -445,22 +462,66 @@ static int read_config(struct pull *q, struct op_error *e) {
         return 0;
 }
 
+static bool pull_cancelled(void *ud) {
+        return progress_cancelled(((const struct pull *) ud)->p);
+}
+
+static int by_size_desc(const void *a, const void *b, void *ud) {
+        const struct oci_descriptor *l = ud;
+        int64_t x = l[*(const size_t *) a].size, y = l[*(const size_t *) b].size;
+        return x > y ? -1 : x < y ? 1 : *(const size_t *) a < *(const size_t *) b ? -1 : 1;
+}
+
+/* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
+#define STREAMS_MAX 8
+
+/* Every layer into the cache; those fetched also decompressed on the way,
+ * into q->staging, where they can be (q->plain). */
 static int fetch_layers(struct pull *q, struct op_error *e) {
         struct blob_progress bp = { .q = q, .stage = "layers" };
-        for (size_t i = 0; i < q->m.n_layers; i++)
+        size_t n = q->m.n_layers;
+        for (size_t i = 0; i < n; i++)
                 bp.total += (uint64_t) q->m.layers[i].size;
-        progress_stage(q->p, "layers", "%zu, %.1f MiB", q->m.n_layers, (double) bp.total / (1 << 20));
-        q->layers = xcalloc(q->m.n_layers + 1, sizeof(char *));
-        for (size_t i = 0; i < q->m.n_layers; i++) {
+        progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) bp.total / (1 << 20));
+        q->layers = xcalloc(n + 1, sizeof(char *));
+        q->plain = xcalloc(n + 1, sizeof(char *));
+        struct layer_stream **streams = xcalloc(n, sizeof(*streams));
+        bool *whole = xcalloc(n, sizeof(bool));
+        size_t *order = xcalloc(n, sizeof(size_t));
+        for (size_t i = 0; i < n; i++) /* the largest first: its decompression is the longest */
+                order[i] = i;
+        qsort_r(order, n, sizeof(size_t), by_size_desc, q->m.layers);
+        int rc = 0;
+        for (size_t j = 0; rc == 0 && j < n; j++) {
+                size_t i = order[j];
                 const struct oci_descriptor *d = &q->m.layers[i];
-                progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, q->m.n_layers, d->digest,
+                size_t live = 0;
+                for (size_t k = 0; k < n; k++) { /* the threads done are joined as we go */
+                        if (streams[k] && layer_stream_finished(streams[k])) {
+                                whole[k] = layer_stream_join(streams[k], NULL, NULL);
+                                streams[k] = NULL;
+                        }
+                        live += streams[k] != NULL;
+                }
+                _cleanup_free_ char *plain = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
+                bp.plain = live < STREAMS_MAX ? plain : NULL;
+                bp.stream = NULL;
+                progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, n, d->digest,
                                (double) d->size / (1 << 20));
-                int rc = cache_blob(q, d, &bp, &q->layers[i], e);
-                if (rc < 0)
-                        return rc;
-                bp.base += (uint64_t) q->m.layers[i].size;
+                rc = cache_blob(q, d, &bp, &q->layers[i], e);
+                streams[i] = bp.stream;
+                bp.base += (uint64_t) d->size;
         }
-        return 0;
+        for (size_t i = 0; i < n; i++) {
+                if (streams[i])
+                        whole[i] = layer_stream_join(streams[i], pull_cancelled, q);
+                if (whole[i])
+                        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
+        }
+        free(streams);
+        free(whole);
+        free(order);
+        return rc;
 }
 
 /* ---- the image ------------------------------------------------------------------ */
@@ -470,10 +531,6 @@ static void on_flatten(void *ud, size_t layer, size_t n_layers, uint64_t done, u
         (void) layer;
         (void) n_layers;
         progress_bytes(q->p, "flatten", done, total);
-}
-
-static bool flatten_cancelled(void *ud) {
-        return progress_cancelled(((const struct pull *) ud)->p);
 }
 
 /* "export K='V'" lines for login shells (Debian's /etc/profile resets PATH). */
@@ -655,13 +712,17 @@ static int build(struct pull *q, const char *staging, const char *name, struct o
         _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
         _cleanup_free_ char *kernel = q->o->kernel_ref ? xstrdup(q->o->kernel_ref) : default_kernel(q->a);
         struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
-                                       .cancel = flatten_cancelled, .ud = q };
+                                       .cancel = pull_cancelled, .ud = q,
+                                       .plain = (const char *const *) q->plain };
         struct oci_flatten_stats st = { 0 };
         int rc = image_ensure_kernel(q->a, kernel, q->p, e); /* before the long work: a bad --kernel-ref fails at once */
         if (rc == 0) {
                 progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
                 rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
         }
+        for (size_t i = 0; i < q->m.n_layers; i++) /* their space back before the image is finished */
+                if (q->plain[i])
+                        unlink(q->plain[i]);
         if (rc == 0) {
                 progress_stage(q->p, "inject", "banger-agent, the image's Env");
                 rc = inject(q, rootfs, e);
@@ -732,6 +793,12 @@ static char *image_name(const struct pull *q) {
 }
 
 static void pull_done(struct pull *q) {
+        for (size_t i = 0; i < q->m.n_layers; i++) { /* fetched largest first: a failure leaves holes */
+                free(q->layers ? q->layers[i] : NULL);
+                free(q->plain ? q->plain[i] : NULL);
+        }
+        free(q->layers);
+        free(q->plain);
         source_done(&q->src);
         free(q->blob_dir);
         free(q->os);
@@ -740,9 +807,7 @@ static void pull_done(struct pull *q) {
         oci_manifest_done(&q->m);
         oci_config_done(&q->cfg);
         json_decref(q->run);
-        for (size_t i = 0; q->layers && q->layers[i]; i++)
-                free(q->layers[i]);
-        free(q->layers);
+        free(q->staging);
 }
 
 /* The source opened, the manifest resolved, the image's name chosen. */
@@ -762,15 +827,15 @@ static int pull_resolve(struct pull *q, const char *ref, char **ret_name, struct
 }
 
 static int pull_build(struct pull *q, const char *name, struct op_error *e) {
-        _cleanup_free_ char *staging = staging_dir(q->a->layout->images_dir, "oci");
+        q->staging = staging_dir(q->a->layout->images_dir, "oci");
         int rc = read_config(q, e);
+        if (rc == 0 && mkdir_p(q->staging, 0700) < 0)
+                rc = op_fail(e, -errno, "cannot create %s", q->staging);
         if (rc == 0)
                 rc = fetch_layers(q, e);
-        if (rc == 0 && mkdir_p(staging, 0700) < 0)
-                rc = op_fail(e, -errno, "cannot create %s", staging);
         if (rc == 0)
-                rc = build(q, staging, name, e);
-        (void) rm_rf(staging);
+                rc = build(q, q->staging, name, e);
+        (void) rm_rf(q->staging);
         return rc;
 }
 

@@ -279,6 +279,7 @@ struct req {
         const char *digest; /* blobs: "sha256:<hex>" */
         int64_t size;
         fetch_progress_fn progress;
+        fetch_written_fn written;
         void *ud;
         struct fetch_reply rep;
         const struct registry *r;
@@ -293,6 +294,12 @@ static void blob_progress(void *ud, uint64_t done, uint64_t total) {
         const struct req *q = ud;
         if (q->progress)
                 q->progress(q->ud, done, total);
+}
+
+static void blob_written(void *ud, int fd, uint64_t bytes) {
+        const struct req *q = ud;
+        if (q->written)
+                q->written(q->ud, fd, bytes);
 }
 
 static int attempt(struct registry *r, struct req *q, bool basic, struct op_error *e) {
@@ -315,6 +322,7 @@ static int attempt(struct registry *r, struct req *q, bool basic, struct op_erro
         o.ud = q;
         o.cancel = blob_cancelled;
         o.progress = blob_progress;
+        o.written = blob_written;
         q->r = r;
         o.expect_sha256 = q->digest + 7;
         o.expect_size = (uint64_t) q->size;
@@ -388,7 +396,7 @@ int registry_manifest(struct registry *r, const char *reference, char **ret_body
 #define EMPTY_SHA256 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 int registry_blob(struct registry *r, const char *digest, int64_t size, const char *dest, fetch_progress_fn progress,
-                  void *ud, struct op_error *e) {
+                  fetch_written_fn written, void *ud, struct op_error *e) {
         if (!oci_digest_valid(digest))
                 return op_fail(e, -EINVAL, "bad digest %s", digest);
         if (size <= 0) { /* nothing to fetch (and no size to hold a download to) */
@@ -402,7 +410,8 @@ int registry_blob(struct registry *r, const char *digest, int64_t size, const ch
                 return 0;
         }
         _cleanup_free_ char *url = xasprintf("%s/blobs/%s", r->base, digest);
-        struct req q = { .url = url, .dest = dest, .digest = digest, .size = size, .progress = progress, .ud = ud };
+        struct req q = { .url = url, .dest = dest, .digest = digest, .size = size, .progress = progress,
+                         .written = written, .ud = ud };
         int rc = request(r, &q, e);
         if (rc == 0 && q.rep.status != 200)
                 rc = http_error(r, &q, "blob", e);

@@ -41,6 +41,7 @@ _warn_unused_ int registry_manifest(struct registry *r, const char *reference, c
                                     char **ret_type, char ret_digest[72], struct op_error *e);
 
 /* The blob `digest` of `size` bytes into dest (written through dest.part,
- * renamed only once size and digest matched; nothing left otherwise). */
+ * renamed only once size and digest matched; nothing left otherwise).
+ * progress and written (fetch.h; each may be NULL) get ud. */
 _warn_unused_ int registry_blob(struct registry *r, const char *digest, int64_t size, const char *dest,
-                                fetch_progress_fn progress, void *ud, struct op_error *e);
+                                fetch_progress_fn progress, fetch_written_fn written, void *ud, struct op_error *e);

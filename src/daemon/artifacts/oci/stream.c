@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gunzip.h"
+#include "log.h"
+#include "strbuf.h"
+
+#ifdef HAVE_ISAL
+
+struct layer_stream {
+        char *path;
+        int out;          /* the plain tar */
+        int in;           /* the writer's file (opened again), -1 until a try opens it */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cond;
+        uint64_t avail;   /* bytes in `in` */
+        uint64_t pos;     /* read by the thread */
+        bool ended, ok, finished;
+        _Atomic bool stop;
+        int rc;           /* the thread's */
+};
+
+/* oci_read_fn: what the writer has put in its file, waiting for more. */
+static ssize_t follow(void *ud, void *buf, size_t len) {
+        struct layer_stream *s = ud;
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && !s->ended && s->pos >= s->avail)
+                pthread_cond_wait(&s->cond, &s->mu);
+        bool stop = s->stop || (s->ended && !s->ok);
+        uint64_t avail = s->avail;
+        int fd = s->in;
+        pthread_mutex_unlock(&s->mu);
+        if (stop)
+                return -ECANCELED;
+        if (s->pos >= avail)
+                return 0; /* the writer is done and all of it is read */
+        size_t n = avail - s->pos < len ? (size_t) (avail - s->pos) : len;
+        ssize_t r = pread(fd, buf, n, (off_t) s->pos);
+        if (r < 0)
+                return -errno;
+        if (r == 0)
+                return -EIO; /* shorter than the writer said */
+        s->pos += (uint64_t) r;
+        return r;
+}
+
+static void *run(void *arg) {
+        struct layer_stream *s = arg;
+        char *why = NULL;
+        int rc = oci_gunzip_from(follow, s, s->out, &s->stop, &why);
+        if (rc < 0 && rc != -ECANCELED)
+                log_debug("%s: not decompressed while fetched (the flatten does it): %s", s->path, why);
+        free(why);
+        pthread_mutex_lock(&s->mu);
+        s->rc = rc;
+        s->finished = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+}
+
+struct layer_stream *layer_stream_new(const char *plain_path) {
+        struct layer_stream *s = xmalloc(sizeof(*s));
+        *s = (struct layer_stream) { .in = -1 };
+        s->out = open(plain_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->out < 0) {
+                free(s);
+                return NULL;
+        }
+        s->path = xstrdup(plain_path);
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cond, NULL);
+        if (pthread_create(&s->thread, NULL, run, s) != 0) {
+                close(s->out);
+                unlink(s->path);
+                pthread_mutex_destroy(&s->mu);
+                pthread_cond_destroy(&s->cond);
+                free(s->path);
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+void layer_stream_written(void *ud, int fd, uint64_t bytes) {
+        struct layer_stream *s = ud;
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->mu);
+        if (bytes == 0) { /* a try opens its file */
+                if (s->avail > 0) {
+                        s->stop = true; /* the thread has read the first try's bytes */
+                } else {
+                        if (s->in >= 0) /* nothing was read from the earlier try's */
+                                close(s->in);
+                        char self[64]; /* the writer's is write-only: the same file opened again to read */
+                        snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+                        s->in = open(self, O_RDONLY | O_CLOEXEC);
+                        if (s->in < 0)
+                                s->stop = true;
+                }
+        } else if (!s->stop && s->in >= 0 && bytes > s->avail) {
+                s->avail = bytes;
+        }
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+}
+
+void layer_stream_end(struct layer_stream *s, bool ok) {
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->mu);
+        if (!s->ended) {
+                s->ended = true;
+                s->ok = ok && s->in >= 0;
+                if (!s->ok)
+                        s->stop = true;
+        }
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+}
+
+bool layer_stream_finished(struct layer_stream *s) {
+        if (!s)
+                return true;
+        pthread_mutex_lock(&s->mu);
+        bool done = s->finished;
+        pthread_mutex_unlock(&s->mu);
+        return done;
+}
+
+bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *ud) {
+        if (!s)
+                return false;
+        layer_stream_end(s, false); /* a writer that never said it was done */
+        pthread_mutex_lock(&s->mu);
+        while (!s->finished) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 100 * 1000 * 1000;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+                if (!s->finished && cancel && cancel(ud)) {
+                        s->stop = true;
+                        pthread_cond_broadcast(&s->cond);
+                }
+        }
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        bool whole = s->rc == 0 && s->ok && !s->stop;
+        if (s->in >= 0)
+                close(s->in);
+        if (close(s->out) < 0)
+                whole = false;
+        if (!whole)
+                unlink(s->path);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cond);
+        free(s->path);
+        free(s);
+        return whole;
+}
+
+#else /* without ISA-L: never a stream */
+
+struct layer_stream *layer_stream_new(const char *plain_path) {
+        (void) plain_path;
+        return NULL;
+}
+void layer_stream_written(void *ud, int fd, uint64_t bytes) {
+        (void) ud, (void) fd, (void) bytes;
+}
+void layer_stream_end(struct layer_stream *s, bool ok) {
+        (void) s, (void) ok;
+}
+bool layer_stream_finished(struct layer_stream *s) {
+        (void) s;
+        return true;
+}
+bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *ud) {
+        (void) s, (void) cancel, (void) ud;
+        return false;
+}
+
+#endif
