@@ -56,6 +56,8 @@ multi() {
         expect_eq "$(jq -c .oci.config.entrypoint "$TMP/m.json")" '["/bin/sh","-c"]' || return 1
         expect_eq "$(jq -r .source "$TMP/m.json")" "$REG/banger/multi:1" || return 1
         for s in resolve layers flatten inject; do grep -q "$s" "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }; done
+        # every layer was fetched, so each was decompressed on the way (stream.c)
+        grep -q 'flatten: 3 layers into ext4 (3 decompressed while fetched)' "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }
         # every layer is in the cache under its digest, verified
         for d in $OCI_MULTI_LAYERS; do
                 expect_eq "sha256:$(sha256sum <"$BLOBS/${d#sha256:}" | cut -d' ' -f1)" "$d" || return 1
@@ -240,6 +242,7 @@ torn() {
         local before; before=$(grep -c "GET /v2/banger/multi/blobs/$layer" "$TMP/reg/registry.log")
         B image pull "$REG/banger/multi:1" --name torn >"$TMP/torn.err" 2>&1 || { cat "$TMP/torn.err"; return 1; }
         expect_eq "$(grep -c "GET /v2/banger/multi/blobs/$layer" "$TMP/reg/registry.log")" $((before + 1)) || return 1
+        grep -q '(1 decompressed while fetched)' "$TMP/torn.err" || { cat "$TMP/torn.err"; return 1; }
         expect_eq "sha256:$(sha256sum "$blob" | cut -d' ' -f1)" "$layer" || return 1
         B image delete torn >/dev/null && nothing_left
 }

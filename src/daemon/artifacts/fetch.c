@@ -70,7 +70,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
                         s->err = r;
                         return 0;
                 }
-                if (s->o->written)
+                if (s->o->written && len)
                         s->o->written(s->o->ud, s->fd, s->written + len);
         } else
                 strbuf_add(s->mem, p, len);

@@ -665,7 +665,7 @@ static int fill(struct flat *f, const char *path) {
 struct unpack {
         struct flat *f;
         const char *out_path;
-        char **paths;        /* per layer: the plain tar to read (a temp file or the layer itself) */
+        char **paths;        /* per layer: the plain tar to read (a temp file, the caller's or the layer itself) */
         bool *temp;          /* paths[i] is ours to remove */
         int *rc;             /* per layer */
         char **why;          /* per layer: the failure */

@@ -57,6 +57,7 @@ struct pull {
         struct oci_config cfg;
         char **layers;         /* cache paths, oldest first (n_layers of them) */
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
+        size_t n_plain;        /* how many are */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
@@ -466,17 +467,30 @@ static bool pull_cancelled(void *ud) {
         return progress_cancelled(((const struct pull *) ud)->p);
 }
 
+static bool always(void *ud) {
+        (void) ud;
+        return true;
+}
+
+/* A layer the stream can decompress (gzip by its media type). */
+static bool gzip_layer(const struct oci_descriptor *d) {
+        size_t n = d->media_type ? strlen(d->media_type) : 0;
+        return n >= 4 && strcmp(d->media_type + n - 4, "gzip") == 0;
+}
+
 static int by_size_desc(const void *a, const void *b, void *ud) {
         const struct oci_descriptor *l = ud;
         int64_t x = l[*(const size_t *) a].size, y = l[*(const size_t *) b].size;
-        return x > y ? -1 : x < y ? 1 : *(const size_t *) a < *(const size_t *) b ? -1 : 1;
+        size_t i = *(const size_t *) a, j = *(const size_t *) b;
+        return x > y ? -1 : x < y ? 1 : i < j ? -1 : i > j ? 1 : 0;
 }
 
 /* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
 #define STREAMS_MAX 8
 
-/* Every layer into the cache; those fetched also decompressed on the way,
- * into q->staging, where they can be (q->plain). */
+/* Every layer into the cache, the largest first; a gzip one fetched is also
+ * decompressed on the way, into q->staging (q->plain), up to STREAMS_MAX at
+ * once. */
 static int fetch_layers(struct pull *q, struct op_error *e) {
         struct blob_progress bp = { .q = q, .stage = "layers" };
         size_t n = q->m.n_layers;
@@ -504,7 +518,7 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                         live += streams[k] != NULL;
                 }
                 _cleanup_free_ char *plain = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
-                bp.plain = live < STREAMS_MAX ? plain : NULL;
+                bp.plain = live < STREAMS_MAX && gzip_layer(d) ? plain : NULL;
                 bp.stream = NULL;
                 progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, n, d->digest,
                                (double) d->size / (1 << 20));
@@ -512,12 +526,15 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 streams[i] = bp.stream;
                 bp.base += (uint64_t) d->size;
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* a failed pull does not wait for them */
                 if (streams[i])
-                        whole[i] = layer_stream_join(streams[i], pull_cancelled, q);
+                        whole[i] = layer_stream_join(streams[i], rc < 0 ? always : pull_cancelled, q);
                 if (whole[i])
                         q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
+                q->n_plain += whole[i];
         }
+        if (rc == 0 && pull_cancelled(q))
+                rc = op_fail(e, -ECANCELED, "cancelled");
         free(streams);
         free(whole);
         free(order);
@@ -717,7 +734,11 @@ static int build(struct pull *q, const char *staging, const char *name, struct o
         struct oci_flatten_stats st = { 0 };
         int rc = image_ensure_kernel(q->a, kernel, q->p, e); /* before the long work: a bad --kernel-ref fails at once */
         if (rc == 0) {
-                progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
+                if (q->n_plain)
+                        progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched)",
+                                       q->m.n_layers, q->n_plain);
+                else
+                        progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
                 rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
         }
         for (size_t i = 0; i < q->m.n_layers; i++) /* their space back before the image is finished */

@@ -98,7 +98,7 @@ void layer_stream_written(void *ud, int fd, uint64_t bytes) {
         pthread_mutex_lock(&s->mu);
         if (bytes == 0) { /* a try opens its file */
                 if (s->avail > 0) {
-                        s->stop = true; /* the thread has read the first try's bytes */
+                        s->stop = true; /* the thread may have read the earlier try's bytes */
                 } else {
                         if (s->in >= 0) /* nothing was read from the earlier try's */
                                 close(s->in);

@@ -6,16 +6,18 @@
  * layout): the writer reports each piece it puts in its file (fetch.h's
  * written hook), and a thread reads the file right behind it and inflates
  * it (gunzip.h) into a plain tar, which oci_flatten then takes instead of
- * decompressing the layer itself (flatten.h, plain). The download is then
- * off the critical path of a pull.
+ * decompressing the layer itself (flatten.h, plain). The decompression
+ * then runs beside the download instead of after it.
  *
  * Only a shortcut, never the only way: anything out of the ordinary (data
- * that is not gzip or is damaged, a retried download, a writer that failed
- * or whose blob did not verify, a cancel, a build without ISA-L) drops the
- * plain tar, and the flatten decompresses the verified blob as it would
- * have anyway, with its own errors. A plain tar is kept only when the
- * writer said its blob was whole and verified (layer_stream_end) and the
- * thread inflated exactly those bytes.
+ * that is not gzip or is damaged, a download retried after it had written
+ * data, a writer that failed or whose blob did not verify, a cancel, a
+ * build without ISA-L) drops the plain tar, and the flatten decompresses
+ * the verified blob as it would have anyway, with its own errors. A plain
+ * tar is kept only when the writer said its blob was whole and verified
+ * (layer_stream_end) and the thread inflated those bytes to the end of
+ * their gzip data (what follows the last member is ignored, as gunzip.h
+ * does for a file).
  */
 
 #include <stdbool.h>
