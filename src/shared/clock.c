@@ -35,13 +35,21 @@ int64_t rfc3339_parse_ms(const char *s) {
         return (int64_t) timegm(&tm) * 1000;
 }
 
-struct timespec mono_deadline(int64_t ms) {
+static struct timespec deadline(clockid_t clock, int64_t ms) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(clock, &ts);
         if (ms < 0)
                 ms = 0;
         int64_t ns = (int64_t) ts.tv_nsec + (ms % 1000) * 1000000;
         ts.tv_sec += (time_t) (ms / 1000 + ns / 1000000000);
         ts.tv_nsec = (long) (ns % 1000000000);
         return ts;
+}
+
+struct timespec mono_deadline(int64_t ms) {
+        return deadline(CLOCK_MONOTONIC, ms);
+}
+
+struct timespec wall_deadline(int64_t ms) {
+        return deadline(CLOCK_REALTIME, ms);
 }

@@ -21,3 +21,5 @@ int64_t rfc3339_parse_ms(const char *s);
 /* An absolute CLOCK_MONOTONIC deadline `ms` from now (pthread_cond_timedwait
  * with a monotonic condattr). */
 struct timespec mono_deadline(int64_t ms);
+/* The same on CLOCK_REALTIME (pthread_cond_timedwait with a default condvar). */
+struct timespec wall_deadline(int64_t ms);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fetch.h"
 #include "fsutil.h"
 #include "ids.h"
@@ -182,11 +183,7 @@ static int inflight_wait(struct artifacts *a, struct inflight *f, const struct p
                         *ret_rc = op_fail(err, -ECANCELED, "cancelled");
                         return 0;
                 }
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250 * 1000 * 1000;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = wall_deadline(250);
                 pthread_cond_timedwait(&a->inflight_cond, &a->inflight_mu, &ts);
         }
         *ret_rc = f->rc;

@@ -377,11 +377,7 @@ int agent_exec_open(struct agent_links *L, const char *socket_path, const uint8_
         link_wake(k);
         int64_t deadline = mono_ms_now() + timeout_ms;
         while (x->state == CH_OPENING && !k->dead && mono_ms_now() < deadline) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100 * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = wall_deadline(100);
                 pthread_cond_timedwait(&k->cond, &k->mu, &ts);
         }
         enum chan_state st = x->state;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "disk/workdisk.h"
 #include "flatten_internal.h"
 #include "gunzip.h"
@@ -773,11 +774,7 @@ static int unpack_layers(struct unpack *u) {
                 u->running++;
         }
         while (u->running > 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100 * 1000 * 1000;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = wall_deadline(100);
                 pthread_cond_timedwait(&u->cond, &u->mu, &ts);
                 if (!u->stop && flat_cancelled(f))
                         u->stop = true;

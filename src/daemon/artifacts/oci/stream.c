@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "gunzip.h"
 #include "log.h"
 #include "strbuf.h"
@@ -144,11 +145,7 @@ bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *u
         layer_stream_end(s, false); /* a writer that never said it was done */
         pthread_mutex_lock(&s->mu);
         while (!s->finished) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100 * 1000 * 1000;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = wall_deadline(100);
                 pthread_cond_timedwait(&s->cond, &s->mu, &ts);
                 if (!s->finished && cancel && cancel(ud)) {
                         s->stop = true;
