@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/* gzip layers: several members and damaged trailers through the flatten,
+ * and layers decompressed while they are fetched (stream.c), which the
+ * flatten then takes as they are. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ext2fs/ext2fs.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ociflat_fixture.h"
+#include "artifacts/oci/stream.h"
+#include "fsutil.h"
+#include "proc_spawn.h"
+#include "strbuf.h"
+
+
+/* A tar in several gzip members (pigz, concatenated layers) is one layer;
+ * a damaged CRC32 or ISIZE in a trailer refuses it. */
+static void test_gzip_members(void **state) {
+        (void) state;
+        size_t n = 3 * MIB;
+        char *rnd = xmalloc(n), *tar = NULL, *text = NULL;
+        size_t tlen = 0, glen = 0;
+        fill_random(rnd, n, 11);
+        const struct ent ents[] = { { .path = "a", .type = AE_IFREG, .data = "a" },
+                                    { .path = "r", .type = AE_IFREG, .data = rnd, .len = n },
+                                    { .path = "z", .type = AE_IFREG, .data = "z" } };
+        char *plain = layer("members.tar", NULL, ents, 3);
+        assert_int_equal(read_file(plain, 64 * MIB, &tar, &tlen), 0);
+        char *gz = path_join(dir, "members.tar.gz"), *out = out_path("members.ext4");
+        int fd = open(gz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        put_gzip_member(fd, tar, 1000); /* members need not end on a tar block */
+        put_gzip_member(fd, tar + 1000, tlen / 2 - 1000);
+        put_gzip_member(fd, tar + tlen / 2, tlen - tlen / 2);
+        close(fd);
+        struct oci_flatten_stats fst;
+        struct op_error err = OP_ERROR_INIT;
+        assert_int_equal(flatten(&gz, 1, out, NULL, &fst, &err), 0);
+        assert_int_equal(fst.entries, 3);
+        assert_fsck_clean(out);
+        ext2_filsys fs = img_open(out);
+        struct ext2_inode_large in;
+        char *back = xmalloc(n);
+        assert_int_equal(img_read(fs, img_must(fs, "r", &in), 0, back, (unsigned) n), n);
+        assert_memory_equal(back, rnd, n);
+        assert_content(fs, "z", "z");
+        ext2fs_close_free(&fs);
+        free(back);
+        unlink(out);
+
+        /* one member; then its trailer damaged: the CRC32, then the size
+         * (igzip checks them; libarchive's gzip filter does not, where the
+         * blob's digest is the only guard) */
+        char *one = layer("one.tar.gz", "gzip", ents, 3);
+        assert_int_equal(read_file(one, 64 * MIB, &text, &glen), 0);
+        assert_true(glen > 8);
+#ifdef HAVE_ISAL
+        for (size_t at = glen - 8; at < glen; at += 4) {
+                text[at] ^= 0x01;
+                assert_int_equal(write_file_atomic(one, text, glen, 0644), 0);
+                assert_refused(&one, 1, NULL, -EBADMSG, "truncated or damaged");
+                text[at] ^= 0x01;
+        }
+#endif
+        assert_int_equal(write_file_atomic(one, text, glen, 0644), 0);
+        assert_int_equal(flatten(&one, 1, out, NULL, &fst, &err), 0);
+        unlink(out);
+        free(rnd);
+        free(tar);
+        free(text);
+        free(plain);
+        free(gz);
+        free(one);
+        free(out);
+}
+
+/* ---- layers decompressed while fetched (stream.h) ------------------------------------ */
+
+/* fd: the "download" of the gzip data gz[0..len), in pieces, reported to s. */
+static void feed(struct layer_stream *s, int fd, const char *gz, size_t from, size_t to) {
+        for (size_t off = from; off < to;) {
+                size_t n = to - off < 50000 ? to - off : 50000;
+                assert_int_equal(write_all(fd, gz + off, n), 0);
+                off += n;
+                layer_stream_written(s, fd, off);
+        }
+}
+
+static int new_file(const char *name) {
+        char *p = out_path(name);
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* as fetch's */
+        assert_true(fd >= 0);
+        free(p);
+        return fd;
+}
+
+/* One download of data[0..len) into a new stream at out, then the writer's
+ * word: end 1 (whole and verified), 0 (failed) or -1 (none). The join's
+ * answer; a dropped stream leaves nothing at out. */
+static bool one_try(const char *out, const char *data, size_t len, int end) {
+        struct layer_stream *s = layer_stream_new(out);
+        assert_non_null(s);
+        int fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, data, 0, len);
+        if (end >= 0)
+                layer_stream_end(s, end == 1);
+        bool whole = layer_stream_join(s, NULL, NULL);
+        close(fd);
+        if (!whole)
+                assert_false(exists(out));
+        return whole;
+}
+
+/* The plain tar is the gzip data decompressed, kept only when the writer
+ * says its blob is whole; any other turn drops it and leaves nothing. */
+static void test_stream(void **state) {
+        (void) state;
+        size_t n = 3 * MIB, tlen = 0, glen = 0;
+        char *rnd = xmalloc(n), *tar = NULL, *gzdata = NULL, *back = NULL;
+        fill_random(rnd, n, 5);
+        const struct ent ents[] = { { .path = "a", .type = AE_IFREG, .data = "a" },
+                                    { .path = "r", .type = AE_IFREG, .data = rnd, .len = n } };
+        char *plain = layer("s.tar", NULL, ents, 2), *gz = path_join(dir, "s.tar.gz"), *out = path_join(dir, "s.out");
+        assert_int_equal(read_file(plain, 64 * MIB, &tar, &tlen), 0);
+        int gfd = open(gz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        put_gzip_member(gfd, tar, tlen);
+        close(gfd);
+        assert_int_equal(read_file(gz, 64 * MIB, &gzdata, &glen), 0);
+#ifdef HAVE_ISAL
+        /* whole: also when a first try opened its file and wrote nothing (a 401) */
+        struct layer_stream *s = layer_stream_new(out);
+        assert_non_null(s);
+        assert_null(layer_stream_new(out)); /* the file is there: O_EXCL */
+        int fd0 = new_file("try0"), fd = new_file("try1");
+        layer_stream_written(s, fd0, 0);
+        close(fd0);
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        assert_true(layer_stream_join(s, NULL, NULL));
+        size_t blen = 0;
+        assert_int_equal(read_file(out, 64 * MIB, &back, &blen), 0);
+        assert_int_equal(blen, tlen);
+        assert_memory_equal(back, tar, tlen);
+        close(fd);
+        unlink(out);
+
+        /* a second try after data: dropped, even if it then goes well */
+        s = layer_stream_new(out);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen / 2);
+        close(fd);
+        fd = new_file("try2");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        assert_false(exists(out));
+        close(fd);
+
+        /* the writer failed (a digest mismatch), or never said */
+        assert_false(one_try(out, gzdata, glen, 0));
+        assert_false(one_try(out, gzdata, glen, -1));
+
+        /* not gzip (a plain or zstd layer): the flatten's to do */
+        assert_false(one_try(out, tar, tlen, 1));
+
+        /* damaged on the way (the digest would have caught it; the CRC does too) */
+        gzdata[glen / 2] ^= 0x10;
+        assert_false(one_try(out, gzdata, glen, 1));
+        gzdata[glen / 2] ^= 0x10;
+        assert_true(one_try(out, gzdata, glen, 1)); /* and the same bytes undamaged are kept */
+        unlink(out);
+#else
+        assert_null(layer_stream_new(out));
+        assert_false(exists(out));
+#endif
+        /* the flatten takes a plain tar it is given as it is */
+        const struct ent other[] = { { .path = "b", .type = AE_IFREG, .data = "b" } };
+        char *b = layer("other.tar", NULL, other, 1), *img = out_path("s.ext4");
+        const char *const given[] = { b };
+        struct oci_flatten_opts fo = { .plain = given };
+        struct op_error err = OP_ERROR_INIT;
+        assert_int_equal(flatten(&gz, 1, img, &fo, NULL, &err), 0);
+        ext2_filsys fs = img_open(img);
+        assert_content(fs, "b", "b");
+        assert_absent(fs, "a");
+        ext2fs_close_free(&fs);
+        assert_true(exists(b)); /* the caller's to remove */
+        unlink(img);
+        free(rnd);
+        free(tar);
+        free(gzdata);
+        free(back);
+        free(plain);
+        free(gz);
+        free(out);
+        free(b);
+        free(img);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_gzip_members),
+                cmocka_unit_test(test_stream),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
