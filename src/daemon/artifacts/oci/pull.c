@@ -57,7 +57,6 @@ struct pull {
         struct oci_config cfg;
         char **layers;         /* cache paths, oldest first (n_layers of them) */
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
-        size_t n_plain;        /* how many are */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
@@ -485,6 +484,16 @@ static int by_size_desc(const void *a, const void *b, void *ud) {
         return x > y ? -1 : x < y ? 1 : i < j ? -1 : i > j ? 1 : 0;
 }
 
+/* Layer i's stream joined (NULL: there was none): q->plain[i] stays only
+ * for a whole plain tar. */
+static void stream_done(struct pull *q, struct layer_stream **streams, size_t i, bool (*cancel)(void *ud)) {
+        if (!layer_stream_join(streams[i], cancel, q)) {
+                free(q->plain[i]);
+                q->plain[i] = NULL;
+        }
+        streams[i] = NULL;
+}
+
 /* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
 #define STREAMS_MAX 8
 
@@ -500,7 +509,6 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
         q->layers = xcalloc(n + 1, sizeof(char *));
         q->plain = xcalloc(n + 1, sizeof(char *));
         struct layer_stream **streams = xcalloc(n, sizeof(*streams));
-        bool *whole = xcalloc(n, sizeof(bool));
         size_t *order = xcalloc(n, sizeof(size_t));
         for (size_t i = 0; i < n; i++) /* the largest first: its decompression is the longest */
                 order[i] = i;
@@ -511,32 +519,28 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 const struct oci_descriptor *d = &q->m.layers[i];
                 size_t live = 0;
                 for (size_t k = 0; k < n; k++) { /* the threads done are joined as we go */
-                        if (streams[k] && layer_stream_finished(streams[k])) {
-                                whole[k] = layer_stream_join(streams[k], NULL, NULL);
-                                streams[k] = NULL;
-                        }
+                        if (streams[k] && layer_stream_finished(streams[k]))
+                                stream_done(q, streams, k, NULL);
                         live += streams[k] != NULL;
                 }
-                _cleanup_free_ char *plain = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
-                bp.plain = live < STREAMS_MAX && gzip_layer(d) ? plain : NULL;
+                if (live < STREAMS_MAX && gzip_layer(d))
+                        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
+                bp.plain = q->plain[i];
                 bp.stream = NULL;
                 progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, n, d->digest,
                                (double) d->size / (1 << 20));
                 rc = cache_blob(q, d, &bp, &q->layers[i], e);
                 streams[i] = bp.stream;
+                if (!streams[i]) /* a cached blob, or no stream to be had */
+                        stream_done(q, streams, i, NULL);
                 bp.base += (uint64_t) d->size;
         }
-        for (size_t i = 0; i < n; i++) { /* a failed pull does not wait for them */
+        for (size_t i = 0; i < n; i++) /* a failed pull does not wait for them */
                 if (streams[i])
-                        whole[i] = layer_stream_join(streams[i], rc < 0 ? always : pull_cancelled, q);
-                if (whole[i])
-                        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
-                q->n_plain += whole[i];
-        }
+                        stream_done(q, streams, i, rc < 0 ? always : pull_cancelled);
         if (rc == 0 && pull_cancelled(q))
                 rc = op_fail(e, -ECANCELED, "cancelled");
         free(streams);
-        free(whole);
         free(order);
         return rc;
 }
@@ -734,9 +738,12 @@ static int build(struct pull *q, const char *staging, const char *name, struct o
         struct oci_flatten_stats st = { 0 };
         int rc = image_ensure_kernel(q->a, kernel, q->p, e); /* before the long work: a bad --kernel-ref fails at once */
         if (rc == 0) {
-                if (q->n_plain)
+                size_t n_plain = 0;
+                for (size_t i = 0; i < q->m.n_layers; i++)
+                        n_plain += q->plain[i] != NULL;
+                if (n_plain)
                         progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched)",
-                                       q->m.n_layers, q->n_plain);
+                                       q->m.n_layers, n_plain);
                 else
                         progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
                 rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
