@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Measures `banger image pull` of a ~100 MB OCI image (busybox plus about
-# 100 MB of the host's /usr files, in 3 layers) from Debian's docker-registry
+# Measures `banger image pull` of a ~100 MB OCI image (busybox plus the
+# host's /usr files, in 3 layers: ~60 MiB of gzip blobs, ~210 MiB of files;
+# the exact sizes are printed) from Debian's docker-registry
 # on loopback, against a baseline measured in the same run: `skopeo copy` of
 # the same image from the same registry into a local directory (downloads and
 # verifies the blobs, builds no filesystem). Median of N, cold caches each
 # time (banger's blob cache pruned, the image deleted, skopeo's dir removed).
-# Also: the same pull from an oci: layout, and a second pull (a no-op).
+# Also: the same pull from an oci: layout, a second pull (a no-op), and one
+# more cold pull split by its stage lines (fetch, the decompression left when
+# the blobs are in, the flatten into ext4 with its fsync, agent and register).
 #
 #   bench/oci-pull.sh [N]        (root; its own XDG dirs and netns)
 set -euo pipefail
@@ -60,7 +63,7 @@ echo "# image: $((BYTES / 1048576)) MiB of files, $((BLOBS / 1048576)) MiB of bl
 B ping >/dev/null
 
 : >"$W/skopeo"; : >"$W/pull"; : >"$W/layout"
-for i in $(seq "$N"); do
+for _ in $(seq "$N"); do
         rm -rf "$W/dir"
         t0=$(now)
         ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false docker://127.0.0.1:5000/bench/big:1 "dir:$W/dir"
@@ -78,7 +81,9 @@ for i in $(seq "$N"); do
         echo "$(now) - $t0" | bc >>"$W/layout"
         B image delete big-layout >/dev/null
 done
-B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
+# one more cold pull, its stage lines timestamped: where the time goes
+B image cache prune >/dev/null
+B image pull 127.0.0.1:5000/bench/big:1 2>&1 | while IFS= read -r l; do echo "$(now) $l"; done >"$W/stages"
 t0=$(now)
 B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
 AGAIN=$(echo "$(now) - $t0" | bc)
@@ -88,3 +93,14 @@ printf 'skopeo copy docker:// -> dir:      %6.3f s (median of %d; baseline)\n' "
 printf 'banger image pull (registry)       %6.3f s  %.2fx\n' "$P" "$(echo "$P / $S" | bc -l)"
 printf 'banger image pull oci:DIR          %6.3f s  %.2fx\n' "$LO" "$(echo "$LO / $S" | bc -l)"
 printf 'banger image pull again (no-op)    %6.3f s\n' "$AGAIN"
+# stage lines: "==> NAME: ..." as a stage starts, "    layers: BYTES" as the blobs arrive
+awk '$2 == "==>" && !t0 { t0 = $1 }
+     $2 == "layers:" { fetched = $1 }
+     $2 == "==>" && $3 == "flatten:" { flat = $1 }
+     $2 == "==>" && $3 == "inject:" { inj = $1 }
+     { end = $1 }
+     END {
+        if (!t0 || !flat || !inj) { print "where the time goes: stage lines not found" > "/dev/stderr"; exit 1 }
+        if (!fetched) fetched = flat
+        printf "one pull, by stage (s):             fetch %.3f, decompression after it %.3f, flatten %.3f, agent and register %.3f\n", fetched - t0, flat - fetched, inj - flat, end - inj
+     }' "$W/stages"
