@@ -30,12 +30,31 @@ struct layer_stream {
         int rc;           /* the thread's */
 };
 
+/* Until the writer says its blob verified, the bytes may be anyone's (a pull
+ * pinned by digest, through a hostile mirror or redirect), and a gzip bomb
+ * must not fill the disk with them: the stream writes at most
+ * UNVERIFIED_SLACK plus UNVERIFIED_RATIO times what it has read (layers
+ * inflate 3 to 10 times), reading UNVERIFIED_READ at a time (deflate's
+ * 1032:1 bound keeps the overshoot near 16 MiB), and past that waits for the
+ * writer's word. A verified blob goes on unbounded, as the flatten's own
+ * decompression does. */
+#define UNVERIFIED_SLACK (UINT64_C(16) << 20)
+#define UNVERIFIED_RATIO 32u
+#define UNVERIFIED_READ ((size_t) 16 << 10)
+
 /* oci_read_fn: what the writer has put in its file, waiting for more. */
 static ssize_t follow(void *ud, void *buf, size_t len) {
         struct layer_stream *s = ud;
+        off_t out = lseek(s->out, 0, SEEK_CUR); /* what the thread wrote: its own fd, written in order */
+        bool verified;
         pthread_mutex_lock(&s->mu);
-        while (!s->stop && !s->ended && s->pos >= s->avail)
+        for (;;) {
+                verified = s->ended && s->ok;
+                bool held = !verified && (out < 0 || (uint64_t) out > UNVERIFIED_SLACK + UNVERIFIED_RATIO * s->pos);
+                if (s->stop || (s->ended && !s->ok) || (!held && (s->pos < s->avail || s->ended)))
+                        break;
                 pthread_cond_wait(&s->cond, &s->mu);
+        }
         bool stop = s->stop || (s->ended && !s->ok);
         uint64_t avail = s->avail;
         int fd = s->in;
@@ -44,6 +63,8 @@ static ssize_t follow(void *ud, void *buf, size_t len) {
                 return -ECANCELED;
         if (s->pos >= avail)
                 return 0; /* the writer is done and all of it is read */
+        if (!verified && len > UNVERIFIED_READ)
+                len = UNVERIFIED_READ;
         size_t n = avail - s->pos < len ? (size_t) (avail - s->pos) : len;
         ssize_t r = pread(fd, buf, n, (off_t) s->pos);
         if (r < 0)

@@ -17,7 +17,9 @@
  * tar is kept only when the writer said its blob was whole and verified
  * (layer_stream_end) and the thread inflated those bytes to the end of
  * their gzip data (what follows the last member is ignored, as gunzip.h
- * does for a file).
+ * does for a file). Before that word the plain tar is bounded (at most
+ * about 32 times the compressed bytes read plus 32 MiB): past it the
+ * thread waits, so a gzip bomb in an unverified blob fills no disk.
  */
 
 #include <stdbool.h>
