@@ -211,7 +211,7 @@ static int run(struct sink *s, struct op_error *err) {
                 return op_fail(err, r, "downloading %s: %s", o->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
         }
         if (o->expect_size && s->written != o->expect_size) {
-                return op_fail(err, -EBADMSG, "%s: got %llu bytes, the index says %llu", o->url, (unsigned long long) s->written,
+                return op_fail(err, -EBADMSG, "%s: got %llu bytes, expected %llu", o->url, (unsigned long long) s->written,
                                      (unsigned long long) o->expect_size);
         }
         return 0;

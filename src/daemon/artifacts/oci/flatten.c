@@ -817,8 +817,8 @@ static void flat_done(struct flat *f) {
 int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path, const struct oci_flatten_opts *o,
                 struct oci_flatten_stats *ret, struct op_error *e) {
         static const struct oci_flatten_opts defaults = { 0 };
-        _cleanup_(flat_done) struct flat f = { .layers = layers, .n_layers = n_layers, .o = o ? o : &defaults, .e = e,
-                                              .wb_fd = -1 };
+        _cleanup_(flat_done) struct flat f = { .layers = layers, .shown = layers, .n_layers = n_layers,
+                                              .o = o ? o : &defaults, .e = e, .wb_fd = -1 };
         struct stat st;
         uint64_t size = 0;
         bool created = false;

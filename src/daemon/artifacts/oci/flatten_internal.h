@@ -66,7 +66,8 @@ struct dirbuf {
 };
 
 struct flat {
-        const char *const *layers;
+        const char *const *layers;  /* what the passes read (the plain tars, once decompressed) */
+        const char *const *shown;   /* the caller's layers, for messages */
         size_t n_layers;
         const struct oci_flatten_opts *o;
         struct op_error *e;

@@ -40,7 +40,7 @@ int flat_fail(struct flat *f, int r, const char *fmt, ...) {
                 return op_fail(f->e, r, "layer %zu, entry '%.200s%s': %s", f->layer, f->path,
                                strlen(f->path) > 200 ? "..." : "", sb.buf);
         if (f->layer)
-                return op_fail(f->e, r, "layer %zu (%s): %s", f->layer, f->layers[f->layer - 1], sb.buf);
+                return op_fail(f->e, r, "layer %zu (%s): %s", f->layer, f->shown[f->layer - 1], sb.buf);
         return op_fail(f->e, r, "%s", sb.buf);
 }
 
