@@ -46,16 +46,16 @@ struct layer_stream {
 static ssize_t follow(void *ud, void *buf, size_t len) {
         struct layer_stream *s = ud;
         off_t out = lseek(s->out, 0, SEEK_CUR); /* what the thread wrote: its own fd, written in order */
-        bool verified;
+        bool verified, stop;
         pthread_mutex_lock(&s->mu);
         for (;;) {
                 verified = s->ended && s->ok;
+                stop = s->stop || (s->ended && !s->ok);
                 bool held = !verified && (out < 0 || (uint64_t) out > UNVERIFIED_SLACK + UNVERIFIED_RATIO * s->pos);
-                if (s->stop || (s->ended && !s->ok) || (!held && (s->pos < s->avail || s->ended)))
+                if (stop || (!held && (s->pos < s->avail || s->ended)))
                         break;
                 pthread_cond_wait(&s->cond, &s->mu);
         }
-        bool stop = s->stop || (s->ended && !s->ok);
         uint64_t avail = s->avail;
         int fd = s->in;
         pthread_mutex_unlock(&s->mu);
