@@ -7,8 +7,9 @@
 # verifies the blobs, builds no filesystem). Median of N, cold caches each
 # time (banger's blob cache pruned, the image deleted, skopeo's dir removed).
 # Also: the same pull from an oci: layout, a second pull (a no-op), and one
-# more cold pull split by its stage lines (fetch, the decompression left when
-# the blobs are in, the flatten into ext4 with its fsync, agent and register).
+# more cold pull split by its stage lines (fetch; what comes before the
+# flatten; the flatten into ext4, which runs beside the decompression still
+# going on when the blobs are in, with its fsync; agent and register).
 #
 #   bench/oci-pull.sh [N]        (root; its own XDG dirs and netns)
 set -euo pipefail
@@ -102,5 +103,5 @@ awk '$2 == "==>" && !t0 { t0 = $1 }
      END {
         if (!t0 || !flat || !inj) { print "where the time goes: stage lines not found" > "/dev/stderr"; exit 1 }
         if (!fetched) fetched = flat
-        printf "one pull, by stage (s):             fetch %.3f, decompression after it %.3f, flatten %.3f, agent and register %.3f\n", fetched - t0, flat - fetched, inj - flat, end - inj
+        printf "one pull, by stage (s):             fetch %.3f, then to the flatten %.3f, flatten (beside the decompression left, with its fsync) %.3f, agent and register %.3f\n", fetched - t0, flat - fetched, inj - flat, end - inj
      }' "$W/stages"

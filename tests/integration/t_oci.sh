@@ -56,8 +56,11 @@ multi() {
         expect_eq "$(jq -c .oci.config.entrypoint "$TMP/m.json")" '["/bin/sh","-c"]' || return 1
         expect_eq "$(jq -r .source "$TMP/m.json")" "$REG/banger/multi:1" || return 1
         for s in resolve layers flatten inject; do grep -q "$s" "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }; done
-        # every layer was fetched, so each was decompressed on the way (stream.c)
-        grep -q 'flatten: 3 layers into ext4 (3 decompressed while fetched)' "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }
+        # every layer was fetched, so each was decompressed on the way (stream.c),
+        # and flattened as it was (flatten.h, follow), not again after
+        grep -q 'flatten: 3 layers into ext4 (3 decompressed while fetched, the files written as they are)' \
+                "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }
+        ! grep -q 'flatten: again' "$TMP/m.err" || { cat "$TMP/m.err"; return 1; }
         # every layer is in the cache under its digest, verified
         for d in $OCI_MULTI_LAYERS; do
                 expect_eq "sha256:$(sha256sum <"$BLOBS/${d#sha256:}" | cut -d' ' -f1)" "$d" || return 1
@@ -301,6 +304,11 @@ many() {
         local t0=$SECONDS
         B --json image pull "oci:$TMP/h-many:many" --name many >"$TMP/many.json" 2>"$TMP/many.err" || { cat "$TMP/many.err"; return 1; }
         echo "# 100,000-entry layer flattened in $((SECONDS - t0)) s" >&2
+        # an image made for its tar's bytes (about 100 MB) has too few inodes
+        # for 100,000 files: the flatten beside the stream gives up and the
+        # pull flattens again once the layer is decompressed (pull.c's -EAGAIN)
+        grep -q 'flatten: again, after the decompression (not flattened while decompressed: .*inode' \
+                "$TMP/many.err" || { cat "$TMP/many.err"; return 1; }
         local img; img=$(jq -r .rootfs_path "$TMP/many.json")
         dbg "$img" "stat /many/99/f999" | grep -q 'Size: 4' || return 1
         e2fsck -fn "$img" >/dev/null 2>&1 && B image delete many >/dev/null

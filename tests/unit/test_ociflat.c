@@ -607,6 +607,155 @@ static void test_many_entries(void **state) {
         free(out);
 }
 
+/* Free blocks and inodes of an image (e2fsck also checks they add up). */
+static void img_free(const char *img, uint64_t *blocks, uint64_t *inodes) {
+        ext2_filsys fs = img_open(img);
+        *blocks = ext2fs_free_blocks_count(fs->super);
+        *inodes = fs->super->s_free_inodes_count;
+        ext2fs_close_free(&fs);
+}
+
+/* The early flatten (follow) against the two passes: what pass 1 wrote and a
+ * later layer replaced or whited out (a file with an xattr block, a long
+ * symlink, a device, a hard-linked file) is freed, and the image is the
+ * same; a follow that fails, an estimate far too big or too small. */
+static void test_early(void **state) {
+        (void) state;
+        int mode = flatten_mode;
+        char big_x[3000], longt[200];
+        memset(big_x, 'x', sizeof(big_x)); /* past the inode's room: an xattr block */
+        memset(longt, 't', sizeof(longt) - 1);
+        longt[sizeof(longt) - 1] = '\0';
+        size_t n = 3 * MIB;
+        char *rnd = xmalloc(n);
+        fill_random(rnd, n, 7);
+        const struct ent l1[] = {
+                { .path = "d/", .type = AE_IFDIR, .mode = 0700 },
+                { .path = "d/x", .type = AE_IFREG, .data = "old", .xname = "user.big", .xval = big_x,
+                  .xlen = sizeof(big_x) },
+                { .path = "d/sym", .type = AE_IFLNK, .data = longt },
+                { .path = "d/dev", .type = AE_IFCHR, .major = 1, .minor = 5 },
+                { .path = "d/data", .type = AE_IFREG, .data = rnd, .len = n },
+                { .path = "d/keep", .type = AE_IFREG, .data = "keep" },
+                { .path = "d/twice", .type = AE_IFREG, .data = "first" },
+                { .path = "d/twice", .type = AE_IFREG, .data = "second" },
+                { .path = "x/", .type = AE_IFDIR, .xname = "user.dir", .xval = "v", .xlen = 1 },
+        };
+        const struct ent l2[] = {
+                { .path = "d/", .type = AE_IFDIR, .mode = 0750, .uid = 7 },
+                { .path = "d/x", .type = AE_IFREG, .data = "new" },
+                { .path = "d/.wh.sym", .type = AE_IFREG },
+                { .path = "d/dev", .type = AE_IFDIR },
+                { .path = "hl", .type = HARDLINK, .data = "d/data" },
+                { .path = "d/.wh.data", .type = AE_IFREG },
+        };
+        char *layers[] = { layer("e1.tar", NULL, l1, ELEMENTSOF(l1)), layer("e2.tar.gz", "gzip", l2, ELEMENTSOF(l2)) };
+        char *two = out_path("two.ext4"), *out = out_path("early.ext4");
+        struct op_error err = OP_ERROR_INIT;
+        struct oci_flatten_stats st2, st;
+        struct ext2_inode_large in;
+        uint64_t fb2, fi2, fb, fi;
+        char buf[4096];
+        flatten_mode = 0;
+        assert_int_equal(flatten(layers, 2, two, NULL, &st2, &err), 0);
+        flatten_mode = 1;
+        unsigned fell = early_fallbacks;
+        if (flatten(layers, 2, out, NULL, &st, &err) < 0)
+                fail_msg("%s", op_error_message(&err));
+        assert_int_equal(early_fallbacks, fell); /* done early, not again */
+        assert_int_equal(st.size_bytes, st2.size_bytes);
+        assert_int_equal(st.entries, st2.entries);
+        ext2_filsys fs = img_open(out);
+        assert_content(fs, "d/x", "new");
+        assert_absent(fs, "d/sym");
+        assert_absent(fs, "d/data");
+        assert_content(fs, "d/keep", "keep");
+        assert_content(fs, "d/twice", "second");
+        img_must(fs, "d/dev", &in);
+        assert_int_equal(in.i_mode, LINUX_S_IFDIR | 0755);
+        img_must(fs, "d", &in);
+        assert_int_equal(in.i_mode, LINUX_S_IFDIR | 0750);
+        assert_int_equal(uid_of(&in), 7);
+        ext2_ino_t hl = img_must(fs, "hl", &in);
+        assert_int_equal(in.i_links_count, 1);
+        assert_int_equal(EXT2_I_SIZE(&in), n);
+        assert_int_equal(img_read(fs, hl, n - 4096, buf, 4096), 4096);
+        assert_memory_equal(buf, rnd + n - 4096, 4096);
+        struct ext2_xattr_handle *h;
+        void *v;
+        size_t vlen;
+        assert_int_equal(ext2fs_xattrs_open(fs, img_must(fs, "x", &in), &h), 0);
+        assert_int_equal(ext2fs_xattrs_read(h), 0);
+        assert_int_equal(ext2fs_xattr_get(h, "user.dir", &v, &vlen), 0);
+        assert_memory_equal(v, "v", 1);
+        ext2fs_free_mem(&v);
+        ext2fs_xattrs_close(&h);
+        ext2fs_close_free(&fs);
+        assert_fsck_clean(out);
+        img_free(two, &fb2, &fi2);
+        img_free(out, &fb, &fi);
+        assert_int_equal(fb, fb2); /* nothing of the losers left */
+        assert_int_equal(fi, fi2);
+        unlink(out);
+
+        /* the third follow fails: done again, the same image */
+        early_fail_at = 3;
+        assert_int_equal(flatten(layers, 2, out, NULL, &st, &err), 0);
+        assert_int_equal(early_fallbacks, fell + 1);
+        early_fail_at = 0;
+        assert_fsck_clean(out);
+        img_free(out, &fb, &fi);
+        assert_int_equal(fb, fb2);
+        unlink(out);
+
+        /* an estimate far too big: the image shrunk to the rule's size */
+        early_tar_bytes = 1024 * MIB;
+        assert_int_equal(flatten(layers, 2, out, NULL, &st, &err), 0);
+        assert_int_equal(early_fallbacks, fell + 1);
+        assert_int_equal(st.size_bytes, st2.size_bytes);
+        struct stat sb;
+        assert_int_equal(stat(out, &sb), 0);
+        assert_int_equal((uint64_t) sb.st_size, st2.size_bytes);
+        assert_fsck_clean(out);
+        fs = img_open(out);
+        assert_int_equal(ext2fs_blocks_count(fs->super) * 4096, st2.size_bytes);
+        ext2fs_close_free(&fs);
+        unlink(out);
+
+        /* too small, but the data fits (a floor of 64 MiB, 45 MiB of data):
+         * grown to the rule's size */
+        size_t n45 = 45 * MIB;
+        char *r45 = xmalloc(n45);
+        fill_random(r45, n45, 45);
+        const struct ent l45[] = { { .path = "r", .type = AE_IFREG, .data = r45, .len = n45 } };
+        char *big = layer("e45.tar", NULL, l45, 1);
+        early_tar_bytes = 1;
+        struct oci_flatten_opts o = { .floor_bytes = 64 * MIB };
+        assert_int_equal(flatten(&big, 1, out, &o, &st, &err), 0);
+        assert_int_equal(early_fallbacks, fell + 1);
+        assert_true(st.size_bytes > 64 * MIB);
+        assert_int_equal(stat(out, &sb), 0);
+        assert_int_equal((uint64_t) sb.st_size, st.size_bytes);
+        assert_fsck_clean(out);
+        fs = img_open(out);
+        assert_int_equal(ext2fs_blocks_count(fs->super) * 4096, st.size_bytes);
+        ext2_ino_t ino = img_must(fs, "r", &in);
+        assert_int_equal(img_read(fs, ino, n45 - 4096, buf, 4096), 4096);
+        assert_memory_equal(buf, r45 + n45 - 4096, 4096);
+        ext2fs_close_free(&fs);
+        unlink(out);
+        early_tar_bytes = 0;
+        free(big);
+        free(r45);
+
+        flatten_mode = mode;
+        op_error_done(&err);
+        free_layers(layers, 2);
+        free(two);
+        free(out);
+        free(rnd);
+}
+
 /* Over 2,000,000 names (here mostly parents no header declared): refused. */
 static void test_too_many(void **state) {
         (void) state;
@@ -672,7 +821,11 @@ int main(void) {
                 cmocka_unit_test(test_sparse), cmocka_unit_test(test_too_big),      cmocka_unit_test(test_size_rules),
                 cmocka_unit_test(test_hostile),     cmocka_unit_test(test_hostile_layers),
                 cmocka_unit_test(test_cancel),      cmocka_unit_test(test_many_entries),
-                cmocka_unit_test(test_too_many),
+                cmocka_unit_test(test_too_many),    cmocka_unit_test(test_early),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        int failed = cmocka_run_group_tests_name("two passes", tests, setup, teardown);
+        flatten_mode = 1; /* all of them again, as a pull with streams runs */
+        failed += cmocka_run_group_tests_name("early (follow)", tests, setup, teardown);
+        print_message("early: %u runs, %u fell back to two passes\n", early_runs, early_fallbacks);
+        return failed;
 }

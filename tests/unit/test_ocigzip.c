@@ -277,11 +277,121 @@ static void test_stream_bomb(void **state) {
 #endif
 }
 
+#ifdef HAVE_ISAL
+static int polls;
+static bool cancel_after_3(void *ud) {
+        (void) ud;
+        return ++polls > 3;
+}
+
+static int follow_one(void *ud, size_t layer, uint64_t pos) {
+        assert_int_equal(layer, 0);
+        return layer_stream_wait(ud, pos, NULL, NULL);
+}
+#endif
+
+/* A reader of the plain tar while it is written (layer_stream_wait): more
+ * bytes, the end, a cancel, a dropped stream; and the flatten following a
+ * stream that is still decompressing (the pull's early flatten). */
+static void test_stream_wait(void **state) {
+        (void) state;
+#ifdef HAVE_ISAL
+        size_t n = 8 * MIB, tlen = 0, glen = 0;
+        char *rnd = xmalloc(n), *tar = NULL, *gzdata = NULL;
+        fill_random(rnd, n, 9);
+        const struct ent ents[] = { { .path = "d/", .type = AE_IFDIR },
+                                    { .path = "d/r", .type = AE_IFREG, .data = rnd, .len = n },
+                                    { .path = "d/s", .type = AE_IFLNK, .data = "r" } };
+        char *plain = layer("w.tar", NULL, ents, ELEMENTSOF(ents)), *gz = path_join(dir, "w.tar.gz");
+        char *out = path_join(dir, "w.out"), *img = out_path("w.ext4");
+        assert_int_equal(read_file(plain, 64 * MIB, &tar, &tlen), 0);
+        int gfd = open(gz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        put_gzip_member(gfd, tar, tlen);
+        close(gfd);
+        assert_int_equal(read_file(gz, 64 * MIB, &gzdata, &glen), 0);
+
+        /* half of the blob: some bytes, then nothing more to wait for but a cancel */
+        struct layer_stream *s = layer_stream_new(out);
+        assert_non_null(s);
+        int fd = new_file("w1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen / 2);
+        assert_int_equal(layer_stream_wait(s, 0, NULL, NULL), 1);
+        off_t have = file_size(out);
+        int r;
+        while ((r = layer_stream_wait(s, (uint64_t) have, cancel_after_3, NULL)) == 1) {
+                have = file_size(out);
+                polls = 0;
+        }
+        assert_int_equal(r, -ECANCELED);
+        assert_true(have > 0 && (size_t) have < tlen);
+        /* the rest, verified: more, then 0 at the end with all of it in the file */
+        feed(s, fd, gzdata, glen / 2, glen);
+        layer_stream_end(s, true);
+        uint64_t pos = (uint64_t) have;
+        while ((r = layer_stream_wait(s, pos, NULL, NULL)) == 1)
+                pos = (uint64_t) file_size(out);
+        assert_int_equal(r, 0);
+        assert_int_equal(file_size(out), (off_t) tlen);
+        assert_true(layer_stream_join(s, NULL, NULL));
+        close(fd);
+        unlink(out);
+
+        /* dropped (the blob did not verify): negative, and the join removes it */
+        s = layer_stream_new(out);
+        fd = new_file("w2");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen / 2);
+        layer_stream_end(s, false);
+        while ((r = layer_stream_wait(s, (uint64_t) file_size(out), NULL, NULL)) == 1)
+                ;
+        assert_true(r < 0);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        assert_false(exists(out));
+        close(fd);
+
+        /* the flatten beside a stream still decompressing */
+        s = layer_stream_new(out);
+        fd = new_file("w3");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, gzdata, 0, glen);
+        layer_stream_end(s, true);
+        const char *const given[] = { out };
+        struct oci_flatten_opts fo = { .plain = given, .follow = follow_one, .ud = s, .tar_bytes = tlen };
+        struct op_error err = OP_ERROR_INIT;
+        struct ext2_inode_large in;
+        char buf[4096];
+        if (oci_flatten((const char *const *) &gz, 1, img, &fo, NULL, &err) < 0)
+                fail_msg("%s", op_error_message(&err));
+        assert_true(layer_stream_join(s, NULL, NULL));
+        close(fd);
+        ext2_filsys fs = img_open(img);
+        ext2_ino_t ino = img_must(fs, "d/r", &in);
+        assert_int_equal(EXT2_I_SIZE(&in), n);
+        assert_int_equal(img_read(fs, ino, n / 2, buf, sizeof(buf)), sizeof(buf));
+        assert_memory_equal(buf, rnd + n / 2, sizeof(buf));
+        img_must(fs, "d/s", &in);
+        assert_int_equal(in.i_mode & LINUX_S_IFMT, LINUX_S_IFLNK);
+        ext2fs_close_free(&fs);
+        assert_fsck_clean(img);
+        unlink(img);
+        unlink(out);
+        free(rnd);
+        free(tar);
+        free(gzdata);
+        free(plain);
+        free(gz);
+        free(out);
+        free(img);
+#endif
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_gzip_members),
                 cmocka_unit_test(test_stream),
                 cmocka_unit_test(test_stream_bomb),
+                cmocka_unit_test(test_stream_wait),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

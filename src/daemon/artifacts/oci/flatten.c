@@ -29,6 +29,7 @@ static int fs_fail(struct flat *f, errcode_t err, const char *what) {
         int r = err == EXT2_ET_BLOCK_ALLOC_FAIL || err == EXT2_ET_INODE_ALLOC_FAIL || err == EXT2_ET_DIR_NO_SPACE
                         ? -ENOSPC
                         : -EIO;
+        f->again = f->again || (r == -ENOSPC && f->early); /* the first image is an estimate */
         if (r == -ENOSPC)
                 return flat_fail(f, r, "%s: the image is too small (%llu MiB): %s", what,
                                  (unsigned long long) ((ext2fs_blocks_count(f->fs->super) * BLOCK) >> 20),
@@ -122,6 +123,30 @@ static int new_ino(struct flat *f, ext2_ino_t dir, bool is_dir, ext2_ino_t *ret)
         if (err)
                 return fs_fail(f, err, "allocating an inode");
         ext2fs_inode_alloc_stats2(f->fs, *ret, +1, is_dir);
+        return 0;
+}
+
+/* Early: the inodes pass 1 wrote that lost (replaced, whited out) are
+ * freed, with their blocks and xattr block. */
+static int drop_lost(struct flat *f) {
+        for (size_t i = 0; f->early && i < f->n_recs; i++) {
+                struct rec *r = f->recs[i];
+                struct ext2_inode *in = (struct ext2_inode *) f->ibuf;
+                if (r->nlink || !r->ino || r->ft == EXT2_FT_DIR)
+                        continue;
+                errcode_t err = ext2fs_read_inode_full(f->fs, r->ino, in, f->isize);
+                if (!err && ext2fs_inode_has_valid_blocks2(f->fs, in))
+                        err = ext2fs_punch(f->fs, r->ino, in, NULL, 0, ~(blk64_t) 0);
+                if (!err && ext2fs_file_acl_block(f->fs, in))
+                        err = ext2fs_free_ext_attr(f->fs, r->ino, (struct ext2_inode_large *) in);
+                memset(f->ibuf, 0, f->isize);
+                if (!err)
+                        err = inode_write(f, r->ino);
+                if (err)
+                        return fs_fail(f, err, "freeing a file replaced in a later layer");
+                ext2fs_inode_alloc_stats2(f->fs, r->ino, -1, 0);
+                r->ino = 0;
+        }
         return 0;
 }
 
@@ -274,18 +299,22 @@ static int write_dirs(struct flat *f) {
 /* ---- pass 2: the entries that won ------------------------------------------------- */
 
 /* Where a file's data goes: whole zero blocks stay holes, also when the tar
- * hands a block over in pieces (its data blocks need not be block-aligned).
- * Blocks are allocated a run at a time (ext2fs_fallocate, initialised
- * extents) and written with one I/O per physically contiguous piece:
- * ext2fs_file_write would allocate, map and write every 4 KiB block on its
- * own. */
+ * hands a block over in pieces (its data blocks need not be block-aligned,
+ * and a tar read as it grows comes in pieces of any size). The data is
+ * staged in a window of SINK_WINDOW bytes, and a full window's runs of
+ * non-zero blocks are each allocated at once (ext2fs_fallocate, initialised
+ * extents: one extent per run, since libext2fs does not merge them) and
+ * written with one I/O per physically contiguous piece: ext2fs_file_write
+ * would allocate, map and write every 4 KiB block on its own. */
+#define SINK_WINDOW ((size_t) 1 << 20)
+
 struct sink {
         ext2_filsys fs;   /* borrowed */
         ext2_ino_t ino;
         uint64_t size;    /* the file's: no data past it */
-        uint64_t base;    /* the staged block's offset (zero past the data: written whole) */
-        bool pending;
-        char blk[BLOCK];
+        uint64_t base;    /* the window's offset in the file (block-aligned) */
+        size_t used;      /* bytes of the window up to the end of the last data (0: empty) */
+        char win[SINK_WINDOW]; /* zero past used */
 };
 
 static bool zero_block(const char *p) {
@@ -320,15 +349,6 @@ static errcode_t sink_write(struct sink *s, uint64_t off, const char *p, size_t 
         return err;
 }
 
-static errcode_t sink_flush(struct sink *s) {
-        if (!s->pending)
-                return 0;
-        s->pending = false;
-        if (zero_block(s->blk))
-                return 0;
-        return sink_write(s, s->base, s->blk, BLOCK);
-}
-
 /* n bytes of whole blocks at an aligned off: the runs of non-zero blocks. */
 static errcode_t sink_blocks(struct sink *s, uint64_t off, const char *p, size_t n) {
         size_t i = 0;
@@ -347,30 +367,33 @@ static errcode_t sink_blocks(struct sink *s, uint64_t off, const char *p, size_t
         return 0;
 }
 
+/* The window written (its last block padded with zeros) and emptied. */
+static errcode_t sink_flush(struct sink *s) {
+        size_t whole = (s->used + BLOCK - 1) / BLOCK * BLOCK;
+        errcode_t err = whole ? sink_blocks(s, s->base, s->win, whole) : 0;
+        memset(s->win, 0, whole);
+        s->used = 0;
+        return err;
+}
+
+/* len bytes at off, past what was put before. */
 static errcode_t sink_put(struct sink *s, uint64_t off, const char *p, size_t len) {
         while (len) {
-                size_t in = (size_t) (off % BLOCK), n;
-                errcode_t err = s->pending && s->base != off - in ? sink_flush(s) : 0;
-                if (!err && (in || len < BLOCK || s->pending)) { /* part of a block: staged */
-                        if (!s->pending) {
-                                memset(s->blk, 0, BLOCK);
-                                s->base = off - in;
-                                s->pending = true;
-                        }
-                        n = BLOCK - in < len ? BLOCK - in : len;
-                        memcpy(s->blk + in, p, n);
-                        if (in + n == BLOCK)
-                                err = sink_flush(s);
-                } else {
-                        n = len - len % BLOCK;
-                        if (!err)
-                                err = sink_blocks(s, off, p, n);
-                }
+                errcode_t err = 0;
+                if (s->used && off >= s->base + SINK_WINDOW)
+                        err = sink_flush(s);
                 if (err)
                         return err;
+                if (!s->used)
+                        s->base = off - off % BLOCK;
+                size_t at = (size_t) (off - s->base), n = SINK_WINDOW - at < len ? SINK_WINDOW - at : len;
+                memcpy(s->win + at, p, n);
+                s->used = at + n;
                 off += n;
                 p += n;
                 len -= n;
+                if (s->used == SINK_WINDOW && (err = sink_flush(s)))
+                        return err;
         }
         return 0;
 }
@@ -492,7 +515,7 @@ static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
 static int write_data(struct flat *f, struct archive *a, ext2_ino_t ino, const struct meta *m, uint64_t size) {
         struct sink *s = f->sink;
         int r = 0;
-        *s = (struct sink) { .fs = f->fs, .ino = ino, .size = size };
+        s->fs = f->fs, s->ino = ino, s->size = size; /* the window is empty (zero) between files */
         errcode_t err = 0;
         if (m->target)
                 err = sink_put(s, 0, m->target, (size_t) size);
@@ -585,14 +608,63 @@ static int write_entry(struct flat *f, struct archive *a, struct archive_entry *
         return rc;
 }
 
+int flat_early_inode(struct flat *f, struct archive *a, struct archive_entry *e, struct rec *r) {
+        struct meta m;
+        int rc = flat_entry_meta(f, e, r->ft, &m);
+        if (rc == 0)
+                rc = new_ino(f, EXT2_ROOT_INO, false, &r->ino);
+        if (rc == 0)
+                rc = write_inode(f, a, r, &m); /* r->nlink is 1: pass 2 sets more */
+        if (rc == 0)
+                rc = put_xattrs(f, e, r->ino);
+        r->done = rc == 0;
+        return rc;
+}
+
+/* Early: the links counts of hard-linked inodes pass 1 wrote, and the
+ * directories it has the metadata of. */
+static int early_finish(struct flat *f) {
+        for (size_t i = 0; f->early && i < f->n_recs; i++) {
+                struct rec *r = f->recs[i];
+                errcode_t err = 0;
+                if (!r->nlink || !(r->dmeta || (r->done && r->nlink > 1)))
+                        continue;
+                if (r->dmeta) {
+                        int rc = update_dir(f, r, r->dmeta);
+                        if (rc < 0)
+                                return rc;
+                        r->done = true;
+                        continue;
+                }
+                if (r->nlink > EXT2_LINK_MAX)
+                        return flat_fail(f, -EMLINK, "more than %u hard links", EXT2_LINK_MAX);
+                err = ext2fs_read_inode_full(f->fs, r->ino, (struct ext2_inode *) f->ibuf, f->isize);
+                if (!err) {
+                        ((struct ext2_inode_large *) f->ibuf)->i_links_count = (uint16_t) r->nlink;
+                        err = inode_write(f, r->ino);
+                }
+                if (err)
+                        return fs_fail(f, err, "writing the inode");
+        }
+        return 0;
+}
+
+/* The next rec pass 2 writes from the layers (NULL: none). */
+static const struct rec *pending(const struct flat *f, size_t *cursor) {
+        while (*cursor < f->n_recs && (f->recs[*cursor]->nlink == 0 || f->recs[*cursor]->done))
+                (*cursor)++;
+        return *cursor < f->n_recs ? f->recs[*cursor] : NULL;
+}
+
 static int write_layer(struct flat *f, size_t *cursor) {
         struct layer_in in = { .fd = -1 };
         struct archive_entry *e;
+        const struct rec *next = pending(f, cursor);
+        if (!next || next->layer != f->layer)
+                return 0; /* nothing (more) to write from this layer */
         int r = flat_layer_open(f, &in);
         for (uint32_t idx = 0; r == 0; idx++) {
-                while (*cursor < f->n_recs && f->recs[*cursor]->nlink == 0)
-                        (*cursor)++;
-                const struct rec *rec = *cursor < f->n_recs ? f->recs[*cursor] : NULL;
+                const struct rec *rec = pending(f, cursor);
                 if (!rec || rec->layer != f->layer)
                         break; /* nothing more wins in this layer */
                 r = flat_layer_next(f, &in, idx, &e);
@@ -623,26 +695,38 @@ static int fs_open(struct flat *f, const char *path) {
                 return op_fail(f->e, -EIO, "the new image has %u-byte blocks, not %u", f->fs->blocksize, BLOCK);
         f->isize = (unsigned) EXT2_INODE_SIZE(f->fs->super);
         f->ibuf = xmalloc(f->isize);
-        f->sink = xmalloc(sizeof(*f->sink));
+        f->sink = xcalloc(1, sizeof(*f->sink));
         if (ext2fs_lookup(f->fs, EXT2_ROOT_INO, "lost+found", 10, NULL, &f->lost_found))
                 f->lost_found = 0;
         return 0;
 }
 
-static int fill(struct flat *f, const char *path) {
+/* The image opened for writing (with its syncer). */
+static int fill_open(struct flat *f, const char *path) {
+        f->wb_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        f->syncer = syncer_start(f->wb_fd);
+        return fs_open(f, path);
+}
+
+/* Pass 2. */
+static int fill_write(struct flat *f) {
         size_t cursor = 0;
-        _cleanup_close_ int wb_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        f->wb_fd = wb_fd;
-        f->syncer = syncer_start(wb_fd);
-        int r = fs_open(f, path);
+        int r = drop_lost(f);
         if (r == 0)
                 r = assign_inodes(f);
         if (r == 0)
                 r = write_dirs(f);
+        if (r == 0)
+                r = early_finish(f);
         for (f->layer = 1; r == 0 && f->layer <= f->n_layers; f->layer++)
                 r = write_layer(f, &cursor);
+        return r;
+}
+
+/* Closed: flushed when r is 0 (and then r is the close's), just freed otherwise. */
+static int fill_close(struct flat *f, const char *path, int r) {
         syncer_stop(&f->syncer);
-        if (r == 0) {
+        if (r == 0 && f->fs) {
                 errcode_t err = ext2fs_write_bitmaps(f->fs);
                 if (!err)
                         err = ext2fs_close_free(&f->fs);
@@ -652,7 +736,88 @@ static int fill(struct flat *f, const char *path) {
         if (f->fs) /* failed: the file goes anyway, nothing to flush */
                 ext2fs_free(f->fs);
         f->fs = NULL;
+        if (f->wb_fd >= 0)
+                close(f->wb_fd);
         f->wb_fd = -1;
+        return r;
+}
+
+static int fill(struct flat *f, const char *path) {
+        int r = fill_open(f, path);
+        if (r == 0)
+                r = fill_write(f);
+        return fill_close(f, path, r);
+}
+
+/* ---- early: the data while the layers are decompressed (opts.follow) ------------- */
+
+/* The first image's inodes must do for the final size (resize2fs keeps the
+ * inodes per group): as many as mkfs would have been given. */
+static int early_fits(struct flat *f, uint64_t size) {
+        uint64_t per = f->fs->super->s_blocks_per_group, groups = (size / BLOCK + per - 1) / per;
+        uint64_t have = groups * f->fs->super->s_inodes_per_group, want = f->inodes + f->inodes / 4 + 1024;
+        if (have >= want)
+                return 0;
+        f->again = true;
+        return op_fail(f->e, -ENOSPC, "%llu inodes at %llu MiB, %llu wanted", (unsigned long long) have,
+                       (unsigned long long) (size >> 20), (unsigned long long) want);
+}
+
+/* The closed image from `from` bytes to `to` (resize2fs; the file too). */
+static int early_resize(struct flat *f, const char *path, uint64_t from, uint64_t to) {
+        char size_arg[32];
+        snprintf(size_arg, sizeof(size_arg), "%lluK", (unsigned long long) (to >> 10));
+        char *argv[] = { (char *) "resize2fs", (char *) "-f", (char *) path, size_arg, NULL };
+        _cleanup_free_ char *msg = NULL;
+        int r = to > from && truncate(path, (off_t) to) < 0 ? -errno : 0;
+        if (r == 0)
+                r = op_take_msg(f->e, spawn_run_checked(argv, 10 * 60 * 1000, 0, "apt-get install e2fsprogs", &msg),
+                                &msg);
+        else
+                op_fail(f->e, r, "cannot size %s: %s", path, strerror(-r));
+        if (r == 0 && to < from && truncate(path, (off_t) to) < 0)
+                r = op_fail(f->e, -errno, "cannot size %s: %s", path, strerror(errno));
+        _cleanup_close_ int fd = r == 0 ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (r == 0 && (fd < 0 || fsync(fd) < 0))
+                r = op_fail(f->e, -errno, "cannot sync %s: %s", path, strerror(errno));
+        f->again = r < 0;
+        return r;
+}
+
+/* mkfs at the size tar_bytes of content gives, pass 1 with the data, pass 2
+ * with the metadata, then the rule's size. */
+static int flatten_early(struct flat *f, const char *out_path, uint64_t *size, bool *created) {
+        uint64_t first = f->o->size_bytes, floor = f->o->floor_bytes ? f->o->floor_bytes : FLOOR_BYTES;
+        if (!first) {
+                first = f->o->tar_bytes + f->o->tar_bytes / 2;
+                first = (first < floor ? floor : first + MIB - 1) / MIB * MIB;
+        }
+        f->early = true;
+        f->layers = f->o->plain;
+        int r = make_fs(f, out_path, first, created);
+        if (r == 0)
+                r = fill_open(f, out_path);
+        f->following = true;
+        if (r == 0)
+                r = flat_tree_build(f, size);
+        f->following = false;
+        if (r == 0)
+                r = early_fits(f, *size);
+        f->done = f->data;
+        if (r == 0)
+                r = fill_write(f);
+        if (r == 0 && f->o->progress) /* pass 1 wrote the data */
+                f->o->progress(f->o->ud, f->n_layers, f->n_layers, f->data, f->data);
+        r = fill_close(f, out_path, r);
+        if (r == 0 && *size != first)
+                r = early_resize(f, out_path, first, *size);
+        if (r < 0 && f->follow_cancelled)
+                r = op_fail(f->e, -ECANCELED, "flattening cancelled");
+        else if (r < 0 && f->again) {
+                _cleanup_free_ char *why = f->e->msg ? xstrdup(f->e->msg) : NULL;
+                op_error_done(f->e);
+                r = op_fail(f->e, -EAGAIN, "not flattened while decompressed: %s", strempty(why));
+        }
         return r;
 }
 
@@ -814,6 +979,27 @@ static void flat_done(struct flat *f) {
         free(f->dir.buf);
 }
 
+/* Decompressed first (unless opts.plain has it), pass 1, mkfs, pass 2. */
+static int flatten_two_pass(struct flat *f, const char *out_path, uint64_t *size, bool *created) {
+        size_t n = f->n_layers;
+        struct unpack u = { .f = f, .out_path = out_path, .paths = xcalloc(n, sizeof(char *)),
+                            .temp = xcalloc(n, sizeof(bool)), .rc = xcalloc(n, sizeof(int)),
+                            .why = xcalloc(n, sizeof(char *)) };
+        pthread_mutex_init(&u.mu, NULL);
+        pthread_cond_init(&u.cond, NULL);
+        int r = unpack_layers(&u);
+        if (r == 0) {
+                f->layers = (const char *const *) u.paths; /* both passes read the plain tars */
+                r = flat_tree_build(f, size);
+        }
+        if (r == 0)
+                r = make_fs(f, out_path, *size, created);
+        if (r == 0)
+                r = fill(f, out_path);
+        unpack_done(&u);
+        return r;
+}
+
 int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path, const struct oci_flatten_opts *o,
                 struct oci_flatten_stats *ret, struct op_error *e) {
         static const struct oci_flatten_opts defaults = { 0 };
@@ -831,22 +1017,10 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
                 return op_fail(e, -EEXIST, "%s exists already", out_path);
         if (errno != ENOENT)
                 return op_fail(e, -errno, "%s: %s", out_path, strerror(errno));
-        size_t n = n_layers;
-        struct unpack u = { .f = &f, .out_path = out_path, .paths = xcalloc(n, sizeof(char *)),
-                            .temp = xcalloc(n, sizeof(bool)), .rc = xcalloc(n, sizeof(int)),
-                            .why = xcalloc(n, sizeof(char *)) };
-        pthread_mutex_init(&u.mu, NULL);
-        pthread_cond_init(&u.cond, NULL);
-        r = unpack_layers(&u);
-        if (r == 0) {
-                f.layers = (const char *const *) u.paths; /* both passes read the plain tars */
-                r = flat_tree_build(&f, &size);
-        }
-        if (r == 0)
-                r = make_fs(&f, out_path, size, &created);
-        if (r == 0)
-                r = fill(&f, out_path);
-        unpack_done(&u);
+        bool early = f.o->follow && f.o->tar_bytes && f.o->plain && !f.o->subtree && !f.o->without;
+        for (size_t i = 0; early && i < n_layers; i++)
+                early = f.o->plain[i] != NULL;
+        r = early ? flatten_early(&f, out_path, &size, &created) : flatten_two_pass(&f, out_path, &size, &created);
         f.layers = layers;
         if (r < 0) {
                 if (created)

@@ -31,7 +31,9 @@
  * Two passes: the first reads every header (skipping data) and builds the
  * final tree in memory; the image is sized from it and made with mkfs.ext4;
  * the second reads the layers again, writes every directory whole (entries
- * packed into blocks, no htree) and then only the entries that won.
+ * packed into blocks, no htree) and then only the entries that won. With
+ * opts.follow the data moves to the first pass, which then runs while the
+ * layers are still being decompressed (see there).
  *
  * Refused, each a clear error naming the layer (1-based) and the entry: an
  * absolute path, a ".." component, a component over 255 bytes or a path over
@@ -77,6 +79,21 @@ struct oci_flatten_opts {
          * (a plain tar the caller made, stream.h, and removes), or NULL (the
          * flatten decompresses the layer itself). Taken as it is. */
         const char *const *plain;
+        /* NULL, or (with plain given for every layer, and neither subtree
+         * nor without) the plain tars are still being written: follow(ud, i,
+         * pos) waits until layer i's (0-based) holds more than pos bytes
+         * (1), or is whole (0), or will not be (negative). tar_bytes: what
+         * they will hold together (0: follow is not used). The image is
+         * then made first, at the size the rule gives for tar_bytes of
+         * content (or size_bytes), the first pass writes each regular
+         * file's data as its tar grows, the second writes metadata only, and
+         * the image is resized to the rule's size at the end (resize2fs).
+         * When that cannot be done (the first image has too few blocks or
+         * inodes, a plain tar stops, resize2fs fails) the call fails with
+         * -EAGAIN and nothing at out_path: the caller waits for its tars and
+         * calls again without follow. */
+        int (*follow)(void *ud, size_t layer, uint64_t pos);
+        uint64_t tar_bytes;
 };
 
 struct oci_flatten_stats {

@@ -21,6 +21,7 @@ struct archive_entry;
 #define PATH_BYTES 4096
 #define MIB (UINT64_C(1) << 20)
 #define BLOCK 4096u /* the image's block size (mkfs -b) */
+#define FLOOR_BYTES (256 * MIB) /* the least image, unless opts.floor_bytes */
 
 /* One inode of the image: the tar entry that wins it, and its names. */
 struct rec {
@@ -33,6 +34,8 @@ struct rec {
         ext2_ino_t ino;      /* pass 2 */
         uint8_t ft;          /* EXT2_FT_* */
         bool counted;        /* plan() saw it */
+        bool done;           /* early: the inode is written whole (but for its links count) */
+        struct meta *dmeta;  /* early: a directory's metadata from pass 1 (NULL: read it again) */
 };
 
 /* One name of the tree. Directories have children; a directory no tar entry
@@ -56,6 +59,10 @@ struct sink;  /* flatten.c */
 struct layer_in {
         struct archive *a;
         int fd;
+        struct flat *f;  /* following a growing tar (opts.follow): */
+        char *buf;       /* owned */
+        uint64_t pos;    /* read so far */
+        bool whole;      /* follow said the tar is whole */
 };
 
 /* Builds the directory blocks of one directory. */
@@ -93,6 +100,10 @@ struct flat {
         uint64_t done, next_report;
         int wb_fd;                /* the image, to start its writeback early; -1: none */
         struct syncer *syncer;    /* pass 2: makes the image durable while it is filled; NULL: none */
+        bool early;               /* opts.follow: pass 1 writes the data, into an image made first */
+        bool following;           /* pass 1 of early: the tars are read as they grow */
+        bool again;               /* early: failed where the two passes would not (flatten.h, follow) */
+        bool follow_cancelled;    /* early: follow said -ECANCELED */
 };
 
 /* What an entry sets on its inode. */
@@ -111,6 +122,10 @@ struct meta {
 int flat_tree_build(struct flat *f, uint64_t *ret_size);
 /* Frees the tree (arena, slots, recs); the rest of f is the caller's. */
 void flat_tree_free(struct flat *f);
+
+/* Early (flatten.c): r (not a directory, the entry pass 1 just read) as a
+ * new inode with its data, in the image made already. */
+int flat_early_inode(struct flat *f, struct archive *a, struct archive_entry *e, struct rec *r);
 
 /* ---- used by both passes (flatten_tree.c) ---- */
 /* op_fail naming the layer and the entry (f->path) when there is one. */

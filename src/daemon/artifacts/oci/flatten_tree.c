@@ -15,7 +15,6 @@
 #include "strbuf.h"
 
 #define NAME_BYTES 255
-#define FLOOR_BYTES (256 * MIB)
 #define INODE_BYTES 256u /* the image's inode size (mkfs -I) */
 /* nodes ever made (implicit parents included): replacing a deep path again
  * and again must not grow memory without end */
@@ -528,9 +527,42 @@ static int scan_entry(struct flat *f, struct archive_entry *e, uint32_t idx) {
 void flat_layer_close(struct layer_in *in) {
         archive_read_free(in->a);
         in->a = NULL;
+        free(in->buf);
+        in->buf = NULL;
         if (in->fd >= 0)
                 close(in->fd);
         in->fd = -1;
+}
+
+#define FOLLOW_READ ((size_t) 1 << 20)
+
+/* libarchive's read callback for a tar that is still being written: what is
+ * in the file, then follow's word. */
+static la_ssize_t follow_read(struct archive *a, void *ud, const void **buf) {
+        struct layer_in *in = ud;
+        struct flat *f = in->f;
+        for (;;) {
+                ssize_t n = pread(in->fd, in->buf, FOLLOW_READ, (off_t) in->pos);
+                if (n < 0) {
+                        archive_set_error(a, errno, "%s", strerror(errno));
+                        return -1;
+                }
+                if (n > 0) {
+                        in->pos += (uint64_t) n;
+                        *buf = in->buf;
+                        return n;
+                }
+                if (in->whole)
+                        return 0;
+                int r = f->o->follow(f->o->ud, f->layer - 1, in->pos);
+                if (r < 0) {
+                        f->again = r != -ECANCELED;
+                        f->follow_cancelled = r == -ECANCELED;
+                        archive_set_error(a, -r, "its decompression stopped: %s", strerror(-r));
+                        return -1;
+                }
+                in->whole = r == 0; /* read again: the last bytes came before the word */
+        }
 }
 
 int flat_layer_open(struct flat *f, struct layer_in *in) {
@@ -544,10 +576,17 @@ int flat_layer_open(struct flat *f, struct layer_in *in) {
         archive_read_support_filter_zstd(in->a);
         archive_read_support_format_tar(in->a);
         archive_read_support_format_empty(in->a); /* a layer of nothing (some builders write gzip of "") */
-        if (archive_read_open_fd(in->a, in->fd, 1 << 20) != ARCHIVE_OK) {
-                int r = flat_fail(f, -EBADMSG, "not a tar layer: %s", archive_error_string(in->a));
+        int r = ARCHIVE_OK;
+        if (f->following) {
+                *in = (struct layer_in) { .a = in->a, .fd = in->fd, .f = f, .buf = xmalloc(FOLLOW_READ) };
+                r = archive_read_open(in->a, in, NULL, follow_read, NULL);
+        } else {
+                r = archive_read_open_fd(in->a, in->fd, 1 << 20);
+        }
+        if (r != ARCHIVE_OK) {
+                int rc = flat_fail(f, -EBADMSG, "not a tar layer: %s", archive_error_string(in->a));
                 flat_layer_close(in);
-                return r;
+                return rc;
         }
         return 0;
 }
@@ -567,6 +606,16 @@ int flat_layer_next(struct flat *f, struct layer_in *in, uint32_t idx, struct ar
         return 0;
 }
 
+/* Early: what pass 2 would have read again of an entry with a new rec. */
+static int early_entry(struct flat *f, struct archive *a, struct archive_entry *e, struct rec *r) {
+        if (r->ft != EXT2_FT_DIR)
+                return flat_early_inode(f, a, e, r);
+        if (archive_entry_xattr_count(e) > 0)
+                return 0; /* pass 2 reads it again */
+        r->dmeta = arena_alloc(f, sizeof(*r->dmeta));
+        return flat_entry_meta(f, e, EXT2_FT_DIR, r->dmeta);
+}
+
 static int scan_layer(struct flat *f) {
         struct layer_in in = { .fd = -1 };
         struct archive_entry *e;
@@ -581,8 +630,11 @@ static int scan_layer(struct flat *f) {
                 }
                 if (r == 0 && ++f->headers > OCI_FLATTEN_MAX_ENTRIES)
                         r = flat_fail(f, -E2BIG, "more than %u entries", OCI_FLATTEN_MAX_ENTRIES);
+                size_t had = f->n_recs;
                 if (r == 0)
                         r = scan_entry(f, e, idx);
+                if (r == 0 && f->following && f->n_recs > had)
+                        r = early_entry(f, in.a, e, f->recs[f->n_recs - 1]);
                 if (r == 0 && archive_read_data_skip(in.a) != ARCHIVE_OK)
                         r = flat_fail(f, -EBADMSG, "truncated: %s", archive_error_string(in.a));
         }

@@ -57,6 +57,7 @@ struct pull {
         struct oci_config cfg;
         char **layers;         /* cache paths, oldest first (n_layers of them) */
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
+        struct layer_stream **streams; /* per layer: still decompressing into plain[i], or NULL */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
@@ -486,12 +487,19 @@ static int by_size_desc(const void *a, const void *b, void *ud) {
 
 /* Layer i's stream joined (NULL: there was none): q->plain[i] stays only
  * for a whole plain tar. */
-static void stream_done(struct pull *q, struct layer_stream **streams, size_t i, bool (*cancel)(void *ud)) {
-        if (!layer_stream_join(streams[i], cancel, q)) {
+static void stream_done(struct pull *q, size_t i, bool (*cancel)(void *ud)) {
+        if (!layer_stream_join(q->streams[i], cancel, q)) {
                 free(q->plain[i]);
                 q->plain[i] = NULL;
         }
-        streams[i] = NULL;
+        q->streams[i] = NULL;
+}
+
+/* Every stream joined (cancel: pull_cancelled, or always to stop them). */
+static void streams_join(struct pull *q, bool (*cancel)(void *ud)) {
+        for (size_t i = 0; q->streams && i < q->m.n_layers; i++)
+                if (q->streams[i])
+                        stream_done(q, i, cancel);
 }
 
 /* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
@@ -499,7 +507,7 @@ static void stream_done(struct pull *q, struct layer_stream **streams, size_t i,
 
 /* Every layer into the cache, the largest first; a gzip one fetched is also
  * decompressed on the way, into q->staging (q->plain), up to STREAMS_MAX at
- * once. */
+ * once. The streams still running stay in q->streams (build joins them). */
 static int fetch_layers(struct pull *q, struct op_error *e) {
         struct blob_progress bp = { .q = q, .stage = "layers" };
         size_t n = q->m.n_layers;
@@ -508,7 +516,7 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
         progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) bp.total / (1 << 20));
         q->layers = xcalloc(n + 1, sizeof(char *));
         q->plain = xcalloc(n + 1, sizeof(char *));
-        struct layer_stream **streams = xcalloc(n, sizeof(*streams));
+        struct layer_stream **streams = q->streams = xcalloc(n, sizeof(*streams));
         size_t *order = xcalloc(n, sizeof(size_t));
         for (size_t i = 0; i < n; i++) /* the largest first: its decompression is the longest */
                 order[i] = i;
@@ -520,7 +528,7 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 size_t live = 0;
                 for (size_t k = 0; k < n; k++) { /* the threads done are joined as we go */
                         if (streams[k] && layer_stream_finished(streams[k]))
-                                stream_done(q, streams, k, NULL);
+                                stream_done(q, k, NULL);
                         live += streams[k] != NULL;
                 }
                 if (live < STREAMS_MAX && gzip_layer(d))
@@ -532,15 +540,13 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 rc = cache_blob(q, d, &bp, &q->layers[i], e);
                 streams[i] = bp.stream;
                 if (!streams[i]) /* a cached blob, or no stream to be had */
-                        stream_done(q, streams, i, NULL);
+                        stream_done(q, i, NULL);
                 bp.base += (uint64_t) d->size;
         }
-        for (size_t i = 0; i < n; i++) /* a failed pull does not wait for them */
-                if (streams[i])
-                        stream_done(q, streams, i, rc < 0 ? always : pull_cancelled);
+        if (rc < 0) /* a failed pull does not wait for them; the others go on beside the flatten */
+                streams_join(q, always);
         if (rc == 0 && pull_cancelled(q))
                 rc = op_fail(e, -ECANCELED, "cancelled");
-        free(streams);
         free(order);
         return rc;
 }
@@ -553,6 +559,75 @@ static void on_flatten(void *ud, size_t layer, size_t n_layers, uint64_t done, u
         (void) n_layers;
         progress_bytes(q->p, "flatten", done, total);
 }
+
+/* oci_flatten_opts.follow */
+static int follow_stream(void *ud, size_t layer, uint64_t pos) {
+        struct pull *q = ud;
+        return q->streams[layer] ? layer_stream_wait(q->streams[layer], pos, pull_cancelled, q) : 0;
+}
+
+/* What the plain tars will hold together, when every layer has one (0
+ * otherwise: the flatten then waits for them): a finished one's size, a
+ * growing one's from its blob's gzip trailer (ISIZE, the last member's
+ * size mod 4 GiB: an estimate, which the flatten checks; past deflate's
+ * 1032:1 it is not believed). */
+static uint64_t plain_bytes(const struct pull *q) {
+        uint64_t sum = 0;
+        for (size_t i = 0; i < q->m.n_layers; i++) {
+                struct stat st;
+                unsigned char t[4];
+                if (!q->plain[i])
+                        return 0;
+                if (!q->streams[i]) {
+                        if (lstat(q->plain[i], &st) < 0)
+                                return 0;
+                        sum += (uint64_t) st.st_size;
+                        continue;
+                }
+                _cleanup_close_ int fd = open(q->layers[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 18 || pread(fd, t, 4, st.st_size - 4) != 4)
+                        return 0;
+                uint64_t isize = (uint64_t) t[0] | (uint64_t) t[1] << 8 | (uint64_t) t[2] << 16 | (uint64_t) t[3] << 24;
+                if (isize > 1032 * (uint64_t) st.st_size)
+                        return 0;
+                sum += isize;
+        }
+        return sum;
+}
+
+/* The flatten, beside the streams still running when it can (flatten.h,
+ * follow), after them otherwise or when that could not be done. */
+static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats *st, struct op_error *e) {
+        struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
+                                       .cancel = pull_cancelled, .ud = q,
+                                       .plain = (const char *const *) q->plain };
+        size_t n_plain = 0, n = q->m.n_layers;
+        for (size_t i = 0; i < n; i++)
+                n_plain += q->plain[i] != NULL;
+        fo.tar_bytes = plain_bytes(q);
+        fo.follow = fo.tar_bytes ? follow_stream : NULL;
+        if (!fo.follow)
+                streams_join(q, pull_cancelled);
+        if (n_plain && fo.follow)
+                progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched, the files "
+                               "written as they are)", n, n_plain);
+        else if (n_plain)
+                progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched)", n, n_plain);
+        else
+                progress_stage(q->p, "flatten", "%zu layers into ext4", n);
+        int rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
+        if (rc == -EAGAIN && fo.follow) {
+                log_info("%s: %s; flattened again after the decompression", q->src.display, e->msg);
+                progress_stage(q->p, "flatten", "again, after the decompression (%s)", e->msg);
+                op_error_done(e);
+                streams_join(q, pull_cancelled);
+                fo.follow = NULL;
+                rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
+        }
+        streams_join(q, always); /* all ended already unless it failed */
+        return rc;
+}
+
 
 /* "export K='V'" lines for login shells (Debian's /etc/profile resets PATH). */
 static char *profile_env(const struct oci_config *c) {
@@ -732,22 +807,11 @@ static int already_there(struct pull *q, const char *name, struct op_error *e) {
 static int build(struct pull *q, const char *staging, const char *name, struct op_error *e) {
         _cleanup_free_ char *rootfs = path_join(staging, "rootfs.ext4");
         _cleanup_free_ char *kernel = q->o->kernel_ref ? xstrdup(q->o->kernel_ref) : default_kernel(q->a);
-        struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
-                                       .cancel = pull_cancelled, .ud = q,
-                                       .plain = (const char *const *) q->plain };
         struct oci_flatten_stats st = { 0 };
         int rc = image_ensure_kernel(q->a, kernel, q->p, e); /* before the long work: a bad --kernel-ref fails at once */
-        if (rc == 0) {
-                size_t n_plain = 0;
-                for (size_t i = 0; i < q->m.n_layers; i++)
-                        n_plain += q->plain[i] != NULL;
-                if (n_plain)
-                        progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched)",
-                                       q->m.n_layers, n_plain);
-                else
-                        progress_stage(q->p, "flatten", "%zu layers into ext4", q->m.n_layers);
-                rc = oci_flatten((const char *const *) q->layers, q->m.n_layers, rootfs, &fo, &st, e);
-        }
+        if (rc == 0)
+                rc = flatten(q, rootfs, &st, e);
+        streams_join(q, always);
         for (size_t i = 0; i < q->m.n_layers; i++) /* their space back before the image is finished */
                 if (q->plain[i])
                         unlink(q->plain[i]);
@@ -827,6 +891,7 @@ static void pull_done(struct pull *q) {
         }
         free(q->layers);
         free(q->plain);
+        free(q->streams);
         source_done(&q->src);
         free(q->blob_dir);
         free(q->os);
@@ -863,6 +928,7 @@ static int pull_build(struct pull *q, const char *name, struct op_error *e) {
                 rc = fetch_layers(q, e);
         if (rc == 0)
                 rc = build(q, q->staging, name, e);
+        streams_join(q, always); /* build did, unless fetch_layers failed */
         (void) rm_rf(q->staging);
         return rc;
 }

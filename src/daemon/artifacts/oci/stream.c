@@ -23,7 +23,9 @@ struct layer_stream {
         pthread_t thread;
         pthread_mutex_t mu;
         pthread_cond_t cond;
+        pthread_cond_t grown; /* out_bytes grew, or the thread ended (layer_stream_wait) */
         uint64_t avail;   /* bytes in `in` */
+        uint64_t out_bytes; /* in the plain tar, as the thread last said */
         uint64_t pos;     /* read by the thread */
         bool ended, ok, finished;
         _Atomic bool stop;
@@ -48,6 +50,10 @@ static ssize_t follow(void *ud, void *buf, size_t len) {
         off_t out = lseek(s->out, 0, SEEK_CUR); /* what the thread wrote: its own fd, written in order */
         bool verified, stop;
         pthread_mutex_lock(&s->mu);
+        if (out > 0 && (uint64_t) out > s->out_bytes) {
+                s->out_bytes = (uint64_t) out;
+                pthread_cond_broadcast(&s->grown);
+        }
         for (;;) {
                 verified = s->ended && s->ok;
                 stop = s->stop || (s->ended && !s->ok);
@@ -82,10 +88,14 @@ static void *run(void *arg) {
         if (rc < 0 && rc != -ECANCELED)
                 log_debug("%s: not decompressed while fetched (the flatten does it): %s", s->path, why);
         free(why);
+        off_t out = lseek(s->out, 0, SEEK_CUR);
         pthread_mutex_lock(&s->mu);
         s->rc = rc;
+        if (out > 0)
+                s->out_bytes = (uint64_t) out;
         s->finished = true;
         pthread_cond_broadcast(&s->cond);
+        pthread_cond_broadcast(&s->grown);
         pthread_mutex_unlock(&s->mu);
         return NULL;
 }
@@ -101,11 +111,13 @@ struct layer_stream *layer_stream_new(const char *plain_path) {
         s->path = xstrdup(plain_path);
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cond, NULL);
+        pthread_cond_init(&s->grown, NULL);
         if (pthread_create(&s->thread, NULL, run, s) != 0) {
                 close(s->out);
                 unlink(s->path);
                 pthread_mutex_destroy(&s->mu);
                 pthread_cond_destroy(&s->cond);
+                pthread_cond_destroy(&s->grown);
                 free(s->path);
                 free(s);
                 return NULL;
@@ -160,6 +172,27 @@ bool layer_stream_finished(struct layer_stream *s) {
         return done;
 }
 
+int layer_stream_wait(struct layer_stream *s, uint64_t pos, bool (*cancel)(void *ud), void *ud) {
+        int r = -ECANCELED;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+                if (s->out_bytes > pos) {
+                        r = 1;
+                        break;
+                }
+                if (s->finished) {
+                        r = s->rc == 0 && s->ok && !s->stop ? 0 : s->rc < 0 && s->rc != -ECANCELED ? s->rc : -EIO;
+                        break;
+                }
+                if (cancel && cancel(ud))
+                        break;
+                struct timespec ts = wall_deadline(100);
+                pthread_cond_timedwait(&s->grown, &s->mu, &ts);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return r;
+}
+
 bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *ud) {
         if (!s)
                 return false;
@@ -184,6 +217,7 @@ bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *u
                 unlink(s->path);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->grown);
         free(s->path);
         free(s);
         return whole;
@@ -204,6 +238,10 @@ void layer_stream_end(struct layer_stream *s, bool ok) {
 bool layer_stream_finished(struct layer_stream *s) {
         (void) s;
         return true;
+}
+int layer_stream_wait(struct layer_stream *s, uint64_t pos, bool (*cancel)(void *ud), void *ud) {
+        (void) s, (void) pos, (void) cancel, (void) ud;
+        return -ENOTSUP;
 }
 bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *ud) {
         (void) s, (void) cancel, (void) ud;

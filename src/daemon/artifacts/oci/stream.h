@@ -46,6 +46,14 @@ void layer_stream_end(struct layer_stream *s, bool ok);
 /* The thread has ended (layer_stream_join will not wait). */
 bool layer_stream_finished(struct layer_stream *s);
 
+/* For a reader of the plain tar while it is written (the flatten, with
+ * oci_flatten_opts.follow): waits until the plain tar holds more than pos
+ * bytes (1), or the thread has ended: 0 when the plain tar is whole (all of
+ * it is in the file), a negative errno when it will not be (it is removed
+ * at the join). cancel (may be NULL) is polled every 100 ms: true gives
+ * -ECANCELED. */
+int layer_stream_wait(struct layer_stream *s, uint64_t pos, bool (*cancel)(void *ud), void *ud);
+
 /* Waits for the thread (polling cancel, which may be NULL, every 100 ms: true
  * stops it), then frees s. true: the plain tar is whole and stays at its
  * path; false: it was removed. NULL s: false. */
