@@ -39,11 +39,15 @@ static int fs_fail(struct flat *f, errcode_t err, const char *what) {
 
 /* ---- mkfs ------------------------------------------------------------------------ */
 
-static int make_fs(struct flat *f, const char *path, uint64_t size, bool *created) {
+/* min_inodes: what the image must have at least (else the tree's inodes
+ * and a quarter more, and mkfs's own ratio: room for what the guest adds). */
+static int make_fs(struct flat *f, const char *path, uint64_t size, uint64_t min_inodes, bool *created) {
         uint64_t inodes = f->inodes + f->inodes / 4 + 1024;
         char n_arg[32], size_arg[32];
-        if (inodes < size / 16384) /* room for what the guest will add (mkfs's own ratio) */
+        if (inodes < size / 16384)
                 inodes = size / 16384;
+        if (inodes < min_inodes)
+                inodes = min_inodes;
         if (inodes > UINT32_MAX)
                 return op_fail(f->e, -E2BIG, "too many inodes for one ext4 image");
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -794,7 +798,9 @@ static int flatten_early(struct flat *f, const char *out_path, uint64_t *size, b
         }
         f->early = true;
         f->layers = f->o->plain;
-        int r = make_fs(f, out_path, first, created);
+        /* the tree is not known yet: an inode per 8 KiB of tar as well (most
+         * images have more per entry; fewer falls back, early_fits) */
+        int r = make_fs(f, out_path, first, f->o->tar_bytes / 8192, created);
         if (r == 0)
                 r = fill_open(f, out_path);
         f->following = true;
@@ -993,7 +999,7 @@ static int flatten_two_pass(struct flat *f, const char *out_path, uint64_t *size
                 r = flat_tree_build(f, size);
         }
         if (r == 0)
-                r = make_fs(f, out_path, *size, created);
+                r = make_fs(f, out_path, *size, 0, created);
         if (r == 0)
                 r = fill(f, out_path);
         unpack_done(&u);
