@@ -85,9 +85,11 @@ struct oci_flatten_opts {
          * (1), or is whole (0), or will not be (negative). tar_bytes: what
          * they will hold together (0: follow is not used). The image is
          * then made first, at the size the rule gives for tar_bytes of
-         * content (or size_bytes), the first pass writes each regular
-         * file's data as its tar grows, the second writes metadata only, and
-         * the image is resized to the rule's size at the end (resize2fs).
+         * content (or size_bytes; an inode per 8 KiB of tar at least), the
+         * first pass writes every non-directory whole (inode, data, xattrs)
+         * as its tar grows, the second frees what later layers replaced and
+         * writes the directories and link counts, and the image is resized
+         * to the rule's size at the end (resize2fs).
          * When that cannot be done (the first image has too few blocks or
          * inodes, a plain tar stops, resize2fs fails) the call fails with
          * -EAGAIN and nothing at out_path: the caller waits for its tars and

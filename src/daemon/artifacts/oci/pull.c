@@ -628,7 +628,6 @@ static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats 
         return rc;
 }
 
-
 /* "export K='V'" lines for login shells (Debian's /etc/profile resets PATH). */
 static char *profile_env(const struct oci_config *c) {
         struct strbuf sb = STRBUF_INIT;

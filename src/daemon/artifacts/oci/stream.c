@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,6 +84,7 @@ static ssize_t follow(void *ud, void *buf, size_t len) {
 
 static void *run(void *arg) {
         struct layer_stream *s = arg;
+        (void) setpriority(PRIO_PROCESS, 0, 5); /* this thread only: the downloads first */
         char *why = NULL;
         int rc = oci_gunzip_from(follow, s, s->out, &s->stop, &why);
         if (rc < 0 && rc != -ECANCELED)
