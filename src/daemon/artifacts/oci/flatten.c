@@ -58,10 +58,13 @@ static int make_fs(struct flat *f, const char *path, uint64_t size, uint64_t min
                 return op_fail(f->e, -errno, "cannot size %s: %s", path, strerror(errno));
         snprintf(n_arg, sizeof(n_arg), "%llu", (unsigned long long) inodes);
         snprintf(size_arg, sizeof(size_arg), "%lluk", (unsigned long long) (size >> 10));
+        /* the file is new and sparse: what mkfs does not write reads as
+         * zeros, so neither the inode tables nor the journal need zeroing
+         * (16 MiB less to write and fsync at 320 MiB) */
         char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-L", (char *) "banger-root",
                          (char *) "-I", (char *) "256", (char *) "-E",
-                         (char *) "lazy_itable_init=1,root_owner=0:0", (char *) "-N", n_arg, (char *) "-b",
-                         (char *) "4096", (char *) path, size_arg, NULL };
+                         (char *) "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", (char *) "-N", n_arg,
+                         (char *) "-b", (char *) "4096", (char *) path, size_arg, NULL };
         _cleanup_free_ char *msg = NULL;
         return op_take_msg(f->e, spawn_run_checked(argv, 10 * 60 * 1000, 0, "apt-get install e2fsprogs", &msg), &msg);
 }
