@@ -615,13 +615,34 @@ static void img_free(const char *img, uint64_t *blocks, uint64_t *inodes) {
         ext2fs_close_free(&fs);
 }
 
+static uint64_t journal_size(ext2_filsys fs) {
+        struct ext2_inode_large in;
+        assert_int_equal(ext2fs_read_inode_full(fs, fs->super->s_journal_inum, (struct ext2_inode *) &in, sizeof(in)), 0);
+        return EXT2_I_SIZE(&in);
+}
+
+static int never_follow(void *ud, size_t layer, uint64_t pos) {
+        (void) ud, (void) layer, (void) pos;
+        fail_msg("follow called");
+        return -EIO;
+}
+
+static int saved_mode;
+static int early_reset(void **state) { /* also after a failed assert */
+        (void) state;
+        flatten_mode = saved_mode;
+        early_fail_at = 0;
+        early_tar_bytes = 0;
+        return 0;
+}
+
 /* The early flatten (follow) against the two passes: what pass 1 wrote and a
  * later layer replaced or whited out (a file with an xattr block, a long
  * symlink, a device, a hard-linked file) is freed, and the image is the
  * same; a follow that fails, an estimate far too big or too small. */
 static void test_early(void **state) {
         (void) state;
-        int mode = flatten_mode;
+        saved_mode = flatten_mode;
         char big_x[3000], longt[200];
         memset(big_x, 'x', sizeof(big_x)); /* past the inode's room: an xattr block */
         memset(longt, 't', sizeof(longt) - 1);
@@ -636,6 +657,7 @@ static void test_early(void **state) {
                 { .path = "d/sym", .type = AE_IFLNK, .data = longt },
                 { .path = "d/dev", .type = AE_IFCHR, .major = 1, .minor = 5 },
                 { .path = "d/data", .type = AE_IFREG, .data = rnd, .len = n },
+                { .path = "d/gone", .type = AE_IFREG, .data = rnd + 1, .len = n - 1 },
                 { .path = "d/keep", .type = AE_IFREG, .data = "keep" },
                 { .path = "d/twice", .type = AE_IFREG, .data = "first" },
                 { .path = "d/twice", .type = AE_IFREG, .data = "second" },
@@ -648,6 +670,7 @@ static void test_early(void **state) {
                 { .path = "d/dev", .type = AE_IFDIR },
                 { .path = "hl", .type = HARDLINK, .data = "d/data" },
                 { .path = "d/.wh.data", .type = AE_IFREG },
+                { .path = "d/.wh.gone", .type = AE_IFREG },
         };
         char *layers[] = { layer("e1.tar", NULL, l1, ELEMENTSOF(l1)), layer("e2.tar.gz", "gzip", l2, ELEMENTSOF(l2)) };
         char *two = out_path("two.ext4"), *out = out_path("early.ext4");
@@ -694,8 +717,14 @@ static void test_early(void **state) {
         assert_fsck_clean(out);
         img_free(two, &fb2, &fi2);
         img_free(out, &fb, &fi);
-        assert_int_equal(fb, fb2); /* nothing of the losers left */
+        assert_int_equal(fb, fb2); /* nothing of the losers left, the same journal */
         assert_int_equal(fi, fi2);
+        struct stat a2, ae;
+        assert_int_equal(stat(two, &a2), 0);
+        assert_int_equal(stat(out, &ae), 0);
+        if (ae.st_blocks > a2.st_blocks + 2048) /* d/gone's 3 MiB punched out of the file too */
+                fail_msg("the early image takes %lld KiB, the two passes' %lld KiB", (long long) ae.st_blocks / 2,
+                         (long long) a2.st_blocks / 2);
         unlink(out);
 
         /* the third follow fails: done again, the same image */
@@ -717,9 +746,16 @@ static void test_early(void **state) {
         assert_int_equal(stat(out, &sb), 0);
         assert_int_equal((uint64_t) sb.st_size, st2.size_bytes);
         assert_fsck_clean(out);
+        /* the journal made for the final size, not the first (the inodes
+         * per group stay the first image's: more of them, never fewer) */
+        ext2_filsys fs2 = img_open(two);
         fs = img_open(out);
         assert_int_equal(ext2fs_blocks_count(fs->super) * 4096, st2.size_bytes);
+        assert_true(ext2fs_has_feature_journal(fs->super));
+        assert_int_equal(journal_size(fs), journal_size(fs2));
+        assert_true(fs->super->s_inodes_count >= fs2->super->s_inodes_count);
         ext2fs_close_free(&fs);
+        ext2fs_close_free(&fs2);
         unlink(out);
 
         /* too small, but the data fits (a floor of 64 MiB, 45 MiB of data):
@@ -748,7 +784,11 @@ static void test_early(void **state) {
         free(big);
         free(r45);
 
-        flatten_mode = mode;
+        /* follow without a plain tar for each layer: refused, not two passes over a tar that may be cut */
+        struct oci_flatten_opts bad = { .follow = never_follow, .tar_bytes = MIB };
+        assert_int_equal(oci_flatten((const char *const *) layers, 2, out, &bad, NULL, &err), -EINVAL);
+        assert_false(exists(out));
+
         op_error_done(&err);
         free_layers(layers, 2);
         free(two);
@@ -821,7 +861,7 @@ int main(void) {
                 cmocka_unit_test(test_sparse), cmocka_unit_test(test_too_big),      cmocka_unit_test(test_size_rules),
                 cmocka_unit_test(test_hostile),     cmocka_unit_test(test_hostile_layers),
                 cmocka_unit_test(test_cancel),      cmocka_unit_test(test_many_entries),
-                cmocka_unit_test(test_too_many),    cmocka_unit_test(test_early),
+                cmocka_unit_test(test_too_many),    cmocka_unit_test_teardown(test_early, early_reset),
         };
         int failed = cmocka_run_group_tests_name("two passes", tests, setup, teardown);
         flatten_mode = 1; /* all of them again, as a pull with streams runs */

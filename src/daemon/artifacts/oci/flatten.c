@@ -30,17 +30,20 @@ static int fs_fail(struct flat *f, errcode_t err, const char *what) {
                         ? -ENOSPC
                         : -EIO;
         f->again = f->again || (r == -ENOSPC && f->early); /* the first image is an estimate */
+        unsigned long long mib = r == -ENOSPC ? (ext2fs_blocks_count(f->fs->super) * BLOCK) >> 20 : 0;
+        if (r == -ENOSPC && f->early)
+                return flat_fail(f, r, "%s: the first image (%llu MiB, sized from an estimate) is too small: %s", what,
+                                 mib, error_message(err));
         if (r == -ENOSPC)
-                return flat_fail(f, r, "%s: the image is too small (%llu MiB): %s", what,
-                                 (unsigned long long) ((ext2fs_blocks_count(f->fs->super) * BLOCK) >> 20),
-                                 error_message(err));
+                return flat_fail(f, r, "%s: the image is too small (%llu MiB): %s", what, mib, error_message(err));
         return flat_fail(f, r, "%s: %s", what, error_message(err));
 }
 
 /* ---- mkfs ------------------------------------------------------------------------ */
 
 /* min_inodes: what the image must have at least (else the tree's inodes
- * and a quarter more, and mkfs's own ratio: room for what the guest adds). */
+ * and a quarter more, and mkfs's own ratio: room for what the guest adds).
+ * The early flatten's first image has no journal yet (early_journal). */
 static int make_fs(struct flat *f, const char *path, uint64_t size, uint64_t min_inodes, bool *created) {
         uint64_t inodes = f->inodes + f->inodes / 4 + 1024;
         char n_arg[32], size_arg[32];
@@ -64,7 +67,8 @@ static int make_fs(struct flat *f, const char *path, uint64_t size, uint64_t min
         char *argv[] = { (char *) "mkfs.ext4", (char *) "-q", (char *) "-F", (char *) "-L", (char *) "banger-root",
                          (char *) "-I", (char *) "256", (char *) "-E",
                          (char *) "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", (char *) "-N", n_arg,
-                         (char *) "-b", (char *) "4096", (char *) path, size_arg, NULL };
+                         (char *) "-b", (char *) "4096", (char *) "-O", (char *) (f->early ? "^has_journal" : "has_journal"),
+                         (char *) path, size_arg, NULL };
         _cleanup_free_ char *msg = NULL;
         return op_take_msg(f->e, spawn_run_checked(argv, 10 * 60 * 1000, 0, "apt-get install e2fsprogs", &msg), &msg);
 }
@@ -522,7 +526,11 @@ static int copy_data(struct flat *f, struct archive *a, struct sink *s) {
 static int write_data(struct flat *f, struct archive *a, ext2_ino_t ino, const struct meta *m, uint64_t size) {
         struct sink *s = f->sink;
         int r = 0;
-        s->fs = f->fs, s->ino = ino, s->size = size; /* the window is empty (zero) between files */
+        if (s->used) { /* what a failed file left */
+                memset(s->win, 0, s->used);
+                s->used = 0;
+        }
+        s->fs = f->fs, s->ino = ino, s->size = size;
         errcode_t err = 0;
         if (m->target)
                 err = sink_put(s, 0, m->target, (size_t) size);
@@ -761,13 +769,41 @@ static int fill(struct flat *f, const char *path) {
 /* The first image's inodes must do for the final size (resize2fs keeps the
  * inodes per group): as many as mkfs would have been given. */
 static int early_fits(struct flat *f, uint64_t size) {
-        uint64_t per = f->fs->super->s_blocks_per_group, groups = (size / BLOCK + per - 1) / per;
+        /* whole groups only: resize2fs drops a last group too small for its metadata */
+        uint64_t per = f->fs->super->s_blocks_per_group, groups = size / BLOCK / per ? size / BLOCK / per : 1;
         uint64_t have = groups * f->fs->super->s_inodes_per_group, want = f->inodes + f->inodes / 4 + 1024;
         if (have >= want)
                 return 0;
         f->again = true;
         return op_fail(f->e, -ENOSPC, "%llu inodes at %llu MiB, %llu wanted", (unsigned long long) have,
                        (unsigned long long) (size >> 20), (unsigned long long) want);
+}
+
+/* Early: every free block of the image punched out of the file (what
+ * later layers replaced was written there, and the file stays sparse),
+ * then the journal, sized for the final size as mkfs would and put in its
+ * middle: on blocks that read as zeros, so it needs no zeroing. */
+static int early_journal(struct flat *f, uint64_t size) {
+        blk64_t end = ext2fs_blocks_count(f->fs->super) - 1, start = f->fs->super->s_first_data_block, z, set;
+        errcode_t err = io_channel_flush(f->fs->io);
+        f->layer = 0; /* no layer's, nor an entry's */
+        f->path[0] = '\0';
+        while (!err && start <= end && ext2fs_find_first_zero_block_bitmap2(f->fs->block_map, start, end, &z) == 0) {
+                if (ext2fs_find_first_set_block_bitmap2(f->fs->block_map, z, end, &set) != 0)
+                        set = end + 1;
+                err = io_channel_discard(f->fs->io, z, set - z);
+                start = set;
+        }
+        if (err && err != EXT2_ET_UNIMPLEMENTED)
+                return flat_fail(f, -EIO, "punching the free blocks out: %s", error_message(err));
+        int flags = EXT2_MKJOURNAL_NO_MNT_CHECK | (err ? 0 : EXT2_MKJOURNAL_LAZYINIT); /* else zeroed */
+        struct ext2fs_journal_params jp = { 0 };
+        int blocks = ext2fs_default_journal_size(size / BLOCK);
+        if (blocks <= 0)
+                return 0; /* too small for a journal (mkfs makes none either) */
+        jp.num_journal_blocks = (blk_t) blocks;
+        err = ext2fs_add_journal_inode3(f->fs, &jp, size / BLOCK / 2, flags);
+        return err ? fs_fail(f, err, "making the journal") : 0;
 }
 
 /* The closed image from `from` bytes to `to` (resize2fs; the file too). */
@@ -802,8 +838,11 @@ static int flatten_early(struct flat *f, const char *out_path, uint64_t *size, b
         f->early = true;
         f->layers = f->o->plain;
         /* the tree is not known yet: an inode per 8 KiB of tar as well (most
-         * images have more per entry; fewer falls back, early_fits) */
-        int r = make_fs(f, out_path, first, f->o->tar_bytes / 8192, created);
+         * images have more per entry; fewer falls back, early_fits), as many
+         * as an image of that size can hold */
+        uint64_t want = f->o->tar_bytes / 8192 < first / 4096 ? f->o->tar_bytes / 8192 : first / 4096;
+        int r = make_fs(f, out_path, first, want, created);
+        f->again = r < 0 && r != -ECANCELED; /* the two passes' mkfs may still do */
         if (r == 0)
                 r = fill_open(f, out_path);
         f->following = true;
@@ -815,6 +854,8 @@ static int flatten_early(struct flat *f, const char *out_path, uint64_t *size, b
         f->done = f->data;
         if (r == 0)
                 r = fill_write(f);
+        if (r == 0)
+                r = early_journal(f, *size);
         if (r == 0 && f->o->progress) /* pass 1 wrote the data */
                 f->o->progress(f->o->ud, f->n_layers, f->n_layers, f->data, f->data);
         r = fill_close(f, out_path, r);
@@ -1029,6 +1070,8 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
         bool early = f.o->follow && f.o->tar_bytes && f.o->plain && !f.o->subtree && !f.o->without;
         for (size_t i = 0; early && i < n_layers; i++)
                 early = f.o->plain[i] != NULL;
+        if (f.o->follow && !early) /* the tars may be cut short: two passes would take that for their end */
+                return op_fail(e, -EINVAL, "follow without a plain tar (and its size) for every layer");
         r = early ? flatten_early(&f, out_path, &size, &created) : flatten_two_pass(&f, out_path, &size, &created);
         f.layers = layers;
         if (r < 0) {

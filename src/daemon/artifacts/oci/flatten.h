@@ -85,15 +85,19 @@ struct oci_flatten_opts {
          * (1), or is whole (0), or will not be (negative). tar_bytes: what
          * they will hold together (0: follow is not used). The image is
          * then made first, at the size the rule gives for tar_bytes of
-         * content (or size_bytes; an inode per 8 KiB of tar at least), the
-         * first pass writes every non-directory whole (inode, data, xattrs)
-         * as its tar grows, the second frees what later layers replaced and
-         * writes the directories and link counts, and the image is resized
-         * to the rule's size at the end (resize2fs).
-         * When that cannot be done (the first image has too few blocks or
-         * inodes, a plain tar stops, resize2fs fails) the call fails with
-         * -EAGAIN and nothing at out_path: the caller waits for its tars and
-         * calls again without follow. */
+         * content (or size_bytes; an inode per 8 KiB of tar at least) and
+         * without a journal, the first pass writes every non-directory
+         * whole (inode, data, xattrs) as its tar grows, the second frees
+         * what later layers replaced and writes the directories and link
+         * counts; then the free blocks are punched out of the file, the
+         * journal made for the final size, and the image resized to the
+         * rule's size (resize2fs). When that cannot be done (the first
+         * image has too few blocks or inodes, a plain tar stops, mkfs or
+         * resize2fs fails) the call fails with -EAGAIN and nothing at
+         * out_path: the caller waits for its tars and calls again without
+         * follow. follow without plain for every layer (or with subtree,
+         * without, tar_bytes 0) is -EINVAL: two passes would take a tar
+         * cut short for a whole one. */
         int (*follow)(void *ud, size_t layer, uint64_t pos);
         uint64_t tar_bytes;
 };

@@ -619,9 +619,10 @@ static int early_entry(struct flat *f, struct archive *a, struct archive_entry *
 static int scan_layer(struct flat *f) {
         struct layer_in in = { .fd = -1 };
         struct archive_entry *e;
+        f->again = f->follow_cancelled = false; /* a read error libarchive let pass (past an earlier end) is gone */
         int r = flat_layer_open(f, &in);
-        if (r == 0 && f->o->progress)
-                f->o->progress(f->o->ud, f->layer, f->n_layers, 0, 0);
+        if (r == 0 && f->o->progress) /* done: the data written so far (early), else 0 */
+                f->o->progress(f->o->ud, f->layer, f->n_layers, f->done, 0);
         for (uint32_t idx = 0; r == 0; idx++) {
                 r = flat_layer_next(f, &in, idx, &e);
                 if (r == 1) {

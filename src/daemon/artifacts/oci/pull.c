@@ -568,31 +568,53 @@ static int follow_stream(void *ud, size_t layer, uint64_t pos) {
 
 /* What the plain tars will hold together, when every layer has one (0
  * otherwise: the flatten then waits for them): a finished one's size, a
- * growing one's from its blob's gzip trailer (ISIZE, the last member's
- * size mod 4 GiB: an estimate, which the flatten checks; past deflate's
- * 1032:1 it is not believed). */
+ * growing one's from its blob's gzip trailer (ISIZE: the last member's
+ * size mod 4 GiB, anyone's to write; an estimate the flatten checks, and
+ * not believed when it says the data shrank (a size that wrapped, several
+ * members), is below what is in the tar already, or says more than
+ * deflate's 1032:1; at most 4 GiB a layer, and the image made for it is
+ * sparse and shrunk after). */
 static uint64_t plain_bytes(const struct pull *q) {
         uint64_t sum = 0;
         for (size_t i = 0; i < q->m.n_layers; i++) {
-                struct stat st;
+                struct stat st, pt;
                 unsigned char t[4];
-                if (!q->plain[i])
+                if (!q->plain[i] || lstat(q->plain[i], &pt) < 0)
                         return 0;
                 if (!q->streams[i]) {
-                        if (lstat(q->plain[i], &st) < 0)
-                                return 0;
-                        sum += (uint64_t) st.st_size;
+                        sum += (uint64_t) pt.st_size;
                         continue;
                 }
                 _cleanup_close_ int fd = open(q->layers[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 18 || pread(fd, t, 4, st.st_size - 4) != 4)
                         return 0;
                 uint64_t isize = (uint64_t) t[0] | (uint64_t) t[1] << 8 | (uint64_t) t[2] << 16 | (uint64_t) t[3] << 24;
-                if (isize > 1032 * (uint64_t) st.st_size)
+                uint64_t gz = (uint64_t) st.st_size;
+                if (isize + gz / 64 + 1024 < gz || isize < (uint64_t) pt.st_size || isize > 1032 * gz)
                         return 0;
                 sum += isize;
         }
         return sum;
+}
+
+/* Every stream that has ended joined (a failed one drops its plain tar). */
+static void streams_join_ended(struct pull *q) {
+        for (size_t i = 0; i < q->m.n_layers; i++)
+                if (q->streams[i] && layer_stream_finished(q->streams[i]))
+                        stream_done(q, i, NULL);
+}
+
+/* After the flatten that followed them: every stream joined, true when
+ * each plain tar was whole (its gzip data checked to the end, CRC and size
+ * as two passes would). */
+static bool streams_whole(struct pull *q) {
+        bool whole = true;
+        for (size_t i = 0; i < q->m.n_layers; i++) {
+                if (q->streams[i])
+                        stream_done(q, i, pull_cancelled);
+                whole = whole && q->plain[i];
+        }
+        return whole;
 }
 
 /* The flatten, beside the streams still running when it can (flatten.h,
@@ -602,6 +624,7 @@ static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats 
                                        .cancel = pull_cancelled, .ud = q,
                                        .plain = (const char *const *) q->plain };
         size_t n_plain = 0, n = q->m.n_layers;
+        streams_join_ended(q);
         for (size_t i = 0; i < n; i++)
                 n_plain += q->plain[i] != NULL;
         fo.tar_bytes = plain_bytes(q);
@@ -616,6 +639,10 @@ static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats 
         else
                 progress_stage(q->p, "flatten", "%zu layers into ext4", n);
         int rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
+        if (rc == 0 && fo.follow && !streams_whole(q)) { /* the tars ended well, a gzip trailer did not */
+                unlink(rootfs);
+                rc = op_fail(e, -EAGAIN, "a layer's gzip data did not check out to its end");
+        }
         if (rc == -EAGAIN && fo.follow) {
                 log_info("%s: %s; flattened again after the decompression", q->src.display, e->msg);
                 progress_stage(q->p, "flatten", "again, after the decompression (%s)", e->msg);
