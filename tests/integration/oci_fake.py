@@ -27,6 +27,9 @@ Every connection is logged to --log as one JSON line, flushed at once:
   flaky      no auth; serves the layout's --tag (as expiring does), but the
              first GET of every path answers 503 and the second 429
              (Retry-After: 0): only a client that retries gets the image.
+  Blobs served (expiring, flaky, zerosize) wait --blob-delay seconds
+  first; their log entries say "inflight": the most blob answers under way
+  at once while that one was (a client fetching blobs at once shows >= 2).
   zerosize   no auth; the manifest of /v2/<repo>/manifests/<any tag> is the
              layout's --tag with its layers replaced by one layer that says
              "size": 0 but whose digest is that of ZERO_BLOB (non-empty, also
@@ -43,6 +46,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ZERO_BLOB = b"banger t_oci_registry: a layer a manifest says is 0 bytes\n"
@@ -248,8 +252,19 @@ class Handler(BaseHTTPRequestHandler):
         data = ZERO_BLOB if ref == sha256(ZERO_BLOB) else self.server.layout.blob(ref)
         if data is None:
             return self.error(404, "BLOB_UNKNOWN", "no such blob", **extra)
-        self.reply(200, data, ctype="application/octet-stream",
-                   headers=[("Docker-Content-Digest", ref)], **extra)
+        srv = self.server
+        with srv.lock:
+            srv.inflight += 1
+            most = srv.inflight
+        try:
+            time.sleep(srv.args.blob_delay)
+            with srv.lock:
+                most = max(most, srv.inflight)
+            self.reply(200, data, ctype="application/octet-stream",
+                       headers=[("Docker-Content-Digest", ref)], inflight=most, **extra)
+        finally:
+            with srv.lock:
+                srv.inflight -= 1
 
 
 class Server(ThreadingHTTPServer):
@@ -261,6 +276,7 @@ class Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.tokens = set()
         self.seen = {}  # flaky: GETs per path
+        self.inflight = 0  # blob answers being given
         self.layout = Layout(args.layout, args.tag) if args.layout else None
         self.logf = open(args.log, "a", buffering=1)
         super().__init__((args.addr, args.port), Handler)
@@ -286,6 +302,7 @@ def main():
     p.add_argument("--password", default="secret")
     p.add_argument("--layout")
     p.add_argument("--tag", default="small")
+    p.add_argument("--blob-delay", type=float, default=0.0)
     args = p.parse_args()
     if args.mode in ("expiring", "zerosize") and not args.layout:
         p.error(f"--mode {args.mode} needs --layout")

@@ -59,7 +59,7 @@ fake redirect "${REDIR%:*}" "${REDIR#*:}" redirect --redirect-to "http://$ELSEWH
 fake elsewhere "${ELSEWHERE%:*}" "${ELSEWHERE#*:}" challenge --realm "http://$TOKENS/token"
 fake tokens "${TOKENS%:*}" "${TOKENS#*:}" log
 fake sniff 0.0.0.0 "$SNIFF" log
-fake expiring "${EXPIRING%:*}" "${EXPIRING#*:}" expiring --layout "$FIX/layout" --tag small
+fake expiring "${EXPIRING%:*}" "${EXPIRING#*:}" expiring --layout "$FIX/layout" --tag multi --blob-delay 1
 fake zero "${ZERO%:*}" "${ZERO#*:}" zerosize --layout "$FIX/layout" --tag small
 fake flaky 127.0.0.5 "${FLAKY#*:}" flaky --layout "$FIX/layout" --tag small
 # a registry that is not loopback, pulled over plain http because config.toml says so
@@ -145,8 +145,8 @@ t "credentials for a registry that redirects to a host asking for a token: unaut
 
 expiring() {
         B image cache prune >/dev/null || return 1 # (every blob is fetched: one token each)
-        B --json image pull "$EXPIRING/exp/small:1" --name exp >"$TMP/x.json" 2>"$TMP/x.err" || { cat "$TMP/x.err"; return 1; }
-        expect_eq "$(jq -r .oci.manifest_digest "$TMP/x.json")" "$OCI_SMALL_MANIFEST" || return 1
+        B --json image pull "$EXPIRING/exp/multi:1" --name exp >"$TMP/x.json" 2>"$TMP/x.err" || { cat "$TMP/x.err"; return 1; }
+        expect_eq "$(jq -r .oci.manifest_digest "$TMP/x.json")" "$OCI_MULTI_MANIFEST" || return 1
         local issued; issued=$(grep -c '"issued"' "$F/expiring.log")
         echo "# $issued tokens issued" >&2
         [ "$issued" -gt 1 ] || { echo "$issued token(s) issued"; return 1; }
@@ -154,10 +154,13 @@ expiring() {
         jq -se '[.[] | select(.status == 200 and .token != null) | .token] | length >= 3 and length == (unique | length)' \
                 "$F/expiring.log" >/dev/null || { cut -c1-300 "$F/expiring.log"; return 1; }
         jq -se 'any(.status == 401 and .token != null)' "$F/expiring.log" >/dev/null || { cut -c1-300 "$F/expiring.log"; return 1; }
-        expect_eq "$(B vm run --rm --image exp -- cat /hello.txt 2>/dev/null)" "hello from small" || return 1
+        # the three layers were fetched at once (each answer held a second), each with a token of its own
+        jq -se '[.[] | .inflight // empty] | max >= 2' "$F/expiring.log" >/dev/null ||
+                { jq -c '[.path, .status, .inflight]' "$F/expiring.log"; return 1; }
+        expect_eq "$(B vm run --rm --image exp -- sh -c 'echo $FOO' 2>/dev/null)" bar || return 1
         wait_for 30 "the --rm VM to go, and the image with it" B image delete exp
 }
-t "a token that serves one request: renewed for every request, the pull succeeds (and boots)" expiring
+t "a token that serves one request: renewed for every request, the layers fetched at once, the pull succeeds (and boots)" expiring
 
 not_loopback() {
         local before; before=$(all_logs | wc -l)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,10 @@ struct source {
 struct pull {
         struct artifacts *a;
         const struct oci_pull_opts *o;
-        const struct progress *p;
+        const struct progress *p; /* &locked: the fetch's threads report through it */
+        const struct progress *outer;
+        struct progress locked;
+        pthread_mutex_t mu;    /* the reports; the fetch's shared state */
         struct source src;
         char *blob_dir;
         char *os, *arch, *variant;
@@ -58,6 +62,8 @@ struct pull {
         char **layers;         /* cache paths, oldest first (n_layers of them) */
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
         struct layer_stream **streams; /* per layer: still decompressing into plain[i], or NULL */
+        uint64_t *got;         /* per layer: bytes fetched so far (the fetch's threads) */
+        bool fetch_failed;     /* under mu: a fetch failed, the others give up */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
@@ -183,7 +189,8 @@ static char *cache_path(const struct pull *q, const char *digest) {
 struct blob_progress {
         const struct pull *q;
         const char *stage;
-        uint64_t base, total;
+        uint64_t total;
+        uint64_t *got;                /* a layer's slot in q->got: the sum of them is reported; NULL: done is */
         const char *plain;            /* a fetched layer: decompress it into this file on the way */
         struct layer_stream *stream;  /* cache_blob's, when it fetched one */
 };
@@ -191,7 +198,13 @@ struct blob_progress {
 static void on_blob_bytes(void *ud, uint64_t done, uint64_t total) {
         struct blob_progress *b = ud;
         (void) total;
-        progress_bytes(b->q->p, b->stage, b->base + done, b->total);
+        if (b->got) {
+                __atomic_store_n(b->got, done, __ATOMIC_RELAXED);
+                done = 0;
+                for (size_t i = 0; i < b->q->m.n_layers; i++)
+                        done += __atomic_load_n(&b->q->got[i], __ATOMIC_RELAXED);
+        }
+        progress_bytes(b->q->p, b->stage, done, b->total);
 }
 
 static void on_blob_written(void *ud, int fd, uint64_t bytes) {
@@ -504,50 +517,102 @@ static void streams_join(struct pull *q, bool (*cancel)(void *ud)) {
 
 /* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
 #define STREAMS_MAX 8
+/* at most this many blobs fetched at once */
+#define FETCHES_MAX 4
 
-/* Every layer into the cache, the largest first; a gzip one fetched is also
- * decompressed on the way, into q->staging (q->plain), up to STREAMS_MAX at
- * once. The streams still running stay in q->streams (build joins them). */
-static int fetch_layers(struct pull *q, struct op_error *e) {
-        struct blob_progress bp = { .q = q, .stage = "layers" };
+/* The fetch's threads take layers from `order` (the largest first: its
+ * decompression is the longest) until none is left or one failed. */
+struct fetch {
+        struct pull *q;
+        size_t *order, n, next; /* under q->mu */
+        size_t granted;         /* streams granted whose layer is still being fetched */
+        uint64_t total;
+        int rc;                 /* the first failure's */
+        struct op_error e;
+};
+
+/* Under q->mu: a stream for layer i when fewer than STREAMS_MAX run. */
+static bool stream_granted(struct fetch *f, size_t i) {
+        struct pull *q = f->q;
+        size_t live = f->granted;
+        for (size_t k = 0; k < q->m.n_layers; k++)
+                live += q->streams[k] && !layer_stream_finished(q->streams[k]);
+        if (live >= STREAMS_MAX || !gzip_layer(&q->m.layers[i]))
+                return false;
+        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
+        f->granted++;
+        return true;
+}
+
+static void *fetch_run(void *arg) {
+        struct fetch *f = arg;
+        struct pull *q = f->q;
         size_t n = q->m.n_layers;
-        for (size_t i = 0; i < n; i++)
-                bp.total += (uint64_t) q->m.layers[i].size;
-        progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) bp.total / (1 << 20));
-        q->layers = xcalloc(n + 1, sizeof(char *));
-        q->plain = xcalloc(n + 1, sizeof(char *));
-        struct layer_stream **streams = q->streams = xcalloc(n, sizeof(*streams));
-        size_t *order = xcalloc(n, sizeof(size_t));
-        for (size_t i = 0; i < n; i++) /* the largest first: its decompression is the longest */
-                order[i] = i;
-        qsort_r(order, n, sizeof(size_t), by_size_desc, q->m.layers);
-        int rc = 0;
-        for (size_t j = 0; rc == 0 && j < n; j++) {
-                size_t i = order[j];
+        for (;;) {
+                pthread_mutex_lock(&q->mu);
+                size_t i = f->rc == 0 && f->next < f->n ? f->order[f->next++] : n;
+                bool granted = i < n && stream_granted(f, i);
+                pthread_mutex_unlock(&q->mu);
+                if (i == n)
+                        return NULL;
                 const struct oci_descriptor *d = &q->m.layers[i];
-                size_t live = 0;
-                for (size_t k = 0; k < n; k++) { /* the threads done are joined as we go */
-                        if (streams[k] && layer_stream_finished(streams[k]))
-                                stream_done(q, k, NULL);
-                        live += streams[k] != NULL;
-                }
-                if (live < STREAMS_MAX && gzip_layer(d))
-                        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
-                bp.plain = q->plain[i];
-                bp.stream = NULL;
+                struct blob_progress bp = { .q = q, .stage = "layers", .total = f->total, .got = &q->got[i],
+                                            .plain = q->plain[i] };
+                struct op_error e = OP_ERROR_INIT;
                 progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, n, d->digest,
                                (double) d->size / (1 << 20));
-                rc = cache_blob(q, d, &bp, &q->layers[i], e);
-                streams[i] = bp.stream;
-                if (!streams[i]) /* a cached blob, or no stream to be had */
-                        stream_done(q, i, NULL);
-                bp.base += (uint64_t) d->size;
+                char *path = NULL;
+                int rc = cache_blob(q, d, &bp, &path, &e);
+                pthread_mutex_lock(&q->mu);
+                q->layers[i] = path;
+                q->streams[i] = bp.stream;
+                f->granted -= granted;
+                if (rc < 0 && f->rc == 0) { /* the others stop too (pull_cancelled) */
+                        f->rc = rc;
+                        op_error_move(&f->e, &e);
+                        q->fetch_failed = true;
+                }
+                pthread_mutex_unlock(&q->mu);
+                op_error_done(&e);
         }
-        if (rc < 0) /* a failed pull does not wait for them; the others go on beside the flatten */
-                streams_join(q, always);
-        if (rc == 0 && pull_cancelled(q))
+}
+
+/* Every layer into the cache, up to FETCHES_MAX at once; a gzip one fetched
+ * is also decompressed on the way, into q->staging (q->plain), up to
+ * STREAMS_MAX at once. The streams still running stay in q->streams (build
+ * joins them). */
+static int fetch_layers(struct pull *q, struct op_error *e) {
+        size_t n = q->m.n_layers, n_threads = n < FETCHES_MAX ? n : FETCHES_MAX, started = 0;
+        struct fetch f = { .q = q, .n = n, .order = xcalloc(n + 1, sizeof(size_t)), .e = OP_ERROR_INIT };
+        for (size_t i = 0; i < n; i++)
+                f.total += (uint64_t) q->m.layers[i].size;
+        progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) f.total / (1 << 20));
+        q->layers = xcalloc(n + 1, sizeof(char *));
+        q->plain = xcalloc(n + 1, sizeof(char *));
+        q->streams = xcalloc(n + 1, sizeof(*q->streams));
+        q->got = xcalloc(n + 1, sizeof(*q->got));
+        for (size_t i = 0; i < n; i++)
+                f.order[i] = i;
+        qsort_r(f.order, n, sizeof(size_t), by_size_desc, q->m.layers);
+        pthread_t *threads = xcalloc(n_threads + 1, sizeof(pthread_t));
+        for (; started + 1 < n_threads; started++) /* this thread is one of them */
+                if (pthread_create(&threads[started], NULL, fetch_run, &f) != 0)
+                        break;
+        fetch_run(&f);
+        for (size_t t = 0; t < started; t++)
+                pthread_join(threads[t], NULL);
+        free(threads);
+        free(f.order);
+        for (size_t i = 0; i < n; i++) /* a cached blob, or no stream to be had */
+                if (!q->streams[i])
+                        stream_done(q, i, NULL);
+        int rc = f.rc;
+        if (rc < 0) {
+                op_error_move(e, &f.e);
+                streams_join(q, always); /* a failed pull does not wait for them */
+        } else if (pull_cancelled(q))
                 rc = op_fail(e, -ECANCELED, "cancelled");
-        free(order);
+        op_error_done(&f.e);
         return rc;
 }
 
@@ -910,6 +975,30 @@ static char *image_name(const struct pull *q) {
         return name;
 }
 
+/* q->locked: the outer progress, one report at a time; cancelled also when
+ * a fetch beside failed. */
+static void locked_stage(void *ud, const char *stage, const char *detail) {
+        struct pull *q = ud;
+        pthread_mutex_lock(&q->mu);
+        progress_stage(q->outer, stage, "%s", detail);
+        pthread_mutex_unlock(&q->mu);
+}
+
+static void locked_bytes(void *ud, const char *stage, uint64_t done, uint64_t total) {
+        struct pull *q = ud;
+        pthread_mutex_lock(&q->mu);
+        progress_bytes(q->outer, stage, done, total);
+        pthread_mutex_unlock(&q->mu);
+}
+
+static bool locked_cancelled(void *ud) {
+        struct pull *q = ud;
+        pthread_mutex_lock(&q->mu);
+        bool failed = q->fetch_failed;
+        pthread_mutex_unlock(&q->mu);
+        return failed || progress_cancelled(q->outer);
+}
+
 static void pull_done(struct pull *q) {
         for (size_t i = 0; i < q->m.n_layers; i++) { /* fetched largest first: a failure leaves holes */
                 free(q->layers ? q->layers[i] : NULL);
@@ -918,6 +1007,7 @@ static void pull_done(struct pull *q) {
         free(q->layers);
         free(q->plain);
         free(q->streams);
+        free(q->got);
         source_done(&q->src);
         free(q->blob_dir);
         free(q->os);
@@ -927,6 +1017,7 @@ static void pull_done(struct pull *q) {
         oci_config_done(&q->cfg);
         json_decref(q->run);
         free(q->staging);
+        pthread_mutex_destroy(&q->mu);
 }
 
 /* The source opened, the manifest resolved, the image's name chosen. */
@@ -984,7 +1075,10 @@ static int pull_locked(struct pull *q, const char *ref, json_t **ret, struct op_
 
 int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
              json_t **ret, struct op_error *err) {
-        struct pull q = { .a = a, .o = o, .p = p, .blob_dir = blob_dir(a) };
+        struct pull q = { .a = a, .o = o, .outer = p, .blob_dir = blob_dir(a) };
+        q.locked = (struct progress) { locked_stage, locked_bytes, locked_cancelled, &q };
+        q.p = &q.locked;
+        pthread_mutex_init(&q.mu, NULL);
         if (o->name && !string_is_dns_label(o->name)) {
                 pull_done(&q);
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", o->name);

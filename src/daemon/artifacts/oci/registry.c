@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -25,6 +26,7 @@ struct registry {
         char *host;        /* as in the reference, for messages */
         char *repo;
         char *userpwd;
+        pthread_mutex_t mu; /* auth_header: a pull fetches several blobs at once */
         char *auth_header; /* "Authorization: Bearer ..." once a token was given */
         char **insecure;   /* registries allowed over http, lower case */
         bool https;
@@ -121,6 +123,7 @@ int registry_open(const struct oci_ref *ref, const struct registry_opts *o, stru
         r->base = xasprintf("%s://%s/v2/%s", insecure ? "http" : "https", oci_ref_api_host(ref), ref->repository);
         r->userpwd = o->userpwd ? xstrdup(o->userpwd) : NULL;
         r->p = o->p;
+        pthread_mutex_init(&r->mu, NULL);
         *ret = r;
         (void) e;
         return 0;
@@ -137,6 +140,7 @@ void registry_close(struct registry *r) {
         free(r->repo);
         free(r->userpwd);
         free(r->auth_header);
+        pthread_mutex_destroy(&r->mu);
         free(r);
 }
 
@@ -239,8 +243,11 @@ static int get_token(struct registry *r, const struct www_auth *a, struct op_err
                 tok = json_string_value(json_object_get(j, "access_token"));
         if (!tok || !*tok || strlen(tok) > 65536 || strpbrk(tok, "\r\n"))
                 return op_fail(e, -EPROTO, "the token server of %s sent no usable token", r->host);
+        char *h = xasprintf("Authorization: Bearer %s", tok);
+        pthread_mutex_lock(&r->mu);
         free(r->auth_header);
-        r->auth_header = xasprintf("Authorization: Bearer %s", tok);
+        r->auth_header = h;
+        pthread_mutex_unlock(&r->mu);
         return 0;
 }
 
@@ -305,10 +312,13 @@ static void blob_written(void *ud, int fd, uint64_t bytes) {
 static int attempt(struct registry *r, struct req *q, bool basic, struct op_error *e) {
         const char *hdrs[3] = { 0 };
         size_t n = 0;
+        pthread_mutex_lock(&r->mu);
+        _cleanup_free_ char *auth = r->auth_header ? xstrdup(r->auth_header) : NULL;
+        pthread_mutex_unlock(&r->mu);
         if (q->accept)
                 hdrs[n++] = q->accept;
-        if (r->auth_header)
-                hdrs[n++] = r->auth_header;
+        if (auth)
+                hdrs[n++] = auth;
         struct fetch_opts o = { .url = q->url, .headers = hdrs, .userpwd = basic ? r->userpwd : NULL, .reply = &q->rep,
                                 .https_only = r->https, .cancel = cancelled_cb, .ud = (void *) r->p,
                                 .progress = q->progress };

@@ -11,7 +11,8 @@
  * credentials for the registry in the Docker config file, they go to the
  * token server (or to a registry asking for Basic). Plain http only for
  * loopback registries and the ones listed as insecure; answers 429 and 5xx
- * and broken transfers are retried with back-off.
+ * and broken transfers are retried with back-off. Several threads may fetch
+ * through one client at once (they share its token).
  */
 
 #include <stddef.h>
