@@ -6,7 +6,9 @@
 # the same image from the same registry into a local directory (downloads and
 # verifies the blobs, builds no filesystem). Median of N, cold caches each
 # time (banger's blob cache pruned, the image deleted, skopeo's dir removed).
-# Also: the same pull from an oci: layout, a second pull (a no-op), and one
+# Also: the same pull from an oci: layout; from a registry that holds each
+# blob answer 0.1 s (tests/integration/oci_fake.py --mode plain; skopeo copy
+# from it is that line's baseline); a second pull (a no-op), and one
 # more cold pull split by its stage lines (fetch; what comes before the
 # flatten; the flatten into ext4, which runs beside the decompression still
 # going on when the blobs are in, with its fsync; agent and register).
@@ -82,6 +84,27 @@ for _ in $(seq "$N"); do
         echo "$(now) - $t0" | bc >>"$W/layout"
         B image delete big-layout >/dev/null
 done
+# a registry that takes its time: the same image from oci_fake.py (no auth,
+# each blob answer held 0.1 s before its first byte, as a remote registry's
+# round trips and redirects do), banger against skopeo copy from it
+ip netns exec "$NS" python3 tests/integration/oci_fake.py --mode plain --addr 127.0.0.1 --port 5001 \
+        --log "$W/fake.log" --layout "$L" --tag big --blob-delay 0.1 >/dev/null 2>&1 &
+FAKE=$!
+for _ in $(seq 50); do ip netns exec "$NS" ss -ltn | grep -q ':5001 ' && break; sleep 0.1; done
+: >"$W/slow-skopeo"; : >"$W/slow-pull"
+for _ in $(seq "$N"); do
+        rm -rf "$W/dir"
+        t0=$(now)
+        ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false docker://127.0.0.1:5001/bench/big:1 "dir:$W/dir"
+        echo "$(now) - $t0" | bc >>"$W/slow-skopeo"
+        B image cache prune >/dev/null
+        t0=$(now)
+        B image pull 127.0.0.1:5001/bench/big:1 --name slow >/dev/null 2>&1
+        echo "$(now) - $t0" | bc >>"$W/slow-pull"
+        B image delete slow >/dev/null
+done
+kill "$FAKE" 2>/dev/null || true
+
 # one more cold pull, its stage lines timestamped: where the time goes
 B image cache prune >/dev/null
 B image pull 127.0.0.1:5000/bench/big:1 2>&1 | while IFS= read -r l; do echo "$(now) $l"; done >"$W/stages"
@@ -94,6 +117,8 @@ printf 'skopeo copy docker:// -> dir:      %6.3f s (median of %d; baseline)\n' "
 printf 'banger image pull (registry)       %6.3f s  %.2fx\n' "$P" "$(echo "$P / $S" | bc -l)"
 printf 'banger image pull oci:DIR          %6.3f s  %.2fx\n' "$LO" "$(echo "$LO / $S" | bc -l)"
 printf 'banger image pull again (no-op)    %6.3f s\n' "$AGAIN"
+SS=$(median <"$W/slow-skopeo"); SP=$(median <"$W/slow-pull")
+printf 'a slow registry (0.1 s a blob): skopeo %.3f s, banger %.3f s  %.2fx\n' "$SS" "$SP" "$(echo "$SP / $SS" | bc -l)"
 # stage lines: "==> NAME: ..." as a stage starts, "    layers: BYTES" as the blobs arrive
 awk '$2 == "==>" && !t0 { t0 = $1 }
      $2 == "layers:" { fetched = $1 }

@@ -27,7 +27,9 @@ Every connection is logged to --log as one JSON line, flushed at once:
   flaky      no auth; serves the layout's --tag (as expiring does), but the
              first GET of every path answers 503 and the second 429
              (Retry-After: 0): only a client that retries gets the image.
-  Blobs served (expiring, flaky, zerosize) wait --blob-delay seconds
+  plain      no auth; serves the layout's --tag (as expiring does), and
+             200 for /v2/ (the version check).
+  Blobs served (expiring, flaky, zerosize, plain) wait --blob-delay seconds
   first; their log entries say "inflight": the most blob answers under way
   at once while that one was (a client fetching blobs at once shows >= 2).
   zerosize   no auth; the manifest of /v2/<repo>/manifests/<any tag> is the
@@ -232,6 +234,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(429, "TOOMANYREQUESTS", "slow down", headers=[("Retry-After", "0")])
         self.serve_layout(self.server.layout.manifest, self.server.layout.media_type)
 
+    def mode_plain(self):
+        if self.path.split("?")[0] in ("/v2", "/v2/"):  # the version check clients like skopeo make first
+            return self.reply(200, b"{}")
+        self.serve_layout(self.server.layout.manifest, self.server.layout.media_type)
+
     def mode_zerosize(self):
         lay = self.server.layout
         m = json.loads(lay.manifest)
@@ -291,7 +298,7 @@ class Server(ThreadingHTTPServer):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", required=True,
-                   choices=["huge", "redirect", "challenge", "log", "expiring", "flaky", "zerosize"])
+                   choices=["huge", "redirect", "challenge", "log", "expiring", "flaky", "zerosize", "plain"])
     p.add_argument("--addr", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)
@@ -304,7 +311,7 @@ def main():
     p.add_argument("--tag", default="small")
     p.add_argument("--blob-delay", type=float, default=0.0)
     args = p.parse_args()
-    if args.mode in ("expiring", "zerosize") and not args.layout:
+    if args.mode in ("expiring", "zerosize", "plain", "flaky") and not args.layout:
         p.error(f"--mode {args.mode} needs --layout")
     srv = Server(args)
     print(f"listening on {args.addr}:{args.port}", flush=True)
