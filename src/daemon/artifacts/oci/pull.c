@@ -52,7 +52,8 @@ struct pull {
         const struct progress *p; /* &locked: the fetch's threads report through it */
         const struct progress *outer;
         struct progress locked;
-        pthread_mutex_t mu;    /* the reports; the fetch's shared state */
+        pthread_mutex_t mu;    /* the fetch's shared state */
+        pthread_mutex_t pmu;   /* one report at a time (held while the client is written to) */
         struct source src;
         char *blob_dir;
         char *os, *arch, *variant;
@@ -63,7 +64,7 @@ struct pull {
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
         struct layer_stream **streams; /* per layer: still decompressing into plain[i], or NULL */
         uint64_t *got;         /* per layer: bytes fetched so far (the fetch's threads) */
-        bool fetch_failed;     /* under mu: a fetch failed, the others give up */
+        bool fetch_failed;     /* atomic: a fetch failed, the others give up */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
@@ -525,18 +526,23 @@ static void streams_join(struct pull *q, bool (*cancel)(void *ud)) {
 struct fetch {
         struct pull *q;
         size_t *order, n, next; /* under q->mu */
+        char *op_id;            /* the request's, for the log lines of every thread */
         size_t granted;         /* streams granted whose layer is still being fetched */
         uint64_t total;
         int rc;                 /* the first failure's */
         struct op_error e;
 };
 
-/* Under q->mu: a stream for layer i when fewer than STREAMS_MAX run. */
+/* Under q->mu: a stream for layer i when fewer than STREAMS_MAX run (the
+ * ones ended are joined: their layers' fetches are done). */
 static bool stream_granted(struct fetch *f, size_t i) {
         struct pull *q = f->q;
         size_t live = f->granted;
-        for (size_t k = 0; k < q->m.n_layers; k++)
-                live += q->streams[k] && !layer_stream_finished(q->streams[k]);
+        for (size_t k = 0; k < q->m.n_layers; k++) {
+                if (q->streams[k] && layer_stream_finished(q->streams[k]))
+                        stream_done(q, k, NULL);
+                live += q->streams[k] != NULL;
+        }
         if (live >= STREAMS_MAX || !gzip_layer(&q->m.layers[i]))
                 return false;
         q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
@@ -548,6 +554,7 @@ static void *fetch_run(void *arg) {
         struct fetch *f = arg;
         struct pull *q = f->q;
         size_t n = q->m.n_layers;
+        log_set_op_id(f->op_id);
         for (;;) {
                 pthread_mutex_lock(&q->mu);
                 size_t i = f->rc == 0 && f->next < f->n ? f->order[f->next++] : n;
@@ -563,6 +570,8 @@ static void *fetch_run(void *arg) {
                                (double) d->size / (1 << 20));
                 char *path = NULL;
                 int rc = cache_blob(q, d, &bp, &path, &e);
+                if (rc == 0) /* (a cached blob, or a small one, said nothing yet) */
+                        on_blob_bytes(&bp, (uint64_t) d->size, (uint64_t) d->size);
                 pthread_mutex_lock(&q->mu);
                 q->layers[i] = path;
                 q->streams[i] = bp.stream;
@@ -570,7 +579,7 @@ static void *fetch_run(void *arg) {
                 if (rc < 0 && f->rc == 0) { /* the others stop too (pull_cancelled) */
                         f->rc = rc;
                         op_error_move(&f->e, &e);
-                        q->fetch_failed = true;
+                        __atomic_store_n(&q->fetch_failed, true, __ATOMIC_RELAXED);
                 }
                 pthread_mutex_unlock(&q->mu);
                 op_error_done(&e);
@@ -583,7 +592,8 @@ static void *fetch_run(void *arg) {
  * joins them). */
 static int fetch_layers(struct pull *q, struct op_error *e) {
         size_t n = q->m.n_layers, n_threads = n < FETCHES_MAX ? n : FETCHES_MAX, started = 0;
-        struct fetch f = { .q = q, .n = n, .order = xcalloc(n + 1, sizeof(size_t)), .e = OP_ERROR_INIT };
+        struct fetch f = { .q = q, .n = n, .order = xcalloc(n + 1, sizeof(size_t)), .e = OP_ERROR_INIT,
+                           .op_id = xstrdup(log_get_op_id()) };
         for (size_t i = 0; i < n; i++)
                 f.total += (uint64_t) q->m.layers[i].size;
         progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) f.total / (1 << 20));
@@ -603,6 +613,7 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 pthread_join(threads[t], NULL);
         free(threads);
         free(f.order);
+        free(f.op_id);
         for (size_t i = 0; i < n; i++) /* a cached blob, or no stream to be had */
                 if (!q->streams[i])
                         stream_done(q, i, NULL);
@@ -975,28 +986,25 @@ static char *image_name(const struct pull *q) {
         return name;
 }
 
-/* q->locked: the outer progress, one report at a time; cancelled also when
- * a fetch beside failed. */
+/* q->locked: the outer progress, one report at a time (q->pmu, never held
+ * while another lock is taken); cancelled also when a fetch beside failed. */
 static void locked_stage(void *ud, const char *stage, const char *detail) {
         struct pull *q = ud;
-        pthread_mutex_lock(&q->mu);
+        pthread_mutex_lock(&q->pmu);
         progress_stage(q->outer, stage, "%s", detail);
-        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_unlock(&q->pmu);
 }
 
 static void locked_bytes(void *ud, const char *stage, uint64_t done, uint64_t total) {
         struct pull *q = ud;
-        pthread_mutex_lock(&q->mu);
+        pthread_mutex_lock(&q->pmu);
         progress_bytes(q->outer, stage, done, total);
-        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_unlock(&q->pmu);
 }
 
 static bool locked_cancelled(void *ud) {
-        struct pull *q = ud;
-        pthread_mutex_lock(&q->mu);
-        bool failed = q->fetch_failed;
-        pthread_mutex_unlock(&q->mu);
-        return failed || progress_cancelled(q->outer);
+        const struct pull *q = ud; /* no lock: it is asked under others' (inflight, a stream's) */
+        return __atomic_load_n(&q->fetch_failed, __ATOMIC_RELAXED) || progress_cancelled(q->outer);
 }
 
 static void pull_done(struct pull *q) {
@@ -1018,6 +1026,7 @@ static void pull_done(struct pull *q) {
         json_decref(q->run);
         free(q->staging);
         pthread_mutex_destroy(&q->mu);
+        pthread_mutex_destroy(&q->pmu);
 }
 
 /* The source opened, the manifest resolved, the image's name chosen. */
@@ -1079,6 +1088,7 @@ int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o
         q.locked = (struct progress) { locked_stage, locked_bytes, locked_cancelled, &q };
         q.p = &q.locked;
         pthread_mutex_init(&q.mu, NULL);
+        pthread_mutex_init(&q.pmu, NULL);
         if (o->name && !string_is_dns_label(o->name)) {
                 pull_done(&q);
                 return op_fail_as(err, RPC_BAD_REQUEST, -EINVAL, "image name '%s' is not a DNS label", o->name);

@@ -219,7 +219,10 @@ static int token_get(const struct registry *r, const char *url, struct fetch_rep
 }
 
 /* Asks the challenge's realm for a token for pulling this repository. */
-static int get_token(struct registry *r, const struct www_auth *a, struct op_error *e) {
+/* The token into r->auth_header (for the requests to come) and *mine (for
+ * the one that asked: another thread may replace the shared one before its
+ * retry, and a token may serve one request only). */
+static int get_token(struct registry *r, const struct www_auth *a, char **mine, struct op_error *e) {
         _cleanup_free_ char *scope = a->scope ? xstrdup(a->scope) : xasprintf("repository:%s:pull", r->repo);
         _cleanup_free_ char *url = NULL, *body = NULL;
         size_t len = 0;
@@ -244,6 +247,8 @@ static int get_token(struct registry *r, const struct www_auth *a, struct op_err
         if (!tok || !*tok || strlen(tok) > 65536 || strpbrk(tok, "\r\n"))
                 return op_fail(e, -EPROTO, "the token server of %s sent no usable token", r->host);
         char *h = xasprintf("Authorization: Bearer %s", tok);
+        free(*mine);
+        *mine = xstrdup(h);
         pthread_mutex_lock(&r->mu);
         free(r->auth_header);
         r->auth_header = h;
@@ -254,7 +259,8 @@ static int get_token(struct registry *r, const struct www_auth *a, struct op_err
 /* After a 401 from the registry itself (never one from a host a redirect
  * led to: it would get the credentials): a token (a new one when the one we
  * had expired), or basic credentials; -EACCES when neither helps. */
-static int answer_challenge(struct registry *r, const struct fetch_reply *rep, bool *basic, struct op_error *e) {
+static int answer_challenge(struct registry *r, const struct fetch_reply *rep, bool *basic, char **mine,
+                            struct op_error *e) {
         _cleanup_free_ char *says = registry_says(rep->error_body);
         struct www_auth a = { 0 };
         if (!rep->effective_url || !same_origin(rep->effective_url, r->base))
@@ -265,7 +271,7 @@ static int answer_challenge(struct registry *r, const struct fetch_reply *rep, b
                                   r->repo, says ? " (" : "", strempty(says), says ? ")" : "");
         int rc;
         if (strcmp(a.scheme, "bearer") == 0)
-                rc = get_token(r, &a, e);
+                rc = get_token(r, &a, mine, e);
         else if (r->userpwd) {
                 *basic = true;
                 rc = 0;
@@ -290,6 +296,7 @@ struct req {
         void *ud;
         struct fetch_reply rep;
         const struct registry *r;
+        char *auth;         /* the header of the token this request got, once it answered a challenge */
 };
 
 static bool blob_cancelled(void *ud) {
@@ -312,13 +319,16 @@ static void blob_written(void *ud, int fd, uint64_t bytes) {
 static int attempt(struct registry *r, struct req *q, bool basic, struct op_error *e) {
         const char *hdrs[3] = { 0 };
         size_t n = 0;
-        pthread_mutex_lock(&r->mu);
-        _cleanup_free_ char *auth = r->auth_header ? xstrdup(r->auth_header) : NULL;
-        pthread_mutex_unlock(&r->mu);
+        _cleanup_free_ char *shared = NULL;
+        if (!q->auth) { /* the token another request got (NULL: none yet) */
+                pthread_mutex_lock(&r->mu);
+                shared = r->auth_header ? xstrdup(r->auth_header) : NULL;
+                pthread_mutex_unlock(&r->mu);
+        }
         if (q->accept)
                 hdrs[n++] = q->accept;
-        if (auth)
-                hdrs[n++] = auth;
+        if (q->auth || shared)
+                hdrs[n++] = q->auth ? q->auth : shared;
         struct fetch_opts o = { .url = q->url, .headers = hdrs, .userpwd = basic ? r->userpwd : NULL, .reply = &q->rep,
                                 .https_only = r->https, .cancel = cancelled_cb, .ud = (void *) r->p,
                                 .progress = q->progress };
@@ -352,7 +362,7 @@ static int request(struct registry *r, struct req *q, struct op_error *e) {
                         return rc;
                 long st = q->rep.status;
                 if (rc == 0 && st == 401 && challenges++ < 2) {
-                        rc = answer_challenge(r, &q->rep, &basic, e);
+                        rc = answer_challenge(r, &q->rep, &basic, &q->auth, e);
                         if (rc < 0)
                                 return rc;
                         i--; /* a challenge answered is no failed attempt */
@@ -400,6 +410,7 @@ int registry_manifest(struct registry *r, const char *reference, char **ret_body
         }
         free(q.body);
         fetch_reply_done(&q.rep);
+        free(q.auth);
         return rc;
 }
 
@@ -428,5 +439,6 @@ int registry_blob(struct registry *r, const char *digest, int64_t size, const ch
         else if (rc == -EBADMSG || rc == -EFBIG)
                 rc = op_fail(e, rc, "blob %s of %s/%s: %s", digest, r->host, r->repo, op_error_message(e));
         fetch_reply_done(&q.rep);
+        free(q.auth);
         return rc;
 }
