@@ -145,3 +145,11 @@ int flat_entry_meta(struct flat *f, struct archive_entry *e, int ft, struct meta
 int flat_layer_open(struct flat *f, struct layer_in *in);
 int flat_layer_next(struct flat *f, struct layer_in *in, uint32_t idx, struct archive_entry **ret);
 void flat_layer_close(struct layer_in *in);
+
+/* flatten_unpack.c: every compressed layer decompressed once (by up to one
+ * thread per CPU; opts.plain's taken as they are) into a plain tar beside
+ * out_path; *ret_paths: the tar to read per layer. *ret (set even on
+ * failure) goes to flat_unpack_done, which removes the temp tars. */
+struct unpack;
+int flat_unpack(struct flat *f, const char *out_path, struct unpack **ret, const char *const **ret_paths);
+void flat_unpack_done(struct unpack *u);
