@@ -62,6 +62,7 @@ struct pull {
         char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
         struct layer_stream **streams; /* per layer: still decompressing into plain[i], or NULL */
         uint64_t *got;         /* per layer: bytes fetched so far (the fetch's threads) */
+        uint64_t got_sum;      /* their sum (atomic) */
         bool fetch_failed;     /* atomic: a fetch failed, the others give up */
         char *staging;         /* the new image's dir (and the plain tars') */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
@@ -197,11 +198,9 @@ struct blob_progress {
 static void on_blob_bytes(void *ud, uint64_t done, uint64_t total) {
         struct blob_progress *b = ud;
         (void) total;
-        if (b->got) {
-                __atomic_store_n(b->got, done, __ATOMIC_RELAXED);
-                done = 0;
-                for (size_t i = 0; i < b->q->m.n_layers; i++)
-                        done += __atomic_load_n(&b->q->got[i], __ATOMIC_RELAXED);
+        if (b->got) { /* (a layer's count only grows, but a retry starts it again) */
+                uint64_t was = __atomic_exchange_n(b->got, done, __ATOMIC_RELAXED);
+                done = __atomic_add_fetch((uint64_t *) &b->q->got_sum, done - was, __ATOMIC_RELAXED);
         }
         progress_bytes(b->q->p, b->stage, done, b->total);
 }
