@@ -65,25 +65,6 @@ BLOBS=$(du -sb "$L/blobs" | cut -f1)
 echo "# image: $((BYTES / 1048576)) MiB of files, $((BLOBS / 1048576)) MiB of blobs, $LAYERS layers" >&2
 B ping >/dev/null
 
-: >"$W/skopeo"; : >"$W/pull"; : >"$W/layout"
-for _ in $(seq "$N"); do
-        rm -rf "$W/dir"
-        t0=$(now)
-        ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false docker://127.0.0.1:5000/bench/big:1 "dir:$W/dir"
-        echo "$(now) - $t0" | bc >>"$W/skopeo"
-
-        B image cache prune >/dev/null
-        t0=$(now)
-        B image pull 127.0.0.1:5000/bench/big:1 >/dev/null 2>&1
-        echo "$(now) - $t0" | bc >>"$W/pull"
-        B image delete big-1 >/dev/null
-
-        B image cache prune >/dev/null
-        t0=$(now)
-        B image pull "oci:$L:big" --name big-layout >/dev/null 2>&1
-        echo "$(now) - $t0" | bc >>"$W/layout"
-        B image delete big-layout >/dev/null
-done
 # a registry that takes its time: the same image from oci_fake.py (no auth,
 # each blob answer held 0.1 s before its first byte, as a remote registry's
 # round trips and redirects do), banger against skopeo copy from it
@@ -91,19 +72,32 @@ ip netns exec "$NS" python3 tests/integration/oci_fake.py --mode plain --addr 12
         --log "$W/fake.log" --layout "$L" --tag big --blob-delay 0.1 >/dev/null 2>&1 &
 FAKE=$!
 for _ in $(seq 50); do ip netns exec "$NS" ss -ltn | grep -q ':5001 ' && break; sleep 0.1; done
-: >"$W/slow-skopeo"; : >"$W/slow-pull"
-for _ in $(seq "$N"); do
+
+# skopeo_time REGISTRY FILE; pull_time SOURCE NAME FILE (cold: the cache
+# pruned first, the image deleted after): the seconds appended to FILE
+skopeo_time() {
         rm -rf "$W/dir"
-        t0=$(now)
-        ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false docker://127.0.0.1:5001/bench/big:1 "dir:$W/dir"
-        echo "$(now) - $t0" | bc >>"$W/slow-skopeo"
+        local t0; t0=$(now)
+        ip netns exec "$NS" skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$1/bench/big:1" "dir:$W/dir"
+        echo "$(now) - $t0" | bc >>"$2"
+}
+pull_time() {
         B image cache prune >/dev/null
-        t0=$(now)
-        B image pull 127.0.0.1:5001/bench/big:1 --name slow >/dev/null 2>&1
-        echo "$(now) - $t0" | bc >>"$W/slow-pull"
-        B image delete slow >/dev/null
+        local t0; t0=$(now)
+        B image pull "$1" --name "$2" >/dev/null 2>&1
+        echo "$(now) - $t0" | bc >>"$3"
+        B image delete "$2" >/dev/null
+}
+: >"$W/skopeo"; : >"$W/pull"; : >"$W/layout"; : >"$W/slow-skopeo"; : >"$W/slow-pull"
+for _ in $(seq "$N"); do
+        skopeo_time 127.0.0.1:5000 "$W/skopeo"
+        pull_time 127.0.0.1:5000/bench/big:1 big-1 "$W/pull"
+        pull_time "oci:$L:big" big-layout "$W/layout"
+        skopeo_time 127.0.0.1:5001 "$W/slow-skopeo"
+        pull_time 127.0.0.1:5001/bench/big:1 slow "$W/slow-pull"
 done
 kill "$FAKE" 2>/dev/null || true
+wait "$FAKE" 2>/dev/null || true
 
 # one more cold pull, its stage lines timestamped: where the time goes
 B image cache prune >/dev/null
