@@ -24,6 +24,10 @@ W=$(mktemp -d /tmp/banger-bench.XXXXXX)
 NS="banger-bench$$"
 export HOME="$W/home" XDG_CONFIG_HOME="$W/config" XDG_STATE_HOME="$W/state" XDG_CACHE_HOME="$W/cache" XDG_RUNTIME_DIR="$W/run"
 mkdir -p "$HOME" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+# no KVM boot probe: where /dev/kvm is there, a new daemon would boot a VM
+# under KVM to see whether it works, a CPU taken for up to 10 s beside the
+# pulls timed (a pull needs no accelerator)
+mkdir -p "$XDG_CONFIG_HOME/banger" && printf 'accel = "tcg"\n' >"$XDG_CONFIG_HOME/banger/config.toml"
 . tests/integration/oci_fixtures.sh
 cleanup() {
         oci_registry_stop >/dev/null 2>&1 || true
