@@ -194,10 +194,12 @@ unsigned early_runs, early_fallbacks;
 long early_fail_at;
 uint64_t early_tar_bytes;
 
-/* The plain tars being "written": src[i] whole, plain[i] what is given so far. */
+/* The plain tars being "decompressed": src[i] whole, pos[i] what next gave of it. */
 static struct drip {
-        char **src, **plain;
+        char **src;
         long calls;
+        uint64_t *pos;
+        char *piece; /* the last piece next gave */
 } drip;
 
 /* layer decompressed (any filter libarchive knows) into out; false: it cannot be. */
@@ -224,47 +226,41 @@ static bool plain_copy(const char *layer, const char *out, uint64_t *bytes) {
         return ok;
 }
 
-/* oci_flatten_opts.follow: a few KiB more of src[i] into plain[i]. */
-static int drip_follow(void *ud, size_t i, uint64_t pos) {
+/* oci_flatten_opts.next: a few KiB more of src[i] (what a stream gives). */
+static ssize_t drip_next(void *ud, size_t i, const void **buf) {
         (void) ud;
-        struct stat have, all;
-        if (stat(drip.plain[i], &have) < 0 || stat(drip.src[i], &all) < 0)
+        if (!buf)
+                return 0;
+        struct stat all;
+        if (stat(drip.src[i], &all) < 0)
                 return -errno;
-        if (have.st_size >= all.st_size)
+        if (drip.pos[i] >= (uint64_t) all.st_size)
                 return 0;
         if (early_fail_at && ++drip.calls >= early_fail_at)
                 return -EIO;
-        uint64_t to = (uint64_t) have.st_size + 7919; /* odd: headers and blocks cut anywhere */
-        to = to <= pos ? pos + 1 : to;
-        to = to > (uint64_t) all.st_size ? (uint64_t) all.st_size : to;
-        size_t len = (size_t) (to - (uint64_t) have.st_size);
-        char *buf = xmalloc(len);
-        int in = open(drip.src[i], O_RDONLY), out = open(drip.plain[i], O_WRONLY | O_APPEND);
-        assert_true(in >= 0 && out >= 0);
-        assert_int_equal(pread(in, buf, len, have.st_size), (ssize_t) len);
-        assert_int_equal(write(out, buf, len), (ssize_t) len);
+        size_t len = (uint64_t) all.st_size - drip.pos[i] < 7919 ? (size_t) ((uint64_t) all.st_size - drip.pos[i]) : 7919;
+        free(drip.piece);
+        drip.piece = xmalloc(len);
+        int in = open(drip.src[i], O_RDONLY);
+        assert_true(in >= 0);
+        assert_int_equal(pread(in, drip.piece, len, (off_t) drip.pos[i]), (ssize_t) len);
         close(in);
-        close(out);
-        free(buf);
-        return 1;
+        drip.pos[i] += len;
+        *buf = drip.piece;
+        return (ssize_t) len;
 }
 
 static int flatten_early(char **layers, size_t n, const char *out, const struct oci_flatten_opts *o,
                          struct oci_flatten_stats *st, struct op_error *err) {
         uint64_t total = 0;
         bool ok = true;
-        drip = (struct drip) { .src = xcalloc(n + 1, sizeof(char *)), .plain = xcalloc(n + 1, sizeof(char *)) };
+        drip = (struct drip) { .src = xcalloc(n + 1, sizeof(char *)), .pos = xcalloc(n + 1, sizeof(uint64_t)) };
         for (size_t i = 0; i < n; i++) {
                 drip.src[i] = xasprintf("%s.src", layers[i]);
-                drip.plain[i] = xasprintf("%s.plain", layers[i]);
                 ok = ok && plain_copy(layers[i], drip.src[i], &total);
-                int fd = open(drip.plain[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
-                assert_true(fd >= 0);
-                close(fd);
         }
         struct oci_flatten_opts eo = *o;
-        eo.plain = (const char *const *) drip.plain;
-        eo.follow = drip_follow;
+        eo.next = drip_next;
         eo.tar_bytes = early_tar_bytes ? early_tar_bytes : total;
         int r;
         if (!ok || !total) {
@@ -273,24 +269,20 @@ static int flatten_early(char **layers, size_t n, const char *out, const struct 
                 early_runs++;
                 r = oci_flatten((const char *const *) layers, n, out, &eo, st, err);
         }
-        if (ok && total && r == -EAGAIN) { /* as pull.c: the tars whole, then again */
+        if (ok && total && r == -EAGAIN) { /* as pull.c: again, the flatten decompressing the layers itself */
                 early_fallbacks++;
                 assert_false(exists(out));
                 print_message("early: %s\n", op_error_message(err));
                 op_error_done(err);
-                for (size_t i = 0; i < n; i++)
-                        assert_int_equal(rename(drip.src[i], drip.plain[i]), 0);
-                eo.follow = NULL;
-                r = oci_flatten((const char *const *) layers, n, out, &eo, st, err);
+                r = oci_flatten((const char *const *) layers, n, out, o, st, err);
         }
         for (size_t i = 0; i < n; i++) {
                 unlink(drip.src[i]);
-                unlink(drip.plain[i]);
                 free(drip.src[i]);
-                free(drip.plain[i]);
         }
         free(drip.src);
-        free(drip.plain);
+        free(drip.pos);
+        free(drip.piece);
         return r;
 }
 

@@ -62,10 +62,10 @@ void assert_absent(ext2_filsys fs, const char *path);
 
 /* ---- flatten ---- */
 /* flatten_mode 1: flatten() runs as a pull does with streams (flatten.h,
- * follow): each layer decompressed beside, its plain tar given a few KiB at
- * a time as the flatten asks, and the call made again without follow when
- * it says -EAGAIN (counted in early_fallbacks). early_fail_at: the Nth
- * follow fails (0: never); early_tar_bytes: the estimate given (0: right). */
+ * next): each layer decompressed beside, its plain tar given a few KiB at a
+ * time as the flatten asks, and the call made again without next when it
+ * says -EAGAIN (counted in early_fallbacks). early_fail_at: the Nth next
+ * fails (0: never); early_tar_bytes: the estimate given (0: right). */
 extern int flatten_mode;
 extern unsigned early_runs, early_fallbacks;
 extern long early_fail_at;

@@ -621,9 +621,10 @@ static uint64_t journal_size(ext2_filsys fs) {
         return EXT2_I_SIZE(&in);
 }
 
-static int never_follow(void *ud, size_t layer, uint64_t pos) {
-        (void) ud, (void) layer, (void) pos;
-        fail_msg("follow called");
+static ssize_t never_next(void *ud, size_t layer, const void **buf) {
+        (void) ud, (void) layer;
+        if (buf)
+                fail_msg("next called");
         return -EIO;
 }
 
@@ -636,7 +637,7 @@ static int early_reset(void **state) { /* also after a failed assert */
         return 0;
 }
 
-/* The early flatten (follow) against the two passes: what pass 1 wrote and a
+/* The early flatten (next) against the two passes: what pass 1 wrote and a
  * later layer replaced or whited out (a file with an xattr block, a long
  * symlink, a device, a hard-linked file) is freed, and the image is the
  * same; a follow that fails, an estimate far too big or too small. */
@@ -784,8 +785,13 @@ static void test_early(void **state) {
         free(big);
         free(r45);
 
-        /* follow without a plain tar for each layer: refused, not two passes over a tar that may be cut */
-        struct oci_flatten_opts bad = { .follow = never_follow, .tar_bytes = MIB };
+        /* next without the tars' size, or for a part of the tree: refused,
+         * not two passes over a tar that may be cut */
+        struct oci_flatten_opts bad = { .next = never_next };
+        assert_int_equal(oci_flatten((const char *const *) layers, 2, out, &bad, NULL, &err), -EINVAL);
+        assert_false(exists(out));
+        op_error_done(&err);
+        bad = (struct oci_flatten_opts) { .next = never_next, .tar_bytes = MIB, .subtree = "d" };
         assert_int_equal(oci_flatten((const char *const *) layers, 2, out, &bad, NULL, &err), -EINVAL);
         assert_false(exists(out));
 
@@ -865,7 +871,7 @@ int main(void) {
         };
         int failed = cmocka_run_group_tests_name("two passes", tests, setup, teardown);
         flatten_mode = 1; /* all of them again, as a pull with streams runs */
-        failed += cmocka_run_group_tests_name("early (follow)", tests, setup, teardown);
+        failed += cmocka_run_group_tests_name("early (next)", tests, setup, teardown);
         print_message("early: %u runs, %u fell back to two passes\n", early_runs, early_fallbacks);
         return failed;
 }

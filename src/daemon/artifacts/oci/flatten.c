@@ -762,7 +762,7 @@ static int fill(struct flat *f, const char *path) {
         return fill_close(f, path, r);
 }
 
-/* ---- early: the data while the layers are decompressed (opts.follow) ------------- */
+/* ---- early: the data while the layers are decompressed (opts.next) --------------- */
 
 /* The first image's inodes must do for the final size (resize2fs keeps the
  * inodes per group): as many as mkfs would have been given. */
@@ -833,8 +833,7 @@ static int flatten_early(struct flat *f, const char *out_path, uint64_t *size, b
                 first = f->o->tar_bytes + f->o->tar_bytes / 2;
                 first = (first < floor ? floor : first + MIB - 1) / MIB * MIB;
         }
-        f->early = true;
-        f->layers = f->o->plain;
+        f->early = true; /* (pass 2 reads the layers themselves) */
         /* the tree is not known yet: an inode per 8 KiB of tar as well (most
          * images have more per entry; fewer falls back, early_fits), as many
          * as an image of that size can hold */
@@ -910,11 +909,9 @@ int oci_flatten(const char *const *layers, size_t n_layers, const char *out_path
                 return op_fail(e, -EEXIST, "%s exists already", out_path);
         if (errno != ENOENT)
                 return op_fail(e, -errno, "%s: %s", out_path, strerror(errno));
-        bool early = f.o->follow && f.o->tar_bytes && f.o->plain && !f.o->subtree && !f.o->without;
-        for (size_t i = 0; early && i < n_layers; i++)
-                early = f.o->plain[i] != NULL;
-        if (f.o->follow && !early) /* the tars may be cut short: two passes would take that for their end */
-                return op_fail(e, -EINVAL, "follow without a plain tar (and its size) for every layer");
+        bool early = f.o->next && f.o->tar_bytes && !f.o->subtree && !f.o->without;
+        if (f.o->next && !early) /* the tars may be cut short: two passes would take that for their end */
+                return op_fail(e, -EINVAL, "next without the tars' size, or with a part of the tree");
         r = early ? flatten_early(&f, out_path, &size, &created) : flatten_two_pass(&f, out_path, &size, &created);
         f.layers = layers;
         if (r < 0) {

@@ -32,7 +32,7 @@
  * final tree in memory; the image is sized from it and made with mkfs.ext4;
  * the second reads the layers again, writes every directory whole (entries
  * packed into blocks, no htree) and then only the entries that won. With
- * opts.follow the data moves to the first pass, which then runs while the
+ * opts.next the data moves to the first pass, which then runs while the
  * layers are still being decompressed (see there).
  *
  * Refused, each a clear error naming the layer (1-based) and the entry: an
@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "macro.h"
 #include "op_error.h"
@@ -76,29 +77,31 @@ struct oci_flatten_opts {
          * link to a name outside the part is refused. */
         const char *subtree, *without;
         /* NULL, or per layer: the path of that layer already decompressed
-         * (a plain tar the caller made, stream.h, and removes), or NULL (the
-         * flatten decompresses the layer itself). Taken as it is. */
+         * (a plain tar the caller made, and removes), or NULL (the flatten
+         * decompresses the layer itself). Taken as it is. */
         const char *const *plain;
-        /* NULL, or (with plain given for every layer, and neither subtree
-         * nor without) the plain tars are still being written: follow(ud, i,
-         * pos) waits until layer i's (0-based) holds more than pos bytes
-         * (1), or is whole (0), or will not be (negative). tar_bytes: what
-         * they will hold together (0: follow is not used). The image is
-         * then made first, at the size the rule gives for tar_bytes of
-         * content (or size_bytes; an inode per 8 KiB of tar at least) and
-         * without a journal, the first pass writes every non-directory
-         * whole (inode, data, xattrs) as its tar grows, the second frees
-         * what later layers replaced and writes the directories and link
-         * counts; then the free blocks are punched out of the file, the
-         * journal made for the final size, and the image resized to the
-         * rule's size (resize2fs). When that cannot be done (the first
-         * image has too few blocks or inodes, a plain tar stops, mkfs or
-         * resize2fs fails) the call fails with -EAGAIN and nothing at
-         * out_path: the caller waits for its tars and calls again without
-         * follow. follow without plain for every layer (or with subtree,
-         * without, tar_bytes 0) is -EINVAL: two passes would take a tar
-         * cut short for a whole one. */
-        int (*follow)(void *ud, size_t layer, uint64_t pos);
+        /* NULL, or (with neither subtree nor without) the layers' plain tars
+         * are still being decompressed by the caller: next(ud, i, &buf) gives
+         * layer i's (0-based) next piece at *buf, valid until the next call
+         * for that layer; its length (> 0), 0 at the end of a whole tar, or
+         * negative (-ECANCELED: cancelled; else it will not be whole); buf
+         * NULL: the flatten reads no more of layer i. tar_bytes: what they
+         * will hold together (0: next is not used). The image is then made
+         * first, at the size the rule gives for tar_bytes of content (or
+         * size_bytes; an inode per 8 KiB of tar at least) and without a
+         * journal, the first pass writes every non-directory whole (inode,
+         * data, xattrs) as its piece comes, the second frees what later
+         * layers replaced and writes the directories and link counts (what
+         * it has to read again, a directory with xattrs, it reads from
+         * layers[i], decompressing it itself); then the free blocks are
+         * punched out of the file, the journal made for the final size, and
+         * the image resized to the rule's size (resize2fs). When that cannot
+         * be done (the first image has too few blocks or inodes, a tar stops
+         * short, mkfs or resize2fs fails) the call fails with -EAGAIN and
+         * nothing at out_path: the caller calls again without next. next
+         * with subtree, without or tar_bytes 0 is -EINVAL: two passes would
+         * take a tar cut short for a whole one. */
+        ssize_t (*next)(void *ud, size_t layer, const void **buf);
         uint64_t tar_bytes;
 };
 

@@ -58,11 +58,9 @@ struct sink;  /* flatten.c */
 
 struct layer_in {
         struct archive *a;
-        int fd;
-        struct flat *f;  /* following a growing tar (opts.follow): */
-        char *buf;       /* owned */
-        uint64_t pos;    /* read so far */
-        bool whole;      /* follow said the tar is whole */
+        int fd;          /* -1: the tar comes from opts.next */
+        struct flat *f;
+        size_t layer;    /* opts.next: the layer (1-based) it reads; 0: none */
 };
 
 /* Builds the directory blocks of one directory. */
@@ -100,10 +98,10 @@ struct flat {
         uint64_t done, next_report;
         int wb_fd;                /* the image, to start its writeback early; -1: none */
         struct syncer *syncer;    /* pass 2: makes the image durable while it is filled; NULL: none */
-        bool early;               /* opts.follow: pass 1 writes the data, into an image made first */
-        bool following;           /* pass 1 of early: the tars are read as they grow */
-        bool again;               /* early: failed where the two passes would not (flatten.h, follow) */
-        bool follow_cancelled;    /* early: follow said -ECANCELED */
+        bool early;               /* opts.next: pass 1 writes the data, into an image made first */
+        bool following;           /* pass 1 of early: the tars are read as they come (opts.next) */
+        bool again;               /* early: failed where the two passes would not (flatten.h, next) */
+        bool follow_cancelled;    /* early: next said -ECANCELED */
 };
 
 /* What an entry sets on its inode. */

@@ -527,49 +527,34 @@ static int scan_entry(struct flat *f, struct archive_entry *e, uint32_t idx) {
 void flat_layer_close(struct layer_in *in) {
         archive_read_free(in->a);
         in->a = NULL;
-        free(in->buf);
-        in->buf = NULL;
+        if (in->layer) /* opts.next: the flatten is done with it */
+                in->f->o->next(in->f->o->ud, in->layer - 1, NULL);
+        in->layer = 0;
         if (in->fd >= 0)
                 close(in->fd);
         in->fd = -1;
 }
 
-#define FOLLOW_READ ((size_t) 1 << 20)
-
-/* libarchive's read callback for a tar that is still being written: what is
- * in the file, then follow's word. */
-static la_ssize_t follow_read(struct archive *a, void *ud, const void **buf) {
+/* libarchive's read callback for a tar that comes in pieces (opts.next). */
+static la_ssize_t next_read(struct archive *a, void *ud, const void **buf) {
         struct layer_in *in = ud;
         struct flat *f = in->f;
-        for (;;) {
-                ssize_t n = pread(in->fd, in->buf, FOLLOW_READ, (off_t) in->pos);
-                if (n < 0) {
-                        archive_set_error(a, errno, "%s", strerror(errno));
-                        return -1;
-                }
-                if (n > 0) {
-                        in->pos += (uint64_t) n;
-                        *buf = in->buf;
-                        return n;
-                }
-                if (in->whole)
-                        return 0;
-                int r = f->o->follow(f->o->ud, f->layer - 1, in->pos);
-                if (r < 0) {
-                        f->again = r != -ECANCELED;
-                        f->follow_cancelled = r == -ECANCELED;
-                        archive_set_error(a, -r, "its decompression stopped: %s", strerror(-r));
-                        return -1;
-                }
-                in->whole = r == 0; /* read again: the last bytes came before the word */
+        ssize_t n = f->o->next(f->o->ud, f->layer - 1, buf);
+        if (n < 0) {
+                f->again = n != -ECANCELED;
+                f->follow_cancelled = n == -ECANCELED;
+                archive_set_error(a, (int) -n, "its decompression stopped: %s", strerror((int) -n));
+                return -1;
         }
+        return n;
 }
 
 int flat_layer_open(struct flat *f, struct layer_in *in) {
         const char *path = f->layers[f->layer - 1];
+        bool pieces = f->following;
         f->path[0] = '\0';
-        in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (in->fd < 0)
+        in->fd = pieces ? -1 : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (in->fd < 0 && !pieces)
                 return flat_fail(f, -errno, "cannot open: %s", strerror(errno));
         in->a = archive_read_new();
         archive_read_support_filter_gzip(in->a);
@@ -577,9 +562,9 @@ int flat_layer_open(struct flat *f, struct layer_in *in) {
         archive_read_support_format_tar(in->a);
         archive_read_support_format_empty(in->a); /* a layer of nothing (some builders write gzip of "") */
         int r = ARCHIVE_OK;
-        if (f->following) {
-                *in = (struct layer_in) { .a = in->a, .fd = in->fd, .f = f, .buf = xmalloc(FOLLOW_READ) };
-                r = archive_read_open(in->a, in, NULL, follow_read, NULL);
+        if (pieces) {
+                *in = (struct layer_in) { .a = in->a, .fd = -1, .f = f, .layer = f->layer };
+                r = archive_read_open(in->a, in, NULL, next_read, NULL);
         } else {
                 r = archive_read_open_fd(in->a, in->fd, 1 << 20);
         }

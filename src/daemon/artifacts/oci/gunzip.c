@@ -15,7 +15,7 @@
 
 struct gz {
         struct inflate_state st;
-        uint8_t *in, *out; /* owned */
+        uint8_t *in; /* owned */
         bool eof;
         oci_read_fn read;
         void *ud;
@@ -23,7 +23,6 @@ struct gz {
 
 static void gz_done(struct gz *g) {
         free(g->in);
-        free(g->out);
 }
 
 static const char *isal_why(int r) {
@@ -78,7 +77,7 @@ static int next_member(struct gz *g) {
         return 1;
 }
 
-static int gunzip(struct gz *g, int out, const _Atomic bool *stop, char **ret_why) {
+static int gunzip(struct gz *g, const struct oci_gunzip_sink *out, const _Atomic bool *stop, char **ret_why) {
         uint32_t want = 1; /* more than it has when a call made no progress: never a spin */
         for (;;) {
                 int r = refill(g, want);
@@ -86,14 +85,21 @@ static int gunzip(struct gz *g, int out, const _Atomic bool *stop, char **ret_wh
                         return *ret_why = r == -ECANCELED ? xstrdup("cancelled")
                                                           : xasprintf("reading: %s", strerror(-r)), r;
                 uint32_t had_in = g->st.avail_in;
-                g->st.next_out = g->out;
-                g->st.avail_out = OUT_BYTES;
+                uint8_t *room = NULL;
+                size_t cap = 0;
+                if ((r = out->get(out->ud, &room, &cap)) < 0)
+                        return *ret_why = r == -ECANCELED ? xstrdup("cancelled")
+                                                          : xasprintf("writing: %s", strerror(-r)), r;
+                g->st.next_out = room;
+                g->st.avail_out = cap > UINT32_MAX ? UINT32_MAX : (uint32_t) cap;
+                uint32_t had_out = g->st.avail_out;
                 int ir = isal_inflate(&g->st);
                 if (ir < 0)
                         return *ret_why = xasprintf("truncated or damaged: gzip: %s", isal_why(ir)), -EBADMSG;
-                size_t n = OUT_BYTES - g->st.avail_out;
-                if (n && (r = write_all(out, g->out, n)) < 0)
-                        return *ret_why = xasprintf("writing: %s", strerror(-r)), r;
+                size_t n = had_out - g->st.avail_out;
+                if ((r = out->put(out->ud, n)) < 0)
+                        return *ret_why = r == -ECANCELED ? xstrdup("cancelled")
+                                                          : xasprintf("writing: %s", strerror(-r)), r;
                 if (*stop)
                         return *ret_why = xstrdup("cancelled"), -ECANCELED;
                 if (g->st.block_state == ISAL_BLOCK_FINISH) { /* the trailer is checked */
@@ -110,13 +116,39 @@ static int gunzip(struct gz *g, int out, const _Atomic bool *stop, char **ret_wh
         }
 }
 
-int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why) {
-        _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .out = xmalloc(OUT_BYTES), .read = read_fn,
-                                           .ud = ud };
+int oci_gunzip_into(oci_read_fn read_fn, void *ud, const struct oci_gunzip_sink *sink, const _Atomic bool *stop,
+                    char **ret_why) {
+        _cleanup_(gz_done) struct gz g = { .in = xmalloc(IN_BYTES), .read = read_fn, .ud = ud };
         isal_inflate_init(&g.st);
         g.st.crc_flag = ISAL_GZIP;
         g.st.next_in = g.in;
-        return gunzip(&g, out, stop, ret_why);
+        return gunzip(&g, sink, stop, ret_why);
+}
+
+/* A sink into a file: its own buffer, written out at each put. */
+struct fd_sink {
+        int fd;
+        uint8_t *buf; /* owned */
+};
+
+static int fd_get(void *ud, uint8_t **buf, size_t *cap) {
+        struct fd_sink *s = ud;
+        *buf = s->buf;
+        *cap = OUT_BYTES;
+        return 0;
+}
+
+static int fd_put(void *ud, size_t n) {
+        struct fd_sink *s = ud;
+        return n ? write_all(s->fd, s->buf, n) : 0;
+}
+
+int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why) {
+        struct fd_sink fs = { .fd = out, .buf = xmalloc(OUT_BYTES) };
+        struct oci_gunzip_sink sink = { .get = fd_get, .put = fd_put, .ud = &fs };
+        int r = oci_gunzip_into(read_fn, ud, &sink, stop, ret_why);
+        free(fs.buf);
+        return r;
 }
 
 static ssize_t fd_read(void *ud, void *buf, size_t len) {

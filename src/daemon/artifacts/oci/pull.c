@@ -59,12 +59,13 @@ struct pull {
         char digest[72];       /* its digest */
         struct oci_config cfg;
         char **layers;         /* cache paths, oldest first (n_layers of them) */
-        char **plain;          /* per layer: decompressed while fetched (stream.h), or NULL */
-        struct layer_stream **streams; /* per layer: still decompressing into plain[i], or NULL */
+        struct layer_stream **streams; /* per layer: decompressed while fetched (stream.h), or NULL */
+        struct layer_pool *pool;       /* the streams' memory */
+        bool *torn;                    /* per layer: its stream, joined before the end, was not whole */
         uint64_t *got;         /* per layer: bytes fetched so far (the fetch's threads) */
         uint64_t got_sum;      /* their sum (atomic) */
         bool fetch_failed;     /* atomic: a fetch failed, the others give up */
-        char *staging;         /* the new image's dir (and the plain tars') */
+        char *staging;         /* the new image's dir */
         json_t *run;           /* the run config as stored (uid/gid resolved) */
 };
 
@@ -191,7 +192,7 @@ struct blob_progress {
         const char *stage;
         uint64_t total;
         uint64_t *got;                /* a layer's slot in q->got: the sum of them is reported; NULL: done is */
-        const char *plain;            /* a fetched layer: decompress it into this file on the way */
+        bool want_stream;             /* a fetched layer: decompress it on the way */
         struct layer_stream *stream;  /* cache_blob's, when it fetched one */
 };
 
@@ -288,8 +289,8 @@ static int cache_blob(struct pull *q, const struct oci_descriptor *d, struct blo
                 else if (!have) {
                         _cleanup_free_ char *tmp = xasprintf("%s.tmp-%d", path, (int) getpid());
                         unlink(path);
-                        if (bp->plain)
-                                bp->stream = layer_stream_new(bp->plain);
+                        if (bp->want_stream)
+                                bp->stream = layer_stream_new(q->pool);
                         rc = fetch_blob(q, d, tmp, bp, e);
                         if (rc == 0 && rename(tmp, path) < 0)
                                 rc = op_fail(e, -errno, "cannot rename %s: %s", tmp, strerror(errno));
@@ -496,14 +497,12 @@ static int by_size_desc(const void *a, const void *b, void *ud) {
         return x > y ? -1 : x < y ? 1 : i < j ? -1 : i > j ? 1 : 0;
 }
 
-/* Layer i's stream joined (NULL: there was none): q->plain[i] stays only
- * for a whole plain tar. */
-static void stream_done(struct pull *q, size_t i, bool (*cancel)(void *ud)) {
-        if (!layer_stream_join(q->streams[i], cancel, q)) {
-                free(q->plain[i]);
-                q->plain[i] = NULL;
-        }
+/* Layer i's stream joined (NULL: there was none); true when its plain tar
+ * was whole. */
+static bool stream_done(struct pull *q, size_t i, bool (*cancel)(void *ud)) {
+        bool whole = layer_stream_join(q->streams[i], cancel, q);
         q->streams[i] = NULL;
+        return whole;
 }
 
 /* Every stream joined (cancel: pull_cancelled, or always to stop them). */
@@ -513,8 +512,11 @@ static void streams_join(struct pull *q, bool (*cancel)(void *ud)) {
                         stream_done(q, i, cancel);
 }
 
-/* at most this many layers decompressed while fetched at once (the rest: by the flatten) */
+/* at most this many layers decompressed while fetched at once (the rest: when the flatten comes to them) */
 #define STREAMS_MAX 8
+/* at most this much of their data held for the flatten (the layer it reads
+ * may hold as much again, stream.h) */
+#define POOL_BYTES (UINT64_C(256) << 20)
 /* at most this many blobs fetched at once */
 #define FETCHES_MAX 4
 
@@ -531,20 +533,31 @@ struct fetch {
 };
 
 /* Under q->mu: a stream for layer i when fewer than STREAMS_MAX run (the
- * ones ended are joined: their layers' fetches are done). */
+ * ones whose thread ended keep their data for the flatten). */
 static bool stream_granted(struct fetch *f, size_t i) {
         struct pull *q = f->q;
         size_t live = f->granted;
-        for (size_t k = 0; k < q->m.n_layers; k++) {
-                if (q->streams[k] && layer_stream_finished(q->streams[k]))
-                        stream_done(q, k, NULL);
-                live += q->streams[k] != NULL;
-        }
+        for (size_t k = 0; k < q->m.n_layers; k++)
+                live += q->streams[k] && !layer_stream_finished(q->streams[k]);
         if (live >= STREAMS_MAX || !gzip_layer(&q->m.layers[i]))
                 return false;
-        q->plain[i] = xasprintf("%s/layer-%zu.tar", q->staging, i + 1);
         f->granted++;
         return true;
+}
+
+/* A stream over a cached blob (cache_blob verified it): decompressed the
+ * same way as a fetched one, so that the flatten can read every layer as it
+ * comes. NULL: none to be had. */
+static struct layer_stream *stream_cached(struct pull *q, const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return NULL;
+        struct layer_stream *s = layer_stream_new(q->pool);
+        layer_stream_written(s, fd, 0); /* (the stream opens the file again) */
+        layer_stream_written(s, fd, (uint64_t) st.st_size);
+        layer_stream_end(s, true);
+        return s;
 }
 
 static void *fetch_run(void *arg) {
@@ -561,7 +574,7 @@ static void *fetch_run(void *arg) {
                         return NULL;
                 const struct oci_descriptor *d = &q->m.layers[i];
                 struct blob_progress bp = { .q = q, .stage = "layers", .total = f->total, .got = &q->got[i],
-                                            .plain = q->plain[i] };
+                                            .want_stream = granted };
                 struct op_error e = OP_ERROR_INIT;
                 progress_stage(q->p, "layer", "%zu/%zu %.19s %.1f MiB", i + 1, n, d->digest,
                                (double) d->size / (1 << 20));
@@ -569,6 +582,8 @@ static void *fetch_run(void *arg) {
                 int rc = cache_blob(q, d, &bp, &path, &e);
                 if (rc == 0) /* (a cached blob, or a small one, said nothing yet) */
                         on_blob_bytes(&bp, (uint64_t) d->size, (uint64_t) d->size);
+                if (rc == 0 && granted && !bp.stream)
+                        bp.stream = stream_cached(q, path);
                 pthread_mutex_lock(&q->mu);
                 q->layers[i] = path;
                 q->streams[i] = bp.stream;
@@ -584,9 +599,9 @@ static void *fetch_run(void *arg) {
 }
 
 /* Every layer into the cache, up to FETCHES_MAX at once; a gzip one fetched
- * is also decompressed on the way, into q->staging (q->plain), up to
- * STREAMS_MAX at once. The streams still running stay in q->streams (build
- * joins them). */
+ * is also decompressed on the way, into memory (q->pool), up to STREAMS_MAX
+ * at once. The streams stay in q->streams for the flatten (build joins
+ * them). */
 static int fetch_layers(struct pull *q, struct op_error *e) {
         size_t n = q->m.n_layers, n_threads = n < FETCHES_MAX ? n : FETCHES_MAX, started = 0;
         struct fetch f = { .q = q, .n = n, .order = xcalloc(n + 1, sizeof(size_t)), .e = OP_ERROR_INIT,
@@ -595,8 +610,9 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
                 f.total += (uint64_t) q->m.layers[i].size;
         progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) f.total / (1 << 20));
         q->layers = xcalloc(n + 1, sizeof(char *));
-        q->plain = xcalloc(n + 1, sizeof(char *));
         q->streams = xcalloc(n + 1, sizeof(*q->streams));
+        q->torn = xcalloc(n + 1, sizeof(bool));
+        q->pool = layer_pool_new(POOL_BYTES);
         q->got = xcalloc(n + 1, sizeof(*q->got));
         for (size_t i = 0; i < n; i++)
                 f.order[i] = i;
@@ -611,9 +627,6 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
         free(threads);
         free(f.order);
         free(f.op_id);
-        for (size_t i = 0; i < n; i++) /* a cached blob, or no stream to be had */
-                if (!q->streams[i])
-                        stream_done(q, i, NULL);
         int rc = f.rc;
         if (rc < 0) {
                 op_error_move(e, &f.e);
@@ -633,29 +646,50 @@ static void on_flatten(void *ud, size_t layer, size_t n_layers, uint64_t done, u
         progress_bytes(q->p, "flatten", done, total);
 }
 
-/* oci_flatten_opts.follow */
-static int follow_stream(void *ud, size_t layer, uint64_t pos) {
+/* oci_flatten_opts.next. A layer that got no stream while fetched (all
+ * STREAMS_MAX were busy) gets one over its cached blob now (the ended ones
+ * joined first: no more threads than STREAMS_MAX and the flatten's). */
+static ssize_t next_stream(void *ud, size_t layer, const void **buf) {
         struct pull *q = ud;
-        return q->streams[layer] ? layer_stream_wait(q->streams[layer], pos, pull_cancelled, q) : 0;
+        if (!buf) {
+                layer_stream_discard(q->streams[layer]);
+                return 0;
+        }
+        if (!q->streams[layer]) {
+                for (size_t i = 0; i < layer; i++) /* (the flatten is past them) */
+                        if (q->streams[i] && layer_stream_finished(q->streams[i]))
+                                q->torn[i] = !stream_done(q, i, NULL);
+                q->streams[layer] = stream_cached(q, q->layers[layer]);
+                if (!q->streams[layer])
+                        return -ENOTSUP;
+        }
+        return layer_stream_next(q->streams[layer], buf, pull_cancelled, q);
 }
 
-/* What the plain tars will hold together, when every layer has one (0
- * otherwise: the flatten then waits for them): a finished one's size, a
- * growing one's from its blob's gzip trailer (ISIZE: the last member's
- * size mod 4 GiB, anyone's to write; an estimate the flatten checks, and
- * not believed when it says the data shrank (a size that wrapped, several
- * members), is below what is in the tar already, or says more than
- * deflate's 1032:1; at most 4 GiB a layer, and the image made for it is
- * sparse and shrunk after). */
+/* What the plain tars will hold together, when every layer is gzip with a
+ * stream or can have one (0 otherwise: the flatten then decompresses the
+ * layers itself, and so on a build without ISA-L): an ended
+ * one's size, a running one's from its blob's gzip trailer (ISIZE: the
+ * last member's size mod 4 GiB, anyone's to write; an estimate the flatten
+ * checks, and not believed when it says the data shrank (a size that
+ * wrapped, several members), is below what the stream has inflated
+ * already, or says more than deflate's 1032:1; at most 4 GiB a layer, and
+ * the image made for it is sparse and shrunk after). */
 static uint64_t plain_bytes(const struct pull *q) {
         uint64_t sum = 0;
         for (size_t i = 0; i < q->m.n_layers; i++) {
-                struct stat st, pt;
+                struct stat st;
                 unsigned char t[4];
-                if (!q->plain[i] || lstat(q->plain[i], &pt) < 0)
+                uint64_t have = 0; /* no stream yet: the flatten starts one (next_stream) */
+                int r = -1;
+                if (q->streams[i])
+                        r = layer_stream_size(q->streams[i], &have);
+                else if (gzip_layer(&q->m.layers[i]) && layer_stream_supported())
+                        r = 0;
+                if (r < 0)
                         return 0;
-                if (!q->streams[i]) {
-                        sum += (uint64_t) pt.st_size;
+                if (r == 1) {
+                        sum += have;
                         continue;
                 }
                 _cleanup_close_ int fd = open(q->layers[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -663,65 +697,49 @@ static uint64_t plain_bytes(const struct pull *q) {
                         return 0;
                 uint64_t isize = (uint64_t) t[0] | (uint64_t) t[1] << 8 | (uint64_t) t[2] << 16 | (uint64_t) t[3] << 24;
                 uint64_t gz = (uint64_t) st.st_size;
-                if (isize + gz / 64 + 1024 < gz || isize < (uint64_t) pt.st_size || isize > 1032 * gz)
+                if (isize + gz / 64 + 1024 < gz || isize < have || isize > 1032 * gz)
                         return 0;
                 sum += isize;
         }
         return sum;
 }
 
-/* Every stream that has ended joined (a failed one drops its plain tar). */
-static void streams_join_ended(struct pull *q) {
-        for (size_t i = 0; i < q->m.n_layers; i++)
-                if (q->streams[i] && layer_stream_finished(q->streams[i]))
-                        stream_done(q, i, NULL);
-}
-
-/* After the flatten that followed them: every stream joined, true when
- * each plain tar was whole (its gzip data checked to the end, CRC and size
- * as two passes would). */
+/* After the flatten that read them: every stream joined, true when each
+ * plain tar was whole (its gzip data checked to the end, CRC and size as
+ * two passes would; the flatten stops reading at the tar's end). */
 static bool streams_whole(struct pull *q) {
         bool whole = true;
-        for (size_t i = 0; i < q->m.n_layers; i++) {
-                if (q->streams[i])
-                        stream_done(q, i, pull_cancelled);
-                whole = whole && q->plain[i];
-        }
+        for (size_t i = 0; i < q->m.n_layers; i++)
+                whole = (q->streams[i] ? stream_done(q, i, pull_cancelled) : !q->torn[i]) && whole;
         return whole;
 }
 
-/* The flatten, beside the streams still running when it can (flatten.h,
- * follow), after them otherwise or when that could not be done. */
+/* The flatten, reading the streams as they inflate when it can (flatten.h,
+ * next), from the blobs otherwise or when that could not be done. */
 static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats *st, struct op_error *e) {
         struct oci_flatten_opts fo = { .size_bytes = q->o->size_bytes, .progress = on_flatten,
-                                       .cancel = pull_cancelled, .ud = q,
-                                       .plain = (const char *const *) q->plain };
-        size_t n_plain = 0, n = q->m.n_layers;
-        streams_join_ended(q);
-        for (size_t i = 0; i < n; i++)
-                n_plain += q->plain[i] != NULL;
+                                       .cancel = pull_cancelled, .ud = q };
+        size_t n = q->m.n_layers;
         fo.tar_bytes = plain_bytes(q);
-        fo.follow = fo.tar_bytes ? follow_stream : NULL;
-        if (!fo.follow)
-                streams_join(q, pull_cancelled);
-        if (n_plain && fo.follow)
-                progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched, the files "
-                               "written as they are)", n, n_plain);
-        else if (n_plain)
-                progress_stage(q->p, "flatten", "%zu layers into ext4 (%zu decompressed while fetched)", n, n_plain);
+        fo.next = fo.tar_bytes ? next_stream : NULL;
+        if (!fo.next)
+                streams_join(q, always); /* the flatten decompresses the blobs itself */
+        if (fo.next)
+                progress_stage(q->p, "flatten", "%zu layers into ext4 (read as they are decompressed)", n);
         else
                 progress_stage(q->p, "flatten", "%zu layers into ext4", n);
         int rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
-        if (rc == 0 && fo.follow && !streams_whole(q)) { /* the tars ended well, a gzip trailer did not */
+        if (rc == 0 && fo.next && !streams_whole(q)) { /* the tars ended well, a gzip trailer did not */
                 unlink(rootfs);
                 rc = op_fail(e, -EAGAIN, "a layer's gzip data did not check out to its end");
         }
-        if (rc == -EAGAIN && fo.follow) {
-                log_info("%s: %s; flattened again after the decompression", q->src.display, e->msg);
-                progress_stage(q->p, "flatten", "again, after the decompression (%s)", e->msg);
+        if (rc == -EAGAIN && fo.next) {
+                log_info("%s: %s; flattened again from the blobs", q->src.display, e->msg);
+                progress_stage(q->p, "flatten", "again, from the blobs (%s)", e->msg);
                 op_error_done(e);
-                streams_join(q, pull_cancelled);
-                fo.follow = NULL;
+                streams_join(q, always);
+                fo.next = NULL;
+                fo.tar_bytes = 0;
                 rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
         }
         streams_join(q, always); /* all ended already unless it failed */
@@ -782,9 +800,6 @@ static int build(struct pull *q, const char *staging, const char *name, struct o
         if (rc == 0)
                 rc = flatten(q, rootfs, &st, e);
         streams_join(q, always);
-        for (size_t i = 0; i < q->m.n_layers; i++) /* their space back before the image is finished */
-                if (q->plain[i])
-                        unlink(q->plain[i]);
         if (rc == 0) {
                 progress_stage(q->p, "inject", "banger-agent, the image's Env");
                 rc = oci_inject(rootfs, q->a->agent_bin, &q->cfg, &q->run, e);
@@ -878,11 +893,11 @@ static bool locked_cancelled(void *ud) {
 static void pull_done(struct pull *q) {
         for (size_t i = 0; i < q->m.n_layers; i++) { /* fetched largest first: a failure leaves holes */
                 free(q->layers ? q->layers[i] : NULL);
-                free(q->plain ? q->plain[i] : NULL);
         }
         free(q->layers);
-        free(q->plain);
         free(q->streams);
+        free(q->torn);
+        layer_pool_free(q->pool); /* (every stream joined: pull_build) */
         free(q->got);
         source_done(&q->src);
         free(q->blob_dir);
