@@ -209,6 +209,39 @@ static void test_stream(void **state) {
         assert_false(layer_stream_join(s, NULL, NULL));
         close(fd);
 
+        /* bytes after the gzip data (padding): the thread ends before the
+         * writer's word, and the word still makes it whole */
+        char *padded = xmalloc(glen + 4096);
+        memcpy(padded, gzdata, glen);
+        memset(padded + glen, 0, 4096);
+        s = layer_stream_new(p);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, padded, 0, glen + 4096);
+        for (int i = 0; i < 500 && !layer_stream_finished(s); i++)
+                usleep(10 * 1000);
+        assert_true(layer_stream_finished(s));
+        layer_stream_end(s, true);
+        assert_int_equal(layer_stream_size(s, &size), 1);
+        assert_int_equal(drain(s, &back, &blen, NULL), 0);
+        assert_int_equal(blen, tlen);
+        free(back);
+        assert_true(layer_stream_join(s, NULL, NULL));
+        close(fd);
+        /* and a try after that (the first one's bytes were read): not whole */
+        s = layer_stream_new(p);
+        fd = new_file("try1");
+        layer_stream_written(s, fd, 0);
+        feed(s, fd, padded, 0, glen + 4096);
+        for (int i = 0; i < 500 && !layer_stream_finished(s); i++)
+                usleep(10 * 1000);
+        layer_stream_written(s, fd, 0);
+        layer_stream_end(s, true);
+        assert_true(layer_stream_size(s, &size) < 0);
+        assert_false(layer_stream_join(s, NULL, NULL));
+        close(fd);
+        free(padded);
+
         /* the writer failed (a digest mismatch), or never said */
         assert_false(one_try(p, gzdata, glen, 0, tar, tlen));
         assert_false(one_try(p, gzdata, glen, -1, tar, tlen));

@@ -31,8 +31,8 @@ typedef ssize_t (*oci_read_fn)(void *ud, void *buf, size_t len);
 _warn_unused_ int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why);
 
 /* Where oci_gunzip_into inflates to, with no copy: get gives room (*buf,
- * *cap at least 64 KiB) or a negative errno; put says the first n bytes of
- * the room get last gave are data (n may be 0). */
+ * *cap > 0) or a negative errno; put says the first n bytes of the room get
+ * last gave are data (n may be 0). */
 struct oci_gunzip_sink {
         int (*get)(void *ud, uint8_t **buf, size_t *cap);
         int (*put)(void *ud, size_t n);

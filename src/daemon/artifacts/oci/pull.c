@@ -527,6 +527,7 @@ struct fetch {
         size_t *order, n, next; /* under q->mu */
         char *op_id;            /* the request's, for the log lines of every thread */
         size_t granted;         /* streams granted whose layer is still being fetched */
+        bool all_gzip;          /* every layer can have a stream (else none is of use: plain_bytes) */
         uint64_t total;
         int rc;                 /* the first failure's */
         struct op_error e;
@@ -539,7 +540,7 @@ static bool stream_granted(struct fetch *f, size_t i) {
         size_t live = f->granted;
         for (size_t k = 0; k < q->m.n_layers; k++)
                 live += q->streams[k] && !layer_stream_finished(q->streams[k]);
-        if (live >= STREAMS_MAX || !gzip_layer(&q->m.layers[i]))
+        if (live >= STREAMS_MAX || !f->all_gzip)
                 return false;
         f->granted++;
         return true;
@@ -606,8 +607,11 @@ static int fetch_layers(struct pull *q, struct op_error *e) {
         size_t n = q->m.n_layers, n_threads = n < FETCHES_MAX ? n : FETCHES_MAX, started = 0;
         struct fetch f = { .q = q, .n = n, .order = xcalloc(n + 1, sizeof(size_t)), .e = OP_ERROR_INIT,
                            .op_id = xstrdup(log_get_op_id()) };
-        for (size_t i = 0; i < n; i++)
+        f.all_gzip = layer_stream_supported();
+        for (size_t i = 0; i < n; i++) {
                 f.total += (uint64_t) q->m.layers[i].size;
+                f.all_gzip = f.all_gzip && gzip_layer(&q->m.layers[i]);
+        }
         progress_stage(q->p, "layers", "%zu, %.1f MiB", n, (double) f.total / (1 << 20));
         q->layers = xcalloc(n + 1, sizeof(char *));
         q->streams = xcalloc(n + 1, sizeof(*q->streams));
@@ -647,8 +651,10 @@ static void on_flatten(void *ud, size_t layer, size_t n_layers, uint64_t done, u
 }
 
 /* oci_flatten_opts.next. A layer that got no stream while fetched (all
- * STREAMS_MAX were busy) gets one over its cached blob now (the ended ones
- * joined first: no more threads than STREAMS_MAX and the flatten's). */
+ * STREAMS_MAX were busy, or its stream ended short before anything read it:
+ * plain_bytes) gets one over its cached blob now; the streams of the layers
+ * before it that have ended are joined first. (Those still checking their
+ * gzip data to its end run on beside: one thread each, and a chunk.) */
 static ssize_t next_stream(void *ud, size_t layer, const void **buf) {
         struct pull *q = ud;
         if (!buf) {
@@ -675,16 +681,18 @@ static ssize_t next_stream(void *ud, size_t layer, const void **buf) {
  * wrapped, several members), is below what the stream has inflated
  * already, or says more than deflate's 1032:1; at most 4 GiB a layer, and
  * the image made for it is sparse and shrunk after). */
-static uint64_t plain_bytes(const struct pull *q) {
+static uint64_t plain_bytes(struct pull *q) {
         uint64_t sum = 0;
         for (size_t i = 0; i < q->m.n_layers; i++) {
                 struct stat st;
                 unsigned char t[4];
                 uint64_t have = 0; /* no stream yet: the flatten starts one (next_stream) */
                 int r = -1;
-                if (q->streams[i])
-                        r = layer_stream_size(q->streams[i], &have);
-                else if (gzip_layer(&q->m.layers[i]) && layer_stream_supported())
+                if (q->streams[i] && (r = layer_stream_size(q->streams[i], &have)) < 0) {
+                        (void) stream_done(q, i, always); /* ended short, nothing read: next_stream starts another */
+                        have = 0;
+                }
+                if (!q->streams[i] && gzip_layer(&q->m.layers[i]) && layer_stream_supported())
                         r = 0;
                 if (r < 0)
                         return 0;
@@ -731,7 +739,8 @@ static int flatten(struct pull *q, const char *rootfs, struct oci_flatten_stats 
         int rc = oci_flatten((const char *const *) q->layers, n, rootfs, &fo, st, e);
         if (rc == 0 && fo.next && !streams_whole(q)) { /* the tars ended well, a gzip trailer did not */
                 unlink(rootfs);
-                rc = op_fail(e, -EAGAIN, "a layer's gzip data did not check out to its end");
+                rc = pull_cancelled(q) ? op_fail(e, -ECANCELED, "cancelled")
+                                       : op_fail(e, -EAGAIN, "a layer's gzip data did not check out to its end");
         }
         if (rc == -EAGAIN && fo.next) {
                 log_info("%s: %s; flattened again from the blobs", q->src.display, e->msg);

@@ -94,6 +94,7 @@ struct layer_stream {
         struct chunk *scratch; /* owned: where a discarding thread inflates when it had no chunk */
         _Atomic size_t held;  /* chunks from the pool in this stream */
         _Atomic bool reading, discard;
+        bool opened;          /* a try opened its file (in was set) */
         bool ended, ok, finished, joined;
         _Atomic bool stop;
         int rc; /* the thread's */
@@ -265,10 +266,8 @@ void layer_stream_written(void *ud, int fd, uint64_t bytes) {
         if (!s)
                 return;
         pthread_mutex_lock(&s->mu);
-        if (s->finished) {
-                /* nothing to feed */
-        } else if (bytes == 0) { /* a try opens its file */
-                if (s->avail > 0) {
+        if (bytes == 0) { /* a try opens its file */
+                if (s->avail > 0 || s->finished) {
                         s->stop = true; /* the thread may have read the earlier try's bytes */
                 } else {
                         if (s->in >= 0) /* nothing was read from the earlier try's */
@@ -276,10 +275,11 @@ void layer_stream_written(void *ud, int fd, uint64_t bytes) {
                         char self[64]; /* the writer's is write-only: the same file opened again to read */
                         snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
                         s->in = open(self, O_RDONLY | O_CLOEXEC);
+                        s->opened = s->in >= 0;
                         if (s->in < 0)
                                 s->stop = true;
                 }
-        } else if (!s->stop && s->in >= 0 && bytes > s->avail) {
+        } else if (!s->stop && !s->finished && s->in >= 0 && bytes > s->avail) {
                 s->avail = bytes;
         }
         pthread_cond_signal(&s->cond);
@@ -294,7 +294,7 @@ void layer_stream_end(struct layer_stream *s, bool ok) {
         pthread_mutex_lock(&s->mu);
         if (!s->ended) {
                 s->ended = true;
-                s->ok = ok && s->in >= 0;
+                s->ok = ok && s->opened; /* (the thread may have ended already: data after the gzip end) */
                 if (!s->ok)
                         s->stop = true;
         }
@@ -390,6 +390,12 @@ bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *u
         if (!s)
                 return false;
         layer_stream_end(s, false); /* a writer that never said it was done */
+        if (cancel && cancel(ud)) { /* at once: not inflating what is dropped for 100 ms first */
+                pthread_mutex_lock(&s->mu);
+                s->stop = true;
+                pthread_cond_broadcast(&s->cond);
+                pthread_mutex_unlock(&s->mu);
+        }
         layer_stream_discard(s);
         pthread_mutex_lock(&s->mu);
         while (!s->finished) {
