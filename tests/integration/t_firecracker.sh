@@ -233,8 +233,11 @@ real_fc() {
                 --work-seed "$(jq -r .work_seed_path <<<"$img")" --kernel-ref microvm-6.1 --init-mode fast >/dev/null || return 1
         B vm run --rm --vmm firecracker --image slim-fc --vcpu 1 --memory 512 -- cat /etc/os-release >"$TMP/real.out" 2>&1 ||
                 { cat "$TMP/real.out"; tail -20 "$LOG"; return 1; }
-        grep -q bookworm "$TMP/real.out" && expect_eq "$(B --json vm list | jq length)" 0 && expect_eq "$(ns_taps)" ""
+        grep -q bookworm "$TMP/real.out" || { cat "$TMP/real.out"; return 1; }
+        # --rm deletes in the daemon after the CLI has its exit status: a moment
+        wait_for 30 "the VM to be gone" real_fc_gone || real_fc_gone
 }
+real_fc_gone() { expect_eq "$(B --json vm list | jq length)" 0 && expect_eq "$(ns_taps)" ""; }
 why=$(real_fc_missing)
 if [ -n "$why" ]; then
         skip "a real Firecracker boots the slim image on microvm-6.1 and runs a command through the agent" "$why"

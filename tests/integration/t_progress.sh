@@ -128,8 +128,13 @@ kernel_tty() {
 t "kernel pull on a terminal: the download with percent, each stage left with its duration" kernel_tty
 
 register() {
-        "$BANGER" image register --name reg --rootfs "$TMP/bundle/rootfs.ext4" --kernel-ref debian-cloud-6.1 \
-                --init-mode fast >/dev/null
+        # a work seed of 512 MiB of data: each create copies it into the VM's
+        # work disk, so that "prepare disks" runs long enough to be seen
+        # running (without it a --no-start create takes ~30 ms here)
+        mkdir -p "$TMP/seed" && head -c 512M /dev/urandom >"$TMP/seed/noise" &&
+        truncate -s 600M "$TMP/seed.ext4" && mkfs.ext4 -q -F -d "$TMP/seed" "$TMP/seed.ext4" && rm -rf "$TMP/seed" &&
+        "$BANGER" image register --name reg --rootfs "$TMP/bundle/rootfs.ext4" --work-seed "$TMP/seed.ext4" \
+                --kernel-ref debian-cloud-6.1 --init-mode fast >/dev/null
 }
 t "an image on that kernel" register
 
@@ -141,9 +146,10 @@ create_tty_once() {
         grep -aEq "(^|$ESC\\[K)  prepare disks +[0-9.]+s  reg overlay" "$TMP/c.out"
 }
 create_tty() {
-        # A --no-start create takes ~0.1 s: the CLI's first status poll can come after
-        # it finished (a loaded machine), and then nothing was running to show. Three
-        # tries; a CLI that never draws the running stage fails all three.
+        # A --no-start create takes ~0.3 s (the seed's copy): the CLI's first status
+        # poll can still come after it finished (a loaded machine), and then nothing
+        # was running to show. Three tries; a CLI that never draws the running stage
+        # fails all three.
         local n; for n in live live2 live3; do
                 create_tty_once "$n" && return 0
                 "$BANGER" vm delete "$n" >/dev/null 2>&1 || return 1

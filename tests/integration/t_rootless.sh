@@ -123,6 +123,10 @@ run_rm() {
                 { cat "$RL/run.out"; rl_diag; return 1; }
         grep -q '^rootless-ok$' "$RL/run.out" && grep -q '^10\.0\.2\.2 *host\.banger\.internal' "$RL/run.out" ||
                 { cat "$RL/run.out"; return 1; }
+        # --rm deletes in the daemon after the CLI has its exit status: a moment
+        wait_for 30 "the VM to be gone" run_rm_gone || run_rm_gone
+}
+run_rm_gone() {
         expect_eq "$(U --json vm list | jq 'length')" 0 &&
         # nothing left but the daemon
         expect_eq "$(user_live | wc -l)" 1
