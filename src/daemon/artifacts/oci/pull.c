@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "artifacts/oci/archive.h"
+#include "artifacts/oci/blobcache.h"
 #include "artifacts/oci/flatten.h"
 #include "artifacts/oci/inject.h"
 #include "artifacts/oci/registry.h"
@@ -82,10 +83,6 @@ char *oci_ref_default_name(const char *ref) {
         free(why);
         oci_ref_done(&r);
         return name;
-}
-
-static char *blob_dir(const struct artifacts *a) {
-        return xasprintf("%s/oci/blobs/sha256", a->layout->cache_dir);
 }
 
 static void source_done(struct source *s) {
@@ -976,7 +973,7 @@ static int pull_locked(struct pull *q, const char *ref, json_t **ret, struct op_
 
 int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o, const struct progress *p,
              json_t **ret, struct op_error *err) {
-        struct pull q = { .a = a, .o = o, .outer = p, .blob_dir = blob_dir(a) };
+        struct pull q = { .a = a, .o = o, .outer = p, .blob_dir = oci_blob_dir(a) };
         q.locked = (struct progress) { locked_stage, locked_bytes, locked_cancelled, &q };
         q.p = &q.locked;
         pthread_mutex_init(&q.mu, NULL);
@@ -989,31 +986,5 @@ int oci_pull(struct artifacts *a, const char *ref, const struct oci_pull_opts *o
         int rc = pull_locked(&q, ref, ret, err);
         pthread_rwlock_unlock(&a->oci_cache_lock);
         pull_done(&q);
-        return rc;
-}
-
-/* Every blob (and any half-written one) goes; pulls in progress are waited for. */
-int oci_cache_prune(struct artifacts *a, bool dry_run, json_t **ret, struct op_error *err) {
-        _cleanup_free_ char *dir = blob_dir(a);
-        uint64_t bytes = 0, blobs = 0;
-        pthread_rwlock_wrlock(&a->oci_cache_lock);
-        _cleanup_(closedirp) DIR *d = opendir(dir);
-        struct dirent *de;
-        int rc = 0;
-        while (d && (de = readdir(d))) {
-                struct stat st;
-                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                if (!dry_run && unlinkat(dirfd(d), de->d_name, 0) < 0) {
-                        rc = op_fail(err, -errno, "removing %s/%s: %s", dir, de->d_name, strerror(errno));
-                        break;
-                }
-                bytes += (uint64_t) st.st_blocks * 512;
-                blobs++;
-        }
-        pthread_rwlock_unlock(&a->oci_cache_lock);
-        if (rc == 0)
-                *ret = json_pack("{s:I, s:I, s:b, s:s}", "blobs", (json_int_t) blobs, "bytes", (json_int_t) bytes,
-                                 "dry_run", dry_run, "dir", dir);
         return rc;
 }
