@@ -68,7 +68,7 @@ void put(struct archive *a, const struct ent *en) {
         archive_entry_set_size(e, en->type == AE_IFREG ? (la_int64_t) len : 0);
         int r = archive_write_header(a, e);
         if (r != ARCHIVE_OK)
-                print_message("%s: %s\n", en->path, archive_error_string(a));
+                print_message("# %s: %s\n", en->path, archive_error_string(a));
         assert_true(r == ARCHIVE_OK || r == ARCHIVE_WARN); /* WARN: a name not in the locale's charset */
         if (en->type == AE_IFREG && len)
                 assert_int_equal(archive_write_data(a, en->data, len), (la_ssize_t) len);
@@ -272,7 +272,7 @@ static int flatten_early(char **layers, size_t n, const char *out, const struct 
         if (ok && total && r == -EAGAIN) { /* as pull.c: again, the flatten decompressing the layers itself */
                 early_fallbacks++;
                 assert_false(exists(out));
-                print_message("early: %s\n", op_error_message(err));
+                print_message("# early: %s\n", op_error_message(err));
                 op_error_done(err);
                 r = oci_flatten((const char *const *) layers, n, out, o, st, err);
         }
@@ -289,7 +289,7 @@ static int flatten_early(char **layers, size_t n, const char *out, const struct 
 int flatten(char **layers, size_t n, const char *out, const struct oci_flatten_opts *o,
                    struct oci_flatten_stats *st, struct op_error *err) {
         static const struct oci_flatten_opts none = { 0 };
-        if (flatten_mode && !(o && (o->plain || o->subtree || o->without)))
+        if (flatten_mode && !(o && (o->subtree || o->without)))
                 return flatten_early(layers, n, out, o ? o : &none, st, err);
         return oci_flatten((const char *const *) layers, n, out, o, st, err);
 }
@@ -302,7 +302,7 @@ void assert_refused(char **layers, size_t n, const struct oci_flatten_opts *o, i
         if (r != want || (frag && !strstr(op_error_message(&err), frag)))
                 fail_msg("expected %d ('%s'), got %d: %s", want, frag ? frag : "", r, op_error_message(&err));
         assert_false(exists(out));
-        print_message("refused: %s\n", op_error_message(&err));
+        print_message("# refused: %s\n", op_error_message(&err));
         op_error_done(&err);
         free(out);
 }

@@ -875,7 +875,7 @@ static void flat_done(struct flat *f) {
         free(f->dir.buf);
 }
 
-/* Decompressed first (unless opts.plain has it), pass 1, mkfs, pass 2. */
+/* Decompressed first, pass 1, mkfs, pass 2. */
 static int flatten_two_pass(struct flat *f, const char *out_path, uint64_t *size, bool *created) {
         const char *const *plain = NULL;
         struct unpack *u = NULL;

@@ -76,10 +76,6 @@ struct oci_flatten_opts {
          * without leaves out what is below it (its own entry stays). A hard
          * link to a name outside the part is refused. */
         const char *subtree, *without;
-        /* NULL, or per layer: the path of that layer already decompressed
-         * (a plain tar the caller made, and removes), or NULL (the flatten
-         * decompresses the layer itself). Taken as it is. */
-        const char *const *plain;
         /* NULL, or (with neither subtree nor without) the layers' plain tars
          * are still being decompressed by the caller: next(ud, i, &buf) gives
          * layer i's (0-based) next piece at *buf, valid until the next call

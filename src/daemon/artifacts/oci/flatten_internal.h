@@ -145,7 +145,7 @@ int flat_layer_next(struct flat *f, struct layer_in *in, uint32_t idx, struct ar
 void flat_layer_close(struct layer_in *in);
 
 /* flatten_unpack.c: every compressed layer decompressed once (by up to one
- * thread per CPU; opts.plain's taken as they are) into a plain tar beside
+ * thread per CPU) into a plain tar beside
  * out_path; *ret_paths: the tar to read per layer. *ret (set even on
  * failure) goes to flat_unpack_done, which removes the temp tars. */
 struct unpack;

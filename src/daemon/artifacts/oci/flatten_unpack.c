@@ -18,13 +18,12 @@
 
 /* Every compressed layer is decompressed once, into a plain tar beside the
  * image (both passes then read that: the first skips data with lseek, the
- * second reads it), by up to one thread per CPU, unless the caller has it
- * decompressed already (opts.plain). Only the main thread talks to the
+ * second reads it), by up to one thread per CPU. Only the main thread talks to the
  * caller (progress, cancel); workers stop on `stop`. */
 struct unpack {
         struct flat *f;
         const char *out_path;
-        char **paths;        /* per layer: the plain tar to read (a temp file, the caller's or the layer itself) */
+        char **paths;        /* per layer: the plain tar to read (a temp file or the layer itself) */
         bool *temp;          /* paths[i] is ours to remove */
         int *rc;             /* per layer */
         char **why;          /* per layer: the failure */
@@ -60,10 +59,6 @@ static int unpack_gzip(struct unpack *u, size_t i, int in, char **why) {
 
 static int unpack_one(struct unpack *u, size_t i, char **why) {
         const char *src = u->f->layers[i];
-        if (u->f->o->plain && u->f->o->plain[i]) { /* the caller's, made while the layer was fetched */
-                u->paths[i] = xstrdup(u->f->o->plain[i]);
-                return 0;
-        }
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (in < 0)
                 return *why = xasprintf("cannot open: %s", strerror(errno)), -errno;

@@ -143,7 +143,7 @@ static int fd_put(void *ud, size_t n) {
         return n ? write_all(s->fd, s->buf, n) : 0;
 }
 
-int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why) {
+static int gunzip_to_fd(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why) {
         struct fd_sink fs = { .fd = out, .buf = xmalloc(OUT_BYTES) };
         struct oci_gunzip_sink sink = { .get = fd_get, .put = fd_put, .ud = &fs };
         int r = oci_gunzip_into(read_fn, ud, &sink, stop, ret_why);
@@ -157,5 +157,5 @@ static ssize_t fd_read(void *ud, void *buf, size_t len) {
 }
 
 int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why) {
-        return oci_gunzip_from(fd_read, &in, out, stop, ret_why);
+        return gunzip_to_fd(fd_read, &in, out, stop, ret_why);
 }

@@ -23,12 +23,9 @@
  * *ret_why is the caller's to free. */
 _warn_unused_ int oci_gunzip(int in, int out, const _Atomic bool *stop, char **ret_why);
 
-/* Where oci_gunzip_from reads: up to len bytes into buf; 0 at the end, or a
+/* Where oci_gunzip_into reads: up to len bytes into buf; 0 at the end, or a
  * negative errno (-EINTR: called again; -ECANCELED: stops as *stop does). */
 typedef ssize_t (*oci_read_fn)(void *ud, void *buf, size_t len);
-
-/* oci_gunzip, the gzip data read through read_fn. */
-_warn_unused_ int oci_gunzip_from(oci_read_fn read_fn, void *ud, int out, const _Atomic bool *stop, char **ret_why);
 
 /* Where oci_gunzip_into inflates to, with no copy: get gives room (*buf,
  * *cap > 0) or a negative errno; put says the first n bytes of the room get
@@ -39,6 +36,7 @@ struct oci_gunzip_sink {
         void *ud;
 };
 
-/* oci_gunzip_from, the data inflated into sink's room. */
+/* oci_gunzip, the gzip data read through read_fn and inflated into sink's
+ * room. */
 _warn_unused_ int oci_gunzip_into(oci_read_fn read_fn, void *ud, const struct oci_gunzip_sink *sink,
                                   const _Atomic bool *stop, char **ret_why);
