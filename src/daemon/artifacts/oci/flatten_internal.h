@@ -145,9 +145,9 @@ int flat_layer_next(struct flat *f, struct layer_in *in, uint32_t idx, struct ar
 void flat_layer_close(struct layer_in *in);
 
 /* flatten_unpack.c: every compressed layer decompressed once (by up to one
- * thread per CPU) into a plain tar beside
- * out_path; *ret_paths: the tar to read per layer. *ret (set even on
- * failure) goes to flat_unpack_done, which removes the temp tars. */
+ * thread per CPU) into a plain tar beside out_path; *ret_paths: the tar to
+ * read per layer. *ret (set even on failure) goes to flat_unpack_done, which
+ * removes the temp tars. */
 struct unpack;
 int flat_unpack(struct flat *f, const char *out_path, struct unpack **ret, const char *const **ret_paths);
 void flat_unpack_done(struct unpack *u);

@@ -18,8 +18,8 @@
 
 /* Every compressed layer is decompressed once, into a plain tar beside the
  * image (both passes then read that: the first skips data with lseek, the
- * second reads it), by up to one thread per CPU. Only the main thread talks to the
- * caller (progress, cancel); workers stop on `stop`. */
+ * second reads it), by up to one thread per CPU. Only the main thread talks
+ * to the caller (progress, cancel); workers stop on `stop`. */
 struct unpack {
         struct flat *f;
         const char *out_path;
