@@ -108,6 +108,20 @@ static int new_file(const char *name) {
         return fd;
 }
 
+/* A new stream fed data[0..len) by one try (*ret_fd), once its thread has
+ * ended: with bytes after the gzip data, that is before the writer's word. */
+static struct layer_stream *fed_to_end(struct layer_pool *p, const char *data, size_t len, int *ret_fd) {
+        struct layer_stream *s = layer_stream_new(p);
+        assert_non_null(s);
+        *ret_fd = new_file("try1");
+        layer_stream_written(s, *ret_fd, 0);
+        feed(s, *ret_fd, data, 0, len);
+        for (int i = 0; i < 500 && !layer_stream_finished(s); i++)
+                usleep(10 * 1000);
+        assert_true(layer_stream_finished(s));
+        return s;
+}
+
 /* All of the stream's plain tar read (layer_stream_next) into *ret (the
  * caller's to free, with *ret_len); 0 when it was whole, else negative. */
 static ssize_t drain(struct layer_stream *s, char **ret, size_t *ret_len, bool (*cancel)(void *ud)) {
@@ -214,13 +228,7 @@ static void test_stream(void **state) {
         char *padded = xmalloc(glen + 4096);
         memcpy(padded, gzdata, glen);
         memset(padded + glen, 0, 4096);
-        s = layer_stream_new(p);
-        fd = new_file("try1");
-        layer_stream_written(s, fd, 0);
-        feed(s, fd, padded, 0, glen + 4096);
-        for (int i = 0; i < 500 && !layer_stream_finished(s); i++)
-                usleep(10 * 1000);
-        assert_true(layer_stream_finished(s));
+        s = fed_to_end(p, padded, glen + 4096, &fd);
         layer_stream_end(s, true);
         assert_int_equal(layer_stream_size(s, &size), 1);
         assert_int_equal(drain(s, &back, &blen, NULL), 0);
@@ -229,12 +237,7 @@ static void test_stream(void **state) {
         assert_true(layer_stream_join(s, NULL, NULL));
         close(fd);
         /* and a try after that (the first one's bytes were read): not whole */
-        s = layer_stream_new(p);
-        fd = new_file("try1");
-        layer_stream_written(s, fd, 0);
-        feed(s, fd, padded, 0, glen + 4096);
-        for (int i = 0; i < 500 && !layer_stream_finished(s); i++)
-                usleep(10 * 1000);
+        s = fed_to_end(p, padded, glen + 4096, &fd);
         layer_stream_written(s, fd, 0);
         layer_stream_end(s, true);
         assert_true(layer_stream_size(s, &size) < 0);

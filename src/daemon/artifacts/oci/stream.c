@@ -390,21 +390,15 @@ bool layer_stream_join(struct layer_stream *s, bool (*cancel)(void *ud), void *u
         if (!s)
                 return false;
         layer_stream_end(s, false); /* a writer that never said it was done */
-        if (cancel && cancel(ud)) { /* at once: not inflating what is dropped for 100 ms first */
-                pthread_mutex_lock(&s->mu);
-                s->stop = true;
-                pthread_cond_broadcast(&s->cond);
-                pthread_mutex_unlock(&s->mu);
-        }
         layer_stream_discard(s);
         pthread_mutex_lock(&s->mu);
         while (!s->finished) {
-                struct timespec ts = wall_deadline(100);
-                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
-                if (!s->finished && cancel && cancel(ud)) {
+                if (cancel && cancel(ud)) { /* before each wait: no inflating of what is dropped */
                         s->stop = true;
                         pthread_cond_broadcast(&s->cond);
                 }
+                struct timespec ts = wall_deadline(100);
+                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
         }
         pthread_mutex_unlock(&s->mu);
         (void) layer_stream_finished(s); /* joins the thread */
